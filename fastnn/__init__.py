@@ -1,0 +1,56 @@
+"""fastnn: fast CPU training of neural networks with Numba kernels and a PyTorch-shaped API.
+
+>>> import fastnn as fnn
+>>> x = fnn.Tensor([1.0, 2.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+array([2., 4.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from . import kernels
+from ._dtype import get_default_dtype, set_default_dtype
+from ._warmup import warmup
+from .gradcheck import GradcheckError, GradcheckReport, gradcheck
+from .graph import (
+    Tensor,
+    activation,
+    exp,
+    is_grad_enabled,
+    log,
+    maximum,
+    no_grad,
+    relu,
+    sigmoid,
+    tanh,
+)
+
+try:
+    __version__ = _version("fastnn")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "GradcheckError",
+    "GradcheckReport",
+    "Tensor",
+    "__version__",
+    "activation",
+    "exp",
+    "get_default_dtype",
+    "gradcheck",
+    "is_grad_enabled",
+    "kernels",
+    "log",
+    "maximum",
+    "no_grad",
+    "relu",
+    "set_default_dtype",
+    "sigmoid",
+    "tanh",
+    "warmup",
+]

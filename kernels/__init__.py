@@ -1,0 +1,10 @@
+"""fastnn's Numba kernels, shipped as ``fastnn.kernels``.
+
+Pure functions on NumPy arrays that compute, in place, into buffers they are handed.
+This package never imports ``fastnn``: the Python layer decides what to compute and owns
+the buffers; the kernels compute. Inside this package, imports are relative.
+"""
+
+from . import activations
+
+__all__ = ["activations"]

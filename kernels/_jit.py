@@ -1,0 +1,117 @@
+"""The one JIT policy that every fastnn kernel is compiled with.
+
+- Lazy compilation (no explicit signatures): an eager signature list would move every
+  kernel's compilation (seconds) into every cold ``import fastnn``; lazily, a process only
+  compiles what it runs, and the on-disk cache makes the second process warm.
+- ``nogil``: kernels release the GIL, so a caller may overlap them with Python work.
+- ``FASTMATH`` lets LLVM reassociate, contract into FMAs and use approximate functions,
+  but keeps the NaN/Inf semantics (no ``nnan``/``ninf``): ``fastmath=True`` would let LLVM
+  delete the very ``isfinite`` checks that stop a diverging run.
+- ``cache=True`` with a fallback: Numba raises ``RuntimeError: cannot cache function ...
+  no locator available`` at decoration time when neither the package folder nor the user
+  cache directory is writable (a read-only install). Then we warn once and compile
+  without a cache rather than fail the import.
+
+Each kernel is compiled twice from the same Python source: ``k.serial`` (``prange`` runs
+as ``range``) and ``k.parallel`` (``parallel=True``). Launching Numba's thread pool costs
+microseconds, which dominates a small batch, so the Python layer picks one per call
+(``k(n)``) by the amount of work. The two variants get distinct qualnames, because Numba's
+cache index is keyed by the qualname and signature but not by the ``parallel`` flag.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+
+import numba
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+#: Element count above which the ``parallel`` variant of an elementwise kernel is used.
+#: Below it, the cost of waking the thread pool (several µs) exceeds the work saved.
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+_ALL_KERNELS: list[Kernel] = []
+_cache_warned = False
+
+
+def _compile(py_func, parallel: bool):
+    """Return a Numba dispatcher for ``py_func`` under the project's policy."""
+    global _cache_warned
+    options = dict(nogil=True, fastmath=set(FASTMATH), parallel=parallel, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(py_func)
+    except RuntimeError as exc:  # a read-only install: no cache locator is writable
+        if "no locator available" not in str(exc):
+            raise
+        if not _cache_warned:
+            warnings.warn(
+                "fastnn: no writable directory for Numba's kernel cache "
+                f"({exc}); kernels will be compiled in every process. "
+                "Set NUMBA_CACHE_DIR to a writable directory to cache them.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            _cache_warned = True
+        return numba.njit(cache=False, **options)(py_func)
+
+
+def _renamed(py_func, suffix: str):
+    """A copy of ``py_func`` whose qualname (hence cache file) carries ``suffix``."""
+    fn = types.FunctionType(
+        py_func.__code__,
+        py_func.__globals__,
+        py_func.__name__ + suffix,
+        py_func.__defaults__,
+        py_func.__closure__,
+    )
+    fn.__qualname__ = py_func.__qualname__ + suffix
+    fn.__doc__ = py_func.__doc__
+    fn.__module__ = py_func.__module__
+    return fn
+
+
+class Kernel:
+    """A kernel compiled both serially and in parallel from one Python function.
+
+    Calling ``kernel(work)`` returns the variant to use for ``work`` elements.
+    ``kernel.serial`` and ``kernel.parallel`` are the two Numba dispatchers.
+    """
+
+    __slots__ = ("py_func", "serial", "parallel", "min_parallel", "__name__")
+
+    def __init__(self, py_func, min_parallel: int = PARALLEL_MIN_ELEMENTS):
+        self.py_func = py_func
+        self.__name__ = py_func.__name__
+        self.serial = _compile(_renamed(py_func, "__serial"), parallel=False)
+        self.parallel = _compile(py_func, parallel=True)
+        self.min_parallel = min_parallel
+        _ALL_KERNELS.append(self)
+
+    def __call__(self, work: int):
+        return self.parallel if work >= self.min_parallel else self.serial
+
+    def __repr__(self) -> str:
+        return f"<fastnn kernel {self.py_func.__module__}.{self.__name__}>"
+
+
+def kernel(py_func=None, *, min_parallel: int = PARALLEL_MIN_ELEMENTS):
+    """Decorator: compile ``py_func`` under the policy as a :class:`Kernel` (serial + parallel)."""
+    if py_func is None:
+        return lambda f: Kernel(f, min_parallel=min_parallel)
+    return Kernel(py_func, min_parallel=min_parallel)
+
+
+def jit(py_func):
+    """Decorator: compile ``py_func`` under the policy as one serial dispatcher.
+
+    For helpers called from other kernels, and for kernels whose work is never large
+    enough to pay for threads.
+    """
+    return _compile(py_func, parallel=False)
+
+
+def all_kernels() -> list[Kernel]:
+    """Every :class:`Kernel` defined so far (for diagnostics)."""
+    return list(_ALL_KERNELS)

@@ -1,0 +1,195 @@
+"""Elementwise activations: forward writes the output *and* the local gradient.
+
+Backpropagation as in the seeds: the forward pass computes each gate's local gradient
+``d = dy/dz`` and keeps it; the backward pass only multiplies it by the incoming gradient
+(``dz = dy_out * d``, the chain rule). Storing ``d`` costs one write in the forward pass
+and saves the backward pass from recomputing ``exp``/``erf``/``tanh``.
+
+Activation codes (``code`` arguments) and the formulas, with ``alpha`` the one parameter:
+
+==========  ==  ============================================  ===============================
+name        #   y(z)                                          dy/dz
+==========  ==  ============================================  ===============================
+identity    0   z                                             1
+relu        1   max(z, 0)                                     1 if z > 0 else 0
+leaky_relu  2   z if z > 0 else alpha*z                       1 if z > 0 else alpha
+elu         3   z if z > 0 else alpha*(exp(z) - 1)            1 if z > 0 else y + alpha
+sigmoid     4   1 / (1 + exp(-z))                             y (1 - y)
+tanh        5   tanh(z)                                       1 - y^2
+gelu        6   z Phi(z),  Phi(z) = (1 + erf(z/sqrt2))/2      Phi(z) + z phi(z)
+gelu_tanh   7   z (1 + tanh(u))/2, u = k (z + c z^3)          (1+t)/2 + z (1-t^2) k (1+3c z^2)/2
+silu        8   z sigmoid(z)                                  s (1 + z (1 - s))
+==========  ==  ============================================  ===============================
+
+with ``k = sqrt(2/pi)``, ``c = 0.044715`` and ``t = tanh(u)``: PyTorch's formulas, including
+the subgradient 0 of relu at 0. PReLU has a learned slope per channel and its own kernels.
+All kernels are generic over float32 and float64 and compute in the array's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, kernel
+from ._typed import typed
+
+IDENTITY = 0
+RELU = 1
+LEAKY_RELU = 2
+ELU = 3
+SIGMOID = 4
+TANH = 5
+GELU = 6
+GELU_TANH = 7
+SILU = 8
+
+#: name → code, for the Python layer.
+CODES = {
+    "identity": IDENTITY,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "elu": ELU,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "gelu": GELU,
+    "gelu_tanh": GELU_TANH,
+    "silu": SILU,
+}
+
+#: Elements per chunk of the parallel loops. Fixed (never derived from the thread count),
+#: so that the split of the work, and any order of summation, depends on the data alone.
+CHUNK = 4096
+
+
+@jit
+def sigmoid_point(z):
+    """Overflow-free logistic function in ``z``'s dtype: exp only of a non-positive number."""
+    one = typed(z, 1.0)
+    if z >= 0:
+        return one / (one + np.exp(-z))
+    e = np.exp(z)
+    return e / (one + e)
+
+
+@jit
+def activation_point(code, z, alpha):
+    """``(y, dy/dz)`` of activation ``code`` at the scalar ``z`` (see the module table)."""
+    one = typed(z, 1.0)
+    zero = typed(z, 0.0)
+    if code == RELU:
+        if z > zero:
+            return z, one
+        return zero, zero
+    if code == IDENTITY:
+        return z, one
+    if code == LEAKY_RELU:
+        if z > zero:
+            return z, one
+        a = typed(z, alpha)
+        return a * z, a
+    if code == ELU:
+        if z > zero:
+            return z, one
+        a = typed(z, alpha)
+        y = a * np.expm1(z)
+        return y, y + a
+    if code == SIGMOID:
+        s = sigmoid_point(z)
+        return s, s * (one - s)
+    if code == TANH:
+        t = np.tanh(z)
+        return t, one - t * t
+    if code == GELU:
+        half = typed(z, 0.5)
+        cdf = half * (one + math.erf(z * typed(z, 0.7071067811865476)))
+        pdf = typed(z, 0.3989422804014327) * np.exp(-half * z * z)
+        return z * cdf, cdf + z * pdf
+    if code == GELU_TANH:
+        half = typed(z, 0.5)
+        k = typed(z, 0.7978845608028654)
+        c = typed(z, 0.044715)
+        t = np.tanh(k * (z + c * z * z * z))
+        dt = half * z * (one - t * t) * k * (one + typed(z, 3.0) * c * z * z)
+        return half * z * (one + t), half * (one + t) + dt
+    if code == SILU:
+        s = sigmoid_point(z)
+        return z * s, s * (one + z * (one - s))
+    return z, one
+
+
+@kernel
+def activation_forward(code, alpha, x, y, d):
+    """y = act(x) and, if ``d.size``, d = act'(x): flat arrays of length n.
+
+    Parameters: code (int, the module table), alpha (float), x (n,) input,
+    y (n,) output, d (n,) or (0,) the local gradient (skipped when empty).
+    Parallel over fixed chunks of CHUNK elements: no reduction, so any split is exact.
+    """
+    n = x.shape[0]
+    store_d = d.shape[0] == n
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            yi, di = activation_point(code, x[i], alpha)
+            y[i] = yi
+            if store_d:
+                d[i] = di
+
+
+@kernel
+def activation_backward(dy, d, dx):
+    """dx = dy * d (the chain rule through a cached local gradient); flat arrays of length n."""
+    n = dy.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            dx[i] = dy[i] * d[i]
+
+
+@kernel
+def prelu_forward(x, weight, y):
+    """PReLU: y[i, j] = x[i, j] if x[i, j] > 0 else w[j] * x[i, j].
+
+    x, y: (N, C); weight: (C,), or (1,) for one slope shared by all channels.
+    Parallel over rows: each row is independent.
+    """
+    n, c = x.shape
+    shared = weight.shape[0] == 1
+    zero = typed(weight[0], 0.0)
+    for i in prange(n):
+        for j in range(c):
+            w = weight[0] if shared else weight[j]
+            v = x[i, j]
+            y[i, j] = v if v > zero else w * v
+
+
+@kernel
+def prelu_backward(dy, x, weight, dx, partial):
+    """PReLU backward: dx = dy * (1 if x > 0 else w); dw[j] = sum_i dy[i, j] * min(x[i, j], 0).
+
+    dy, x, dx: (N, C); weight: (C,) or (1,); partial: (ceil(N / 64), C) scratch that receives
+    per-chunk sums of dw over fixed chunks of 64 rows. The caller sums ``partial`` over axis 0
+    (in order), which keeps dw bit-identical whatever the thread count. ``dx`` may be empty
+    (shape (0, C)) when the input needs no gradient.
+    """
+    n, c = x.shape
+    shared = weight.shape[0] == 1
+    want_dx = dx.shape[0] == n
+    zero = typed(weight[0], 0.0)
+    rows = 64
+    for b in prange(partial.shape[0]):
+        for j in range(c):
+            partial[b, j] = zero
+        for i in range(b * rows, min(n, (b + 1) * rows)):
+            for j in range(c):
+                w = weight[0] if shared else weight[j]
+                v = x[i, j]
+                g = dy[i, j]
+                if v > zero:
+                    if want_dx:
+                        dx[i, j] = g
+                else:
+                    if want_dx:
+                        dx[i, j] = g * w
+                    partial[b, j] += g * v

@@ -1,0 +1,259 @@
+"""The graph layer: the seeds' worked examples, the gates, broadcasting, errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+
+def t(v, grad=True):
+    return fnn.Tensor(np.asarray(v, dtype=np.float64), requires_grad=grad)
+
+
+# ------------------------------------------------------------- the seeds' examples
+def test_seed_add_then_mul():
+    # f = (x + y) * z at x=-2, y=5, z=-4: q = 3, f = -12; df/dx = df/dy = z = -4, df/dz = q = 3.
+    x, y, z = t(-2.0), t(5.0), t(-4.0)
+    q = x + y
+    f = q * z
+    f.backward()
+    assert f.item() == -12.0
+    assert (x.grad, y.grad, z.grad) == (-4.0, -4.0, 3.0)
+    assert q.grad == -4.0  # the global gradient arriving at q is z
+
+
+def _neuron_expected():
+    w0, x0, w1, x1, w2 = 2.0, -1.0, -3.0, -2.0, -3.0
+    s = 1.0 / (1.0 + math.exp(-(w0 * x0 + w1 * x1 + w2)))
+    local = s * (1.0 - s)  # the sigmoid gate's local gradient
+    return s, {"w0": x0 * local, "x0": w0 * local, "w1": x1 * local, "x1": w1 * local,
+               "w2": local}
+
+
+def test_seed_sigmoid_neuron_from_primitive_gates():
+    v = {k: t(val) for k, val in dict(w0=2.0, x0=-1.0, w1=-3.0, x1=-2.0, w2=-3.0).items()}
+    dot = v["w0"] * v["x0"] + v["w1"] * v["x1"] + v["w2"]
+    neg = -dot
+    e = fnn.exp(neg)
+    denom = e + 1.0
+    f = 1.0 / denom
+    f.backward()
+    s, grads = _neuron_expected()
+    assert abs(f.item() - s) < 1e-12 and abs(s - 0.73) < 0.01
+    for k, g in grads.items():
+        assert abs(v[k].grad - g) < 1e-9, k
+    # The seed's intermediate steps: 1/x at 1.37 gives -1/1.37^2 = -0.53, then e^-1 * -0.53.
+    assert abs(denom.grad - (-1.0 / (1.0 + math.exp(-1.0)) ** 2)) < 1e-12
+    assert abs(neg.grad - denom.grad * math.exp(-1.0)) < 1e-12
+    # The rounded numbers of the seed, for the reader: dw0 -0.20, dx0 0.39, dw1 -0.39, ...
+    rounded = {"w0": -0.20, "x0": 0.39, "w1": -0.39, "x1": -0.59, "w2": 0.20}
+    for k, r in rounded.items():
+        assert round(float(v[k].grad), 2) == r, k
+
+
+def test_seed_sigmoid_neuron_with_the_sigmoid_gate():
+    v = {k: t(val) for k, val in dict(w0=2.0, x0=-1.0, w1=-3.0, x1=-2.0, w2=-3.0).items()}
+    f = fnn.sigmoid(v["w0"] * v["x0"] + v["w1"] * v["x1"] + v["w2"])
+    f.backward()
+    s, grads = _neuron_expected()
+    assert abs(f.item() - s) < 1e-12
+    for k, g in grads.items():
+        assert abs(v[k].grad - g) < 1e-9, k
+
+
+def test_add_gate_distributes():
+    a, b = t([1.0, 2.0]), t([3.0, 4.0])
+    (a + b).backward(np.array([5.0, -7.0]))
+    np.testing.assert_array_equal(a.grad, [5.0, -7.0])
+    np.testing.assert_array_equal(b.grad, [5.0, -7.0])
+    a.grad[0] = 99.0  # each input owns its gradient: no aliasing between them
+    assert b.grad[0] == 5.0
+
+
+def test_mul_gate_switches():
+    a, b = t([2.0, -3.0]), t([5.0, 7.0])
+    (a * b).backward(np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(a.grad, [5.0, 70.0])  # the other input's value
+    np.testing.assert_array_equal(b.grad, [2.0, -30.0])
+
+
+def test_max_gate_routes_and_splits_ties():
+    a, b = t([1.0, 5.0, 2.0]), t([3.0, 4.0, 2.0])
+    fnn.maximum(a, b).backward(np.array([10.0, 20.0, 30.0]))
+    np.testing.assert_array_equal(a.grad, [0.0, 20.0, 15.0])  # tie: half each, as torch
+    np.testing.assert_array_equal(b.grad, [10.0, 0.0, 15.0])
+
+
+def test_fan_out_sums():
+    x = t(3.0)
+    (x * x + x).backward()  # d/dx (x^2 + x) = 2x + 1
+    assert x.grad == 7.0
+
+
+def test_leaf_gradients_accumulate_across_calls_intermediates_do_not():
+    x, w = t([1.0, 2.0]), t([3.0, -1.0])
+    h = x * w
+    loss = h.sum()
+    loss.backward()
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 4.0])
+    np.testing.assert_array_equal(h.grad, [1.0, 1.0])
+    w.grad = None
+    (x * w).sum().backward()
+    np.testing.assert_array_equal(w.grad, [1.0, 2.0])
+
+
+def test_no_grad_records_nothing():
+    x = t([1.0, 2.0])
+    with fnn.no_grad():
+        y = fnn.relu(x * 2.0)
+    assert not y.requires_grad and y._parents == ()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+    assert fnn.is_grad_enabled()
+
+
+def test_deep_graph_has_no_recursion_limit():
+    x = t(1.0)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0 + 0.0
+    y.backward()
+    assert x.grad == 1.0
+
+
+def test_two_layer_net_of_the_seeds():
+    # f = W2 . max(0, W1 x), the seeds' two-layer network, gradient-checked in float64.
+    rng = np.random.default_rng(0)
+    W1, W2, x = rng.standard_normal((5, 4)), rng.standard_normal((3, 5)), rng.standard_normal(4)
+    fnn.gradcheck(lambda W1, W2, x: W2 @ fnn.maximum(0.0, W1 @ x), [W1, W2, x])
+    fnn.gradcheck(lambda W1, W2, x: W2 @ fnn.relu(W1 @ x), [W1, W2, x])
+
+
+# --------------------------------------------------------- every op, with broadcasting
+SHAPE_PAIRS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3)), ((5,), ())]
+
+
+def _pos(shape, rng):
+    return rng.uniform(0.5, 2.0, shape)
+
+
+@pytest.mark.parametrize("sa,sb", SHAPE_PAIRS)
+@pytest.mark.parametrize(
+    "op",
+    [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b, lambda a, b: a / b,
+     lambda a, b: fnn.maximum(a, b), lambda a, b: b - a * 2.0 + 1.0 / a],
+    ids=["add", "sub", "mul", "div", "maximum", "mixed_with_scalars"],
+)
+def test_binary_ops_gradcheck_with_broadcasting(op, sa, sb):
+    rng = np.random.default_rng(1)
+    a, b = _pos(sa, rng), _pos(sb, rng)
+    fnn.gradcheck(op, [a, b])
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (2, 3, 4)])
+@pytest.mark.parametrize(
+    "op",
+    [fnn.exp, fnn.sigmoid, fnn.tanh, fnn.relu, lambda x: -x, lambda x: x**3,
+     lambda x: x**2, lambda x: x.sum(), lambda x: x.mean(), lambda x: 2.0 ** 0 * x.T,
+     lambda x: x.reshape(-1), lambda x: fnn.activation(x, "gelu"),
+     lambda x: fnn.activation(x, "elu", 0.7), lambda x: fnn.activation(x, "silu")],
+    ids=["exp", "sigmoid", "tanh", "relu", "neg", "pow3", "square", "sum", "mean",
+         "T", "reshape", "gelu", "elu", "silu"],
+)
+def test_unary_ops_gradcheck(op, shape):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.3, 2.0, shape) * rng.choice([-1, 1], shape)
+    fnn.gradcheck(op, [x])
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5)])
+@pytest.mark.parametrize("op", [fnn.log, lambda x: x**-0.5, lambda x: x**0.5],
+                         ids=["log", "pow-minus-half", "sqrt"])
+def test_positive_domain_ops_gradcheck(op, shape):
+    fnn.gradcheck(op, [np.random.default_rng(5).uniform(0.3, 2.0, shape)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, (0, 2), -1])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions_over_axes(axis, keepdims):
+    x = np.random.default_rng(3).standard_normal((2, 3, 4))
+    fnn.gradcheck(lambda x: x.sum(axis=axis, keepdims=keepdims) * 1.5, [x])
+    fnn.gradcheck(lambda x: x.mean(axis=axis, keepdims=keepdims), [x])
+    assert fnn.Tensor(x).mean(axis=axis, keepdims=keepdims).data.shape == x.mean(
+        axis=axis, keepdims=keepdims).shape
+
+
+@pytest.mark.parametrize(
+    "sa,sb", [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,)),
+              ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((1, 3, 4), (2, 4, 5))]
+)
+def test_matmul_gradcheck(sa, sb):
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    fnn.gradcheck(lambda a, b: a @ b, [a, b])
+    np.testing.assert_allclose((fnn.Tensor(a) @ fnn.Tensor(b)).data, a @ b)
+
+
+def test_ops_with_arrays_and_numbers_on_either_side():
+    x = t([1.0, 2.0])
+    y = np.array([3.0, 4.0]) * x + 1.0 - np.ones(2) / x
+    y = 2.0 - y
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, -(np.array([3.0, 4.0]) + 1.0 / np.array([1.0, 4.0])))
+
+
+# --------------------------------------------------------------------------- dtypes
+def test_float32_stays_float32():
+    x = fnn.Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    y = fnn.sigmoid(x * 2.0 + 1) / 3
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_default_dtype_for_numbers_and_ints():
+    assert fnn.Tensor(1.5).dtype == np.float32
+    assert fnn.Tensor([1, 2]).dtype == np.float32
+    assert fnn.Tensor(np.arange(3)).dtype == np.float32
+    assert fnn.Tensor(np.arange(3.0)).dtype == np.float64
+    fnn.set_default_dtype("float64")
+    try:
+        assert fnn.Tensor(1.5).dtype == np.float64
+    finally:
+        fnn.set_default_dtype(np.float32)
+
+
+# ----------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "bad,what",
+    [(np.array(["a", "b"]), "string"), (np.array([1 + 2j]), "complex"),
+     (np.array([object()]), "object"), (np.array([True]), "bool"), ("text", "string")],
+)
+def test_non_numeric_data_is_a_type_error(bad, what):
+    with pytest.raises(TypeError, match=what):
+        fnn.Tensor(bad)
+
+
+def test_matmul_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5, 2\)"):
+        fnn.Tensor(np.ones((3, 4))) @ fnn.Tensor(np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\).*\(3, 4, 5\)"):
+        fnn.Tensor(np.ones((2, 3, 4))) @ fnn.Tensor(np.ones((3, 4, 5)))
+
+
+def test_backward_on_non_scalar_needs_a_gradient():
+    x = t([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2.0).backward()
+    with pytest.raises(ValueError, match="shape"):
+        (x * 2.0).backward(np.ones(3))
+
+
+def test_bad_dtype_and_exponent():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fnn.Tensor([1.0], dtype="int32")
+    with pytest.raises(TypeError, match="exponent"):
+        t(2.0) ** t(3.0)
