@@ -65,3 +65,118 @@ def prelu_backward(dy, x, weight):
     if w.shape[0] == 1:
         dw = np.array([dw.sum()])
     return dx, dw
+
+
+def dense_forward(x, W, b, name="identity", alpha=0.0):
+    """(y, d) of y = act(x @ W + b)."""
+    z = _f64(x) @ _f64(W) + (_f64(b) if b is not None and len(b) else 0.0)
+    return activation(name, z, alpha)
+
+
+def dense_backward(dy, x, W, b, name="identity", alpha=0.0):
+    """(dx, dW, db) of y = act(x @ W + b)."""
+    _, d = dense_forward(x, W, b, name, alpha)
+    dz = _f64(dy) * d
+    return dz @ _f64(W).T, _f64(x).T @ dz, dz.sum(axis=0)
+
+
+def batchnorm_forward_train(x, gamma, beta, eps, momentum, running_mean, running_var,
+                            name="identity", alpha=0.0):
+    """(y, d, new_running_mean, new_running_var) of training-mode BatchNorm1d + activation."""
+    x = _f64(x)
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    y, d = activation(name, _f64(gamma) * xhat + _f64(beta), alpha)
+    rm = (1 - momentum) * _f64(running_mean) + momentum * mean
+    rv = (1 - momentum) * _f64(running_var) + momentum * var * n / (n - 1)
+    return y, d, rm, rv
+
+
+def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, name="identity",
+                           alpha=0.0):
+    xhat = (_f64(x) - _f64(running_mean)) / np.sqrt(_f64(running_var) + eps)
+    return activation(name, _f64(gamma) * xhat + _f64(beta), alpha)
+
+
+def batchnorm_backward(dy, x, gamma, eps, name="identity", alpha=0.0, beta=None):
+    """(dx, dgamma, dbeta) of training-mode BatchNorm1d + activation, by the textbook chain."""
+    x, gamma = _f64(x), _f64(gamma)
+    beta = np.zeros_like(gamma) if beta is None else _f64(beta)
+    n = x.shape[0]
+    mean = x.mean(axis=0)
+    xc = x - mean
+    var = (xc**2).mean(axis=0)
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    _, d = activation(name, gamma * xhat + beta, alpha)
+    dz = _f64(dy) * d
+    dbeta = dz.sum(axis=0)
+    dgamma = (dz * xhat).sum(axis=0)
+    dxhat = dz * gamma
+    dvar = (dxhat * xc * -0.5 * std**-3).sum(axis=0)
+    dmean = (-dxhat / std).sum(axis=0) + dvar * (-2.0 * xc).mean(axis=0)
+    dx = dxhat / std + dvar * 2.0 * xc / n + dmean / n
+    return dx, dgamma, dbeta
+
+
+def softmax_cross_entropy(logits, labels):
+    """(loss, dlogits) of the mean softmax cross-entropy."""
+    z = _f64(logits)
+    n = z.shape[0]
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    loss = -np.log(p[np.arange(n), labels]).mean()
+    grad = p.copy()
+    grad[np.arange(n), labels] -= 1.0
+    return loss, grad / n
+
+
+def multiclass_hinge(scores, labels, margin=1.0):
+    """(loss, dscores) of the mean multiclass SVM loss (sum over wrong classes)."""
+    s = _f64(scores)
+    n = s.shape[0]
+    correct = s[np.arange(n), labels][:, None]
+    m = s - correct + margin
+    m[np.arange(n), labels] = 0.0
+    active = (m > 0).astype(np.float64)
+    grad = active.copy()
+    grad[np.arange(n), labels] = -active.sum(axis=1)
+    return np.maximum(m, 0).sum() / n, grad / n
+
+
+def mse(pred, target):
+    r = _f64(pred) - _f64(target)
+    return (r**2).mean(), 2.0 * r / r.size
+
+
+def bce_with_logits(logits, target):
+    z, t = _f64(logits), _f64(target)
+    p = 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(divide="ignore"):
+        loss = -(t * np.log(p) + (1 - t) * np.log1p(-p))
+    return loss.mean(), (p - t) / z.size
+
+
+def dropout_forward(x, u, p):
+    """(y, mask) of inverted dropout given the uniforms u."""
+    mask = (_f64(u) >= p) / (1.0 - p)
+    return _f64(x) * mask, mask
+
+
+def maxout_forward(x, W, b, pieces):
+    """(y, arg) of the maxout unit: max over groups of ``pieces`` adjacent columns."""
+    z = _f64(x) @ _f64(W) + (_f64(b) if b is not None and len(b) else 0.0)
+    z = z.reshape(z.shape[0], -1, pieces)
+    return z.max(axis=2), z.argmax(axis=2)
+
+
+def maxout_backward(dy, x, W, b, pieces):
+    """(dx, dW, db) of the maxout unit, routing dy to the (first) winning piece."""
+    _, arg = maxout_forward(x, W, b, pieces)
+    n, m = arg.shape
+    dz = np.zeros((n, m, pieces))
+    np.put_along_axis(dz, arg[..., None], _f64(dy)[..., None], axis=2)
+    dz = dz.reshape(n, m * pieces)
+    return dz @ _f64(W).T, _f64(x).T @ dz, dz.sum(axis=0)

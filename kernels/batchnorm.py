@@ -1,0 +1,174 @@
+"""Batch normalization over the batch axis of (N, C) data, with a fused activation.
+
+Training forward (PyTorch's BatchNorm1d):
+
+    mean_j  = (1/N) sum_i x_ij
+    var_j   = (1/N) sum_i (x_ij - mean_j)^2             (biased: used to normalize)
+    inv_j   = 1 / sqrt(var_j + eps)
+    xhat_ij = (x_ij - mean_j) * inv_j
+    y_ij    = act(gamma_j xhat_ij + beta_j),  d_ij = act'(gamma_j xhat_ij + beta_j)
+    running_mean <- (1 - momentum) running_mean + momentum mean
+    running_var  <- (1 - momentum) running_var  + momentum var * N / (N - 1)   (unbiased)
+
+Two passes over x: the first accumulates shifted sums (shifted by the first row, which keeps
+the variance accurate when |mean| >> std), the second normalizes and writes y, xhat, d.
+
+Backward, with dz = dy * d (the activation's chain rule) and dxhat = gamma * dz:
+
+    dbeta_j  = sum_i dz_ij
+    dgamma_j = sum_i dz_ij xhat_ij
+    dx_ij    = inv_j / N * (N dxhat_ij - gamma_j dbeta_j - xhat_ij gamma_j dgamma_j)
+
+one pass for the two column sums and one for dx, in one kernel call.
+
+Shapes: x, y, xhat, d, dy, dx (N, C); gamma, beta, mean, inv_std, running_* (C,);
+partial (n_chunks(N), 2, C) scratch. Reductions run over fixed chunks of rows whose
+partial sums are added in chunk order: the result does not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+from ._typed import typed
+from .activations import activation_point
+
+ROWS_PER_CHUNK = 64
+
+
+def n_chunks(n_rows: int) -> int:
+    """Rows of the ``partial`` scratch buffer for a batch of ``n_rows``."""
+    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
+
+
+@kernel
+def _shifted_sums(x, partial):
+    """partial[c, 0, j] = sum (x_ij - x_0j), partial[c, 1, j] = sum (x_ij - x_0j)^2 per chunk c.
+
+    Parallel over row chunks; each chunk owns its slice of ``partial``.
+    """
+    n, m = x.shape
+    zero = typed(x[0, 0], 0.0)
+    for c in prange(partial.shape[0]):
+        for j in range(m):
+            partial[c, 0, j] = zero
+            partial[c, 1, j] = zero
+        for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
+            for j in range(m):
+                v = x[i, j] - x[0, j]
+                partial[c, 0, j] += v
+                partial[c, 1, j] += v * v
+
+
+@kernel
+def _normalize_activate(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
+    """y = act(gamma * (x - mean) * inv_std + beta), writing xhat and d when they are (N, C).
+
+    Parallel over rows: rows are independent.
+    """
+    n, m = x.shape
+    store_xhat = xhat.shape[0] == n
+    store_d = d.shape[0] == n
+    for i in prange(n):
+        for j in range(m):
+            h = (x[i, j] - mean[j]) * inv_std[j]
+            if store_xhat:
+                xhat[i, j] = h
+            v, g = activation_point(code, gamma[j] * h + beta[j], alpha)
+            y[i, j] = v
+            if store_d:
+                d[i, j] = g
+
+
+def batchnorm_forward_train(
+    x, gamma, beta, eps, momentum, running_mean, running_var,
+    code, alpha, y, xhat, d, mean, inv_std, partial,
+) -> None:
+    """Training forward: batch statistics, normalization, activation, running statistics.
+
+    Parameters
+    ----------
+    x : (N, C), N >= 2. gamma, beta : (C,) (ones and zeros when not affine).
+    eps, momentum : floats, PyTorch's meaning (momentum None is not supported here).
+    running_mean, running_var : (C,) updated in place; pass (0,) arrays to skip.
+    code, alpha : the activation fused after the affine map.
+    y : (N, C) output. xhat : (N, C) normalized input kept for backward, or (0, C).
+    d : (N, C) activation's local gradient, or (0, C). mean, inv_std : (C,) outputs.
+    partial : (n_chunks(N), 2, C) scratch.
+    """
+    n = x.shape[0]
+    _shifted_sums(x.size)(x, partial)
+    sums = partial.sum(axis=0)  # (2, C): chunk sums in chunk order
+    shift = x[0]
+    s1, s2 = sums[0], sums[1]
+    np.add(shift, s1 / n, out=mean)
+    var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)  # biased variance of x (shift-invariant)
+    np.divide(1.0, np.sqrt(var + eps), out=inv_std)
+    if running_mean.shape[0]:
+        running_mean *= 1.0 - momentum
+        running_mean += momentum * mean
+        running_var *= 1.0 - momentum
+        running_var += (momentum * n / (n - 1)) * var
+    _normalize_activate(x.size)(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d)
+
+
+def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, code, alpha, y, d):
+    """Evaluation forward with the running statistics: y = act(gamma (x - rm)/sqrt(rv + eps) + beta).
+
+    x, y : (N, C); d : (N, C) or (0, C); the rest (C,).
+    """
+    inv_std = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
+    empty = y[:0]
+    _normalize_activate(x.size)(
+        code, alpha, x, running_mean.astype(x.dtype), inv_std, gamma, beta, y, empty, d
+    )
+
+
+@kernel
+def _column_sums(dy, d, xhat, partial):
+    """Per-chunk sums of dz and dz * xhat, with dz = dy * d (or dy when d is (0, C))."""
+    n, m = dy.shape
+    use_d = d.shape[0] == n
+    zero = typed(dy[0, 0], 0.0)
+    for c in prange(partial.shape[0]):
+        for j in range(m):
+            partial[c, 0, j] = zero
+            partial[c, 1, j] = zero
+        for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
+            for j in range(m):
+                g = dy[i, j] * d[i, j] if use_d else dy[i, j]
+                partial[c, 0, j] += g
+                partial[c, 1, j] += g * xhat[i, j]
+
+
+@kernel
+def _input_grad(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dx):
+    """dx = inv/N * (N gamma dz - gamma dbeta - xhat gamma dgamma). Parallel over rows."""
+    n, m = dy.shape
+    use_d = d.shape[0] == n
+    inv_n = typed(dy[0, 0], 1.0 / n)
+    for i in prange(n):
+        for j in range(m):
+            g = dy[i, j] * d[i, j] if use_d else dy[i, j]
+            dx[i, j] = gamma[j] * inv_std[j] * (g - inv_n * (dbeta[j] + xhat[i, j] * dgamma[j]))
+
+
+def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial) -> None:
+    """Gradients of the training forward.
+
+    Parameters
+    ----------
+    dy : (N, C). d : (N, C) cached activation gradient, or (0, C) for none.
+    xhat : (N, C) and inv_std : (C,) cached by the forward pass. gamma : (C,).
+    dx : (N, C) output, or None when the input needs no gradient.
+    dgamma, dbeta : (C,) outputs (always computed: dx needs them).
+    partial : (n_chunks(N), 2, C) scratch.
+    """
+    _column_sums(dy.size)(dy, d, xhat, partial)
+    sums = partial.sum(axis=0)
+    dbeta[:] = sums[0]
+    dgamma[:] = sums[1]
+    if dx is not None:
+        _input_grad(dy.size)(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dx)

@@ -1,0 +1,111 @@
+"""Fully connected layer with a fused activation: y = act(x @ W + b).
+
+Forward is one BLAS GEMM (``x @ W`` into the output buffer) and then ONE pass that adds the
+bias, applies the activation and writes its local gradient ``d = act'(z)``. Backward is ONE
+pass that forms ``dz = dy * d`` and the bias gradient ``db = sum_rows(dz)``, then two GEMMs:
+``dW = x^T dz`` and ``dx = dz W^T`` (skipped when the input needs no gradient).
+
+Shapes: x (N, D), W (D, M), b (M,), y/d/dy/dz (N, M), dx (N, D), dW (D, M), db (M,).
+The GEMMs go to NumPy's BLAS with ``out=`` (no allocation; transposed operands are passed
+to BLAS as flags, not copied). The elementwise passes are Numba kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+from ._typed import typed
+from .activations import IDENTITY, activation_point
+
+#: Rows per chunk of the bias-gradient reduction. Fixed, so that the partial sums, and the
+#: order in which they are added, depend on the batch size alone (never the thread count).
+ROWS_PER_CHUNK = 64
+
+
+@kernel
+def bias_activation_forward(code, alpha, z, b, d):
+    """In place: z[i, j] <- act(z[i, j] + b[j]); d[i, j] <- act'(z[i, j] + b[j]).
+
+    z (N, M) holds x @ W on entry and y on exit; b (M,) or (0,) for no bias;
+    d (N, M), or (0, M) to skip the local gradient (inference, or identity).
+    Parallel over rows: rows are independent, and a row is a contiguous stretch of memory.
+    """
+    n, m = z.shape
+    has_bias = b.shape[0] == m
+    store_d = d.shape[0] == n
+    for i in prange(n):
+        for j in range(m):
+            v = z[i, j]
+            if has_bias:
+                v += b[j]
+            y, g = activation_point(code, v, alpha)
+            z[i, j] = y
+            if store_d:
+                d[i, j] = g
+
+
+@kernel
+def dz_and_bias_grad(dy, d, dz, partial):
+    """dz = dy * d and per-chunk column sums of dz (the bias gradient), in one pass.
+
+    dy, dz (N, M); d (N, M), or (0, M) for the identity (dz = dy);
+    partial (ceil(N / ROWS_PER_CHUNK), M) receives the column sums of each chunk of
+    ROWS_PER_CHUNK rows; the caller adds them in order (deterministic on any thread count).
+    Parallel over row chunks: each chunk writes its own row of ``partial``, no races.
+    """
+    n, m = dy.shape
+    use_d = d.shape[0] == n
+    zero = typed(dy[0, 0], 0.0)
+    for c in prange(partial.shape[0]):
+        for j in range(m):
+            partial[c, j] = zero
+        for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
+            for j in range(m):
+                g = dy[i, j] * d[i, j] if use_d else dy[i, j]
+                dz[i, j] = g
+                partial[c, j] += g
+
+
+def n_chunks(n_rows: int) -> int:
+    """Number of row chunks (rows of the ``partial`` buffer) for a batch of ``n_rows``."""
+    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
+
+
+def dense_forward(x, W, b, code, alpha, y, d) -> None:
+    """y = act(x @ W + b), d = act'(x @ W + b): one GEMM, then one fused pass.
+
+    Parameters
+    ----------
+    x : (N, D) C-contiguous. W : (D, M). b : (M,), or (0,) for no bias.
+    code, alpha : the activation (``activations.CODES``) and its parameter.
+    y : (N, M) output, C-contiguous. d : (N, M), or (0, M) to skip the local gradient.
+    """
+    np.matmul(x, W, out=y)
+    if code == IDENTITY and b.shape[0] == 0:
+        return
+    bias_activation_forward(y.size)(code, alpha, y, b, d)
+
+
+def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> None:
+    """Gradients of y = act(x @ W + b) given dy = dL/dy.
+
+    Parameters
+    ----------
+    dy : (N, M). d : (N, M) local gradient from the forward pass, or (0, M) for identity.
+    x : (N, D) the forward input. W : (D, M).
+    dz : (N, M) scratch that receives dL/dz. partial : (n_chunks(N), M) scratch.
+    dx : (N, D) receives dL/dx, or None to skip it (the first layer).
+    dW : (D, M) receives x^T dz. db : (M,) receives sum_rows(dz), or None for no bias.
+    accumulate_dW : optional (D, M) array to which ``dW`` is then added (``+=``), for a
+        gradient that already holds an earlier contribution; ``dW`` is then scratch.
+    """
+    dz_and_bias_grad(dy.size)(dy, d, dz, partial)
+    if db is not None:
+        np.sum(partial, axis=0, out=db)
+    np.matmul(x.T, dz, out=dW)
+    if accumulate_dW is not None:
+        accumulate_dW += dW
+    if dx is not None:
+        np.matmul(dz, W.T, out=dx)
