@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import kernels
+from . import init, kernels, losses, nn
 from ._dtype import get_default_dtype, set_default_dtype
 from ._warmup import warmup
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
@@ -28,13 +28,11 @@ from .graph import (
     sigmoid,
     tanh,
 )
+from .nn import *  # noqa: F403  (layers at top level, as DESIGN.md promises)
+from .nn import __all__ as _nn_all
+from .random import manual_seed
 
-try:
-    __version__ = _version("fastnn")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
-__all__ = [
+__all__ = [  # noqa: PLE0605
     "GradcheckError",
     "GradcheckReport",
     "Tensor",
@@ -43,14 +41,24 @@ __all__ = [
     "exp",
     "get_default_dtype",
     "gradcheck",
+    "init",
     "is_grad_enabled",
     "kernels",
     "log",
+    "losses",
+    "manual_seed",
     "maximum",
+    "nn",
     "no_grad",
     "relu",
     "set_default_dtype",
     "sigmoid",
     "tanh",
     "warmup",
+    *_nn_all,
 ]
+
+try:
+    __version__ = _version("fastnn")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

@@ -1,4 +1,4 @@
-"""Ahead-of-use compilation of the common kernels (``fnn.warmup()``)."""
+"""Ahead-of-use compilation of the kernels that training uses (``fnn.warmup()``)."""
 
 from __future__ import annotations
 
@@ -7,37 +7,37 @@ import time
 
 import numpy as np
 
-from .kernels import activations as _act
+from .kernels import _jit
 
 
-def _activation_kernels(dtype) -> None:
-    x = np.linspace(-1.0, 1.0, 8, dtype=dtype)
-    y, d = np.empty_like(x), np.empty_like(x)
-    for k in (_act.activation_forward, _act.activation_backward):
-        for variant in (k.serial, k.parallel):
-            if k is _act.activation_forward:
-                variant(_act.RELU, 0.0, x, y, d)
-            else:
-                variant(y, d, x.copy())
-    x2 = x.reshape(2, 4)
-    w = np.full(4, 0.25, dtype=dtype)
-    out = np.empty_like(x2)
-    for variant in (_act.prelu_forward.serial, _act.prelu_forward.parallel):
-        variant(x2, w, out)
-    partial = np.empty((1, 4), dtype=dtype)
-    for variant in (_act.prelu_backward.serial, _act.prelu_backward.parallel):
-        variant(x2, x2, w, out, partial)
+def _tiny_training_step(dtype) -> None:
+    """One forward/backward through every layer kind and loss, on tiny arrays."""
+    from . import losses, nn
+    from .graph import Tensor
 
-
-#: Each entry compiles one group of kernels for one dtype.
-WARMUPS = [_activation_kernels]
+    model = nn.Sequential(
+        nn.Linear(4, 6, dtype=dtype), nn.BatchNorm1d(6, dtype=dtype), nn.ReLU(),
+        nn.Dropout(0.1, seed=0), nn.Linear(6, 6, activation="gelu", dtype=dtype),
+        nn.PReLU(6, dtype=dtype), nn.Maxout(6, 3, pieces=2, dtype=dtype),
+    )
+    x = Tensor(np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4), requires_grad=True)
+    out = model(x)
+    labels = np.array([0, 1, 2])
+    loss = (losses.cross_entropy(out, labels) + losses.multiclass_hinge(out, labels)
+            + losses.mse_loss(out, np.zeros_like(out.data))
+            + losses.binary_cross_entropy_with_logits(out, np.zeros_like(out.data)))
+    loss = loss + nn.Sigmoid()(out).sum()
+    loss.backward()
+    model.eval()
+    model(x)
 
 
 def warmup(dtypes=("float32", "float64"), verbose: bool = True) -> float:
     """Compile (or load from the on-disk cache) the kernels that training uses.
 
     Kernels compile lazily on first use; calling this first moves that cost to a moment of
-    the caller's choosing. With a warm cache it takes a fraction of a second.
+    the caller's choosing. Both the serial and the parallel variant of every kernel are
+    compiled. With a warm cache it takes a fraction of a second.
 
     Parameters
     ----------
@@ -50,9 +50,17 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = True) -> float:
         Seconds taken.
     """
     start = time.perf_counter()
-    for dtype in dtypes:
-        for fn in WARMUPS:
-            fn(np.dtype(dtype))
+    kernels = _jit.all_kernels()
+    thresholds = [k.min_parallel for k in kernels]
+    try:
+        for dtype in dtypes:
+            for min_parallel in (1 << 62, 0):  # serial variants, then parallel ones
+                for k in kernels:
+                    k.min_parallel = min_parallel
+                _tiny_training_step(np.dtype(dtype))
+    finally:
+        for k, t in zip(kernels, thresholds, strict=True):
+            k.min_parallel = t
     seconds = time.perf_counter() - start
     if verbose:
         print(f"fastnn: kernels ready in {seconds:.2f} s", file=sys.stderr)

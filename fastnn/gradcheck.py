@@ -80,7 +80,10 @@ def gradcheck(
     ----------
     fn : callable taking ``len(inputs)`` Tensors and returning a Tensor.
     inputs : sequence of Tensor or array_like
-        The points at which to check; every input is differentiated. They are not modified.
+        The points at which to check; every input is differentiated. float64 Tensors that
+        require grad (such as the Parameters of a float64 model) are nudged in place and
+        restored, with their ``.grad`` put back afterwards; other inputs are copied to
+        float64 and never modified.
     eps : step of the centred difference.
     rtol, atol : an element passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
     raise_exception : raise :class:`GradcheckError` on failure (default), else return a
@@ -94,10 +97,22 @@ def gradcheck(
     """
     if len(inputs) == 0:
         raise ValueError("gradcheck: inputs is empty; pass the tensors to differentiate")
+    # float64 Tensors are used as they are (a model's Parameters must be perturbed in place
+    # for the model to see it); anything else is copied to a new float64 Tensor.
     xs = [
-        Tensor(np.array(t.data if isinstance(t, Tensor) else t, dtype=np.float64), True)
+        t if isinstance(t, Tensor) and t.dtype == np.float64 and t.requires_grad
+        else Tensor(np.array(t.data if isinstance(t, Tensor) else t, dtype=np.float64), True)
         for t in inputs
     ]
+    saved_grads = [x.grad for x in xs]
+    try:
+        return _check(fn, xs, eps, rtol, atol, raise_exception, seed)
+    finally:
+        for x, g in zip(xs, saved_grads, strict=True):
+            x.grad = g
+
+
+def _check(fn, xs, eps, rtol, atol, raise_exception, seed) -> GradcheckReport:
     with no_grad():
         probe = fn(*xs)
     projection = None

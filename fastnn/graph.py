@@ -27,7 +27,7 @@ from contextlib import ContextDecorator
 
 import numpy as np
 
-from ._dtype import as_float_array
+from ._dtype import as_float_array, resolve_dtype
 from .kernels import activations as _act
 
 _grad_enabled = True
@@ -380,6 +380,16 @@ class Tensor:
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count if count else np.nan)
 
     # -------------------------------------------------------------------- reshaping
+    def astype(self, dtype) -> Tensor:
+        """The values cast to ``dtype`` (float32 or float64); the gradient is cast back."""
+        dt = resolve_dtype(dtype)
+        if dt == self.dtype:
+            return self
+        out = _node(self.data.astype(dt), (self,), "cast")
+        if out.requires_grad:
+            out._backward = lambda g: self._accumulate(g.astype(self.dtype), owned=True)
+        return out
+
     def reshape(self, *shape) -> Tensor:
         """The same values in a new shape (a view when NumPy can make one)."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):

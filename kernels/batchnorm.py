@@ -115,7 +115,7 @@ def batchnorm_forward_train(
 
 
 def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, code, alpha, y, d):
-    """Evaluation forward with the running statistics: y = act(gamma (x - rm)/sqrt(rv + eps) + beta).
+    """Evaluation forward: y = act(gamma (x - rm) / sqrt(rv + eps) + beta), running statistics.
 
     x, y : (N, C); d : (N, C) or (0, C); the rest (C,).
     """

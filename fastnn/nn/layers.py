@@ -1,0 +1,654 @@
+"""Layers. Each forward calls fused kernels and builds ONE graph node whose closure, right
+beside it, applies the layer's local gradients (cached by the forward pass) in the backward
+pass. Work arrays come from a per-layer :class:`~fastnn._buffers.BufferPool`, so repeated
+calls with the same batch shape allocate nothing large.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import init
+from .._buffers import BufferPool
+from .._dtype import as_float_array, resolve_dtype
+from ..graph import Tensor, _node, is_grad_enabled
+from ..kernels import activations as K_act
+from ..kernels import batchnorm as K_bn
+from ..kernels import dense as K_dense
+from ..kernels import dropout as K_drop
+from ..kernels import maxout as K_maxout
+from ..random import new_generator
+from .module import Module, Parameter
+
+_EMPTY = {}
+
+
+def _empty(dtype, cols=0) -> np.ndarray:
+    """A shared (0, cols) array: the kernels' "skip this output" marker.
+
+    Writable, although nothing can be written into it: a read-only array is another Numba
+    type, which would compile every kernel once more.
+    """
+    key = (np.dtype(dtype), cols)
+    arr = _EMPTY.get(key)
+    if arr is None:
+        arr = np.empty((0, cols), dtype)
+        _EMPTY[key] = arr
+    return arr
+
+
+def _none(dtype) -> np.ndarray:
+    """A shared (0,) array: "no bias" / "no running statistics" for the kernels."""
+    return _empty(dtype, 0).reshape(0)
+
+
+def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
+    """``x`` as a Tensor of the layer's dtype, with its dimensions checked.
+
+    Arrays and numbers of any real dtype are cast; a Tensor of another dtype is cast through
+    a graph op (its gradient is cast back).
+    """
+    if isinstance(x, Tensor):
+        if x.dtype != layer.dtype:
+            x = x.astype(layer.dtype)
+    else:
+        x = Tensor(as_float_array(x, dtype=layer.dtype, name=f"{type(layer).__name__} input"))
+    if not min_ndim <= x.ndim <= max_ndim:
+        dims = " or ".join(f"{d}-D" for d in range(min_ndim, max_ndim + 1))
+        raise ValueError(
+            f"{layer._describe()}: expected a {dims} input, got shape {x.shape}"
+        )
+    return x
+
+
+def _as_2d(x: Tensor) -> np.ndarray:
+    """The input's data as a C-contiguous (N, D) array (a 1-D input is one sample)."""
+    arr = x.data if x.ndim == 2 else x.data.reshape(1, -1)
+    return np.ascontiguousarray(arr)
+
+
+# ------------------------------------------------------------------------ activations
+class _Activation(Module):
+    """A parameter-free elementwise activation computed by one kernel pass.
+
+    ``dtype=None`` keeps the input's dtype; a dtype casts the input to it.
+    """
+
+    name = "identity"
+
+    def __init__(self, alpha: float = 0.0, dtype=None):
+        super().__init__()
+        self.alpha = float(alpha)
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
+        self._pool = BufferPool()
+
+    @property
+    def code(self) -> int:
+        return K_act.CODES[self.name]
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(as_float_array(x, dtype=self.dtype, name=f"{type(self).__name__} input"))
+        elif self.dtype is not None and x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return activation_node(x, self.code, self.alpha, self.name, self._pool)
+
+
+def activation_node(x: Tensor, code: int, alpha: float, name: str, pool: BufferPool) -> Tensor:
+    """y = act(x) elementwise, any shape; the local gradient is written in the same pass."""
+    if code == K_act.IDENTITY:
+        return x
+    src = np.ascontiguousarray(x.data).reshape(-1)
+    y = pool.get("y", src.shape, src.dtype)
+    needs_grad = is_grad_enabled() and x.requires_grad
+    d = pool.get("d", src.shape, src.dtype) if needs_grad else src[:0]
+    K_act.activation_forward(src.size)(code, alpha, src, y, d)
+    out = _node(y.reshape(x.shape), (x,), name)
+    if out.requires_grad:
+
+        def backward(g):  # chain rule through the cached local gradient
+            dx = np.empty_like(src)
+            K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), d, dx)
+            x._accumulate(dx.reshape(x.shape), owned=True)
+
+        out._backward = backward
+    return out
+
+
+class Identity(_Activation):
+    """y = x."""
+
+    name = "identity"
+
+    def __init__(self, *args, dtype=None, **kwargs):
+        super().__init__(dtype=dtype)
+
+
+class ReLU(_Activation):
+    """y = max(x, 0)."""
+
+    name = "relu"
+
+    def __init__(self, dtype=None):
+        super().__init__(dtype=dtype)
+
+
+class LeakyReLU(_Activation):
+    """y = x if x > 0 else negative_slope * x."""
+
+    name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01, dtype=None):
+        super().__init__(negative_slope, dtype=dtype)
+
+    @property
+    def negative_slope(self) -> float:
+        return self.alpha
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.alpha}"
+
+
+class ELU(_Activation):
+    """y = x if x > 0 else alpha * (exp(x) - 1)."""
+
+    name = "elu"
+
+    def __init__(self, alpha: float = 1.0, dtype=None):
+        super().__init__(alpha, dtype=dtype)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Sigmoid(_Activation):
+    """y = 1 / (1 + exp(-x))."""
+
+    name = "sigmoid"
+
+    def __init__(self, dtype=None):
+        super().__init__(dtype=dtype)
+
+
+class Tanh(_Activation):
+    """y = tanh(x)."""
+
+    name = "tanh"
+
+    def __init__(self, dtype=None):
+        super().__init__(dtype=dtype)
+
+
+class GELU(_Activation):
+    """y = x Phi(x) (``approximate="none"``) or its tanh approximation (``"tanh"``)."""
+
+    def __init__(self, approximate: str = "none", dtype=None):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        super().__init__(dtype=dtype)
+        self.approximate = approximate
+
+    @property
+    def name(self) -> str:
+        return "gelu" if self.approximate == "none" else "gelu_tanh"
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(_Activation):
+    """y = x * sigmoid(x) (Swish)."""
+
+    name = "silu"
+
+    def __init__(self, dtype=None):
+        super().__init__(dtype=dtype)
+
+
+Swish = SiLU
+
+_ACTIVATIONS = {
+    "identity": Identity, "linear": Identity, "relu": ReLU, "leaky_relu": LeakyReLU,
+    "elu": ELU, "sigmoid": Sigmoid, "tanh": Tanh, "gelu": GELU,
+    "gelu_tanh": lambda: GELU("tanh"), "silu": SiLU, "swish": SiLU,
+}
+
+
+def make_activation(spec) -> _Activation | None:
+    """An activation module from a name ("relu", "gelu", ...), a module, or None."""
+    if spec is None or isinstance(spec, _Activation):
+        return spec
+    if isinstance(spec, str) and spec.lower() in _ACTIVATIONS:
+        return _ACTIVATIONS[spec.lower()]()
+    raise ValueError(
+        f"activation must be None, an activation module or one of {sorted(_ACTIVATIONS)}, "
+        f"got {spec!r}"
+    )
+
+
+# ------------------------------------------------------------------------------ Linear
+class Linear(Module):
+    """y = act(x @ W + b): one GEMM and one fused pass forward, one pass and two GEMMs back.
+
+    Parameters
+    ----------
+    in_features, out_features : sizes D and M.
+    bias : learn an additive bias b (M,).
+    activation : None, a name ("relu", "gelu", ...) or an activation module, fused into the
+        layer's kernel.
+    dtype : parameter dtype (default: ``fnn.get_default_dtype()``).
+
+    Attributes
+    ----------
+    weight : Parameter (in_features, out_features) (the transpose of PyTorch's layout).
+    bias : Parameter (out_features,) or None.
+
+    PyTorch's default initialization: W and b ~ U(-1/sqrt(D), 1/sqrt(D)) (kaiming_uniform_
+    with a = sqrt(5)). Input (N, D), or (D,) for one sample; any real dtype is cast.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation=None, dtype=None):
+        super().__init__()
+        for arg, v in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"Linear: {arg} must be a positive integer, got {v!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.dtype = resolve_dtype(dtype)
+        self.weight = Parameter(np.empty((self.in_features, self.out_features), self.dtype))
+        self.bias = Parameter(np.empty(self.out_features, self.dtype)) if bias else None
+        # Not registered as a child module: it is part of this layer's kernel.
+        object.__setattr__(self, "activation", make_activation(activation))
+        self._pool = BufferPool()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            init.uniform_(self.bias, -bound, bound)
+
+    def _describe(self) -> str:
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
+
+    def extra_repr(self) -> str:
+        act = f", activation={self.activation.name!r}" if self.activation else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}{act}")
+
+    def _fusable_with(self, nxt) -> bool:
+        return self.activation is None and isinstance(nxt, _Activation)
+
+    def forward(self, x, _fused: _Activation | None = None):
+        x = _as_input(self, x)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self._describe()}: expected input of shape (N, {self.in_features}) or "
+                f"({self.in_features},), got {x.shape}"
+            )
+        act = _fused or self.activation
+        code = act.code if act is not None else K_act.IDENTITY
+        alpha = act.alpha if act is not None else 0.0
+        X = _as_2d(x)
+        n, m, dt = X.shape[0], self.out_features, self.dtype
+        W = self.weight.data
+        bias = self.bias
+        b = bias.data if bias is not None else _none(dt)
+        pool = self._pool
+        y = pool.get("y", (n, m), dt)
+        parents = (x, self.weight) if bias is None else (x, self.weight, bias)
+        needs_grad = is_grad_enabled() and any(p.requires_grad for p in parents)
+        d = pool.get("d", (n, m), dt) if needs_grad and code != K_act.IDENTITY else _empty(dt, m)
+        K_dense.dense_forward(X, W, b, code, alpha, y, d)
+        out = _node(y if x.ndim == 2 else y.reshape(m), parents,
+                    "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
+        if out.requires_grad:
+            weight = self.weight
+
+            def backward(g):
+                g = np.ascontiguousarray(g).reshape(n, m)
+                dz = pool.get("dz", (n, m), dt)
+                partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
+                dW, dW_into = weight._grad_out(pool.get("dW", W.shape, dt))
+                db = db_into = None
+                if bias is not None:
+                    db, db_into = bias._grad_out(pool.get("db", (m,), dt))
+                dx = np.empty_like(X) if x.requires_grad else None
+                K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
+                if db_into is not None:
+                    db_into += db
+                if dx is not None:
+                    x._accumulate(dx.reshape(x.shape), owned=True)
+
+            out._backward = backward
+        return out
+
+
+# --------------------------------------------------------------------------- BatchNorm1d
+class BatchNorm1d(Module):
+    """Batch normalization of (N, C) inputs over the batch, PyTorch's BatchNorm1d.
+
+    Training: normalize with the batch mean and biased variance; update
+    ``running_mean``/``running_var`` with ``momentum`` (the unbiased variance into
+    ``running_var``; ``momentum=None`` gives the cumulative average). Evaluation (or
+    ``track_running_stats=False`` off): normalize with the running statistics.
+    An ``activation`` (or a following activation in a Sequential) is fused into the kernels.
+
+    Parameters
+    ----------
+    num_features : C. eps : added to the variance. momentum : float in [0, 1] or None.
+    affine : learn ``weight`` (gamma, ones) and ``bias`` (beta, zeros), each (C,).
+    track_running_stats : keep running statistics (else batch statistics in eval too).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, activation=None,
+                 dtype=None):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
+                or num_features <= 0:
+            raise ValueError(f"BatchNorm1d: num_features must be a positive integer, "
+                             f"got {num_features!r}")
+        if not eps > 0:
+            raise ValueError(f"BatchNorm1d: eps must be positive, got {eps!r}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1] or None, got {momentum!r}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.dtype = dt = resolve_dtype(dtype)
+        c = self.num_features
+        self.weight = Parameter(np.ones(c, dt)) if affine else None
+        self.bias = Parameter(np.zeros(c, dt)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(c, dt))
+            self.register_buffer("running_var", np.ones(c, dt))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+        # Not registered as a child module: it is part of this layer's kernel.
+        object.__setattr__(self, "activation", make_activation(activation))
+        self._ones, self._zeros = np.ones(c, dt), np.zeros(c, dt)
+        self._pool = BufferPool()
+
+    def _describe(self) -> str:
+        return f"BatchNorm1d({self.num_features})"
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+    def _fusable_with(self, nxt) -> bool:
+        return self.activation is None and isinstance(nxt, _Activation)
+
+    def forward(self, x, _fused: _Activation | None = None):
+        x = _as_input(self, x, min_ndim=2, max_ndim=2)
+        n, c = x.shape
+        if c != self.num_features:
+            raise ValueError(f"{self._describe()}: expected input of shape (N, "
+                             f"{self.num_features}), got {x.shape}")
+        act = _fused or self.activation
+        code = act.code if act is not None else K_act.IDENTITY
+        alpha = act.alpha if act is not None else 0.0
+        use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats and n < 2:
+            raise ValueError(
+                f"{self._describe()}: training needs more than 1 sample per channel to "
+                f"compute batch statistics, got input of shape {x.shape}"
+            )
+        X = np.ascontiguousarray(x.data)
+        dt, pool = self.dtype, self._pool
+        gamma = self.weight.data if self.affine else self._ones
+        beta = self.bias.data if self.affine else self._zeros
+        params = (self.weight, self.bias) if self.affine else ()
+        needs_grad = is_grad_enabled() and (x.requires_grad or bool(params))
+        y = pool.get("y", (n, c), dt)
+        d = pool.get("d", (n, c), dt) if needs_grad and code != K_act.IDENTITY else _empty(dt, c)
+        if use_batch_stats:
+            xhat = pool.get("xhat", (n, c), dt) if needs_grad else _empty(dt, c)
+            inv_std = np.empty(c, dt)
+            momentum = self.momentum
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked += 1
+                if momentum is None:
+                    momentum = 1.0 / float(self.num_batches_tracked)
+                rm, rv = self.running_mean, self.running_var
+            else:
+                rm = rv = _none(dt)
+            K_bn.batchnorm_forward_train(
+                X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha,
+                y, xhat, d, np.empty(c, dt), inv_std,
+                pool.get("partial", (K_bn.n_chunks(n), 2, c), np.float64),
+            )
+        else:
+            K_bn.batchnorm_forward_eval(X, gamma, beta, self.eps, self.running_mean,
+                                        self.running_var, code, alpha, y, d)
+            if needs_grad:
+                inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(dt)
+                xhat = (X - self.running_mean) * inv_std
+        out = _node(y, (x, *params), "batchnorm" if act is None else f"batchnorm+{act.name}")
+        if out.requires_grad:
+            weight, bias = self.weight, self.bias
+
+            def backward(g):
+                g = np.ascontiguousarray(g)
+                dx = np.empty_like(X) if x.requires_grad else None
+                dgamma, dbeta = np.empty(c, dt), np.empty(c, dt)
+                if use_batch_stats:
+                    K_bn.batchnorm_backward(g, d, xhat, gamma, inv_std, dx, dgamma, dbeta,
+                                            pool.get("partial_b", (K_bn.n_chunks(n), 2, c),
+                                                     np.float64))
+                else:  # fixed statistics: an affine map per channel
+                    dz = g * d if d.shape[0] else g
+                    np.sum(dz, axis=0, out=dbeta)
+                    np.sum(dz * xhat, axis=0, out=dgamma)
+                    if dx is not None:
+                        np.multiply(dz, gamma * inv_std, out=dx)
+                if weight is not None:
+                    weight._accumulate(dgamma, owned=True)
+                    bias._accumulate(dbeta, owned=True)
+                if dx is not None:
+                    x._accumulate(dx, owned=True)
+
+            out._backward = backward
+        return out
+
+
+# ------------------------------------------------------------------- Dropout, noise
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability p and scale the rest
+    by 1/(1-p); the identity in evaluation. Masks come from the layer's own seeded generator.
+
+    Parameters
+    ----------
+    p : probability of an element being zeroed, in [0, 1).
+    seed : seed of the layer's generator (default: drawn from ``fnn.manual_seed``'s state).
+    """
+
+    def __init__(self, p: float = 0.5, seed: int | None = None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.generator = new_generator(seed)
+        self._pool = BufferPool()
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(as_float_array(x, name="Dropout input"))
+        if not self.training or self.p == 0.0:
+            return x
+        src = np.ascontiguousarray(x.data).reshape(-1)
+        if src.size == 0:
+            return x
+        mask = self._pool.get("mask", src.shape, src.dtype)
+        self.generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
+        y = self._pool.get("y", src.shape, src.dtype)
+        K_drop.dropout_forward(src.size)(src, mask, self.p, y, mask)
+        out = _node(y.reshape(x.shape), (x,), "dropout")
+        if out.requires_grad:
+
+            def backward(g):  # the mask is the local gradient
+                dx = np.empty_like(src)
+                K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
+                x._accumulate(dx.reshape(x.shape), owned=True)
+
+            out._backward = backward
+        return out
+
+
+class GaussianNoise(Module):
+    """Additive input noise in training: y = x + std * N(0, 1); the identity in evaluation.
+
+    The gradient passes unchanged (an add gate). ``seed`` as for Dropout.
+    """
+
+    def __init__(self, std: float = 0.1, seed: int | None = None):
+        super().__init__()
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0:
+            raise ValueError(f"GaussianNoise: std must be a non-negative number, got {std!r}")
+        self.std = float(std)
+        self.generator = new_generator(seed)
+        self._pool = BufferPool()
+
+    def extra_repr(self) -> str:
+        return f"std={self.std}"
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(as_float_array(x, name="GaussianNoise input"))
+        if not self.training or self.std == 0.0 or x.size == 0:
+            return x
+        noise = self._pool.get("noise", x.shape, x.dtype)
+        self.generator.standard_normal(out=noise, dtype=x.dtype)
+        noise *= x.dtype.type(self.std)
+        return x + Tensor(noise)
+
+
+# --------------------------------------------------------------------------------- PReLU
+class PReLU(Module):
+    """y = x if x > 0 else a * x with a learned slope ``weight``: one shared (num_parameters=1)
+    or one per channel (dimension 1 of an (N, C) input, num_parameters=C), initialised to
+    ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, dtype=None):
+        super().__init__()
+        if isinstance(num_parameters, bool) or not isinstance(num_parameters, (int, np.integer)) \
+                or num_parameters <= 0:
+            raise ValueError(f"PReLU: num_parameters must be a positive integer, "
+                             f"got {num_parameters!r}")
+        self.num_parameters = int(num_parameters)
+        self.dtype = resolve_dtype(dtype)
+        self.weight = Parameter(np.full(self.num_parameters, init, self.dtype))
+        self._pool = BufferPool()
+
+    def _describe(self) -> str:
+        return f"PReLU(num_parameters={self.num_parameters})"
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+    def forward(self, x):
+        shared = self.num_parameters == 1
+        x = _as_input(self, x, min_ndim=0 if shared else 2, max_ndim=8 if shared else 2)
+        if not shared and x.shape[1] != self.num_parameters:
+            raise ValueError(f"{self._describe()}: expected input of shape (N, "
+                             f"{self.num_parameters}), got {x.shape}")
+        X = np.ascontiguousarray(x.data).reshape(-1, 1 if shared else self.num_parameters)
+        w = self.weight
+        y = self._pool.get("y", X.shape, self.dtype)
+        K_act.prelu_forward(X.size)(X, w.data, y)
+        out = _node(y.reshape(x.shape), (x, w), "prelu")
+        if out.requires_grad:
+            pool = self._pool
+
+            def backward(g):
+                g = np.ascontiguousarray(g).reshape(X.shape)
+                dx = np.empty_like(X) if x.requires_grad else _empty(X.dtype, X.shape[1])
+                partial = pool.get("partial", (-(-X.shape[0] // 64), X.shape[1]), X.dtype)
+                K_act.prelu_backward(X.size)(g, X, w.data, dx, partial)
+                dw = partial.sum(axis=0)
+                if shared:
+                    dw = dw.sum(keepdims=True)
+                w._accumulate(dw, owned=True)
+                if x.requires_grad:
+                    x._accumulate(dx.reshape(x.shape), owned=True)
+
+            out._backward = backward
+        return out
+
+
+# -------------------------------------------------------------------------------- Maxout
+class Maxout(Module):
+    """y_j = max over ``pieces`` affine maps (x @ W + b)_(j*pieces + k), k < pieces.
+
+    ``weight`` (in_features, out_features * pieces) and ``bias`` (out_features * pieces,)
+    keep the pieces of output j in adjacent columns; initialised like Linear. Backward routes
+    the gradient to the winning piece (the max gate; on a tie, the first piece).
+    """
+
+    def __init__(self, in_features: int, out_features: int, pieces: int = 2, bias: bool = True,
+                 dtype=None):
+        super().__init__()
+        for arg, v in (("in_features", in_features), ("out_features", out_features),
+                       ("pieces", pieces)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"Maxout: {arg} must be a positive integer, got {v!r}")
+        self.in_features, self.out_features, self.pieces = int(in_features), int(out_features), \
+            int(pieces)
+        self.dtype = resolve_dtype(dtype)
+        width = self.out_features * self.pieces
+        self.weight = Parameter(np.empty((self.in_features, width), self.dtype))
+        self.bias = Parameter(np.empty(width, self.dtype)) if bias else None
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            init.uniform_(self.bias, -bound, bound)
+        self._pool = BufferPool()
+
+    def _describe(self) -> str:
+        return (f"Maxout(in_features={self.in_features}, out_features={self.out_features}, "
+                f"pieces={self.pieces})")
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"pieces={self.pieces}")
+
+    def forward(self, x):
+        x = _as_input(self, x)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{self._describe()}: expected input of shape (N, "
+                             f"{self.in_features}), got {x.shape}")
+        X = _as_2d(x)
+        n, m, k, dt, pool = X.shape[0], self.out_features, self.pieces, self.dtype, self._pool
+        W, bias = self.weight.data, self.bias
+        b = bias.data if bias is not None else _none(dt)
+        z = pool.get("z", (n, m * k), dt)
+        y = pool.get("y", (n, m), dt)
+        arg = pool.get("arg", (n, m), np.int32)
+        K_maxout.maxout_forward(X, W, b, k, z, y, arg)
+        parents = (x, self.weight) if bias is None else (x, self.weight, bias)
+        out = _node(y if x.ndim == 2 else y.reshape(m), parents, "maxout")
+        if out.requires_grad:
+            weight = self.weight
+
+            def backward(g):
+                g = np.ascontiguousarray(g).reshape(n, m)
+                dz = pool.get("dz", (n, m * k), dt)
+                partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
+                dW = pool.get("dW", W.shape, dt)
+                db = pool.get("db", (m * k,), dt) if bias is not None else None
+                dx = np.empty_like(X) if x.requires_grad else None
+                K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db)
+                weight._accumulate(dW)
+                if bias is not None:
+                    bias._accumulate(db)
+                if dx is not None:
+                    x._accumulate(dx.reshape(x.shape), owned=True)
+
+            out._backward = backward
+        return out

@@ -1,0 +1,295 @@
+"""Module, Parameter and Sequential: PyTorch's containers, on fastnn tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .._dtype import resolve_dtype
+from ..graph import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates (``requires_grad=True``).
+
+    ``param.data`` may be a view into a flat buffer shared by all parameters (the optimizers
+    arrange that); assigning into ``param.data[...]`` changes the model either way.
+    """
+
+    __slots__ = ("_zeroed_grad",)
+
+    def __init__(self, data, requires_grad: bool = True, dtype=None):
+        super().__init__(data, requires_grad=requires_grad, dtype=dtype)
+        if not self.data.flags.c_contiguous or not self.data.flags.writeable:
+            self.data = np.array(self.data, order="C")
+        # The gradient array last filled with zeros by an optimizer's zero_grad(); while it
+        # is still ``self.grad``, a layer may overwrite it instead of adding into it.
+        self._zeroed_grad = None
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+    def _accumulate(self, g, owned: bool = False) -> None:
+        self._zeroed_grad = None
+        super()._accumulate(g, owned)
+
+    def _grad_out(self, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Where a layer's backward should write this parameter's gradient.
+
+        Returns ``(out, add_to)``: write the gradient into ``out``; then, if ``add_to`` is
+        not None, add ``out`` into it. A fresh or freshly zeroed gradient is written in
+        place (no extra pass); one that holds an earlier contribution is accumulated.
+        """
+        if self.grad is None:
+            self.grad = np.empty_like(self.data)
+            return self.grad, None
+        if self._zeroed_grad is self.grad:
+            self._zeroed_grad = None
+            return self.grad, None
+        return scratch, self.grad
+
+
+class Module:
+    """Base class of layers and models, with PyTorch's interface.
+
+    Subclasses assign Parameters and sub-Modules as attributes (they are registered in that
+    order) and register non-learned state with :meth:`register_buffer`; they implement
+    ``forward``. ``named_parameters`` and ``state_dict`` use PyTorch's dotted names.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name: str, value) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before "
+                "assigning attributes"
+            )
+        for registry in (self._parameters, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self._buffers:
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"buffer {name!r} must be an ndarray, got {type(value).__name__}")
+            self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: np.ndarray | None) -> None:
+        """Register non-learned state (kept in ``state_dict()``, not in ``parameters()``)."""
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------- calling
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ traversal
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True
+                         ) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) pairs, each parameter once, in registration order."""
+        seen: set[int] = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_name, mod in modules:
+            for name, p in mod._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for mod_name, mod in self.named_modules(prefix):
+            for name, b in mod._buffers.items():
+                if b is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers():
+            yield b
+
+    # ---------------------------------------------------------------------- modes
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (Dropout drops, BatchNorm uses batch statistics) recursively."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"train(mode): mode must be a bool, got {type(mode).__name__}")
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Reset every parameter's gradient to None."""
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, dtype) -> Module:
+        """Cast every parameter and floating buffer to ``dtype`` (float32 or float64), in place.
+
+        Do this before creating an optimizer: it replaces the parameters' arrays.
+        """
+        dt = resolve_dtype(dtype)
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None and p.data.dtype != dt:
+                    p.data = p.data.astype(dt)
+                    p.grad = None
+            for name, b in list(m._buffers.items()):
+                if b is not None and b.dtype.kind == "f" and b.dtype != dt:
+                    setattr(m, name, b.astype(dt))
+            if hasattr(m, "dtype"):
+                object.__setattr__(m, "dtype", dt)
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, by dotted name (PyTorch's names)."""
+        state = {name: p.data.copy() for name, p in self.named_parameters()}
+        state.update({name: np.array(b, copy=True) for name, b in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> tuple[list[str], list[str]]:
+        """Copy values into the parameters and buffers, in place (views stay valid).
+
+        Raises ValueError (before changing anything) for a wrong shape, and with
+        ``strict=True`` for a missing or unexpected key, naming the key(s) and shapes.
+        Returns (missing_keys, unexpected_keys).
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(
+                f"load_state_dict expects a mapping of names to arrays, got "
+                f"{type(state_dict).__name__}"
+            )
+        targets: dict[str, tuple[np.ndarray, Module, str]] = {}
+        for name, p in self.named_parameters():
+            targets[name] = p.data
+        for mod_name, mod in self.named_modules():
+            for bname, b in mod._buffers.items():
+                if b is not None:
+                    targets[f"{mod_name}.{bname}" if mod_name else bname] = b
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict.keys() if k not in targets]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"load_state_dict for {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        values = {}
+        for k, target in targets.items():
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            v = np.asarray(v.data if isinstance(v, Tensor) else v)
+            if v.shape != target.shape:
+                raise ValueError(
+                    f"load_state_dict: {k!r} has shape {v.shape} in the state dict, "
+                    f"but the model expects {target.shape}"
+                )
+            if v.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {k!r} has non-numeric dtype {v.dtype}")
+            values[k] = v
+        for k, v in values.items():
+            targets[k][...] = v
+        return missing, unexpected
+
+    # -------------------------------------------------------------------- repr
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch.
+
+    A ``Linear`` or ``BatchNorm1d`` (without its own activation) followed by a parameter-free
+    activation (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU, Identity) runs as ONE fused
+    kernel call each way; the numbers are those of running the two modules one after the
+    other, and the names, indexing and ``state_dict`` are unchanged.
+    """
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            return Sequential(*mods[idx])
+        try:
+            return mods[idx]
+        except (IndexError, TypeError):
+            raise IndexError(f"Sequential index {idx!r} out of range for length {len(mods)}"
+                             ) from None
+
+    def append(self, module: Module) -> Sequential:
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: {type(module).__name__} is not a Module")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def forward(self, x):
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if getattr(m, "_fusable_with", None) is not None and m._fusable_with(nxt):
+                x = m(x, _fused=nxt)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
+        return x

@@ -1,0 +1,297 @@
+"""fastnn/nn/layers.py: gradients (float64 gradcheck), fusion, buffers, modes, errors."""
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+import naive
+
+F64 = np.float64
+ACTS = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "identity"]
+
+
+def rand(*shape, seed=0, scale=1.0):
+    return np.random.default_rng(seed).standard_normal(shape) * scale
+
+
+def check_module(module, *inputs):
+    """gradcheck of module(*inputs) with respect to the inputs and every parameter."""
+    params = list(module.parameters())
+    n = len(inputs)
+    return fnn.gradcheck(lambda *ts: module(*ts[:n]), [*inputs, *params])
+
+
+# ------------------------------------------------------------------------------ Linear
+@pytest.mark.parametrize("act", ACTS)
+def test_linear_with_fused_activation_gradcheck(act):
+    layer = fnn.Linear(5, 4, activation=act, dtype=F64)
+    check_module(layer, rand(3, 5))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_numpy_and_one_dimensional_input_is_one_sample(bias):
+    layer = fnn.Linear(7, 13, bias=bias, activation="relu", dtype=F64)
+    x = rand(257, 7)
+    b = layer.bias.data if bias else np.zeros(13)
+    y_ref, _ = naive.dense_forward(x, layer.weight.data, b, "relu")
+    np.testing.assert_allclose(layer(x).data, y_ref, rtol=1e-12)
+    one = layer(x[3])
+    assert one.shape == (13,)
+    np.testing.assert_allclose(one.data, y_ref[3], rtol=1e-12)
+    check_module(layer, x[0])
+
+
+def test_linear_weight_layout_and_default_init():
+    fnn.manual_seed(0)
+    layer = fnn.Linear(400, 30)
+    assert layer.weight.shape == (400, 30) and layer.bias.shape == (30,)
+    assert layer.weight.dtype == np.float32
+    bound = 1 / np.sqrt(400)  # PyTorch: kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), ...)
+    assert np.abs(layer.weight.data).max() <= bound
+    assert np.abs(layer.weight.data).max() > 0.95 * bound
+    assert abs(layer.weight.data.std() - bound / np.sqrt(3)) < 0.02 * bound
+
+
+def test_first_layer_skips_input_gradient_and_grads_accumulate():
+    layer = fnn.Linear(4, 3, dtype=F64)
+    x = rand(6, 4)
+    layer(x).sum().backward()
+    g1 = layer.weight.grad.copy()
+    layer(x).sum().backward()
+    np.testing.assert_allclose(layer.weight.grad, 2 * g1)
+    np.testing.assert_allclose(g1, x.T @ np.ones((6, 3)))
+
+
+def test_inputs_of_any_real_dtype_and_layout_are_cast():
+    layer = fnn.Linear(4, 2, dtype=np.float32)
+    base = rand(4, 6)
+    ref = layer(np.ascontiguousarray(base.T).astype(np.float32)).data
+    for x in (base.T, np.asfortranarray(base.T), base.T.astype(np.float64),
+              fnn.Tensor(base.T, requires_grad=True)):
+        y = layer(x)
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y.data, ref, rtol=1e-6)
+    u8 = np.arange(8, dtype=np.uint8).reshape(2, 4)
+    np.testing.assert_allclose(layer(u8).data, layer(u8.astype(np.float32)).data)
+    xt = fnn.Tensor(base.T, requires_grad=True)  # float64 input into a float32 layer
+    layer(xt).sum().backward()
+    assert xt.grad.dtype == np.float64 and xt.grad.shape == (6, 4)
+
+
+def test_linear_bad_input():
+    layer = fnn.Linear(4, 2)
+    with pytest.raises(ValueError, match=r"Linear\(in_features=4.*\(N, 4\).*\(3, 5\)"):
+        layer(np.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"1-D or 2-D input, got shape \(2, 3, 4\)"):
+        layer(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        layer(1.0)
+    with pytest.raises(TypeError, match="bool"):
+        layer(np.ones((2, 4), dtype=bool))
+    with pytest.raises(ValueError, match="in_features"):
+        fnn.Linear(0, 3)
+    with pytest.raises(ValueError, match="activation"):
+        fnn.Linear(3, 3, activation="softmax")
+
+
+# ------------------------------------------------------------------------- BatchNorm1d
+@pytest.mark.parametrize("act", [None, "relu", "tanh"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_training_gradcheck(act, affine):
+    bn = fnn.BatchNorm1d(4, affine=affine, activation=act, dtype=F64)
+    if affine:
+        bn.weight.data[:] = [0.5, 1.5, -1.0, 2.0]
+        bn.bias.data[:] = [0.1, -0.2, 0.3, 0.0]
+    check_module(bn, rand(6, 4, scale=2.0) + 1.0)
+
+
+def test_batchnorm_eval_gradcheck_and_statistics():
+    bn = fnn.BatchNorm1d(3, momentum=0.3, dtype=F64)
+    x = rand(8, 3, scale=2.0) + 5.0
+    bn(x)
+    _, _, rm, rv = naive.batchnorm_forward_train(x, np.ones(3), np.zeros(3), 1e-5, 0.3,
+                                                 np.zeros(3), np.ones(3))
+    np.testing.assert_allclose(bn.running_mean, rm, rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, rv, rtol=1e-12)
+    assert int(bn.num_batches_tracked) == 1
+    bn.eval()
+    y = bn(x)
+    np.testing.assert_allclose(y.data, (x - rm) / np.sqrt(rv + 1e-5), rtol=1e-12)
+    check_module(bn, x)
+    assert int(bn.num_batches_tracked) == 1  # eval does not touch the statistics
+
+
+def test_batchnorm_cumulative_momentum_none():
+    bn = fnn.BatchNorm1d(2, momentum=None, dtype=F64)
+    xs = [rand(5, 2, seed=s) for s in range(3)]
+    for x in xs:
+        bn(x)
+    np.testing.assert_allclose(bn.running_mean, np.mean([x.mean(0) for x in xs], axis=0))
+
+
+def test_batchnorm_bad_input():
+    bn = fnn.BatchNorm1d(3)
+    with pytest.raises(ValueError, match="more than 1"):
+        bn(np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"\(N, 3\).*\(4, 2\)"):
+        bn(np.ones((4, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        bn(np.ones(3))
+    bn.eval()
+    assert bn(np.ones((1, 3))).shape == (1, 3)  # one sample is fine in eval mode
+
+
+# ---------------------------------------------------------------------- fusion
+def _pair(act_module, with_bn):
+    fnn.manual_seed(1)
+    first = fnn.BatchNorm1d(5, dtype=F64) if with_bn else fnn.Linear(4, 5, dtype=F64)
+    fused = fnn.Sequential(first, act_module)
+    return fused, first, act_module
+
+
+@pytest.mark.parametrize("with_bn", [False, True])
+@pytest.mark.parametrize("act", [fnn.ReLU, fnn.GELU, fnn.Sigmoid, lambda: fnn.LeakyReLU(0.2),
+                                 fnn.SiLU, fnn.Tanh, lambda: fnn.ELU(0.5)])
+def test_fused_equals_unfused(act, with_bn):
+    fused, first, act_mod = _pair(act(), with_bn)
+    x = rand(6, 5 if with_bn else 4, seed=2)
+    xt = fnn.Tensor(x, requires_grad=True)
+    y_fused = fused(xt)
+    assert "+" in y_fused._op  # one node: the activation ran inside the kernel
+    y_fused.backward(np.ones(y_fused.shape))
+    grads_fused = [xt.grad.copy()] + [p.grad.copy() for p in fused.parameters()]
+    for p in fused.parameters():
+        p.grad = None
+    xt2 = fnn.Tensor(x, requires_grad=True)
+    y_plain = act_mod(first(xt2))
+    np.testing.assert_allclose(y_fused.data, y_plain.data, rtol=1e-13, atol=1e-15)
+    y_plain.backward(np.ones(y_plain.shape))
+    grads_plain = [xt2.grad] + [p.grad for p in fused.parameters()]
+    for a, b in zip(grads_fused, grads_plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_seed_two_layer_net_as_sequential():
+    # f = W2 . max(0, W1 x) from the seeds, with the layer convention y = x @ W.
+    net = fnn.Sequential(fnn.Linear(4, 6, bias=False, dtype=F64), fnn.ReLU(),
+                         fnn.Linear(6, 3, bias=False, dtype=F64))
+    x = rand(4, seed=3)
+    W1, W2 = net[0].weight.data, net[2].weight.data
+    np.testing.assert_allclose(net(x).data, W2.T @ np.maximum(0, W1.T @ x), rtol=1e-12)
+    check_module(net, x)
+    check_module(net, rand(5, 4, seed=4))
+
+
+# --------------------------------------------------------------- activations, PReLU
+@pytest.mark.parametrize("module", [fnn.ReLU(), fnn.LeakyReLU(0.1), fnn.ELU(), fnn.Sigmoid(),
+                                    fnn.Tanh(), fnn.GELU(), fnn.GELU("tanh"), fnn.SiLU(),
+                                    fnn.Swish(), fnn.Identity()])
+def test_activation_modules_gradcheck_any_shape(module):
+    for shape in ((7,), (3, 4), (2, 3, 2)):
+        x = rand(*shape, seed=5) + 0.05
+        check_module(module, x)
+
+
+def test_activation_modules_keep_input_dtype_or_cast():
+    x32 = np.ones((2, 2), np.float32)
+    assert fnn.ReLU()(x32).dtype == np.float32
+    assert fnn.ReLU()(x32.astype(F64)).dtype == F64
+    assert fnn.Tanh(dtype=F64)(x32).dtype == F64
+    with pytest.raises(ValueError, match="approximate"):
+        fnn.GELU("fast")
+
+
+@pytest.mark.parametrize("num", [1, 4])
+def test_prelu_gradcheck(num):
+    layer = fnn.PReLU(num, init=0.3, dtype=F64)
+    assert layer.weight.shape == (num,)
+    np.testing.assert_array_equal(layer.weight.data, 0.3)
+    check_module(layer, rand(5, 4, seed=6))
+    if num == 1:
+        check_module(layer, rand(3, 2, 2, seed=7))
+    else:
+        with pytest.raises(ValueError, match=r"\(N, 4\)"):
+            layer(np.ones((2, 3)))
+
+
+# ----------------------------------------------------------------------- Maxout
+@pytest.mark.parametrize("pieces", [2, 3])
+def test_maxout_gradcheck_and_values(pieces):
+    layer = fnn.Maxout(5, 3, pieces=pieces, dtype=F64)
+    assert layer.weight.shape == (5, 3 * pieces)
+    x = rand(4, 5, seed=8)
+    y_ref, _ = naive.maxout_forward(x, layer.weight.data, layer.bias.data, pieces)
+    np.testing.assert_allclose(layer(x).data, y_ref, rtol=1e-12)
+    check_module(layer, x)
+
+
+# ---------------------------------------------------------------- Dropout, noise
+def test_dropout_rate_scale_reproducibility_and_eval():
+    d = fnn.Dropout(0.3, seed=123)
+    x = np.ones((200, 50), np.float32)
+    y = d(x).data
+    assert abs((y == 0).mean() - 0.3) < 0.02
+    np.testing.assert_allclose(y[y != 0], 1 / 0.7, rtol=1e-6)
+    y2 = fnn.Dropout(0.3, seed=123)(x).data
+    np.testing.assert_array_equal(y, y2)  # a seed reproduces the masks
+    assert not np.array_equal(d(x).data, y)  # and the next call draws a new mask
+    d.eval()
+    assert d(x).data is not None and np.array_equal(d(x).data, x)
+
+
+def test_dropout_gradient_is_the_mask():
+    d = fnn.Dropout(0.5, seed=0)
+    x = fnn.Tensor(rand(4, 6), requires_grad=True)
+    y = d(x)
+    y.backward(np.ones(x.shape))
+    np.testing.assert_allclose(x.grad, y.data / x.data)
+
+
+def test_dropout_and_noise_bad_arguments():
+    for p in (-0.1, 1.0, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="Dropout"):
+            fnn.Dropout(p)
+    with pytest.raises(ValueError, match="std"):
+        fnn.GaussianNoise(-1.0)
+
+
+def test_gaussian_noise_train_only_and_identity_gradient():
+    g = fnn.GaussianNoise(0.5, seed=1)
+    x = fnn.Tensor(np.zeros((400, 25)), requires_grad=True)
+    y = g(x)
+    assert abs(y.data.std() - 0.5) < 0.02
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, 1.0)
+    g.eval()
+    assert g(x) is x
+
+
+# ------------------------------------------------------------------- buffers
+def test_buffers_are_reused_but_never_overwrite_live_outputs():
+    layer = fnn.Linear(3, 4, activation="relu", dtype=F64)
+    x1, x2 = rand(5, 3, seed=1), rand(5, 3, seed=2)
+    out1 = layer(x1)
+    keep = out1.data.copy()
+    out2 = layer(x2)  # out1 is alive: must not be overwritten
+    np.testing.assert_array_equal(out1.data, keep)
+    assert out1.data is not out2.data
+    buf2 = id(out2.data)
+    del out2
+    out3 = layer(x2)  # out2 is gone: its buffer is reused
+    assert id(out3.data) == buf2
+    held = layer(x1).data  # the user keeps just the array
+    layer(x2)
+    np.testing.assert_array_equal(held, keep)
+
+
+def test_steady_state_training_step_reuses_activation_buffers():
+    net = fnn.Sequential(fnn.Linear(8, 16), fnn.ReLU(), fnn.Linear(16, 4))
+    x = rand(32, 8).astype(np.float32)
+    labels = np.arange(32) % 4
+    ids = []
+    for _ in range(4):
+        loss = fnn.losses.cross_entropy(net(x), labels)
+        loss.backward()
+        ids.append(id(net[0]._pool._bufs[("y", (32, 16), np.dtype(np.float32))][0]))
+    assert len(set(ids)) == 1
+    assert len(net[0]._pool._bufs[("y", (32, 16), np.dtype(np.float32))]) <= 2
