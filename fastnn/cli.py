@@ -20,7 +20,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     # The threading layer is chosen when the first parallel kernel runs.
     x = np.zeros(1 << 16, dtype=np.float32)
-    activations.activation_forward.parallel(activations.RELU, 0.0, x, x.copy(), x[:0])
+    activations.activation_forward.parallel(activations.RELU, 0.0, x, x.copy(), x.copy())
     kernel_dir = os.path.dirname(activations.__file__)
     cache = numba.config.CACHE_DIR or os.path.join(kernel_dir, "__pycache__")
     rows = [

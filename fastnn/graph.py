@@ -522,7 +522,7 @@ def activation(x, name: str, alpha: float = 0.0) -> Tensor:
     src = np.ascontiguousarray(x.data)
     flat = src.reshape(-1)
     y = np.empty_like(flat)
-    d = np.empty_like(flat) if (_grad_enabled and x.requires_grad) else flat[:0]
+    d = np.empty_like(flat)  # always written by the kernel
     _act.activation_forward(flat.size)(code, float(alpha), flat, y, d)
     out = _node(y.reshape(x.shape), (x,), name)
     if out.requires_grad:

@@ -74,68 +74,139 @@ def sigmoid_point(z):
     return e / (one + e)
 
 
+# One (value, local gradient) function per activation: the module table, one row each.
 @jit
-def activation_point(code, z, alpha):
-    """``(y, dy/dz)`` of activation ``code`` at the scalar ``z`` (see the module table)."""
-    one = typed(z, 1.0)
+def _identity(z, alpha):
+    return z, typed(z, 1.0)
+
+
+@jit
+def _relu(z, alpha):
     zero = typed(z, 0.0)
+    return (z, typed(z, 1.0)) if z > zero else (zero, zero)
+
+
+@jit
+def _leaky_relu(z, alpha):
+    a = typed(z, alpha)
+    return (z, typed(z, 1.0)) if z > typed(z, 0.0) else (a * z, a)
+
+
+@jit
+def _elu(z, alpha):
+    if z > typed(z, 0.0):
+        return z, typed(z, 1.0)
+    a = typed(z, alpha)
+    y = a * np.expm1(z)
+    return y, y + a
+
+
+@jit
+def _sigmoid(z, alpha):
+    s = sigmoid_point(z)
+    return s, s * (typed(z, 1.0) - s)
+
+
+@jit
+def _tanh(z, alpha):
+    t = np.tanh(z)
+    return t, typed(z, 1.0) - t * t
+
+
+@jit
+def _gelu(z, alpha):
+    one, half = typed(z, 1.0), typed(z, 0.5)
+    cdf = half * (one + math.erf(z * typed(z, 0.7071067811865476)))
+    pdf = typed(z, 0.3989422804014327) * np.exp(-half * z * z)
+    return z * cdf, cdf + z * pdf
+
+
+@jit
+def _gelu_tanh(z, alpha):
+    one, half = typed(z, 1.0), typed(z, 0.5)
+    k, c = typed(z, 0.7978845608028654), typed(z, 0.044715)
+    t = np.tanh(k * (z + c * z * z * z))
+    dt = half * z * (one - t * t) * k * (one + typed(z, 3.0) * c * z * z)
+    return half * z * (one + t), half * (one + t) + dt
+
+
+@jit
+def _silu(z, alpha):
+    s = sigmoid_point(z)
+    one = typed(z, 1.0)
+    return z * s, s * (one + z * (one - s))
+
+
+@jit
+def activation_row(code, alpha, z, d):
+    """In place over 1-D slices: d[j] = act'(z[j]) and z[j] = act(z[j]).
+
+    ``d`` must not overlap ``z`` (Numba lets LLVM assume that arrays do not alias).
+    The switch on ``code`` sits outside the loops, so each loop is straight-line code that
+    LLVM can vectorize; a switch per element measured ~20x slower for relu.
+    """
+    m = z.shape[0]
     if code == RELU:
-        if z > zero:
-            return z, one
-        return zero, zero
-    if code == IDENTITY:
-        return z, one
-    if code == LEAKY_RELU:
-        if z > zero:
-            return z, one
-        a = typed(z, alpha)
-        return a * z, a
-    if code == ELU:
-        if z > zero:
-            return z, one
-        a = typed(z, alpha)
-        y = a * np.expm1(z)
-        return y, y + a
-    if code == SIGMOID:
-        s = sigmoid_point(z)
-        return s, s * (one - s)
-    if code == TANH:
-        t = np.tanh(z)
-        return t, one - t * t
-    if code == GELU:
-        half = typed(z, 0.5)
-        cdf = half * (one + math.erf(z * typed(z, 0.7071067811865476)))
-        pdf = typed(z, 0.3989422804014327) * np.exp(-half * z * z)
-        return z * cdf, cdf + z * pdf
-    if code == GELU_TANH:
-        half = typed(z, 0.5)
-        k = typed(z, 0.7978845608028654)
-        c = typed(z, 0.044715)
-        t = np.tanh(k * (z + c * z * z * z))
-        dt = half * z * (one - t * t) * k * (one + typed(z, 3.0) * c * z * z)
-        return half * z * (one + t), half * (one + t) + dt
-    if code == SILU:
-        s = sigmoid_point(z)
-        return z * s, s * (one + z * (one - s))
-    return z, one
+        for j in range(m):
+            y, g = _relu(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == IDENTITY:
+        for j in range(m):
+            y, g = _identity(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == LEAKY_RELU:
+        for j in range(m):
+            y, g = _leaky_relu(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == ELU:
+        for j in range(m):
+            y, g = _elu(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == SIGMOID:
+        for j in range(m):
+            y, g = _sigmoid(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == TANH:
+        for j in range(m):
+            y, g = _tanh(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == GELU:
+        for j in range(m):
+            y, g = _gelu(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == GELU_TANH:
+        for j in range(m):
+            y, g = _gelu_tanh(z[j], alpha)
+            d[j] = g
+            z[j] = y
+    elif code == SILU:
+        for j in range(m):
+            y, g = _silu(z[j], alpha)
+            d[j] = g
+            z[j] = y
 
 
 @kernel
 def activation_forward(code, alpha, x, y, d):
-    """y = act(x) and, if ``d.size``, d = act'(x): flat arrays of length n.
+    """y = act(x) and d = act'(x): flat arrays of length n.
 
     Parameters: code (int, the module table), alpha (float), x (n,) input,
-    y (n,) output, d (n,) or (0,) the local gradient (skipped when empty).
+    y (n,) output, d (n,) the local gradient (always written: a loop that skips it would
+    be a second copy of every activation loop, and only inference would gain).
     Parallel over fixed chunks of CHUNK elements: no reduction, so any split is exact.
     """
     n = x.shape[0]
-    store_d = d.shape[0] == n
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            yi, di = activation_point(code, x[i], alpha)
-            y[i] = yi
-            if store_d:
-                d[i] = di
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        y[lo:hi] = x[lo:hi]
+        activation_row(code, alpha, y[lo:hi], d[lo:hi])
 
 
 @kernel

@@ -33,7 +33,7 @@ from numba import prange
 
 from ._jit import kernel
 from ._typed import typed
-from .activations import activation_point
+from .activations import activation_row
 
 ROWS_PER_CHUNK = 64
 
@@ -64,22 +64,19 @@ def _shifted_sums(x, partial):
 
 @kernel
 def _normalize_activate(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
-    """y = act(gamma * (x - mean) * inv_std + beta), writing xhat and d when they are (N, C).
+    """y = act(gamma * (x - mean) * inv_std + beta) and d = act'(.); xhat when it is (N, C).
 
     Parallel over rows: rows are independent.
     """
     n, m = x.shape
     store_xhat = xhat.shape[0] == n
-    store_d = d.shape[0] == n
     for i in prange(n):
         for j in range(m):
             h = (x[i, j] - mean[j]) * inv_std[j]
             if store_xhat:
                 xhat[i, j] = h
-            v, g = activation_point(code, gamma[j] * h + beta[j], alpha)
-            y[i, j] = v
-            if store_d:
-                d[i, j] = g
+            y[i, j] = gamma[j] * h + beta[j]
+        activation_row(code, alpha, y[i], d[i])
 
 
 def batchnorm_forward_train(
@@ -95,7 +92,7 @@ def batchnorm_forward_train(
     running_mean, running_var : (C,) updated in place; pass (0,) arrays to skip.
     code, alpha : the activation fused after the affine map.
     y : (N, C) output. xhat : (N, C) normalized input kept for backward, or (0, C).
-    d : (N, C) activation's local gradient, or (0, C). mean, inv_std : (C,) outputs.
+    d : (N, C) receives the activation's local gradient. mean, inv_std : (C,) outputs.
     partial : (n_chunks(N), 2, C) scratch.
     """
     n = x.shape[0]
@@ -117,7 +114,7 @@ def batchnorm_forward_train(
 def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, code, alpha, y, d):
     """Evaluation forward: y = act(gamma (x - rm) / sqrt(rv + eps) + beta), running statistics.
 
-    x, y : (N, C); d : (N, C) or (0, C); the rest (C,).
+    x, y, d : (N, C) (d receives the activation's local gradient); the rest (C,).
     """
     inv_std = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
     empty = y[:0]

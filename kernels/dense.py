@@ -17,7 +17,7 @@ from numba import prange
 
 from ._jit import kernel
 from ._typed import typed
-from .activations import IDENTITY, activation_point
+from .activations import IDENTITY, activation_row
 
 #: Rows per chunk of the bias-gradient reduction. Fixed, so that the partial sums, and the
 #: order in which they are added, depend on the batch size alone (never the thread count).
@@ -29,21 +29,16 @@ def bias_activation_forward(code, alpha, z, b, d):
     """In place: z[i, j] <- act(z[i, j] + b[j]); d[i, j] <- act'(z[i, j] + b[j]).
 
     z (N, M) holds x @ W on entry and y on exit; b (M,) or (0,) for no bias;
-    d (N, M), or (0, M) to skip the local gradient (inference, or identity).
+    d (N, M) receives the local gradient.
     Parallel over rows: rows are independent, and a row is a contiguous stretch of memory.
     """
     n, m = z.shape
     has_bias = b.shape[0] == m
-    store_d = d.shape[0] == n
     for i in prange(n):
-        for j in range(m):
-            v = z[i, j]
-            if has_bias:
-                v += b[j]
-            y, g = activation_point(code, v, alpha)
-            z[i, j] = y
-            if store_d:
-                d[i, j] = g
+        if has_bias:
+            for j in range(m):
+                z[i, j] += b[j]
+        activation_row(code, alpha, z[i], d[i])
 
 
 @kernel
@@ -80,10 +75,13 @@ def dense_forward(x, W, b, code, alpha, y, d) -> None:
     ----------
     x : (N, D) C-contiguous. W : (D, M). b : (M,), or (0,) for no bias.
     code, alpha : the activation (``activations.CODES``) and its parameter.
-    y : (N, M) output, C-contiguous. d : (N, M), or (0, M) to skip the local gradient.
+    y : (N, M) output, C-contiguous. d : (N, M) receives the local gradient; for the
+        identity (GEMM plus at most a bias add) it is not touched and may be (0, M).
     """
     np.matmul(x, W, out=y)
-    if code == IDENTITY and b.shape[0] == 0:
+    if code == IDENTITY:
+        if b.shape[0]:
+            np.add(y, b, out=y)
         return
     bias_activation_forward(y.size)(code, alpha, y, b, d)
 

@@ -34,7 +34,7 @@ def n_chunks(n_rows: int) -> int:
     return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
-@kernel(min_parallel=1 << 16)
+@kernel
 def softmax_cross_entropy(logits, labels, dlogits, partial):
     """Mean softmax cross-entropy of (N, C) logits against int labels (N,), and its gradient.
 
@@ -69,7 +69,7 @@ def softmax_cross_entropy(logits, labels, dlogits, partial):
     return bad if bad < n else -1
 
 
-@kernel(min_parallel=1 << 16)
+@kernel
 def multiclass_hinge(scores, labels, margin, dscores, partial):
     """Mean multiclass hinge loss of (N, C) scores, and its gradient into dscores (N, C).
 
@@ -103,7 +103,7 @@ def multiclass_hinge(scores, labels, margin, dscores, partial):
     return bad if bad < n else -1
 
 
-@kernel(min_parallel=1 << 16)
+@kernel
 def mse(pred, target, dpred, partial):
     """Mean squared error over flat (n,) arrays; dpred = 2 (pred - target) / n."""
     n = pred.shape[0]
@@ -117,7 +117,7 @@ def mse(pred, target, dpred, partial):
         partial[k] = total
 
 
-@kernel(min_parallel=1 << 16)
+@kernel
 def bce_with_logits(logits, target, dlogits, partial):
     """Mean binary cross-entropy of flat (n,) logits against targets in [0, 1]; stable."""
     n = logits.shape[0]

@@ -102,8 +102,7 @@ def activation_node(x: Tensor, code: int, alpha: float, name: str, pool: BufferP
         return x
     src = np.ascontiguousarray(x.data).reshape(-1)
     y = pool.get("y", src.shape, src.dtype)
-    needs_grad = is_grad_enabled() and x.requires_grad
-    d = pool.get("d", src.shape, src.dtype) if needs_grad else src[:0]
+    d = pool.get("d", src.shape, src.dtype)  # always written by the kernel
     K_act.activation_forward(src.size)(code, alpha, src, y, d)
     out = _node(y.reshape(x.shape), (x,), name)
     if out.requires_grad:
@@ -299,8 +298,8 @@ class Linear(Module):
         pool = self._pool
         y = pool.get("y", (n, m), dt)
         parents = (x, self.weight) if bias is None else (x, self.weight, bias)
-        needs_grad = is_grad_enabled() and any(p.requires_grad for p in parents)
-        d = pool.get("d", (n, m), dt) if needs_grad and code != K_act.IDENTITY else _empty(dt, m)
+        # The fused pass always writes the local gradient; the identity has none (dz = dy).
+        d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
         K_dense.dense_forward(X, W, b, code, alpha, y, d)
         out = _node(y if x.ndim == 2 else y.reshape(m), parents,
                     "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
@@ -404,7 +403,8 @@ class BatchNorm1d(Module):
         params = (self.weight, self.bias) if self.affine else ()
         needs_grad = is_grad_enabled() and (x.requires_grad or bool(params))
         y = pool.get("y", (n, c), dt)
-        d = pool.get("d", (n, c), dt) if needs_grad and code != K_act.IDENTITY else _empty(dt, c)
+        d = pool.get("d", (n, c), dt)  # always written by the kernels
+        d_backward = d if code != K_act.IDENTITY else _empty(dt, c)  # identity: dz = dy
         if use_batch_stats:
             xhat = pool.get("xhat", (n, c), dt) if needs_grad else _empty(dt, c)
             inv_std = np.empty(c, dt)
@@ -436,11 +436,11 @@ class BatchNorm1d(Module):
                 dx = np.empty_like(X) if x.requires_grad else None
                 dgamma, dbeta = np.empty(c, dt), np.empty(c, dt)
                 if use_batch_stats:
-                    K_bn.batchnorm_backward(g, d, xhat, gamma, inv_std, dx, dgamma, dbeta,
+                    K_bn.batchnorm_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
                                             pool.get("partial_b", (K_bn.n_chunks(n), 2, c),
                                                      np.float64))
                 else:  # fixed statistics: an affine map per channel
-                    dz = g * d if d.shape[0] else g
+                    dz = g * d_backward if d_backward.shape[0] else g
                     np.sum(dz, axis=0, out=dbeta)
                     np.sum(dz * xhat, axis=0, out=dgamma)
                     if dx is not None:

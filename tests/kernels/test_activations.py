@@ -32,10 +32,10 @@ def test_forward_writes_value_and_local_gradient(name, dtype):
 
 
 @pytest.mark.parametrize("variant", ["serial", "parallel"])
-def test_both_variants_agree_and_skip_empty_local_gradient(variant):
+def test_both_variants_agree(variant):
     x = _inputs(5000, np.float64)
     y = np.empty_like(x)
-    getattr(A.activation_forward, variant)(A.SIGMOID, 0.0, x, y, x[:0])
+    getattr(A.activation_forward, variant)(A.SIGMOID, 0.0, x, y, np.empty_like(x))
     np.testing.assert_allclose(y, naive.activation("sigmoid", x)[0], rtol=1e-12)
     dy = _inputs(5000, np.float64, seed=1)
     dx = np.empty_like(x)

@@ -41,6 +41,18 @@ def test_linear_matches_numpy_and_one_dimensional_input_is_one_sample(bias):
     check_module(layer, x[0])
 
 
+@pytest.mark.parametrize("act", ACTS)
+def test_linear_without_grad_gives_the_same_values(act):
+    layer = fnn.Linear(5, 4, activation=act, dtype=F64)
+    x = rand(3, 5)
+    with fnn.no_grad():
+        y = layer(x).data.copy()
+    y_ref, _ = naive.dense_forward(x, layer.weight.data, layer.bias.data, act,
+                                   layer.activation.alpha if layer.activation else 0.0)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12)
+    np.testing.assert_allclose(layer(x).data, y_ref, rtol=1e-12)
+
+
 def test_linear_weight_layout_and_default_init():
     fnn.manual_seed(0)
     layer = fnn.Linear(400, 30)
