@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import init, kernels, losses, nn
+from . import init, kernels, losses, nn, optim
 from ._dtype import get_default_dtype, set_default_dtype
 from ._warmup import warmup
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
@@ -49,6 +49,7 @@ __all__ = [  # noqa: PLE0605
     "manual_seed",
     "maximum",
     "nn",
+    "optim",
     "no_grad",
     "relu",
     "set_default_dtype",

@@ -180,3 +180,84 @@ def maxout_backward(dy, x, W, b, pieces):
     np.put_along_axis(dz, arg[..., None], _f64(dy)[..., None], axis=2)
     dz = dz.reshape(n, m * pieces)
     return dz @ _f64(W).T, _f64(x).T @ dz, dz.sum(axis=0)
+
+
+# ------------------------------------------------------------------ optimizers
+class NaiveOptimizer:
+    """torch.optim's update formulas (their documented algorithms), one array at a time,
+    in float64. ``step(grads)`` updates ``self.params`` (a list of float64 arrays)."""
+
+    def __init__(self, params, **hp):
+        self.params = [np.array(p, dtype=np.float64) for p in params]
+        self.hp = hp
+        self.t = 0
+        self.state = [dict() for _ in self.params]
+
+    def step(self, grads):
+        self.t += 1
+        for i, (p, g) in enumerate(zip(self.params, grads, strict=True)):
+            g = _f64(g).copy()
+            if self.hp.get("maximize"):
+                g = -g
+            self.params[i] = self.update(p, g, self.state[i])
+
+
+class NaiveSGD(NaiveOptimizer):
+    def update(self, p, g, st):
+        lr, mom, damp = self.hp["lr"], self.hp.get("momentum", 0.0), self.hp.get("dampening", 0.0)
+        g = g + self.hp.get("weight_decay", 0.0) * p
+        if mom != 0:
+            st["buf"] = g.copy() if "buf" not in st else mom * st["buf"] + (1 - damp) * g
+            g = g + mom * st["buf"] if self.hp.get("nesterov") else st["buf"]
+        return p - lr * g
+
+
+class NaiveAdagrad(NaiveOptimizer):
+    def update(self, p, g, st):
+        g = g + self.hp.get("weight_decay", 0.0) * p
+        clr = self.hp["lr"] / (1 + (self.t - 1) * self.hp.get("lr_decay", 0.0))
+        st["sum"] = st.get("sum", np.full_like(p, self.hp.get("initial_accumulator_value", 0.0)))
+        st["sum"] = st["sum"] + g * g
+        return p - clr * g / (np.sqrt(st["sum"]) + self.hp.get("eps", 1e-10))
+
+
+class NaiveRMSprop(NaiveOptimizer):
+    def update(self, p, g, st):
+        a, eps, mom = self.hp.get("alpha", 0.99), self.hp.get("eps", 1e-8), \
+            self.hp.get("momentum", 0.0)
+        g = g + self.hp.get("weight_decay", 0.0) * p
+        st["sq"] = a * st.get("sq", np.zeros_like(p)) + (1 - a) * g * g
+        if self.hp.get("centered"):
+            st["ga"] = a * st.get("ga", np.zeros_like(p)) + (1 - a) * g
+            avg = np.sqrt(st["sq"] - st["ga"] ** 2) + eps
+        else:
+            avg = np.sqrt(st["sq"]) + eps
+        if mom > 0:
+            st["buf"] = mom * st.get("buf", np.zeros_like(p)) + g / avg
+            return p - self.hp["lr"] * st["buf"]
+        return p - self.hp["lr"] * g / avg
+
+
+class NaiveAdam(NaiveOptimizer):
+    decoupled = False
+
+    def update(self, p, g, st):
+        lr, (b1, b2) = self.hp.get("lr", 1e-3), self.hp.get("betas", (0.9, 0.999))
+        eps = self.hp.get("eps", 1e-8)
+        wd = self.hp.get("weight_decay", 1e-2 if self.decoupled else 0.0)  # torch's defaults
+        if self.decoupled:
+            p = p * (1 - lr * wd)
+        else:
+            g = g + wd * p
+        st["m"] = b1 * st.get("m", np.zeros_like(p)) + (1 - b1) * g
+        st["v"] = b2 * st.get("v", np.zeros_like(p)) + (1 - b2) * g * g
+        v = st["v"]
+        if self.hp.get("amsgrad"):
+            st["vmax"] = np.maximum(st.get("vmax", np.zeros_like(p)), v)
+            v = st["vmax"]
+        m_hat = st["m"] / (1 - b1**self.t)
+        return p - lr * m_hat / (np.sqrt(v) / np.sqrt(1 - b2**self.t) + eps)
+
+
+class NaiveAdamW(NaiveAdam):
+    decoupled = True

@@ -130,3 +130,69 @@ def test_kaiming_fan_matches_torch_for_transposed_layout(mode):
     theirs = torch.empty(100, 300)  # (out, in)
     torch.nn.init.kaiming_normal_(theirs, mode=mode, nonlinearity="relu")
     assert ours.std() == pytest.approx(theirs.std().item(), rel=0.03)
+
+
+OPTIMIZERS = [
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-2)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=1e-3, initial_accumulator_value=0.1)),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=1e-3)),
+    ("Adam", dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2, amsgrad=True)),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("name,hp", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in
+                                                     enumerate(OPTIMIZERS)])
+def test_optimizers_match_torch_over_30_steps(name, hp):
+    rng = np.random.default_rng(0)
+    shapes = [(4, 3), (3,), (5,)]
+    init = [rng.standard_normal(s) for s in shapes]
+    ours = [fnn.Parameter(a.copy()) for a in init]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in init]
+    opt = getattr(fnn.optim, name)(ours, **hp)
+    ref = getattr(torch.optim, name)(theirs, **hp, foreach=False)
+    for _ in range(30):
+        grads = [rng.standard_normal(s) for s in shapes]
+        for p, g in zip(ours, grads, strict=True):
+            p.grad[...] = g
+        for t, g in zip(theirs, grads, strict=True):
+            t.grad = torch.from_numpy(g.copy())
+        opt.step()
+        ref.step()
+    for p, t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_schedules_match_torch():
+    def pair(make_ours, make_theirs, epochs=30):
+        o = fnn.optim.SGD(fnn.Linear(2, 2).parameters(), lr=0.1)
+        t = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        so, st = make_ours(o), make_theirs(t)
+        a, b = [], []
+        for _ in range(epochs):
+            a.append(o.param_groups[0]["lr"])
+            b.append(t.param_groups[0]["lr"])
+            o.step()
+            t.step()
+            so.step()
+            st.step()
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+
+    S, T = fnn.optim.lr_scheduler, torch.optim.lr_scheduler
+    pair(lambda o: S.StepLR(o, 4, 0.5), lambda t: T.StepLR(t, 4, 0.5))
+    pair(lambda o: S.ExponentialLR(o, 0.9), lambda t: T.ExponentialLR(t, 0.9))
+    pair(lambda o: S.CosineAnnealingLR(o, 10, 0.001), lambda t: T.CosineAnnealingLR(t, 10, 0.001))
+    pair(lambda o: S.LinearLR(o, 0.2, 1.0, 6), lambda t: T.LinearLR(t, 0.2, 1.0, 6))
+
+
+def test_reduce_on_plateau_matches_torch():
+    o = fnn.optim.SGD(fnn.Linear(2, 2).parameters(), lr=0.1)
+    t = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    so = fnn.optim.lr_scheduler.ReduceLROnPlateau(o, factor=0.5, patience=2, cooldown=1)
+    st = torch.optim.lr_scheduler.ReduceLROnPlateau(t, factor=0.5, patience=2, cooldown=1)
+    metrics = np.random.default_rng(0).uniform(0.5, 1.0, 40).cumsum()[::-1] % 1.3
+    for m in metrics:
+        so.step(m)
+        st.step(m)
+        assert o.param_groups[0]["lr"] == pytest.approx(t.param_groups[0]["lr"])

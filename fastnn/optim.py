@@ -1,0 +1,465 @@
+"""Optimizers on flat parameter buffers, with torch.optim's names, defaults and formulas.
+
+How the buffers are formed: when an optimizer is created, the parameters it is given are
+laid out, group after group, in ONE contiguous buffer per dtype; each Parameter's ``.data``
+becomes a view into it (its values are copied in), and so does its ``.grad`` (zero-filled).
+Every optimizer state (momentum, squared averages, Adam's m and v) is a buffer of the same
+layout. So ``step()`` is one kernel call per dtype over all parameters, ``zero_grad()`` one
+fill, and a checkpoint a handful of arrays.
+
+Hold on to the Parameter objects, not to arrays taken from ``param.data`` before the
+optimizer existed: those arrays are no longer the model's. Assigning into
+``param.data[...]`` changes the model as before. Parameters already in another optimizer's
+buffer (two optimizers over one model, or a new one after a checkpoint) are laid out anew.
+If something replaces ``param.grad`` (``Module.zero_grad()`` sets it to None, as PyTorch
+does) the next ``step()`` copies it back into the buffer (None counts as zero).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from .kernels import _jit
+from .kernels import optim as K
+from .nn.module import Parameter
+
+_EMPTY = {}
+
+
+def _empty(dtype) -> np.ndarray:
+    arr = _EMPTY.get(np.dtype(dtype))
+    if arr is None:
+        arr = _EMPTY[np.dtype(dtype)] = np.empty(0, dtype)
+    return arr
+
+
+class _FlatBuffer:
+    """The parameters of one dtype laid out contiguously, group after group."""
+
+    def __init__(self, params: list[Parameter], groups: list[int], dtype: np.dtype):
+        self.dtype = dtype
+        self.params = params
+        sizes = [p.data.size for p in params]
+        self.size = int(sum(sizes))
+        self.data = np.empty(self.size, dtype)
+        self.grad = np.zeros(self.size, dtype)
+        self.offsets = np.cumsum([0, *sizes])
+        self.data_views, self.grad_views = [], []
+        segments = []
+        for p, g, lo, hi in zip(params, groups, self.offsets[:-1], self.offsets[1:], strict=True):
+            lo, hi = int(lo), int(hi)
+            self.data[lo:hi] = p.data.reshape(-1)
+            dv = self.data[lo:hi].reshape(p.data.shape)
+            gv = self.grad[lo:hi].reshape(p.data.shape)
+            if p.grad is not None:
+                gv[...] = p.grad
+            p.data, p.grad = dv, gv
+            p._zeroed_grad = gv if not gv.any() else None
+            self.data_views.append(dv)
+            self.grad_views.append(gv)
+            if segments and segments[-1][2] == g and segments[-1][1] == lo:
+                segments[-1] = (segments[-1][0], hi, g)
+            else:
+                segments.append((lo, hi, g))
+        self.items = K.work_items(segments)
+
+    def sync(self) -> None:
+        """Make every parameter's ``.data``/``.grad`` the buffer's views again (see module doc)."""
+        for p, dv, gv in zip(self.params, self.data_views, self.grad_views, strict=True):
+            if p.data is not dv:
+                if p.data.shape != dv.shape:
+                    raise ValueError(
+                        f"a parameter's data was replaced by one of shape {p.data.shape}; "
+                        f"the optimizer holds it as {dv.shape}"
+                    )
+                dv[...] = p.data
+                p.data = dv
+            if p.grad is not gv:
+                if p.grad is None:
+                    gv.fill(0)
+                else:
+                    gv[...] = p.grad
+                p.grad = gv
+
+    def kernel(self, k: _jit.Kernel):
+        return k(self.size)
+
+
+def _check(name: str, value, low=0.0, high=None, high_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number)")
+    v = float(value)
+    if not (v >= low) or (high is not None and (v >= high if high_open else v > high)):
+        bound = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
+        raise ValueError(f"Invalid {name}: {value!r} (expected {bound})")
+    return v
+
+
+class Optimizer:
+    """Base class: parameter groups, flat buffers, ``zero_grad``, ``state_dict``.
+
+    Subclasses give their defaults, the names of their state buffers (``state_names``,
+    derived from a group's hyperparameters), and ``_update(flat, hp_rows)``: the kernel
+    call for one dtype buffer. Hyperparameters live in ``param_groups`` (a list of dicts,
+    as in PyTorch), so schedulers and users can change ``group["lr"]`` between steps.
+    """
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params, defaults: dict):
+        groups = self._as_groups(params)
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict] = []
+        seen: dict[int, int] = {}
+        for gi, group in enumerate(groups):
+            g = {k: v for k, v in group.items() if k != "params"}
+            unknown = set(g) - set(defaults)
+            if unknown:
+                raise ValueError(f"parameter group {gi} has unknown options {sorted(unknown)}")
+            full = {**defaults, **g}
+            self._validate(full)
+            plist = group["params"]
+            plist = [plist] if isinstance(plist, Parameter) else list(plist)
+            for p in plist:
+                if not isinstance(p, Parameter):
+                    raise TypeError(
+                        f"{type(self).__name__} can only optimize fastnn Parameters, got "
+                        f"{type(p).__name__} in parameter group {gi}"
+                    )
+                if id(p) in seen:
+                    raise ValueError("some parameters appear in more than one parameter group")
+                seen[id(p)] = gi
+            full["params"] = plist
+            self.param_groups.append(full)
+        if not seen:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        by_dtype: dict[np.dtype, tuple[list, list]] = {}
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                ps, gs = by_dtype.setdefault(p.data.dtype, ([], []))
+                ps.append(p)
+                gs.append(gi)
+        self._flats = [_FlatBuffer(ps, gs, dt) for dt, (ps, gs) in by_dtype.items()]
+        self._steps = [0] * len(self.param_groups)
+        self.state: dict[str, list[np.ndarray]] = {}
+
+    @staticmethod
+    def _as_groups(params) -> list[dict]:
+        if isinstance(params, Parameter):
+            return [{"params": [params]}]
+        if not isinstance(params, Iterable):
+            raise TypeError(
+                f"params must be an iterable of Parameters or of dicts, got {type(params).__name__}"
+            )
+        params = list(params)
+        if params and all(isinstance(p, dict) for p in params):
+            for i, g in enumerate(params):
+                if "params" not in g:
+                    raise ValueError(f"parameter group {i} has no 'params' key")
+            return params
+        return [{"params": params}]
+
+    def _validate(self, group: dict) -> None:
+        _check("lr", group["lr"])
+        _check("weight_decay", group.get("weight_decay", 0.0))
+
+    # ----------------------------------------------------------------- the step
+    def zero_grad(self) -> None:
+        """Set every gradient to zero: one fill per flat buffer."""
+        for flat in self._flats:
+            flat.sync()
+            flat.grad.fill(0)
+            for p in flat.params:
+                p._zeroed_grad = p.grad
+
+    def _state(self, name: str) -> list[np.ndarray]:
+        bufs = self.state.get(name)
+        if bufs is None:
+            bufs = self.state[name] = [np.zeros(f.size, f.dtype) for f in self._flats]
+        return bufs
+
+    def _hp_rows(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _update(self, k: int, flat: _FlatBuffer, hp: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Update every parameter from its gradient (one kernel call per dtype)."""
+        for i in range(len(self._steps)):
+            self._steps[i] += 1
+        hp = self._hp_rows()
+        for k, flat in enumerate(self._flats):
+            flat.sync()
+            self._update(k, flat, hp)
+        for flat in self._flats:
+            for p in flat.params:
+                p._zeroed_grad = None
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """Hyperparameters, step counts and state buffers (copies), for a checkpoint.
+
+        ``{"param_groups": [{option: value, "params": [indices]}], "steps": [int per group],
+        "state": {name: [flat array per dtype buffer]}, "layout": [(dtype, size)]}``.
+        """
+        groups, index = [], 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            groups.append({**{k: v for k, v in g.items() if k != "params"},
+                           "params": list(range(index, index + n))})
+            index += n
+        return {
+            "param_groups": groups,
+            "steps": list(self._steps),
+            "state": {name: [b.copy() for b in bufs] for name, bufs in self.state.items()},
+            "layout": [(str(f.dtype), f.size) for f in self._flats],
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a :meth:`state_dict`; refuses one made for a different set of parameters."""
+        try:
+            groups, steps, state = (state_dict["param_groups"], state_dict["steps"],
+                                    state_dict["state"])
+            layout = [(str(d), int(s)) for d, s in state_dict["layout"]]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not an optimizer state dict (missing {exc})") from None
+        mine = [(str(f.dtype), f.size) for f in self._flats]
+        if len(groups) != len(self.param_groups) or layout != mine or \
+                [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError(
+                f"loaded state dict is for a different set of parameters: groups of "
+                f"{[len(g['params']) for g in groups]} parameters and buffers {layout}, this "
+                f"optimizer has {[len(g['params']) for g in self.param_groups]} and {mine}"
+            )
+        new_state = {}
+        for name, bufs in state.items():
+            if len(bufs) != len(self._flats):
+                raise ValueError(f"state {name!r} has {len(bufs)} buffers, expected "
+                                 f"{len(self._flats)}")
+            arrs = []
+            for b, f in zip(bufs, self._flats, strict=True):
+                b = np.asarray(b)
+                if b.shape != (f.size,):
+                    raise ValueError(f"state {name!r} has shape {b.shape}, expected ({f.size},)")
+                arrs.append(b.astype(f.dtype, copy=True))
+            new_state[name] = arrs
+        for mine_g, theirs in zip(self.param_groups, groups, strict=True):
+            opts = {k: v for k, v in theirs.items() if k != "params"}
+            self._validate({**mine_g, **opts})
+            mine_g.update(opts)
+        self._steps = [int(s) for s in steps]
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(g.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum (torch.optim.SGD).
+
+    ``SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+    maximize=False)``; plain SGD is momentum 0. See ``fastnn.kernels.optim.sgd_step``.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _validate(self, g):
+        super()._validate(g)
+        _check("momentum", g["momentum"])
+        _check("dampening", g["dampening"])
+        if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _hp_rows(self):
+        return np.array([[g["lr"], g["weight_decay"], g["momentum"], g["dampening"],
+                          float(g["nesterov"]), float(s == 1), float(g["maximize"])]
+                         for g, s in zip(self.param_groups, self._steps, strict=True)])
+
+    def _update(self, k, flat, hp):
+        uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
+        buf = self._state("momentum_buffer")[k] if uses_momentum else _empty(flat.dtype)
+        flat.kernel(K.sgd_step)(flat.data, flat.grad, buf, *flat.items, hp)
+
+
+class Adagrad(Optimizer):
+    """Adagrad (torch.optim.Adagrad): ``Adagrad(params, lr=1e-2, lr_decay=0,
+    weight_decay=0, initial_accumulator_value=0, eps=1e-10, maximize=False)``."""
+
+    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps, maximize=maximize))
+        sums = self._state("sum")
+        for k, flat in enumerate(self._flats):
+            for p, lo, hi in zip(flat.params, flat.offsets[:-1], flat.offsets[1:], strict=True):
+                g = next(g for g in self.param_groups if any(q is p for q in g["params"]))
+                sums[k][lo:hi] = g["initial_accumulator_value"]
+
+    def _validate(self, g):
+        super()._validate(g)
+        _check("lr_decay", g["lr_decay"])
+        _check("initial_accumulator_value", g["initial_accumulator_value"])
+        _check("eps", g["eps"])
+
+    def _hp_rows(self):
+        return np.array([[g["lr"] / (1 + (s - 1) * g["lr_decay"]), g["weight_decay"], g["eps"],
+                          float(g["maximize"])]
+                         for g, s in zip(self.param_groups, self._steps, strict=True)])
+
+    def _update(self, k, flat, hp):
+        flat.kernel(K.adagrad_step)(flat.data, flat.grad, self._state("sum")[k], *flat.items, hp)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (torch.optim.RMSprop): ``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8,
+    weight_decay=0, momentum=0, centered=False, maximize=False)``."""
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize))
+
+    def _validate(self, g):
+        super()._validate(g)
+        _check("alpha", g["alpha"])
+        _check("eps", g["eps"])
+        _check("momentum", g["momentum"])
+
+    def _hp_rows(self):
+        return np.array([[g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
+                          float(g["centered"]), float(g["maximize"])] for g in self.param_groups])
+
+    def _update(self, k, flat, hp):
+        mom = any(g["momentum"] > 0 for g in self.param_groups)
+        cen = any(g["centered"] for g in self.param_groups)
+        e = _empty(flat.dtype)
+        flat.kernel(K.rmsprop_step)(
+            flat.data, flat.grad, self._state("square_avg")[k],
+            self._state("momentum_buffer")[k] if mom else e,
+            self._state("grad_avg")[k] if cen else e, *flat.items, hp)
+
+
+class Adam(Optimizer):
+    """Adam (torch.optim.Adam): ``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+    weight_decay=0, amsgrad=False, maximize=False)``; weight decay is L2 (added to the
+    gradient). See ``fastnn.kernels.optim.adam_step``."""
+
+    decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize))
+
+    def _validate(self, g):
+        super()._validate(g)
+        betas = g["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r} (expected two numbers)")
+        _check("beta parameter at index 0", betas[0], 0.0, 1.0, high_open=True)
+        _check("beta parameter at index 1", betas[1], 0.0, 1.0, high_open=True)
+        _check("eps", g["eps"])
+
+    def _hp_rows(self):
+        rows = []
+        for g, t in zip(self.param_groups, self._steps, strict=True):
+            b1, b2 = g["betas"]
+            wd = g["weight_decay"]
+            rows.append([g["lr"] / (1 - b1**t), b1, b2, g["eps"], math.sqrt(1 - b2**t),
+                         0.0 if self.decoupled else wd,
+                         1.0 - g["lr"] * wd if self.decoupled else 1.0,
+                         float(g["amsgrad"]), float(g["maximize"])])
+        return np.array(rows)
+
+    def _update(self, k, flat, hp):
+        ams = any(g["amsgrad"] for g in self.param_groups)
+        flat.kernel(K.adam_step)(
+            flat.data, flat.grad, self._state("exp_avg")[k], self._state("exp_avg_sq")[k],
+            self._state("max_exp_avg_sq")[k] if ams else _empty(flat.dtype), *flat.items, hp)
+
+
+class AdamW(Adam):
+    """AdamW (torch.optim.AdamW): Adam with decoupled weight decay, p <- p (1 - lr wd) before
+    the Adam step; ``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+    amsgrad=False, maximize=False)``."""
+
+    decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> float:
+    """Scale gradients so that their global L2 norm is at most ``max_norm`` (torch's formula:
+    coefficient ``min(1, max_norm / (norm + 1e-6))``). Returns the norm before clipping.
+
+    With parameters in an optimizer's flat buffer, the norm is one kernel over the buffer
+    and the scaling one more; otherwise it runs parameter by parameter.
+    """
+    if norm_type != 2.0:
+        raise NotImplementedError("clip_grad_norm_ supports the L2 norm (norm_type=2) only")
+    _check("max_norm", max_norm)
+    params = [parameters] if isinstance(parameters, Parameter) else list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    flats = _covering_buffers(params)
+    if flats is not None:
+        arrays = flats
+    else:
+        arrays = [np.ascontiguousarray(g).reshape(-1) for g in grads]
+    total_sq = 0.0
+    for a in arrays:
+        partial = np.empty(max(1, -(-a.size // K.CHUNK)))
+        K.grad_sq_partial(a.size)(a, partial)
+        total_sq += float(partial.sum())
+    norm = math.sqrt(total_sq)
+    if error_if_nonfinite and not math.isfinite(norm):
+        raise RuntimeError(f"the total norm of the gradients is {norm}")
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        if flats is not None:
+            for a in arrays:
+                K.scale_inplace(a.size)(a, coef)
+        else:
+            for g in grads:
+                g *= g.dtype.type(coef)
+    return norm
+
+
+def _covering_buffers(params) -> list[np.ndarray] | None:
+    """The flat gradient buffers of which ``params``' gradients are exactly the views, or None."""
+    bases = {}
+    for p in params:
+        base = p.grad.base if p.grad is not None else None
+        if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+            return None
+        bases[id(base)] = base
+    if sum(b.size for b in bases.values()) != sum(p.grad.size for p in params) or \
+            len({id(p) for p in params}) != len(params):
+        return None
+    return list(bases.values())
+
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "clip_grad_norm_",
+           "lr_scheduler"]
+
+from . import lr_scheduler  # noqa: E402  (fnn.optim.lr_scheduler, as torch.optim.lr_scheduler)

@@ -1,0 +1,228 @@
+"""Optimizer updates: each is one pass over flat parameter, gradient and state buffers.
+
+Every optimizer's update is written once, for one element, with torch.optim's formula
+(``foreach=False`` semantics) and per-group hyperparameters; the kernel walks *work items*,
+fixed slices ``[start, end)`` of at most ``CHUNK`` elements that each lie in one parameter
+group (``group[w]``), so that parameter groups with their own lr/weight decay share one call.
+Updates are elementwise (no reductions), so any split over threads gives identical results.
+
+Shapes: param, grad, and each state buffer (n,) of one dtype; item_start, item_end,
+item_group (W,) int64; hp (G, K) float64, one row of hyperparameters per group (the column
+order is given by each kernel's docstring). Scalars are cast to the buffer's dtype.
+
+``grad_sq_partial`` computes the global gradient norm for ``clip_grad_norm_``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit, kernel
+from ._typed import typed
+
+#: Elements per work item.
+CHUNK = 16384
+
+
+def work_items(segments: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``(start, end, group)`` segments into work items of at most CHUNK elements."""
+    starts, ends, groups = [], [], []
+    for start, end, group in segments:
+        for s in range(start, end, CHUNK):
+            starts.append(s)
+            ends.append(min(end, s + CHUNK))
+            groups.append(group)
+    as_i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    return as_i64(starts), as_i64(ends), as_i64(groups)
+
+
+# Each update is an inner function over the zero-based slices of one work item: LLVM
+# vectorizes that loop, loop-invariant branches and all (measured, Adam over 1M float32:
+# 2.4 ms as a loop over ``range(start, end)`` of the whole buffers, whose indices Numba
+# cannot prove non-negative; 0.31 ms as below).
+
+
+@jit
+def _sgd_slice(p, g_in, buf, lr, wd, mom, damp, nesterov, first, sign):
+    use_mom = buf.shape[0] == p.shape[0]
+    for i in range(p.shape[0]):
+        g = sign * g_in[i] + wd * p[i]
+        if use_mom:
+            b = g if first else mom * buf[i] + damp * g
+            buf[i] = b
+            g = g + mom * b if nesterov else b
+        p[i] -= lr * g
+
+
+@kernel
+def sgd_step(param, grad, momentum_buffer, item_start, item_end, item_group, hp):
+    """SGD with momentum, dampening, Nesterov and weight decay (torch.optim.SGD).
+
+    hp columns: lr, weight_decay, momentum, dampening, nesterov (0/1), first (0/1: the first
+    step, when the buffer is set to the gradient itself), maximize (0/1).
+
+        g = grad (negated if maximize) + weight_decay * p
+        buf = g                                   on the first step
+        buf = momentum * buf + (1 - dampening) g  afterwards        (only if momentum != 0)
+        g = g + momentum * buf if nesterov else buf                 (only if momentum != 0)
+        p = p - lr * g
+
+    Plain SGD is the case momentum = 0 (``momentum_buffer`` may then be empty).
+    Parallel over work items: the update is elementwise.
+    """
+    for w in prange(item_start.shape[0]):
+        k, lo, hi = item_group[w], item_start[w], item_end[w]
+        x = param[0]
+        buf = momentum_buffer[lo:hi] if hp[k, 2] != 0.0 else momentum_buffer[0:0]
+        _sgd_slice(param[lo:hi], grad[lo:hi], buf, typed(x, hp[k, 0]), typed(x, hp[k, 1]),
+                   typed(x, hp[k, 2]), typed(x, 1.0 - hp[k, 3]), hp[k, 4] != 0.0,
+                   hp[k, 5] != 0.0, typed(x, -1.0 if hp[k, 6] != 0.0 else 1.0))
+
+
+@jit
+def _adagrad_slice(p, g_in, state_sum, clr, wd, eps, sign):
+    for i in range(p.shape[0]):
+        g = sign * g_in[i] + wd * p[i]
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        p[i] -= clr * g / (np.sqrt(s) + eps)
+
+
+@kernel
+def adagrad_step(param, grad, state_sum, item_start, item_end, item_group, hp):
+    """Adagrad (torch.optim.Adagrad).
+
+    hp columns: clr = lr / (1 + (step - 1) lr_decay), weight_decay, eps, maximize (0/1).
+
+        g = grad + weight_decay * p;  sum += g^2;  p = p - clr * g / (sqrt(sum) + eps)
+
+    Parallel over work items: the update is elementwise.
+    """
+    for w in prange(item_start.shape[0]):
+        k, lo, hi = item_group[w], item_start[w], item_end[w]
+        x = param[0]
+        _adagrad_slice(param[lo:hi], grad[lo:hi], state_sum[lo:hi], typed(x, hp[k, 0]),
+                       typed(x, hp[k, 1]), typed(x, hp[k, 2]),
+                       typed(x, -1.0 if hp[k, 3] != 0.0 else 1.0))
+
+
+@jit
+def _rmsprop_slice(p, g_in, sq_avg, buf, g_avg, lr, alpha, one_m_alpha, eps, wd, mom, sign):
+    use_mom = buf.shape[0] == p.shape[0]
+    centered = g_avg.shape[0] == p.shape[0]
+    for i in range(p.shape[0]):
+        g = sign * g_in[i] + wd * p[i]
+        sq = alpha * sq_avg[i] + one_m_alpha * g * g
+        sq_avg[i] = sq
+        if centered:
+            ga = alpha * g_avg[i] + one_m_alpha * g
+            g_avg[i] = ga
+            avg = np.sqrt(sq - ga * ga) + eps
+        else:
+            avg = np.sqrt(sq) + eps
+        if use_mom:
+            b = mom * buf[i] + g / avg
+            buf[i] = b
+            p[i] -= lr * b
+        else:
+            p[i] -= lr * g / avg
+
+
+@kernel
+def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg,
+                 item_start, item_end, item_group, hp):
+    """RMSprop (torch.optim.RMSprop), with ``centered`` and ``momentum``.
+
+    hp columns: lr, alpha, eps, weight_decay, momentum, centered (0/1), maximize (0/1).
+
+        g = grad + weight_decay * p
+        sq = alpha sq + (1 - alpha) g^2
+        centered: ga = alpha ga + (1 - alpha) g;  avg = sqrt(sq - ga^2) + eps
+        else:     avg = sqrt(sq) + eps
+        momentum > 0: buf = momentum buf + g / avg;  p = p - lr buf
+        else:         p = p - lr g / avg
+
+    ``momentum_buffer`` / ``grad_avg`` may be empty when no group uses momentum / centering.
+    Parallel over work items: the update is elementwise.
+    """
+    for w in prange(item_start.shape[0]):
+        k, lo, hi = item_group[w], item_start[w], item_end[w]
+        x = param[0]
+        buf = momentum_buffer[lo:hi] if hp[k, 4] > 0.0 else momentum_buffer[0:0]
+        g_avg = grad_avg[lo:hi] if hp[k, 5] != 0.0 else grad_avg[0:0]
+        _rmsprop_slice(param[lo:hi], grad[lo:hi], square_avg[lo:hi], buf, g_avg,
+                       typed(x, hp[k, 0]), typed(x, hp[k, 1]), typed(x, 1.0 - hp[k, 1]),
+                       typed(x, hp[k, 2]), typed(x, hp[k, 3]), typed(x, hp[k, 4]),
+                       typed(x, -1.0 if hp[k, 6] != 0.0 else 1.0))
+
+
+@jit
+def _adam_slice(param, grad, exp_avg, exp_avg_sq, vmax, step_size, b1, one_m_b1, b2, one_m_b2,
+                eps, bc2_sqrt, wd, decay, sign):
+    amsgrad = vmax.shape[0] == param.shape[0]
+    for i in range(param.shape[0]):
+        p = param[i] * decay
+        g = sign * grad[i] + wd * p
+        m = b1 * exp_avg[i] + one_m_b1 * g
+        v = b2 * exp_avg_sq[i] + one_m_b2 * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        if amsgrad:
+            v = max(vmax[i], v)
+            vmax[i] = v
+        param[i] = p - step_size * m / (np.sqrt(v) / bc2_sqrt + eps)
+
+
+@kernel
+def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+              item_start, item_end, item_group, hp):
+    """Adam and AdamW (torch.optim.Adam / AdamW), with ``amsgrad``.
+
+    hp columns: step_size = lr / (1 - beta1^t), beta1, beta2, eps,
+    bias_correction2_sqrt = sqrt(1 - beta2^t), weight_decay (L2, Adam),
+    decay = 1 - lr * weight_decay (decoupled, AdamW; 1 for Adam), amsgrad (0/1), maximize.
+
+        p = decay * p
+        g = grad + weight_decay * p
+        m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+        amsgrad: vmax = max(vmax, v), used for v below
+        p = p - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+
+    ``max_exp_avg_sq`` may be empty when no group uses amsgrad.
+    Parallel over work items: the update is elementwise.
+    """
+    for w in prange(item_start.shape[0]):
+        k, lo, hi = item_group[w], item_start[w], item_end[w]
+        x = param[0]
+        vmax = max_exp_avg_sq[lo:hi] if hp[k, 7] != 0.0 else max_exp_avg_sq[0:0]
+        _adam_slice(param[lo:hi], grad[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi], vmax,
+                    typed(x, hp[k, 0]), typed(x, hp[k, 1]), typed(x, 1.0 - hp[k, 1]),
+                    typed(x, hp[k, 2]), typed(x, 1.0 - hp[k, 2]), typed(x, hp[k, 3]),
+                    typed(x, hp[k, 4]), typed(x, hp[k, 5]), typed(x, hp[k, 6]),
+                    typed(x, -1.0 if hp[k, 8] != 0.0 else 1.0))
+
+
+@kernel
+def grad_sq_partial(grad, partial):
+    """partial[c] = sum of grad[i]^2 over chunk c of CHUNK elements (float64 accumulation).
+
+    The caller adds ``partial`` in order: the norm does not depend on the thread count.
+    """
+    n = grad.shape[0]
+    for c in prange(partial.shape[0]):
+        s = 0.0
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            v = np.float64(grad[i])
+            s += v * v
+        partial[c] = s
+
+
+@kernel
+def scale_inplace(x, factor):
+    """x *= factor over a flat buffer. Parallel over fixed chunks."""
+    n = x.shape[0]
+    f = typed(x[0], factor)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            x[i] *= f
