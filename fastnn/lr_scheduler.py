@@ -91,7 +91,10 @@ class CosineAnnealingLR(LRScheduler):
 
 
 class LinearLR(LRScheduler):
-    """Linear warm-up (or decay): lr = base_lr * (start + (end - start) * min(epoch, total) / total)."""
+    """Linear warm-up (or decay).
+
+    lr = base_lr * (start + (end - start) * min(epoch, total) / total)
+    """
 
     def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1):
