@@ -14,6 +14,7 @@ from importlib.metadata import version as _version
 
 from . import init, kernels, losses, nn, optim
 from ._dtype import get_default_dtype, set_default_dtype
+from ._threads import get_num_threads, set_num_threads
 from ._warmup import warmup
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .graph import (
@@ -40,6 +41,7 @@ __all__ = [  # noqa: PLE0605
     "activation",
     "exp",
     "get_default_dtype",
+    "get_num_threads",
     "gradcheck",
     "init",
     "is_grad_enabled",
@@ -53,6 +55,7 @@ __all__ = [  # noqa: PLE0605
     "no_grad",
     "relu",
     "set_default_dtype",
+    "set_num_threads",
     "sigmoid",
     "tanh",
     "warmup",

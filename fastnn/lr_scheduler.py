@@ -44,10 +44,15 @@ class LRScheduler:
             g["lr"] = lr
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "schedulers")}
+        """Where the schedule is (not its settings, which come from its constructor, so a
+        resumed run may extend ``T_max`` and the like)."""
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs),
+                "_last_lr": list(self._last_lr)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.last_epoch = int(state["last_epoch"])
+        self.base_lrs = list(state["base_lrs"])
+        self._last_lr = list(state["_last_lr"])
 
 
 def _positive_int(name: str, v) -> int:
@@ -185,11 +190,14 @@ class ReduceLROnPlateau:
     def get_last_lr(self) -> list[float]:
         return list(self._last_lr)
 
+    _STATE = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch", "_last_lr")
+
     def state_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        return {k: getattr(self, k) for k in self._STATE}
 
     def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
+        for k in self._STATE:
+            setattr(self, k, state[k])
 
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR", "ReduceLROnPlateau",

@@ -1,0 +1,164 @@
+"""Checkpoints: one ``.npz`` file (read without pickle), written atomically.
+
+Layout: ``model/<name>`` (the model's state_dict), ``optim/<state>/<k>`` (the optimizer's
+flat state buffers), ``data/mean`` and ``data/std`` (the standardization fitted on the
+training data), and ``__fastnn__``: a JSON document with the run's configuration
+(architecture and data spec, so that the file alone rebuilds the model), the epoch, the
+optimizer's hyperparameters and step counts, the schedule's and the data loader's state,
+the dropout layers' generator states and the history.
+
+A write goes to a temporary file in the same directory, is flushed to disk, then renamed
+over the target: a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FORMAT = "fastnn-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable fastnn checkpoint (missing, truncated, foreign, mismatched)."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` read: the JSON meta and the arrays by name."""
+
+    meta: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    path: str = ""
+
+    def section(self, prefix: str) -> dict[str, np.ndarray]:
+        """Arrays under ``prefix/`` with the prefix removed."""
+        p = prefix + "/"
+        return {k[len(p):]: v for k, v in self.arrays.items() if k.startswith(p)}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def save_checkpoint(path: str, *, model, optimizer=None, scheduler=None, loader=None,
+                    epoch: int = 0, config: dict | None = None, history=None,
+                    standardizer=None) -> str:
+    """Write a checkpoint of a training run to ``path`` atomically; returns ``path``."""
+    from .nn.layers import Dropout, GaussianNoise
+
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "version": VERSION, "epoch": int(epoch),
+            "config": config or {}, "history": history or []}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for name, bufs in state["state"].items():
+            for k, b in enumerate(bufs):
+                arrays[f"optim/{name}/{k}"] = b
+        meta["optimizer"] = {"param_groups": state["param_groups"], "steps": state["steps"],
+                             "layout": state["layout"], "state": sorted(state["state"]),
+                             "class": type(optimizer).__name__}
+    if scheduler is not None:
+        meta["scheduler"] = {"class": type(scheduler).__name__, "state": scheduler.state_dict()}
+    if loader is not None:
+        meta["loader"] = loader.state_dict()
+    meta["generators"] = [m.generator.bit_generator.state for m in model.modules()
+                          if isinstance(m, (Dropout, GaussianNoise))]
+    if standardizer is not None and standardizer.mean is not None:
+        arrays["data/mean"], arrays["data/std"] = standardizer.mean, standardizer.std
+    arrays["__fastnn__"] = np.array(json.dumps(_jsonable(meta)))
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def load_checkpoint(path: str) -> Checkpoint:
+    """Read a checkpoint; anything else (missing, truncated, foreign) raises CheckpointError."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "__fastnn__" not in f.files:
+                raise CheckpointError(f"{path}: not a fastnn checkpoint (no __fastnn__ record)")
+            meta = json.loads(str(f["__fastnn__"]))
+            arrays = {k: f[k] for k in f.files if k != "__fastnn__"}
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable fastnn checkpoint (truncated or corrupt: "
+                              f"{type(exc).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fastnn checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')}, this "
+                              f"fastnn reads version {VERSION}")
+    return Checkpoint(meta, arrays, path)
+
+
+def restore(ckpt: Checkpoint, *, model, optimizer=None, scheduler=None, loader=None,
+            standardizer=None) -> None:
+    """Load a checkpoint's states into the given objects (each optional but the model)."""
+    from .nn.layers import Dropout, GaussianNoise
+
+    try:
+        model.load_state_dict(ckpt.section("model"))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt.path}: does not fit this model: {exc}") from None
+    if optimizer is not None:
+        om = ckpt.meta.get("optimizer")
+        if om is None:
+            raise CheckpointError(f"{ckpt.path}: holds no optimizer state")
+        if om.get("class") != type(optimizer).__name__:
+            raise CheckpointError(f"{ckpt.path}: optimizer is {om.get('class')}, not "
+                                  f"{type(optimizer).__name__}")
+        bufs = ckpt.section("optim")
+        state = {name: [bufs[f"{name}/{k}"] for k in range(len(om["layout"]))]
+                 for name in om["state"]}
+        groups = om["param_groups"]
+        for g in groups:
+            if "betas" in g:
+                g["betas"] = tuple(g["betas"])
+        try:
+            optimizer.load_state_dict({"param_groups": groups, "steps": om["steps"],
+                                       "state": state, "layout": om["layout"]})
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{ckpt.path}: optimizer state does not fit: {exc}") from None
+    if scheduler is not None and "scheduler" in ckpt.meta:
+        scheduler.load_state_dict(ckpt.meta["scheduler"]["state"])
+    if loader is not None and "loader" in ckpt.meta:
+        loader.load_state_dict(ckpt.meta["loader"])
+    gens = [m.generator for m in model.modules() if isinstance(m, (Dropout, GaussianNoise))]
+    saved = ckpt.meta.get("generators", [])
+    if len(saved) == len(gens):
+        for g, s in zip(gens, saved, strict=True):
+            g.bit_generator.state = s
+    if standardizer is not None and "data/mean" in ckpt.arrays:
+        standardizer.mean, standardizer.std = ckpt.arrays["data/mean"], ckpt.arrays["data/std"]

@@ -1,0 +1,256 @@
+"""The training loop: ``fit``, ``evaluate``, ``predict``, callbacks, and the MLP builder."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from . import nn
+from .data import ArrayDataset, DataLoader
+from .graph import Tensor, no_grad
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the message names the epoch, the step and the lr."""
+
+
+# ------------------------------------------------------------------------- the model
+def build_mlp(input_dim: int, hidden: Sequence[int], n_classes: int, activation: str = "relu",
+              batchnorm: bool = True, dropout: float = 0.0, dtype="float32") -> nn.Sequential:
+    """Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden layer, then Linear.
+
+    ``activation`` is a name (``relu``, ``leaky_relu``, ``elu``, ``gelu``, ``tanh``,
+    ``sigmoid``, ``silu``) or ``prelu`` (one learned slope per unit).
+    """
+    layers: list[nn.Module] = []
+    width = input_dim
+    for h in hidden:
+        layers.append(nn.Linear(width, h, dtype=dtype))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(h, dtype=dtype))
+        layers.append(nn.PReLU(h, dtype=dtype) if activation == "prelu"
+                      else nn.make_activation(activation))
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_classes, dtype=dtype))
+    return nn.Sequential(*layers)
+
+
+# ------------------------------------------------------------------------- callbacks
+class Callback:
+    """Called by :func:`fit` after every epoch; return True to stop training."""
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool | None:
+        return None
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``mode`` is "min" (losses) or "max" (accuracies); ``restore_best`` copies the best
+    epoch's weights back into the model when training stops.
+    """
+
+    def __init__(self, model=None, monitor: str = "val_loss", patience: int = 5,
+                 mode: str = "min", min_delta: float = 0.0, restore_best: bool = False):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.model, self.monitor, self.patience = model, monitor, int(patience)
+        self.mode, self.min_delta, self.restore_best = mode, float(min_delta), restore_best
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch, self.wait, self._best_state = -1, 0, None
+
+    def on_epoch_end(self, epoch, logs):
+        value = logs.get(self.monitor)
+        if value is None:
+            raise KeyError(f"EarlyStopping: no {self.monitor!r} in the epoch's logs "
+                           f"({sorted(logs)}); pass val data or monitor another key")
+        better = value < self.best - self.min_delta if self.mode == "min" else \
+            value > self.best + self.min_delta
+        if better:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best and self.model is not None:
+                self._best_state = self.model.state_dict()
+            return False
+        self.wait += 1
+        if self.wait > self.patience:
+            if self._best_state is not None:
+                self.model.load_state_dict(self._best_state)
+            return True
+        return False
+
+
+class ModelCheckpoint(Callback):
+    """Call ``save(epoch, logs)`` after every epoch (or only when ``monitor`` improves)."""
+
+    def __init__(self, save: Callable[[int, dict], object], monitor: str | None = None,
+                 mode: str = "min"):
+        self.save, self.monitor, self.mode = save, monitor, mode
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor is not None:
+            value = logs[self.monitor]
+            if not (value < self.best if self.mode == "min" else value > self.best):
+                return False
+            self.best = value
+        self.save(epoch, logs)
+        return False
+
+
+# -------------------------------------------------------------------------- the loop
+def _loader(data, batch_size, shuffle, seed, dtype) -> DataLoader:
+    if isinstance(data, DataLoader):
+        return data
+    return DataLoader(data if isinstance(data, ArrayDataset) else ArrayDataset(*data),
+                      batch_size=batch_size, shuffle=shuffle, seed=seed, dtype=dtype)
+
+
+def _model_dtype(model) -> np.dtype:
+    for p in model.parameters():
+        return p.dtype
+    return np.dtype(np.float32)
+
+
+def evaluate(model, loss_fn, data, batch_size: int = 1024) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data`` ((X, y), a dataset or a loader),
+    in evaluation mode and without recording a graph; the model's mode is restored."""
+    loader = _loader(data, batch_size, False, 0, _model_dtype(model))
+    was_training = model.training
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    try:
+        with no_grad():
+            for xb, yb in loader:
+                out = model(xb)
+                total += loss_fn(out, yb).item() * len(yb)
+                correct += int((out.data.argmax(axis=1) == yb).sum())
+                n += len(yb)
+    finally:
+        model.train(was_training)
+    return total / n, correct / n
+
+
+def predict(model, X, batch_size: int = 1024) -> np.ndarray:
+    """The model's outputs (N, C) for features X (N, D), in evaluation mode."""
+    X = np.asarray(X)
+    if X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            outs = [np.array(model(X[i:i + batch_size]).data)
+                    for i in range(0, len(X), batch_size)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs) if outs else np.empty((0, 0))
+
+
+def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size: int = 64,
+        schedule=None, callbacks: Sequence[Callback] = (), seed: int = 0, quiet: bool = False,
+        start_epoch: int = 0, history: list | None = None, log=None) -> list[dict]:
+    """Train ``model`` and return the history: one dict per epoch.
+
+    Parameters
+    ----------
+    model, loss_fn, optimizer : the network, ``loss_fn(outputs, labels) -> Tensor`` and a
+        fastnn optimizer over the model's parameters.
+    train, val : (X, y), an ArrayDataset or a DataLoader (built with ``batch_size``,
+        shuffled from ``seed``, in the model's dtype).
+    epochs : train until this epoch number (counting ``start_epoch`` epochs already done).
+    schedule : an lr scheduler stepped after every epoch (ReduceLROnPlateau gets the
+        validation loss, or the training loss without validation data).
+    callbacks : :class:`Callback` objects; any returning True stops training.
+    quiet : no progress bar and no per-epoch lines.
+    history : a list holding the earlier epochs' records (when resuming); the new records
+        are appended to it in place, so callbacks can save the whole history.
+    log : where per-epoch lines go (default: stderr).
+
+    Each record has ``epoch``, ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (None
+    without val), ``lr``, ``seconds`` and ``samples_per_second``.
+
+    Raises
+    ------
+    TrainingDiverged : the loss became NaN or Inf (with the epoch, the step and the lr).
+    """
+    from .lr_scheduler import ReduceLROnPlateau
+
+    dtype = _model_dtype(model)
+    loader = _loader(train, batch_size, True, seed, dtype)
+    val_data = None if val is None else (val if isinstance(val, (DataLoader, ArrayDataset))
+                                         else ArrayDataset(*val))
+    history = history if history is not None else []  # appended to in place
+    log = log or sys.stderr
+    show_bar = not quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        tqdm, show_bar = None, False
+    for epoch in range(start_epoch + 1, epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        total, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=not show_bar, unit="batch") if show_bar else None
+        for step, (xb, yb) in enumerate(loader, start=1):
+            optimizer.zero_grad()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            value = loss.item()
+            if not math.isfinite(value):
+                if bar is not None:
+                    bar.close()
+                lr = optimizer.param_groups[0]["lr"]
+                raise TrainingDiverged(
+                    f"the loss became {value} at epoch {epoch}, step {step}: training "
+                    f"diverged; the learning rate ({lr:g}) is probably too high"
+                )
+            loss.backward()
+            optimizer.step()
+            total += value * len(yb)
+            correct += int((out.data.argmax(axis=1) == yb).sum())
+            seen += len(yb)
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0 or step == len(loader):
+                    bar.set_postfix(loss=f"{total / seen:.4f}",
+                                    samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch, "loss": total / seen, "accuracy": correct / seen,
+                  "val_loss": None, "val_accuracy": None,
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+                  "samples_per_second": seen / seconds}
+        if val_data is not None:
+            record["val_loss"], record["val_accuracy"] = evaluate(model, loss_fn, val_data)
+        if schedule is not None:
+            if isinstance(schedule, ReduceLROnPlateau):
+                schedule.step(record["val_loss"] if val_data is not None else record["loss"])
+            else:
+                schedule.step()
+        history.append(record)
+        if not quiet:
+            val_part = "" if val_data is None else \
+                f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
+            print(f"epoch {epoch:3d}/{epochs}  loss {record['loss']:.4f}  "
+                  f"acc {record['accuracy']:.4f}{val_part}  "
+                  f"{record['samples_per_second']:,.0f} samples/s", file=log, flush=True)
+        stop = False
+        for cb in callbacks:
+            stop = bool(cb.on_epoch_end(epoch, record)) or stop
+        if stop:
+            break
+    return history
+
+
+def labels_of(outputs) -> np.ndarray:
+    """Predicted classes from (N, C) outputs."""
+    data = outputs.data if isinstance(outputs, Tensor) else np.asarray(outputs)
+    return data.argmax(axis=1)
