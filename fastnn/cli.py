@@ -135,10 +135,12 @@ def _resolve_config(args, ckpt):
             recorded.get("architecture", {}).get(key)
         if key == "hidden" and given is not None:
             given = _parse_hidden(given)
-        if ckpt is not None and key in ARCHITECTURE + ("data", "loss", "optimizer") \
-                and given is not None and before is not None and given != before:
+        # A resumed run continues the recorded one: only --epochs may change.
+        if ckpt is not None and key != "epochs" and given is not None \
+                and before is not None and given != before:
             raise UsageError(f"--{key.replace('_', '-')} {given} does not fit the checkpoint, "
-                             f"which was trained with {before}")
+                             f"which was trained with {before} (a resumed run keeps its "
+                             "settings; start a new run to change them)")
         cfg[key] = given if given is not None else (before if before is not None else default)
     cfg["hidden"] = _parse_hidden(cfg["hidden"])
     if cfg["lr"] is None:

@@ -175,6 +175,8 @@ def load_npz(path: str) -> Split:
     """Arrays ``X`` and ``y`` (and optional ``X_test``, ``y_test``), read without pickle."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = {"X", "y"} - set(f.files)

@@ -1,0 +1,51 @@
+"""Shared fixtures: small data files of every format that fastnn reads."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+
+def write_idx(path, arr, gz=False):
+    """An IDX file (MNIST's format) holding ``arr`` (uint8)."""
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    data = header + arr.tobytes()
+    if gz:
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        with open(path, "wb") as f:
+            f.write(data)
+    return path
+
+
+def blobs(n, d, classes, seed=0, spread=0.6):
+    """Separable Gaussian blobs: features (n, d) float64 and labels (n,)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, d)) * 3
+    y = rng.integers(0, classes, n)
+    return centres[y] + spread * rng.standard_normal((n, d)), y
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    """A tiny MNIST-format directory: 4x4 'images' of 3 classes, train gzipped, test raw."""
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        y = rng.integers(0, 3, n)
+        X = np.zeros((n, 4, 4), np.uint8)
+        for i, c in enumerate(y):
+            X[i, c, :] = 200
+            X[i] += rng.integers(0, 30, (4, 4)).astype(np.uint8)
+        return X, y
+
+    X, y = images(120)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", X, gz=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", y, gz=True)
+    X, y = images(40)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", X)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", y)
+    return tmp_path

@@ -1,0 +1,77 @@
+"""fastnn/data.py: datasets, batching into reused buffers, splits, standardization."""
+
+import numpy as np
+import pytest
+
+from fastnn.data import ArrayDataset, DataError, DataLoader, Standardizer, train_val_split
+
+
+def test_dataset_checks_once():
+    X = np.ones((5, 3))
+    X[3, 1] = np.nan
+    with pytest.raises(DataError, match="row 3"):
+        ArrayDataset(X, np.zeros(5, int))
+    with pytest.raises(DataError, match="4 labels for 5 samples"):
+        ArrayDataset(np.ones((5, 3)), np.zeros(4, int))
+    with pytest.raises(DataError, match="negative"):
+        ArrayDataset(np.ones((2, 3)), np.array([0, -1]))
+    with pytest.raises(DataError, match="numeric"):
+        ArrayDataset(np.array([["a"]]), np.array([0]))
+    assert ArrayDataset(np.ones((2, 2, 2), np.uint8), [0, 1]).X.shape == (2, 4)
+
+
+def test_loader_batches_cover_the_data_shuffled_from_a_seed():
+    X = np.arange(50, dtype=np.float64).reshape(25, 2)
+    y = np.arange(25)
+    loader = DataLoader((X, y), batch_size=8, shuffle=True, seed=3, dtype=np.float32)
+    assert len(loader) == 4
+    seen = []
+    for xb, yb in loader:
+        assert xb.dtype == np.float32 and xb.flags.c_contiguous
+        np.testing.assert_array_equal(xb[:, 0], 2 * yb)
+        seen += list(yb)
+    assert sorted(seen) == list(range(25)) and seen != list(range(25))
+    again = [list(yb) for _, yb in DataLoader((X, y), batch_size=8, shuffle=True, seed=3)]
+    assert sum(again, []) == seen
+    assert len(DataLoader((X, y), batch_size=8, drop_last=True)) == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        DataLoader((X, y), batch_size=0)
+
+
+def test_loader_reuses_buffers_but_never_overwrites_a_kept_batch():
+    X = np.random.default_rng(0).standard_normal((64, 3))
+    loader = DataLoader((X, np.zeros(64, int)), batch_size=16, shuffle=True, seed=0)
+    ids = set()
+    for xb, _ in loader:
+        ids.add(id(xb))
+    assert len(ids) <= 3  # reused, not one per batch
+    kept = [xb for xb, _ in loader]  # keeping every batch: each must survive
+    assert len({id(k) for k in kept}) == 4
+    np.testing.assert_allclose(np.sort(np.concatenate(kept)[:, 0]), np.sort(X[:, 0]))
+
+
+def test_loader_state_resumes_the_shuffle():
+    X, y = np.zeros((10, 1)), np.arange(10)
+    a = DataLoader((X, y), batch_size=10, shuffle=True, seed=1)
+    next(iter(a))
+    state = a.state_dict()
+    expected = next(iter(a))[1].copy()
+    b = DataLoader((X, y), batch_size=10, shuffle=True, seed=99)
+    b.load_state_dict(state)
+    np.testing.assert_array_equal(next(iter(b))[1], expected)
+
+
+def test_split_and_standardizer_fitted_on_train_only():
+    X = np.random.default_rng(0).standard_normal((100, 3)) * [1, 5, 0] + [0, 10, 7]
+    y = np.arange(100)
+    Xtr, ytr, Xva, yva = train_val_split(X, y, 0.2, seed=0)
+    assert len(Xva) == 20 and len(set(ytr) | set(yva)) == 100
+    s = Standardizer().fit(Xtr)
+    Z = s.transform(Xtr)
+    np.testing.assert_allclose(Z[:, :2].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(Z[:, :2].std(0), 1, rtol=1e-5)
+    assert np.isfinite(s.transform(Xva)).all()  # the constant column does not blow up
+    with pytest.raises(DataError, match="3 features"):
+        s.transform(np.ones((2, 4)))
+    with pytest.raises(ValueError):
+        train_val_split(X, y, 1.0)

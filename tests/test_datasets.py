@@ -1,0 +1,114 @@
+"""fastnn/datasets.py: every file format, written here, and broken files refused."""
+
+import gzip
+import os
+
+import numpy as np
+import pytest
+from conftest import blobs, write_idx
+
+from fastnn import datasets
+from fastnn.data import DataError
+
+
+def test_idx_raw_and_gz_round_trip(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for gz in (False, True):
+        p = write_idx(tmp_path / f"a{int(gz)}.idx{'.gz' if gz else ''}", arr, gz=gz)
+        np.testing.assert_array_equal(datasets.load_idx(str(p)), arr)
+
+
+def test_idx_header_checked_before_allocation(tmp_path):
+    p = write_idx(tmp_path / "x.idx", np.zeros((2, 2), np.uint8))
+    raw = bytearray(p.read_bytes())
+    raw[0] = 1
+    bad = tmp_path / "magic.idx"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="magic"):
+        datasets.load_idx(str(bad))
+    # A header declaring 2**31 x 2**31 bytes: refused from the header alone.
+    huge = tmp_path / "huge.idx"
+    huge.write_bytes(bytes([0, 0, 8, 2]) + (2**31).to_bytes(4, "big") * 2 + b"\0" * 4)
+    with pytest.raises(DataError, match="limit"):
+        datasets.load_idx(str(huge))
+    # Declares more than the raw file holds.
+    short = tmp_path / "short.idx"
+    short.write_bytes(bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big") + b"\0" * 10)
+    with pytest.raises(DataError, match="1000 bytes of data, the file has 10"):
+        datasets.load_idx(str(short))
+    # Gzipped and truncated.
+    gz = tmp_path / "short.idx.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (10**8).to_bytes(4, "big") + b"\0" * 10)
+    with pytest.raises(DataError, match="truncated"):
+        datasets.load_idx(str(gz))
+    with pytest.raises(FileNotFoundError):
+        datasets.load_idx(str(tmp_path / "missing.idx"))
+
+
+def test_mnist_directory(mnist_dir):
+    s = datasets.load_mnist(str(mnist_dir))
+    assert s.X.shape == (120, 16) and s.X_test.shape == (40, 16) and s.n_classes == 3
+    assert s.X.dtype == np.uint8 and s.y.dtype == np.int64
+    os.remove(mnist_dir / "t10k-labels-idx1-ubyte")
+    with pytest.raises(FileNotFoundError, match="t10k-labels"):
+        datasets.load_mnist(str(mnist_dir))
+
+
+def test_cifar10_binary(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, n in (("data_batch_1.bin", 5), ("data_batch_2.bin", 3), ("test_batch.bin", 4)):
+        rec = np.zeros((n, 3073), np.uint8)
+        rec[:, 0] = rng.integers(0, 10, n)
+        rec[:, 1:] = rng.integers(0, 256, (n, 3072))
+        rec.tofile(tmp_path / name)
+    s = datasets.load_cifar10(str(tmp_path))
+    assert s.X.shape == (8, 3072) and s.X_test.shape == (4, 3072)
+    with open(tmp_path / "data_batch_2.bin", "ab") as f:
+        f.write(b"\0" * 7)
+    with pytest.raises(DataError, match="whole number of CIFAR-10 records"):
+        datasets.load_cifar10(str(tmp_path))
+
+
+def test_npz(tmp_path):
+    X, y = blobs(20, 3, 2)
+    np.savez(tmp_path / "d.npz", X=X, y=y, X_test=X[:5], y_test=y[:5])
+    s = datasets.load_npz(str(tmp_path / "d.npz"))
+    assert s.X.shape == (20, 3) and s.X_test.shape == (5, 3)
+    np.savez(tmp_path / "obj.npz", X=np.array([object()] * 3), y=np.arange(3))
+    with pytest.raises(DataError, match="pickle"):
+        datasets.load_npz(str(tmp_path / "obj.npz"))
+    np.savez(tmp_path / "noy.npz", X=X)
+    with pytest.raises(DataError, match=r"missing arrays \['y'\]"):
+        datasets.load_npz(str(tmp_path / "noy.npz"))
+    np.savez(tmp_path / "floaty.npz", X=X, y=y + 0.5)
+    with pytest.raises(DataError, match="integer class labels"):
+        datasets.load_npz(str(tmp_path / "floaty.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable"):
+        datasets.load_npz(str(tmp_path / "junk.npz"))
+
+
+def test_csv_numeric_and_named_labels_and_errors(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n")
+    s = datasets.load_csv(str(p), "species")
+    np.testing.assert_array_equal(s.y, [0, 1, 0])
+    assert s.class_names == ["setosa", "virginica"] and s.X.shape == (3, 2)
+    p.write_text("label,x\n1,0.5\n0,1.5\n")
+    np.testing.assert_array_equal(datasets.load_csv(str(p), "label").y, [1, 0])
+    p.write_text("label,x\n1,0.5\n0,abc\n")
+    with pytest.raises(DataError, match=r"line 3, column 'x': 'abc' is not a number"):
+        datasets.load_csv(str(p), "label")
+    p.write_text("label,x\n1,nan\n")
+    with pytest.raises(DataError, match="NaN or Inf.*row 0"):
+        datasets.load_csv(str(p), "label")
+    with pytest.raises(DataError, match="no column 'y'"):
+        datasets.load_csv(str(p), "y")
+
+
+def test_specs():
+    assert datasets.load_spec("digits").X.shape == (1797, 64)
+    for bad in ("digits:x", "mnist", "csv:file.csv", "parquet:x"):
+        with pytest.raises(DataError):
+            datasets.load_spec(bad)

@@ -1,0 +1,80 @@
+"""fastnn/train.py: the fit loop, callbacks, evaluate, predict."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+from conftest import blobs
+
+import fastnn as fnn
+from fastnn.train import (
+    EarlyStopping,
+    ModelCheckpoint,
+    TrainingDiverged,
+    build_mlp,
+    evaluate,
+    fit,
+    predict,
+)
+
+
+def setup(seed=0, **kw):
+    fnn.manual_seed(seed)
+    model = build_mlp(5, [16], 3, **kw)
+    return model, fnn.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def test_fit_learns_and_records_history():
+    X, y = blobs(300, 5, 3)
+    model, opt = setup()
+    log = io.StringIO()
+    hist = fit(model, fnn.losses.cross_entropy, opt, (X[:240], y[:240]), val=(X[240:], y[240:]),
+               epochs=5, batch_size=32, log=log)
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5]
+    assert hist[-1]["loss"] < hist[0]["loss"] and hist[-1]["val_accuracy"] > 0.9
+    assert all(h["samples_per_second"] > 0 and h["seconds"] > 0 for h in hist)
+    assert log.getvalue().count("epoch") == 5
+    loss, acc = evaluate(model, fnn.losses.cross_entropy, (X[240:], y[240:]))
+    assert acc == pytest.approx(hist[-1]["val_accuracy"]) and model.training
+    out = predict(model, X[:7])
+    assert out.shape == (7, 3)
+
+
+def test_nan_loss_stops_with_epoch_step_and_lr():
+    X, y = blobs(64, 5, 3)
+    model, _ = setup(batchnorm=False)
+    opt = fnn.optim.SGD(model.parameters(), lr=1e8)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged,
+                                                  match=r"epoch 1, step \d+.*learning rate"):
+        fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3, batch_size=8, quiet=True)
+
+
+def test_early_stopping_and_checkpoint_callbacks():
+    X, y = blobs(200, 5, 3, spread=3.0)
+    model, opt = setup()
+    saved = []
+    stop = EarlyStopping(model, monitor="val_loss", patience=1, restore_best=True)
+    hist = fit(model, fnn.losses.cross_entropy, opt, (X[:100], y[:100]), val=(X[100:], y[100:]),
+               epochs=60, batch_size=10, quiet=True,
+               callbacks=[stop, ModelCheckpoint(lambda e, logs: saved.append(e))])
+    assert len(hist) < 60 and saved == [h["epoch"] for h in hist]
+    best = min(h["val_loss"] for h in hist)
+    assert evaluate(model, fnn.losses.cross_entropy, (X[100:], y[100:]))[0] == \
+        pytest.approx(best, rel=1e-5)
+    with pytest.raises(KeyError, match="val_loss"):
+        fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=1, quiet=True,
+            callbacks=[EarlyStopping()])
+
+
+def test_schedules_step_per_epoch_and_plateau_gets_val_loss():
+    X, y = blobs(64, 5, 3)
+    model, opt = setup()
+    sched = fnn.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    hist = fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3, quiet=True,
+               schedule=sched)
+    assert [h["lr"] for h in hist] == [1e-2, 5e-3, 2.5e-3]
+    plateau = fnn.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)
+    fit(model, fnn.losses.cross_entropy, opt, (X, y), val=(X, y), epochs=2, quiet=True,
+        schedule=plateau)
+    assert math.isfinite(plateau.best)
