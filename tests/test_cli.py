@@ -176,7 +176,8 @@ def test_predict_and_gradcheck(tmp_path, capsys):
     assert main(["predict", str(out / "model.npz"), str(tmp_path / "in.npz"), "--out",
                  str(pred)]) == 0
     p = np.load(pred)
-    assert p.shape == (12,) and p.dtype == np.int64 and (p == load_digits().target[:12]).mean() > 0.5
+    assert p.shape == (12,) and p.dtype == np.int64
+    assert (p == load_digits().target[:12]).mean() > 0.5
     capsys.readouterr()
     assert main(["gradcheck"]) == 0
     table = capsys.readouterr().out
