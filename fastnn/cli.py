@@ -525,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradcheck", help="check every layer's and loss's gradients (float64)")
     p.set_defaults(func=_cmd_gradcheck)
 
+    sub.add_parser("bench", help="time a training step: fastnn against the GEMM floor, NumPy, "
+                   "PyTorch and JAX (see fastnn bench --help)", add_help=False)
+
     p = sub.add_parser("info", help="versions, threads, BLAS and the kernel cache")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("warmup", help="compile the kernels now (cached on disk for later runs)")
@@ -538,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

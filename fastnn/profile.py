@@ -18,7 +18,7 @@ import numpy as np
 from . import kernels
 from .kernels import _jit
 
-_MODULES = ("activations", "batchnorm", "dense", "dropout", "losses", "maxout")
+_MODULES = ("activations", "batchnorm", "dense", "dropout", "losses", "maxout", "optim")
 
 
 class _Timer:
