@@ -553,8 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (UsageError, DataError, CheckpointError, FileNotFoundError, NotADirectoryError,
-            IsADirectoryError, PermissionError, ValueError, TypeError) as exc:
+    except (UsageError, DataError, CheckpointError, OSError, ValueError, TypeError) as exc:
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -428,6 +428,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         arrays = [np.ascontiguousarray(g).reshape(-1) for g in grads]
     total_sq = 0.0
     for a in arrays:
+        if a.size == 0:
+            continue
         partial = np.empty(max(1, -(-a.size // K.CHUNK)))
         K.grad_sq_partial(a.size)(a, partial)
         total_sq += float(partial.sum())
@@ -438,7 +440,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if coef < 1.0:
         if flats is not None:
             for a in arrays:
-                K.scale_inplace(a.size)(a, coef)
+                if a.size:
+                    K.scale_inplace(a.size)(a, coef)
         else:
             for g in grads:
                 g *= g.dtype.type(coef)

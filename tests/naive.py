@@ -127,7 +127,7 @@ def softmax_cross_entropy(logits, labels):
     n = z.shape[0]
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    loss = -np.log(p[np.arange(n), labels]).mean()
+    loss = (np.log(np.exp(z).sum(axis=1)) - z[np.arange(n), labels]).mean()
     grad = p.copy()
     grad[np.arange(n), labels] -= 1.0
     return loss, grad / n

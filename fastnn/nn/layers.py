@@ -60,6 +60,8 @@ def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
         raise ValueError(
             f"{layer._describe()}: expected a {dims} input, got shape {x.shape}"
         )
+    if x.size == 0:
+        raise ValueError(f"{layer._describe()}: got an empty input of shape {x.shape}")
     return x
 
 

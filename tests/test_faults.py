@@ -1,0 +1,135 @@
+"""Fault injection, concurrency and determinism: nothing is lost, nothing differs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.checkpoint import load_checkpoint, save_checkpoint
+from fastnn.cli import main
+from fastnn.train import build_mlp
+
+pytestmark = pytest.mark.slow
+
+WRITER = textwrap.dedent("""
+    import sys
+    import fastnn as fnn
+    from fastnn.checkpoint import save_checkpoint
+    from fastnn.train import build_mlp
+    path = sys.argv[1]
+    big = build_mlp(784, [1024, 1024], 10)
+    print("ready", flush=True)
+    while True:
+        save_checkpoint(path, model=big, epoch=7)
+""")
+
+
+def test_sigkill_while_writing_a_checkpoint_leaves_a_loadable_one(tmp_path):
+    path = str(tmp_path / "model.npz")
+    save_checkpoint(path, model=build_mlp(4, [3], 2), epoch=1)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, str(script), path], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.05, 0.6)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ckpt = load_checkpoint(path)  # old or new, never half-written
+        assert ckpt.meta["epoch"] in (1, 7)
+
+
+def _mount_small_tmpfs(where):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    os.makedirs(where, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(where)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+
+
+def test_full_disk_gives_a_clear_error_and_keeps_the_old_checkpoint(tmp_path, capsys):
+    disk = tmp_path / "disk"
+    _mount_small_tmpfs(disk)
+    try:
+        path = str(disk / "model.npz")
+        save_checkpoint(path, model=build_mlp(4, [3], 2), epoch=1)
+        before = open(path, "rb").read()
+        with pytest.raises(OSError, match="No space left"):
+            save_checkpoint(path, model=build_mlp(64, [512], 10), epoch=2)
+        assert open(path, "rb").read() == before
+        assert load_checkpoint(path).meta["epoch"] == 1
+        assert sorted(os.listdir(disk)) == ["model.npz"]  # no temporary file left behind
+        # Through the CLI: exit 2 and one line, no traceback.
+        code = main(["train", "--out", str(disk), "--hidden", "512", "--epochs", "1",
+                     "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "No space left" in err and "Traceback" not in err
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+RUN = textwrap.dedent("""
+    import sys, json, numpy as np
+    import fastnn as fnn
+    from fastnn.kernels import _jit
+    threads = int(sys.argv[1])
+    fnn.set_num_threads(threads)
+    for k in _jit.all_kernels():
+        k.min_parallel = 0          # every kernel takes its parallel path
+    fnn.manual_seed(0)
+    model = fnn.Sequential(fnn.Linear(20, 300), fnn.BatchNorm1d(300), fnn.ReLU(),
+                           fnn.Dropout(0.1), fnn.Linear(300, 5))
+    opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((200, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 200)
+    for _ in range(5):
+        opt.zero_grad()
+        loss = fnn.losses.cross_entropy(model(x), y)
+        loss.backward()
+        fnn.optim.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    print(json.dumps({k: v.tobytes().hex() for k, v in model.state_dict().items()}))
+""")
+
+
+def test_same_seed_bit_identical_on_one_and_two_threads(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN)
+    outs = []
+    for threads in (1, 2):
+        proc = subprocess.run([sys.executable, str(script), str(threads)], capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1]
+
+
+def test_two_processes_compiling_into_one_cold_cache_both_succeed(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    code = "import fastnn; fastnn.warmup(dtypes=('float32',), verbose=False); print('ok')"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=900)
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+    # A third process finds the cache warm and correct.
+    t0 = time.perf_counter()
+    check = ("import numpy as np, fastnn as fnn; "
+             "print(fnn.relu(fnn.Tensor(np.array([-1.0, 2.0], np.float32))).data.tolist())")
+    out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.stdout.strip() == "[0.0, 2.0]", out.stderr[-2000:]
+    assert time.perf_counter() - t0 < 60
