@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 
-import fastnn as fnn
 from fastnn.checkpoint import load_checkpoint, save_checkpoint
 from fastnn.cli import main
 from fastnn.train import build_mlp
