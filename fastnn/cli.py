@@ -159,7 +159,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .random import manual_seed
     from .train import ModelCheckpoint, TrainingDiverged, evaluate, fit
 
-    if args.threads is not None:
+    comm = None
+    if args.distributed:
+        from . import distributed
+
+        comm = distributed.init(threads=args.threads)
+        args.quiet = args.quiet or comm.rank != 0
+    elif args.threads is not None:
         _threads.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.resume) if args.resume else None
     c = _resolve_config(args, ckpt)
@@ -204,7 +210,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                              f"with --epochs N > {start_epoch}")
 
     out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
+    if comm is not None:  # one output directory for the job: rank 0's
+        out = comm.comm.bcast(out, root=0)
+    rank0 = comm is None or comm.rank == 0
+    if rank0:
+        os.makedirs(out, exist_ok=True)
     ckpt_path = os.path.join(out, "model.npz")
 
     def save(epoch, logs):  # after every epoch: the last good state stays on disk
@@ -222,9 +232,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         # A diverging run overflows before its loss turns NaN; fit reports that once.
         with np.errstate(over="ignore", invalid="ignore"):
-            fit(model, loss_fn, optimizer, loader, val=None if Xva is None else (Xva, yva),
-                epochs=c["epochs"], schedule=schedule, quiet=args.quiet,
-                start_epoch=start_epoch, history=history, callbacks=[ModelCheckpoint(save)])
+            if comm is None:
+                fit(model, loss_fn, optimizer, loader, val=None if Xva is None else (Xva, yva),
+                    epochs=c["epochs"], schedule=schedule, quiet=args.quiet,
+                    start_epoch=start_epoch, history=history,
+                    callbacks=[ModelCheckpoint(save)])
+            else:
+                from .distributed import (
+                    DistributedDataParallel,
+                    DistributedSampler,
+                    fit_distributed,
+                )
+
+                ddp = DistributedDataParallel(model, optimizer, comm,
+                                              sync_batchnorm=args.sync_batchnorm)
+                sampler = DistributedSampler(loader, comm)
+                fit_distributed(ddp, loss_fn, sampler, None if Xva is None else (Xva, yva),
+                                epochs=c["epochs"], schedule=schedule,
+                                callbacks=[ModelCheckpoint(save)], start_epoch=start_epoch,
+                                history=history, quiet=args.quiet)
     except TrainingDiverged as exc:
         kept = f"; the last good checkpoint is {ckpt_path}" if os.path.isfile(ckpt_path) else ""
         print(f"fastnn train: stopped: {exc}{kept}", file=sys.stderr)
@@ -232,6 +258,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_history = history
     seconds = time.perf_counter() - t0
     test_loss, test_acc = evaluate(model, loss_fn, (Xte, yte))
+    if not rank0:
+        return 0
     last = run_history[-1]
     new_epochs = run_history[start_epoch:]
     samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)
@@ -508,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: runs/<timestamp>)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: mpiexec -n N fastnn train --distributed ...")
+    p.add_argument("--sync-batchnorm", action="store_true", dest="sync_batchnorm",
+                   help="with --distributed: batch statistics over all ranks")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on test data")
@@ -553,12 +585,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (UsageError, DataError, CheckpointError, OSError, ValueError, TypeError) as exc:
+    except (UsageError, DataError, CheckpointError, OSError, ValueError, TypeError,
+            ImportError) as exc:
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
+        _abort_job_if_distributed(args, 2)
         return 2
+    except Exception as exc:
+        if getattr(args, "distributed", False):
+            print(f"fastnn {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            _abort_job_if_distributed(args, 1)
+        raise
     except KeyboardInterrupt:
         print(f"fastnn {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _abort_job_if_distributed(args, code: int) -> None:
+    """In an MPI job, one rank's error must end every rank (none may wait forever)."""
+    if getattr(args, "distributed", False) and "mpi4py" in sys.modules:
+        from mpi4py import MPI
+
+        if MPI.Is_initialized() and MPI.COMM_WORLD.Get_size() > 1:
+            rank = MPI.COMM_WORLD.Get_rank()
+            print(f"fastnn: rank {rank} failed; ending the whole job", file=sys.stderr)
+            sys.stderr.flush()
+            MPI.COMM_WORLD.Abort(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

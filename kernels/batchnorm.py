@@ -44,20 +44,20 @@ def n_chunks(n_rows: int) -> int:
 
 
 @kernel
-def _shifted_sums(x, partial):
-    """partial[c, 0, j] = sum (x_ij - x_0j), partial[c, 1, j] = sum (x_ij - x_0j)^2 per chunk c.
+def _shifted_sums(x, shift, partial):
+    """partial[c, 0, j] = sum (x_ij - shift_j), partial[c, 1, j] = sum (x_ij - shift_j)^2 per
+    chunk c of ROWS_PER_CHUNK rows (float64 accumulation).
 
     Parallel over row chunks; each chunk owns its slice of ``partial``.
     """
     n, m = x.shape
-    zero = typed(x[0, 0], 0.0)
     for c in prange(partial.shape[0]):
         for j in range(m):
-            partial[c, 0, j] = zero
-            partial[c, 1, j] = zero
+            partial[c, 0, j] = 0.0
+            partial[c, 1, j] = 0.0
         for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
             for j in range(m):
-                v = x[i, j] - x[0, j]
+                v = np.float64(x[i, j]) - shift[j]
                 partial[c, 0, j] += v
                 partial[c, 1, j] += v * v
 
@@ -81,8 +81,8 @@ def _normalize_activate(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
 
 def batchnorm_forward_train(
     x, gamma, beta, eps, momentum, running_mean, running_var,
-    code, alpha, y, xhat, d, mean, inv_std, partial,
-) -> None:
+    code, alpha, y, xhat, d, mean, inv_std, partial, sync=None,
+) -> int:
     """Training forward: batch statistics, normalization, activation, running statistics.
 
     Parameters
@@ -93,12 +93,26 @@ def batchnorm_forward_train(
     code, alpha : the activation fused after the affine map.
     y : (N, C) output. xhat : (N, C) normalized input kept for backward, or (0, C).
     d : (N, C) receives the activation's local gradient. mean, inv_std : (C,) outputs.
-    partial : (n_chunks(N), 2, C) scratch.
+    partial : (n_chunks(N), 2, C) float64 scratch.
+    sync : None, or an object with ``broadcast_(a)`` and ``allreduce_(a)`` (in place, sum)
+        over the processes that share the batch (synchronized batch normalization): the
+        sums are shifted by process 0's first row and added up over all processes, so the
+        statistics are those of the whole batch.
+
+    Returns
+    -------
+    int : the number of samples the statistics cover (N, or the total over processes).
     """
-    n = x.shape[0]
-    _shifted_sums(x.size)(x, partial)
+    shift = x[0].astype(np.float64)
+    if sync is not None:
+        sync.broadcast_(shift)
+    _shifted_sums(x.size)(x, shift, partial)
     sums = partial.sum(axis=0)  # (2, C): chunk sums in chunk order
-    shift = x[0]
+    n = x.shape[0]
+    if sync is not None:
+        buf = np.append(sums.reshape(-1), float(n))
+        sync.allreduce_(buf)
+        sums, n = buf[:-1].reshape(2, -1), int(round(buf[-1]))
     s1, s2 = sums[0], sums[1]
     np.add(shift, s1 / n, out=mean)
     var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)  # biased variance of x (shift-invariant)
@@ -109,6 +123,7 @@ def batchnorm_forward_train(
         running_var *= 1.0 - momentum
         running_var += (momentum * n / (n - 1)) * var
     _normalize_activate(x.size)(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d)
+    return n
 
 
 def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, code, alpha, y, d):
@@ -128,11 +143,10 @@ def _column_sums(dy, d, xhat, partial):
     """Per-chunk sums of dz and dz * xhat, with dz = dy * d (or dy when d is (0, C))."""
     n, m = dy.shape
     use_d = d.shape[0] == n
-    zero = typed(dy[0, 0], 0.0)
     for c in prange(partial.shape[0]):
         for j in range(m):
-            partial[c, 0, j] = zero
-            partial[c, 1, j] = zero
+            partial[c, 0, j] = 0.0
+            partial[c, 1, j] = 0.0
         for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
             for j in range(m):
                 g = dy[i, j] * d[i, j] if use_d else dy[i, j]
@@ -141,18 +155,21 @@ def _column_sums(dy, d, xhat, partial):
 
 
 @kernel
-def _input_grad(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dx):
-    """dx = inv/N * (N gamma dz - gamma dbeta - xhat gamma dgamma). Parallel over rows."""
+def _input_grad(dy, d, xhat, gamma, inv_std, dbeta, dgamma, n_total, dx):
+    """dx = inv/N * (N gamma dz - gamma dbeta - xhat gamma dgamma), N = n_total.
+
+    Parallel over rows."""
     n, m = dy.shape
     use_d = d.shape[0] == n
-    inv_n = typed(dy[0, 0], 1.0 / n)
+    inv_n = typed(dy[0, 0], 1.0 / n_total)
     for i in prange(n):
         for j in range(m):
             g = dy[i, j] * d[i, j] if use_d else dy[i, j]
             dx[i, j] = gamma[j] * inv_std[j] * (g - inv_n * (dbeta[j] + xhat[i, j] * dgamma[j]))
 
 
-def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial) -> None:
+def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial,
+                       sync=None, n_total=None) -> None:
     """Gradients of the training forward.
 
     Parameters
@@ -162,10 +179,19 @@ def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial) 
     dx : (N, C) output, or None when the input needs no gradient.
     dgamma, dbeta : (C,) outputs (always computed: dx needs them).
     partial : (n_chunks(N), 2, C) scratch.
+    sync, n_total : synchronized batch normalization (see the forward pass): ``dgamma`` and
+        ``dbeta`` receive this process's part (the optimizer's all-reduce adds them up),
+        while ``dx`` uses the sums over all processes and their ``n_total`` samples.
     """
     _column_sums(dy.size)(dy, d, xhat, partial)
     sums = partial.sum(axis=0)
     dbeta[:] = sums[0]
     dgamma[:] = sums[1]
-    if dx is not None:
-        _input_grad(dy.size)(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dx)
+    if dx is None:
+        return
+    n = dy.shape[0] if n_total is None else n_total
+    if sync is not None:
+        sync.allreduce_(sums)
+    g_beta = sums[0].astype(dbeta.dtype)
+    g_gamma = sums[1].astype(dgamma.dtype)
+    _input_grad(dy.size)(dy, d, xhat, gamma, inv_std, g_beta, g_gamma, n, dx)

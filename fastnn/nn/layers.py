@@ -372,6 +372,8 @@ class BatchNorm1d(Module):
         object.__setattr__(self, "activation", make_activation(activation))
         self._ones, self._zeros = np.ones(c, dt), np.zeros(c, dt)
         self._pool = BufferPool()
+        # Set by fastnn.distributed for synchronized batch statistics across processes.
+        object.__setattr__(self, "_sync", None)
 
     def _describe(self) -> str:
         return f"BatchNorm1d({self.num_features})"
@@ -393,7 +395,8 @@ class BatchNorm1d(Module):
         code = act.code if act is not None else K_act.IDENTITY
         alpha = act.alpha if act is not None else 0.0
         use_batch_stats = self.training or not self.track_running_stats
-        if use_batch_stats and n < 2:
+        sync = self._sync if use_batch_stats else None
+        if use_batch_stats and n < 2 and sync is None:
             raise ValueError(
                 f"{self._describe()}: training needs more than 1 sample per channel to "
                 f"compute batch statistics, got input of shape {x.shape}"
@@ -418,11 +421,16 @@ class BatchNorm1d(Module):
                 rm, rv = self.running_mean, self.running_var
             else:
                 rm = rv = _none(dt)
-            K_bn.batchnorm_forward_train(
+            n_total = K_bn.batchnorm_forward_train(
                 X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha,
                 y, xhat, d, np.empty(c, dt), inv_std,
-                pool.get("partial", (K_bn.n_chunks(n), 2, c), np.float64),
+                pool.get("partial", (K_bn.n_chunks(n), 2, c), np.float64), sync=sync,
             )
+            if n_total < 2:
+                raise ValueError(
+                    f"{self._describe()}: training needs more than 1 sample per channel "
+                    f"over all processes, got {n_total}"
+                )
         else:
             K_bn.batchnorm_forward_eval(X, gamma, beta, self.eps, self.running_mean,
                                         self.running_var, code, alpha, y, d)
@@ -440,7 +448,7 @@ class BatchNorm1d(Module):
                 if use_batch_stats:
                     K_bn.batchnorm_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
                                             pool.get("partial_b", (K_bn.n_chunks(n), 2, c),
-                                                     np.float64))
+                                                     np.float64), sync=sync, n_total=n_total)
                 else:  # fixed statistics: an affine map per channel
                     dz = g * d_backward if d_backward.shape[0] else g
                     np.sum(dz, axis=0, out=dbeta)

@@ -1,0 +1,285 @@
+"""Data-parallel training over MPI (mpi4py), equal to one process on the same global batch.
+
+Each process (rank) holds the whole model. Every global batch is split into contiguous
+shards, one per rank (the first rows to rank 0); each rank runs forward and backward on its
+shard with its loss weighted by ``n_rank / n_global``, so that after ONE in-place
+``Allreduce`` (sum) over each flat gradient buffer every rank holds the gradient of the
+mean loss over the global batch, and all ranks take the same optimizer step.
+
+BatchNorm uses per-rank statistics by default (as PyTorch DDP does). With
+``sync_batchnorm=True`` the batch sums are added up over the ranks (shifted by rank 0's first
+row), so the statistics, the outputs and the gradients are those of one process on the whole
+batch.
+
+Install with ``pip install 'fastnn[mpi]'`` (mpi4py and MPICH from PyPI) and run
+``mpiexec -n 4 fastnn train --distributed ...``. Plain fastnn never imports mpi4py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from .data import DataLoader
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ImportError(
+            "fastnn.distributed needs mpi4py and an MPI library: pip install 'fastnn[mpi]' "
+            "(mpi4py and mpich)"
+        ) from None
+    return MPI
+
+
+class Communicator:
+    """The processes of one job (MPI_COMM_WORLD, or a given communicator)."""
+
+    def __init__(self, comm=None):
+        MPI = _mpi()
+        self.MPI = MPI
+        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+
+    def allreduce_(self, a: np.ndarray) -> np.ndarray:
+        """Sum ``a`` over all ranks, in place (a contiguous array)."""
+        if self.size > 1:
+            self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM)
+        return a
+
+    def broadcast_(self, a: np.ndarray, root: int = 0) -> np.ndarray:
+        """Overwrite ``a`` with rank ``root``'s ``a``, in place."""
+        if self.size > 1:
+            self.comm.Bcast(a, root=root)
+        return a
+
+    def allreduce_scalar(self, value: float) -> float:
+        return float(self.comm.allreduce(value, op=self.MPI.SUM)) if self.size > 1 else value
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job (no rank is left waiting in a collective)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
+
+def init(threads: int | None = None, warmup: bool = True, comm=None) -> Communicator:
+    """Join the MPI job: set each rank's thread budget and warm the kernel cache.
+
+    Threads per rank default to cores // ranks (at least 1), so that ranks on one machine do
+    not oversubscribe it. Rank 0 compiles the kernels into the on-disk cache first while the
+    others wait (concurrent compilation into one cache is a known Numba crash); then the
+    others load them.
+    """
+    from . import _threads, _warmup
+
+    c = Communicator(comm)
+    per_rank = threads or max(1, (os.cpu_count() or 1) // max(1, _ranks_on_this_node(c)))
+    _threads.set_num_threads(per_rank)
+    if warmup:
+        if c.rank == 0:
+            _warmup.warmup(dtypes=("float32", "float64"), verbose=False)
+        c.barrier()
+        if c.rank != 0:
+            _warmup.warmup(dtypes=("float32", "float64"), verbose=False)
+    return c
+
+
+def _ranks_on_this_node(c: Communicator) -> int:
+    try:
+        node = c.comm.Split_type(c.MPI.COMM_TYPE_SHARED)
+        n = node.Get_size()
+        node.Free()
+        return n
+    except Exception:  # an MPI without shared-memory split: assume one node
+        return c.size
+
+
+def shard_bounds(n_global: int, size: int, rank: int) -> tuple[int, int]:
+    """Rows [lo, hi) of a global batch of ``n_global`` that ``rank`` of ``size`` takes
+    (contiguous, sizes differing by at most one, the first rows to rank 0)."""
+    base, extra = divmod(n_global, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+class DistributedSampler:
+    """The global batches of a :class:`~fastnn.data.DataLoader`, and this rank's shard of each.
+
+    Every rank's loader draws the same permutation from the same seed, so the global batches
+    are those a single process with that loader would see. A last global batch smaller than
+    the number of ranks is dropped (a rank would get no sample).
+    """
+
+    def __init__(self, loader: DataLoader, comm: Communicator):
+        self.loader, self.comm = loader, comm
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for xb, yb in self.loader:
+            n = len(yb)
+            if n < self.comm.size:
+                continue
+            lo, hi = shard_bounds(n, self.comm.size, self.comm.rank)
+            yield xb[lo:hi], yb[lo:hi], n
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
+
+
+class DistributedDataParallel:
+    """Wraps a model and its optimizer for data-parallel training.
+
+    On creation, rank 0's parameters, buffers (BatchNorm statistics) and optimizer state are
+    broadcast to every rank. ``step(x_shard, y_shard, n_global, loss_fn)`` runs one training
+    step and returns the global mean loss and the number of correct predictions.
+    """
+
+    def __init__(self, model, optimizer, comm: Communicator, sync_batchnorm: bool = False):
+        from .nn.layers import BatchNorm1d
+
+        self.model, self.optimizer, self.comm = model, optimizer, comm
+        self.sync_batchnorm = sync_batchnorm
+        for m in model.modules():
+            if isinstance(m, BatchNorm1d):
+                object.__setattr__(m, "_sync", comm if sync_batchnorm else None)
+        self.broadcast_state()
+
+    def broadcast_state(self) -> None:
+        """Make every rank's model and optimizer equal to rank 0's."""
+        for flat in self.optimizer._flats:
+            flat.sync()
+            self.comm.broadcast_(flat.data)
+        for bufs in self.optimizer.state.values():
+            for b in bufs:
+                self.comm.broadcast_(b)
+        for b in self.model.buffers():
+            if b.dtype.kind == "f":
+                self.comm.broadcast_(b)
+
+    def step(self, x, y, n_global: int, loss_fn) -> tuple[float, int]:
+        """Forward and backward on this rank's shard, ONE all-reduce of the gradients per
+        flat buffer, and the optimizer step. Returns (global mean loss, global correct)."""
+        opt = self.optimizer
+        opt.zero_grad()
+        out = self.model(x)
+        loss = loss_fn(out, y)
+        weight = len(y) / n_global
+        loss.backward(np.asarray(weight, dtype=loss.dtype))
+        for flat in opt._flats:
+            self.comm.allreduce_(flat.grad)
+        opt.step()
+        correct = int((out.data.argmax(axis=1) == y).sum())
+        stats = np.array([loss.item() * weight, float(correct)])
+        self.comm.allreduce_(stats)
+        return float(stats[0]), int(round(stats[1]))
+
+
+def evaluate(model, loss_fn, X, y, comm: Communicator, batch_size: int = 1024):
+    """Loss and accuracy over (X, y), each rank taking its shard; equal on all ranks."""
+    from .graph import no_grad
+
+    lo, hi = shard_bounds(len(y), comm.size, comm.rank)
+    was = model.training
+    model.eval()
+    total, correct = 0.0, 0
+    try:
+        with no_grad():
+            for i in range(lo, hi, batch_size):
+                j = min(hi, i + batch_size)
+                out = model(X[i:j])
+                total += loss_fn(out, y[i:j]).item() * (j - i)
+                correct += int((out.data.argmax(axis=1) == y[i:j]).sum())
+    finally:
+        model.train(was)
+    stats = comm.allreduce_(np.array([total, float(correct)]))
+    return stats[0] / len(y), stats[1] / len(y)
+
+
+def fit_distributed(ddp: DistributedDataParallel, loss_fn, sampler: DistributedSampler,
+                    val=None, epochs: int = 10, schedule=None, callbacks=(),
+                    start_epoch: int = 0, history: list | None = None, quiet: bool = False,
+                    log=None) -> list[dict]:
+    """:func:`fastnn.train.fit` for data-parallel training: same records, same callbacks.
+
+    Every rank runs this; only rank 0 prints and runs the callbacks (checkpoints). The
+    records are equal on all ranks (losses and counts are all-reduced).
+    """
+    import math
+    import time
+
+    from .lr_scheduler import ReduceLROnPlateau
+    from .train import TrainingDiverged
+
+    comm, model, opt = ddp.comm, ddp.model, ddp.optimizer
+    history = history if history is not None else []
+    log = log or sys.stderr
+    for epoch in range(start_epoch + 1, epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        total, correct, seen = 0.0, 0, 0
+        for step, (xb, yb, n_global) in enumerate(sampler, start=1):
+            loss, right = ddp.step(xb, yb, n_global, loss_fn)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss} at epoch {epoch}, step {step}: training diverged; "
+                    f"the learning rate ({opt.param_groups[0]['lr']:g}) is probably too high")
+            total += loss * n_global
+            correct += right
+            seen += n_global
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch, "loss": total / seen, "accuracy": correct / seen,
+                  "val_loss": None, "val_accuracy": None, "lr": opt.param_groups[0]["lr"],
+                  "seconds": seconds, "samples_per_second": seen / seconds}
+        if val is not None:
+            record["val_loss"], record["val_accuracy"] = evaluate(model, loss_fn, val[0], val[1],
+                                                                  comm)
+        if schedule is not None:
+            if isinstance(schedule, ReduceLROnPlateau):
+                schedule.step(record["val_loss"] if val is not None else record["loss"])
+            else:
+                schedule.step()
+        history.append(record)
+        stop = False
+        if comm.rank == 0:
+            if not quiet:
+                val_part = "" if val is None else \
+                    f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
+                print(f"epoch {epoch:3d}/{epochs}  loss {record['loss']:.4f}  "
+                      f"acc {record['accuracy']:.4f}{val_part}  "
+                      f"{record['samples_per_second']:,.0f} samples/s ({comm.size} ranks)",
+                      file=log, flush=True)
+            for cb in callbacks:
+                stop = bool(cb.on_epoch_end(epoch, record)) or stop
+        stop = bool(comm.comm.bcast(stop, root=0)) if comm.size > 1 else stop
+        if stop:
+            break
+    return history
+
+
+def run(fn, *args, comm: Communicator | None = None, **kwargs):
+    """Call ``fn(*args, **kwargs)``; if it raises on any rank, print the error (naming the
+    rank) and end the whole job, so that no rank hangs in a collective waiting for it."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001  (anything left unhandled ends the job)
+        MPI = _mpi()
+        world = comm.comm if comm is not None else MPI.COMM_WORLD
+        print(f"fastnn: rank {world.Get_rank()} of {world.Get_size()} failed: "
+              f"{type(exc).__name__}: {exc}; ending the whole job", file=sys.stderr, flush=True)
+        if world.Get_size() > 1:
+            world.Abort(1)
+        raise

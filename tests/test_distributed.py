@@ -1,0 +1,60 @@
+"""fastnn.distributed under a real MPI job of 2 ranks (mpi4py + MPICH from PyPI)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fastnn.distributed import shard_bounds
+
+pytest.importorskip("mpi4py")
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+HERE = os.path.dirname(__file__)
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(MPIEXEC), reason="no mpiexec in the venv")]
+
+
+def mpirun(*args, n=2, timeout=300):
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_shard_bounds_cover_a_batch_contiguously():
+    for n in (2, 7, 16, 17):
+        for size in (1, 2, 3):
+            parts = [shard_bounds(n, size, r) for r in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+            assert max(h - lo for lo, h in parts) - min(h - lo for lo, h in parts) <= 1
+
+
+@pytest.mark.parametrize("mode,batch", [("sync", 17), ("sync", 16), ("nobn", 16),
+                                        ("nobn", 15)])
+def test_two_ranks_equal_one_process(mode, batch):
+    proc = mpirun(os.path.join(HERE, "mpi", "equivalence.py"), mode, "6", str(batch))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK")
+
+
+def test_a_failing_rank_ends_the_job_with_a_message():
+    t0 = time.perf_counter()
+    proc = mpirun(os.path.join(HERE, "mpi", "failing_rank.py"), timeout=120)
+    assert proc.returncode != 0
+    assert "rank 1 of 2 failed" in proc.stderr and "only-on-rank-1" in proc.stderr
+    assert time.perf_counter() - t0 < 60
+
+
+def test_cli_distributed_training_writes_one_set_of_outputs(tmp_path):
+    out = tmp_path / "run"
+    proc = mpirun("-m", "fastnn.cli", "train", "--distributed", "--sync-batchnorm",
+                  "--hidden", "32", "--epochs", "3", "--out", str(out), "--quiet", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.8
+    assert proc.stdout.count("test accuracy") == 1  # only rank 0 reports
+    with np.load(out / "model.npz") as f:
+        assert "model/0.weight" in f.files
