@@ -46,7 +46,7 @@ def main():
             fnn.losses.cross_entropy(ref(xb), yb).backward()
             ref_opt.step()
         worst = 0.0
-        for (k, a), b in zip(net.state_dict().items(), ref.state_dict().values(), strict=True):
+        for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True):
             if a.dtype.kind == "f":
                 worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(b) + 1e-12))))
         print(f"{'OK' if worst <= 1e-10 else 'MISMATCH'} {worst:.3e}", flush=True)
