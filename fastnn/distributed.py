@@ -221,8 +221,7 @@ def fit_distributed(ddp: DistributedDataParallel, loss_fn, sampler: DistributedS
     import math
     import time
 
-    from .lr_scheduler import ReduceLROnPlateau
-    from .train import TrainingDiverged
+    from .train import TrainingDiverged, end_epoch
 
     comm, model, opt = ddp.comm, ddp.model, ddp.optimizer
     history = history if history is not None else []
@@ -234,34 +233,18 @@ def fit_distributed(ddp: DistributedDataParallel, loss_fn, sampler: DistributedS
         for step, (xb, yb, n_global) in enumerate(sampler, start=1):
             loss, right = ddp.step(xb, yb, n_global, loss_fn)
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at epoch {epoch}, step {step}: training diverged; "
-                    f"the learning rate ({opt.param_groups[0]['lr']:g}) is probably too high")
+                raise TrainingDiverged.at(loss, epoch, step, opt)
             total += loss * n_global
             correct += right
             seen += n_global
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "loss": total / seen, "accuracy": correct / seen,
-                  "val_loss": None, "val_accuracy": None, "lr": opt.param_groups[0]["lr"],
-                  "seconds": seconds, "samples_per_second": seen / seconds}
-        if val is not None:
-            record["val_loss"], record["val_accuracy"] = evaluate(model, loss_fn, val[0], val[1],
-                                                                  comm)
-        if schedule is not None:
-            if isinstance(schedule, ReduceLROnPlateau):
-                schedule.step(record["val_loss"] if val is not None else record["loss"])
-            else:
-                schedule.step()
-        history.append(record)
+        validate = None if val is None else \
+            (lambda: evaluate(model, loss_fn, val[0], val[1], comm))
+        record = end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0, opt,
+                           schedule, history, validate,
+                           log if comm.rank == 0 and not quiet else None,
+                           suffix=f" ({comm.size} ranks)")
         stop = False
         if comm.rank == 0:
-            if not quiet:
-                val_part = "" if val is None else \
-                    f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
-                print(f"epoch {epoch:3d}/{epochs}  loss {record['loss']:.4f}  "
-                      f"acc {record['accuracy']:.4f}{val_part}  "
-                      f"{record['samples_per_second']:,.0f} samples/s ({comm.size} ranks)",
-                      file=log, flush=True)
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(epoch, record)) or stop
         stop = bool(comm.comm.bcast(stop, root=0)) if comm.size > 1 else stop

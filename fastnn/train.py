@@ -17,6 +17,12 @@ from .graph import Tensor, no_grad
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the message names the epoch, the step and the lr."""
 
+    @classmethod
+    def at(cls, loss: float, epoch: int, step: int, optimizer) -> TrainingDiverged:
+        lr = optimizer.param_groups[0]["lr"]
+        return cls(f"the loss became {loss} at epoch {epoch}, step {step}: training diverged; "
+                   f"the learning rate ({lr:g}) is probably too high")
+
 
 # ------------------------------------------------------------------------- the model
 def build_mlp(input_dim: int, hidden: Sequence[int], n_classes: int, activation: str = "relu",
@@ -152,6 +158,34 @@ def predict(model, X, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(outs) if outs else np.empty((0, 0))
 
 
+def end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule, history,
+              validate=None, log=None, suffix: str = "") -> dict:
+    """The end of an epoch, shared by :func:`fit` and ``fastnn.distributed.fit_distributed``:
+    the record (losses as means over ``seen`` samples), validation, the schedule's step
+    (ReduceLROnPlateau gets the validation loss, else the training loss), the history and
+    the epoch's line on ``log`` (None: quiet)."""
+    from .lr_scheduler import ReduceLROnPlateau
+
+    record = {"epoch": epoch, "loss": total / seen, "accuracy": correct / seen,
+              "val_loss": None, "val_accuracy": None, "lr": optimizer.param_groups[0]["lr"],
+              "seconds": seconds, "samples_per_second": seen / seconds}
+    if validate is not None:
+        record["val_loss"], record["val_accuracy"] = validate()
+    if schedule is not None:
+        if isinstance(schedule, ReduceLROnPlateau):
+            schedule.step(record["val_loss"] if validate is not None else record["loss"])
+        else:
+            schedule.step()
+    history.append(record)
+    if log is not None:
+        val_part = "" if validate is None else \
+            f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
+        print(f"epoch {epoch:3d}/{epochs}  loss {record['loss']:.4f}  "
+              f"acc {record['accuracy']:.4f}{val_part}  "
+              f"{record['samples_per_second']:,.0f} samples/s{suffix}", file=log, flush=True)
+    return record
+
+
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size: int = 64,
         schedule=None, callbacks: Sequence[Callback] = (), seed: int = 0, quiet: bool = False,
         start_epoch: int = 0, history: list | None = None, log=None) -> list[dict]:
@@ -179,8 +213,6 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     ------
     TrainingDiverged : the loss became NaN or Inf (with the epoch, the step and the lr).
     """
-    from .lr_scheduler import ReduceLROnPlateau
-
     dtype = _model_dtype(model)
     loader = _loader(train, batch_size, True, seed, dtype)
     val_data = None if val is None else (val if isinstance(val, (DataLoader, ArrayDataset))
@@ -206,11 +238,7 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
             if not math.isfinite(value):
                 if bar is not None:
                     bar.close()
-                lr = optimizer.param_groups[0]["lr"]
-                raise TrainingDiverged(
-                    f"the loss became {value} at epoch {epoch}, step {step}: training "
-                    f"diverged; the learning rate ({lr:g}) is probably too high"
-                )
+                raise TrainingDiverged.at(value, epoch, step, optimizer)
             loss.backward()
             optimizer.step()
             total += value * len(yb)
@@ -223,25 +251,11 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
                                     samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
         if bar is not None:
             bar.close()
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "loss": total / seen, "accuracy": correct / seen,
-                  "val_loss": None, "val_accuracy": None,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-                  "samples_per_second": seen / seconds}
-        if val_data is not None:
-            record["val_loss"], record["val_accuracy"] = evaluate(model, loss_fn, val_data)
-        if schedule is not None:
-            if isinstance(schedule, ReduceLROnPlateau):
-                schedule.step(record["val_loss"] if val_data is not None else record["loss"])
-            else:
-                schedule.step()
-        history.append(record)
-        if not quiet:
-            val_part = "" if val_data is None else \
-                f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
-            print(f"epoch {epoch:3d}/{epochs}  loss {record['loss']:.4f}  "
-                  f"acc {record['accuracy']:.4f}{val_part}  "
-                  f"{record['samples_per_second']:,.0f} samples/s", file=log, flush=True)
+        record = end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0,
+                           optimizer, schedule, history,
+                           None if val_data is None else lambda: evaluate(model, loss_fn,
+                                                                          val_data),
+                           None if quiet else log)
         stop = False
         for cb in callbacks:
             stop = bool(cb.on_epoch_end(epoch, record)) or stop

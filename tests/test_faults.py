@@ -132,3 +132,43 @@ def test_two_processes_compiling_into_one_cold_cache_both_succeed(tmp_path):
                          text=True, timeout=300)
     assert out.stdout.strip() == "[0.0, 2.0]", out.stderr[-2000:]
     assert time.perf_counter() - t0 < 60
+
+
+def test_read_only_install_imports_and_computes_without_a_cache(tmp_path):
+    """The built wheel installed into a directory mounted read-only, with no writable cache
+    directory anywhere: fastnn imports, warns once, and computes (kernels compiled in memory)."""
+    if os.geteuid() != 0:
+        pytest.skip("bind-mounting read-only needs root")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    dist, site, ro, cache = (tmp_path / d for d in ("dist", "site", "ro", "cache"))
+    for d in (ro, cache):
+        d.mkdir()
+    subprocess.run(["uv", "build", "--wheel", "--out-dir", str(dist), repo], check=True,
+                   capture_output=True)
+    wheel = next(dist.glob("fastnn-*.whl"))
+    subprocess.run(["uv", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True)
+    mounted = []
+    try:
+        for src, dst in ((site, ro), (cache, cache)):
+            r = subprocess.run(["mount", "--bind", str(src), str(dst)], capture_output=True)
+            if r.returncode != 0:
+                pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
+            mounted.append(dst)
+            r = subprocess.run(["mount", "-o", "remount,ro,bind", str(dst)], capture_output=True)
+            if r.returncode != 0:
+                pytest.skip(f"cannot remount read-only here: {r.stderr.decode().strip()}")
+        code = ("import numpy as np, fastnn as fnn; "
+                "print(fnn.__file__); "
+                "print(fnn.relu(fnn.Tensor(np.array([-1.0, 3.0], np.float32))).data.tolist())")
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        env.update(PYTHONPATH=str(ro), HOME=str(cache), XDG_CACHE_HOME=str(cache))
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=600, cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines = proc.stdout.strip().splitlines()
+        assert lines[0].startswith(str(ro)) and lines[-1] == "[0.0, 3.0]"
+        assert proc.stderr.count("no writable directory for Numba's kernel cache") == 1
+    finally:
+        for dst in reversed(mounted):
+            subprocess.run(["umount", str(dst)], check=False)

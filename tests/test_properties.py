@@ -157,3 +157,77 @@ def test_bad_labels_never_reach_a_kernel(n, c, bad):
         y = np.zeros(n + 1, np.int64)
     with pytest.raises((ValueError, TypeError), match="labels"):
         L.cross_entropy(z, y)
+
+
+@SETTINGS
+@given(n=dims, c=dims, dtype=dtypes, layout=layouts, shared=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_prelu_and_activation_modules(n, c, dtype, layout, shared, seed):
+    rng = np.random.default_rng(seed)
+    x = make_input(rng, n, c, layout)
+    layer = fnn.PReLU(1 if shared else c, init=0.2, dtype=dtype)
+    xt = fnn.Tensor(x.astype(dtype), requires_grad=True)
+    y = layer(xt)
+    np.testing.assert_allclose(y.data, naive.prelu_forward(x.astype(dtype), layer.weight.data),
+                               **tol(dtype))
+    dy = rng.standard_normal((n, c))
+    y.backward(dy)
+    dx, dw = naive.prelu_backward(dy.astype(dtype), x.astype(dtype), layer.weight.data)
+    np.testing.assert_allclose(xt.grad, dx, **tol(dtype))
+    np.testing.assert_allclose(layer.weight.grad, dw, rtol=tol(dtype)["rtol"],
+                               atol=tol(dtype)["atol"] * n * c)
+    for name in ACTS:
+        module = fnn.nn.make_activation(name) or fnn.Identity()
+        out = module(x.astype(dtype))
+        ref, _ = naive.activation(name, x.astype(dtype), module.alpha)
+        np.testing.assert_allclose(out.data, ref, **tol(dtype))
+
+
+@SETTINGS
+@given(n=dims, d=dims, m=st.sampled_from([1, 2, 7]), pieces=st.sampled_from([1, 2, 3]),
+       dtype=dtypes, layout=layouts, seed=st.integers(0, 2**16))
+def test_maxout(n, d, m, pieces, dtype, layout, seed):
+    rng = np.random.default_rng(seed)
+    layer = fnn.Maxout(d, m, pieces=pieces, dtype=dtype)
+    x = make_input(rng, n, d, layout).astype(dtype)
+    xt = fnn.Tensor(x, requires_grad=True)
+    y = layer(xt)
+    y_ref, _ = naive.maxout_forward(x, layer.weight.data, layer.bias.data, pieces)
+    np.testing.assert_allclose(y.data, y_ref, **tol(dtype))
+    dy = rng.standard_normal((n, m))
+    y.backward(dy)
+    dx, dW, db = naive.maxout_backward(dy.astype(dtype), x, layer.weight.data, layer.bias.data,
+                                       pieces)
+    scale = np.sqrt(n * d)
+    np.testing.assert_allclose(xt.grad, dx, rtol=tol(dtype)["rtol"],
+                               atol=tol(dtype)["atol"] * scale)
+    np.testing.assert_allclose(layer.weight.grad, dW, rtol=tol(dtype)["rtol"],
+                               atol=tol(dtype)["atol"] * scale)
+
+
+@SETTINGS
+@given(n=st.sampled_from([1, 7, 4099]), p=st.sampled_from([0.0, 0.1, 0.5, 0.9]),
+       dtype=dtypes, seed=st.integers(0, 2**16))
+def test_dropout_matches_its_mask(n, p, dtype, seed):
+    layer = fnn.Dropout(p, seed=seed)
+    x = np.random.default_rng(seed).standard_normal((n, 3)).astype(dtype)
+    xt = fnn.Tensor(x, requires_grad=True)
+    y = layer(xt)
+    kept = y.data != 0
+    np.testing.assert_allclose(y.data[kept], x[kept] / (1 - p), rtol=1e-6)
+    y.backward(np.ones_like(x))
+    np.testing.assert_allclose(xt.grad, np.where(kept, 1 / (1 - p), 0.0), rtol=1e-6)
+    if n == 4099 and 0 < p:
+        assert abs((~kept).mean() - p) < 0.05
+
+
+def test_zero_gradients_keep_every_optimizer_finite():
+    for name in ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW"):
+        p = fnn.Parameter(np.ones(5))
+        opt = getattr(fnn.optim, name)([p], lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            opt.step()
+        assert np.isfinite(p.data).all(), name
+        if name != "AdamW":  # AdamW decays the weights even without a gradient
+            np.testing.assert_array_equal(p.data, 1.0)
