@@ -45,13 +45,15 @@ def bias_activation_forward(code, alpha, z, b, d):
 def dz_and_bias_grad(dy, d, dz, partial):
     """dz = dy * d and per-chunk column sums of dz (the bias gradient), in one pass.
 
-    dy, dz (N, M); d (N, M), or (0, M) for the identity (dz = dy);
+    dy (N, M); d (N, M), or (0, M) for the identity (dz = dy); dz (N, M), or (0, M) to
+    only sum (the identity: the caller then uses dy as dz, saving a copy);
     partial (ceil(N / ROWS_PER_CHUNK), M) receives the column sums of each chunk of
     ROWS_PER_CHUNK rows; the caller adds them in order (deterministic on any thread count).
     Parallel over row chunks: each chunk writes its own row of ``partial``, no races.
     """
     n, m = dy.shape
     use_d = d.shape[0] == n
+    store = dz.shape[0] == n
     zero = typed(dy[0, 0], 0.0)
     for c in prange(partial.shape[0]):
         for j in range(m):
@@ -59,7 +61,8 @@ def dz_and_bias_grad(dy, d, dz, partial):
         for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
             for j in range(m):
                 g = dy[i, j] * d[i, j] if use_d else dy[i, j]
-                dz[i, j] = g
+                if store:
+                    dz[i, j] = g
                 partial[c, j] += g
 
 
@@ -93,15 +96,24 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
     ----------
     dy : (N, M). d : (N, M) local gradient from the forward pass, or (0, M) for identity.
     x : (N, D) the forward input. W : (D, M).
-    dz : (N, M) scratch that receives dL/dz. partial : (n_chunks(N), M) scratch.
+    dz : (N, M) scratch that receives dL/dz (unused for the identity, where dz = dy).
+    partial : (n_chunks(N), M) scratch.
     dx : (N, D) receives dL/dx, or None to skip it (the first layer).
     dW : (D, M) receives x^T dz. db : (M,) receives sum_rows(dz), or None for no bias.
     accumulate_dW : optional (D, M) array to which ``dW`` is then added (``+=``), for a
         gradient that already holds an earlier contribution; ``dW`` is then scratch.
     """
-    dz_and_bias_grad(dy.size)(dy, d, dz, partial)
+    if d.shape[0] == 0:  # the identity: dz is dy itself, only the bias needs a pass
+        if db is not None:
+            dz_and_bias_grad(dy.size)(dy, d, dz[:0], partial)
+        dz = dy
+    else:
+        dz_and_bias_grad(dy.size)(dy, d, dz, partial)
     if db is not None:
-        np.sum(partial, axis=0, out=db)
+        if partial.shape[0] == 1:
+            db[:] = partial[0]
+        else:
+            np.sum(partial, axis=0, out=db)
     np.matmul(x.T, dz, out=dW)
     if accumulate_dW is not None:
         accumulate_dW += dW

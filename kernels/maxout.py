@@ -61,8 +61,7 @@ def maxout_backward(dy, arg, pieces, x, W, dz, partial, dx, dW, db) -> None:
     """Gradients of Maxout given dy (N, M): dz (N, M*K) and partial (n_chunks(N), M*K)
     scratch; dx (N, D) or None; dW (D, M*K); db (M*K,) or None."""
     maxout_route(dz.size)(dy, arg, pieces, dz)
-    empty = dz[:0]
-    dz_and_bias_grad(dz.size)(dz, empty, dz, partial)
+    dz_and_bias_grad(dz.size)(dz, dz[:0], dz[:0], partial)  # column sums of dz only
     if db is not None:
         np.sum(partial, axis=0, out=db)
     np.matmul(x.T, dz, out=dW)
