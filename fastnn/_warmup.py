@@ -32,6 +32,27 @@ def _tiny_training_step(dtype) -> None:
     model(x)
 
 
+def cache_is_warm() -> bool:
+    """Whether the on-disk kernel cache holds the training kernels (a cheap file check)."""
+    import os
+
+    from .kernels import dense, optim
+
+    for k in (dense.bias_activation_forward, dense.dz_and_bias_grad, optim.adam_step):
+        cache = getattr(k.serial, "_cache", None)
+        index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+        if index is None or not os.path.exists(index):
+            return False
+    return True
+
+
+def announce_compilation(stream=None) -> None:
+    """Say so before a cold kernel cache makes the first step slow."""
+    if not cache_is_warm():
+        print("fastnn: compiling the kernels for the first time (about half a minute; they "
+              "are cached on disk for later runs)", file=stream or sys.stderr, flush=True)
+
+
 def warmup(dtypes=("float32", "float64"), verbose: bool = True) -> float:
     """Compile (or load from the on-disk cache) the kernels that training uses.
 

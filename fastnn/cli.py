@@ -228,6 +228,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"{n_classes} classes), MLP {Xtr.shape[1]}-{'-'.join(map(str, c['hidden']))}-"
               f"{n_classes} {c['activation']}{' +BN' if c['batchnorm'] else ''}, "
               f"{c['optimizer']} lr={c['lr']:g}, {c['epochs']} epochs", file=sys.stderr)
+    if rank0:
+        from ._warmup import announce_compilation
+
+        announce_compilation()
     t0 = time.perf_counter()
     try:
         # A diverging run overflows before its loss turns NaN; fit reports that once.

@@ -183,3 +183,14 @@ def test_predict_and_gradcheck(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "BatchNorm1d" in table and "cross_entropy" in table and "FAILED" not in table
     assert os.path.isfile(pred)
+
+
+def test_cold_cache_is_announced(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "empty-cache")}
+    code = "from fastnn._warmup import cache_is_warm; print(cache_is_warm())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+    code = ("import io; from fastnn._warmup import announce_compilation; s = io.StringIO(); "
+            "announce_compilation(s); print(s.getvalue())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert "compiling the kernels for the first time" in out.stdout
