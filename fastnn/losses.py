@@ -80,7 +80,7 @@ def cross_entropy(logits, labels) -> Tensor:
     z = _scores_2d(logits, "cross_entropy")
     n, c = z.shape
     y = _check_labels(labels, n, "cross_entropy")
-    grad = np.empty_like(z)
+    grad = _pool.get("ce_grad", z.shape, z.dtype)
     partial = _pool.get("ce_partial", (K.n_chunks(n),), np.float64)
     bad = K.softmax_cross_entropy(z.size)(z, y, grad, partial)
     if bad >= 0:
@@ -97,7 +97,7 @@ def multiclass_hinge(scores, labels, margin: float = 1.0) -> Tensor:
     s = _scores_2d(scores, "multiclass_hinge")
     n, c = s.shape
     y = _check_labels(labels, n, "multiclass_hinge")
-    grad = np.empty_like(s)
+    grad = _pool.get("hinge_grad", s.shape, s.dtype)
     partial = _pool.get("hinge_partial", (K.n_chunks(n),), np.float64)
     bad = K.multiclass_hinge(s.size)(s, y, float(margin), grad, partial)
     if bad >= 0:
@@ -119,7 +119,7 @@ def _pair(pred, target, fn: str) -> tuple[Tensor, np.ndarray, np.ndarray]:
 def mse_loss(pred, target) -> Tensor:
     """Mean squared error over all elements; ``target`` has ``pred``'s shape (no gradient)."""
     pred, p, t = _pair(pred, target, "mse_loss")
-    grad = np.empty_like(p)
+    grad = _pool.get("mse_grad", p.shape, p.dtype)
     partial = _pool.get("mse_partial", (K.n_chunks(p.size),), np.float64)
     K.mse(p.size)(p, t, grad, partial)
     return _loss_node(partial.sum() / p.size, grad, pred, "mse_loss")
@@ -128,7 +128,7 @@ def mse_loss(pred, target) -> Tensor:
 def binary_cross_entropy_with_logits(logits, target) -> Tensor:
     """Mean of max(z, 0) - z t + log(1 + exp(-|z|)) over all elements; targets in [0, 1]."""
     logits, z, t = _pair(logits, target, "binary_cross_entropy_with_logits")
-    grad = np.empty_like(z)
+    grad = _pool.get("bce_grad", z.shape, z.dtype)
     partial = _pool.get("bce_partial", (K.n_chunks(z.size),), np.float64)
     K.bce_with_logits(z.size)(z, t, grad, partial)
     return _loss_node(partial.sum() / z.size, grad, logits, "binary_cross_entropy_with_logits")

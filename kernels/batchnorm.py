@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import jit, kernel
 from ._typed import typed
 from .activations import activation_row
 
@@ -79,9 +79,35 @@ def _normalize_activate(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
         activation_row(code, alpha, y[i], d[i])
 
 
+@jit
+def _sum_chunks(partial, out):
+    """out[k, j] = sum over chunks c, in order, of partial[c, k, j] (deterministic)."""
+    out[:] = 0.0
+    for c in range(partial.shape[0]):
+        for k in range(partial.shape[1]):
+            for j in range(partial.shape[2]):
+                out[k, j] += partial[c, k, j]
+
+
+@jit
+def _finish_statistics(sums, n, shift, eps, momentum, running_mean, running_var, mean,
+                       inv_std):
+    """mean, inv_std (and the running statistics, if given) from the shifted sums."""
+    update = running_mean.shape[0] == mean.shape[0]
+    for j in range(mean.shape[0]):
+        m1 = sums[0, j] / n
+        var = max(sums[1, j] / n - m1 * m1, 0.0)  # biased variance (shift-invariant)
+        mu = shift[j] + m1
+        mean[j] = mu
+        inv_std[j] = 1.0 / np.sqrt(var + eps)
+        if update:
+            running_mean[j] = (1.0 - momentum) * running_mean[j] + momentum * mu
+            running_var[j] = (1.0 - momentum) * running_var[j] + momentum * n / (n - 1) * var
+
+
 def batchnorm_forward_train(
     x, gamma, beta, eps, momentum, running_mean, running_var,
-    code, alpha, y, xhat, d, mean, inv_std, partial, sync=None,
+    code, alpha, y, xhat, d, mean, inv_std, partial, sync=None, stats=None,
 ) -> int:
     """Training forward: batch statistics, normalization, activation, running statistics.
 
@@ -98,30 +124,29 @@ def batchnorm_forward_train(
         over the processes that share the batch (synchronized batch normalization): the
         sums are shifted by process 0's first row and added up over all processes, so the
         statistics are those of the whole batch.
+    stats : optional (3, C) float64 scratch (the shift and the two sums), to allocate nothing.
 
     Returns
     -------
     int : the number of samples the statistics cover (N, or the total over processes).
     """
-    shift = x[0].astype(np.float64)
+    c = x.shape[1]
+    if stats is None:
+        stats = np.empty((3, c))
+    shift, sums = stats[0], stats[1:]
+    shift[:] = x[0]
     if sync is not None:
         sync.broadcast_(shift)
     _shifted_sums(x.size)(x, shift, partial)
-    sums = partial.sum(axis=0)  # (2, C): chunk sums in chunk order
+    _sum_chunks(partial, sums)
     n = x.shape[0]
     if sync is not None:
         buf = np.append(sums.reshape(-1), float(n))
         sync.allreduce_(buf)
-        sums, n = buf[:-1].reshape(2, -1), int(round(buf[-1]))
-    s1, s2 = sums[0], sums[1]
-    np.add(shift, s1 / n, out=mean)
-    var = np.maximum(s2 / n - (s1 / n) ** 2, 0.0)  # biased variance of x (shift-invariant)
-    np.divide(1.0, np.sqrt(var + eps), out=inv_std)
-    if running_mean.shape[0]:
-        running_mean *= 1.0 - momentum
-        running_mean += momentum * mean
-        running_var *= 1.0 - momentum
-        running_var += (momentum * n / (n - 1)) * var
+        sums[:], n = buf[:-1].reshape(2, -1), int(round(buf[-1]))
+    if running_mean.shape[0] == 0:
+        running_mean = running_var = mean[:0]
+    _finish_statistics(sums, n, shift, eps, momentum, running_mean, running_var, mean, inv_std)
     _normalize_activate(x.size)(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d)
     return n
 
@@ -169,7 +194,7 @@ def _input_grad(dy, d, xhat, gamma, inv_std, dbeta, dgamma, n_total, dx):
 
 
 def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial,
-                       sync=None, n_total=None) -> None:
+                       sync=None, n_total=None, sums=None) -> None:
     """Gradients of the training forward.
 
     Parameters
@@ -178,20 +203,22 @@ def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial,
     xhat : (N, C) and inv_std : (C,) cached by the forward pass. gamma : (C,).
     dx : (N, C) output, or None when the input needs no gradient.
     dgamma, dbeta : (C,) outputs (always computed: dx needs them).
-    partial : (n_chunks(N), 2, C) scratch.
+    partial : (n_chunks(N), 2, C) float64 scratch; sums : optional (2, C) float64 scratch.
     sync, n_total : synchronized batch normalization (see the forward pass): ``dgamma`` and
         ``dbeta`` receive this process's part (the optimizer's all-reduce adds them up),
         while ``dx`` uses the sums over all processes and their ``n_total`` samples.
     """
     _column_sums(dy.size)(dy, d, xhat, partial)
-    sums = partial.sum(axis=0)
+    if sums is None:
+        sums = np.empty((2, dy.shape[1]))
+    _sum_chunks(partial, sums)
     dbeta[:] = sums[0]
     dgamma[:] = sums[1]
     if dx is None:
         return
     n = dy.shape[0] if n_total is None else n_total
+    g_beta, g_gamma = dbeta, dgamma
     if sync is not None:
         sync.allreduce_(sums)
-    g_beta = sums[0].astype(dbeta.dtype)
-    g_gamma = sums[1].astype(dgamma.dtype)
+        g_beta, g_gamma = sums[0].astype(dbeta.dtype), sums[1].astype(dgamma.dtype)
     _input_grad(dy.size)(dy, d, xhat, gamma, inv_std, g_beta, g_gamma, n, dx)

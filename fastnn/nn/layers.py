@@ -110,7 +110,7 @@ def activation_node(x: Tensor, code: int, alpha: float, name: str, pool: BufferP
     if out.requires_grad:
 
         def backward(g):  # chain rule through the cached local gradient
-            dx = np.empty_like(src)
+            dx = pool.get("dx", src.shape, src.dtype)
             K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), d, dx)
             x._accumulate(dx.reshape(x.shape), owned=True)
 
@@ -316,7 +316,7 @@ class Linear(Module):
                 db = db_into = None
                 if bias is not None:
                     db, db_into = bias._grad_out(pool.get("db", (m,), dt))
-                dx = np.empty_like(X) if x.requires_grad else None
+                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
                 if db_into is not None:
                     db_into += db
@@ -412,7 +412,7 @@ class BatchNorm1d(Module):
         d_backward = d if code != K_act.IDENTITY else _empty(dt, c)  # identity: dz = dy
         if use_batch_stats:
             xhat = pool.get("xhat", (n, c), dt) if needs_grad else _empty(dt, c)
-            inv_std = np.empty(c, dt)
+            inv_std = pool.get("inv_std", (c,), dt)
             momentum = self.momentum
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
@@ -423,8 +423,9 @@ class BatchNorm1d(Module):
                 rm = rv = _none(dt)
             n_total = K_bn.batchnorm_forward_train(
                 X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha,
-                y, xhat, d, np.empty(c, dt), inv_std,
+                y, xhat, d, pool.get("mean", (c,), dt), inv_std,
                 pool.get("partial", (K_bn.n_chunks(n), 2, c), np.float64), sync=sync,
+                stats=pool.get("stats", (3, c), np.float64),
             )
             if n_total < 2:
                 raise ValueError(
@@ -443,12 +444,13 @@ class BatchNorm1d(Module):
 
             def backward(g):
                 g = np.ascontiguousarray(g)
-                dx = np.empty_like(X) if x.requires_grad else None
-                dgamma, dbeta = np.empty(c, dt), np.empty(c, dt)
+                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
+                dgamma, dbeta = pool.get("dgamma", (c,), dt), pool.get("dbeta", (c,), dt)
                 if use_batch_stats:
                     K_bn.batchnorm_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
                                             pool.get("partial_b", (K_bn.n_chunks(n), 2, c),
-                                                     np.float64), sync=sync, n_total=n_total)
+                                                     np.float64), sync=sync, n_total=n_total,
+                                            sums=pool.get("sums_b", (2, c), np.float64))
                 else:  # fixed statistics: an affine map per channel
                     dz = g * d_backward if d_backward.shape[0] else g
                     np.sum(dz, axis=0, out=dbeta)
@@ -503,7 +505,7 @@ class Dropout(Module):
         if out.requires_grad:
 
             def backward(g):  # the mask is the local gradient
-                dx = np.empty_like(src)
+                dx = self._pool.get("dx", src.shape, src.dtype)
                 K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
                 x._accumulate(dx.reshape(x.shape), owned=True)
 
@@ -652,7 +654,7 @@ class Maxout(Module):
                 partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
                 dW = pool.get("dW", W.shape, dt)
                 db = pool.get("db", (m * k,), dt) if bias is not None else None
-                dx = np.empty_like(X) if x.requires_grad else None
+                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db)
                 weight._accumulate(dW)
                 if bias is not None:
