@@ -91,11 +91,18 @@ class _Activation(Module):
         return K_act.CODES[self.name]
 
     def forward(self, x):
-        if not isinstance(x, Tensor):
-            x = Tensor(as_float_array(x, dtype=self.dtype, name=f"{type(self).__name__} input"))
-        elif self.dtype is not None and x.dtype != self.dtype:
-            x = x.astype(self.dtype)
+        x = _cast_free_input(self, x)
         return activation_node(x, self.code, self.alpha, self.name, self._pool)
+
+
+def _cast_free_input(layer, x) -> Tensor:
+    """The input of a parameter-free layer: cast to ``layer.dtype`` if it has one, else kept
+    in its own (floating) dtype."""
+    if not isinstance(x, Tensor):
+        return Tensor(as_float_array(x, dtype=layer.dtype, name=f"{type(layer).__name__} input"))
+    if layer.dtype is not None and x.dtype != layer.dtype:
+        return x.astype(layer.dtype)
+    return x
 
 
 def activation_node(x: Tensor, code: int, alpha: float, name: str, pool: BufferPool) -> Tensor:
@@ -478,11 +485,12 @@ class Dropout(Module):
     seed : seed of the layer's generator (default: drawn from ``fnn.manual_seed``'s state).
     """
 
-    def __init__(self, p: float = 0.5, seed: int | None = None):
+    def __init__(self, p: float = 0.5, seed: int | None = None, dtype=None):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         self.p = float(p)
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
         self.generator = new_generator(seed)
         self._pool = BufferPool()
 
@@ -490,8 +498,7 @@ class Dropout(Module):
         return f"p={self.p}"
 
     def forward(self, x):
-        if not isinstance(x, Tensor):
-            x = Tensor(as_float_array(x, name="Dropout input"))
+        x = _cast_free_input(self, x)
         if not self.training or self.p == 0.0:
             return x
         src = np.ascontiguousarray(x.data).reshape(-1)
@@ -519,11 +526,12 @@ class GaussianNoise(Module):
     The gradient passes unchanged (an add gate). ``seed`` as for Dropout.
     """
 
-    def __init__(self, std: float = 0.1, seed: int | None = None):
+    def __init__(self, std: float = 0.1, seed: int | None = None, dtype=None):
         super().__init__()
         if isinstance(std, bool) or not isinstance(std, (int, float)) or not std >= 0:
             raise ValueError(f"GaussianNoise: std must be a non-negative number, got {std!r}")
         self.std = float(std)
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
         self.generator = new_generator(seed)
         self._pool = BufferPool()
 
@@ -531,8 +539,7 @@ class GaussianNoise(Module):
         return f"std={self.std}"
 
     def forward(self, x):
-        if not isinstance(x, Tensor):
-            x = Tensor(as_float_array(x, name="GaussianNoise input"))
+        x = _cast_free_input(self, x)
         if not self.training or self.std == 0.0 or x.size == 0:
             return x
         noise = self._pool.get("noise", x.shape, x.dtype)

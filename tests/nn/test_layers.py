@@ -307,3 +307,12 @@ def test_steady_state_training_step_reuses_activation_buffers():
         ids.append(id(net[0]._pool._bufs[("y", (32, 16), np.dtype(np.float32))][0]))
     assert len(set(ids)) == 1
     assert len(net[0]._pool._bufs[("y", (32, 16), np.dtype(np.float32))]) <= 2
+
+
+def test_parameter_free_layers_take_dtype_or_keep_the_input_dtype():
+    x64 = np.ones((3, 2))
+    for layer in (fnn.Dropout(0.5, seed=0, dtype=np.float32),
+                  fnn.GaussianNoise(0.1, dtype="float32"), fnn.ReLU(dtype=np.float32)):
+        assert layer(x64).dtype == np.float32
+    assert fnn.Dropout(0.5, seed=0)(x64).dtype == np.float64
+    assert fnn.GaussianNoise(0.1)(x64.astype(np.float32)).dtype == np.float32
