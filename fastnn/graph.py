@@ -400,6 +400,34 @@ class Tensor:
             out._backward = lambda g: self._accumulate(g.reshape(src))
         return out
 
+    def permute(self, *axes) -> Tensor:
+        """The axes reordered (``numpy.transpose(data, axes)``); the gradient is permuted back."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if sorted(axes) != list(range(self.ndim)):
+            raise ValueError(f"permute: {axes} is not a permutation of the {self.ndim} axes")
+        inverse = tuple(np.argsort(axes))
+        out = _node(self.data.transpose(axes), (self,), "permute")
+        if out.requires_grad:
+            out._backward = lambda g: self._accumulate(g.transpose(inverse))
+        return out
+
+    def __getitem__(self, index) -> Tensor:
+        """NumPy indexing and slicing; the gradient is scattered back (repeated indices add)."""
+        if isinstance(index, Tensor):
+            index = index.data
+        out = _node(np.asarray(self.data[index]), (self,), "index")
+        if out.requires_grad:
+            shape, dtype = self.shape, self.dtype
+
+            def backward(g):  # the router of the selected elements, like the max gate
+                full = np.zeros(shape, dtype)
+                np.add.at(full, index, g)
+                self._accumulate(full, owned=True)
+
+            out._backward = backward
+        return out
+
     @property
     def T(self) -> Tensor:
         """The tensor with its axes reversed."""

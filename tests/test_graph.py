@@ -257,3 +257,22 @@ def test_bad_dtype_and_exponent():
         fnn.Tensor([1.0], dtype="int32")
     with pytest.raises(TypeError, match="exponent"):
         t(2.0) ** t(3.0)
+
+
+@pytest.mark.parametrize(
+    "index", [0, -1, (slice(None), 1), (slice(1, 3),), np.array([0, 2, 2]),
+              (np.array([0, 1]), np.array([2, 0])), np.s_[..., ::2]],
+    ids=["int", "neg", "column", "slice", "repeated", "fancy", "ellipsis-step"],
+)
+def test_indexing_gradcheck(index):
+    x = np.random.default_rng(6).standard_normal((3, 4))
+    fnn.gradcheck(lambda x: x[index] * 2.0, [x])
+    np.testing.assert_array_equal(fnn.Tensor(x)[index].data, x[index])
+
+
+def test_permute():
+    x = np.random.default_rng(7).standard_normal((2, 3, 4))
+    fnn.gradcheck(lambda x: x.permute(2, 0, 1) * np.arange(24.0).reshape(4, 2, 3), [x])
+    assert fnn.Tensor(x).permute((1, 0, 2)).shape == (3, 2, 4)
+    with pytest.raises(ValueError, match="permutation"):
+        fnn.Tensor(x).permute(0, 1)

@@ -196,3 +196,16 @@ def test_reduce_on_plateau_matches_torch():
         so.step(m)
         st.step(m)
         assert o.param_groups[0]["lr"] == pytest.approx(t.param_groups[0]["lr"])
+
+
+def test_batchnorm_three_dimensional_matches_torch():
+    x = rand(4, 3, 5, seed=3)
+    ours, ref = fnn.BatchNorm1d(3, dtype=np.float64), torch.nn.BatchNorm1d(3).double()
+    xt, xr = fnn.Tensor(x, requires_grad=True), tt(x)
+    y, yr = ours(xt), ref(xr)
+    np.testing.assert_allclose(y.data, yr.detach().numpy(), rtol=1e-12, atol=1e-13)
+    g = rand(4, 3, 5, seed=4)
+    y.backward(g)
+    yr.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(xt.grad, xr.grad.numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.running_var, ref.running_var.numpy(), rtol=1e-12)

@@ -336,7 +336,8 @@ class Linear(Module):
 
 # --------------------------------------------------------------------------- BatchNorm1d
 class BatchNorm1d(Module):
-    """Batch normalization of (N, C) inputs over the batch, PyTorch's BatchNorm1d.
+    """Batch normalization over the batch, PyTorch's BatchNorm1d: inputs (N, C), or (N, C, L)
+    with statistics over N and L.
 
     Training: normalize with the batch mean and biased variance; update
     ``running_mean``/``running_var`` with ``momentum`` (the unbiased variance into
@@ -393,11 +394,19 @@ class BatchNorm1d(Module):
         return self.activation is None and isinstance(nxt, _Activation)
 
     def forward(self, x, _fused: _Activation | None = None):
-        x = _as_input(self, x, min_ndim=2, max_ndim=2)
-        n, c = x.shape
-        if c != self.num_features:
+        x = _as_input(self, x, min_ndim=2, max_ndim=3)
+        if x.shape[1] != self.num_features:
             raise ValueError(f"{self._describe()}: expected input of shape (N, "
-                             f"{self.num_features}), got {x.shape}")
+                             f"{self.num_features}) or (N, {self.num_features}, L), "
+                             f"got {x.shape}")
+        if x.ndim == 3:  # (N, C, L): statistics over N and L, as PyTorch's BatchNorm1d
+            n, c, length = x.shape
+            y = self._forward_2d(x.permute(0, 2, 1).reshape(n * length, c), _fused)
+            return y.reshape(n, length, c).permute(0, 2, 1)
+        return self._forward_2d(x, _fused)
+
+    def _forward_2d(self, x: Tensor, _fused: _Activation | None) -> Tensor:
+        n, c = x.shape
         act = _fused or self.activation
         code = act.code if act is not None else K_act.IDENTITY
         alpha = act.alpha if act is not None else 0.0

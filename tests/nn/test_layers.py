@@ -147,7 +147,7 @@ def test_batchnorm_bad_input():
         bn(np.ones((1, 3)))
     with pytest.raises(ValueError, match=r"\(N, 3\).*\(4, 2\)"):
         bn(np.ones((4, 2)))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="2-D or 3-D"):
         bn(np.ones(3))
     bn.eval()
     assert bn(np.ones((1, 3))).shape == (1, 3)  # one sample is fine in eval mode
@@ -316,3 +316,16 @@ def test_parameter_free_layers_take_dtype_or_keep_the_input_dtype():
         assert layer(x64).dtype == np.float32
     assert fnn.Dropout(0.5, seed=0)(x64).dtype == np.float64
     assert fnn.GaussianNoise(0.1)(x64.astype(np.float32)).dtype == np.float32
+
+
+def test_batchnorm_on_three_dimensional_input_normalizes_over_batch_and_length():
+    bn = fnn.BatchNorm1d(3, dtype=F64)
+    bn.weight.data[:] = [1.0, 2.0, 0.5]
+    x = rand(4, 3, 5, seed=11) * 2 + 1
+    y = bn(x).data
+    mean = x.mean(axis=(0, 2), keepdims=True)
+    var = x.var(axis=(0, 2), keepdims=True)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) * bn.weight.data[:, None],
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * var.ravel() * 20 / 19, rtol=1e-12)
+    check_module(bn, x)
