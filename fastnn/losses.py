@@ -29,6 +29,9 @@ def _as_tensor(x, name: str) -> Tensor:
 
 def _check_labels(labels, n: int, fn: str) -> np.ndarray:
     arr = np.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    if isinstance(labels, Tensor) and arr.dtype.kind == "f" and np.isfinite(arr).all() \
+            and (arr == np.round(arr)).all():
+        arr = arr.astype(np.int64)  # fastnn Tensors are floating: whole numbers are classes
     if arr.dtype.kind not in "iu":
         raise TypeError(
             f"{fn}: labels must be integer class indices, got dtype {arr.dtype} "

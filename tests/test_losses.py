@@ -77,3 +77,10 @@ def test_bad_shapes():
         L.cross_entropy(np.zeros(3), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="does not match"):
         L.mse_loss(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_labels_given_as_a_fastnn_tensor_of_whole_numbers():
+    z, y = rand(4, 3), np.array([0, 1, 2, 1])
+    assert L.cross_entropy(z, fnn.Tensor(y)).item() == L.cross_entropy(z, y).item()
+    with pytest.raises(TypeError, match="integer"):
+        L.cross_entropy(z, fnn.Tensor(y + 0.5))
