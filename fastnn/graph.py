@@ -123,6 +123,13 @@ class Tensor:
         """The underlying ndarray (not a copy)."""
         return self.data
 
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (on a leaf) and return the tensor."""
+        if self._backward is not None:
+            raise RuntimeError("requires_grad_ can only change leaf tensors")
+        self.requires_grad = bool(requires_grad)
+        return self
+
     def detach(self) -> Tensor:
         """A tensor sharing ``data`` that records no history."""
         return Tensor(self.data)

@@ -483,6 +483,31 @@ class BatchNorm1d(Module):
         return out
 
 
+# ----------------------------------------------------------------------------- Flatten
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...): images into the rows a Linear layer takes.
+
+    ``start_dim`` and ``end_dim`` as PyTorch's ``nn.Flatten`` (defaults 1 and -1).
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+    def forward(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(as_float_array(x, name="Flatten input"))
+        nd = x.ndim
+        start, end = self.start_dim % max(nd, 1), self.end_dim % max(nd, 1)
+        if nd == 0 or start > end:
+            return x
+        shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        return x.reshape(shape)
+
+
 # ------------------------------------------------------------------- Dropout, noise
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability p and scale the rest

@@ -329,3 +329,12 @@ def test_batchnorm_on_three_dimensional_input_normalizes_over_batch_and_length()
                                rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * var.ravel() * 20 / 19, rtol=1e-12)
     check_module(bn, x)
+
+
+def test_flatten_images_into_rows_and_requires_grad_():
+    x = fnn.Tensor(rand(2, 1, 4, 3)).requires_grad_()
+    net = fnn.Sequential(fnn.Flatten(), fnn.Linear(12, 2, dtype=F64))
+    assert fnn.Flatten()(x).shape == (2, 12) and fnn.Flatten(0)(x).shape == (24,)
+    net(x).sum().backward()
+    assert x.grad.shape == (2, 1, 4, 3)
+    check_module(net, rand(2, 1, 4, 3))
