@@ -85,10 +85,10 @@ def cross_entropy(logits, labels) -> Tensor:
     y = _check_labels(labels, n, "cross_entropy")
     grad = _pool.get("ce_grad", z.shape, z.dtype)
     partial = _pool.get("ce_partial", (K.n_chunks(n),), np.float64)
-    bad = K.softmax_cross_entropy(z.size)(z, y, grad, partial)
+    bad, total = K.softmax_cross_entropy(z.size)(z, y, grad, partial)
     if bad >= 0:
         _raise_bad_label(y, bad, c, "cross_entropy")
-    return _loss_node(partial.sum() / n, grad, logits, "cross_entropy")
+    return _loss_node(total / n, grad, logits, "cross_entropy")
 
 
 def multiclass_hinge(scores, labels, margin: float = 1.0) -> Tensor:
@@ -102,10 +102,10 @@ def multiclass_hinge(scores, labels, margin: float = 1.0) -> Tensor:
     y = _check_labels(labels, n, "multiclass_hinge")
     grad = _pool.get("hinge_grad", s.shape, s.dtype)
     partial = _pool.get("hinge_partial", (K.n_chunks(n),), np.float64)
-    bad = K.multiclass_hinge(s.size)(s, y, float(margin), grad, partial)
+    bad, total = K.multiclass_hinge(s.size)(s, y, float(margin), grad, partial)
     if bad >= 0:
         _raise_bad_label(y, bad, c, "multiclass_hinge")
-    return _loss_node(partial.sum() / n, grad, scores, "multiclass_hinge")
+    return _loss_node(total / n, grad, scores, "multiclass_hinge")
 
 
 def _pair(pred, target, fn: str) -> tuple[Tensor, np.ndarray, np.ndarray]:
@@ -124,8 +124,8 @@ def mse_loss(pred, target) -> Tensor:
     pred, p, t = _pair(pred, target, "mse_loss")
     grad = _pool.get("mse_grad", p.shape, p.dtype)
     partial = _pool.get("mse_partial", (K.n_chunks(p.size),), np.float64)
-    K.mse(p.size)(p, t, grad, partial)
-    return _loss_node(partial.sum() / p.size, grad, pred, "mse_loss")
+    total = K.mse(p.size)(p, t, grad, partial)
+    return _loss_node(total / p.size, grad, pred, "mse_loss")
 
 
 def binary_cross_entropy_with_logits(logits, target) -> Tensor:
@@ -133,8 +133,8 @@ def binary_cross_entropy_with_logits(logits, target) -> Tensor:
     logits, z, t = _pair(logits, target, "binary_cross_entropy_with_logits")
     grad = _pool.get("bce_grad", z.shape, z.dtype)
     partial = _pool.get("bce_partial", (K.n_chunks(z.size),), np.float64)
-    K.bce_with_logits(z.size)(z, t, grad, partial)
-    return _loss_node(partial.sum() / z.size, grad, logits, "binary_cross_entropy_with_logits")
+    total = K.bce_with_logits(z.size)(z, t, grad, partial)
+    return _loss_node(total / z.size, grad, logits, "binary_cross_entropy_with_logits")
 
 
 class _Loss:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import jit, kernel
 from ._typed import typed
 from .activations import sigmoid_point
 
@@ -32,6 +32,15 @@ ROWS_PER_CHUNK = 64
 def n_chunks(n_rows: int) -> int:
     """Entries of the ``partial`` scratch for ``n_rows`` rows (or elements)."""
     return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
+
+
+@jit
+def _ordered_sum(partial):
+    """Sum of ``partial`` in index order: the same total on any number of threads."""
+    total = 0.0
+    for k in range(partial.shape[0]):
+        total += partial[k]
+    return total
 
 
 @kernel
@@ -66,14 +75,15 @@ def softmax_cross_entropy(logits, labels, dlogits, partial):
             dlogits[i, label] -= inv_n
             total += np.log(s) + top - logits[i, label]
         partial[k] = total
-    return bad if bad < n else -1
+    return (bad if bad < n else -1), _ordered_sum(partial)
 
 
 @kernel
 def multiclass_hinge(scores, labels, margin, dscores, partial):
     """Mean multiclass hinge loss of (N, C) scores, and its gradient into dscores (N, C).
 
-    Returns the index of the first label outside [0, C), or -1. Parallel over row chunks.
+    Returns (index of the first label outside [0, C) or -1, sum of the per-row losses).
+    Parallel over row chunks.
     """
     n, c = scores.shape
     inv_n = typed(scores[0, 0], 1.0 / n)
@@ -100,12 +110,14 @@ def multiclass_hinge(scores, labels, margin, dscores, partial):
                     dscores[i, j] = zero
             dscores[i, label] = -count * inv_n
         partial[k] = total
-    return bad if bad < n else -1
+    return (bad if bad < n else -1), _ordered_sum(partial)
 
 
 @kernel
 def mse(pred, target, dpred, partial):
-    """Mean squared error over flat (n,) arrays; dpred = 2 (pred - target) / n."""
+    """Mean squared error over flat (n,) arrays; dpred = 2 (pred - target) / n.
+
+    Returns the sum of squared errors (chunk sums added in order)."""
     n = pred.shape[0]
     two_over_n = typed(pred[0], 2.0 / n)
     for k in prange(partial.shape[0]):
@@ -115,11 +127,14 @@ def mse(pred, target, dpred, partial):
             total += r * r
             dpred[i] = two_over_n * r
         partial[k] = total
+    return _ordered_sum(partial)
 
 
 @kernel
 def bce_with_logits(logits, target, dlogits, partial):
-    """Mean binary cross-entropy of flat (n,) logits against targets in [0, 1]; stable."""
+    """Mean binary cross-entropy of flat (n,) logits against targets in [0, 1]; stable.
+
+    Returns the sum of the per-element losses (chunk sums added in order)."""
     n = logits.shape[0]
     inv_n = typed(logits[0], 1.0 / n)
     zero = typed(logits[0], 0.0)
@@ -131,3 +146,4 @@ def bce_with_logits(logits, target, dlogits, partial):
             total += max(z, zero) - z * t + np.log1p(np.exp(-abs(z)))
             dlogits[i] = (sigmoid_point(z) - t) * inv_n
         partial[k] = total
+    return _ordered_sum(partial)

@@ -39,9 +39,15 @@ def _empty(dtype, cols=0) -> np.ndarray:
     return arr
 
 
+_NONE = {}
+
+
 def _none(dtype) -> np.ndarray:
     """A shared (0,) array: "no bias" / "no running statistics" for the kernels."""
-    return _empty(dtype, 0).reshape(0)
+    arr = _NONE.get(dtype)
+    if arr is None:
+        arr = _NONE[dtype] = np.empty(0, dtype)
+    return arr
 
 
 def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:

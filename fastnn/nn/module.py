@@ -76,6 +76,7 @@ class Module:
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+            self.__dict__.pop("_plan", None)  # Sequential's fusion plan is out of date
         elif name in self._buffers:
             if value is not None and not isinstance(value, np.ndarray):
                 raise TypeError(f"buffer {name!r} must be an ndarray, got {type(value).__name__}")
@@ -280,16 +281,21 @@ class Sequential(Module):
         setattr(self, str(len(self)), module)
         return self
 
+    def _fusion_plan(self) -> list[tuple[Module, Module | None]]:
+        """(module, activation fused into it or None), in order; made once per layout."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            mods, plan, i = list(self._modules.values()), [], 0
+            while i < len(mods):
+                m = mods[i]
+                nxt = mods[i + 1] if i + 1 < len(mods) else None
+                fuse = getattr(m, "_fusable_with", None) is not None and m._fusable_with(nxt)
+                plan.append((m, nxt if fuse else None))
+                i += 2 if fuse else 1
+            object.__setattr__(self, "_plan", plan)
+        return plan
+
     def forward(self, x):
-        mods = list(self._modules.values())
-        i = 0
-        while i < len(mods):
-            m = mods[i]
-            nxt = mods[i + 1] if i + 1 < len(mods) else None
-            if getattr(m, "_fusable_with", None) is not None and m._fusable_with(nxt):
-                x = m(x, _fused=nxt)
-                i += 2
-            else:
-                x = m(x)
-                i += 1
+        for m, fused in self._fusion_plan():
+            x = m(x) if fused is None else m(x, _fused=fused)
         return x
