@@ -259,13 +259,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         kept = f"; the last good checkpoint is {ckpt_path}" if os.path.isfile(ckpt_path) else ""
         print(f"fastnn train: stopped: {exc}{kept}", file=sys.stderr)
         return 1
-    run_history = history
     seconds = time.perf_counter() - t0
     test_loss, test_acc = evaluate(model, loss_fn, (Xte, yte))
     if not rank0:
         return 0
-    last = run_history[-1]
-    new_epochs = run_history[start_epoch:]
+    last = history[-1]
+    new_epochs = history[start_epoch:]
     samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)
     metrics = {
         "test_accuracy": test_acc, "test_loss": test_loss,
@@ -273,11 +272,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "train_loss": last["loss"], "train_accuracy": last["accuracy"],
         "epochs": last["epoch"], "seconds": seconds,
         "samples_per_second": samples / max(sum(h["seconds"] for h in new_epochs), 1e-12),
-        "history": run_history, "config": config,
+        "history": history, "config": config,
     }
     _write_json(os.path.join(out, "metrics.json"), metrics)
-    _write_history_csv(os.path.join(out, "history.csv"), run_history)
-    plot_note = _plot_curves(os.path.join(out, "curves.png"), run_history)
+    _write_history_csv(os.path.join(out, "history.csv"), history)
+    plot_note = _plot_curves(os.path.join(out, "curves.png"), history)
     rows = [("test accuracy", f"{test_acc:.4f}"), ("test loss", f"{test_loss:.4f}")]
     if last["val_accuracy"] is not None:
         rows.append(("val accuracy", f"{last['val_accuracy']:.4f}"))
