@@ -364,8 +364,11 @@ class Tensor:
         return _lift(other, self) @ self
 
     # ------------------------------------------------------------------- reductions
-    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
-        """Sum over ``axis`` (an int, a tuple of ints, or None for all)."""
+    def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> Tensor:
+        """Sum over ``axis`` (an int, a tuple of ints, or None for all).
+
+        ``dim``/``keepdim`` are accepted as PyTorch spells them."""
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
         x = self.data
         out = _node(np.asarray(x.sum(axis=axis, keepdims=keepdims)), (self,), "sum")
         if out.requires_grad:
@@ -377,8 +380,10 @@ class Tensor:
             out._backward = backward
         return out
 
-    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
-        """Mean over ``axis`` (an int, a tuple of ints, or None for all)."""
+    def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None) -> Tensor:
+        """Mean over ``axis`` (an int, a tuple of ints, or None for all); ``dim``/``keepdim``
+        as in PyTorch."""
+        axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
         if axis is None:
             count = self.data.size
         else:
@@ -472,6 +477,16 @@ def _node(data: np.ndarray, parents: tuple[Tensor, ...], op: str) -> Tensor:
     out._parents = parents if needs else ()
     out._op = op if needs else ""
     return out
+
+
+def _axis_args(axis, keepdims, dim, keepdim):
+    """NumPy's (axis, keepdims) from either spelling; PyTorch's dim/keepdim win if given."""
+    if dim is not None:
+        if axis is not None and axis != dim:
+            raise TypeError(f"give axis or dim, not both (got axis={axis}, dim={dim})")
+        axis = dim
+    return (tuple(axis) if isinstance(axis, list) else axis,
+            bool(keepdim) if keepdim is not None else keepdims)
 
 
 def _lift(value, like: Tensor) -> Tensor:

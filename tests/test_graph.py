@@ -276,3 +276,13 @@ def test_permute():
     assert fnn.Tensor(x).permute((1, 0, 2)).shape == (3, 2, 4)
     with pytest.raises(ValueError, match="permutation"):
         fnn.Tensor(x).permute(0, 1)
+
+
+def test_pytorch_spelling_of_reductions():
+    x = np.random.default_rng(8).standard_normal((2, 3, 4))
+    t = fnn.Tensor(x)
+    np.testing.assert_allclose(t.sum(dim=1, keepdim=True).data, x.sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(t.mean(dim=[0, 2]).data, x.mean(axis=(0, 2)))
+    fnn.gradcheck(lambda x: x.mean(dim=-1, keepdim=True) * x, [x])
+    with pytest.raises(TypeError, match="axis or dim"):
+        t.sum(axis=0, dim=1)
