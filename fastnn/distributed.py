@@ -66,9 +66,18 @@ class Communicator:
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job (no rank is left waiting in a collective)."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.comm.Abort(code)
+        _abort(self.comm, code)
+
+
+def _abort(comm, code: int) -> None:
+    """MPI_Abort, after giving mpiexec a moment to forward what this rank printed (an
+    immediate abort can kill the forwarding before the message that explains it)."""
+    import time
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(0.5)
+    comm.Abort(code)
 
 
 def init(threads: int | None = None, warmup: bool = True, comm=None) -> Communicator:
@@ -264,5 +273,5 @@ def run(fn, *args, comm: Communicator | None = None, **kwargs):
         print(f"fastnn: rank {world.Get_rank()} of {world.Get_size()} failed: "
               f"{type(exc).__name__}: {exc}; ending the whole job", file=sys.stderr, flush=True)
         if world.Get_size() > 1:
-            world.Abort(1)
+            _abort(world, 1)
         raise
