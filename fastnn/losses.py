@@ -67,6 +67,30 @@ def _raise_bad_label(labels: np.ndarray, bad: int, c: int, fn: str) -> None:
     )
 
 
+def _class_loss(kernel, scores, labels, name: str, *options) -> Tensor:
+    """A loss over (N, C) scores and class labels: one kernel writes the gradient, checks the
+    labels and returns the total."""
+    scores = _as_tensor(scores, f"{name} scores")
+    z = _scores_2d(scores, name)
+    n, c = z.shape
+    y = _check_labels(labels, n, name)
+    grad = _pool.get(f"{name}/grad", z.shape, z.dtype)
+    partial = _pool.get(f"{name}/partial", (K.n_chunks(n),), np.float64)
+    bad, total = kernel(z.size)(z, y, *options, grad, partial)
+    if bad >= 0:
+        _raise_bad_label(y, bad, c, name)
+    return _loss_node(total / n, grad, scores, name)
+
+
+def _elementwise_loss(kernel, pred, target, name: str) -> Tensor:
+    """A mean over the elements of ``pred`` against a ``target`` of the same shape."""
+    pred, p, t = _pair(pred, target, name)
+    grad = _pool.get(f"{name}/grad", p.shape, p.dtype)
+    partial = _pool.get(f"{name}/partial", (K.n_chunks(p.size),), np.float64)
+    total = kernel(p.size)(p, t, grad, partial)
+    return _loss_node(total / p.size, grad, pred, name)
+
+
 def cross_entropy(logits, labels) -> Tensor:
     """Mean softmax cross-entropy.
 
@@ -79,16 +103,7 @@ def cross_entropy(logits, labels) -> Tensor:
     -------
     Tensor, scalar: (1/N) sum_i [logsumexp(z_i) - z_i,labels_i].
     """
-    logits = _as_tensor(logits, "cross_entropy logits")
-    z = _scores_2d(logits, "cross_entropy")
-    n, c = z.shape
-    y = _check_labels(labels, n, "cross_entropy")
-    grad = _pool.get("ce_grad", z.shape, z.dtype)
-    partial = _pool.get("ce_partial", (K.n_chunks(n),), np.float64)
-    bad, total = K.softmax_cross_entropy(z.size)(z, y, grad, partial)
-    if bad >= 0:
-        _raise_bad_label(y, bad, c, "cross_entropy")
-    return _loss_node(total / n, grad, logits, "cross_entropy")
+    return _class_loss(K.softmax_cross_entropy, logits, labels, "cross_entropy")
 
 
 def multiclass_hinge(scores, labels, margin: float = 1.0) -> Tensor:
@@ -96,16 +111,7 @@ def multiclass_hinge(scores, labels, margin: float = 1.0) -> Tensor:
 
     scores : Tensor (N, C); labels : int array (N,) in [0, C); margin : > 0 usually 1.
     """
-    scores = _as_tensor(scores, "multiclass_hinge scores")
-    s = _scores_2d(scores, "multiclass_hinge")
-    n, c = s.shape
-    y = _check_labels(labels, n, "multiclass_hinge")
-    grad = _pool.get("hinge_grad", s.shape, s.dtype)
-    partial = _pool.get("hinge_partial", (K.n_chunks(n),), np.float64)
-    bad, total = K.multiclass_hinge(s.size)(s, y, float(margin), grad, partial)
-    if bad >= 0:
-        _raise_bad_label(y, bad, c, "multiclass_hinge")
-    return _loss_node(total / n, grad, scores, "multiclass_hinge")
+    return _class_loss(K.multiclass_hinge, scores, labels, "multiclass_hinge", float(margin))
 
 
 def _pair(pred, target, fn: str) -> tuple[Tensor, np.ndarray, np.ndarray]:
@@ -121,20 +127,13 @@ def _pair(pred, target, fn: str) -> tuple[Tensor, np.ndarray, np.ndarray]:
 
 def mse_loss(pred, target) -> Tensor:
     """Mean squared error over all elements; ``target`` has ``pred``'s shape (no gradient)."""
-    pred, p, t = _pair(pred, target, "mse_loss")
-    grad = _pool.get("mse_grad", p.shape, p.dtype)
-    partial = _pool.get("mse_partial", (K.n_chunks(p.size),), np.float64)
-    total = K.mse(p.size)(p, t, grad, partial)
-    return _loss_node(total / p.size, grad, pred, "mse_loss")
+    return _elementwise_loss(K.mse, pred, target, "mse_loss")
 
 
 def binary_cross_entropy_with_logits(logits, target) -> Tensor:
     """Mean of max(z, 0) - z t + log(1 + exp(-|z|)) over all elements; targets in [0, 1]."""
-    logits, z, t = _pair(logits, target, "binary_cross_entropy_with_logits")
-    grad = _pool.get("bce_grad", z.shape, z.dtype)
-    partial = _pool.get("bce_partial", (K.n_chunks(z.size),), np.float64)
-    total = K.bce_with_logits(z.size)(z, t, grad, partial)
-    return _loss_node(total / z.size, grad, logits, "binary_cross_entropy_with_logits")
+    return _elementwise_loss(K.bce_with_logits, logits, target,
+                             "binary_cross_entropy_with_logits")
 
 
 class _Loss:
