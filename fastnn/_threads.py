@@ -6,8 +6,6 @@ and medium layers the cores belong to BLAS; both pools are limited to the same b
 
 from __future__ import annotations
 
-import os
-
 import numba
 from threadpoolctl import threadpool_limits
 
@@ -28,6 +26,3 @@ def get_num_threads() -> int:
     """The thread budget in force (Numba's, which ``set_num_threads`` keeps equal to BLAS's)."""
     return numba.get_num_threads()
 
-
-def default_threads() -> int:
-    return os.cpu_count() or 1

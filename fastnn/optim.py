@@ -303,11 +303,11 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize))
-        sums = self._state("sum")
-        for k, flat in enumerate(self._flats):
+        initial = {id(p): g["initial_accumulator_value"]
+                   for g in self.param_groups for p in g["params"]}
+        for buf, flat in zip(self._state("sum"), self._flats, strict=True):
             for p, lo, hi in zip(flat.params, flat.offsets[:-1], flat.offsets[1:], strict=True):
-                g = next(g for g in self.param_groups if any(q is p for q in g["params"]))
-                sums[k][lo:hi] = g["initial_accumulator_value"]
+                buf[lo:hi] = initial[id(p)]
 
     def _validate(self, g):
         super()._validate(g)

@@ -325,10 +325,10 @@ class Linear(Module):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
                 partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
-                dW, dW_into = weight._grad_out(pool.get("dW", W.shape, dt))
+                dW, dW_into = weight._grad_out(lambda: pool.get("dW", W.shape, dt))
                 db = db_into = None
                 if bias is not None:
-                    db, db_into = bias._grad_out(pool.get("db", (m,), dt))
+                    db, db_into = bias._grad_out(lambda: pool.get("db", (m,), dt))
                 dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
                 if db_into is not None:
@@ -699,13 +699,16 @@ class Maxout(Module):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m * k), dt)
                 partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
-                dW = pool.get("dW", W.shape, dt)
-                db = pool.get("db", (m * k,), dt) if bias is not None else None
+                dW, dW_into = weight._grad_out(lambda: pool.get("dW", W.shape, dt))
+                db = db_into = None
+                if bias is not None:
+                    db, db_into = bias._grad_out(lambda: pool.get("db", (m * k,), dt))
                 dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db)
-                weight._accumulate(dW)
-                if bias is not None:
-                    bias._accumulate(db)
+                if dW_into is not None:
+                    dW_into += dW
+                if db_into is not None:
+                    db_into += db
                 if dx is not None:
                     x._accumulate(dx.reshape(x.shape), owned=True)
 

@@ -34,12 +34,13 @@ class Parameter(Tensor):
         self._zeroed_grad = None
         super()._accumulate(g, owned)
 
-    def _grad_out(self, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _grad_out(self, scratch) -> tuple[np.ndarray, np.ndarray | None]:
         """Where a layer's backward should write this parameter's gradient.
 
         Returns ``(out, add_to)``: write the gradient into ``out``; then, if ``add_to`` is
         not None, add ``out`` into it. A fresh or freshly zeroed gradient is written in
-        place (no extra pass); one that holds an earlier contribution is accumulated.
+        place (no extra pass, no scratch); only a gradient that holds an earlier
+        contribution needs ``scratch()``, a callable returning a work array of its shape.
         """
         if self.grad is None:
             self.grad = np.empty_like(self.data)
@@ -47,7 +48,7 @@ class Parameter(Tensor):
         if self._zeroed_grad is self.grad:
             self._zeroed_grad = None
             return self.grad, None
-        return scratch, self.grad
+        return scratch(), self.grad
 
 
 class Module:
