@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import os as _os
 
-# Idle OpenMP threads spin by default, and spinning Numba threads slow the OpenBLAS threads
-# that run the next GEMM on the same cores (measured, 784-2048x3-10 MLP at batch 512 on 2
-# cores: 273 ms a step spinning, 181 ms passive, GEMMs alone 155 ms). Must be set before
-# Numba starts its OpenMP pool (at the first parallel kernel); a user's setting wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from . import kernels
+
+# GEMMs run on Numba's OpenMP pool (kernels/blas.py), so its threads are the only workers and
+# may spin between kernels (libgomp's default: a few ms, then sleep); a wake-up per kernel
+# would cost more than the kernels of a small step. Only where NumPy's BLAS cannot be called
+# that way do GEMMs run on BLAS's own threads; then idle OpenMP threads must sleep, or they
+# fight BLAS's for the cores (measured, 784-2048x3-10 MLP at batch 512 on 2 cores: 273 ms a
+# step spinning, 181 ms passive). Set before Numba starts its pool (at the first parallel
+# kernel, never during import); a user's setting wins.
+if not kernels.blas.AVAILABLE:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import init, kernels, losses, nn, optim
+from . import init, losses, nn, optim
 from ._dtype import get_default_dtype, set_default_dtype
 from ._threads import get_num_threads, set_num_threads
 from ._warmup import warmup

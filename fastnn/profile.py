@@ -18,7 +18,7 @@ import numpy as np
 from . import kernels
 from .kernels import _jit
 
-_MODULES = ("activations", "batchnorm", "dense", "dropout", "losses", "maxout", "optim")
+_MODULES = ("activations", "batchnorm", "blas", "dense", "dropout", "losses", "maxout", "optim")
 
 
 class _Timer:

@@ -28,12 +28,13 @@ import numba
 
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
-#: Element count from which the ``parallel`` variant of a kernel is used. Below it the
-#: serial variant runs, leaving the cores to BLAS: waking Numba's OpenMP pool costs µs, and
-#: its spinning threads then fight OpenBLAS's for the two cores. Measured on a
-#: 784-512-512-10 BN+ReLU MLP at batch 128 (2 cores): 36 ms per step with parallel
-#: elementwise kernels at 32K elements, 4.6 ms with them serial (BLAS on 2 threads).
-PARALLEL_MIN_ELEMENTS = 1 << 20
+#: Element count from which the ``parallel`` variant of a kernel is used. Numba's pool is
+#: fastnn's only pool (GEMMs run on it too, ``blas.py``), so its threads are awake between
+#: kernels and starting a parallel region costs about 2 µs; below this size a light pass
+#: (a bias add: 4.5 µs serial over 128x512 float32) gains nothing from a second thread.
+#: Measured on the 784-512-512-10 BN MLP (batch 128): 3.29 ms a step with the threshold at
+#: 1M elements, 3.16 ms at 64K (medians of 8 alternated runs).
+PARALLEL_MIN_ELEMENTS = 1 << 16
 
 _ALL_KERNELS: list[Kernel] = []
 _cache_warned = False

@@ -6,8 +6,9 @@ pass that forms ``dz = dy * d`` and the bias gradient ``db = sum_rows(dz)``, the
 ``dW = x^T dz`` and ``dx = dz W^T`` (skipped when the input needs no gradient).
 
 Shapes: x (N, D), W (D, M), b (M,), y/d/dy/dz (N, M), dx (N, D), dW (D, M), db (M,).
-The GEMMs go to NumPy's BLAS with ``out=`` (no allocation; transposed operands are passed
-to BLAS as flags, not copied). The elementwise passes are Numba kernels.
+The GEMMs go to ``blas.gemm`` (NumPy's BLAS called from fastnn's thread pool, into the
+output buffer; transposed operands are passed as flags, not copied). The elementwise passes
+are Numba kernels.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from numba import prange
 
 from ._jit import kernel
 from ._typed import typed
+from .blas import gemm
 from .activations import IDENTITY, activation_row
 
 #: Rows per chunk of the bias-gradient reduction. Fixed, so that the partial sums, and the
@@ -94,7 +96,7 @@ def dense_forward(x, W, b, code, alpha, y, d) -> None:
     y : (N, M) output, C-contiguous. d : (N, M) receives the local gradient; for the
         identity (GEMM plus at most a bias add) it is not touched and may be (0, M).
     """
-    np.matmul(x, W, out=y)
+    gemm(x, W, y)
     if code == IDENTITY:
         if b.shape[0]:
             add_bias(y.size)(y, b)
@@ -113,8 +115,9 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
     partial : (n_chunks(N), M) scratch.
     dx : (N, D) receives dL/dx, or None to skip it (the first layer).
     dW : (D, M) receives x^T dz. db : (M,) receives sum_rows(dz), or None for no bias.
-    accumulate_dW : optional (D, M) array to which ``dW`` is then added (``+=``), for a
-        gradient that already holds an earlier contribution; ``dW`` is then scratch.
+    accumulate_dW : optional (D, M) array to which x^T dz is added instead (``+=``, in the
+        GEMM), for a gradient that already holds an earlier contribution; ``dW`` is then
+        not touched.
     """
     if d.shape[0] == 0:  # the identity: dz is dy itself, only the bias needs a pass
         if db is not None:
@@ -127,8 +130,9 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
             db[:] = partial[0]
         else:
             np.sum(partial, axis=0, out=db)
-    np.matmul(x.T, dz, out=dW)
     if accumulate_dW is not None:
-        accumulate_dW += dW
+        gemm(x, dz, accumulate_dW, trans_a=True, beta=1.0)
+    else:
+        gemm(x, dz, dW, trans_a=True)
     if dx is not None:
-        np.matmul(dz, W.T, out=dx)
+        gemm(dz, W, dx, trans_b=True)

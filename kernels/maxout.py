@@ -14,6 +14,7 @@ from numba import prange
 
 from ._jit import kernel
 from ._typed import typed
+from .blas import gemm
 from .dense import dz_and_bias_grad
 
 
@@ -53,7 +54,7 @@ def maxout_route(dy, arg, pieces, dz):
 def maxout_forward(x, W, b, pieces, z, y, arg) -> None:
     """Forward of Maxout. x (N, D); W (D, M*K); b (M*K,) or (0,); z (N, M*K) scratch;
     y (N, M) output; arg (N, M) int32 winning piece."""
-    np.matmul(x, W, out=z)
+    gemm(x, W, z)
     maxout_reduce(z.size)(z, b, pieces, y, arg)
 
 
@@ -64,6 +65,6 @@ def maxout_backward(dy, arg, pieces, x, W, dz, partial, dx, dW, db) -> None:
     dz_and_bias_grad(dz.size)(dz, dz[:0], dz[:0], partial)  # column sums of dz only
     if db is not None:
         np.sum(partial, axis=0, out=db)
-    np.matmul(x.T, dz, out=dW)
+    gemm(x, dz, dW, trans_a=True)
     if dx is not None:
-        np.matmul(dz, W.T, out=dx)
+        gemm(dz, W, dx, trans_b=True)

@@ -67,6 +67,14 @@ def prelu_backward(dy, x, weight):
     return dx, dw
 
 
+def gemm(A, B, C, trans_a=False, trans_b=False, beta=0.0):
+    """op(A) @ op(B) + beta * C in float64 (beta == 0 ignores C, NaN included)."""
+    a = _f64(A).T if trans_a else _f64(A)
+    b = _f64(B).T if trans_b else _f64(B)
+    out = a @ b
+    return out if beta == 0.0 else out + beta * _f64(C)
+
+
 def dense_forward(x, W, b, name="identity", alpha=0.0):
     """(y, d) of y = act(x @ W + b)."""
     z = _f64(x) @ _f64(W) + (_f64(b) if b is not None and len(b) else 0.0)

@@ -1,0 +1,212 @@
+"""Matrix products on fastnn's one thread pool: each Numba thread calls single-threaded BLAS.
+
+    C = op(A) @ op(B) + beta * C,   op(X) = X or X^T,
+    C (M, N), op(A) (M, K), op(B) (K, N); A, B, C C-contiguous (a transpose is a flag).
+
+Why not ``np.matmul``: a training step alternates GEMMs with elementwise kernels. With
+``np.matmul``, OpenBLAS runs each GEMM on its own pthreads and Numba runs the kernels on its
+OpenMP threads: two pools hand two cores back and forth. OpenBLAS's idle workers spin (with
+``sched_yield``) for up to 2^28 cycles after each GEMM, so Numba's workers must sleep
+(``OMP_WAIT_POLICY=PASSIVE``) and every parallel kernel pays a wake-up, or the pools fight
+(measured: 36 ms instead of 4.6 ms per 784-512-512-10 step). Worse for small steps, the
+halves of a gradient that OpenBLAS's worker wrote sit in the other core's cache when the
+optimizer, running on the main thread, reads them (784-128-10, batch 32: Adam 32 µs after
+single-threaded GEMMs, 87 µs after two-threaded ones).
+
+Here the GEMM is cut into one block of rows (or of columns) of C per Numba thread, and each
+thread calls BLAS on its block with BLAS held to one thread. Numba's pool is then the only
+pool: its workers may spin between kernels, and the thread that wrote a block of a gradient
+is, with the same split, the one that updates it.
+
+The BLAS is NumPy's own OpenBLAS (the one ``np.matmul`` uses; SciPy's is a second copy),
+reached through its CBLAS symbols. Where NumPy is built on another BLAS, ``AVAILABLE`` is
+False and :func:`gemm` falls back to ``np.matmul`` (correct, with the two-pool cost).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import llvmlite.binding as ll
+import numba
+import numpy as np
+from numba import prange, types
+
+from ._jit import kernel
+
+#: Multiply-adds (M * N * K) from which a product is split over the thread pool. Below it,
+#: one thread does it all: a 32x128x10 product takes ~1 µs on one core, about what starting
+#: a parallel region costs.
+PARALLEL_MIN_WORK = 1 << 18
+
+#: Blocks per product (above PARALLEL_MIN_WORK): the size of Numba's pool, fixed for the
+#: process. Not the thread count in force: BLAS may round a block differently from the
+#: whole product (measured, a 257x33 block of K = 129 differs from the unsplit product in
+#: the 5th digit), so the blocks, and hence the bits, must not change with
+#: ``set_num_threads``; with fewer threads, a thread computes several blocks.
+BLOCKS = max(1, numba.config.NUMBA_NUM_THREADS)
+
+#: Column blocks start at multiples of this many elements (a 64-byte cache line of float32),
+#: so that two threads never write the same line of C.
+_COL_ALIGN = 16
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _numpy_openblas() -> str | None:
+    """Path of the OpenBLAS library that NumPy's ``matmul`` calls, if that is its BLAS."""
+    from threadpoolctl import threadpool_info
+
+    numpy_root = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    for lib in threadpool_info():
+        path = os.path.abspath(lib.get("filepath") or "")
+        if lib.get("internal_api") != "openblas" or not path.startswith(numpy_root):
+            continue
+        # numpy's wheels put it in site-packages/numpy.libs (Linux) or numpy/.dylibs (macOS)
+        if os.path.basename(os.path.dirname(path)) in ("numpy.libs", ".dylibs", "numpy"):
+            return path
+    return None
+
+
+def _bind() -> bool:
+    """Find NumPy's OpenBLAS and register its CBLAS GEMMs and thread setters for Numba."""
+    path = _numpy_openblas()
+    if path is None:
+        return False
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return False
+    # OpenBLAS's symbol names depend on how it was built: NumPy >= 2 wheels ship
+    # scipy-openblas with 64-bit integers ("scipy_" prefix, "64_" suffix).
+    for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", "")):
+        names = {
+            "fastnn_cblas_sgemm": f"{prefix}cblas_sgemm{suffix}",
+            "fastnn_cblas_dgemm": f"{prefix}cblas_dgemm{suffix}",
+            "fastnn_blas_set_threads": f"{prefix}openblas_set_num_threads{suffix}",
+            "fastnn_blas_get_threads": f"{prefix}openblas_get_num_threads{suffix}",
+        }
+        addresses = {}
+        for ours, theirs in names.items():
+            fn = getattr(lib, theirs, None)
+            if fn is None:
+                break
+            addresses[ours] = ctypes.cast(fn, ctypes.c_void_p).value
+        else:
+            if suffix != "64_":
+                return False  # 32-bit BLAS integers: not the ABI the kernels are compiled for
+            for ours, address in addresses.items():
+                ll.add_symbol(ours, address)
+            return True
+    return False
+
+
+AVAILABLE = _bind()
+
+_gemm_signature = [types.intc, types.intc, types.intc, types.int64, types.int64, types.int64]
+_cblas_sgemm = types.ExternalFunction("fastnn_cblas_sgemm", types.void(
+    *_gemm_signature, types.float32, types.voidptr, types.int64, types.voidptr, types.int64,
+    types.float32, types.voidptr, types.int64))
+_cblas_dgemm = types.ExternalFunction("fastnn_cblas_dgemm", types.void(
+    *_gemm_signature, types.float64, types.voidptr, types.int64, types.voidptr, types.int64,
+    types.float64, types.voidptr, types.int64))
+_blas_set_threads = types.ExternalFunction("fastnn_blas_set_threads", types.void(types.intc))
+_blas_get_threads = types.ExternalFunction("fastnn_blas_get_threads", types.intc())
+
+
+@kernel(min_parallel=PARALLEL_MIN_WORK)
+def gemm_blocks(A, trans_a, B, trans_b, C, beta, parts):
+    """C = op(A) @ op(B) + beta * C, cut into ``parts`` blocks, one BLAS call per block.
+
+    A, B, C C-contiguous, same float dtype; C (M, N); op(A) (M, K); op(B) (K, N).
+    The blocks are rows of C when M >= N, else columns (starting at multiples of 16).
+    Parallel over blocks: each block of C is written by one thread, whose BLAS call reads
+    only the rows (columns) of op(A) (op(B)) that it needs; BLAS is held to one thread
+    meanwhile, so the pool's threads are the only workers.
+    """
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
+    size = A.itemsize
+    by_rows = M >= N
+    blas_threads = _blas_get_threads()
+    if blas_threads != 1:
+        _blas_set_threads(1)
+    for t in prange(parts):
+        if by_rows:
+            lo, hi = M * t // parts, M * (t + 1) // parts
+            a_off = lo if trans_a else lo * lda
+            b_off = 0
+            c_off = lo * ldc
+            m, n = hi - lo, N
+        else:
+            lo = min(N, (N * t // parts + _COL_ALIGN - 1) // _COL_ALIGN * _COL_ALIGN)
+            hi = N if t == parts - 1 else min(
+                N, (N * (t + 1) // parts + _COL_ALIGN - 1) // _COL_ALIGN * _COL_ALIGN)
+            a_off = 0
+            b_off = lo * ldb if trans_b else lo
+            c_off = lo
+            m, n = M, hi - lo
+        if m > 0 and n > 0:
+            ta = _TRANS if trans_a else _NO_TRANS
+            tb = _TRANS if trans_b else _NO_TRANS
+            if size == 4:
+                _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, K, np.float32(1.0),
+                             A.ctypes.data + a_off * size, lda,
+                             B.ctypes.data + b_off * size, ldb, np.float32(beta),
+                             C.ctypes.data + c_off * size, ldc)
+            else:
+                _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, K, 1.0,
+                             A.ctypes.data + a_off * size, lda,
+                             B.ctypes.data + b_off * size, ldb, np.float64(beta),
+                             C.ctypes.data + c_off * size, ldc)
+    if blas_threads != 1:
+        _blas_set_threads(blas_threads)
+
+
+def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
+         trans_b: bool = False, beta: float = 0.0) -> None:
+    """C = op(A) @ op(B) + beta * C in place, on fastnn's thread pool.
+
+    Parameters
+    ----------
+    A : (M, K), or (K, M) with ``trans_a``; C-contiguous.
+    B : (K, N), or (N, K) with ``trans_b``; C-contiguous.
+    C : (M, N) C-contiguous output, same dtype (float32 or float64) as A and B; with
+        ``beta == 0`` its old contents are ignored (NaN included).
+
+    Operands that are not C-contiguous go to ``np.matmul`` (NumPy's own threads) instead.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not chain or the dtypes differ or are not float32/float64.
+    """
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    if ((A.shape[1] if trans_a else A.shape[0]) != M
+            or (B.shape[1] if trans_b else B.shape[0]) != K
+            or (B.shape[0] if trans_b else B.shape[1]) != N):
+        raise ValueError(f"gemm: shapes do not chain: op(A) {A.shape}{'^T' * trans_a}, "
+                         f"op(B) {B.shape}{'^T' * trans_b}, C {C.shape}")
+    if A.dtype != C.dtype or B.dtype != C.dtype or C.dtype not in _FLOATS:
+        raise ValueError(f"gemm: A, B and C must share one dtype, float32 or float64; got "
+                         f"{A.dtype}, {B.dtype}, {C.dtype}")
+    if not (AVAILABLE and A.flags.c_contiguous and B.flags.c_contiguous
+            and C.flags.c_contiguous):
+        _matmul_fallback(A, B, C, trans_a, trans_b, beta)
+        return
+    work = M * N * K
+    gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, BLOCKS if work >= PARALLEL_MIN_WORK else 1)
+
+
+def _matmul_fallback(A, B, C, trans_a, trans_b, beta):
+    a = A.T if trans_a else A
+    b = B.T if trans_b else B
+    if beta == 0.0:
+        np.matmul(a, b, out=C)
+    else:
+        C *= beta
+        C += a @ b
