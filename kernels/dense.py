@@ -18,8 +18,8 @@ from numba import prange
 
 from ._jit import kernel
 from ._typed import typed
-from .blas import gemm
 from .activations import IDENTITY, activation_row
+from .blas import gemm
 
 #: Rows per chunk of the bias-gradient reduction. Fixed, so that the partial sums, and the
 #: order in which they are added, depend on the batch size alone (never the thread count).
