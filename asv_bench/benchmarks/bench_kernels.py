@@ -5,10 +5,38 @@ import numpy as np
 import fastnn as fnn
 from fastnn.kernels import activations as A
 from fastnn.kernels import batchnorm as BN
+from fastnn.kernels import blas
 from fastnn.kernels import dense as D
 from fastnn.kernels import losses as L
 
 SHAPES = {"S": (32, 784, 128), "M": (128, 512, 512), "L": (512, 2048, 2048)}
+
+
+class Gemm:
+    """The three products of a dense layer on fastnn's pool (``blas.gemm``) and, for
+    comparison, with ``np.matmul`` on NumPy's BLAS threads."""
+
+    params = (list(SHAPES), ["x@W", "x.T@dz", "dz@W.T"], ["fastnn", "numpy"])
+    param_names = ["shape", "product", "via"]
+
+    def setup(self, shape, product, via):
+        fnn.warmup(dtypes=("float32",), verbose=False)
+        n, d, m = SHAPES[shape]
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, d)).astype(np.float32)
+        W = rng.standard_normal((d, m)).astype(np.float32)
+        dz = rng.standard_normal((n, m)).astype(np.float32)
+        self.args = {"x@W": (x, W, np.empty((n, m), np.float32), False, False),
+                     "x.T@dz": (x, dz, np.empty((d, m), np.float32), True, False),
+                     "dz@W.T": (dz, W, np.empty((n, d), np.float32), False, True)}[product]
+        self.time_product(shape, product, via)
+
+    def time_product(self, shape, product, via):
+        a, b, c, ta, tb = self.args
+        if via == "fastnn":
+            blas.gemm(a, b, c, trans_a=ta, trans_b=tb)
+        else:
+            np.matmul(a.T if ta else a, b.T if tb else b, out=c)
 
 
 class Dense:
