@@ -189,6 +189,7 @@ class DistributedDataParallel:
         weight = len(y) / n_global
         loss.backward(np.asarray(weight, dtype=loss.dtype))
         for flat in opt._flats:
+            flat.sync()  # gradients the backward did not write count as zero
             self.comm.allreduce_(flat.grad)
         opt.step()
         correct = int((out.data.argmax(axis=1) == y).sum())

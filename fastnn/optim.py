@@ -4,8 +4,9 @@ How the buffers are formed: when an optimizer is created, the parameters it is g
 laid out, group after group, in ONE contiguous buffer per dtype; each Parameter's ``.data``
 becomes a view into it (its values are copied in), and so does its ``.grad`` (zero-filled).
 Every optimizer state (momentum, squared averages, Adam's m and v) is a buffer of the same
-layout. So ``step()`` is one kernel call per dtype over all parameters, ``zero_grad()`` one
-fill, and a checkpoint a handful of arrays.
+layout. So ``step()`` is one kernel call per dtype over all parameters, ``zero_grad()`` sets
+the gradients to None (the next backward writes them into the buffer; no fill), and a
+checkpoint a handful of arrays.
 
 Hold on to the Parameter objects, not to arrays taken from ``param.data`` before the
 optimizer existed: those arrays are no longer the model's. Assigning into
@@ -58,6 +59,7 @@ class _FlatBuffer:
                 gv[...] = p.grad
             p.data, p.grad = dv, gv
             p._zeroed_grad = gv if not gv.any() else None
+            p._grad_home = gv
             self.data_views.append(dv)
             self.grad_views.append(gv)
             if segments and segments[-1][2] == g and segments[-1][1] == lo:
@@ -167,13 +169,24 @@ class Optimizer:
         _check("weight_decay", group.get("weight_decay", 0.0))
 
     # ----------------------------------------------------------------- the step
-    def zero_grad(self) -> None:
-        """Set every gradient to zero: one fill per flat buffer."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients, as ``torch.optim.Optimizer.zero_grad``.
+
+        ``set_to_none=True`` (the default, as in PyTorch) sets every ``param.grad`` to None:
+        no pass over memory; the next backward writes each gradient straight into the flat
+        buffer, and a parameter that gets none counts as a zero gradient in ``step()``.
+        ``set_to_none=False`` fills the buffer with zeros (one fill per dtype).
+        """
         for flat in self._flats:
-            flat.sync()
-            flat.grad.fill(0)
-            for p in flat.params:
-                p._zeroed_grad = p.grad
+            if set_to_none:
+                for p in flat.params:
+                    p.grad = None
+                    p._zeroed_grad = None
+            else:
+                flat.sync()
+                flat.grad.fill(0)
+                for p in flat.params:
+                    p._zeroed_grad = p.grad
 
     def _state(self, name: str) -> list[np.ndarray]:
         bufs = self.state.get(name)

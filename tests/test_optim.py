@@ -116,8 +116,13 @@ def test_parameters_become_views_of_one_flat_buffer_per_dtype():
     np.testing.assert_array_equal(w.data, before)
     w.data[0, 0] = 123.0  # assigning into param.data still changes the model
     assert opt._flats[0].data[0] == 123.0
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     assert all((p.grad == 0).all() for p in model.parameters())
+    opt.zero_grad()  # PyTorch's default: set to None, no pass over the buffer
+    assert all(p.grad is None for p in model.parameters())
+    fnn.losses.cross_entropy(model(np.ones((4, 6))), np.array([0, 1, 2, 0])).backward()
+    # the backward wrote every gradient straight into the flat buffer
+    assert all(p.grad.base is opt._flats[0].grad for p in model.parameters())
     model.zero_grad()  # PyTorch-style set-to-None: the next step still sees the new grads
     fnn.losses.cross_entropy(model(np.ones((4, 6))), np.array([0, 1, 2, 0])).backward()
     g = w.grad.copy()
@@ -189,3 +194,36 @@ def test_clip_grad_norm_on_flat_buffer_and_loose_parameters():
     n2 = optim.clip_grad_norm_(loose.parameters(), max_norm=1e9)  # no clipping needed
     np.testing.assert_array_equal(loose.weight.grad, g0)
     assert n2 == pytest.approx(np.sqrt((g0**2).sum() + (loose.bias.grad**2).sum()))
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_then_fan_out_unused_and_graph_op_gradients(set_to_none):
+    """After zero_grad (either form), a weight used twice gets the sum of both uses, a
+    parameter used through a generic graph op gets its gradient, and an unused one counts as
+    zero: the same step as freshly computed float64 gradients give."""
+    fnn.manual_seed(0)
+    shared = fnn.Linear(3, 3, dtype="float64")
+    scale = fnn.nn.Parameter(np.array([2.0]), dtype="float64")
+    unused = fnn.nn.Parameter(np.ones(4), dtype="float64")
+    params = [*shared.parameters(), scale, unused]
+    opt = optim.SGD(params, lr=0.1)
+    x = np.arange(6.0).reshape(2, 3) / 6
+    for _ in range(3):  # stale gradients from earlier steps must not leak into later ones
+        opt.zero_grad(set_to_none=set_to_none)
+        before = [p.data.copy() for p in params]
+        out = (shared(shared(x)) * scale).sum()
+        out.backward()
+        grads = [p.grad.copy() if p.grad is not None else np.zeros_like(p.data)
+                 for p in params]
+        W, b, s = before[0], before[1], before[2][0]
+        h = x @ W + b
+        dout = np.full((2, 3), s)
+        dh = dout @ W.T
+        dW = h.T @ dout + x.T @ dh
+        db = dout.sum(0) + dh.sum(0)
+        ds = (h @ W + b).sum()
+        for g, ref in zip(grads, [dW, db, [ds], np.zeros(4)], strict=True):
+            np.testing.assert_allclose(g, ref, rtol=1e-12, atol=1e-12)
+        opt.step()
+        for p, p0, g in zip(params, before, grads, strict=True):
+            np.testing.assert_allclose(p.data, p0 - 0.1 * g, rtol=1e-12, atol=1e-12)

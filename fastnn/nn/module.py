@@ -17,7 +17,7 @@ class Parameter(Tensor):
     arrange that); assigning into ``param.data[...]`` changes the model either way.
     """
 
-    __slots__ = ("_zeroed_grad",)
+    __slots__ = ("_zeroed_grad", "_grad_home")
 
     def __init__(self, data, requires_grad: bool = True, dtype=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
@@ -26,24 +26,36 @@ class Parameter(Tensor):
         # The gradient array last filled with zeros by an optimizer's zero_grad(); while it
         # is still ``self.grad``, a layer may overwrite it instead of adding into it.
         self._zeroed_grad = None
+        # Where a new gradient goes when ``grad`` is None: the parameter's view of its
+        # optimizer's flat gradient buffer (so that zero_grad() need not fill the buffer).
+        self._grad_home = None
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
     def _accumulate(self, g, owned: bool = False) -> None:
+        if self.grad is None and self._grad_home is not None:
+            np.copyto(self._grad_home, g)  # broadcasts; casts to the parameter's dtype
+            self.grad = self._grad_home
+        elif self._zeroed_grad is not None and self._zeroed_grad is self.grad:
+            np.copyto(self.grad, g)
+        else:
+            super()._accumulate(g, owned)
         self._zeroed_grad = None
-        super()._accumulate(g, owned)
 
     def _grad_out(self, scratch) -> tuple[np.ndarray, np.ndarray | None]:
         """Where a layer's backward should write this parameter's gradient.
 
         Returns ``(out, add_to)``: write the gradient into ``out``; then, if ``add_to`` is
-        not None, add ``out`` into it. A fresh or freshly zeroed gradient is written in
-        place (no extra pass, no scratch); only a gradient that holds an earlier
-        contribution needs ``scratch()``, a callable returning a work array of its shape.
+        not None, add ``out`` into it. A missing or freshly zeroed gradient is written in
+        place (no extra pass, no scratch; a missing one into the optimizer's buffer when
+        there is one); only a gradient that holds an earlier contribution needs
+        ``scratch()``, a callable returning a work array of its shape.
         """
         if self.grad is None:
-            self.grad = np.empty_like(self.data)
+            home = self._grad_home
+            self.grad = home if home is not None else np.empty_like(self.data)
+            self._zeroed_grad = None
             return self.grad, None
         if self._zeroed_grad is self.grad:
             self._zeroed_grad = None
