@@ -191,15 +191,18 @@ class Tensor:
             seed = seed.astype(self.dtype, copy=True)
         order = self._topological_order()
         for node in order:
-            if node._backward is not None:
-                node.grad = None  # gradients of intermediate nodes are per call
+            node.grad = None  # gradients of intermediate nodes are per call
         self._accumulate(seed, owned=True)
         for node in reversed(order):
-            if node._backward is not None and node.grad is not None:
+            if node.grad is not None:
                 node._backward(node.grad)
 
     def _topological_order(self) -> list[Tensor]:
-        """Nodes that need a gradient, each after all the nodes it was computed from."""
+        """The operation nodes (those with a backward) that this tensor depends on, each
+        after all the nodes it was computed from. Leaves need no place in the order: their
+        gradients arrive through their consumers' backward."""
+        if self._backward is None:
+            return []
         order: list[Tensor] = []
         visited: set[int] = set()
         stack: list[tuple[Tensor, bool]] = [(self, False)]
@@ -213,7 +216,7 @@ class Tensor:
             visited.add(id(node))
             stack.append((node, True))
             for parent in node._parents:
-                if parent.requires_grad and id(parent) not in visited:
+                if parent._backward is not None and id(parent) not in visited:
                     stack.append((parent, False))
         return order
 

@@ -43,6 +43,38 @@ def n_chunks(n_rows: int) -> int:
     return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
+# The column reductions below take four rows per sweep over their accumulators: a sweep
+# per row loads and stores both float64 accumulators for every element, which measured 2.3x
+# slower (the sums of a 128x512 float32 chunk: 17.8 µs one row a sweep, 7.7 µs four).
+
+
+@jit
+def _shifted_sums_rows(x, shift, s0, s1):
+    """s0[j] = sum_i (x_ij - shift_j), s1[j] = sum_i (x_ij - shift_j)^2 over the rows of x
+    (float64), four rows at a time in a fixed order."""
+    n = x.shape[0]
+    s0[:] = 0.0
+    s1[:] = 0.0
+    i = 0
+    while i + 4 <= n:
+        r0, r1, r2, r3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for j in range(s0.shape[0]):
+            sh = shift[j]
+            a = np.float64(r0[j]) - sh
+            b = np.float64(r1[j]) - sh
+            c = np.float64(r2[j]) - sh
+            e = np.float64(r3[j]) - sh
+            s0[j] += (a + b) + (c + e)
+            s1[j] += (a * a + b * b) + (c * c + e * e)
+        i += 4
+    for k in range(i, n):
+        row = x[k]
+        for j in range(s0.shape[0]):
+            v = np.float64(row[j]) - shift[j]
+            s0[j] += v
+            s1[j] += v * v
+
+
 @kernel
 def _shifted_sums(x, shift, partial):
     """partial[c, 0, j] = sum (x_ij - shift_j), partial[c, 1, j] = sum (x_ij - shift_j)^2 per
@@ -50,16 +82,11 @@ def _shifted_sums(x, shift, partial):
 
     Parallel over row chunks; each chunk owns its slice of ``partial``.
     """
-    n, m = x.shape
+    n = x.shape[0]
     for c in prange(partial.shape[0]):
-        for j in range(m):
-            partial[c, 0, j] = 0.0
-            partial[c, 1, j] = 0.0
-        for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
-            for j in range(m):
-                v = np.float64(x[i, j]) - shift[j]
-                partial[c, 0, j] += v
-                partial[c, 1, j] += v * v
+        lo = c * ROWS_PER_CHUNK
+        _shifted_sums_rows(x[lo:min(n, lo + ROWS_PER_CHUNK)], shift, partial[c, 0],
+                           partial[c, 1])
 
 
 @kernel
@@ -163,20 +190,49 @@ def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, code,
     )
 
 
+@jit
+def _column_sums_rows(dy, d, xhat, s0, s1):
+    """s0[j] = sum_i dz_ij, s1[j] = sum_i dz_ij xhat_ij over the rows of dy (float64), with
+    dz = dy * d, or dy when d has no rows; four rows at a time in a fixed order."""
+    n = dy.shape[0]
+    s0[:] = 0.0
+    s1[:] = 0.0
+    use_d = d.shape[0] == n
+    i = 0
+    while i + 4 <= n:
+        g0, g1, g2, g3 = dy[i], dy[i + 1], dy[i + 2], dy[i + 3]
+        h0, h1, h2, h3 = xhat[i], xhat[i + 1], xhat[i + 2], xhat[i + 3]
+        if use_d:
+            d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
+        else:
+            d0 = d1 = d2 = d3 = g0[:0]
+        for j in range(s0.shape[0]):
+            a = np.float64(g0[j] * d0[j] if use_d else g0[j])
+            b = np.float64(g1[j] * d1[j] if use_d else g1[j])
+            c = np.float64(g2[j] * d2[j] if use_d else g2[j])
+            e = np.float64(g3[j] * d3[j] if use_d else g3[j])
+            s0[j] += (a + b) + (c + e)
+            s1[j] += (a * h0[j] + b * h1[j]) + (c * h2[j] + e * h3[j])
+        i += 4
+    for k in range(i, n):
+        for j in range(s0.shape[0]):
+            g = np.float64(dy[k, j] * d[k, j] if use_d else dy[k, j])
+            s0[j] += g
+            s1[j] += g * xhat[k, j]
+
+
 @kernel
 def _column_sums(dy, d, xhat, partial):
-    """Per-chunk sums of dz and dz * xhat, with dz = dy * d (or dy when d is (0, C))."""
-    n, m = dy.shape
+    """Per-chunk sums of dz and dz * xhat, with dz = dy * d (or dy when d is (0, C)).
+
+    Parallel over row chunks; each chunk owns its slice of ``partial``."""
+    n = dy.shape[0]
     use_d = d.shape[0] == n
     for c in prange(partial.shape[0]):
-        for j in range(m):
-            partial[c, 0, j] = 0.0
-            partial[c, 1, j] = 0.0
-        for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
-            for j in range(m):
-                g = dy[i, j] * d[i, j] if use_d else dy[i, j]
-                partial[c, 0, j] += g
-                partial[c, 1, j] += g * xhat[i, j]
+        lo = c * ROWS_PER_CHUNK
+        hi = min(n, lo + ROWS_PER_CHUNK)
+        _column_sums_rows(dy[lo:hi], d[lo:hi] if use_d else d, xhat[lo:hi], partial[c, 0],
+                          partial[c, 1])
 
 
 @kernel

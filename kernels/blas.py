@@ -52,6 +52,7 @@ BLOCKS = max(1, numba.config.NUMBA_NUM_THREADS)
 _COL_ALIGN = 16
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_ROWS_FIRST = bool(int(os.environ.get("FASTNN_EXP_ROWS", "0")))
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -130,7 +131,7 @@ def gemm_blocks(A, trans_a, B, trans_b, C, beta, parts):
     K = A.shape[0] if trans_a else A.shape[1]
     lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
     size = A.itemsize
-    by_rows = M >= N
+    by_rows = M >= N or _ROWS_FIRST
     blas_threads = _blas_get_threads()
     if blas_threads != 1:
         _blas_set_threads(1)
@@ -185,21 +186,23 @@ def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
         If the shapes do not chain or the dtypes differ or are not float32/float64.
     """
     M, N = C.shape
-    K = A.shape[0] if trans_a else A.shape[1]
-    if ((A.shape[1] if trans_a else A.shape[0]) != M
-            or (B.shape[1] if trans_b else B.shape[0]) != K
-            or (B.shape[0] if trans_b else B.shape[1]) != N):
+    Ma, K = A.shape[::-1] if trans_a else A.shape
+    Kb, Nb = B.shape[::-1] if trans_b else B.shape
+    if Ma != M or Kb != K or Nb != N:
         raise ValueError(f"gemm: shapes do not chain: op(A) {A.shape}{'^T' * trans_a}, "
                          f"op(B) {B.shape}{'^T' * trans_b}, C {C.shape}")
-    if A.dtype != C.dtype or B.dtype != C.dtype or C.dtype not in _FLOATS:
+    dt = C.dtype
+    if A.dtype != dt or B.dtype != dt or dt not in _FLOATS:
         raise ValueError(f"gemm: A, B and C must share one dtype, float32 or float64; got "
-                         f"{A.dtype}, {B.dtype}, {C.dtype}")
-    if not (AVAILABLE and A.flags.c_contiguous and B.flags.c_contiguous
-            and C.flags.c_contiguous):
+                         f"{A.dtype}, {B.dtype}, {dt}")
+    if AVAILABLE and A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous:
+        work = M * N * K
+        if work < PARALLEL_MIN_WORK:
+            gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, 1)
+        else:
+            gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, BLOCKS)
+    else:
         _matmul_fallback(A, B, C, trans_a, trans_b, beta)
-        return
-    work = M * N * K
-    gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, BLOCKS if work >= PARALLEL_MIN_WORK else 1)
 
 
 def _matmul_fallback(A, B, C, trans_a, trans_b, beta):

@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
-from ._typed import typed
+from ._jit import jit, kernel
 from .activations import IDENTITY, activation_row
 from .blas import gemm
 
@@ -56,6 +55,37 @@ def add_bias(z, b):
             z[i, j] += b[j]
 
 
+@jit
+def _dz_and_sums_rows(dy, d, dz, s):
+    """dz = dy * d (or dy when d has no rows; stored only when dz has rows) and
+    s[j] = sum_i dz_ij over the rows of dy, four rows per sweep over ``s`` (a sweep per row
+    loads and stores every accumulator per element), in a fixed order."""
+    n = dy.shape[0]
+    use_d = d.shape[0] == n
+    store = dz.shape[0] == n
+    s[:] = 0.0
+    i = 0
+    while i + 4 <= n:
+        for j in range(s.shape[0]):
+            a = dy[i, j] * d[i, j] if use_d else dy[i, j]
+            b = dy[i + 1, j] * d[i + 1, j] if use_d else dy[i + 1, j]
+            c = dy[i + 2, j] * d[i + 2, j] if use_d else dy[i + 2, j]
+            e = dy[i + 3, j] * d[i + 3, j] if use_d else dy[i + 3, j]
+            if store:
+                dz[i, j] = a
+                dz[i + 1, j] = b
+                dz[i + 2, j] = c
+                dz[i + 3, j] = e
+            s[j] += (a + b) + (c + e)
+        i += 4
+    for k in range(i, n):
+        for j in range(s.shape[0]):
+            g = dy[k, j] * d[k, j] if use_d else dy[k, j]
+            if store:
+                dz[k, j] = g
+            s[j] += g
+
+
 @kernel
 def dz_and_bias_grad(dy, d, dz, partial):
     """dz = dy * d and per-chunk column sums of dz (the bias gradient), in one pass.
@@ -66,19 +96,14 @@ def dz_and_bias_grad(dy, d, dz, partial):
     ROWS_PER_CHUNK rows; the caller adds them in order (deterministic on any thread count).
     Parallel over row chunks: each chunk writes its own row of ``partial``, no races.
     """
-    n, m = dy.shape
+    n = dy.shape[0]
     use_d = d.shape[0] == n
     store = dz.shape[0] == n
-    zero = typed(dy[0, 0], 0.0)
     for c in prange(partial.shape[0]):
-        for j in range(m):
-            partial[c, j] = zero
-        for i in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
-            for j in range(m):
-                g = dy[i, j] * d[i, j] if use_d else dy[i, j]
-                if store:
-                    dz[i, j] = g
-                partial[c, j] += g
+        lo = c * ROWS_PER_CHUNK
+        hi = min(n, lo + ROWS_PER_CHUNK)
+        _dz_and_sums_rows(dy[lo:hi], d[lo:hi] if use_d else d, dz[lo:hi] if store else dz,
+                          partial[c])
 
 
 def n_chunks(n_rows: int) -> int:

@@ -286,3 +286,15 @@ def test_pytorch_spelling_of_reductions():
     fnn.gradcheck(lambda x: x.mean(dim=-1, keepdim=True) * x, [x])
     with pytest.raises(TypeError, match="axis or dim"):
         t.sum(axis=0, dim=1)
+
+
+def test_interior_node_reached_at_two_depths_gets_its_whole_gradient_first():
+    """a feeds the loss directly and through b: a's backward must wait for b's."""
+    x = fnn.Tensor(np.array([1.0, -2.0]), requires_grad=True, dtype="float64")
+    a = x * 2.0
+    b = a * 3.0
+    c = b.tanh()
+    loss = (a + c + b).sum()
+    loss.backward()
+    ref = 2.0 * (1.0 + 3.0 * (1.0 - np.tanh(6.0 * x.data) ** 2) + 3.0)
+    np.testing.assert_allclose(x.grad, ref, rtol=1e-12)
