@@ -33,7 +33,7 @@ import numba
 import numpy as np
 from numba import prange, types
 
-from ._jit import kernel
+from ._jit import jit, kernel
 
 #: Multiply-adds (M * N * K) from which a product is split over the thread pool. Below it,
 #: one thread does it all: a 32x128x10 product takes ~1 µs on one core, about what starting
@@ -52,7 +52,6 @@ BLOCKS = max(1, numba.config.NUMBA_NUM_THREADS)
 _COL_ALIGN = 16
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-_ROWS_FIRST = bool(int(os.environ.get("FASTNN_EXP_ROWS", "0")))
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -117,6 +116,60 @@ _blas_set_threads = types.ExternalFunction("fastnn_blas_set_threads", types.void
 _blas_get_threads = types.ExternalFunction("fastnn_blas_get_threads", types.intc())
 
 
+@jit
+def hold_blas_to_one_thread() -> int:
+    """Set BLAS to one thread (the pool's threads call it concurrently); return the old
+    count, for :func:`restore_blas_threads`."""
+    blas_threads = _blas_get_threads()
+    if blas_threads != 1:
+        _blas_set_threads(1)
+    return blas_threads
+
+
+@jit
+def restore_blas_threads(blas_threads):
+    if blas_threads != 1:
+        _blas_set_threads(blas_threads)
+
+
+@jit
+def block_bounds(M, N, t, parts):
+    """(row_lo, row_hi, col_lo, col_hi) of block ``t`` of ``parts`` of an (M, N) product:
+    rows when M >= N, else columns starting at multiples of 16."""
+    if M >= N:
+        return M * t // parts, M * (t + 1) // parts, 0, N
+    lo = min(N, (N * t // parts + _COL_ALIGN - 1) // _COL_ALIGN * _COL_ALIGN)
+    hi = N if t == parts - 1 else min(
+        N, (N * (t + 1) // parts + _COL_ALIGN - 1) // _COL_ALIGN * _COL_ALIGN)
+    return 0, M, lo, hi
+
+
+@jit
+def gemm_block(A, trans_a, B, trans_b, C, beta, r0, r1, c0, c1):
+    """C[r0:r1, c0:c1] = (op(A) @ op(B))[r0:r1, c0:c1] + beta * C[r0:r1, c0:c1]: one BLAS
+    call, reading only rows r0:r1 of op(A) and columns c0:c1 of op(B)."""
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
+    m, n = r1 - r0, c1 - c0
+    if m <= 0 or n <= 0:
+        return
+    size = A.itemsize
+    a_off = r0 if trans_a else r0 * lda
+    b_off = c0 * ldb if trans_b else c0
+    c_off = r0 * ldc + c0
+    ta = _TRANS if trans_a else _NO_TRANS
+    tb = _TRANS if trans_b else _NO_TRANS
+    if size == 4:
+        _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, K, np.float32(1.0),
+                     A.ctypes.data + a_off * size, lda, B.ctypes.data + b_off * size, ldb,
+                     np.float32(beta), C.ctypes.data + c_off * size, ldc)
+    else:
+        _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, K, 1.0,
+                     A.ctypes.data + a_off * size, lda, B.ctypes.data + b_off * size, ldb,
+                     np.float64(beta), C.ctypes.data + c_off * size, ldc)
+
+
 @kernel(min_parallel=PARALLEL_MIN_WORK)
 def gemm_blocks(A, trans_a, B, trans_b, C, beta, parts):
     """C = op(A) @ op(B) + beta * C, cut into ``parts`` blocks, one BLAS call per block.
@@ -128,43 +181,11 @@ def gemm_blocks(A, trans_a, B, trans_b, C, beta, parts):
     meanwhile, so the pool's threads are the only workers.
     """
     M, N = C.shape
-    K = A.shape[0] if trans_a else A.shape[1]
-    lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
-    size = A.itemsize
-    by_rows = M >= N or _ROWS_FIRST
-    blas_threads = _blas_get_threads()
-    if blas_threads != 1:
-        _blas_set_threads(1)
+    blas_threads = hold_blas_to_one_thread()
     for t in prange(parts):
-        if by_rows:
-            lo, hi = M * t // parts, M * (t + 1) // parts
-            a_off = lo if trans_a else lo * lda
-            b_off = 0
-            c_off = lo * ldc
-            m, n = hi - lo, N
-        else:
-            lo = min(N, (N * t // parts + _COL_ALIGN - 1) // _COL_ALIGN * _COL_ALIGN)
-            hi = N if t == parts - 1 else min(
-                N, (N * (t + 1) // parts + _COL_ALIGN - 1) // _COL_ALIGN * _COL_ALIGN)
-            a_off = 0
-            b_off = lo * ldb if trans_b else lo
-            c_off = lo
-            m, n = M, hi - lo
-        if m > 0 and n > 0:
-            ta = _TRANS if trans_a else _NO_TRANS
-            tb = _TRANS if trans_b else _NO_TRANS
-            if size == 4:
-                _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, K, np.float32(1.0),
-                             A.ctypes.data + a_off * size, lda,
-                             B.ctypes.data + b_off * size, ldb, np.float32(beta),
-                             C.ctypes.data + c_off * size, ldc)
-            else:
-                _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, K, 1.0,
-                             A.ctypes.data + a_off * size, lda,
-                             B.ctypes.data + b_off * size, ldb, np.float64(beta),
-                             C.ctypes.data + c_off * size, ldc)
-    if blas_threads != 1:
-        _blas_set_threads(blas_threads)
+        r0, r1, c0, c1 = block_bounds(M, N, t, parts)
+        gemm_block(A, trans_a, B, trans_b, C, beta, r0, r1, c0, c1)
+    restore_blas_threads(blas_threads)
 
 
 def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
@@ -197,12 +218,14 @@ def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
                          f"{A.dtype}, {B.dtype}, {dt}")
     if AVAILABLE and A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous:
         work = M * N * K
-        if work < PARALLEL_MIN_WORK:
-            gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, 1)
-        else:
-            gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, BLOCKS)
+        gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, blocks_for(work))
     else:
         _matmul_fallback(A, B, C, trans_a, trans_b, beta)
+
+
+def blocks_for(work: int) -> int:
+    """Blocks for a product of ``work`` multiply-adds (M * N * K)."""
+    return BLOCKS if work >= PARALLEL_MIN_WORK else 1
 
 
 def _matmul_fallback(A, B, C, trans_a, trans_b, beta):
