@@ -24,6 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from .kernels import _jit
+from .kernels import blas as _blas
 from .kernels import optim as K
 from .nn.module import Parameter
 
@@ -62,10 +63,13 @@ class _FlatBuffer:
             p._grad_home = gv
             self.data_views.append(dv)
             self.grad_views.append(gv)
-            if segments and segments[-1][2] == g and segments[-1][1] == lo:
-                segments[-1] = (segments[-1][0], hi, g)
-            else:
-                segments.append((lo, hi, g))
+            for t, (a, b) in enumerate(_thread_ranges(p.data.shape, _blas.BLOCKS)):
+                if a == b:
+                    continue
+                if segments and segments[-1][2:] == (g, t) and segments[-1][1] == lo + a:
+                    segments[-1] = (segments[-1][0], lo + b, g, t)
+                else:
+                    segments.append((lo + a, lo + b, g, t))
         self.items = K.work_items(segments)
 
     def sync(self) -> None:
@@ -88,6 +92,20 @@ class _FlatBuffer:
 
     def kernel(self, k: _jit.Kernel):
         return k(self.size)
+
+
+def _thread_ranges(shape: tuple[int, ...], parts: int) -> list[tuple[int, int]]:
+    """Which elements of a parameter of ``shape`` each of ``parts`` threads updates.
+
+    A (D, M) weight with D >= M is cut into the row blocks that ``blas.gemm_blocks`` gives
+    the threads when it computes its gradient x^T dz (rows D * t // parts onward), so each
+    thread updates the rows it computed; anything else is cut evenly.
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    if len(shape) == 2 and shape[0] >= shape[1]:
+        rows, cols = shape
+        return [(rows * t // parts * cols, rows * (t + 1) // parts * cols) for t in range(parts)]
+    return [(size * t // parts, size * (t + 1) // parts) for t in range(parts)]
 
 
 def _check(name: str, value, low=0.0, high=None, high_open=False) -> float:
