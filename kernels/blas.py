@@ -188,6 +188,56 @@ def gemm_blocks(A, trans_a, B, trans_b, C, beta, parts):
     restore_blas_threads(blas_threads)
 
 
+@jit
+def _gemm_k_slice(A, B, C, k0, k1, beta):
+    """C = A[:, k0:k1] @ B[k0:k1, :] + beta * C (A (M, K), B (K, N), C (M, N), C-contiguous)."""
+    M, N = C.shape
+    K = A.shape[1]
+    if M == 0 or N == 0:
+        return
+    size = A.itemsize
+    lda, ldb, ldc = max(1, K), max(1, N), max(1, N)
+    if size == 4:
+        _cblas_sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, k1 - k0, np.float32(1.0),
+                     A.ctypes.data + k0 * size, lda, B.ctypes.data + k0 * ldb * size, ldb,
+                     np.float32(beta), C.ctypes.data, ldc)
+    else:
+        _cblas_dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, k1 - k0, 1.0,
+                     A.ctypes.data + k0 * size, lda, B.ctypes.data + k0 * ldb * size, ldb,
+                     np.float64(beta), C.ctypes.data, ldc)
+
+
+@kernel(min_parallel=PARALLEL_MIN_WORK)
+def gemm_split_k(A, B, C, partial, parts):
+    """C = A @ B with the inner dimension cut into ``parts`` blocks: block t's product goes to
+    C (t = 0) or partial[t - 1], then the partial products are added into C in block order.
+
+    A (M, K), B (K, N), C (M, N), partial (parts - 1, M, N) scratch, all C-contiguous.
+    Why: thread t reads only rows K * t // parts onward of B, the rows of a weight whose
+    gradient it computes and which it updates (see ``gemm_blocks`` and the optimizers), so
+    the weight never moves between cores' caches; the partial products are smaller than the
+    weight when the batch M is smaller than K. Parallel over K blocks, then over row blocks
+    of C for the sum (in a fixed order: the bits do not depend on the thread count).
+    """
+    M, N = C.shape
+    K = A.shape[1]
+    blas_threads = hold_blas_to_one_thread()
+    for t in prange(parts):
+        k0, k1 = K * t // parts, K * (t + 1) // parts
+        if t == 0:
+            _gemm_k_slice(A, B, C, k0, k1, 0.0)
+        else:
+            _gemm_k_slice(A, B, partial[t - 1], k0, k1, 0.0)
+    restore_blas_threads(blas_threads)
+    for t in prange(parts):
+        for i in range(M * t // parts, M * (t + 1) // parts):
+            row = C[i]
+            for p in range(parts - 1):
+                other = partial[p, i]
+                for j in range(N):
+                    row[j] += other[j]
+
+
 def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
          trans_b: bool = False, beta: float = 0.0) -> None:
     """C = op(A) @ op(B) + beta * C in place, on fastnn's thread pool.

@@ -315,7 +315,9 @@ class Linear(Module):
         parents = (x, self.weight) if bias is None else (x, self.weight, bias)
         # The fused pass always writes the local gradient; the identity has none (dz = dy).
         d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
-        K_dense.dense_forward(X, W, b, code, alpha, y, d)
+        split_k = K_dense.split_k_partial_shape(n, self.in_features, m)
+        partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
+        K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
         out = _node(y if x.ndim == 2 else y.reshape(m), parents,
                     "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
         if out.requires_grad:

@@ -117,3 +117,20 @@ def test_bad_shapes_and_dtypes_are_refused():
         blas.gemm(A, np.ones((4, 6), np.float64), np.empty((3, 6), np.float32))
     with pytest.raises(ValueError, match="dtype"):
         blas.gemm(A.astype(np.int32), np.ones((4, 6), np.int32), np.empty((3, 6), np.int32))
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("shape", [(32, 128, 784), (5, 3, 40), (7, 300, 2)])
+def test_split_k_matches_naive_and_runs_alike_serially(parts, shape, dtype, tol):
+    """C = A @ B from ``parts`` partial products over K (K = 2 < parts: empty blocks too),
+    added in block order: the pool and one thread give the same bits."""
+    M, N, K = shape
+    A, B, _ = _operands(shape, False, False, dtype)
+    out = []
+    for variant in (blas.gemm_split_k.parallel, blas.gemm_split_k.serial):
+        C = np.full((M, N), np.nan, dtype)
+        partial = np.full((parts - 1, M, N), np.nan, dtype)
+        variant(A, B, C, partial, parts)
+        np.testing.assert_allclose(C, naive.gemm(A, B, None), **tol)
+        out.append(C)
+    np.testing.assert_array_equal(out[0], out[1])

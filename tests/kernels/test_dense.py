@@ -67,3 +67,27 @@ def test_bias_gradient_is_bit_identical_serial_and_parallel():
         getattr(dense.dz_and_bias_grad, variant)(dy, d, dz, partial)
         outs.append(partial.sum(axis=0))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "gelu"])
+def test_forward_split_over_the_inner_dimension_matches_naive(act, dtype, tol):
+    """The S model's first layer (batch 32, 784 -> 128) is split over its 784 inputs."""
+    x, W, b, _ = _case((32, 784, 128), dtype)
+    shape = dense.split_k_partial_shape(32, 784, 128)
+    if shape is None:
+        pytest.skip("one core, or NumPy's BLAS is not callable from the pool here")
+    y, d = np.empty((32, 128), dtype), np.empty((32, 128), dtype)
+    dense.dense_forward(x, W, b, CODES[act], 0.0, y, d, np.empty(shape, dtype))
+    y_ref, d_ref = naive.dense_forward(x, W, b, act, 0.0)
+    np.testing.assert_allclose(y, y_ref, **tol)
+    if act != "identity":
+        np.testing.assert_allclose(d, d_ref, **tol)
+
+
+def test_split_k_only_for_mid_sized_products_with_a_small_batch():
+    if not dense.blas.AVAILABLE or dense.blas.BLOCKS < 2:
+        pytest.skip("one core, or NumPy's BLAS is not callable from the pool here")
+    assert dense.split_k_partial_shape(4, 8, 8) is None  # too small to split at all
+    assert dense.split_k_partial_shape(512, 2048, 2048) is None  # compute-bound: columns
+    assert dense.split_k_partial_shape(1024, 784, 512) is None  # batch above D
+    assert dense.split_k_partial_shape(128, 784, 512) == (dense.blas.BLOCKS - 1, 128, 512)
