@@ -457,7 +457,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     import fastnn
 
-    from .kernels import activations
+    from .kernels import activations, blas
 
     # The threading layer is chosen when the first parallel kernel runs.
     x = np.zeros(1 << 16, dtype=np.float32)
@@ -473,6 +473,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("cores", str(os.cpu_count())),
         ("numba threads", str(numba.get_num_threads())),
         ("numba threading layer", numba.threading_layer()),
+        ("matrix products", f"{blas.BLOCKS} blocks on Numba's pool, NumPy's OpenBLAS per block"
+         if blas.AVAILABLE else "np.matmul on BLAS's own threads (NumPy's BLAS is not "
+         "OpenBLAS with 64-bit CBLAS symbols)"),
         ("kernel cache", cache),
         ("default dtype", str(fastnn.get_default_dtype())),
     ]

@@ -19,7 +19,7 @@ def test_version_and_help(capsys):
 def test_info_reports_versions_threads_and_cache(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    for key in ("numba threading layer", "kernel cache", "numpy", "blas"):
+    for key in ("numba threading layer", "kernel cache", "numpy", "blas", "matrix products"):
         assert key in out
 
 
