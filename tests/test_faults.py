@@ -82,17 +82,17 @@ RUN = textwrap.dedent("""
     import sys, json, numpy as np
     import fastnn as fnn
     from fastnn.kernels import _jit
-    threads = int(sys.argv[1])
+    threads, n, d = (int(a) for a in sys.argv[1:4])
     fnn.set_num_threads(threads)
     for k in _jit.all_kernels():
         k.min_parallel = 0          # every kernel takes its parallel path
     fnn.manual_seed(0)
-    model = fnn.Sequential(fnn.Linear(20, 300), fnn.BatchNorm1d(300), fnn.ReLU(),
+    model = fnn.Sequential(fnn.Linear(d, 300), fnn.BatchNorm1d(300), fnn.ReLU(),
                            fnn.Dropout(0.1), fnn.Linear(300, 5))
     opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((200, 20)).astype(np.float32)
-    y = rng.integers(0, 5, 200)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = rng.integers(0, 5, n)
     for _ in range(5):
         opt.zero_grad()
         loss = fnn.losses.cross_entropy(model(x), y)
@@ -103,13 +103,14 @@ RUN = textwrap.dedent("""
 """)
 
 
-def test_same_seed_bit_identical_on_one_and_two_threads(tmp_path):
+@pytest.mark.parametrize("n, d", [(200, 20), (32, 784)])  # products split by rows; over D
+def test_same_seed_bit_identical_on_one_and_two_threads(tmp_path, n, d):
     script = tmp_path / "run.py"
     script.write_text(RUN)
     outs = []
     for threads in (1, 2):
-        proc = subprocess.run([sys.executable, str(script), str(threads)], capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run([sys.executable, str(script), str(threads), str(n), str(d)],
+                              capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert outs[0] == outs[1]
