@@ -1,7 +1,9 @@
-"""fastnn's one thread budget, shared by BLAS (during GEMMs) and Numba (during kernels).
+"""fastnn's one thread budget.
 
-The kernels run serially below ``kernels._jit.PARALLEL_MIN_ELEMENTS`` elements, so for small
-and medium layers the cores belong to BLAS; both pools are limited to the same budget.
+Everything runs on Numba's pool: the kernels, and the matrix products, whose blocks each
+thread hands to single-threaded BLAS (``kernels/blas.py``). ``set_num_threads`` limits that
+pool, and BLAS's own threads too (used by NumPy code outside fastnn, and by fastnn's products
+only where NumPy's BLAS cannot be called from the pool).
 """
 
 from __future__ import annotations
