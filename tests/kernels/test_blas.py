@@ -134,3 +134,17 @@ def test_split_k_matches_naive_and_runs_alike_serially(parts, shape, dtype, tol)
         np.testing.assert_allclose(C, naive.gemm(A, B, None), **tol)
         out.append(C)
     np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_without_numpys_openblas_products_go_to_matmul(beta, dtype, tol, monkeypatch):
+    """Where NumPy's BLAS cannot be called from the pool (AVAILABLE False), gemm computes the
+    same product with np.matmul, and dense layers do not split products over D."""
+    from fastnn.kernels import dense
+
+    monkeypatch.setattr(blas, "AVAILABLE", False)
+    A, B, C = _operands((40, 70, 30), True, False, dtype)
+    expected = naive.gemm(A, B, C, True, False, beta)
+    blas.gemm(A, B, C, trans_a=True, beta=beta)
+    np.testing.assert_allclose(C, expected, **tol)
+    assert dense.split_k_partial_shape(32, 784, 128) is None
