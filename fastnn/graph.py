@@ -180,7 +180,7 @@ class Tensor:
                     f"backward() without a gradient needs a scalar (one-element) tensor, got "
                     f"shape {self.shape}; pass gradient= of that shape or reduce first (.sum())"
                 )
-            seed = np.ones_like(self.data)
+            seed = np.array(1, dtype=self.data.dtype).reshape(self.data.shape)
         else:
             seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient)
             if seed.shape != self.shape:

@@ -56,6 +56,9 @@ def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
     Arrays and numbers of any real dtype are cast; a Tensor of another dtype is cast through
     a graph op (its gradient is cast back).
     """
+    if type(x) is Tensor and x.data.dtype is layer.dtype and min_ndim <= x.data.ndim <= max_ndim \
+            and x.data.size:
+        return x  # the common case, checked in one line
     if isinstance(x, Tensor):
         if x.dtype != layer.dtype:
             x = x.astype(layer.dtype)
