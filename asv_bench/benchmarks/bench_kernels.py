@@ -13,10 +13,11 @@ SHAPES = {"S": (32, 784, 128), "M": (128, 512, 512), "L": (512, 2048, 2048)}
 
 
 class Gemm:
-    """The three products of a dense layer on fastnn's pool (``blas.gemm``) and, for
-    comparison, with ``np.matmul`` on NumPy's BLAS threads."""
+    """The three products of a dense layer on fastnn's pool (``blas.gemm``; the forward one
+    also split over its inner dimension, ``blas.gemm_split_k``, as mid-sized layers are) and,
+    for comparison, with ``np.matmul`` on NumPy's BLAS threads."""
 
-    params = (list(SHAPES), ["x@W", "x.T@dz", "dz@W.T"], ["fastnn", "numpy"])
+    params = (list(SHAPES), ["x@W", "x@W split over D", "x.T@dz", "dz@W.T"], ["fastnn", "numpy"])
     param_names = ["shape", "product", "via"]
 
     def setup(self, shape, product, via):
@@ -26,14 +27,19 @@ class Gemm:
         x = rng.standard_normal((n, d)).astype(np.float32)
         W = rng.standard_normal((d, m)).astype(np.float32)
         dz = rng.standard_normal((n, m)).astype(np.float32)
+        self.partial = np.empty((blas.BLOCKS - 1, n, m), np.float32)
+        self.split = product == "x@W split over D"
         self.args = {"x@W": (x, W, np.empty((n, m), np.float32), False, False),
+                     "x@W split over D": (x, W, np.empty((n, m), np.float32), False, False),
                      "x.T@dz": (x, dz, np.empty((d, m), np.float32), True, False),
                      "dz@W.T": (dz, W, np.empty((n, d), np.float32), False, True)}[product]
         self.time_product(shape, product, via)
 
     def time_product(self, shape, product, via):
         a, b, c, ta, tb = self.args
-        if via == "fastnn":
+        if via == "fastnn" and self.split:
+            blas.gemm_split_k(c.size * a.shape[1])(a, b, c, self.partial, blas.BLOCKS)
+        elif via == "fastnn":
             blas.gemm(a, b, c, trans_a=ta, trans_b=tb)
         else:
             np.matmul(a.T if ta else a, b.T if tb else b, out=c)
