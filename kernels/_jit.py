@@ -21,6 +21,8 @@ cache index is keyed by the qualname and signature but not by the ``parallel`` f
 
 from __future__ import annotations
 
+import os
+import sys
 import types
 import warnings
 
@@ -119,3 +121,26 @@ def jit(py_func):
 def all_kernels() -> list[Kernel]:
     """Every :class:`Kernel` defined so far (for diagnostics)."""
     return list(_ALL_KERNELS)
+
+
+def _serial_in_forked_child() -> None:
+    """In a child forked after Numba's OpenMP pool ran, run every kernel serially.
+
+    libgomp cannot start its pool again in such a child, and Numba terminates the child if
+    it tries ("fork() called from a process already using GNU OpenMP"). The serial variants
+    compute the same blocks in the same order, so the child gets the same bits, on one core.
+    """
+    from numba.np.ufunc import parallel
+
+    if not getattr(parallel, "_is_initialized", True):
+        return  # the parent never started the pool: the child may start its own
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "unknown"
+    if layer in ("omp", "unknown"):
+        for k in _ALL_KERNELS:
+            k.min_parallel = sys.maxsize
+
+
+os.register_at_fork(after_in_child=_serial_in_forked_child)

@@ -173,3 +173,46 @@ def test_read_only_install_imports_and_computes_without_a_cache(tmp_path):
     finally:
         for dst in reversed(mounted):
             subprocess.run(["umount", str(dst)], check=False)
+
+
+FORKED = textwrap.dedent("""
+    import multiprocessing as mp
+    import numpy as np
+    import fastnn as fnn
+
+    def step(seed):
+        fnn.manual_seed(seed)
+        model = fnn.Sequential(fnn.Linear(784, 128), fnn.BatchNorm1d(128), fnn.ReLU(),
+                               fnn.Linear(128, 10))
+        opt = fnn.optim.Adam(model.parameters())
+        x = np.random.default_rng(0).standard_normal((256, 784)).astype(np.float32)
+        for _ in range(2):
+            opt.zero_grad()
+            fnn.losses.cross_entropy(model(x), np.arange(256) % 10).backward()
+            opt.step()
+        return model[0].weight.data.tobytes()
+
+    def child(q):
+        q.put(step(1))
+
+    if __name__ == "__main__":
+        parent = step(1)  # starts Numba's OpenMP pool in the parent
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        got = q.get(timeout=120)
+        p.join(60)
+        print("exit", p.exitcode, "same", got == parent)
+""")
+
+
+def test_a_child_forked_after_training_trains_serially_with_the_same_bits(tmp_path):
+    """libgomp cannot restart its pool in a forked child (Numba would terminate it): the
+    child runs every kernel serially and gets the parent's bits."""
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "exit 0 same True", proc.stderr[-2000:]
