@@ -97,15 +97,18 @@ class _FlatBuffer:
 def _thread_ranges(shape: tuple[int, ...], parts: int) -> list[tuple[int, int]]:
     """Which elements of a parameter of ``shape`` each of ``parts`` threads updates.
 
-    A (D, M) weight with D >= M is cut into the row blocks that ``blas.gemm_blocks`` gives
-    the threads when it computes its gradient x^T dz (rows D * t // parts onward), so each
-    thread updates the rows it computed; anything else is cut evenly.
+    A (D, M) weight is cut as ``blas.gemm_blocks`` cuts its gradient x^T dz (the same
+    ``block_bounds``): when that gives thread t a block of rows, thread t updates those rows,
+    the ones it computed. Anything else is cut evenly.
     """
     size = int(np.prod(shape, dtype=np.int64))
-    if len(shape) == 2 and shape[0] >= shape[1]:
+    ranges = [(size * t // parts, size * (t + 1) // parts) for t in range(parts)]
+    if len(shape) == 2:
         rows, cols = shape
-        return [(rows * t // parts * cols, rows * (t + 1) // parts * cols) for t in range(parts)]
-    return [(size * t // parts, size * (t + 1) // parts) for t in range(parts)]
+        blocks = [_blas.block_bounds.py_func(rows, cols, t, parts) for t in range(parts)]
+        if all(c0 == 0 and c1 == cols for _, _, c0, c1 in blocks):
+            ranges = [(r0 * cols, r1 * cols) for r0, r1, _, _ in blocks]
+    return ranges
 
 
 def _check(name: str, value, low=0.0, high=None, high_open=False) -> float:

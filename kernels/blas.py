@@ -15,8 +15,9 @@ single-threaded GEMMs, 87 µs after two-threaded ones).
 
 Here the GEMM is cut into one block of rows (or of columns) of C per Numba thread, and each
 thread calls BLAS on its block with BLAS held to one thread. Numba's pool is then the only
-pool: its workers may spin between kernels, and the thread that wrote a block of a gradient
-is, with the same split, the one that updates it.
+pool: its workers may spin between kernels, and, for a product large enough to be split, the
+thread that wrote a block of rows of a weight's gradient is the one that updates those rows
+(the optimizers deal their work by the same ``block_bounds``).
 
 The BLAS is NumPy's own OpenBLAS (the one ``np.matmul`` uses; SciPy's is a second copy),
 reached through its CBLAS symbols. Where NumPy is built on another BLAS, ``AVAILABLE`` is
@@ -145,29 +146,33 @@ def block_bounds(M, N, t, parts):
 
 
 @jit
+def _cblas(ta, tb, m, n, k, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
+    """One row-major CBLAS ?gemm call on element offsets into A, B and C (float32: sgemm,
+    float64: dgemm); C[off:] = op(A[off:]) op(B[off:]) + beta C[off:], m x n, inner k."""
+    size = A.itemsize
+    if size == 4:
+        _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(1.0),
+                     A.ctypes.data + a_off * size, lda, B.ctypes.data + b_off * size, ldb,
+                     np.float32(beta), C.ctypes.data + c_off * size, ldc)
+    else:
+        _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0,
+                     A.ctypes.data + a_off * size, lda, B.ctypes.data + b_off * size, ldb,
+                     np.float64(beta), C.ctypes.data + c_off * size, ldc)
+
+
+@jit
 def gemm_block(A, trans_a, B, trans_b, C, beta, r0, r1, c0, c1):
     """C[r0:r1, c0:c1] = (op(A) @ op(B))[r0:r1, c0:c1] + beta * C[r0:r1, c0:c1]: one BLAS
     call, reading only rows r0:r1 of op(A) and columns c0:c1 of op(B)."""
-    M, N = C.shape
+    N = C.shape[1]
     K = A.shape[0] if trans_a else A.shape[1]
     lda, ldb, ldc = max(1, A.shape[1]), max(1, B.shape[1]), max(1, N)
     m, n = r1 - r0, c1 - c0
     if m <= 0 or n <= 0:
         return
-    size = A.itemsize
-    a_off = r0 if trans_a else r0 * lda
-    b_off = c0 * ldb if trans_b else c0
-    c_off = r0 * ldc + c0
-    ta = _TRANS if trans_a else _NO_TRANS
-    tb = _TRANS if trans_b else _NO_TRANS
-    if size == 4:
-        _cblas_sgemm(_ROW_MAJOR, ta, tb, m, n, K, np.float32(1.0),
-                     A.ctypes.data + a_off * size, lda, B.ctypes.data + b_off * size, ldb,
-                     np.float32(beta), C.ctypes.data + c_off * size, ldc)
-    else:
-        _cblas_dgemm(_ROW_MAJOR, ta, tb, m, n, K, 1.0,
-                     A.ctypes.data + a_off * size, lda, B.ctypes.data + b_off * size, ldb,
-                     np.float64(beta), C.ctypes.data + c_off * size, ldc)
+    _cblas(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, K,
+           A, r0 if trans_a else r0 * lda, lda, B, c0 * ldb if trans_b else c0, ldb,
+           beta, C, r0 * ldc + c0, ldc)
 
 
 @kernel(min_parallel=PARALLEL_MIN_WORK)
@@ -189,22 +194,13 @@ def gemm_blocks(A, trans_a, B, trans_b, C, beta, parts):
 
 
 @jit
-def _gemm_k_slice(A, B, C, k0, k1, beta):
-    """C = A[:, k0:k1] @ B[k0:k1, :] + beta * C (A (M, K), B (K, N), C (M, N), C-contiguous)."""
+def _gemm_k_slice(A, B, C, k0, k1):
+    """C = A[:, k0:k1] @ B[k0:k1, :] (A (M, K), B (K, N), C (M, N), C-contiguous)."""
     M, N = C.shape
-    K = A.shape[1]
     if M == 0 or N == 0:
         return
-    size = A.itemsize
-    lda, ldb, ldc = max(1, K), max(1, N), max(1, N)
-    if size == 4:
-        _cblas_sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, k1 - k0, np.float32(1.0),
-                     A.ctypes.data + k0 * size, lda, B.ctypes.data + k0 * ldb * size, ldb,
-                     np.float32(beta), C.ctypes.data, ldc)
-    else:
-        _cblas_dgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, N, k1 - k0, 1.0,
-                     A.ctypes.data + k0 * size, lda, B.ctypes.data + k0 * ldb * size, ldb,
-                     np.float64(beta), C.ctypes.data, ldc)
+    lda, ld = max(1, A.shape[1]), max(1, N)  # B and C both have N columns
+    _cblas(_NO_TRANS, _NO_TRANS, M, N, k1 - k0, A, k0, lda, B, k0 * ld, ld, 0.0, C, 0, ld)
 
 
 @kernel(min_parallel=PARALLEL_MIN_WORK)
@@ -225,9 +221,9 @@ def gemm_split_k(A, B, C, partial, parts):
     for t in prange(parts):
         k0, k1 = K * t // parts, K * (t + 1) // parts
         if t == 0:
-            _gemm_k_slice(A, B, C, k0, k1, 0.0)
+            _gemm_k_slice(A, B, C, k0, k1)
         else:
-            _gemm_k_slice(A, B, partial[t - 1], k0, k1, 0.0)
+            _gemm_k_slice(A, B, partial[t - 1], k0, k1)
     restore_blas_threads(blas_threads)
     for t in prange(parts):
         for i in range(M * t // parts, M * (t + 1) // parts):
@@ -268,14 +264,10 @@ def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
                          f"{A.dtype}, {B.dtype}, {dt}")
     if AVAILABLE and A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous:
         work = M * N * K
-        gemm_blocks(work)(A, trans_a, B, trans_b, C, beta, blocks_for(work))
+        gemm_blocks(work)(A, trans_a, B, trans_b, C, beta,
+                          BLOCKS if work >= PARALLEL_MIN_WORK else 1)
     else:
         _matmul_fallback(A, B, C, trans_a, trans_b, beta)
-
-
-def blocks_for(work: int) -> int:
-    """Blocks for a product of ``work`` multiply-adds (M * N * K)."""
-    return BLOCKS if work >= PARALLEL_MIN_WORK else 1
 
 
 def _matmul_fallback(A, B, C, trans_a, trans_b, beta):

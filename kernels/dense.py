@@ -166,7 +166,7 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
     dW : (D, M) receives x^T dz. db : (M,) receives sum_rows(dz), or None for no bias.
     accumulate_dW : optional (D, M) array to which x^T dz is added instead (``+=``, in the
         GEMM), for a gradient that already holds an earlier contribution; ``dW`` is then
-        not touched.
+        not touched (may be None).
     """
     if d.shape[0] == 0:  # the identity: dz is dy itself, only the bias needs a pass
         if db is not None:

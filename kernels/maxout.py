@@ -58,13 +58,18 @@ def maxout_forward(x, W, b, pieces, z, y, arg) -> None:
     maxout_reduce(z.size)(z, b, pieces, y, arg)
 
 
-def maxout_backward(dy, arg, pieces, x, W, dz, partial, dx, dW, db) -> None:
+def maxout_backward(dy, arg, pieces, x, W, dz, partial, dx, dW, db,
+                    accumulate_dW=None) -> None:
     """Gradients of Maxout given dy (N, M): dz (N, M*K) and partial (n_chunks(N), M*K)
-    scratch; dx (N, D) or None; dW (D, M*K); db (M*K,) or None."""
+    scratch; dx (N, D) or None; dW (D, M*K); db (M*K,) or None; accumulate_dW: optional
+    (D, M*K) array to which x^T dz is added instead (in the GEMM; ``dW`` then unused)."""
     maxout_route(dz.size)(dy, arg, pieces, dz)
     dz_and_bias_grad(dz.size)(dz, dz[:0], dz[:0], partial)  # column sums of dz only
     if db is not None:
         np.sum(partial, axis=0, out=db)
-    gemm(x, dz, dW, trans_a=True)
+    if accumulate_dW is not None:
+        gemm(x, dz, accumulate_dW, trans_a=True, beta=1.0)
+    else:
+        gemm(x, dz, dW, trans_a=True)
     if dx is not None:
         gemm(dz, W, dx, trans_b=True)

@@ -5,13 +5,13 @@ Every optimizer's update is written once, for one element, with torch.optim's fo
 fixed slices ``[start, end)`` of at most ``CHUNK`` elements that each lie in one parameter
 group (``group[w]``), so that parameter groups with their own lr/weight decay share one call.
 Updates are elementwise (no reductions), so any split over threads gives identical results.
-The items are dealt to threads by the caller (``thread_first``): thread t updates the rows of
-each weight whose gradient block thread t computed in the GEMM (``blas.gemm_blocks``), so
-the gradient is read from the cache that holds it. Measured, whole training steps in one
-process alternating the two ways (medians of paired ratios): with the flat buffer simply cut
-in halves, the 784-512-512-10 BN step was 12% to 32% slower and the 784-128-10 step 0% to
-26% slower, the more so when the machine's two cores sit far apart (a slow phase of this
-shared machine).
+The items are dealt to threads by the caller (``thread_first``): where the GEMM
+(``blas.gemm_blocks``) splits a weight's gradient by rows, thread t updates the rows it
+computed, so the gradient is read from the cache that holds it. Measured, whole training
+steps in one process alternating the two ways (medians of paired ratios): with the flat
+buffer simply cut in halves, the 784-512-512-10 BN step was 12% to 32% slower and the
+784-128-10 step 0% to 26% slower, the more so when the machine's two cores sit far apart (a
+slow phase of this shared machine).
 
 Shapes: param, grad, and each state buffer (n,) of one dtype; item_start, item_end,
 item_group (W,) int64 and thread_first (T + 1,) int64 (``work_items``); hp (G, K) float64,

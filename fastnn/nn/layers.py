@@ -56,9 +56,6 @@ def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
     Arrays and numbers of any real dtype are cast; a Tensor of another dtype is cast through
     a graph op (its gradient is cast back).
     """
-    if type(x) is Tensor and x.data.dtype is layer.dtype and min_ndim <= x.data.ndim <= max_ndim \
-            and x.data.size:
-        return x  # the common case, checked in one line
     if isinstance(x, Tensor):
         if x.dtype != layer.dtype:
             x = x.astype(layer.dtype)
@@ -330,7 +327,7 @@ class Linear(Module):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
                 partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
-                dW, dW_into = weight._grad_out(lambda: pool.get("dW", W.shape, dt))
+                dW, dW_into = weight._grad_out()  # the GEMM adds into dW_into (beta = 1)
                 db = db_into = None
                 if bias is not None:
                     db, db_into = bias._grad_out(lambda: pool.get("db", (m,), dt))
@@ -704,14 +701,12 @@ class Maxout(Module):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m * k), dt)
                 partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
-                dW, dW_into = weight._grad_out(lambda: pool.get("dW", W.shape, dt))
+                dW, dW_into = weight._grad_out()  # the GEMM adds into dW_into (beta = 1)
                 db = db_into = None
                 if bias is not None:
                     db, db_into = bias._grad_out(lambda: pool.get("db", (m * k,), dt))
                 dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
-                K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db)
-                if dW_into is not None:
-                    dW_into += dW
+                K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db, dW_into)
                 if db_into is not None:
                     db_into += db
                 if dx is not None:

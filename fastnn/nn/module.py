@@ -43,14 +43,15 @@ class Parameter(Tensor):
             super()._accumulate(g, owned)
         self._zeroed_grad = None
 
-    def _grad_out(self, scratch) -> tuple[np.ndarray, np.ndarray | None]:
+    def _grad_out(self, scratch=None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Where a layer's backward should write this parameter's gradient.
 
         Returns ``(out, add_to)``: write the gradient into ``out``; then, if ``add_to`` is
         not None, add ``out`` into it. A missing or freshly zeroed gradient is written in
         place (no extra pass, no scratch; a missing one into the optimizer's buffer when
-        there is one); only a gradient that holds an earlier contribution needs
-        ``scratch()``, a callable returning a work array of its shape.
+        there is one). Only a gradient that holds an earlier contribution needs ``scratch()``,
+        a callable returning a work array of its shape; a layer that can add into ``add_to``
+        directly (a GEMM with beta = 1) passes no ``scratch`` and gets ``out`` None.
         """
         if self.grad is None:
             home = self._grad_home
@@ -60,7 +61,7 @@ class Parameter(Tensor):
         if self._zeroed_grad is self.grad:
             self._zeroed_grad = None
             return self.grad, None
-        return scratch(), self.grad
+        return (scratch() if scratch is not None else None), self.grad
 
 
 class Module:

@@ -237,6 +237,14 @@ def test_maxout_gradcheck_and_values(pieces):
     check_module(layer, x)
 
 
+@pytest.mark.parametrize("make", [lambda: fnn.Linear(4, 4, activation="tanh", dtype=F64),
+                                  lambda: fnn.Maxout(4, 4, pieces=2, dtype=F64)])
+def test_a_layer_used_twice_sums_its_weight_gradients(make):
+    """The second use adds x^T dz into the gradient the first wrote (a GEMM with beta = 1)."""
+    layer = make()
+    check_module(fnn.Sequential(layer, layer), rand(3, 4, seed=9))
+
+
 # ---------------------------------------------------------------- Dropout, noise
 def test_dropout_rate_scale_reproducibility_and_eval():
     d = fnn.Dropout(0.3, seed=123)
