@@ -2,7 +2,9 @@
 
 Layout: ``model/<name>`` (the model's state_dict), ``optim/<state>/<k>`` (the optimizer's
 flat state buffers), ``data/mean`` and ``data/std`` (the standardization fitted on the
-training data), and ``__fastnn__``: a JSON document with the run's configuration
+training data), ``data/classes`` (a classifier's original labels, class i is
+``classes[i]``) or ``data/target_mean`` and ``data/target_std`` (a regressor's target
+standardization), and ``__fastnn__``: a JSON document with the run's configuration
 (architecture and data spec, so that the file alone rebuilds the model), the epoch, the
 optimizer's hyperparameters and step counts, the schedule's and the data loader's state,
 the dropout layers' generator states and the history.
@@ -57,11 +59,22 @@ def _jsonable(obj):
 
 def save_checkpoint(path: str, *, model, optimizer=None, scheduler=None, loader=None,
                     epoch: int = 0, config: dict | None = None, history=None,
-                    standardizer=None) -> str:
-    """Write a checkpoint of a training run to ``path`` atomically; returns ``path``."""
+                    standardizer=None, arrays: dict[str, np.ndarray] | None = None) -> str:
+    """Write a checkpoint of a training run to ``path`` atomically; returns ``path``.
+
+    ``arrays``: more arrays to keep, by name (e.g. ``data/classes``: the original class
+    labels; numbers, booleans or a str array, all stored without pickle).
+    """
+    extra = dict(arrays or {})
     from .nn.layers import Dropout, GaussianNoise
 
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    for name, value in extra.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "O":
+            raise TypeError(f"checkpoint array {name!r} holds Python objects (dtype object); "
+                            "store strings as a str array")
+        arrays[name] = value
     meta = {"format": FORMAT, "version": VERSION, "epoch": int(epoch),
             "config": config or {}, "history": history or []}
     if optimizer is not None:

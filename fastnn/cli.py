@@ -1,7 +1,9 @@
 """The ``fastnn`` command line: train, evaluate, predict, gradcheck, info, warmup.
 
-Bad input (a missing file, an unknown data spec, labels that are not classes, a checkpoint
-that does not fit) ends with exit code 2 and one line on stderr, never a traceback.
+A thin shell: argparse and printing over :mod:`fastnn.recipes`. Bad input (a missing file,
+an unknown data spec, labels that are not classes, a checkpoint that does not fit: fastnn's
+own error types) ends with exit code 2 and one line on stderr; anything else is a bug and
+keeps its traceback.
 A diverging run ends with exit code 1, naming the epoch and step; its last good
 checkpoint stays on disk.
 """
@@ -10,155 +12,25 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import platform
 import sys
-import time
 
-DEFAULTS = {
-    "data": "digits", "hidden": "256,256", "activation": "relu", "batchnorm": True,
-    "dropout": 0.2, "loss": "cross_entropy", "optimizer": "adam", "lr": None,
-    "weight_decay": 1e-4, "schedule": "cosine", "epochs": 30, "batch_size": 64, "seed": 0,
-    "val_fraction": 0.1, "dtype": "float32",
-}
-ARCHITECTURE = ("hidden", "activation", "batchnorm", "dropout", "dtype")
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05,
-              "rmsprop": 1e-3, "adam": 2e-3, "adamw": 2e-3}
-TEST_FRACTION = 0.2  # held out for testing when a data source has no test part
+from .recipes import ACTIVATIONS, DEFAULT_LR, DEFAULTS, LOSSES, SCHEDULES, ConfigError
 
-
-class UsageError(ValueError):
-    """Bad command-line input (exit code 2)."""
-
-
-# ----------------------------------------------------------------------------- data
-def prepare_data(spec: str, seed: int, val_fraction: float, standardizer=None):
-    """Load ``spec`` and make the train/val/test parts (deterministic from ``seed``).
-
-    Returns (X_train, y_train, X_val, y_val, X_test, y_test, standardizer, n_classes); the
-    standardizer is fitted on the training part unless one is given (a checkpoint's).
-    """
-    from .data import Standardizer, check_finite, train_val_split
-    from .datasets import load_spec
-
-    split = load_spec(spec)
-    X, y = split.X, split.y
-    if split.X_test is None:
-        X, y, X_test, y_test = train_val_split(X, y, TEST_FRACTION, seed=seed + 1)
-    else:
-        X_test, y_test = split.X_test, split.y_test
-    if val_fraction > 0:
-        X, y, X_val, y_val = train_val_split(X, y, val_fraction, seed=seed)
-    else:
-        X_val = y_val = None
-    for name, arr in (("training data", X), ("test data", X_test)):
-        check_finite(arr.reshape(len(arr), -1) if arr.ndim > 2 else arr, name=f"{spec} {name}")
-    if standardizer is None:
-        standardizer = Standardizer().fit(X.reshape(len(X), -1))
-    parts = [standardizer.transform(a) if a is not None else None for a in (X, X_val, X_test)]
-    n_classes = split.n_classes
-    return (parts[0], y, parts[1], y_val, parts[2], y_test, standardizer, n_classes)
-
-
-def _parse_hidden(text) -> list[int]:
-    if isinstance(text, list):
-        return text
-    try:
-        sizes = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--hidden takes comma-separated layer sizes like 256,256, "
-                         f"got {text!r}") from None
-    if any(s <= 0 for s in sizes):
-        raise UsageError(f"--hidden sizes must be positive, got {text!r}")
-    return sizes
-
-
-def _make_optimizer(name, params, lr, weight_decay):
-    from . import optim
-
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "nesterov":
-        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    if name == "adagrad":
-        return optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    if name == "adam":
-        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise UsageError(f"unknown optimizer {name!r}")
-
-
-def _make_schedule(name, optimizer, epochs):
-    from .optim import lr_scheduler as S
-
-    if name == "none":
-        return None
-    if name == "step":
-        return S.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
-    if name == "cosine":
-        return S.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-    raise UsageError(f"unknown schedule {name!r}")
-
-
-def _loss_fn(name):
-    from . import losses
-
-    if name == "cross_entropy":
-        return losses.cross_entropy
-    if name == "hinge":
-        return losses.multiclass_hinge
-    raise UsageError(f"unknown loss {name!r}")
-
-
-def _model_from_config(cfg):
-    from .train import build_mlp
-
-    a = cfg["architecture"]
-    return build_mlp(a["input_dim"], a["hidden"], a["n_classes"], a["activation"],
-                     a["batchnorm"], a["dropout"], a["dtype"])
+UsageError = ConfigError  # bad command-line input (exit code 2)
 
 
 # ---------------------------------------------------------------------------- train
-def _resolve_config(args, ckpt):
-    """Flags, else the checkpoint's recorded configuration, else the defaults."""
-    cfg = {}
-    recorded = ckpt.meta["config"] if ckpt is not None else {}
-    for key, default in DEFAULTS.items():
-        given = getattr(args, key)
-        before = recorded.get("run", {}).get(key) if key not in ARCHITECTURE else \
-            recorded.get("architecture", {}).get(key)
-        if key == "hidden" and given is not None:
-            given = _parse_hidden(given)
-        # A resumed run continues the recorded one: only --epochs may change.
-        if ckpt is not None and key != "epochs" and given is not None \
-                and before is not None and given != before:
-            raise UsageError(f"--{key.replace('_', '-')} {given} does not fit the checkpoint, "
-                             f"which was trained with {before} (a resumed run keeps its "
-                             "settings; start a new run to change them)")
-        cfg[key] = given if given is not None else (before if before is not None else default)
-    cfg["hidden"] = _parse_hidden(cfg["hidden"])
-    if cfg["lr"] is None:
-        cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
-    if not 0 <= cfg["dropout"] < 1:
-        raise UsageError(f"--dropout must be in [0, 1), got {cfg['dropout']}")
-    return cfg
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from . import _threads
-    from .checkpoint import load_checkpoint, restore, save_checkpoint
-    from .data import ArrayDataset, DataLoader
-    from .random import manual_seed
-    from .train import ModelCheckpoint, TrainingDiverged, evaluate, fit
+    from .recipes import run_training
+    from .train import TrainingDiverged
 
+    if args.sync_batchnorm and not args.distributed:
+        raise UsageError("--sync-batchnorm needs --distributed (it syncs BatchNorm over ranks)")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     comm = None
     if args.distributed:
         from . import distributed
@@ -167,241 +39,91 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.quiet = args.quiet or comm.rank != 0
     elif args.threads is not None:
         _threads.set_num_threads(args.threads)
-    ckpt = load_checkpoint(args.resume) if args.resume else None
-    c = _resolve_config(args, ckpt)
-    standardizer = None
-    if ckpt is not None:
-        from .data import Standardizer
-
-        standardizer = Standardizer(ckpt.arrays.get("data/mean"), ckpt.arrays.get("data/std"))
-        if standardizer.mean is None:
-            raise UsageError(f"{args.resume}: records no standardization of the inputs")
-    Xtr, ytr, Xva, yva, Xte, yte, std, n_classes = prepare_data(
-        c["data"], c["seed"], c["val_fraction"], standardizer)
-    config = {
-        "architecture": {"input_dim": int(Xtr.shape[1]), "hidden": c["hidden"],
-                         "n_classes": n_classes, "activation": c["activation"],
-                         "batchnorm": c["batchnorm"], "dropout": c["dropout"],
-                         "dtype": c["dtype"]},
-        "data": {"spec": c["data"], "seed": c["seed"], "val_fraction": c["val_fraction"]},
-        "run": {k: c[k] for k in DEFAULTS if k not in ARCHITECTURE},
-    }
-    if ckpt is not None and ckpt.meta["config"]["architecture"] != config["architecture"]:
-        raise UsageError(f"the data {c['data']!r} gives a model of "
-                         f"{config['architecture']}, which does not fit the checkpoint's "
-                         f"{ckpt.meta['config']['architecture']}")
-    manual_seed(c["seed"])
-    model = _model_from_config(config)
+    given = {key: getattr(args, key) for key in DEFAULTS}
     try:
-        optimizer = _make_optimizer(c["optimizer"], model.parameters(), c["lr"],
-                                    c["weight_decay"])
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    schedule = _make_schedule(c["schedule"], optimizer, c["epochs"])
-    loss_fn = _loss_fn(c["loss"])
-    loader = DataLoader(ArrayDataset(Xtr, ytr), batch_size=c["batch_size"], shuffle=True,
-                        seed=c["seed"], dtype=c["dtype"])
-    start_epoch, history = 0, []
-    if ckpt is not None:
-        restore(ckpt, model=model, optimizer=optimizer, scheduler=schedule, loader=loader)
-        start_epoch, history = int(ckpt.meta["epoch"]), list(ckpt.meta.get("history", []))
-        if start_epoch >= c["epochs"]:
-            raise UsageError(f"the checkpoint has {start_epoch} epochs already; ask for more "
-                             f"with --epochs N > {start_epoch}")
-
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    if comm is not None:  # one output directory for the job: rank 0's
-        out = comm.comm.bcast(out, root=0)
-    rank0 = comm is None or comm.rank == 0
-    if rank0:
-        os.makedirs(out, exist_ok=True)
-    ckpt_path = os.path.join(out, "model.npz")
-
-    def save(epoch, logs):  # after every epoch: the last good state stays on disk
-        save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=schedule,
-                        loader=loader, epoch=epoch, config=config, history=history,
-                        standardizer=std)
-
-    if not args.quiet:
-        print(f"fastnn train: {c['data']} ({len(Xtr)} train, "
-              f"{0 if Xva is None else len(Xva)} val, {len(Xte)} test, {Xtr.shape[1]} features, "
-              f"{n_classes} classes), MLP {Xtr.shape[1]}-{'-'.join(map(str, c['hidden']))}-"
-              f"{n_classes} {c['activation']}{' +BN' if c['batchnorm'] else ''}, "
-              f"{c['optimizer']} lr={c['lr']:g}, {c['epochs']} epochs", file=sys.stderr)
-    if rank0:
-        from ._warmup import announce_compilation
-
-        announce_compilation()
-    t0 = time.perf_counter()
-    try:
-        # A diverging run overflows before its loss turns NaN; fit reports that once.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if comm is None:
-                fit(model, loss_fn, optimizer, loader, val=None if Xva is None else (Xva, yva),
-                    epochs=c["epochs"], schedule=schedule, quiet=args.quiet,
-                    start_epoch=start_epoch, history=history,
-                    callbacks=[ModelCheckpoint(save)])
-            else:
-                from .distributed import (
-                    DistributedDataParallel,
-                    DistributedSampler,
-                    fit_distributed,
-                )
-
-                ddp = DistributedDataParallel(model, optimizer, comm,
-                                              sync_batchnorm=args.sync_batchnorm)
-                sampler = DistributedSampler(loader, comm)
-                fit_distributed(ddp, loss_fn, sampler, None if Xva is None else (Xva, yva),
-                                epochs=c["epochs"], schedule=schedule,
-                                callbacks=[ModelCheckpoint(save)], start_epoch=start_epoch,
-                                history=history, quiet=args.quiet)
+        result = run_training(given, out=args.out, resume=args.resume, comm=comm,
+                              quiet=args.quiet, sync_batchnorm=args.sync_batchnorm,
+                              threads=_threads.get_num_threads())
     except TrainingDiverged as exc:
-        kept = f"; the last good checkpoint is {ckpt_path}" if os.path.isfile(ckpt_path) else ""
-        print(f"fastnn train: stopped: {exc}{kept}", file=sys.stderr)
+        print(f"fastnn train: stopped: {exc}", file=sys.stderr)
         return 1
-    seconds = time.perf_counter() - t0
-    test_loss, test_acc = evaluate(model, loss_fn, (Xte, yte))
-    if not rank0:
+    if not result.files:  # not rank 0
         return 0
-    last = history[-1]
-    new_epochs = history[start_epoch:]
-    samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)
-    metrics = {
-        "test_accuracy": test_acc, "test_loss": test_loss,
-        "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
-        "train_loss": last["loss"], "train_accuracy": last["accuracy"],
-        "epochs": last["epoch"], "seconds": seconds,
-        "samples_per_second": samples / max(sum(h["seconds"] for h in new_epochs), 1e-12),
-        "history": history, "config": config,
-    }
-    _write_json(os.path.join(out, "metrics.json"), metrics)
-    _write_history_csv(os.path.join(out, "history.csv"), history)
-    plot_note = _plot_curves(os.path.join(out, "curves.png"), history)
-    rows = [("test accuracy", f"{test_acc:.4f}"), ("test loss", f"{test_loss:.4f}")]
-    if last["val_accuracy"] is not None:
-        rows.append(("val accuracy", f"{last['val_accuracy']:.4f}"))
-    rows += [("train loss", f"{last['loss']:.4f}"), ("epochs", str(last["epoch"])),
-             ("seconds", f"{seconds:.1f}"),
-             ("samples/s", f"{metrics['samples_per_second']:,.0f}"),
-             ("checkpoint", ckpt_path), ("metrics", os.path.join(out, "metrics.json")),
-             ("history", os.path.join(out, "history.csv")),
-             ("curves", plot_note or os.path.join(out, "curves.png"))]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+    m = result.metrics
+    if "test_accuracy" in m:
+        rows = [("test accuracy", m["test_accuracy"]), ("test loss", m["test_loss"]),
+                ("val accuracy", m.get("val_accuracy")), ("train loss", m["train_loss"])]
+    else:
+        rows = [("test R²", m["test_r2"]), ("test RMSE", m["test_rmse"]),
+                ("test MAE", m["test_mae"]), ("test loss", m["test_loss"]),
+                ("val R²", m.get("val_r2")), ("train loss", m["train_loss"])]
+    rows = [(k, f"{v:.4f}") for k, v in rows if v is not None]
+    rows += [("epochs", str(m["epochs"])), ("seconds", f"{m['seconds']:.1f}"),
+             ("samples/s", f"{m['samples_per_second']:,.0f}")]
+    rows += [(k, result.notes.get(k, path)) for k, path in result.files.items()]
+    _print_rows(rows)
     return 0
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, allow_nan=True)
-    os.replace(tmp, path)
-
-
-def _write_history_csv(path, history):
-    cols = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-            "samples_per_second"]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for h in history:
-            w.writerow(["" if h.get(k) is None else h[k] for k in cols])
-
-
-def _plot_curves(path, history) -> str | None:
-    """Loss and accuracy per epoch, train and validation; a note if matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "not drawn: matplotlib is not installed (pip install 'fastnn[plot]')"
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax1, "loss", "loss"), (ax2, "accuracy", "accuracy")):
-        ax.plot(epochs, [h[key] for h in history], label="train")
-        if history and history[-1].get(f"val_{key}") is not None:
-            ax.plot(epochs, [h[f"val_{key}"] for h in history], label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return None
+def _print_rows(rows) -> None:
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
 
 
 # ------------------------------------------------------------------ evaluate, predict
-def _load_for_inference(path):
-    from .checkpoint import CheckpointError, load_checkpoint, restore
-    from .data import Standardizer
-
-    ckpt = load_checkpoint(path)
-    cfg = ckpt.meta.get("config", {})
-    if "architecture" not in cfg:
-        raise CheckpointError(f"{path}: records no architecture to rebuild the model from")
-    model = _model_from_config(cfg)
-    std = Standardizer()
-    restore(ckpt, model=model, standardizer=std)
-    if std.mean is None:
-        raise CheckpointError(f"{path}: records no standardization of the inputs")
-    return ckpt, model, std, cfg
-
-
 def _cmd_evaluate(args) -> int:
-    from .train import evaluate
+    from .recipes import load_trained, prepare_data
 
-    ckpt, model, std, cfg = _load_for_inference(args.checkpoint)
-    spec = args.data or cfg["data"]["spec"]
-    *_, X_test, y_test, _, _ = prepare_data(spec, cfg["data"]["seed"],
-                                            cfg["data"]["val_fraction"], std)
-    if X_test.shape[1] != cfg["architecture"]["input_dim"]:
-        raise UsageError(f"{spec} has {X_test.shape[1]} features; the model takes "
-                         f"{cfg['architecture']['input_dim']}")
-    if y_test.max() >= cfg["architecture"]["n_classes"]:
-        raise UsageError(f"{spec} has labels up to {y_test.max()}; the model knows "
-                         f"{cfg['architecture']['n_classes']} classes")
-    loss, acc = evaluate(model, _loss_fn(cfg["run"]["loss"]), (X_test, y_test))
-    print(f"data      {spec} (test part, {len(y_test)} samples)")
-    print(f"loss      {loss:.4f}")
-    print(f"accuracy  {acc:.4f}")
+    trained = load_trained(args.checkpoint)
+    recorded = trained.config.get("data", {})
+    spec = args.data or recorded["spec"]
+    data = prepare_data(spec, seed=recorded.get("seed", 0),
+                        val_fraction=recorded.get("val_fraction", 0.0),
+                        encoding=trained.encoding, whole=args.all)
+    metrics = trained.evaluate(data.test)
+    part = "all rows" if args.all else "test part"
+    rows = [("data", f"{spec} ({part}, {len(data.test)} samples)")]
+    rows += [(k.replace("r2", "R²"), f"{v:.4f}") for k, v in metrics.items()]
+    _print_rows(rows)
     return 0
 
 
 def _cmd_predict(args) -> int:
+    from .recipes import load_features, load_trained
+
+    trained = load_trained(args.checkpoint)
+    X = load_features(args.input, trained.encoding)
+    result = trained.scores(X) if args.scores else trained.predict(X)
+    _write_predictions(args.out, result, trained, scores=args.scores)
+    what = "scores" if args.scores and trained.task == "classification" else \
+        "predicted classes" if trained.task == "classification" else "predicted values"
+    print(f"wrote {what} of {len(X)} samples to {args.out}")
+    return 0
+
+
+def _write_predictions(path: str, result, trained, scores: bool) -> None:
+    """``.npy`` (an array; labels keep their type, strings as a str array) or ``.csv``."""
     import numpy as np
 
-    from .data import DataError, check_finite
-    from .train import predict
-
-    _, model, std, cfg = _load_for_inference(args.checkpoint)
-    if not os.path.isfile(args.input):
-        raise FileNotFoundError(f"no such file: {args.input}")
-    try:
-        with np.load(args.input, allow_pickle=False) as f:
-            key = "X" if "X" in f.files else (f.files[0] if len(f.files) == 1 else None)
-            if key is None:
-                raise DataError(f"{args.input}: no array named X (has {f.files})")
-            X = f[key]
-    except (ValueError, OSError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{args.input}: not a readable .npz without pickle ({exc})") from None
-    if X.dtype.kind not in "fiu":
-        raise DataError(f"{args.input}: X must be numeric, got dtype {X.dtype}")
-    X = X.reshape(len(X), -1) if X.ndim > 1 else X.reshape(1, -1)
-    check_finite(X, name=args.input)
-    outputs = predict(model, std.transform(X, dtype=cfg["architecture"]["dtype"]))
-    result = outputs if args.scores else outputs.argmax(axis=1).astype(np.int64)
-    tmp = args.out + ".tmp.npy"
-    np.save(tmp, result)
-    os.replace(tmp, args.out)
-    print(f"wrote {'scores' if args.scores else 'predicted classes'} of {len(X)} samples "
-          f"to {args.out}")
-    return 0
+    tmp = path + ".tmp"
+    if path.endswith(".csv"):
+        enc = trained.encoding
+        if scores and trained.task == "classification":
+            header = [f"score_{c}" for c in enc.classes.labels.tolist()]
+        elif trained.task == "regression":
+            header = enc.target_names or [f"target_{j}" for j in range(enc.n_outputs)]
+        else:
+            header = enc.target_names or ["prediction"]
+        rows = result.reshape(len(result), -1)
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows.tolist())
+    else:
+        with open(tmp, "wb") as f:
+            np.save(f, result, allow_pickle=False)
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------ gradcheck
@@ -516,30 +238,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train an MLP classifier (default: the bundled digits)",
-                       description="Train an MLP classifier and write a checkpoint, metrics, "
-                       "the history and a plot of the curves into --out.")
+    p = sub.add_parser("train", help="train an MLP classifier or regressor (default: the "
+                       "bundled digits)",
+                       description="Train an MLP and write a checkpoint, metrics, the history "
+                       "and pictures into --out. The task (classification or regression) is "
+                       "inferred from the target unless --task says it; the first line says "
+                       "which and why.")
     p.add_argument("--data", help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | "
-                   "npz:FILE | csv:FILE:TARGET (default: digits)")
+                   "npz:FILE | npy:X.npy,y.npy | csv:FILE:TARGET[,TARGET2...] "
+                   "(default: digits)")
+    p.add_argument("--task", choices=["auto", "classification", "regression"],
+                   help="(default: auto: names, booleans and a few distinct integers are "
+                   "classes; fractional values and many distinct values are regression)")
     p.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: 256,256)")
-    p.add_argument("--activation", choices=["relu", "leaky_relu", "elu", "gelu", "tanh",
-                                            "sigmoid", "silu", "prelu"],
-                   help="(default: relu)")
+    p.add_argument("--activation", choices=list(ACTIVATIONS), help="(default: relu)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="BatchNorm1d after each hidden Linear (default: on)")
     p.add_argument("--dropout", type=float, help="dropout probability (default: 0.2)")
-    p.add_argument("--loss", choices=["cross_entropy", "hinge"], help="(default: cross_entropy)")
+    p.add_argument("--loss", choices=[*LOSSES["classification"], *LOSSES["regression"]],
+                   help="classification: cross_entropy (default) or hinge; regression: mse "
+                   "(default), l1 or huber")
     p.add_argument("--optimizer", choices=list(DEFAULT_LR), help="(default: adam)")
     p.add_argument("--lr", type=float, help="learning rate (default: per optimizer, adam 2e-3)")
     p.add_argument("--weight-decay", type=float, dest="weight_decay", help="(default: 1e-4)")
-    p.add_argument("--schedule", choices=["none", "step", "cosine"], help="(default: cosine)")
-    p.add_argument("--epochs", type=int, help="(default: 30)")
+    p.add_argument("--schedule", choices=list(SCHEDULES),
+                   help="(default: cosine, defined over the run's --epochs)")
+    p.add_argument("--epochs", type=int, help="(default: 30; with --resume, the new total: "
+                   "a larger number continues on the schedule of the longer run)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="(default: 64)")
     p.add_argument("--seed", type=int, help="(default: 0)")
     p.add_argument("--threads", type=int, help="thread budget (default: all cores)")
     p.add_argument("--val-fraction", type=float, dest="val_fraction", help="(default: 0.1)")
     p.add_argument("--dtype", choices=["float32", "float64"], help="(default: float32)")
-    p.add_argument("--out", help="output directory (default: runs/<timestamp>)")
+    p.add_argument("--out", help="output directory (default: runs/<timestamp>, or the "
+                   "resumed checkpoint's directory)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--distributed", action="store_true",
@@ -548,16 +280,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --distributed: batch statistics over all ranks")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="loss and accuracy of a checkpoint on test data")
+    p = sub.add_parser("evaluate", help="loss and metrics of a checkpoint on test data")
     p.add_argument("checkpoint")
-    p.add_argument("--data", help="data spec (default: the one recorded in the checkpoint)")
+    p.add_argument("--data", help="data spec, as for train (default: the one recorded in the "
+                   "checkpoint)")
+    p.add_argument("--all", action="store_true",
+                   help="score every row of the data, not only its test part (a new file)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predict classes for the samples in an .npz file")
+    p = sub.add_parser("predict", help="predict labels or values for new samples")
     p.add_argument("checkpoint")
-    p.add_argument("input", help=".npz file with an array X (N, features)")
-    p.add_argument("--out", required=True, help="where to write the predictions (.npy)")
-    p.add_argument("--scores", action="store_true", help="write the raw class scores instead")
+    p.add_argument("input", help="FILE.npz (array X, or X_test), FILE.csv (the model's "
+                   "feature columns; a target column is ignored), FILE.npy, or a data spec")
+    p.add_argument("--out", required=True, help="where to write the predictions: .npy "
+                   "(labels in the training data's own labels) or .csv")
+    p.add_argument("--scores", action="store_true",
+                   help="a classifier's raw class scores (logits) instead of labels")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("gradcheck", help="check every layer's and loss's gradients (float64)")
@@ -591,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (UsageError, DataError, CheckpointError, OSError, ValueError, TypeError,
-            ImportError) as exc:
+    except (ConfigError, DataError, CheckpointError, OSError, NotImplementedError) as exc:
+        # fastnn's own errors and the environment's (a missing file, a full disk): one line.
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         _abort_job_if_distributed(args, 2)
         return 2

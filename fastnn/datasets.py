@@ -8,12 +8,17 @@ spec                       what it loads
 ``mnist:DIR``              MNIST IDX files in DIR (``train-images-idx3-ubyte[.gz]``, ...)
 ``fashion-mnist:DIR``      Fashion-MNIST, same file names and format
 ``cifar10:DIR``            CIFAR-10 binary version (``data_batch_1..5.bin``, ``test_batch.bin``)
-``npz:FILE``               arrays ``X``, ``y`` and optionally ``X_test``, ``y_test``
-``csv:FILE:TARGET``        a CSV with a header row; TARGET names the label column
+``npz:FILE``               arrays ``X``, ``y`` and optionally ``X_test``, ``y_test`` (or only
+                           ``X_test``, ``y_test``: a file to score)
+``npy:X.npy,y.npy``        uncompressed ``.npy`` files, memory-mapped (optionally followed by
+                           ``,X_test.npy,y_test.npy``)
+``csv:FILE:TARGET``        a CSV with a header row; TARGET names the target column (or
+                           several, comma-separated: ``csv:FILE:T1,T2``)
 =========================  ==============================================================
 
-Every loader returns a :class:`Split`: float or uint8 features (N, D), int64 labels, and a
-test part when the source has one.
+Every loader returns a :class:`Split`: features (N, D) as stored (uint8 images stay uint8),
+the targets as they are in the file (integers, names, booleans or real values: what they
+mean is decided by :func:`fastnn.tasks.infer_task`), and a test part when the source has one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import DataError, as_labels, check_finite
+from .data import DataError
 
 #: Refuse IDX files that declare more than this many bytes of data (a corrupt header).
 MAX_IDX_BYTES = 4 << 30
@@ -36,19 +41,20 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 @dataclass
 class Split:
-    """Training features and labels, and the test part if the source has one."""
+    """Features and targets, and the test part if the source has one.
 
-    X: np.ndarray
-    y: np.ndarray
+    ``X`` may be None for a file that holds only a test part (``X_test``, ``y_test``).
+    ``y_test`` may be None for features to predict (a CSV without the target column).
+    """
+
+    X: np.ndarray | None
+    y: np.ndarray | None
     X_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     name: str = ""
-    class_names: list[str] | None = None
-
-    @property
-    def n_classes(self) -> int:
-        ys = [self.y] + ([self.y_test] if self.y_test is not None else [])
-        return int(max(int(v.max()) for v in ys if len(v)) + 1)
+    #: Feature column names (CSV) and target column names (CSV), where the source has them.
+    feature_names: list[str] | None = None
+    target_names: list[str] | None = None
 
 
 # ------------------------------------------------------------------------------- IDX
@@ -134,7 +140,11 @@ def load_mnist(directory: str, name: str = "mnist") -> Split:
         if X.ndim != 3 or y.ndim != 1 or len(X) != len(y):
             raise DataError(f"{directory}: {prefix} images {X.shape} and labels {y.shape} do not "
                             "match (expected (N, rows, cols) and (N,))")
-        parts += [X.reshape(len(X), -1), as_labels(y, name=f"{prefix} labels")]
+        if y.dtype.kind not in "iu" or (len(y) and y.max() > 9):
+            row = int(np.argmax(y > 9)) if y.dtype.kind in "iu" else 0
+            raise DataError(f"{directory}: {prefix} label {row} is {y[row].item()!r}; "
+                            f"{name} has the 10 classes 0..9")
+        parts += [X.reshape(len(X), -1), y.astype(np.int64)]
     return Split(*parts, name=name)
 
 
@@ -171,41 +181,102 @@ def load_cifar10(directory: str) -> Split:
 
 
 # --------------------------------------------------------------------------- npz, csv
+def _check_part(path: str, X, y, xname: str, yname: str) -> None:
+    if X.dtype.kind not in "fiu":
+        raise DataError(f"{path}: {xname} must be numeric, got dtype {X.dtype}")
+    if X.ndim == 0 or len(X) == 0:
+        raise DataError(f"{path}: {xname} is empty (shape {X.shape})")
+    if y is not None:
+        if y.ndim not in (1, 2):
+            raise DataError(f"{path}: {yname} must have shape (N,) or (N, K), got {y.shape}")
+        if len(y) != len(X):
+            raise DataError(f"{path}: {yname} has {len(y)} rows for the {len(X)} rows of "
+                            f"{xname}")
+        if y.dtype.kind not in "biufUS":
+            raise DataError(f"{path}: {yname} must hold numbers, booleans or strings, got "
+                            f"dtype {y.dtype}")
+
+
 def load_npz(path: str) -> Split:
-    """Arrays ``X`` and ``y`` (and optional ``X_test``, ``y_test``), read without pickle."""
+    """Arrays ``X`` and ``y`` (and optional ``X_test``, ``y_test``), read without pickle.
+
+    A file with only ``X_test`` and ``y_test`` (or only ``X``) is a valid source for
+    scoring or predicting. Targets of any kind (integers, strings, booleans, reals).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = {"X", "y"} - set(f.files)
-            if missing:
-                raise DataError(f"{path}: missing arrays {sorted(missing)} (has {f.files})")
+            if not {"X", "X_test"} & set(f.files):
+                raise DataError(f"{path}: no array X or X_test (has {f.files})")
             arrays = {k: f[k] for k in ("X", "y", "X_test", "y_test") if k in f.files}
     except ValueError as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{path}: cannot read without pickle ({exc})") from None
+        raise DataError(f"{path}: holds arrays of Python objects, which fastnn does not read "
+                        "(save strings as a str array, e.g. y.astype(str))") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    if ("X_test" in arrays) != ("y_test" in arrays):
-        raise DataError(f"{path}: X_test and y_test must come together")
-    out = Split(arrays["X"], as_labels(arrays["y"], len(arrays["X"]), name="y"), name="npz")
-    if "X_test" in arrays:
-        out.X_test = arrays["X_test"]
-        out.y_test = as_labels(arrays["y_test"], len(out.X_test), name="y_test")
-    for name, X in (("X", out.X), ("X_test", out.X_test)):
-        if X is not None and X.dtype.kind not in "fiu":
-            raise DataError(f"{path}: {name} must be numeric, got dtype {X.dtype}")
-    return out
+    if "X_test" in arrays and "y_test" not in arrays and "X" in arrays:
+        raise DataError(f"{path}: X_test needs y_test")
+    for xk, yk in (("X", "y"), ("X_test", "y_test")):
+        if xk in arrays:
+            _check_part(path, arrays[xk], arrays.get(yk), xk, yk)
+    return Split(arrays.get("X"), arrays.get("y"), arrays.get("X_test"), arrays.get("y_test"),
+                 name="npz")
 
 
-def load_csv(path: str, target: str) -> Split:
-    """A CSV with a header row; ``target`` names the label column, all others are features.
+def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a .npy array fastnn can read without pickle "
+                        f"({str(exc).split('.')[0]})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
 
-    Labels may be integers or names (names become classes 0..K-1 in sorted order). Empty
-    cells and text in feature columns raise DataError naming the row and the column.
+
+def load_npy(paths: list[str]) -> Split:
+    """``X.npy,y.npy[,X_test.npy,y_test.npy]``: features memory-mapped (read from disk as
+    batches need them, so a data set larger than memory trains), targets read whole."""
+    if len(paths) not in (1, 2, 4):
+        raise DataError(f"npy spec takes X.npy,y.npy or X.npy,y.npy,X_test.npy,y_test.npy, "
+                        f"got {len(paths)} files")
+    X = _load_npy(paths[0], mmap=True)
+    y = _load_npy(paths[1], mmap=False) if len(paths) > 1 else None
+    _check_part(paths[0], X, y, "X", "y")
+    X_test = y_test = None
+    if len(paths) == 4:
+        X_test, y_test = _load_npy(paths[2], mmap=True), _load_npy(paths[3], mmap=False)
+        _check_part(paths[2], X_test, y_test, "X_test", "y_test")
+    return Split(X, y, X_test, y_test, name="npy")
+
+
+def _parse_targets(cells: list[str], name: str):
+    """Target cells of one column: int64 when all are integers, float64 when all are
+    numbers, else the strings."""
+    try:
+        return np.array([int(c) for c in cells], dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return np.array([float(c) for c in cells], dtype=np.float64)
+    except ValueError:
+        return np.array(cells, dtype=str)
+
+
+def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
+    """A CSV with a header row; ``target`` names the target column (or several,
+    comma-separated); all other columns are features, or the columns named in ``features``
+    (in that order: a trained model's). ``target`` None reads features only.
+
+    Target cells may be integers, numbers or names (what they mean is decided later, see
+    :func:`fastnn.tasks.infer_task`). Empty cells, and text or NaN/Inf in feature columns,
+    raise DataError naming the file line (1-based, the header is line 1) and the column.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
@@ -215,9 +286,21 @@ def load_csv(path: str, target: str) -> Split:
         if not header:
             raise DataError(f"{path}: empty file (a header row is needed)")
         header = [h.strip() for h in header]
-        if target not in header:
-            raise DataError(f"{path}: no column {target!r}; the columns are {header}")
-        t = header.index(target)
+        targets: list[str] = []
+        if target is not None:
+            targets = [target] if target in header else [t.strip() for t in target.split(",")]
+            missing = [t for t in targets if t not in header]
+            if missing:
+                raise DataError(f"{path}: no column {missing[0]!r}; the columns are {header}")
+        t_cols = [header.index(t) for t in targets]
+        if features is not None:
+            missing = [c for c in features if c not in header]
+            if missing:
+                raise DataError(f"{path}: no column {missing[0]!r}, which the model takes as "
+                                f"a feature; the columns are {header}")
+            f_cols = [header.index(c) for c in features]
+        else:
+            f_cols = [j for j in range(len(header)) if j not in t_cols]
         feats, labels = [], []
         for line, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
@@ -226,31 +309,42 @@ def load_csv(path: str, target: str) -> Split:
                 raise DataError(f"{path}: line {line} has {len(row)} fields, the header has "
                                 f"{len(header)}")
             values = []
-            for j, cell in enumerate(row):
-                if j == t:
-                    continue
-                cell = cell.strip()
+            for j in f_cols:
+                cell = row[j].strip()
                 try:
-                    values.append(float(cell))
+                    v = float(cell)
                 except ValueError:
                     what = "an empty cell" if not cell else f"{cell!r}"
                     raise DataError(f"{path}: line {line}, column {header[j]!r}: {what} is not "
                                     "a number") from None
+                if not np.isfinite(v):
+                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {cell!r} is "
+                                    "NaN or Inf")
+                values.append(v)
             feats.append(values)
-            labels.append(row[t].strip())
+            cells = [row[j].strip() for j in t_cols]
+            for j, c in zip(t_cols, cells, strict=True):
+                if not c:
+                    raise DataError(f"{path}: line {line}, column {header[j]!r}: the target "
+                                    "is empty")
+            labels.append(cells)
     if not feats:
         raise DataError(f"{path}: no data rows")
     X = np.array(feats, dtype=np.float64)
-    try:
-        as_float = np.array([float(v) for v in labels])
-        y = as_labels(as_float, name=f"column {target!r}")
-        class_names = None
-    except (ValueError, DataError):
-        class_names = sorted(set(labels))
-        index = {c: i for i, c in enumerate(class_names)}
-        y = np.array([index[v] for v in labels], dtype=np.int64)
-    check_finite(X, name=path)
-    return Split(X, y, name="csv", class_names=class_names)
+    y = None
+    if targets:
+        cols = [_parse_targets([r[k] for r in labels], targets[k]) for k in range(len(targets))]
+        if len(cols) == 1:
+            y = cols[0]
+        else:
+            if any(c.dtype.kind not in "iuf" for c in cols):
+                bad = next(t for t, c in zip(targets, cols, strict=True)
+                           if c.dtype.kind not in "iuf")
+                raise DataError(f"{path}: several target columns must all be numeric; "
+                                f"{bad!r} holds text")
+            y = np.stack([c.astype(np.float64) for c in cols], axis=1)
+    return Split(X, y, name="csv", feature_names=[header[j] for j in f_cols],
+                 target_names=targets or None)
 
 
 def load_digits() -> Split:
@@ -266,8 +360,11 @@ def load_digits() -> Split:
     return Split(d.data.astype(np.float64), d.target.astype(np.int64), name="digits")
 
 
-def load_spec(spec: str) -> Split:
-    """Load the data named by a ``fastnn train --data`` spec (see the module table)."""
+def load_spec(spec: str, target_optional: bool = False) -> Split:
+    """Load the data named by a ``fastnn train --data`` spec (see the module table).
+
+    ``target_optional``: a ``csv:FILE`` spec without a target column is accepted (features
+    only, for prediction)."""
     kind, _, rest = spec.partition(":")
     if kind == "digits" and not rest:
         return load_digits()
@@ -277,12 +374,18 @@ def load_spec(spec: str) -> Split:
         return load_cifar10(rest)
     if kind == "npz" and rest:
         return load_npz(rest)
+    if kind == "npy" and rest:
+        return load_npy([p.strip() for p in rest.split(",")])
     if kind == "csv" and rest:
         path, sep, target = rest.rpartition(":")
+        if sep and path and target and os.path.isfile(path):
+            return load_csv(path, target)
+        if target_optional and os.path.isfile(rest):
+            return load_csv(rest, None)
         if not sep or not path or not target:
             raise DataError(f"csv spec needs a target column: csv:FILE:TARGET, got {spec!r}")
         return load_csv(path, target)
     raise DataError(
         f"unknown data spec {spec!r}: use digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
-        "npz:FILE or csv:FILE:TARGET"
+        "npz:FILE, npy:X.npy,y.npy or csv:FILE:TARGET"
     )

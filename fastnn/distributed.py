@@ -248,7 +248,8 @@ def fit_distributed(ddp: DistributedDataParallel, loss_fn, sampler: DistributedS
             correct += right
             seen += n_global
         validate = None if val is None else \
-            (lambda: evaluate(model, loss_fn, val[0], val[1], comm))
+            (lambda: dict(zip(("loss", "accuracy"), evaluate(model, loss_fn, val[0], val[1],
+                                                             comm), strict=True)))
         record = end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0, opt,
                            schedule, history, validate,
                            log if comm.rank == 0 and not quiet else None,

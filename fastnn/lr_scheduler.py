@@ -50,9 +50,14 @@ class LRScheduler:
                 "_last_lr": list(self._last_lr)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume at the saved epoch and set each group's learning rate by *this* schedule's
+        formula there: the same rate when the settings are the saved run's, and the rate of
+        the new curve when a resumed run extends it (a larger ``T_max``, say)."""
         self.last_epoch = int(state["last_epoch"])
         self.base_lrs = list(state["base_lrs"])
-        self._last_lr = list(state["_last_lr"])
+        self._last_lr = self.get_lr()
+        for g, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            g["lr"] = lr
 
 
 def _positive_int(name: str, v) -> int:

@@ -123,23 +123,51 @@ def _model_dtype(model) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def evaluate(model, loss_fn, data, batch_size: int = 1024) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data`` ((X, y), a dataset or a loader),
-    in evaluation mode and without recording a graph; the model's mode is restored."""
+def evaluate_metrics(model, loss_fn, data, batch_size: int = 1024,
+                     target_scaler=None) -> dict[str, float]:
+    """The mean loss of ``model`` on ``data`` ((X, y), a dataset or a loader) and its metrics,
+    in evaluation mode and without recording a graph; the model's mode is restored.
+
+    Class labels give ``{"loss", "accuracy"}``; real targets give ``{"loss", "r2", "rmse",
+    "mae"}`` (see :func:`fastnn.tasks.regression_metrics`), in the original units when
+    ``target_scaler`` (a :class:`fastnn.tasks.TargetScaler`) says how the targets were
+    standardized (R² does not depend on it).
+    """
+    from .tasks import regression_metrics
+
     loader = _loader(data, batch_size, False, 0, _model_dtype(model))
+    classification = loader.dataset.is_classification
     was_training = model.training
     model.eval()
     total, correct, n = 0.0, 0, 0
+    outs, targets = [], []
     try:
         with no_grad():
             for xb, yb in loader:
                 out = model(xb)
                 total += loss_fn(out, yb).item() * len(yb)
-                correct += int((out.data.argmax(axis=1) == yb).sum())
+                if classification:
+                    correct += int((out.data.argmax(axis=1) == yb).sum())
+                else:
+                    outs.append(np.array(out.data, dtype=np.float64).reshape(len(yb), -1))
+                    targets.append(np.array(yb, dtype=np.float64).reshape(len(yb), -1))
                 n += len(yb)
     finally:
         model.train(was_training)
-    return total / n, correct / n
+    if classification:
+        return {"loss": total / n, "accuracy": correct / n}
+    pred, y = np.concatenate(outs), np.concatenate(targets)
+    if target_scaler is not None:
+        pred, y = target_scaler.decode(pred), target_scaler.decode(y)
+    return {"loss": total / n, **regression_metrics(pred, y)}
+
+
+def evaluate(model, loss_fn, data, batch_size: int = 1024) -> tuple[float, float | None]:
+    """Mean loss and accuracy of ``model`` on ``data`` ((X, y), a dataset or a loader),
+    in evaluation mode and without recording a graph; the model's mode is restored.
+    The accuracy is None for regression targets (:func:`evaluate_metrics` gives R²)."""
+    m = evaluate_metrics(model, loss_fn, data, batch_size)
+    return m["loss"], m.get("accuracy")
 
 
 def predict(model, X, batch_size: int = 1024) -> np.ndarray:
@@ -161,16 +189,21 @@ def predict(model, X, batch_size: int = 1024) -> np.ndarray:
 def end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule, history,
               validate=None, log=None, suffix: str = "") -> dict:
     """The end of an epoch, shared by :func:`fit` and ``fastnn.distributed.fit_distributed``:
-    the record (losses as means over ``seen`` samples), validation, the schedule's step
-    (ReduceLROnPlateau gets the validation loss, else the training loss), the history and
-    the epoch's line on ``log`` (None: quiet)."""
+    the record (losses as means over ``seen`` samples; ``correct`` is None for regression),
+    validation (``validate()`` returns a dict of metrics, see :func:`evaluate_metrics`, each
+    recorded as ``val_<name>``), the schedule's step (ReduceLROnPlateau gets the validation
+    loss, else the training loss), the history and the epoch's line on ``log`` (None:
+    quiet)."""
     from .lr_scheduler import ReduceLROnPlateau
 
-    record = {"epoch": epoch, "loss": total / seen, "accuracy": correct / seen,
-              "val_loss": None, "val_accuracy": None, "lr": optimizer.param_groups[0]["lr"],
+    record = {"epoch": epoch, "loss": total / seen,
+              "accuracy": None if correct is None else correct / seen,
+              "val_loss": None, "lr": optimizer.param_groups[0]["lr"],
               "seconds": seconds, "samples_per_second": seen / seconds}
+    if correct is not None:
+        record["val_accuracy"] = None
     if validate is not None:
-        record["val_loss"], record["val_accuracy"] = validate()
+        record.update({f"val_{k}": v for k, v in validate().items()})
     if schedule is not None:
         if isinstance(schedule, ReduceLROnPlateau):
             schedule.step(record["val_loss"] if validate is not None else record["loss"])
@@ -178,17 +211,22 @@ def end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule,
             schedule.step()
     history.append(record)
     if log is not None:
-        val_part = "" if validate is None else \
-            f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_accuracy']:.4f}"
-        print(f"epoch {epoch:3d}/{epochs}  loss {record['loss']:.4f}  "
-              f"acc {record['accuracy']:.4f}{val_part}  "
-              f"{record['samples_per_second']:,.0f} samples/s{suffix}", file=log, flush=True)
+        parts = [f"epoch {epoch:3d}/{epochs}", f"loss {record['loss']:.4f}"]
+        if correct is not None:
+            parts.append(f"acc {record['accuracy']:.4f}")
+        for key, short in (("val_loss", "val_loss"), ("val_accuracy", "val_acc"),
+                           ("val_r2", "val_r2"), ("val_rmse", "val_rmse")):
+            if record.get(key) is not None:
+                parts.append(f"{short} {record[key]:.4f}")
+        parts.append(f"{record['samples_per_second']:,.0f} samples/s{suffix}")
+        print("  ".join(parts), file=log, flush=True)
     return record
 
 
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size: int = 64,
         schedule=None, callbacks: Sequence[Callback] = (), seed: int = 0, quiet: bool = False,
-        start_epoch: int = 0, history: list | None = None, log=None) -> list[dict]:
+        start_epoch: int = 0, history: list | None = None, log=None,
+        target_scaler=None) -> list[dict]:
     """Train ``model`` and return the history: one dict per epoch.
 
     Parameters
@@ -200,14 +238,18 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     epochs : train until this epoch number (counting ``start_epoch`` epochs already done).
     schedule : an lr scheduler stepped after every epoch (ReduceLROnPlateau gets the
         validation loss, or the training loss without validation data).
+    target_scaler : for regression, how the targets were standardized
+        (:class:`fastnn.tasks.TargetScaler`), so that validation metrics are reported in
+        the original units.
     callbacks : :class:`Callback` objects; any returning True stops training.
     quiet : no progress bar and no per-epoch lines.
     history : a list holding the earlier epochs' records (when resuming); the new records
         are appended to it in place, so callbacks can save the whole history.
     log : where per-epoch lines go (default: stderr).
 
-    Each record has ``epoch``, ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (None
-    without val), ``lr``, ``seconds`` and ``samples_per_second``.
+    Each record has ``epoch``, ``loss``, ``accuracy`` (None for regression), ``val_loss``
+    (None without val) and the validation metrics (``val_accuracy``; for regression
+    ``val_r2``, ``val_rmse``, ``val_mae``), ``lr``, ``seconds`` and ``samples_per_second``.
 
     Raises
     ------
@@ -217,6 +259,7 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     loader = _loader(train, batch_size, True, seed, dtype)
     val_data = None if val is None else (val if isinstance(val, (DataLoader, ArrayDataset))
                                          else ArrayDataset(*val))
+    classification = loader.dataset.is_classification
     history = history if history is not None else []  # appended to in place
     log = log or sys.stderr
     show_bar = not quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
@@ -227,7 +270,7 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     for epoch in range(start_epoch + 1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        total, correct, seen = 0.0, 0, 0
+        total, correct, seen = 0.0, 0 if classification else None, 0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", leave=False,
                    disable=not show_bar, unit="batch") if show_bar else None
         for step, (xb, yb) in enumerate(loader, start=1):
@@ -242,7 +285,8 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
             loss.backward()
             optimizer.step()
             total += value * len(yb)
-            correct += int((out.data.argmax(axis=1) == yb).sum())
+            if classification:
+                correct += int((out.data.argmax(axis=1) == yb).sum())
             seen += len(yb)
             if bar is not None:
                 bar.update(1)
@@ -253,8 +297,9 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
             bar.close()
         record = end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0,
                            optimizer, schedule, history,
-                           None if val_data is None else lambda: evaluate(model, loss_fn,
-                                                                          val_data),
+                           None if val_data is None else
+                           lambda: evaluate_metrics(model, loss_fn, val_data,
+                                                    target_scaler=target_scaler),
                            None if quiet else log)
         stop = False
         for cb in callbacks:

@@ -48,7 +48,8 @@ def test_idx_header_checked_before_allocation(tmp_path):
 
 def test_mnist_directory(mnist_dir):
     s = datasets.load_mnist(str(mnist_dir))
-    assert s.X.shape == (120, 16) and s.X_test.shape == (40, 16) and s.n_classes == 3
+    assert s.X.shape == (120, 16) and s.X_test.shape == (40, 16)
+    assert set(s.y) | set(s.y_test) == {0, 1, 2}
     assert s.X.dtype == np.uint8 and s.y.dtype == np.int64
     os.remove(mnist_dir / "t10k-labels-idx1-ubyte")
     with pytest.raises(FileNotFoundError, match="t10k-labels"):
@@ -76,14 +77,26 @@ def test_npz(tmp_path):
     s = datasets.load_npz(str(tmp_path / "d.npz"))
     assert s.X.shape == (20, 3) and s.X_test.shape == (5, 3)
     np.savez(tmp_path / "obj.npz", X=np.array([object()] * 3), y=np.arange(3))
-    with pytest.raises(DataError, match="pickle"):
+    with pytest.raises(DataError, match="Python objects") as err:
         datasets.load_npz(str(tmp_path / "obj.npz"))
-    np.savez(tmp_path / "noy.npz", X=X)
-    with pytest.raises(DataError, match=r"missing arrays \['y'\]"):
-        datasets.load_npz(str(tmp_path / "noy.npz"))
+    assert "allow_pickle" not in str(err.value)  # never suggest the unsafe way
+    np.savez(tmp_path / "noy.npz", X=X)  # features only: fine for predict
+    assert datasets.load_npz(str(tmp_path / "noy.npz")).y is None
+    np.savez(tmp_path / "nox.npz", y=y)
+    with pytest.raises(DataError, match="no array X or X_test"):
+        datasets.load_npz(str(tmp_path / "nox.npz"))
+    np.savez(tmp_path / "short.npz", X=X, y=y[:-1])
+    with pytest.raises(DataError, match="y has 19 rows for the 20 rows of X"):
+        datasets.load_npz(str(tmp_path / "short.npz"))
+    np.savez(tmp_path / "testonly.npz", X_test=X, y_test=y)
+    s = datasets.load_npz(str(tmp_path / "testonly.npz"))
+    assert s.X is None and s.X_test.shape == (20, 3)
+    # Targets come as they are in the file: fractional values, names.
     np.savez(tmp_path / "floaty.npz", X=X, y=y + 0.5)
-    with pytest.raises(DataError, match="integer class labels"):
-        datasets.load_npz(str(tmp_path / "floaty.npz"))
+    np.testing.assert_array_equal(datasets.load_npz(str(tmp_path / "floaty.npz")).y, y + 0.5)
+    names = np.array(["cat", "dog"])[y]
+    np.savez(tmp_path / "names.npz", X=X, y=names)
+    np.testing.assert_array_equal(datasets.load_npz(str(tmp_path / "names.npz")).y, names)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable"):
         datasets.load_npz(str(tmp_path / "junk.npz"))
@@ -93,15 +106,34 @@ def test_csv_numeric_and_named_labels_and_errors(tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n")
     s = datasets.load_csv(str(p), "species")
-    np.testing.assert_array_equal(s.y, [0, 1, 0])
-    assert s.class_names == ["setosa", "virginica"] and s.X.shape == (3, 2)
+    np.testing.assert_array_equal(s.y, ["setosa", "virginica", "setosa"])
+    assert s.feature_names == ["a", "b"] and s.X.shape == (3, 2)
     p.write_text("label,x\n1,0.5\n0,1.5\n")
-    np.testing.assert_array_equal(datasets.load_csv(str(p), "label").y, [1, 0])
+    y = datasets.load_csv(str(p), "label").y
+    np.testing.assert_array_equal(y, [1, 0])
+    assert y.dtype == np.int64
+    p.write_text("label,x\n-1,0.5\n+1,1.5\n")  # signed integers are numbers, not names
+    np.testing.assert_array_equal(datasets.load_csv(str(p), "label").y, [-1, 1])
+    p.write_text("t,x\n1.5,0.5\n2,1.5\n")
+    assert datasets.load_csv(str(p), "t").y.dtype == np.float64
+    p.write_text("a,x,b\n1.5,0.5,3\n2,1.5,4\n")  # two targets: (N, 2)
+    s = datasets.load_csv(str(p), "a,b")
+    np.testing.assert_array_equal(s.y, [[1.5, 3], [2, 4]])
+    assert s.target_names == ["a", "b"] and s.X.shape == (2, 1)
+    p.write_text("label,x\n1,0.5\n,1.5\n")
+    with pytest.raises(DataError, match=r"line 3, column 'label': the target is empty"):
+        datasets.load_csv(str(p), "label")
+    p.write_text("x,label,z\n1,a,2\n3,b,4\n")  # a trained model's columns, by name
+    s = datasets.load_csv(str(p), None, features=["z", "x"])
+    np.testing.assert_array_equal(s.X, [[2, 1], [4, 3]])
+    assert s.y is None
+    with pytest.raises(DataError, match="no column 'w', which the model takes"):
+        datasets.load_csv(str(p), None, features=["w"])
     p.write_text("label,x\n1,0.5\n0,abc\n")
     with pytest.raises(DataError, match=r"line 3, column 'x': 'abc' is not a number"):
         datasets.load_csv(str(p), "label")
     p.write_text("label,x\n1,nan\n")
-    with pytest.raises(DataError, match="NaN or Inf.*row 0"):
+    with pytest.raises(DataError, match="line 2, column 'x': 'nan' is NaN or Inf"):
         datasets.load_csv(str(p), "label")
     with pytest.raises(DataError, match="no column 'y'"):
         datasets.load_csv(str(p), "y")
@@ -112,3 +144,26 @@ def test_specs():
     for bad in ("digits:x", "mnist", "csv:file.csv", "parquet:x"):
         with pytest.raises(DataError):
             datasets.load_spec(bad)
+
+
+def test_mnist_labels_out_of_range_refused(mnist_dir):
+    labels = datasets.load_idx(str(mnist_dir / "t10k-labels-idx1-ubyte")).copy()
+    labels[7] = 12
+    write_idx(mnist_dir / "t10k-labels-idx1-ubyte", labels)
+    with pytest.raises(DataError, match="t10k label 7 is 12; mnist has the 10 classes 0..9"):
+        datasets.load_mnist(str(mnist_dir))
+
+
+def test_npy_spec_is_memory_mapped(tmp_path):
+    X, y = blobs(30, 4, 3)
+    np.save(tmp_path / "X.npy", X.astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    s = datasets.load_spec(f"npy:{tmp_path / 'X.npy'},{tmp_path / 'y.npy'}")
+    assert isinstance(s.X, np.memmap) and s.X.shape == (30, 4)
+    np.testing.assert_array_equal(s.y, y)
+    np.save(tmp_path / "obj.npy", np.array([object()] * 3))
+    with pytest.raises(DataError, match="without pickle"):
+        datasets.load_spec(f"npy:{tmp_path / 'obj.npy'},{tmp_path / 'y.npy'}")
+    with pytest.raises(DataError, match="y has 30 rows for the 20 rows of X"):
+        np.save(tmp_path / "X20.npy", X[:20])
+        datasets.load_spec(f"npy:{tmp_path / 'X20.npy'},{tmp_path / 'y.npy'}")

@@ -1,0 +1,203 @@
+"""What a training run leaves behind: ``metrics.json``, ``history.csv`` and pictures
+(``curves.png``; ``confusion.png`` for a classifier, ``pred_vs_true.png`` for a regressor).
+
+Everything is written to a temporary file first and renamed, so a reader never sees half a
+file. Pictures need matplotlib (``pip install 'fastnn[plot]'``); without it the run says
+so instead of drawing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from .tasks import classification_metrics
+
+NO_MATPLOTLIB = "not drawn: matplotlib is not installed (pip install 'fastnn[plot]')"
+
+
+def write_json(path: str, obj) -> None:
+    """``obj`` as indented JSON at ``path`` (atomically)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, allow_nan=True)
+    os.replace(tmp, path)
+
+
+def history_columns(history: list[dict]) -> list[str]:
+    """The columns of ``history.csv``: the keys of the records, in a fixed order."""
+    order = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_r2", "val_rmse",
+             "val_mae", "lr", "seconds", "samples_per_second"]
+    keys = set().union(*history) if history else set(order)
+    cols = [k for k in order if k in keys]
+    if all(h.get("accuracy") is None for h in history) and history:
+        cols.remove("accuracy")  # regression: no accuracy column
+    return cols + sorted(keys - set(order))
+
+
+def write_history_csv(path: str, history: list[dict]) -> None:
+    """One row per epoch (atomically)."""
+    cols = history_columns(history)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for h in history:
+            w.writerow(["" if h.get(k) is None else h[k] for k in cols])
+    os.replace(tmp, path)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _save(fig, plt, path: str) -> None:
+    tmp = path + ".tmp.png"
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_curves(path: str, history: list[dict]) -> str | None:
+    """Loss and accuracy (or R² for regression) per epoch, training and validation.
+    Returns None when drawn, else a note saying why not."""
+    plt = _pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
+    regression = bool(history) and all(h.get("accuracy") is None for h in history)
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    panels = [(ax1, "loss", "loss", "val_loss")]
+    panels.append((ax2, None if regression else "accuracy", "R²" if regression else "accuracy",
+                   "val_r2" if regression else "val_accuracy"))
+    for ax, key, title, val_key in panels:
+        if key is not None:
+            ax.plot(epochs, [h[key] for h in history], label="train")
+        if history and history[-1].get(val_key) is not None:
+            ax.plot(epochs, [h.get(val_key) for h in history], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    _save(fig, plt, path)
+    return None
+
+
+def plot_confusion(path: str, confusion: np.ndarray, labels) -> str | None:
+    """The test confusion matrix: rows the true class, columns the predicted one."""
+    plt = _pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
+    k = len(confusion)
+    size = min(12.0, 3.0 + 0.45 * k)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    names = [str(v) for v in labels]
+    ticks = np.arange(k) if k <= 40 else np.arange(0, k, max(1, k // 20))
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90 if k > 10 else 0)
+    ax.set_yticks(ticks, [names[i] for i in ticks])
+    if k <= 20:
+        top = confusion.max() or 1
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if confusion[i, j] > top / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test confusion matrix (accuracy {np.trace(confusion) / confusion.sum():.4f})")
+    _save(fig, plt, path)
+    return None
+
+
+def plot_pred_vs_true(path: str, pred: np.ndarray, y: np.ndarray, names=None) -> str | None:
+    """Predicted against true values on the test data, one panel per target (up to 4)."""
+    plt = _pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
+    pred, y = pred.reshape(len(pred), -1), y.reshape(len(y), -1)
+    k = min(4, y.shape[1])
+    fig, axes = plt.subplots(1, k, figsize=(4.5 * k, 4.5), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ax.scatter(y[:, j], pred[:, j], s=6, alpha=0.5)
+        lo, hi = float(min(y[:, j].min(), pred[:, j].min())), \
+            float(max(y[:, j].max(), pred[:, j].max()))
+        ax.plot([lo, hi], [lo, hi], color="black", lw=1)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_title(names[j] if names and j < len(names) else f"target {j}")
+        ax.grid(alpha=0.3)
+    _save(fig, plt, path)
+    return None
+
+
+def _test_outputs(trained, data) -> tuple[np.ndarray, np.ndarray]:
+    """The model's outputs and the encoded targets over a data set, batch by batch."""
+    from .data import DataLoader
+    from .train import predict
+
+    outs, ys = [], []
+    for xb, yb in DataLoader(data, batch_size=4096, dtype=trained.dtype):
+        outs.append(predict(trained.model, xb, batch_size=4096))
+        ys.append(np.array(yb))
+    return np.concatenate(outs), np.concatenate(ys)
+
+
+def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
+              seconds: float, start_epoch: int, trained, test_data):
+    """Write the reports of a finished run into ``out``; returns a
+    :class:`fastnn.recipes.RunResult`."""
+    from .recipes import RunResult
+
+    enc = trained.encoding
+    last = history[-1]
+    new_epochs = history[start_epoch:]
+    samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)
+    metrics = {f"test_{k}": v for k, v in test_metrics.items()}
+    metrics.update({k: v for k, v in last.items() if k.startswith("val_")})
+    metrics["train_loss"] = last["loss"]
+    if last.get("accuracy") is not None:
+        metrics["train_accuracy"] = last["accuracy"]
+    metrics.update({"epochs": last["epoch"], "seconds": seconds,
+                    "samples_per_second": samples / max(sum(h["seconds"] for h in new_epochs),
+                                                        1e-12)})
+    files = {"checkpoint": os.path.join(out, "model.npz"),
+             "metrics": os.path.join(out, "metrics.json"),
+             "history": os.path.join(out, "history.csv"),
+             "curves": os.path.join(out, "curves.png")}
+    notes = {}
+    outputs, targets = _test_outputs(trained, test_data)
+    if enc.task == "classification":
+        cm = classification_metrics(outputs.argmax(axis=1), targets, len(enc.classes))
+        labels = enc.classes.labels.tolist()
+        metrics["classes"] = labels
+        metrics["per_class"] = {
+            str(lab): {"precision": float(cm["precision"][i]), "recall": float(cm["recall"][i]),
+                       "support": int(cm["support"][i])} for i, lab in enumerate(labels)}
+        metrics["confusion_matrix"] = cm["confusion"].tolist()
+        files["confusion"] = os.path.join(out, "confusion.png")
+        note = plot_confusion(files["confusion"], cm["confusion"], labels)
+    else:
+        files["pred_vs_true"] = os.path.join(out, "pred_vs_true.png")
+        note = plot_pred_vs_true(files["pred_vs_true"], enc.target_scaler.decode(outputs),
+                                 enc.target_scaler.decode(targets), enc.target_names)
+    if note:
+        notes["confusion" if enc.task == "classification" else "pred_vs_true"] = note
+    metrics["history"], metrics["config"] = history, config
+    write_json(files["metrics"], metrics)
+    write_history_csv(files["history"], history)
+    note = plot_curves(files["curves"], history)
+    if note:
+        notes["curves"] = note
+    return RunResult(metrics, out, files, notes)
