@@ -94,7 +94,7 @@ def test_two_targets_from_csv(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 3))
     Y = np.c_[X @ [1.0, -2.0, 0.5], np.sin(X[:, 0]) * 3]
-    rows = ["a,t1,b,c,t2"] + [f"{x[0]},{t[0]},{x[1]},{x[2]},{t[1]}" for x, t in zip(X, Y)]
+    rows = ["a,t1,b,c,t2"] + [f"{x[0]},{t[0]},{x[1]},{x[2]},{t[1]}" for x, t in zip(X, Y, strict=True)]
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     code, out = _train(tmp_path, "two", "--data", f"csv:{tmp_path / 'm.csv'}:t1,t2",
                        "--epochs", "20", "--dropout", "0")
@@ -134,7 +134,7 @@ def test_labels_of_any_kind_give_c_outputs_and_come_back(tmp_path, labels):
 def test_csv_labels_and_empty_label_cell(tmp_path, capsys):
     X, idx = blobs(90, 3, 3)
     names = np.array(["setosa", "versicolor", "virginica"])[idx]
-    rows = ["a,b,c,species"] + [f"{r[0]},{r[1]},{r[2]},{n}" for r, n in zip(X, names)]
+    rows = ["a,b,c,species"] + [f"{r[0]},{r[1]},{r[2]},{n}" for r, n in zip(X, names, strict=True)]
     (tmp_path / "i.csv").write_text("\n".join(rows) + "\n")
     code, out = _train(tmp_path, "iris", "--data", f"csv:{tmp_path / 'i.csv'}:species",
                        "--epochs", "25")
