@@ -94,7 +94,8 @@ def test_two_targets_from_csv(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 3))
     Y = np.c_[X @ [1.0, -2.0, 0.5], np.sin(X[:, 0]) * 3]
-    rows = ["a,t1,b,c,t2"] + [f"{x[0]},{t[0]},{x[1]},{x[2]},{t[1]}" for x, t in zip(X, Y, strict=True)]
+    rows = ["a,t1,b,c,t2"] + [f"{x[0]},{t[0]},{x[1]},{x[2]},{t[1]}"
+                              for x, t in zip(X, Y, strict=True)]
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     code, out = _train(tmp_path, "two", "--data", f"csv:{tmp_path / 'm.csv'}:t1,t2",
                        "--epochs", "20", "--dropout", "0")
