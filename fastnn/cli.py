@@ -314,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fastnn`` console script; returns the exit code."""
+    from ._bytecode import ensure_bytecode
+
+    try:
+        return _main(argv)
+    finally:
+        ensure_bytecode()
+
+
+def _main(argv: list[str] | None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
 
