@@ -275,9 +275,8 @@ class Standardizer:
     blown up into huge values at test time. Measured on the bundled digits (4 seeds):
     test accuracy 0.969-0.981 with plain standard deviations, 0.978-0.983 with the floor.
 
-    The statistics are accumulated block by block in float64 (Chan's pairwise update of
-    the mean and the sum of squared deviations), so fitting on the rows of a data set of
-    several GB needs no copy of it.
+    The statistics are accumulated block by block in float64 (shifted sums), so fitting on
+    the rows of a data set of several GB needs no copy of it.
     """
 
     mean: np.ndarray | None = None
@@ -291,28 +290,32 @@ class Standardizer:
         if X.ndim > 2:
             X = X.reshape(len(X), -1)
         n_rows = len(X) if rows is None else len(rows)
+        if rows is not None:  # the statistics do not depend on the order: read X in order
+            rows = np.sort(rows)
         if n_rows == 0:
             raise DataError("cannot standardize with statistics of an empty data set")
+        # Sums of (x - shift) and its square, in float64, with the first block's mean as
+        # the shift (so the variance does not cancel catastrophically): two reductions
+        # per block, no float64 copy of it.
         step = block_rows(X)
-        count, mean, m2 = 0, None, None
+        shift, s1, s2 = None, 0.0, 0.0
         for lo in range(0, n_rows, step):
             hi = min(n_rows, lo + step)
-            block = np.asarray(X[lo:hi] if rows is None else X[rows[lo:hi]], dtype=np.float64)
-            b_mean = block.mean(axis=0)
-            b_m2 = ((block - b_mean) ** 2).sum(axis=0)
-            b_n = hi - lo
-            if mean is None:
-                count, mean, m2 = b_n, b_mean, b_m2
-            else:
-                total = count + b_n
-                delta = b_mean - mean
-                mean = mean + delta * (b_n / total)
-                m2 = m2 + b_m2 + delta**2 * (count * b_n / total)
-                count = total
+            block = X[lo:hi] if rows is None else X[rows[lo:hi]]
+            if block.dtype.kind != "f":
+                block = block.astype(np.float64)
+            if shift is None:
+                shift = block.mean(axis=0, dtype=np.float64).astype(block.dtype)
+            centred = block - shift
+            s1 = s1 + centred.sum(axis=0, dtype=np.float64)
+            s2 = s2 + np.square(centred).sum(axis=0, dtype=np.float64)
+        count = n_rows
+        mean = shift.astype(np.float64) + s1 / count
+        m2 = np.maximum(s2 - s1 * s1 / count, 0.0)
         self.mean = mean
         std = np.sqrt(m2 / count)
-        floor = self.min_scale * std.mean()
-        self.std = np.maximum(std, floor) if floor > 0 else np.ones_like(std)
+        scale = np.maximum(std, self.min_scale * std.mean())
+        self.std = np.where(scale > 0, scale, 1.0)  # a constant feature is left unscaled
         self._cast = {}
         return self
 

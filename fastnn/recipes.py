@@ -440,14 +440,16 @@ class TrainedModel:
         out = self.outputs(X)
         return out if self.task == "classification" else self.encoding.decode_outputs(out)
 
-    def evaluate(self, data: ArrayDataset) -> dict:
-        """Loss and metrics on an encoded data set (see :func:`prepare_data`)."""
+    def evaluate(self, data: ArrayDataset, keep: list | None = None) -> dict:
+        """Loss and metrics on an encoded data set (see :func:`prepare_data`); ``keep``
+        receives the outputs and the encoded targets (see
+        :func:`fastnn.train.evaluate_metrics`)."""
         from .train import evaluate_metrics
 
         self._check_features(data.n_features, "the data")
         loss = make_loss(self.config["run"].get("loss"), self.task)
-        return evaluate_metrics(self.model, loss, data,
-                                target_scaler=self.encoding.target_scaler)
+        return evaluate_metrics(self.model, loss, data, batch_size=4096,
+                                target_scaler=self.encoding.target_scaler, keep=keep)
 
 
 def load_trained(path: str) -> TrainedModel:
@@ -584,6 +586,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     if not quiet:
         print(f"fastnn train: {describe(data, cfg, threads)}", file=log)
     if rank0:
+        reports.preload_pyplot()
+    if rank0:
         from ._warmup import announce_compilation
 
         announce_compilation()
@@ -604,11 +608,12 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         raise TrainingDiverged(f"{exc}{kept}") from None
     seconds = time.perf_counter() - t0
     test = TrainedModel(model, enc, config, ckpt_path)
-    test_metrics = test.evaluate(data.test)
+    kept: list = []
+    test_metrics = test.evaluate(data.test, keep=kept)
     if not rank0:
         return RunResult({}, out)
-    return reports.write_run(out, history, test_metrics, config, seconds, start_epoch, test,
-                             data.test)
+    return reports.write_run(out, history, test_metrics, config, seconds, start_epoch, enc,
+                             *kept)
 
 
 def _fit_distributed(model, loss_fn, optimizer, loader, data, cfg, schedule, comm,

@@ -50,6 +50,19 @@ def write_history_csv(path: str, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def preload_pyplot():
+    """Import matplotlib (0.7 s here) in a background thread while the run trains, so the
+    pictures at the end do not wait for it; returns the thread (None without matplotlib)."""
+    import importlib.util
+    import threading
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    thread = threading.Thread(target=_pyplot, name="fastnn-preload-matplotlib", daemon=True)
+    thread.start()
+    return thread
+
+
 def _pyplot():
     try:
         import matplotlib
@@ -142,25 +155,16 @@ def plot_pred_vs_true(path: str, pred: np.ndarray, y: np.ndarray, names=None) ->
     return None
 
 
-def _test_outputs(trained, data) -> tuple[np.ndarray, np.ndarray]:
-    """The model's outputs and the encoded targets over a data set, batch by batch."""
-    from .data import DataLoader
-    from .train import predict
-
-    outs, ys = [], []
-    for xb, yb in DataLoader(data, batch_size=4096, dtype=trained.dtype):
-        outs.append(predict(trained.model, xb, batch_size=4096))
-        ys.append(np.array(yb))
-    return np.concatenate(outs), np.concatenate(ys)
-
-
 def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
-              seconds: float, start_epoch: int, trained, test_data):
+              seconds: float, start_epoch: int, enc, outputs: np.ndarray,
+              targets: np.ndarray):
     """Write the reports of a finished run into ``out``; returns a
-    :class:`fastnn.recipes.RunResult`."""
+    :class:`fastnn.recipes.RunResult`.
+
+    ``enc`` is the run's :class:`fastnn.recipes.Encoding`; ``outputs`` (N, C) and the
+    encoded ``targets`` are the model's on the test data."""
     from .recipes import RunResult
 
-    enc = trained.encoding
     last = history[-1]
     new_epochs = history[start_epoch:]
     samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)
@@ -177,7 +181,6 @@ def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
              "history": os.path.join(out, "history.csv"),
              "curves": os.path.join(out, "curves.png")}
     notes = {}
-    outputs, targets = _test_outputs(trained, test_data)
     if enc.task == "classification":
         cm = classification_metrics(outputs.argmax(axis=1), targets, len(enc.classes))
         labels = enc.classes.labels.tolist()

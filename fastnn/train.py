@@ -124,14 +124,15 @@ def _model_dtype(model) -> np.dtype:
 
 
 def evaluate_metrics(model, loss_fn, data, batch_size: int = 1024,
-                     target_scaler=None) -> dict[str, float]:
+                     target_scaler=None, keep: list | None = None) -> dict[str, float]:
     """The mean loss of ``model`` on ``data`` ((X, y), a dataset or a loader) and its metrics,
     in evaluation mode and without recording a graph; the model's mode is restored.
 
     Class labels give ``{"loss", "accuracy"}``; real targets give ``{"loss", "r2", "rmse",
     "mae"}`` (see :func:`fastnn.tasks.regression_metrics`), in the original units when
     ``target_scaler`` (a :class:`fastnn.tasks.TargetScaler`) says how the targets were
-    standardized (R² does not depend on it).
+    standardized (R² does not depend on it). ``keep``: a list that receives the
+    outputs (N, C) and the targets, as a pair of arrays, for reports.
     """
     from .tasks import regression_metrics
 
@@ -148,15 +149,18 @@ def evaluate_metrics(model, loss_fn, data, batch_size: int = 1024,
                 total += loss_fn(out, yb).item() * len(yb)
                 if classification:
                     correct += int((out.data.argmax(axis=1) == yb).sum())
-                else:
-                    outs.append(np.array(out.data, dtype=np.float64).reshape(len(yb), -1))
-                    targets.append(np.array(yb, dtype=np.float64).reshape(len(yb), -1))
+                if keep is not None or not classification:
+                    outs.append(np.array(out.data).reshape(len(yb), -1))
+                    targets.append(np.array(yb).reshape((len(yb),) if classification
+                                                        else (len(yb), -1)))
                 n += len(yb)
     finally:
         model.train(was_training)
+    if keep is not None:
+        keep.extend([np.concatenate(outs), np.concatenate(targets)])
     if classification:
         return {"loss": total / n, "accuracy": correct / n}
-    pred, y = np.concatenate(outs), np.concatenate(targets)
+    pred, y = np.concatenate(outs).astype(np.float64), np.concatenate(targets)
     if target_scaler is not None:
         pred, y = target_scaler.decode(pred), target_scaler.decode(y)
     return {"loss": total / n, **regression_metrics(pred, y)}

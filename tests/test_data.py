@@ -75,3 +75,29 @@ def test_split_and_standardizer_fitted_on_train_only():
         s.transform(np.ones((2, 4)))
     with pytest.raises(ValueError):
         train_val_split(X, y, 1.0)
+
+
+def test_standardizer_statistics_of_rows_match_float64_formulas():
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((5000, 4)) * [1, 1e-3, 50, 2] + [1e4, -3, 0, 7]).astype(np.float32)
+    rows = rng.permutation(5000)[:3000]
+    s = Standardizer(min_scale=0).fit(X, rows=rows)
+    ref = X[rows].astype(np.float64)
+    # float32 data: the mean to float32 precision of the values (relative to |mean| + std)
+    scale = np.abs(ref.mean(axis=0)) + ref.std(axis=0)
+    assert (np.abs(s.mean - ref.mean(axis=0)) <= 1e-7 * scale).all()
+    np.testing.assert_allclose(s.std, ref.std(axis=0), rtol=1e-5)
+    # Blocks: the same statistics when a pass takes many blocks.
+    from fastnn import data
+
+    old = data.BLOCK_BYTES
+    data.BLOCK_BYTES = 64
+    try:
+        s2 = Standardizer(min_scale=0).fit(X, rows=rows)
+    finally:
+        data.BLOCK_BYTES = old
+    assert (np.abs(s2.mean - ref.mean(axis=0)) <= 1e-7 * scale).all()
+    np.testing.assert_allclose(s2.std, ref.std(axis=0), rtol=1e-5)
+    # uint8 images: no float copy of the data, same numbers
+    U = rng.integers(0, 256, (300, 5)).astype(np.uint8)
+    np.testing.assert_allclose(Standardizer(min_scale=0).fit(U).std, U.std(axis=0), rtol=1e-12)
