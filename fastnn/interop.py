@@ -346,16 +346,16 @@ def _check_against_model(model: Module, arrays: Mapping, strict: bool, what: str
     table = _layout_table(model)
     keys = list(arrays.keys())
     missing = [t for t in table if t not in arrays]
-    unexpected = [k for k in keys if k not in table]
+    unexpected = sorted(k for k in keys if k not in table)
     if strict and (missing or unexpected):
         parts = []
         if missing:
             parts.append(f"missing {missing}")
         if unexpected:
             parts.append(f"unexpected {unexpected}")
+        names = list(table) if len(table) <= 24 else [*list(table)[:24], "..."]
         raise ValueError(f"{what}: names do not fit the model ({type(model).__name__}): "
-                         f"{'; '.join(parts)} (PyTorch's names; the model has "
-                         f"{list(table)})")
+                         f"{'; '.join(parts)} (PyTorch's names; the model has {names})")
     converted, wrong = {}, []
     for t, (fname, target, transposed) in table.items():
         if t not in arrays:
