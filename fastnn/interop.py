@@ -251,11 +251,10 @@ def build_architecture(spec, _path: str = "") -> Module:
     for key, value in args.items():
         _check_arg(f"{where} ({kind})", key, allowed[key], value)
         if allowed[key] == "activation" and value is not None:
-            act = build_architecture(value, f"{_path}.activation" if _path else "activation")
-            if not isinstance(act, _ACTIVATIONS):
+            if value.get("type") not in {cls.__name__ for cls in _ACTIVATIONS}:
                 raise ValueError(f"{where}: activation must be an activation layer, "
                                  f"got {value.get('type')!r}")
-            value = act
+            value = build_architecture(value, _join(_path, "activation"))
         kwargs[key] = value
     try:
         return _LAYERS[kind](**kwargs)
@@ -426,6 +425,9 @@ def save_safetensors(model: Module, path, metadata: Mapping[str, str] | None = N
         meta[_META_ARCH] = json.dumps(architecture(model), separators=(",", ":"))
     except UnsupportedLayerError:
         pass  # a model of its own classes: its tensors only (load them with model=)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"save_safetensors: metadata must be a mapping of str to str, "
+                        f"got {type(metadata).__name__}")
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"save_safetensors: metadata must map str to str, got "
@@ -467,7 +469,7 @@ def _parse_header(data: bytes, name: str) -> tuple[dict, dict[str, str]]:
                   f"has {size - 8} after them (truncated, or not a safetensors file)")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise bad(f"the {n}-byte header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise bad(f"the header is a JSON {type(header).__name__}, not an object")
@@ -572,7 +574,7 @@ def load_safetensors(path, model: Module | None = None) -> Module:
             )
         try:
             model = build_architecture(json.loads(spec))
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise SafetensorsFileError(f"{name}: bad fastnn architecture: {exc}") from None
     try:
         converted, _, _ = _check_against_model(model, tensors, True, name)
@@ -789,8 +791,9 @@ def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
     ----------
     model : a Sequential (nested ones too) of fastnn's layers, or one layer.
     path : the ``.onnx`` file to write (atomically).
-    opset : ONNX opset, 13 up to what the installed onnx knows; the file's ``ir_version`` is
-        the lowest that the opset needs (the newest IR may be newer than onnxruntime reads).
+    opset : ONNX opset, 13 up to what the installed onnx knows (the onnxruntime that runs
+        the file must know it too: 1.20 reads up to 21); the file's ``ir_version`` is the
+        lowest that the opset needs (the newest IR may be newer than onnxruntime reads).
     input_dim : features per sample (an int, or a tuple for inputs that a Flatten turns
         into rows); by default read off the first Linear, Maxout, BatchNorm1d or PReLU.
     fold_batchnorm : fold a BatchNorm1d that directly follows a Linear (without its own

@@ -682,3 +682,24 @@ def test_the_readme_pytorch_example_runs(torch, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md PyTorch example", "exec"), {"__name__": "__main__"})
+
+
+@pytest.mark.parametrize("spec, pattern", [
+    ({"type": "Linear", "args": {"in_features": "4", "out_features": 2}},
+     "'in_features' must be int"),
+    ({"type": "Linear", "args": {"in_features": 4, "out_features": 2, "bias": "yes"}},
+     "'bias' must be bool"),
+    ({"type": "Linear", "args": {"in_features": 4, "out_features": 2, "init": "x"}},
+     r"no argument\(s\) \['init'\]"),
+    ({"type": "Linear", "args": {"in_features": 4, "out_features": 2,
+                                 "activation": {"type": "Linear", "args": {}}}},
+     "activation must be an activation layer"),
+    ({"type": "Linear", "args": {"in_features": 0, "out_features": 2}}, "positive integer"),
+    ({"type": "ReLU", "args": {"dtype": "float16"}}, "'dtype' must be dtype"),
+    ({"type": "Sequential", "layers": [{"type": "__import__"}]}, "unknown layer type"),
+    ({"type": "Sequential"}, "'layers' list"),
+    ([1, 2], "expected an object"),
+])
+def test_the_architecture_is_checked_data(spec, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        fnn.interop.build_architecture(spec)
