@@ -184,7 +184,11 @@ def _layer_args(m) -> dict:
 
 
 def _activation_spec(act) -> dict | None:
-    return None if act is None else {"type": type(act).__name__, "args": _layer_args(act)}
+    if act is None:
+        return None
+    if _layer_type(act) is None:
+        raise UnsupportedLayerError(f"activation {type(act).__name__} is not one of fastnn's")
+    return {"type": type(act).__name__, "args": _layer_args(act)}
 
 
 def architecture(model: Module, _path: str = "") -> dict:
@@ -212,7 +216,8 @@ def _check_arg(where: str, key: str, kind: str, value) -> None:
         return
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value),
         "bool": isinstance(value, bool),
         "str": isinstance(value, str),
         "dtype": value in ("float32", "float64"),
@@ -603,9 +608,20 @@ def sequential_from_torch(module, cls: type[Sequential] = Sequential) -> Sequent
         raise TypeError(f"Sequential.from_torch expects a torch.nn.Sequential, "
                         f"got {type(module).__name__}")
     model = _from_torch(module, "", cls, torch.nn)
-    load_torch_state_dict(model, module.state_dict(), strict=True)
+    load_torch_state_dict(model, _state_by_position(module, "", torch.nn), strict=True)
     model.train(bool(module.training))
     return model
+
+
+def _state_by_position(m, prefix: str, nn) -> dict:
+    """A torch Sequential's state dict named by position ("0.weight"), as fastnn names its
+    children, even where the torch model named them (``Sequential(OrderedDict(...))``)."""
+    if type(m) is nn.Sequential:
+        state = {}
+        for i, child in enumerate(m.children()):
+            state.update(_state_by_position(child, _join(prefix, str(i)), nn))
+        return state
+    return {_join(prefix, k): v for k, v in m.state_dict().items()}
 
 
 def _torch_dtype(tensor, path: str):

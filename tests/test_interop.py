@@ -660,6 +660,20 @@ def test_a_fused_model_takes_torch_weights(torch):
     np.testing.assert_allclose(_eval_out(model, x), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_from_torch_takes_named_children(torch):
+    from collections import OrderedDict
+
+    nn = torch.nn
+    tm = nn.Sequential(OrderedDict([("fc", nn.Linear(3, 4)), ("act", nn.ELU(0.4)),
+                                    ("head", nn.Sequential(OrderedDict([
+                                        ("out", nn.Linear(4, 2))])))])).double().eval()
+    model = fnn.Sequential.from_torch(tm)
+    x = _data((6, 3), dtype=np.float64)
+    with torch.no_grad():
+        expected = tm(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_eval_out(model, x), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_from_torch_names_what_it_cannot_take(torch):
     nn = torch.nn
     with pytest.raises(UnsupportedLayerError, match=r"'2' is a torch Softplus"):
@@ -696,6 +710,7 @@ def test_the_readme_pytorch_example_runs(torch, tmp_path, monkeypatch):
      "activation must be an activation layer"),
     ({"type": "Linear", "args": {"in_features": 0, "out_features": 2}}, "positive integer"),
     ({"type": "ReLU", "args": {"dtype": "float16"}}, "'dtype' must be dtype"),
+    ({"type": "LeakyReLU", "args": {"negative_slope": float("nan")}}, "must be float"),
     ({"type": "Sequential", "layers": [{"type": "__import__"}]}, "unknown layer type"),
     ({"type": "Sequential"}, "'layers' list"),
     ([1, 2], "expected an object"),
