@@ -43,6 +43,7 @@ from .graph import (
     sigmoid,
     tanh,
 )
+from .interop import export_onnx, load_safetensors, save_safetensors
 from .nn import *  # noqa: F403  (layers at top level, as DESIGN.md promises)
 from .nn import __all__ as _nn_all
 from .random import manual_seed
@@ -54,12 +55,14 @@ __all__ = [  # noqa: PLE0605
     "__version__",
     "activation",
     "exp",
+    "export_onnx",
     "get_default_dtype",
     "get_num_threads",
     "gradcheck",
     "init",
     "is_grad_enabled",
     "kernels",
+    "load_safetensors",
     "log",
     "losses",
     "manual_seed",
@@ -68,6 +71,7 @@ __all__ = [  # noqa: PLE0605
     "optim",
     "no_grad",
     "relu",
+    "save_safetensors",
     "set_default_dtype",
     "set_num_threads",
     "sigmoid",

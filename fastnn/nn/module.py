@@ -201,13 +201,21 @@ class Module:
         state.update({name: np.array(b, copy=True) for name, b in self.named_buffers()})
         return state
 
-    def load_state_dict(self, state_dict, strict: bool = True) -> tuple[list[str], list[str]]:
+    def load_state_dict(self, state_dict, strict: bool = True, layout: str = "fastnn"
+                        ) -> tuple[list[str], list[str]]:
         """Copy values into the parameters and buffers, in place (views stay valid).
 
         Raises ValueError (before changing anything) for a wrong shape, and with
         ``strict=True`` for a missing or unexpected key, naming the key(s) and shapes.
-        Returns (missing_keys, unexpected_keys).
+        ``layout="torch"`` takes PyTorch's names and layouts (arrays or torch tensors; see
+        ``fastnn.interop.load_torch_state_dict``). Returns (missing_keys, unexpected_keys).
         """
+        if layout == "torch":
+            from ..interop import load_torch_state_dict
+
+            return load_torch_state_dict(self, state_dict, strict=strict)
+        if layout != "fastnn":
+            raise ValueError(f"load_state_dict: layout must be 'fastnn' or 'torch', got {layout!r}")
         if not hasattr(state_dict, "keys"):
             raise TypeError(
                 f"load_state_dict expects a mapping of names to arrays, got "
@@ -272,6 +280,14 @@ class Sequential(Module):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
             setattr(self, str(i), m)
+
+    @classmethod
+    def from_torch(cls, module) -> Sequential:
+        """A fastnn Sequential equal to a ``torch.nn.Sequential`` (weights copied, dtype kept;
+        see ``fastnn.interop.sequential_from_torch``)."""
+        from ..interop import sequential_from_torch
+
+        return sequential_from_torch(module, cls)
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -1,0 +1,972 @@
+"""Models that leave fastnn and models that come in.
+
+- safetensors (:func:`save_safetensors`, :func:`load_safetensors`): the tensors under
+  PyTorch's names and in PyTorch's layouts, so that the equivalent ``torch.nn.Sequential``
+  loads the file with ``strict=True``; the architecture as JSON in ``__metadata__``, so that
+  fastnn rebuilds the model from the file alone.
+- ONNX (:func:`export_onnx`): an inference graph in eval mode, checked by
+  ``onnx.checker.check_model(full_check=True)``.
+- PyTorch (:func:`sequential_from_torch`, :func:`load_torch_state_dict`, reached as
+  ``fnn.Sequential.from_torch`` and ``model.load_state_dict(sd, layout="torch")``).
+
+The optional packages (safetensors, onnx; torch only when the caller hands over a torch
+object) are imported inside the functions that need them, so ``import fastnn`` stays cheap.
+
+PyTorch's names. fastnn's ``Linear(..., activation="relu")`` is one module where PyTorch
+has two (``nn.Linear`` and ``nn.ReLU``), so in PyTorch's names every fused activation (the
+``activation=`` of a ``Linear`` or ``BatchNorm1d``) takes the next index of its Sequential:
+``Sequential(Linear(4, 8, activation="relu"), Linear(8, 2))`` is saved as ``0.weight``,
+``0.bias``, ``2.weight``, ``2.bias``, the names of ``nn.Sequential(nn.Linear(4, 8),
+nn.ReLU(), nn.Linear(8, 2))``. A model without ``activation=`` keeps its own names.
+
+Layouts. ``Linear.weight`` is (in_features, out_features) in fastnn and (out_features,
+in_features) in PyTorch: transposed on the way out and back. ``Maxout.weight`` is saved
+like a PyTorch Linear's: (out_features * pieces, in_features), row ``j * pieces + k``
+holding piece k of output j (the pieces of one output in adjacent rows), ``bias``
+(out_features * pieces,) in the same order; in PyTorch,
+``F.linear(x, weight, bias).unflatten(-1, (out_features, pieces)).amax(-1)``.
+BatchNorm1d's ``weight``, ``bias``, ``running_mean``, ``running_var`` and
+``num_batches_tracked`` (an int64 scalar) and PReLU's ``weight`` are PyTorch's as they are.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from .graph import Tensor
+from .nn import layers as L
+from .nn.module import Module, Sequential
+
+__all__ = [
+    "SafetensorsFileError",
+    "UnsupportedLayerError",
+    "export_onnx",
+    "load_safetensors",
+    "load_torch_state_dict",
+    "read_safetensors_metadata",
+    "save_safetensors",
+    "sequential_from_torch",
+    "torch_state_dict",
+]
+
+_INSTALL_HINT = "pip install 'fastnn[export]'"
+
+
+class SafetensorsFileError(ValueError):
+    """A safetensors file that fastnn refuses: malformed, foreign, or not fitting the model."""
+
+
+class UnsupportedLayerError(TypeError):
+    """A layer that has no counterpart on the other side (ONNX, PyTorch, the architecture)."""
+
+
+def _require(module: str, purpose: str):
+    """Import an optional dependency, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = module.split(".")[0]
+        raise ImportError(
+            f"{purpose} needs the {package!r} package: {_INSTALL_HINT}"
+        ) from exc
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _version() -> str:
+    from . import __version__  # here, not at import time: fastnn/__init__ imports this module
+
+    return __version__
+
+
+def _atomic_write(path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it into place, so
+    that a crash never leaves half a file under the final name."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ================================================================ layers and their arguments
+_ACTIVATIONS = (L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.GELU, L.SiLU)
+_LAYERS = {cls.__name__: cls for cls in (
+    L.Linear, L.BatchNorm1d, L.Maxout, L.PReLU, L.Dropout, L.GaussianNoise, L.Flatten,
+    *_ACTIVATIONS,
+)}
+_SUPPORTED = "Sequential, " + ", ".join(_LAYERS)
+
+
+def _layer_type(m) -> type | None:
+    """The fastnn layer class ``m`` is an instance of exactly (a subclass may compute
+    something else), or None."""
+    cls = _LAYERS.get(type(m).__name__)
+    return cls if cls is type(m) else None
+
+
+def _fused_activation(m) -> Module | None:
+    """The activation a Linear or BatchNorm1d applies itself (``activation=``), or None."""
+    if isinstance(m, (L.Linear, L.BatchNorm1d)):
+        return m.activation
+    return None
+
+
+def _dtype_name(dtype) -> str | None:
+    return None if dtype is None else np.dtype(dtype).name
+
+
+# Each layer's constructor arguments in the architecture JSON, with the kind of value each
+# takes: the JSON is data from a file, checked before any constructor sees it.
+_ARGS: dict[str, dict[str, str]] = {
+    "Linear": {"in_features": "int", "out_features": "int", "bias": "bool",
+               "activation": "activation", "dtype": "dtype"},
+    "BatchNorm1d": {"num_features": "int", "eps": "float", "momentum": "float?",
+                    "affine": "bool", "track_running_stats": "bool",
+                    "activation": "activation", "dtype": "dtype"},
+    "Maxout": {"in_features": "int", "out_features": "int", "pieces": "int", "bias": "bool",
+               "dtype": "dtype"},
+    "PReLU": {"num_parameters": "int", "dtype": "dtype"},
+    "Dropout": {"p": "float", "dtype": "dtype?"},
+    "GaussianNoise": {"std": "float", "dtype": "dtype?"},
+    "Flatten": {"start_dim": "int", "end_dim": "int"},
+    "LeakyReLU": {"negative_slope": "float", "dtype": "dtype?"},
+    "ELU": {"alpha": "float", "dtype": "dtype?"},
+    "GELU": {"approximate": "str", "dtype": "dtype?"},
+    **{name: {"dtype": "dtype?"} for name in ("Identity", "ReLU", "Sigmoid", "Tanh", "SiLU")},
+}
+
+
+def _layer_args(m) -> dict:
+    """The constructor arguments that rebuild layer ``m`` (weights aside)."""
+    name = type(m).__name__
+    dtype = _dtype_name(getattr(m, "dtype", None))
+    if name == "Linear":
+        return {"in_features": m.in_features, "out_features": m.out_features,
+                "bias": m.bias is not None, "activation": _activation_spec(m.activation),
+                "dtype": dtype}
+    if name == "BatchNorm1d":
+        return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum,
+                "affine": m.affine, "track_running_stats": m.track_running_stats,
+                "activation": _activation_spec(m.activation), "dtype": dtype}
+    if name == "Maxout":
+        return {"in_features": m.in_features, "out_features": m.out_features,
+                "pieces": m.pieces, "bias": m.bias is not None, "dtype": dtype}
+    if name == "PReLU":
+        return {"num_parameters": m.num_parameters, "dtype": dtype}
+    if name == "Flatten":
+        return {"start_dim": m.start_dim, "end_dim": m.end_dim}
+    args = {"Dropout": {"p": getattr(m, "p", None)},
+            "GaussianNoise": {"std": getattr(m, "std", None)},
+            "LeakyReLU": {"negative_slope": getattr(m, "alpha", None)},
+            "ELU": {"alpha": getattr(m, "alpha", None)},
+            "GELU": {"approximate": getattr(m, "approximate", None)}}.get(name, {})
+    return {**args, "dtype": dtype}
+
+
+def _activation_spec(act) -> dict | None:
+    if act is None:
+        return None
+    if _layer_type(act) is None:
+        raise UnsupportedLayerError(f"activation {type(act).__name__} is not one of fastnn's")
+    return {"type": type(act).__name__, "args": _layer_args(act)}
+
+
+def architecture(model: Module, _path: str = "") -> dict:
+    """The JSON-able description of ``model`` that :func:`build_architecture` rebuilds.
+
+    ``{"type": "Sequential", "layers": [...]}`` for a Sequential (nested ones too),
+    ``{"type": "Linear", "args": {...}}`` for a layer. Raises UnsupportedLayerError naming
+    the first module that is not one of fastnn's layers.
+    """
+    if type(model) is Sequential:
+        return {"type": "Sequential",
+                "layers": [architecture(m, _join(_path, n)) for n, m in model.named_children()]}
+    if _layer_type(model) is None:
+        raise UnsupportedLayerError(
+            f"layer {_path or '<model>'!r} is a {type(model).__name__}, not one of fastnn's "
+            f"layers ({_SUPPORTED})"
+        )
+    return {"type": type(model).__name__, "args": _layer_args(model)}
+
+
+def _check_arg(where: str, key: str, kind: str, value) -> None:
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value is None and (optional or kind == "activation"):
+        return
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "dtype": value in ("float32", "float64"),
+        "activation": isinstance(value, dict),
+    }[kind]
+    if not ok:
+        raise ValueError(f"{where}: argument {key!r} must be {kind}, got {value!r}")
+
+
+def build_architecture(spec, _path: str = "") -> Module:
+    """Rebuild a model (fresh weights) from :func:`architecture`'s description.
+
+    Only fastnn's own layer classes are ever constructed, with checked arguments: the
+    description is data, never code. Raises ValueError naming the offending entry.
+    """
+    where = f"architecture entry {_path or '<model>'!r}"
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        raise ValueError(f"{where}: expected an object with a 'type', got {spec!r:.80}")
+    kind = spec["type"]
+    if kind == "Sequential":
+        layers = spec.get("layers")
+        if not isinstance(layers, list) or set(spec) != {"type", "layers"}:
+            raise ValueError(f"{where}: a Sequential needs exactly 'type' and a 'layers' list")
+        return Sequential(*(build_architecture(s, _join(_path, str(i)))
+                            for i, s in enumerate(layers)))
+    if kind not in _LAYERS:
+        raise ValueError(f"{where}: unknown layer type {kind!r} (fastnn has {_SUPPORTED})")
+    args = spec.get("args", {})
+    if not isinstance(args, dict) or not set(spec) <= {"type", "args"}:
+        raise ValueError(f"{where}: expected {{'type': ..., 'args': {{...}}}}")
+    allowed = _ARGS[kind]
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: {kind} takes no argument(s) {unknown}")
+    kwargs = {}
+    for key, value in args.items():
+        _check_arg(f"{where} ({kind})", key, allowed[key], value)
+        if allowed[key] == "activation" and value is not None:
+            if value.get("type") not in {cls.__name__ for cls in _ACTIVATIONS}:
+                raise ValueError(f"{where}: activation must be an activation layer, "
+                                 f"got {value.get('type')!r}")
+            value = build_architecture(value, _join(_path, "activation"))
+        kwargs[key] = value
+    try:
+        return _LAYERS[kind](**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+# ======================================================================== PyTorch's names
+def _torch_module_paths(model: Module) -> dict[str, str]:
+    """fastnn module path -> the path of the same module in the equivalent PyTorch model.
+
+    Inside a Sequential a fused activation (``activation=`` of Linear/BatchNorm1d) is a
+    module of its own in PyTorch and takes the next index, which shifts the ones after it.
+    """
+    paths = {"": ""}
+
+    def walk(mod: Module, fpath: str, tpath: str) -> None:
+        is_seq = isinstance(mod, Sequential)
+        index = 0
+        for name, child in mod.named_children():
+            cf = _join(fpath, name)
+            ct = _join(tpath, str(index) if is_seq else name)
+            paths[cf] = ct
+            walk(child, cf, ct)
+            index += 2 if _fused_activation(child) is not None else 1
+
+    walk(model, "", "")
+    return paths
+
+
+def _layout_table(model: Module) -> dict[str, tuple[str, np.ndarray, bool]]:
+    """torch name -> (fastnn name, the model's array, transposed in PyTorch's layout)."""
+    paths = _torch_module_paths(model)
+    modules = dict(model.named_modules())
+    entries = [(n, p.data) for n, p in model.named_parameters()]
+    entries += list(model.named_buffers())
+    table = {}
+    for fname, arr in entries:
+        mpath, _, attr = fname.rpartition(".")
+        transposed = attr == "weight" and isinstance(modules[mpath], (L.Linear, L.Maxout))
+        table[_join(paths[mpath], attr)] = (fname, arr, transposed)
+    return table
+
+
+def torch_state_dict(model: Module) -> dict[str, np.ndarray]:
+    """Copies of the model's parameters and buffers under PyTorch's names and layouts.
+
+    Linear and Maxout weights (out, in); everything else as fastnn holds it
+    (``num_batches_tracked`` an int64 scalar). C-contiguous arrays, in registration order.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a fastnn Module, got {type(model).__name__}")
+    # np.array, not np.ascontiguousarray: that makes the 0-d num_batches_tracked (1,)
+    return {t: np.array(arr.T if tr else arr, order="C", copy=True)
+            for t, (_, arr, tr) in _layout_table(model).items()}
+
+
+def _is_torch(obj) -> bool:
+    return type(obj).__module__.split(".")[0] == "torch"
+
+
+def _as_array(value, name: str) -> np.ndarray:
+    """A state-dict value as an ndarray: ndarrays, fastnn Tensors, torch tensors
+    (``.detach().cpu().numpy()``, so torch is never imported here) and nested lists."""
+    if isinstance(value, Tensor):
+        arr = value.data
+    elif _is_torch(value) and hasattr(value, "detach"):
+        try:
+            arr = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as exc:  # bfloat16 has no NumPy dtype
+            raise TypeError(f"{name!r}: cannot convert a torch tensor of dtype "
+                            f"{value.dtype} to NumPy ({exc})") from None
+    else:
+        arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name!r} has non-numeric dtype {arr.dtype}")
+    return arr
+
+
+def _check_against_model(model: Module, arrays: Mapping, strict: bool, what: str,
+                         ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Match torch-named ``arrays`` to ``model``: every check before anything is assigned.
+
+    Returns (fastnn-named arrays in fastnn's layouts, missing, unexpected); raises
+    ValueError naming the tensors that do not fit (with ``strict``, missing and unexpected
+    names too).
+    """
+    table = _layout_table(model)
+    keys = list(arrays.keys())
+    missing = [t for t in table if t not in arrays]
+    unexpected = sorted(k for k in keys if k not in table)
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected}")
+        names = list(table) if len(table) <= 24 else [*list(table)[:24], "..."]
+        raise ValueError(f"{what}: names do not fit the model ({type(model).__name__}): "
+                         f"{'; '.join(parts)} (PyTorch's names; the model has {names})")
+    converted, wrong = {}, []
+    for t, (fname, target, transposed) in table.items():
+        if t not in arrays:
+            continue
+        v = _as_array(arrays[t], t)
+        expected = target.shape[::-1] if transposed else target.shape
+        if v.shape != expected:
+            wrong.append(f"{t!r} has shape {tuple(v.shape)}, the model expects {expected}")
+            continue
+        if (v.dtype.kind == "f") != (target.dtype.kind == "f"):
+            wrong.append(f"{t!r} has dtype {v.dtype}, the model holds {target.dtype}")
+            continue
+        converted[fname] = v.T if transposed else v
+    if wrong:
+        raise ValueError(f"{what}: " + "; ".join(wrong) + " (PyTorch's layout)")
+    return converted, missing, unexpected
+
+
+def load_torch_state_dict(model: Module, state_dict: Mapping, strict: bool = True
+                          ) -> tuple[list[str], list[str]]:
+    """Load a state dict with PyTorch's names and layouts into ``model``, in place.
+
+    ``model.load_state_dict(sd, layout="torch")`` calls this. Values may be torch tensors
+    (converted with ``.detach().cpu().numpy()``; torch itself is never imported), NumPy
+    arrays or fastnn Tensors. Every name, shape and kind of dtype is checked before any
+    value is assigned. Returns (missing_keys, unexpected_keys) in PyTorch's names.
+    """
+    if not hasattr(state_dict, "keys"):
+        raise TypeError(f"load_state_dict expects a mapping of names to arrays, got "
+                        f"{type(state_dict).__name__}")
+    what = "load_state_dict(layout='torch')"
+    converted, missing, unexpected = _check_against_model(model, state_dict, strict, what)
+    model.load_state_dict(converted, strict=False)  # checked above: assigns everything
+    return missing, unexpected
+
+
+# ============================================================================ safetensors
+_ST_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8")}
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+_META_ARCH, _META_VERSION, _META_FORMAT = "fastnn.architecture", "fastnn.version", "format"
+
+
+def save_safetensors(model: Module, path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write the model's tensors as a safetensors file with PyTorch's names and layouts.
+
+    Parameters
+    ----------
+    model : a fastnn Module (usually a Sequential), float32 or float64.
+    path : file to write; written to a temporary file beside it, then renamed.
+    metadata : extra ``str -> str`` entries for the file's ``__metadata__`` (keys
+        ``format`` and ``fastnn.*`` are fastnn's own).
+
+    The file holds ``"0.weight"`` (out_features, in_features) for a Linear, BatchNorm's
+    ``weight``, ``bias``, ``running_mean``, ``running_var`` and ``num_batches_tracked``
+    (int64 scalar), PReLU's ``weight``, Maxout's (out * pieces, in) ``weight`` (module
+    docstring), so ``torch.nn.Sequential(...).load_state_dict(load_file(path),
+    strict=True)`` takes it for the equivalent PyTorch model (fused activations take their
+    own index, see the module docstring). ``__metadata__`` holds ``format: pt``,
+    ``fastnn.version`` and, when every module is one of fastnn's layers,
+    ``fastnn.architecture`` (JSON), from which :func:`load_safetensors` rebuilds the model.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"save_safetensors: model must be a fastnn Module, "
+                        f"got {type(model).__name__}")
+    st = _require("safetensors.numpy", "save_safetensors")
+    meta = {_META_FORMAT: "pt", _META_VERSION: _version()}
+    try:
+        meta[_META_ARCH] = json.dumps(architecture(model), separators=(",", ":"))
+    except UnsupportedLayerError:
+        pass  # a model of its own classes: its tensors only (load them with model=)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"save_safetensors: metadata must be a mapping of str to str, "
+                        f"got {type(metadata).__name__}")
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"save_safetensors: metadata must map str to str, got "
+                            f"{key!r}: {type(value).__name__}")
+        if key == _META_FORMAT or key.startswith("fastnn."):
+            raise ValueError(f"save_safetensors: metadata key {key!r} is reserved for fastnn "
+                             f"('format' and 'fastnn.*')")
+        meta[key] = value
+    tensors = torch_state_dict(model)
+    for name, arr in tensors.items():
+        if arr.dtype not in (np.float32, np.float64, np.int64):
+            raise TypeError(f"save_safetensors: {name!r} has dtype {arr.dtype}; "
+                            f"fastnn writes float32, float64 and int64")
+    _atomic_write(path, st.save(tensors, metadata=meta))
+
+
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"duplicate keys {dup}")
+    return dict(pairs)
+
+
+def _parse_header(data: bytes, name: str) -> tuple[dict, dict[str, str]]:
+    """Check a safetensors file's layout: an 8-byte little-endian header length, a JSON
+    header, tensors whose byte ranges tile the data exactly. Returns (entries, metadata)."""
+
+    def bad(msg: str) -> SafetensorsFileError:
+        return SafetensorsFileError(f"{name}: {msg}")
+
+    size = len(data)
+    if size < 8:
+        raise bad(f"truncated: {size} bytes, not even the 8-byte header length of a "
+                  f"safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n < 2 or n > size - 8 or n > _MAX_HEADER:
+        raise bad(f"wrong header length: the first 8 bytes say {n} bytes of header, the file "
+                  f"has {size - 8} after them (truncated, or not a safetensors file)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise bad(f"the {n}-byte header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise bad("__metadata__ must map strings to strings")
+    data_len = size - 8 - n
+    spans = []
+    for key, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {key!r}: expected dtype, shape and data_offsets, got {info!r:.80}")
+        dt, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dt not in _ST_DTYPES:
+            raise bad(f"tensor {key!r} has dtype {dt!r}; fastnn reads F32, F64 and I64 "
+                      f"(num_batches_tracked)")
+        if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise bad(f"tensor {key!r}: shape must be a list of non-negative integers, "
+                      f"got {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise bad(f"tensor {key!r}: data_offsets must be [begin, end] with "
+                      f"0 <= begin <= end, got {offsets!r}")
+        need = math.prod(shape) * _ST_DTYPES[dt].itemsize
+        if offsets[1] - offsets[0] != need:
+            raise bad(f"tensor {key!r}: data_offsets {offsets} hold {offsets[1] - offsets[0]} "
+                      f"bytes, its dtype {dt} and shape {shape} need {need}")
+        spans.append((offsets[0], offsets[1], key))
+    spans.sort()
+    end, last = 0, None
+    for begin, stop, key in spans:
+        if begin < end:
+            raise bad(f"overlapping offsets: tensor {key!r} starts at byte {begin}, inside "
+                      f"tensor {last!r} (which ends at {end})")
+        if begin > end:
+            raise bad(f"offsets do not cover the data: bytes {end}..{begin} belong to no "
+                      f"tensor")
+        end, last = stop, key
+    if end > data_len:
+        raise bad(f"truncated: the tensors need {end} bytes of data, the file holds "
+                  f"{data_len}")
+    if end < data_len:
+        raise bad(f"offsets do not cover the data: the tensors end at byte {end}, the data "
+                  f"has {data_len} (trailing bytes)")
+    return header, meta
+
+
+def _read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        data = f.read()
+    _, meta = _parse_header(data, name)
+    st = _require("safetensors.numpy", "load_safetensors")
+    try:
+        tensors = st.load(data)
+    except Exception as exc:  # safetensors' own checks, after ours (SafetensorError)
+        raise SafetensorsFileError(f"{name}: safetensors refused the file: {exc}") from None
+    return tensors, meta, name
+
+
+def read_safetensors_metadata(path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (checked as :func:`load_safetensors`
+    checks it; no tensor is read into a model)."""
+    name = os.fspath(path)
+    with open(name, "rb") as f:
+        data = f.read()
+    return _parse_header(data, name)[1]
+
+
+def load_safetensors(path, model: Module | None = None) -> Module:
+    """Load a safetensors file with PyTorch's names and layouts.
+
+    Parameters
+    ----------
+    path : a file written by :func:`save_safetensors`, or by ``safetensors.torch.save_file``
+        from the equivalent PyTorch model (then pass ``model``).
+    model : load into this model, in place (strict: every name and shape must fit); without
+        it, the model is rebuilt from the architecture in the file's ``__metadata__``.
+
+    Returns
+    -------
+    The model. Refuses (SafetensorsFileError, a ValueError, one line) a truncated file, a
+    wrong header length, offsets that overlap or do not cover the data, a dtype fastnn does
+    not use (F32, F64, and I64 for ``num_batches_tracked``), a file without fastnn's
+    architecture when no model is given, names or shapes that do not fit. Every check runs
+    before anything is assigned: a refused file leaves ``model`` as it was. Nothing in the
+    file is executed (no pickle; the architecture builds only fastnn's layer classes).
+    Float32 values load into float64 models and back (cast, as PyTorch does).
+    """
+    if model is not None and not isinstance(model, Module):
+        raise TypeError(f"load_safetensors: model must be a fastnn Module or None, "
+                        f"got {type(model).__name__}")
+    tensors, meta, name = _read_safetensors(path)
+    if model is None:
+        spec = meta.get(_META_ARCH)
+        if spec is None:
+            raise SafetensorsFileError(
+                f"{name}: no fastnn architecture in __metadata__ (not written by "
+                f"fastnn.save_safetensors?); pass model= to load its tensors into your model"
+            )
+        try:
+            model = build_architecture(json.loads(spec))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            raise SafetensorsFileError(f"{name}: bad fastnn architecture: {exc}") from None
+    try:
+        converted, _, _ = _check_against_model(model, tensors, True, name)
+    except ValueError as exc:
+        raise SafetensorsFileError(str(exc)) from None
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+# ================================================================================ PyTorch
+def sequential_from_torch(module, cls: type[Sequential] = Sequential) -> Sequential:
+    """A fastnn Sequential equal to a ``torch.nn.Sequential`` (``fnn.Sequential.from_torch``).
+
+    Supported: Linear, BatchNorm1d, ReLU, LeakyReLU, ELU, PReLU, Sigmoid, Tanh, GELU, SiLU,
+    Dropout, Flatten, Identity and nested Sequentials, with their arguments; each torch
+    module becomes one fastnn module (so the names match), with the weights copied in the
+    layers' dtype (float32 or float64). The train/eval mode is kept. Anything else raises
+    UnsupportedLayerError naming the layer.
+    """
+    if not _is_torch(module):
+        raise TypeError(f"Sequential.from_torch expects a torch.nn.Sequential, "
+                        f"got {type(module).__name__}")
+    import torch  # handed a torch object: torch is there
+
+    if type(module) is not torch.nn.Sequential:
+        raise TypeError(f"Sequential.from_torch expects a torch.nn.Sequential, "
+                        f"got {type(module).__name__}")
+    model = _from_torch(module, "", cls, torch.nn)
+    load_torch_state_dict(model, _state_by_position(module, "", torch.nn), strict=True)
+    model.train(bool(module.training))
+    return model
+
+
+def _state_by_position(m, prefix: str, nn) -> dict:
+    """A torch Sequential's state dict named by position ("0.weight"), as fastnn names its
+    children, even where the torch model named them (``Sequential(OrderedDict(...))``)."""
+    if type(m) is nn.Sequential:
+        state = {}
+        for i, child in enumerate(m.children()):
+            state.update(_state_by_position(child, _join(prefix, str(i)), nn))
+        return state
+    return {_join(prefix, k): v for k, v in m.state_dict().items()}
+
+
+def _torch_dtype(tensor, path: str):
+    if tensor is None:
+        return None
+    name = str(tensor.dtype).replace("torch.", "")
+    if name not in ("float32", "float64"):
+        raise TypeError(f"Sequential.from_torch: layer {path!r} holds {name} tensors; "
+                        f"fastnn has float32 and float64 (call .float() or .double() first)")
+    return name
+
+
+def _from_torch(m, path: str, cls, nn) -> Module:
+    t = type(m)
+    where = path or "<model>"
+    if t is nn.Sequential:
+        return cls(*(_from_torch(c, _join(path, n), Sequential, nn)
+                     for n, c in m.named_children()))
+    simple = {nn.ReLU: L.ReLU, nn.Sigmoid: L.Sigmoid, nn.Tanh: L.Tanh, nn.SiLU: L.SiLU,
+              nn.Identity: L.Identity}
+    try:
+        if t in simple:
+            return simple[t]()
+        if t is nn.Linear:
+            return L.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                            dtype=_torch_dtype(m.weight, where))
+        if t is nn.BatchNorm1d:
+            ref = m.weight if m.weight is not None else m.running_mean
+            return L.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum,
+                                 affine=m.affine, track_running_stats=m.track_running_stats,
+                                 dtype=_torch_dtype(ref, where))
+        if t is nn.LeakyReLU:
+            return L.LeakyReLU(m.negative_slope)
+        if t is nn.ELU:
+            return L.ELU(m.alpha)
+        if t is nn.GELU:
+            return L.GELU(m.approximate)
+        if t is nn.PReLU:
+            return L.PReLU(m.num_parameters, init=float(m.init),
+                           dtype=_torch_dtype(m.weight, where))
+        if t is nn.Dropout:
+            return L.Dropout(m.p)
+        if t is nn.Flatten:
+            return L.Flatten(m.start_dim, m.end_dim)
+    except ValueError as exc:
+        raise ValueError(f"Sequential.from_torch: layer {where!r} ({t.__name__}): {exc}") \
+            from None
+    raise UnsupportedLayerError(
+        f"Sequential.from_torch: layer {where!r} is a torch {t.__name__}, which fastnn does "
+        f"not have (supported: Sequential, Linear, BatchNorm1d, ReLU, LeakyReLU, ELU, PReLU, "
+        f"Sigmoid, Tanh, GELU, SiLU, Dropout, Flatten, Identity)"
+    )
+
+
+# =================================================================================== ONNX
+def _leaves(model: Module, path: str = "") -> Iterator[tuple[str, Module]]:
+    """(path, layer) in execution order, through nested Sequentials."""
+    if isinstance(model, Sequential) and type(model).forward is Sequential.forward:
+        for name, child in model.named_children():
+            yield from _leaves(child, _join(path, name))
+        return
+    if _layer_type(model) is None:
+        raise UnsupportedLayerError(
+            f"export_onnx: layer {path or '<model>'!r} is a {type(model).__name__}, which has "
+            f"no ONNX export (supported: {_SUPPORTED})"
+        )
+    yield path, model
+
+
+class _GraphBuilder:
+    """Nodes and initializers of an ONNX graph, with unique names."""
+
+    def __init__(self, onnx, opset: int):
+        self.onnx, self.opset = onnx, opset
+        self.nodes, self.initializers, self._used = [], [], set()
+
+    def name(self, base: str) -> str:
+        base = base or "t"
+        name, k = base, 1
+        while name in self._used:
+            name, k = f"{base}_{k}", k + 1
+        self._used.add(name)
+        return name
+
+    def const(self, base: str, value, dtype=np.float32) -> str:
+        name = self.name(base)
+        arr = np.array(value, dtype=dtype, order="C")
+        self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], base: str, **attrs) -> str:
+        out = self.name(base)
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=self.name(
+            f"{op}:{base}"), **attrs))
+        return out
+
+
+def _emit_activation(g: _GraphBuilder, x: str, act, base: str) -> str:
+    t = type(act)
+    if t is L.Identity:
+        return x
+    if t is L.ReLU:
+        return g.node("Relu", [x], f"{base}.relu")
+    if t is L.LeakyReLU:
+        return g.node("LeakyRelu", [x], f"{base}.leaky_relu", alpha=float(act.alpha))
+    if t is L.ELU:
+        return g.node("Elu", [x], f"{base}.elu", alpha=float(act.alpha))
+    if t is L.Sigmoid:
+        return g.node("Sigmoid", [x], f"{base}.sigmoid")
+    if t is L.Tanh:
+        return g.node("Tanh", [x], f"{base}.tanh")
+    if t is L.SiLU:  # x * sigmoid(x): ONNX has no SiLU before opset 24's Swish
+        s = g.node("Sigmoid", [x], f"{base}.sigmoid")
+        return g.node("Mul", [x, s], f"{base}.silu")
+    if t is L.GELU:
+        if g.opset >= 20:
+            return g.node("Gelu", [x], f"{base}.gelu", approximate=act.approximate)
+        half = g.const(f"{base}.half", 0.5)
+        one = g.const(f"{base}.one", 1.0)
+        if act.approximate == "none":  # 0.5 x (1 + erf(x / sqrt(2)))
+            inner = g.node("Mul", [x, g.const(f"{base}.inv_sqrt2", 1 / math.sqrt(2))],
+                           f"{base}.scaled")
+            phi = g.node("Erf", [inner], f"{base}.erf")
+        else:  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+            x3 = g.node("Mul", [g.node("Mul", [x, x], f"{base}.x2"), x], f"{base}.x3")
+            cubic = g.node("Add", [x, g.node("Mul", [x3, g.const(f"{base}.c", 0.044715)],
+                                              f"{base}.cx3")], f"{base}.cubic")
+            inner = g.node("Mul", [cubic, g.const(f"{base}.k", math.sqrt(2 / math.pi))],
+                           f"{base}.scaled")
+            phi = g.node("Tanh", [inner], f"{base}.tanh")
+        halfx = g.node("Mul", [x, half], f"{base}.halfx")
+        return g.node("Mul", [halfx, g.node("Add", [phi, one], f"{base}.onep")],
+                      f"{base}.gelu")
+    raise UnsupportedLayerError(f"export_onnx: {base!r}: no ONNX form for {t.__name__}")
+
+
+def _feature_shape(leaves, input_dim) -> tuple[int, ...]:
+    """The shape of one sample at the input: ``input_dim``, or read off the first layer
+    that fixes it."""
+    if input_dim is not None:
+        dims = (input_dim,) if isinstance(input_dim, (int, np.integer)) else tuple(input_dim)
+        if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                               and d > 0 for d in dims):
+            raise ValueError(f"export_onnx: input_dim must be a positive integer or a tuple "
+                             f"of them, got {input_dim!r}")
+        return tuple(int(d) for d in dims)
+    for _, m in leaves:
+        t = type(m)
+        if t in (L.Linear, L.Maxout):
+            return (m.in_features,)
+        if t is L.BatchNorm1d:
+            return (m.num_features,)
+        if t is L.PReLU and m.num_parameters > 1:
+            return (m.num_parameters,)
+        if t is L.Flatten:
+            break
+    raise ValueError("export_onnx: cannot tell the input's shape from the model's first "
+                     "layers; pass input_dim= (features per sample, an int or a tuple)")
+
+
+def _check_stats(name: str, value, shape: tuple[int, ...], positive: bool) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float64)
+    try:
+        ok = np.broadcast_shapes(arr.shape, shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"export_onnx: {name} has shape {arr.shape}, expected one that "
+                         f"broadcasts to {shape} (per feature)")
+    if not np.all(np.isfinite(arr)) or (positive and np.any(arr == 0)):
+        raise ValueError(f"export_onnx: {name} must be finite{' and non-zero' if positive else ''}")
+    return arr
+
+
+def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
+                fold_batchnorm: bool = False, probabilities: bool = False, *,
+                input_mean=None, input_std=None, output_mean=None, output_std=None):
+    """Export a model's eval-mode computation as an ONNX graph (float32).
+
+    Parameters
+    ----------
+    model : a Sequential (nested ones too) of fastnn's layers, or one layer.
+    path : the ``.onnx`` file to write (atomically).
+    opset : ONNX opset, 13 up to what the installed onnx knows (the onnxruntime that runs
+        the file must know it too: 1.20 reads up to 21); the file's ``ir_version`` is the
+        lowest that the opset needs (the newest IR may be newer than onnxruntime reads).
+    input_dim : features per sample (an int, or a tuple for inputs that a Flatten turns
+        into rows); by default read off the first Linear, Maxout, BatchNorm1d or PReLU.
+    fold_batchnorm : fold a BatchNorm1d that directly follows a Linear (without its own
+        activation) into that Linear's Gemm.
+    probabilities : append a Softmax over the last axis (class probabilities).
+    input_mean, input_std : per-feature arrays (D,); the graph then takes raw features and
+        computes ``(x - input_mean) / input_std`` first (a training run's standardization).
+    output_mean, output_std : per-output arrays (M,); the graph then ends with
+        ``y * output_std + output_mean`` (targets standardized in training).
+
+    The graph has one input ``"input"`` (batch, D) and one output ``"output"`` (batch, M),
+    float32, with a dynamic batch dimension. Operators: Linear -> Gemm (fastnn's (in, out)
+    weight, so ``transB=0``) and its fused activation as a node of its own; BatchNorm1d ->
+    BatchNormalization (running statistics); ReLU, LeakyReLU, ELU, PReLU, Sigmoid, Tanh ->
+    Relu, LeakyRelu, Elu, PRelu, Sigmoid, Tanh; SiLU -> Sigmoid, Mul; GELU -> Gelu (opset
+    >= 20) or its formula (Erf or Tanh, Mul, Add); Maxout -> Gemm, Reshape, ReduceMax;
+    Flatten -> Flatten (Reshape for other dims); Dropout, GaussianNoise, Identity vanish.
+    The model's own train/eval mode is left as it is (nothing is run). Returns the
+    ``onnx.ModelProto`` (checked with ``onnx.checker.check_model(full_check=True)``).
+    """
+    onnx = _require("onnx", "export_onnx")
+    importlib.import_module("onnx.numpy_helper")
+    if not isinstance(model, Module):
+        raise TypeError(f"export_onnx: model must be a fastnn Module, got {type(model).__name__}")
+    max_opset = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
+            or not 13 <= opset <= max_opset:
+        raise ValueError(f"export_onnx: opset must be an integer from 13 to {max_opset} "
+                         f"(the installed onnx {onnx.__version__}), got {opset!r}")
+    opset = int(opset)
+    if probabilities and (output_mean is not None or output_std is not None):
+        raise ValueError("export_onnx: probabilities=True is for classifiers, output_mean/"
+                         "output_std for standardized regression targets: not both")
+    leaves = list(_leaves(model))
+    in_shape = _feature_shape(leaves, input_dim)
+    g = _GraphBuilder(onnx, opset)
+    g.name("input")
+    x, feat = "input", in_shape
+    in_mean = _check_stats("input_mean", input_mean, feat, positive=False)
+    in_std = _check_stats("input_std", input_std, feat, positive=True)
+    if in_mean is not None:
+        x = g.node("Sub", [x, g.const("input_mean", in_mean)], "input.centered")
+    if in_std is not None:
+        x = g.node("Div", [x, g.const("input_std", in_std)], "input.scaled")
+
+    def expect(where: str, m, ok: bool, want: str) -> None:
+        if not ok:
+            raise ValueError(f"export_onnx: layer {where or '<model>'!r} ({type(m).__name__}) "
+                             f"expects {want} per sample, but gets {feat}")
+
+    i = 0
+    while i < len(leaves):
+        where, m = leaves[i]
+        t, base = type(m), where or type(m).__name__.lower()
+        if t in (L.Linear, L.Maxout):
+            expect(where, m, feat == (m.in_features,), f"({m.in_features},)")
+            W = m.weight.data.astype(np.float64)
+            b = m.bias.data.astype(np.float64) if m.bias is not None else None
+            act = m.activation if t is L.Linear else None
+            nxt = leaves[i + 1][1] if i + 1 < len(leaves) else None
+            if (fold_batchnorm and t is L.Linear and act is None
+                    and type(nxt) is L.BatchNorm1d and nxt.track_running_stats):
+                # BN(x W + b) = x (W s) + (b - mean) s + beta, s = gamma / sqrt(var + eps)
+                s = 1.0 / np.sqrt(nxt.running_var.astype(np.float64) + nxt.eps)
+                if nxt.affine:
+                    s = s * nxt.weight.data
+                shift = nxt.bias.data if nxt.affine else 0.0
+                W = W * s
+                b = ((b if b is not None else 0.0) - nxt.running_mean) * s + shift
+                act = nxt.activation
+                i += 1
+            inputs = [x, g.const(_join(where, "weight"), W)]
+            if b is not None:
+                inputs.append(g.const(_join(where, "bias"), b))
+            x = g.node("Gemm", inputs, f"{base}.gemm")
+            width = W.shape[1]
+            if t is L.Maxout:  # (N, out * pieces) -> (N, out, pieces) -> max over pieces
+                shape = g.const(f"{base}.shape", [-1, m.out_features, m.pieces], np.int64)
+                x = g.node("Reshape", [x, shape], f"{base}.pieces")
+                if opset >= 18:
+                    axes = g.const(f"{base}.axes", [2], np.int64)
+                    x = g.node("ReduceMax", [x, axes], f"{base}.max", keepdims=0)
+                else:
+                    x = g.node("ReduceMax", [x], f"{base}.max", axes=[2], keepdims=0)
+                width = m.out_features
+            feat = (width,)
+            if act is not None:
+                x = _emit_activation(g, x, act, base)
+        elif t is L.BatchNorm1d:
+            expect(where, m, len(feat) in (1, 2) and feat[0] == m.num_features,
+                   f"({m.num_features},) or ({m.num_features}, L)")
+            if not m.track_running_stats:
+                raise UnsupportedLayerError(
+                    f"export_onnx: layer {base!r} is a BatchNorm1d(track_running_stats=False), "
+                    f"which normalizes each batch by its own statistics even in eval mode; "
+                    f"ONNX's BatchNormalization needs running statistics")
+            c = m.num_features
+            gamma = m.weight.data if m.affine else np.ones(c)
+            beta = m.bias.data if m.affine else np.zeros(c)
+            x = g.node("BatchNormalization",
+                       [x, g.const(_join(where, "weight" if m.affine else "ones"), gamma),
+                        g.const(_join(where, "bias" if m.affine else "zeros"), beta),
+                        g.const(_join(where, "running_mean"), m.running_mean),
+                        g.const(_join(where, "running_var"), m.running_var)],
+                       f"{base}.batchnorm", epsilon=float(m.eps))
+            if m.activation is not None:
+                x = _emit_activation(g, x, m.activation, base)
+        elif t is L.PReLU:
+            shared = m.num_parameters == 1
+            if not shared:
+                expect(where, m, feat == (m.num_parameters,), f"({m.num_parameters},)")
+            slope = g.const(_join(where, "weight"), m.weight.data)
+            x = g.node("PRelu", [x, slope], f"{base}.prelu")
+        elif t is L.Flatten:
+            dims = (None, *feat)  # None: the batch dimension
+            nd = len(dims)
+            start, end = m.start_dim % nd, m.end_dim % nd
+            if start <= end:
+                if start == 0:
+                    raise UnsupportedLayerError(
+                        f"export_onnx: layer {base!r} is a Flatten(start_dim={m.start_dim}) "
+                        f"that merges the batch dimension into the features")
+                new = (*feat[:start - 1], math.prod(feat[start - 1:end]), *feat[end:])
+                if end == nd - 1 and start == 1:
+                    x = g.node("Flatten", [x], f"{base}.flatten", axis=1)
+                else:
+                    shape = g.const(f"{base}.shape", [0, *new], np.int64)
+                    x = g.node("Reshape", [x, shape], f"{base}.reshape")
+                feat = new
+        elif t in (L.Dropout, L.GaussianNoise, L.Identity):
+            pass  # the identity in eval mode
+        else:
+            x = _emit_activation(g, x, m, base)
+        i += 1
+
+    out_std = _check_stats("output_std", output_std, feat, positive=False)
+    out_mean = _check_stats("output_mean", output_mean, feat, positive=False)
+    if out_std is not None:
+        x = g.node("Mul", [x, g.const("output_std", out_std)], "output.scaled")
+    if out_mean is not None:
+        x = g.node("Add", [x, g.const("output_mean", out_mean)], "output.shifted")
+    if probabilities:
+        x = g.node("Softmax", [x], "probabilities", axis=-1)
+    if not g.nodes or g.nodes[-1].output[0] != x:  # a model that computes nothing
+        x = g.node("Identity", [x], "output.identity")
+    g.nodes[-1].output[0] = "output"  # the last node writes the graph's output
+    h = onnx.helper
+    graph = h.make_graph(
+        g.nodes, "fastnn",
+        [h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *in_shape])],
+        [h.make_tensor_value_info("output", onnx.TensorProto.FLOAT, ["batch", *feat])],
+        initializer=g.initializers,
+    )
+    opsets = [h.make_opsetid("", opset)]
+    proto = h.make_model(graph, opset_imports=opsets, producer_name="fastnn",
+                         producer_version=_version())
+    proto.ir_version = h.find_min_ir_version_for(opsets)
+    onnx.checker.check_model(proto, full_check=True)
+    _atomic_write(path, proto.SerializeToString())
+    return proto
