@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: train, evaluate, predict, gradcheck, info, warmup.
+"""The ``fastnn`` command line: train, evaluate, predict, export, gradcheck, info, warmup.
 
 A thin shell: argparse and printing over :mod:`fastnn.recipes`. Bad input (a missing file,
 an unknown data spec, labels that are not classes, a checkpoint that does not fit: fastnn's
@@ -124,6 +124,17 @@ def _write_predictions(path: str, result, trained, scores: bool) -> None:
         with open(tmp, "wb") as f:
             np.save(f, result, allow_pickle=False)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- export
+def _cmd_export(args) -> int:
+    from .recipes import export_run
+
+    for path in export_run(args.checkpoint, onnx=args.onnx, safetensors=args.safetensors,
+                           opset=args.opset, fold_batchnorm=args.fold_batchnorm,
+                           probabilities=args.probabilities):
+        print(f"wrote {path}")
+    return 0
 
 
 # ------------------------------------------------------------------------ gradcheck
@@ -289,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict labels or values for new samples")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a fastnn train checkpoint (model.npz), or a "
+                   ".safetensors file written by fastnn export")
     p.add_argument("input", help="FILE.npz (array X, or X_test), FILE.csv (the model's "
                    "feature columns; a target column is ignored), FILE.npy, or a data spec")
     p.add_argument("--out", required=True, help="where to write the predictions: .npy "
@@ -297,6 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", action="store_true",
                    help="a classifier's raw class scores (logits) instead of labels")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "export", help="a checkpoint as ONNX (for onnxruntime) or safetensors (PyTorch's names)",
+        description="Export a fastnn train checkpoint. The ONNX graph takes raw features (the "
+        "run's standardization is built in) and outputs what `fastnn predict --scores` writes "
+        "for the same rows (a regressor: values in the original units), so a served model "
+        "needs nothing but the file; the class labels are in its metadata_props. The "
+        "safetensors file holds the weights with PyTorch's names and layouts and the run's "
+        "encoding in its metadata; `fastnn predict FILE.safetensors` reads it. Needs "
+        "pip install 'fastnn[export]'.")
+    p.add_argument("checkpoint")
+    p.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
+    p.add_argument("--safetensors", metavar="OUT.safetensors", help="write a safetensors file")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--fold-batchnorm", action="store_true", dest="fold_batchnorm",
+                   help="fold each BatchNorm1d into the preceding Linear's Gemm")
+    p.add_argument("--probabilities", action="store_true",
+                   help="a classifier outputs softmax probabilities instead of scores")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("gradcheck", help="check every layer's and loss's gradients (float64)")
     p.set_defaults(func=_cmd_gradcheck)
@@ -325,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .interop import SafetensorsFileError, UnsupportedLayerError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":
@@ -338,7 +370,8 @@ def _main(argv: list[str] | None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, OSError, NotImplementedError) as exc:
+    except (ConfigError, DataError, CheckpointError, SafetensorsFileError, UnsupportedLayerError,
+            OSError, ImportError, NotImplementedError) as exc:
         # fastnn's own errors and the environment's (a missing file, a full disk): one line.
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         _abort_job_if_distributed(args, 2)

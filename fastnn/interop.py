@@ -68,7 +68,7 @@ class UnsupportedLayerError(TypeError):
     """A layer that has no counterpart on the other side (ONNX, PyTorch, the architecture)."""
 
 
-def _require(module: str, purpose: str):
+def require(module: str, purpose: str):
     """Import an optional dependency, or say how to install it."""
     try:
         return importlib.import_module(module)
@@ -424,7 +424,7 @@ def save_safetensors(model: Module, path, metadata: Mapping[str, str] | None = N
     if not isinstance(model, Module):
         raise TypeError(f"save_safetensors: model must be a fastnn Module, "
                         f"got {type(model).__name__}")
-    st = _require("safetensors.numpy", "save_safetensors")
+    st = require("safetensors.numpy", "save_safetensors")
     meta = {_META_FORMAT: "pt", _META_VERSION: _version()}
     try:
         meta[_META_ARCH] = json.dumps(architecture(model), separators=(",", ":"))
@@ -529,7 +529,7 @@ def _read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str], str]
     with open(name, "rb") as f:
         data = f.read()
     _, meta = _parse_header(data, name)
-    st = _require("safetensors.numpy", "load_safetensors")
+    st = require("safetensors.numpy", "load_safetensors")
     try:
         tensors = st.load(data)
     except Exception as exc:  # safetensors' own checks, after ours (SafetensorError)
@@ -830,7 +830,7 @@ def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
     The model's own train/eval mode is left as it is (nothing is run). Returns the
     ``onnx.ModelProto`` (checked with ``onnx.checker.check_model(full_check=True)``).
     """
-    onnx = _require("onnx", "export_onnx")
+    onnx = require("onnx", "export_onnx")
     importlib.import_module("onnx.numpy_helper")
     if not isinstance(model, Module):
         raise TypeError(f"export_onnx: model must be a fastnn Module, got {type(model).__name__}")

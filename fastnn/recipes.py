@@ -172,6 +172,48 @@ class Encoding:
                 "target_ndim": None if self.target_scaler is None else self.target_scaler.ndim,
                 "feature_names": self.feature_names, "target_names": self.target_names}
 
+    def metadata(self) -> dict[str, str]:
+        """The encoding as ``str -> str`` entries (``run.*``) for a safetensors file."""
+        import json
+
+        meta = {"run.task": self.task,
+                "run.input_mean": json.dumps(self.standardizer.mean.tolist()),
+                "run.input_std": json.dumps(self.standardizer.std.tolist()),
+                "run.names": json.dumps({"features": self.feature_names,
+                                         "targets": self.target_names})}
+        if self.task == "classification":
+            meta["run.classes"] = json.dumps(self.classes.labels.tolist())
+        else:
+            meta["run.target_mean"] = json.dumps(self.target_scaler.mean.tolist())
+            meta["run.target_std"] = json.dumps(self.target_scaler.std.tolist())
+            meta["run.target_ndim"] = str(self.target_scaler.ndim)
+        return meta
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], where: str = "") -> Encoding:
+        """The inverse of :meth:`metadata`."""
+        import json
+
+        if "run.task" not in meta:
+            raise DataError(f"{where}: holds a model but not a training run's encoding (the "
+                            "input standardization and the classes); write it with "
+                            "`fastnn export CKPT --safetensors FILE`, or load it in Python "
+                            "with fnn.load_safetensors")
+        try:
+            std = Standardizer(np.array(json.loads(meta["run.input_mean"]), dtype=np.float64),
+                               np.array(json.loads(meta["run.input_std"]), dtype=np.float64))
+            names = json.loads(meta.get("run.names", "{}"))
+            kw = {"feature_names": names.get("features"), "target_names": names.get("targets")}
+            if meta["run.task"] == "classification":
+                return cls("classification", std,
+                           classes=Classes(np.array(json.loads(meta["run.classes"]))), **kw)
+            scaler = TargetScaler(np.array(json.loads(meta["run.target_mean"]), np.float64),
+                                  np.array(json.loads(meta["run.target_std"]), np.float64),
+                                  int(meta.get("run.target_ndim", "1")))
+            return cls("regression", std, target_scaler=scaler, **kw)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DataError(f"{where}: a damaged run encoding in its metadata ({exc})") from None
+
     @classmethod
     def from_checkpoint(cls, ckpt) -> Encoding:
         from .checkpoint import CheckpointError
@@ -453,9 +495,12 @@ class TrainedModel:
 
 
 def load_trained(path: str) -> TrainedModel:
-    """A checkpoint of ``fastnn train`` as a :class:`TrainedModel` (in evaluation mode)."""
+    """A checkpoint of ``fastnn train`` (or a ``.safetensors`` file that ``fastnn export``
+    wrote from one) as a :class:`TrainedModel`, in evaluation mode."""
     from .checkpoint import CheckpointError, load_checkpoint, restore
 
+    if str(path).endswith(".safetensors"):
+        return _load_trained_safetensors(path)
     ckpt = load_checkpoint(path)
     cfg = ckpt.meta.get("config", {})
     if "architecture" not in cfg:
@@ -464,6 +509,79 @@ def load_trained(path: str) -> TrainedModel:
     restore(ckpt, model=model)
     model.eval()
     return TrainedModel(model, Encoding.from_checkpoint(ckpt), cfg, path)
+
+
+def _load_trained_safetensors(path: str) -> TrainedModel:
+    import json
+
+    from .interop import load_safetensors, read_safetensors_metadata
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    meta = read_safetensors_metadata(path)
+    encoding = Encoding.from_metadata(meta, where=path)
+    model = load_safetensors(path)
+    model.eval()
+    try:
+        config = json.loads(meta["run.config"])
+    except (KeyError, ValueError):
+        raise DataError(f"{path}: no run configuration in its metadata") from None
+    return TrainedModel(model, encoding, config, path)
+
+
+def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None = None,
+               opset: int = 17, fold_batchnorm: bool = False,
+               probabilities: bool = False) -> list[str]:
+    """Export a ``fastnn train`` checkpoint for serving; returns the paths written.
+
+    ``onnx``: a graph that takes *raw* features (the run's standardization is its first two
+    nodes) and outputs what ``fastnn predict --scores`` writes for the same rows: a
+    classifier's class scores (``probabilities``: softmax probabilities instead), a
+    regressor's values in the original units. The class labels are in the model's
+    ``metadata_props`` (``fastnn.classes``, JSON), as are the feature names.
+    ``safetensors``: the weights with PyTorch's names and layouts, and the run (task,
+    standardization, classes or target scaling, configuration) in ``__metadata__``, so
+    ``fastnn predict FILE.safetensors`` and :func:`load_trained` read it like a checkpoint.
+    """
+    import json
+
+    if onnx is None and safetensors is None:
+        raise ConfigError("say what to write: --onnx FILE and/or --safetensors FILE")
+    trained = load_trained(checkpoint)
+    enc, written = trained.encoding, []
+    if onnx is not None:
+        from .interop import export_onnx, require
+
+        if probabilities and enc.task != "classification":
+            raise ConfigError("--probabilities is for classifiers; this is a regression model")
+        reg = enc.task == "regression"
+        proto = export_onnx(trained.model, onnx, opset=opset, fold_batchnorm=fold_batchnorm,
+                            probabilities=probabilities, input_mean=enc.standardizer.mean,
+                            input_std=enc.standardizer.std,
+                            output_mean=enc.target_scaler.mean if reg else None,
+                            output_std=enc.target_scaler.std if reg else None)
+        onnx_lib = require("onnx", "ONNX export")
+        props = {"fastnn.task": enc.task,
+                 "fastnn.outputs": "probabilities" if probabilities else
+                 "scores" if not reg else "values",
+                 "fastnn.feature_names": json.dumps(enc.feature_names)}
+        if not reg:
+            props["fastnn.classes"] = json.dumps(enc.classes.labels.tolist())
+        else:
+            props["fastnn.target_names"] = json.dumps(enc.target_names)
+        onnx_lib.helper.set_model_props(proto, props)
+        tmp = onnx + ".tmp"
+        onnx_lib.save(proto, tmp)
+        os.replace(tmp, onnx)
+        written.append(onnx)
+    if safetensors is not None:
+        from .interop import save_safetensors
+
+        meta = enc.metadata()
+        meta["run.config"] = json.dumps(trained.config)
+        save_safetensors(trained.model, safetensors, metadata=meta)
+        written.append(safetensors)
+    return written
 
 
 # ------------------------------------------------------------------------ a training run
