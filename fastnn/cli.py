@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import sys
 
 from .recipes import ACTIVATIONS, DEFAULT_LR, DEFAULTS, LOSSES, SCHEDULES, ConfigError
@@ -139,95 +138,21 @@ def _cmd_export(args) -> int:
 
 # ------------------------------------------------------------------------ gradcheck
 def _cmd_gradcheck(args) -> int:
-    import numpy as np
+    from .gradcheck import check_every_layer
 
-    import fastnn as fnn
-    from fastnn import losses
-
-    rng = np.random.default_rng(0)
-    f64 = np.float64
-    x = rng.standard_normal((6, 5))
-    labels = np.array([0, 1, 2, 0, 1, 2])
-    layers = [
-        ("Linear", fnn.Linear(5, 3, dtype=f64)),
-        *[(f"Linear+{a}", fnn.Linear(5, 3, activation=a, dtype=f64))
-          for a in ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu_tanh",
-                    "silu")],
-        ("BatchNorm1d (train)", fnn.BatchNorm1d(5, dtype=f64)),
-        ("BatchNorm1d+ReLU", fnn.Sequential(fnn.BatchNorm1d(5, dtype=f64), fnn.ReLU())),
-        ("BatchNorm1d (eval)", fnn.BatchNorm1d(5, dtype=f64).eval()),
-        ("PReLU", fnn.PReLU(5, dtype=f64)),
-        ("Maxout", fnn.Maxout(5, 3, pieces=3, dtype=f64)),
-        ("Dropout (p=0)", fnn.Dropout(0.0)),
-    ]
-    rows, ok = [], True
-    for name, module in layers:
-        params = list(module.parameters())
-        rep = fnn.gradcheck(lambda x, *ps, m=module: m(x), [x, *params],
-                            raise_exception=False)
-        rows.append((name, max(rep.max_rel_error), rep.ok))
-    for name, fn in (("cross_entropy", lambda z: losses.cross_entropy(z, labels)),
-                     ("multiclass_hinge", lambda z: losses.multiclass_hinge(z, labels)),
-                     ("mse_loss", lambda z: losses.mse_loss(z, np.zeros((6, 3)))),
-                     ("bce_with_logits", lambda z: losses.binary_cross_entropy_with_logits(
-                         z, np.ones((6, 3)) * 0.3))):
-        rep = fnn.gradcheck(fn, [rng.standard_normal((6, 3))], raise_exception=False)
-        rows.append((name, max(rep.max_rel_error), rep.ok))
+    rows = check_every_layer()
     width = max(len(r[0]) for r in rows)
     print(f"{'layer / loss':<{width}}  max relative error  result")
     for name, err, good in rows:
-        ok &= good
         print(f"{name:<{width}}  {err:18.2e}  {'ok' if good else 'FAILED'}")
-    return 0 if ok else 1
+    return 0 if all(r[2] for r in rows) else 1
 
 
 # ----------------------------------------------------------------------- info, warmup
 def _cmd_info(args: argparse.Namespace) -> int:
-    import numba
-    import numpy as np
-    import scipy
-    from threadpoolctl import threadpool_info
+    from .sysinfo import system_info
 
-    import fastnn
-
-    from .kernels import activations, blas
-
-    # The threading layer is chosen when the first parallel kernel runs.
-    x = np.zeros(1 << 16, dtype=np.float32)
-    activations.activation_forward.parallel(activations.RELU, 0.0, x, x.copy(), x.copy())
-    kernel_dir = os.path.dirname(activations.__file__)
-    cache = numba.config.CACHE_DIR or os.path.join(kernel_dir, "__pycache__")
-    rows = [
-        ("fastnn", fastnn.__version__),
-        ("python", platform.python_version()),
-        ("numpy", np.__version__),
-        ("numba", numba.__version__),
-        ("scipy", scipy.__version__),
-        ("cores", str(os.cpu_count())),
-        ("numba threads", str(numba.get_num_threads())),
-        ("numba threading layer", numba.threading_layer()),
-        ("matrix products", f"{blas.BLOCKS} blocks on Numba's pool, NumPy's OpenBLAS per block"
-         if blas.AVAILABLE else "np.matmul on BLAS's own threads (NumPy's BLAS is not "
-         "OpenBLAS with 64-bit CBLAS symbols)"),
-        ("kernel cache", cache),
-        ("default dtype", str(fastnn.get_default_dtype())),
-    ]
-    for pool in threadpool_info():
-        where = pool.get("filepath", "")
-        owner = "numpy" if "numpy" in where else "scipy" if "scipy" in where else where
-        rows.append(
-            (
-                f"{pool.get('user_api')} ({owner})",
-                f"{pool.get('internal_api')} {pool.get('version')}, "
-                f"{pool.get('num_threads')} threads, {pool.get('architecture', '?')}",
-            )
-        )
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        if var in os.environ:
-            rows.append((var, os.environ[var]))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    _print_rows(system_info())
     return 0
 
 

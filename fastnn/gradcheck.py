@@ -154,3 +154,43 @@ def _check(fn, xs, eps, rtol, atol, raise_exception, seed) -> GradcheckReport:
     if failures and raise_exception:
         raise GradcheckError(report)
     return report
+
+
+def check_every_layer(seed: int = 0) -> list[tuple[str, float, bool]]:
+    """:func:`gradcheck` of every layer (with its parameters) and every loss, in float64,
+    on small random inputs: ``(name, largest relative error, passed)`` per row (the table
+    of ``fastnn gradcheck``)."""
+    from . import losses
+    from .nn import layers as L
+    from .nn.module import Sequential
+
+    rng = np.random.default_rng(seed)
+    f64 = np.float64
+    x = rng.standard_normal((6, 5))
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    modules = [
+        ("Linear", L.Linear(5, 3, dtype=f64)),
+        *[(f"Linear+{a}", L.Linear(5, 3, activation=a, dtype=f64))
+          for a in ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu_tanh",
+                    "silu")],
+        ("BatchNorm1d (train)", L.BatchNorm1d(5, dtype=f64)),
+        ("BatchNorm1d+ReLU", Sequential(L.BatchNorm1d(5, dtype=f64), L.ReLU())),
+        ("BatchNorm1d (eval)", L.BatchNorm1d(5, dtype=f64).eval()),
+        ("PReLU", L.PReLU(5, dtype=f64)),
+        ("Maxout", L.Maxout(5, 3, pieces=3, dtype=f64)),
+        ("Dropout (p=0)", L.Dropout(0.0)),
+    ]
+    rows = []
+    for name, module in modules:
+        params = list(module.parameters())
+        rep = gradcheck(lambda x, *ps, m=module: m(x), [x, *params], raise_exception=False)
+        rows.append((name, max(rep.max_rel_error), rep.ok))
+    target = rng.standard_normal((6, 3))
+    for name, fn in (("cross_entropy", lambda z: losses.cross_entropy(z, labels)),
+                     ("multiclass_hinge", lambda z: losses.multiclass_hinge(z, labels)),
+                     ("mse_loss", lambda z: losses.mse_loss(z, target)),
+                     ("bce_with_logits", lambda z: losses.binary_cross_entropy_with_logits(
+                         z, np.ones((6, 3)) * 0.3))):
+        rep = gradcheck(fn, [rng.standard_normal((6, 3))], raise_exception=False)
+        rows.append((name, max(rep.max_rel_error), rep.ok))
+    return rows
