@@ -317,11 +317,11 @@ def _abort_job_if_distributed(args, code: int) -> None:
         from mpi4py import MPI
 
         if MPI.Is_initialized() and MPI.COMM_WORLD.Get_size() > 1:
-            from .distributed import _abort
+            from .distributed import abort_job
 
             rank = MPI.COMM_WORLD.Get_rank()
             print(f"fastnn: rank {rank} failed; ending the whole job", file=sys.stderr)
-            _abort(MPI.COMM_WORLD, code)
+            abort_job(MPI.COMM_WORLD, code)
 
 
 if __name__ == "__main__":  # pragma: no cover

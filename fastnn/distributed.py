@@ -66,10 +66,10 @@ class Communicator:
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job (no rank is left waiting in a collective)."""
-        _abort(self.comm, code)
+        abort_job(self.comm, code)
 
 
-def _abort(comm, code: int) -> None:
+def abort_job(comm, code: int) -> None:
     """MPI_Abort, after giving mpiexec a moment to forward what this rank printed (an
     immediate abort can kill the forwarding before the message that explains it)."""
     import time
@@ -142,6 +142,11 @@ class DistributedSampler:
             lo, hi = shard_bounds(n, self.comm.size, self.comm.rank)
             yield xb[lo:hi], yb[lo:hi], n
 
+    @property
+    def dataset(self):
+        """The loader's data set (the whole of it; each rank takes its shard per batch)."""
+        return self.loader.dataset
+
     def state_dict(self) -> dict:
         return self.loader.state_dict()
 
@@ -181,87 +186,77 @@ class DistributedDataParallel:
 
     def step(self, x, y, n_global: int, loss_fn) -> tuple[float, int]:
         """Forward and backward on this rank's shard, ONE all-reduce of the gradients per
-        flat buffer, and the optimizer step. Returns (global mean loss, global correct)."""
+        flat buffer, and the optimizer step. Returns (global mean loss, global correct).
+
+        The global loss is known (all-reduced with the correct count) before the optimizer
+        step: a NaN or Inf raises :class:`fastnn.train.NonFiniteLoss` on every rank alike,
+        with nothing updated."""
+        from .train import NonFiniteLoss
+
         opt = self.optimizer
         opt.zero_grad()
         out = self.model(x)
         loss = loss_fn(out, y)
         weight = len(y) / n_global
+        correct = int((out.data.argmax(axis=1) == y).sum())
+        stats = np.array([loss.item() * weight, float(correct)])
+        self.comm.allreduce_(stats)
+        if not np.isfinite(stats[0]):
+            raise NonFiniteLoss(float(stats[0]))
         loss.backward(np.asarray(weight, dtype=loss.dtype))
         for flat in opt._flats:
             flat.sync()  # gradients the backward did not write count as zero
             self.comm.allreduce_(flat.grad)
         opt.step()
-        correct = int((out.data.argmax(axis=1) == y).sum())
-        stats = np.array([loss.item() * weight, float(correct)])
-        self.comm.allreduce_(stats)
         return float(stats[0]), int(round(stats[1]))
 
+    __call__ = step  # the step interface of fastnn.train.fit
 
-def evaluate(model, loss_fn, X, y, comm: Communicator, batch_size: int = 1024):
-    """Loss and accuracy over (X, y), each rank taking its shard; equal on all ranks."""
-    from .graph import no_grad
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 prints and runs the callbacks (checkpoints)."""
+        return self.comm.rank == 0
 
-    lo, hi = shard_bounds(len(y), comm.size, comm.rank)
-    was = model.training
-    model.eval()
-    total, correct = 0.0, 0
-    try:
-        with no_grad():
-            for i in range(lo, hi, batch_size):
-                j = min(hi, i + batch_size)
-                out = model(X[i:j])
-                total += loss_fn(out, y[i:j]).item() * (j - i)
-                correct += int((out.data.argmax(axis=1) == y[i:j]).sum())
-    finally:
-        model.train(was)
-    stats = comm.allreduce_(np.array([total, float(correct)]))
-    return stats[0] / len(y), stats[1] / len(y)
+    @property
+    def suffix(self) -> str:
+        return f" ({self.comm.size} ranks)"
+
+    def validate(self, model, loss_fn, val, target_scaler=None) -> dict[str, float]:
+        """Loss and accuracy over ``val`` (an ArrayDataset), each rank scoring its shard of
+        the rows; equal on all ranks."""
+        return evaluate(model, loss_fn, val, self.comm)
+
+    def agree(self, stop: bool) -> bool:
+        """Rank 0's decision to stop, on every rank."""
+        return bool(self.comm.comm.bcast(stop, root=0)) if self.comm.size > 1 else stop
+
+
+def evaluate(model, loss_fn, data, comm: Communicator, batch_size: int = 1024
+             ) -> dict[str, float]:
+    """Loss and accuracy over ``data`` (an ArrayDataset of class labels), each rank scoring
+    a contiguous shard of its rows; the sums are all-reduced, so all ranks get the same."""
+    from .data import ArrayDataset
+    from .train import evaluate_metrics
+
+    rows = data.rows if data.rows is not None else np.arange(len(data))
+    lo, hi = shard_bounds(len(rows), comm.size, comm.rank)
+    stats = np.zeros(2)
+    if hi > lo:
+        shard = ArrayDataset(data.X, data.y, rows=rows[lo:hi], transform=data.transform,
+                             check=False)
+        m = evaluate_metrics(model, loss_fn, shard, batch_size)
+        stats[:] = m["loss"] * (hi - lo), m["accuracy"] * (hi - lo)
+    comm.allreduce_(stats)
+    return {"loss": stats[0] / len(rows), "accuracy": stats[1] / len(rows)}
 
 
 def fit_distributed(ddp: DistributedDataParallel, loss_fn, sampler: DistributedSampler,
-                    val=None, epochs: int = 10, schedule=None, callbacks=(),
-                    start_epoch: int = 0, history: list | None = None, quiet: bool = False,
-                    log=None) -> list[dict]:
-    """:func:`fastnn.train.fit` for data-parallel training: same records, same callbacks.
+                    val=None, **kwargs) -> list[dict]:
+    """:func:`fastnn.train.fit` with ``ddp`` as its step: same loop, same records, same
+    callbacks (run on rank 0 only)."""
+    from .train import fit
 
-    Every rank runs this; only rank 0 prints and runs the callbacks (checkpoints). The
-    records are equal on all ranks (losses and counts are all-reduced).
-    """
-    import math
-    import time
-
-    from .train import TrainingDiverged, end_epoch
-
-    comm, model, opt = ddp.comm, ddp.model, ddp.optimizer
-    history = history if history is not None else []
-    log = log or sys.stderr
-    for epoch in range(start_epoch + 1, epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        total, correct, seen = 0.0, 0, 0
-        for step, (xb, yb, n_global) in enumerate(sampler, start=1):
-            loss, right = ddp.step(xb, yb, n_global, loss_fn)
-            if not math.isfinite(loss):
-                raise TrainingDiverged.at(loss, epoch, step, opt)
-            total += loss * n_global
-            correct += right
-            seen += n_global
-        validate = None if val is None else \
-            (lambda: dict(zip(("loss", "accuracy"), evaluate(model, loss_fn, val[0], val[1],
-                                                             comm), strict=True)))
-        record = end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0, opt,
-                           schedule, history, validate,
-                           log if comm.rank == 0 and not quiet else None,
-                           suffix=f" ({comm.size} ranks)")
-        stop = False
-        if comm.rank == 0:
-            for cb in callbacks:
-                stop = bool(cb.on_epoch_end(epoch, record)) or stop
-        stop = bool(comm.comm.bcast(stop, root=0)) if comm.size > 1 else stop
-        if stop:
-            break
-    return history
+    return fit(ddp.model, loss_fn, ddp.optimizer, sampler, val=val, step=ddp, **kwargs)
 
 
 def run(fn, *args, comm: Communicator | None = None, **kwargs):
@@ -275,5 +270,5 @@ def run(fn, *args, comm: Communicator | None = None, **kwargs):
         print(f"fastnn: rank {world.Get_rank()} of {world.Get_size()} failed: "
               f"{type(exc).__name__}: {exc}; ending the whole job", file=sys.stderr, flush=True)
         if world.Get_size() > 1:
-            _abort(world, 1)
+            abort_job(world, 1)
         raise

@@ -736,14 +736,10 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
 
 def _fit_distributed(model, loss_fn, optimizer, loader, data, cfg, schedule, comm,
                      sync_batchnorm, save, start_epoch, history, quiet, log):
-    from .distributed import DistributedDataParallel, DistributedSampler, fit_distributed
-    from .train import ModelCheckpoint
+    from .distributed import DistributedDataParallel, DistributedSampler
+    from .train import ModelCheckpoint, fit
 
-    val = None
-    if data.val is not None:  # each rank scores its shard of the validation rows
-        val = (data.encoding.standardizer.transform(data.val.X[data.val.rows],
-                                                    dtype=cfg["dtype"]), data.val.targets())
     ddp = DistributedDataParallel(model, optimizer, comm, sync_batchnorm=sync_batchnorm)
-    fit_distributed(ddp, loss_fn, DistributedSampler(loader, comm), val, epochs=cfg["epochs"],
-                    schedule=schedule, callbacks=[ModelCheckpoint(save)],
-                    start_epoch=start_epoch, history=history, quiet=quiet, log=log)
+    fit(model, loss_fn, optimizer, DistributedSampler(loader, comm), val=data.val,
+        epochs=cfg["epochs"], schedule=schedule, callbacks=[ModelCheckpoint(save)],
+        start_epoch=start_epoch, history=history, quiet=quiet, log=log, step=ddp)

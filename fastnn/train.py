@@ -190,9 +190,9 @@ def predict(model, X, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(outs) if outs else np.empty((0, 0))
 
 
-def end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule, history,
+def _end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule, history,
               validate=None, log=None, suffix: str = "") -> dict:
-    """The end of an epoch, shared by :func:`fit` and ``fastnn.distributed.fit_distributed``:
+    """The end of an epoch of :func:`fit`:
     the record (losses as means over ``seen`` samples; ``correct`` is None for regression),
     validation (``validate()`` returns a dict of metrics, see :func:`evaluate_metrics`, each
     recorded as ``val_<name>``), the schedule's step (ReduceLROnPlateau gets the validation
@@ -227,18 +227,69 @@ def end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule,
     return record
 
 
+class LocalStep:
+    """One training step in this process, the default step of :func:`fit`.
+
+    ``step(x, y, n, loss_fn)`` runs the forward pass and the loss, checks the loss *before*
+    anything is updated (a NaN or Inf raises :class:`TrainingDiverged` with the model and
+    the optimizer state as they were), then the backward pass and the optimizer step.
+    Returns the batch's mean loss and, for class labels, the number of correct predictions
+    (None for regression targets). Data-parallel training plugs in
+    :class:`fastnn.distributed.DistributedDataParallel`, which has the same interface.
+    """
+
+    #: This process prints progress and runs the callbacks.
+    is_main = True
+    #: Appended to each epoch's line.
+    suffix = ""
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+
+    def __call__(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
+        self.optimizer.zero_grad()
+        out = self.model(x)
+        loss = loss_fn(out, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(value)
+        loss.backward()
+        self.optimizer.step()
+        correct = int((out.data.argmax(axis=1) == y).sum()) if y.dtype.kind in "iu" else None
+        return value, correct
+
+    def validate(self, model, loss_fn, val, target_scaler=None) -> dict[str, float]:
+        """The validation metrics (see :func:`evaluate_metrics`)."""
+        return evaluate_metrics(model, loss_fn, val, target_scaler=target_scaler)
+
+    def agree(self, stop: bool) -> bool:
+        """Whether to stop (in a data-parallel job: the main process's decision)."""
+        return stop
+
+
+class NonFiniteLoss(ArithmeticError):
+    """Raised by a step whose loss is NaN or Inf, before it updates anything."""
+
+    def __init__(self, value: float):
+        super().__init__(value)
+        self.value = value
+
+
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size: int = 64,
         schedule=None, callbacks: Sequence[Callback] = (), seed: int = 0, quiet: bool = False,
         start_epoch: int = 0, history: list | None = None, log=None,
-        target_scaler=None) -> list[dict]:
-    """Train ``model`` and return the history: one dict per epoch.
+        target_scaler=None, step=None) -> list[dict]:
+    """Train ``model`` and return the history: one dict per epoch. The one training loop
+    of fastnn: the command line, data-parallel training and Python users all run it.
 
     Parameters
     ----------
-    model, loss_fn, optimizer : the network, ``loss_fn(outputs, labels) -> Tensor`` and a
+    model, loss_fn, optimizer : the network, ``loss_fn(outputs, targets) -> Tensor`` and a
         fastnn optimizer over the model's parameters.
     train, val : (X, y), an ArrayDataset or a DataLoader (built with ``batch_size``,
-        shuffled from ``seed``, in the model's dtype).
+        shuffled from ``seed``, in the model's dtype); ``train`` may also be a
+        :class:`fastnn.distributed.DistributedSampler` (batches ``(x, y, n_global)``).
+        ``y`` holds class indices (int) or regression targets (float).
     epochs : train until this epoch number (counting ``start_epoch`` epochs already done).
     schedule : an lr scheduler stepped after every epoch (ReduceLROnPlateau gets the
         validation loss, or the training loss without validation data).
@@ -250,6 +301,9 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     history : a list holding the earlier epochs' records (when resuming); the new records
         are appended to it in place, so callbacks can save the whole history.
     log : where per-epoch lines go (default: stderr).
+    step : how one batch trains: ``step(x, y, n, loss_fn) -> (mean loss, correct or None)``
+        (default :class:`LocalStep`; :class:`fastnn.distributed.DistributedDataParallel`
+        for data-parallel training).
 
     Each record has ``epoch``, ``loss``, ``accuracy`` (None for regression), ``val_loss``
     (None without val) and the validation metrics (``val_accuracy``; for regression
@@ -257,15 +311,19 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
 
     Raises
     ------
-    TrainingDiverged : the loss became NaN or Inf (with the epoch, the step and the lr).
+    TrainingDiverged : the loss became NaN or Inf (with the epoch, the step and the lr);
+        the step that saw it updated nothing.
     """
     dtype = _model_dtype(model)
-    loader = _loader(train, batch_size, True, seed, dtype)
+    loader = train if hasattr(train, "dataset") and hasattr(train, "__iter__") and \
+        not isinstance(train, ArrayDataset) else _loader(train, batch_size, True, seed, dtype)
+    step = step if step is not None else LocalStep(model, optimizer)
     val_data = None if val is None else (val if isinstance(val, (DataLoader, ArrayDataset))
                                          else ArrayDataset(*val))
     classification = loader.dataset.is_classification
     history = history if history is not None else []  # appended to in place
     log = log or sys.stderr
+    quiet = quiet or not step.is_main
     show_bar = not quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     try:
         from tqdm.auto import tqdm
@@ -277,38 +335,36 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
         total, correct, seen = 0.0, 0 if classification else None, 0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", leave=False,
                    disable=not show_bar, unit="batch") if show_bar else None
-        for step, (xb, yb) in enumerate(loader, start=1):
-            optimizer.zero_grad()
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            value = loss.item()
-            if not math.isfinite(value):
+        try:
+            for n_step, batch in enumerate(loader, start=1):
+                xb, yb = batch[0], batch[1]
+                n = batch[2] if len(batch) > 2 else len(yb)
+                try:
+                    value, right = step(xb, yb, n, loss_fn)
+                except NonFiniteLoss as exc:
+                    raise TrainingDiverged.at(exc.value, epoch, n_step, optimizer) from None
+                total += value * n
+                if classification:
+                    correct += right
+                seen += n
                 if bar is not None:
-                    bar.close()
-                raise TrainingDiverged.at(value, epoch, step, optimizer)
-            loss.backward()
-            optimizer.step()
-            total += value * len(yb)
-            if classification:
-                correct += int((out.data.argmax(axis=1) == yb).sum())
-            seen += len(yb)
+                    bar.update(1)
+                    if n_step % 10 == 0 or n_step == len(loader):
+                        bar.set_postfix(loss=f"{total / seen:.4f}",
+                                        samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
+        finally:
             if bar is not None:
-                bar.update(1)
-                if step % 10 == 0 or step == len(loader):
-                    bar.set_postfix(loss=f"{total / seen:.4f}",
-                                    samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
-        if bar is not None:
-            bar.close()
-        record = end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0,
-                           optimizer, schedule, history,
-                           None if val_data is None else
-                           lambda: evaluate_metrics(model, loss_fn, val_data,
-                                                    target_scaler=target_scaler),
-                           None if quiet else log)
+                bar.close()
+        validate = None if val_data is None else \
+            (lambda: step.validate(model, loss_fn, val_data, target_scaler))
+        record = _end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0,
+                           optimizer, schedule, history, validate,
+                           None if quiet else log, suffix=step.suffix)
         stop = False
-        for cb in callbacks:
-            stop = bool(cb.on_epoch_end(epoch, record)) or stop
-        if stop:
+        if step.is_main:
+            for cb in callbacks:
+                stop = bool(cb.on_epoch_end(epoch, record)) or stop
+        if step.agree(stop):
             break
     return history
 

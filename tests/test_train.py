@@ -78,3 +78,29 @@ def test_schedules_step_per_epoch_and_plateau_gets_val_loss():
     fit(model, fnn.losses.cross_entropy, opt, (X, y), val=(X, y), epochs=2, quiet=True,
         schedule=plateau)
     assert math.isfinite(plateau.best)
+
+
+def test_a_nan_loss_stops_before_the_step_updates_anything():
+    import fastnn as fnn
+    from fastnn.train import TrainingDiverged, fit
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)), rng.integers(0, 3, 64)
+    fnn.manual_seed(0)
+    model = fnn.Sequential(fnn.Linear(4, 8), fnn.ReLU(), fnn.Linear(8, 3))
+    opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+    calls, kept = [], []
+
+    def loss_fn(out, yb):  # the third batch's loss is NaN
+        calls.append(1)
+        loss = fnn.losses.cross_entropy(out, yb)
+        if len(calls) == 3:
+            kept.extend(v.copy() for v in model.state_dict().values())
+            return loss * float("nan")
+        return loss
+
+    with pytest.raises(TrainingDiverged, match="epoch 1, step 3"):
+        fit(model, loss_fn, opt, (X, y), epochs=1, batch_size=16, quiet=True)
+    for before, after in zip(kept, model.state_dict().values(), strict=True):
+        np.testing.assert_array_equal(before, after)  # the NaN step changed nothing
+    assert opt.state_dict()["steps"] == [2]  # two updates, not three
