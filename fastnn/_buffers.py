@@ -16,6 +16,35 @@ MAX_PER_KEY = 4
 _POOL_ONLY = 3
 
 
+def _reuse_is_safe() -> bool:
+    """Check, with the interpreter running this process, that :meth:`BufferPool.get` reuses
+    a buffer that nobody holds and never one that somebody holds (a variable, a view, a
+    container). The rule counts references (``_POOL_ONLY``), and CPython documents that
+    counts may change between versions (3.14 borrows references in more places): if this
+    interpreter counts differently, pooling is switched off and every ``get`` allocates,
+    which is slower but never wrong."""
+    pool = BufferPool(_checked=False)
+    dtype = np.dtype(np.float64)
+    first = pool.get("probe", (2,), dtype)
+    first_id = id(first)
+    del first
+    again = pool.get("probe", (2,), dtype)
+    if id(again) != first_id:  # a free buffer was not reused: the count is higher here
+        return False
+    del again
+    for hold in (lambda b: b[:1], lambda b: [b], lambda b: {"k": b}):
+        buf = pool.get("probe", (2,), dtype)
+        if id(buf) != first_id:  # free again, so it must come back
+            return False
+        holder = hold(buf)  # the only reference left outside the pool: a view or container
+        del buf
+        other = pool.get("probe", (2,), dtype)
+        if id(other) == first_id:  # handed out while still held: unsafe
+            return False
+        del holder, other
+    return True
+
+
 class BufferPool:
     """Hands out arrays by (role, shape, dtype), reusing one only when nobody else holds it.
 
@@ -26,11 +55,14 @@ class BufferPool:
 
     __slots__ = ("_bufs",)
 
-    def __init__(self):
-        self._bufs: dict[tuple, list[np.ndarray]] = {}
+    def __init__(self, _checked: bool = True):
+        self._bufs: dict[tuple, list[np.ndarray]] | None = {} if (
+            not _checked or REUSE_IS_SAFE) else None
 
     def get(self, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         """An uninitialised C-contiguous array of ``shape`` and ``dtype`` that nobody holds."""
+        if self._bufs is None:  # this interpreter failed the reuse check at import
+            return np.empty(shape, dtype)
         key = (role, shape, np.dtype(dtype))
         bufs = self._bufs.get(key)
         if bufs is None:
@@ -44,8 +76,13 @@ class BufferPool:
         return buf
 
     def clear(self) -> None:
-        self._bufs.clear()
+        if self._bufs is not None:
+            self._bufs.clear()
 
     def nbytes(self) -> int:
         """Bytes held by the pool."""
-        return sum(b.nbytes for bufs in self._bufs.values() for b in bufs)
+        return sum(b.nbytes for bufs in (self._bufs or {}).values() for b in bufs)
+
+
+#: Whether this interpreter passed the reuse check (measured once, at import).
+REUSE_IS_SAFE = _reuse_is_safe()
