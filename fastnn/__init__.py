@@ -46,6 +46,7 @@ from .graph import (
 from .nn import *  # noqa: F403  (layers at top level, as DESIGN.md promises)
 from .nn import __all__ as _nn_all
 from .random import manual_seed
+from .viz import draw_graph  # imports graphviz only when a graph is drawn
 
 __all__ = [  # noqa: PLE0605
     "GradcheckError",
@@ -53,6 +54,7 @@ __all__ = [  # noqa: PLE0605
     "Tensor",
     "__version__",
     "activation",
+    "draw_graph",
     "exp",
     "get_default_dtype",
     "get_num_threads",
