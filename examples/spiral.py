@@ -92,6 +92,10 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     out.mkdir(parents=True, exist_ok=True)
     if quick is None:
         quick = os.environ.get("FASTNN_EXAMPLES_QUICK", "") not in ("", "0")
+    # These matrices are small: one thread beats waking a pool, and on a busy machine a
+    # parallel region waits for every thread to be scheduled (the results are the same
+    # bits on any number of threads).
+    fnn.set_num_threads(1)
     steps = 400 if quick else 1000
     X, y = spiral()
 
