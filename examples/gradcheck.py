@@ -219,7 +219,7 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     ax.set_title("numerical against analytic gradient, as h shrinks", fontsize=12)
     ax.set_ylim(1e-12, 10)
     ax.grid(alpha=0.3, which="major")
-    ax.legend(fontsize=10, loc="lower left")
+    ax.legend(fontsize=10, loc="lower right")
     fig.tight_layout()
     path = out / "gradcheck.png"
     fig.savefig(path, dpi=72)

@@ -107,7 +107,7 @@ def static_picture(paths: dict, path: pathlib.Path) -> None:
             ax.plot(xy[:, 0], xy[:, 1], "-", color=COLORS[name], lw=1.8, marker=".", ms=4,
                     label=name)
     axes[0].plot(0, 0, "k*", ms=12)
-    axes[1].legend(loc="lower right", fontsize=11, framealpha=0.9)
+    axes[1].legend(loc="lower center", ncol=2, fontsize=11, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -125,7 +125,7 @@ def animation(paths: dict, path: pathlib.Path, frames: int, dpi: int = 72) -> No
         draw_background(ax, surface)
     for name in OPTIMIZERS:
         axes[1].plot([], [], color=COLORS[name], lw=2, label=name)
-    axes[1].legend(loc="lower right", fontsize=9, framealpha=0.9)
+    axes[1].legend(loc="lower center", ncol=2, fontsize=9, framealpha=0.9)
     still.tight_layout()
     still.canvas.draw()
     background = np.asarray(still.canvas.buffer_rgba()).copy()
