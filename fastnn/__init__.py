@@ -47,6 +47,7 @@ from .interop import export_onnx, load_safetensors, save_safetensors
 from .nn import *  # noqa: F403  (layers at top level, as DESIGN.md promises)
 from .nn import __all__ as _nn_all
 from .random import manual_seed
+from .viz import draw_graph  # imports graphviz only when a graph is drawn
 
 __all__ = [  # noqa: PLE0605
     "GradcheckError",
@@ -54,6 +55,7 @@ __all__ = [  # noqa: PLE0605
     "Tensor",
     "__version__",
     "activation",
+    "draw_graph",
     "exp",
     "export_onnx",
     "get_default_dtype",

@@ -109,6 +109,19 @@ class Tensor:
         return self.data.ndim
 
     @property
+    def op(self) -> str:
+        """The name of the operation that made this tensor ("add", "mul", "linear+relu", ...);
+        "" for a leaf and for a result that records no history (no input required grad,
+        or it was made under ``no_grad()``)."""
+        return self._op
+
+    @property
+    def parents(self) -> tuple[Tensor, ...]:
+        """The tensors this one was computed from (the operation's inputs, in order);
+        ``()`` wherever :attr:`op` is ""."""
+        return self._parents
+
+    @property
     def size(self) -> int:
         return self.data.size
 
