@@ -82,8 +82,9 @@ def gradcheck(
     inputs : sequence of Tensor or array_like
         The points at which to check; every input is differentiated. float64 Tensors that
         require grad (such as the Parameters of a float64 model) are nudged in place and
-        restored, with their ``.grad`` put back afterwards; other inputs are copied to
-        float64 and never modified.
+        restored, with their ``.grad`` put back afterwards; arrays and Tensors that do not
+        require grad are copied to float64 and never modified. A float32 Tensor that
+        requires grad raises TypeError: its float64 copy would not be what ``fn`` reads.
     eps : step of the centred difference.
     rtol, atol : an element passes when ``|analytic - numeric| <= atol + rtol * |numeric|``.
     raise_exception : raise :class:`GradcheckError` on failure (default), else return a
@@ -97,6 +98,15 @@ def gradcheck(
     """
     if len(inputs) == 0:
         raise ValueError("gradcheck: inputs is empty; pass the tensors to differentiate")
+    for k, t in enumerate(inputs):
+        # Such a tensor would be checked through a float64 copy, which a function that
+        # reads the original (a float32 model's own Parameter) never sees: analytic and
+        # numeric gradients would both be 0 and the check would pass without checking.
+        if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
+            raise TypeError(f"gradcheck: input {k} is a {t.dtype} Tensor that requires grad "
+                            "(a parameter of a float32 model?); gradcheck perturbs inputs in "
+                            "float64: convert the model with .double() (or pass float64 "
+                            "tensors)")
     # float64 Tensors are used as they are (a model's Parameters must be perturbed in place
     # for the model to see it); anything else is copied to a new float64 Tensor.
     xs = [

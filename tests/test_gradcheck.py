@@ -60,3 +60,14 @@ def test_bad_arguments():
         fnn.gradcheck(lambda: None, [])
     with pytest.raises(TypeError, match="Tensor"):
         fnn.gradcheck(lambda x: 1.0, [np.ones(2)])
+
+
+def test_a_float32_parameter_is_refused_not_checked_as_zero_equals_zero():
+    import fastnn as fnn
+
+    layer = fnn.Linear(3, 2)  # float32: a float64 copy of its weight would go unused
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match="input 1 is a float32 Tensor that requires grad"):
+        fnn.gradcheck(lambda x, w: layer(x), [x, layer.weight])
+    layer.double()
+    assert fnn.gradcheck(lambda x, w: layer(x), [x, layer.weight])

@@ -24,7 +24,6 @@ def test_steady_state_step_allocates_under_one_percent_of_activation_memory():
     # Per hidden layer: the output, BatchNorm's x-hat and the local gradient; and the logits.
     activations = sum(batch * d * 4 for d in dims[1:-1]) * 3 + batch * dims[-1] * 4
     assert peak < 0.01 * activations, (peak, activations)
-    assert np.isfinite(peak)
 
 
 RUN = """

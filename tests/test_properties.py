@@ -205,15 +205,27 @@ def test_maxout(n, d, m, pieces, dtype, layout, seed):
                                atol=tol(dtype)["atol"] * scale)
 
 
+def _dropout_keep_mask(layer, shape, dtype, p):
+    """What the layer's generator will draw for its next mask: u >= p, u ~ U[0, 1) drawn
+    in the input's dtype."""
+    g = np.random.Generator(type(layer.generator.bit_generator)())
+    g.bit_generator.state = layer.generator.bit_generator.state
+    return g.random(size=shape, dtype=dtype) >= p
+
+
 @SETTINGS
 @given(n=st.sampled_from([1, 7, 4099]), p=st.sampled_from([0.0, 0.1, 0.5, 0.9]),
        dtype=dtypes, seed=st.integers(0, 2**16))
 def test_dropout_matches_its_mask(n, p, dtype, seed):
     layer = fnn.Dropout(p, seed=seed)
     x = np.random.default_rng(seed).standard_normal((n, 3)).astype(dtype)
+    # The mask a Dropout of this seed draws, from its own generator's state before the call
+    # (not from the output: an output of zeros would then "match" any mask).
+    expected_kept = _dropout_keep_mask(layer, x.shape, x.dtype, p)
     xt = fnn.Tensor(x, requires_grad=True)
     y = layer(xt)
     kept = y.data != 0
+    np.testing.assert_array_equal(kept, expected_kept & (x != 0))
     np.testing.assert_allclose(y.data[kept], x[kept] / (1 - p), rtol=1e-6)
     y.backward(np.ones_like(x))
     np.testing.assert_allclose(xt.grad, np.where(kept, 1 / (1 - p), 0.0), rtol=1e-6)

@@ -75,9 +75,15 @@ def test_schedules_step_per_epoch_and_plateau_gets_val_loss():
                schedule=sched)
     assert [h["lr"] for h in hist] == [1e-2, 5e-3, 2.5e-3]
     plateau = fnn.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)
-    fit(model, fnn.losses.cross_entropy, opt, (X, y), val=(X, y), epochs=2, quiet=True,
-        schedule=plateau)
-    assert math.isfinite(plateau.best)
+    hist = fit(model, fnn.losses.cross_entropy, opt, (X[:40], y[:40]), val=(X[40:], y[40:]),
+               epochs=2, quiet=True, schedule=plateau)
+    # It was stepped with the validation loss (not the training loss) every epoch.
+    assert plateau.best == min(h["val_loss"] for h in hist)
+    assert plateau.best not in [h["loss"] for h in hist]
+    plateau = fnn.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)
+    hist = fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=2, quiet=True,
+               schedule=plateau)
+    assert plateau.best == min(h["loss"] for h in hist)  # without val: the training loss
 
 
 def test_a_nan_loss_stops_before_the_step_updates_anything():
