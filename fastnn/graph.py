@@ -115,6 +115,14 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.data)
 
+    def numel(self) -> int:
+        """The number of elements (the product of the shape)."""
+        return self.data.size
+
+    def dim(self) -> int:
+        """The number of dimensions (``ndim``)."""
+        return self.data.ndim
+
     def item(self) -> float:
         """The value of a one-element tensor as a Python float."""
         return self.data.item()

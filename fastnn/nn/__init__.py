@@ -1,6 +1,16 @@
 """Layers and containers with PyTorch's names (``fnn.nn``, also re-exported as ``fnn``)."""
 
-from ..losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, MultiClassHingeLoss
+from ..losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    MultiClassHingeLoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .layers import (
     ELU,
     GELU,
@@ -25,24 +35,29 @@ from .module import Module, Parameter, Sequential
 __all__ = [
     "ELU",
     "GELU",
+    "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "GaussianNoise",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
     "LeakyReLU",
     "Linear",
     "MSELoss",
     "Maxout",
     "Module",
     "MultiClassHingeLoss",
+    "NLLLoss",
     "PReLU",
     "Parameter",
     "ReLU",
     "Sequential",
     "SiLU",
+    "SmoothL1Loss",
     "Sigmoid",
     "Swish",
     "Tanh",
