@@ -182,9 +182,9 @@ def _class_inputs(input, target, fn: str):
 def _flat_labels(target, x: Tensor, fn: str) -> np.ndarray:
     y = _label_array(target, fn)
     if y.shape != _row_shape(x):
-        raise ValueError(f"{fn}: class-index target must have shape {_row_shape(x)} for input "
-                         f"of shape {x.shape} (or the input's shape, for class probabilities), "
-                         f"got {y.shape}")
+        raise ValueError(f"{fn}: labels (class indices) must have shape {_row_shape(x)} for "
+                         f"input of shape {x.shape} (or the input's shape, for class "
+                         f"probabilities), got {y.shape}")
     return np.ascontiguousarray(y.reshape(-1), dtype=np.int64)
 
 

@@ -211,7 +211,7 @@ def test_loss_option_errors():
         L.nll_loss(z, y, reduction="batchmean")
     with pytest.raises(ValueError, match=r"labels\[2\] = 7"):
         L.cross_entropy(z, np.array([0, -100, 7]), label_smoothing=0.1)
-    with pytest.raises(ValueError, match=r"target must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"labels \(class indices\) must have shape \(3,\)"):
         L.cross_entropy(z, np.array([0, 1]), weight=np.ones(3))
     with pytest.raises(ValueError, match="delta must be positive"):
         L.huber_loss(z, z, delta=0.0)

@@ -23,6 +23,8 @@ from ..random import new_generator
 from .module import Module, Parameter
 
 _EMPTY = {}
+#: The most dimensions a layer that treats leading dimensions as rows accepts (NumPy's limit).
+_MAX_NDIM = 64
 
 
 def _empty(dtype, cols=0) -> np.ndarray:
@@ -66,7 +68,7 @@ def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
         raise ValueError(
             f"{layer._describe()}: expected a {dims} input, got shape {x.shape}"
         )
-    if x.size == 0:
+    if x.numel() == 0:
         raise ValueError(f"{layer._describe()}: got an empty input of shape {x.shape}")
     return x
 
@@ -108,6 +110,8 @@ def _cast_free_input(layer, x) -> Tensor:
         return Tensor(as_float_array(x, dtype=layer.dtype, name=f"{type(layer).__name__} input"))
     if layer.dtype is not None and x.dtype != layer.dtype:
         return x.astype(layer.dtype)
+    if x.dtype.kind != "f":  # an integer or bool Tensor: the default float dtype
+        return Tensor(x.data)
     return x
 
 
@@ -260,7 +264,8 @@ class Linear(Module):
     bias : Parameter (out_features,) or None.
 
     PyTorch's default initialization: W and b ~ U(-1/sqrt(D), 1/sqrt(D)) (kaiming_uniform_
-    with a = sqrt(5)). Input (N, D), or (D,) for one sample; any real dtype is cast.
+    with a = sqrt(5)). Input (N, D), (D,) for one sample, or (*, D) (every leading index a
+    row, as PyTorch); any real dtype is cast.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -296,50 +301,75 @@ class Linear(Module):
         return self.activation is None and isinstance(nxt, _Activation)
 
     def forward(self, x, _fused: _Activation | None = None):
-        x = _as_input(self, x)
+        x = _as_input(self, x, max_ndim=_MAX_NDIM)
         if x.shape[-1] != self.in_features:
             raise ValueError(
-                f"{self._describe()}: expected input of shape (N, {self.in_features}) or "
-                f"({self.in_features},), got {x.shape}"
+                f"{self._describe()}: expected input of shape (N, {self.in_features}), "
+                f"({self.in_features},) or (*, {self.in_features}), got {x.shape}"
             )
         act = _fused or self.activation
-        code = act.code if act is not None else K_act.IDENTITY
-        alpha = act.alpha if act is not None else 0.0
-        X = _as_2d(x)
-        n, m, dt = X.shape[0], self.out_features, self.dtype
-        W = self.weight.data
-        bias = self.bias
-        b = bias.data if bias is not None else _none(dt)
-        pool = self._pool
-        y = pool.get("y", (n, m), dt)
-        parents = (x, self.weight) if bias is None else (x, self.weight, bias)
-        # The fused pass always writes the local gradient; the identity has none (dz = dy).
-        d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
-        split_k = K_dense.split_k_partial_shape(n, self.in_features, m)
-        partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
-        K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
-        out = _node(y if x.ndim == 2 else y.reshape(m), parents,
-                    "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
-        if out.requires_grad:
-            weight = self.weight
+        if x.ndim > 2:  # (*, D): the leading dimensions are rows, as in PyTorch
+            y = linear_node(x.reshape(-1, self.in_features), self.weight, self.bias, act,
+                            self._pool)
+            return y.reshape(*x.shape[:-1], self.out_features)
+        return linear_node(x, self.weight, self.bias, act, self._pool)
 
-            def backward(g):
-                g = np.ascontiguousarray(g).reshape(n, m)
-                dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
-                partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
-                dW, dW_into = weight._grad_out()  # the GEMM adds into dW_into (beta = 1)
-                db = db_into = None
-                if bias is not None:
-                    db, db_into = bias._grad_out(lambda: pool.get("db", (m,), dt))
-                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
-                K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
-                if db_into is not None:
-                    db_into += db
-                if dx is not None:
-                    x._accumulate(dx.reshape(x.shape), owned=True)
 
-            out._backward = backward
-        return out
+def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation | None,
+                pool: BufferPool) -> Tensor:
+    """y = act(x @ W + b) as one graph node: x (N, D) or (D,), W (D, M), b (M,) or None, all
+    of one dtype. One GEMM and one fused pass forward, one pass and two GEMMs back.
+
+    ``weight`` and ``bias`` are Parameters (a layer's: their gradients go straight into the
+    optimizer's buffer) or any Tensors (``F.linear``).
+    """
+    code = act.code if act is not None else K_act.IDENTITY
+    alpha = act.alpha if act is not None else 0.0
+    X = _as_2d(x)
+    n, m, dt = X.shape[0], weight.shape[1], weight.dtype
+    W = weight.data if weight.data.flags.c_contiguous else np.ascontiguousarray(weight.data)
+    b = bias.data if bias is not None else _none(dt)
+    y = pool.get("y", (n, m), dt)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    # The fused pass always writes the local gradient; the identity has none (dz = dy).
+    d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
+    split_k = K_dense.split_k_partial_shape(n, X.shape[1], m)
+    partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
+    K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
+    out = _node(y if x.ndim == 2 else y.reshape(m), parents,
+                "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
+    if out.requires_grad:
+
+        def backward(g):
+            g = np.ascontiguousarray(g).reshape(n, m)
+            dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
+            partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
+            dW, dW_into = _grad_out(weight)  # the GEMM adds into dW_into (beta = 1)
+            db = db_into = None
+            if bias is not None:
+                db, db_into = _grad_out(bias, lambda: pool.get("db", (m,), dt))
+            dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
+            K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
+            if db_into is not None:
+                db_into += db
+            if dx is not None:
+                x._accumulate(dx.reshape(x.shape), owned=True)
+            if not isinstance(weight, Parameter) and weight.requires_grad:
+                weight._accumulate(dW, owned=True)
+            if bias is not None and not isinstance(bias, Parameter) and bias.requires_grad:
+                bias._accumulate(db, owned=True)
+
+        out._backward = backward
+    return out
+
+
+def _grad_out(t: Tensor, scratch=None):
+    """Where a kernel writes ``t``'s gradient: a Parameter's own slot (see
+    ``Parameter._grad_out``), or for any other Tensor a new array that the caller then
+    accumulates (or, when ``t`` needs no gradient, a scratch array nobody reads)."""
+    if isinstance(t, Parameter) and t.requires_grad:
+        return t._grad_out(scratch)
+    return np.empty(t.shape, t.dtype), None
 
 
 # --------------------------------------------------------------------------- BatchNorm1d
@@ -543,23 +573,29 @@ class Dropout(Module):
         x = _cast_free_input(self, x)
         if not self.training or self.p == 0.0:
             return x
-        src = np.ascontiguousarray(x.data).reshape(-1)
-        if src.size == 0:
-            return x
-        mask = self._pool.get("mask", src.shape, src.dtype)
-        self.generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
-        y = self._pool.get("y", src.shape, src.dtype)
-        K_drop.dropout_forward(src.size)(src, mask, self.p, y, mask)
-        out = _node(y.reshape(x.shape), (x,), "dropout")
-        if out.requires_grad:
+        return dropout_node(x, self.p, self.generator, self._pool)
 
-            def backward(g):  # the mask is the local gradient
-                dx = self._pool.get("dx", src.shape, src.dtype)
-                K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
-                x._accumulate(dx.reshape(x.shape), owned=True)
 
-            out._backward = backward
-        return out
+def dropout_node(x: Tensor, p: float, generator: np.random.Generator, pool: BufferPool) -> Tensor:
+    """Inverted dropout of ``x`` (any shape) with probability ``p``, uniforms drawn from
+    ``generator``; the kernel writes the scaled mask, which backward multiplies by."""
+    src = np.ascontiguousarray(x.data).reshape(-1)
+    if src.size == 0:
+        return x
+    mask = pool.get("mask", src.shape, src.dtype)
+    generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
+    y = pool.get("y", src.shape, src.dtype)
+    K_drop.dropout_forward(src.size)(src, mask, p, y, mask)
+    out = _node(y.reshape(x.shape), (x,), "dropout")
+    if out.requires_grad:
+
+        def backward(g):  # the mask is the local gradient
+            dx = pool.get("dx", src.shape, src.dtype)
+            K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
+            x._accumulate(dx.reshape(x.shape), owned=True)
+
+        out._backward = backward
+    return out
 
 
 class GaussianNoise(Module):
@@ -582,7 +618,7 @@ class GaussianNoise(Module):
 
     def forward(self, x):
         x = _cast_free_input(self, x)
-        if not self.training or self.std == 0.0 or x.size == 0:
+        if not self.training or self.std == 0.0 or x.numel() == 0:
             return x
         noise = self._pool.get("noise", x.shape, x.dtype)
         self.generator.standard_normal(out=noise, dtype=x.dtype)
