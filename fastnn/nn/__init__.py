@@ -22,16 +22,19 @@ from .layers import (
     Identity,
     LeakyReLU,
     Linear,
+    LogSoftmax,
     Maxout,
     PReLU,
     ReLU,
     Sigmoid,
     SiLU,
+    Softmax,
+    Softplus,
     Swish,
     Tanh,
     make_activation,
 )
-from .module import Module, Parameter, Sequential
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = [
     "ELU",
@@ -48,9 +51,12 @@ __all__ = [
     "L1Loss",
     "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MSELoss",
     "Maxout",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "MultiClassHingeLoss",
     "NLLLoss",
     "PReLU",
@@ -59,6 +65,8 @@ __all__ = [
     "Sequential",
     "SiLU",
     "SmoothL1Loss",
+    "Softmax",
+    "Softplus",
     "Sigmoid",
     "Swish",
     "Tanh",

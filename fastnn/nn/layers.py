@@ -13,7 +13,7 @@ import numpy as np
 from .. import init
 from .._buffers import BufferPool
 from .._dtype import as_float_array, resolve_dtype
-from ..graph import Tensor, _node, is_grad_enabled
+from ..graph import Tensor, _node, is_grad_enabled, log_softmax, softmax, softplus
 from ..kernels import activations as K_act
 from ..kernels import batchnorm as K_bn
 from ..kernels import dense as K_dense
@@ -244,6 +244,57 @@ def make_activation(spec) -> _Activation | None:
         f"activation must be None, an activation module or one of {sorted(_ACTIVATIONS)}, "
         f"got {spec!r}"
     )
+
+
+class Softmax(Module):
+    """y = exp(x) / sum(exp(x)) along ``dim`` (``dim=None``: PyTorch's legacy choice, with
+    a warning)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x):
+        return softmax(_float_input(x, "Softmax"), self.dim)
+
+
+class LogSoftmax(Module):
+    """y = x - logsumexp(x) along ``dim`` (log-probabilities, for ``NLLLoss``)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x):
+        return log_softmax(_float_input(x, "LogSoftmax"), self.dim)
+
+
+class Softplus(Module):
+    """y = log(1 + exp(beta x)) / beta, and x where beta x > threshold (PyTorch's)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        if not beta > 0:
+            raise ValueError(f"Softplus: beta must be positive, got {beta!r}")
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def forward(self, x):
+        return softplus(_float_input(x, "Softplus"), self.beta, self.threshold)
+
+
+def _float_input(x, name: str) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if x.dtype.kind == "f" else Tensor(x.data)
+    return Tensor(as_float_array(x, name=f"{name} input"))
 
 
 # ------------------------------------------------------------------------------ Linear
@@ -511,8 +562,9 @@ class BatchNorm1d(Module):
                     np.sum(dz * xhat, axis=0, out=dgamma)
                     if dx is not None:
                         np.multiply(dz, gamma * inv_std, out=dx)
-                if weight is not None:
+                if weight is not None and weight.requires_grad:
                     weight._accumulate(dgamma, owned=True)
+                if bias is not None and bias.requires_grad:
                     bias._accumulate(dbeta, owned=True)
                 if dx is not None:
                     x._accumulate(dx, owned=True)
@@ -671,7 +723,8 @@ class PReLU(Module):
                 dw = partial.sum(axis=0)
                 if shared:
                     dw = dw.sum(keepdims=True)
-                w._accumulate(dw, owned=True)
+                if w.requires_grad:
+                    w._accumulate(dw, owned=True)
                 if x.requires_grad:
                     x._accumulate(dx.reshape(x.shape), owned=True)
 
@@ -737,10 +790,10 @@ class Maxout(Module):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m * k), dt)
                 partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
-                dW, dW_into = weight._grad_out()  # the GEMM adds into dW_into (beta = 1)
+                dW, dW_into = _grad_out(weight)  # the GEMM adds into dW_into (beta = 1)
                 db = db_into = None
                 if bias is not None:
-                    db, db_into = bias._grad_out(lambda: pool.get("db", (m * k,), dt))
+                    db, db_into = _grad_out(bias, lambda: pool.get("db", (m * k,), dt))
                 dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db, dW_into)
                 if db_into is not None:
