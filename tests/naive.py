@@ -129,6 +129,50 @@ def batchnorm_backward(dy, x, gamma, eps, name="identity", alpha=0.0, beta=None)
     return dx, dgamma, dbeta
 
 
+def layernorm_forward(x, gamma, beta, eps, name="identity", alpha=0.0):
+    """(y, d) of LayerNorm over each row of x (N, D) (biased variance) + activation."""
+    x = _f64(x)
+    mean = x.mean(axis=1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    return activation(name, _f64(gamma) * xhat + _f64(beta), alpha)
+
+
+def layernorm_backward(dy, x, gamma, beta, eps, name="identity", alpha=0.0):
+    """(dx, dgamma, dbeta) of LayerNorm + activation, by the textbook chain per row."""
+    x, gamma = _f64(x), _f64(gamma)
+    d_feat = x.shape[1]
+    mean = x.mean(axis=1, keepdims=True)
+    xc = x - mean
+    var = (xc**2).mean(axis=1, keepdims=True)
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    _, d = activation(name, gamma * xhat + _f64(beta), alpha)
+    dz = _f64(dy) * d
+    dxhat = dz * gamma
+    dvar = (dxhat * xc * -0.5 * std**-3).sum(axis=1, keepdims=True)
+    dmean = (-dxhat / std).sum(axis=1, keepdims=True) + dvar * (-2.0 * xc).mean(axis=1,
+                                                                               keepdims=True)
+    dx = dxhat / std + dvar * 2.0 * xc / d_feat + dmean / d_feat
+    return dx, (dz * xhat).sum(axis=0), dz.sum(axis=0)
+
+
+def embedding_forward(weight, indices):
+    """The rows of ``weight`` at ``indices``."""
+    return np.stack([_f64(weight)[k] for k in indices]) if len(indices) else \
+        np.zeros((0, np.shape(weight)[1]))
+
+
+def embedding_backward(indices, dout, num_embeddings, padding_idx=-1):
+    """The (V, D) gradient of the table: dout[i] added into row indices[i], one at a time."""
+    dout = _f64(dout)
+    dw = np.zeros((num_embeddings, dout.shape[1]))
+    for i, k in enumerate(indices):
+        if k != padding_idx:
+            dw[k] += dout[i]
+    return dw
+
+
 def softmax_cross_entropy(logits, labels):
     """(loss, dlogits) of the mean softmax cross-entropy."""
     z = _f64(logits)

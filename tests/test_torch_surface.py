@@ -138,6 +138,8 @@ def test_clamp_with_tensor_bounds():
 DIMS = [None, 0, 1, -1, (0, 2), (-1, 0)]
 
 
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom")  # std_c2 over 2 values: n - 2 = 0
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("dim", DIMS, ids=str)
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("name", ["sum", "mean", "var", "std", "var0", "std_c2", "amax",
@@ -299,6 +301,7 @@ def test_size_numel_dim_and_conversions():
     assert fnn.tensor([[1, 2]]).tolist() == torch.tensor([[1, 2]]).tolist()
 
 
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom")
 def test_var_std_edge_cases_match_torch():
     one = np.array([3.0])
     for unbiased in (True, False):
@@ -401,3 +404,72 @@ def test_cross_entropy_weight_ignore_index_and_label_smoothing_together():
               x, y),
           lambda x, y: torch.nn.CrossEntropyLoss(weight=torch.from_numpy(w), ignore_index=-100,
                                                  label_smoothing=0.15)(x, y), z, y)
+
+
+# ----------------------------------------------------------------- the new modules
+@pytest.mark.parametrize("normalized, affine", [(5, True), ((3, 5), True), (5, False)])
+def test_layernorm_matches_torch(normalized, affine):
+    rng = np.random.default_rng(4)
+    ours = fnn.LayerNorm(normalized, elementwise_affine=affine, dtype=np.float64)
+    ref = torch.nn.LayerNorm(normalized, elementwise_affine=affine).double()
+    if affine:
+        ours.weight.data[...] = rng.standard_normal(ours.weight.shape)
+        ours.bias.data[...] = rng.standard_normal(ours.bias.shape)
+        with torch.no_grad():
+            ref.weight.copy_(torch.from_numpy(ours.weight.data))
+            ref.bias.copy_(torch.from_numpy(ours.bias.data))
+    x = rng.standard_normal((4, 3, 5)) * 3 + 2
+    check(lambda v: ours(v), lambda v: ref(v), x)
+    if affine:
+        xt = fnn.Tensor(x, requires_grad=True)
+        g = rand(4, 3, 5, seed=9)
+        ours(xt).backward(g)
+        ref(torch.tensor(x)).backward(torch.from_numpy(g))
+        np.testing.assert_allclose(ours.weight.grad, ref.weight.grad.numpy(), rtol=1e-12,
+                                   atol=1e-13)
+        np.testing.assert_allclose(ours.bias.grad, ref.bias.grad.numpy(), rtol=1e-12)
+        w, b = ours.weight.data, ours.bias.data
+        check(lambda v, w, b: F.layer_norm(v, ours.normalized_shape, w, b, eps=1e-3),
+              lambda v, w, b: TF.layer_norm(v, ours.normalized_shape, w, b, eps=1e-3), x, w, b)
+
+
+def test_layernorm_with_fused_activation_matches_torch():
+    ours = fnn.Sequential(fnn.LayerNorm(6, dtype=np.float64), fnn.SiLU())
+    ref = torch.nn.Sequential(torch.nn.LayerNorm(6).double(), torch.nn.SiLU())
+    check(lambda v: ours(v), lambda v: ref(v), rand(5, 6, seed=5))
+
+
+def test_embedding_matches_torch():
+    ours = fnn.Embedding(7, 4, padding_idx=3, dtype=np.float64)
+    ref = torch.nn.Embedding(7, 4, padding_idx=3).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(ours.weight.data))
+    idx = np.array([[0, 3, 6, 6], [1, 1, 3, 2]])
+    y, yr = ours(idx), ref(torch.from_numpy(idx))
+    np.testing.assert_array_equal(y.data, yr.detach().numpy())
+    g = rand(2, 4, 4, seed=6)
+    y.backward(g)
+    yr.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(ours.weight.grad, ref.weight.grad.numpy(), rtol=1e-13)
+    w = rand(7, 4, seed=7)
+    check(lambda w: F.embedding(fnn.from_numpy(idx), w, padding_idx=1),
+          lambda w: TF.embedding(torch.from_numpy(idx), w, padding_idx=1), w)
+
+
+def test_softmax_modules_and_containers_match_torch():
+    x = rand(3, 4, seed=8)
+    for ours, ref in ((fnn.Softmax(dim=1), torch.nn.Softmax(dim=1)),
+                      (fnn.LogSoftmax(dim=0), torch.nn.LogSoftmax(dim=0)),
+                      (fnn.Softplus(beta=3, threshold=2), torch.nn.Softplus(beta=3, threshold=2))):
+        check(lambda v, m=ours: m(v), lambda v, m=ref: m(v), x)
+    ours = fnn.ModuleList([fnn.Linear(4, 4, dtype=np.float64) for _ in range(2)])
+    ref = torch.nn.ModuleList([torch.nn.Linear(4, 4).double() for _ in range(2)])
+    with torch.no_grad():
+        for a, b in zip(ours, ref, strict=True):
+            b.weight.copy_(torch.from_numpy(a.weight.data.T.copy()))
+            b.bias.copy_(torch.from_numpy(a.bias.data))
+    check(lambda v: ours[1](ours[0](v).tanh()), lambda v: ref[1](ref[0](v).tanh()), x)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    ours_d = fnn.ModuleDict({"a": fnn.Linear(2, 2)})
+    ref_d = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2)})
+    assert list(ours_d.state_dict()) == list(ref_d.state_dict())

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._buffers import BufferPool
 from .._dtype import as_float_array
-from ..graph import Tensor, _const, log_softmax, softmax, softplus
+from ..graph import Tensor, from_numpy, log_softmax, softmax, softplus
 from ..kernels import activations as K_act
 from ..losses import (
     binary_cross_entropy,
@@ -30,7 +30,14 @@ from ..losses import (
     smooth_l1_loss,
 )
 from ..random import default_generator
-from .layers import activation_node, dropout_node, linear_node
+from .layers import (
+    as_normalized_shape,
+    activation_node,
+    dropout_node,
+    embedding_node,
+    layer_norm_node,
+    linear_node,
+)
 
 _pool = BufferPool()
 
@@ -124,6 +131,36 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
     return dropout_node(x, float(p), default_generator(), _pool)
 
 
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalize each sample over its trailing ``normalized_shape`` (mean and biased variance),
+    then ``* weight + bias`` (each of that shape, optional): ``nn.LayerNorm``'s kernel."""
+    shape = as_normalized_shape(normalized_shape)
+    x = _input(input)
+    w = None if weight is None else (weight if isinstance(weight, Tensor)
+                                     else Tensor(as_float_array(weight, name="weight")))
+    b = None if bias is None else (bias if isinstance(bias, Tensor)
+                                   else Tensor(as_float_array(bias, name="bias")))
+    for name, p in (("weight", w), ("bias", b)):
+        if p is not None and p.shape != shape:
+            raise ValueError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
+    dt = w.dtype if w is not None else (b.dtype if b is not None else x.dtype)
+    return layer_norm_node(x.astype(dt), shape, None if w is None else w.astype(dt),
+                           None if b is None else b.astype(dt), float(eps), None, _pool)
+
+
+def embedding(input, weight, padding_idx: int | None = None) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input``
+    (*): (*, embedding_dim); the ``padding_idx`` row gets no gradient. ``nn.Embedding``'s
+    kernels."""
+    w = weight if isinstance(weight, Tensor) else Tensor(as_float_array(weight, name="weight"))
+    if w.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
+                         f"{w.shape}")
+    if padding_idx is not None:
+        padding_idx = int(padding_idx) % w.shape[0]
+    return embedding_node(input, w, padding_idx, _pool)
+
+
 def one_hot(tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot rows: shape (*, num_classes) for class indices of shape (*);
     ``num_classes=-1`` takes the largest index + 1."""
@@ -135,7 +172,7 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
         raise ValueError(f"one_hot: class indices must be in [0, {num_classes}), got "
                          f"[{idx.min()}, {idx.max()}]")
-    return _const((idx[..., None] == np.arange(num_classes)).astype(np.int64))
+    return from_numpy((idx[..., None] == np.arange(num_classes)).astype(np.int64))
 
 
 __all__ = [
@@ -144,9 +181,11 @@ __all__ = [
     "cross_entropy",
     "dropout",
     "elu",
+    "embedding",
     "gelu",
     "huber_loss",
     "l1_loss",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",
