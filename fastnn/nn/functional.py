@@ -31,8 +31,8 @@ from ..losses import (
 )
 from ..random import default_generator
 from .layers import (
-    as_normalized_shape,
     activation_node,
+    as_normalized_shape,
     dropout_node,
     embedding_node,
     layer_norm_node,
