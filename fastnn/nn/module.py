@@ -359,8 +359,8 @@ class Sequential(Module):
 
     A ``Linear``, ``BatchNorm1d`` or ``LayerNorm`` (without its own activation) followed by a
     parameter-free activation (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU, Identity)
-    runs as ONE fused kernel call each way; the numbers are those of running the two modules one after the
-    other, and the names, indexing and ``state_dict`` are unchanged.
+    runs as ONE fused kernel call each way; the numbers are those of running the two modules
+    one after the other, and the names, indexing and ``state_dict`` are unchanged.
     """
 
     def __init__(self, *modules: Module):
