@@ -54,12 +54,12 @@ class _GradMode(ContextDecorator):
 
     _mode: bool | None = False  # None: leave the mode as it is
 
-    def __new__(cls, *args):
+    def __new__(cls, *args, **kwargs):
         if len(args) == 1 and callable(args[0]) and not isinstance(args[0], bool):
             return cls()(args[0])  # used as a decorator without parentheses
         return super().__new__(cls)
 
-    def __init__(self, *args):
+    def __init__(self, *args, **kwargs):
         pass
 
     def _recreate_cm(self):
@@ -1525,6 +1525,10 @@ def clamp(x, min=None, max=None) -> Tensor:
     x = _as_tensor(x)
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
+    if x.dtype.kind != "f" and any(isinstance(b, float) or (isinstance(b, Tensor) and
+                                                          b.dtype.kind == "f")
+                                   for b in (min, max)):
+        x = _as_float_tensor(x)  # integers clamped to floating bounds become floating
     lo = None if min is None else _lift(min, x)
     hi = None if max is None else _lift(max, x)
     v = x.data

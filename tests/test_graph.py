@@ -334,6 +334,10 @@ def r(*shape, seed=0):
     ("sort_topk", lambda x: x.sort(dim=1).values[:, 1:] + x.topk(3, dim=1).values),
     ("clone_t", lambda x: x.clone().t()),
     ("remainder", lambda x: (x * 3) % 1.7),
+    ("clamp_tensor_bounds", lambda x: fnn.clamp(x, x[0] * 0.5, x[1:2] + 0.5)),
+    ("max_all_amin", lambda x: x.max() + x.amin() * 2),
+    ("mT_unflatten_permute", lambda x: x.mT.unflatten(0, (2, 2)).permute(-1, 0, 1)),
+    ("int_promotion", lambda x: x / (fnn.arange(4) + 1) + (x > 0) * x),
 ])
 def test_surface_ops_gradcheck(name, fn):
     fnn.gradcheck(fn, [r(3, 4)])
