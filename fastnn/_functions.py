@@ -47,6 +47,24 @@ chunk = _method("chunk", "``input.chunk(chunks, dim=0)``.")
 isnan = _method("isnan", "``input.isnan()``.")
 isfinite = _method("isfinite", "``input.isfinite()``.")
 abs = _method("abs", "``input.abs()``: |x|, gradient sign(x).")  # noqa: A001
+square = _method("square", "``input.square()``.")
+reciprocal = _method("reciprocal", "``input.reciprocal()``.")
+rsqrt = _method("rsqrt", "``input.rsqrt()``.")
+log1p = _method("log1p", "``input.log1p()``.")
+expm1 = _method("expm1", "``input.expm1()``.")
+sin = _method("sin", "``input.sin()``.")
+cos = _method("cos", "``input.cos()``.")
+sign = _method("sign", "``input.sign()`` (gradient 0).")
+round = _method("round", "``input.round()`` (gradient 0).")  # noqa: A001
+floor = _method("floor", "``input.floor()`` (gradient 0).")
+ceil = _method("ceil", "``input.ceil()`` (gradient 0).")
+cumsum = _method("cumsum", "``input.cumsum(dim)``.")
+prod = _method("prod", "``input.prod(dim=None, keepdim=False)``.")
+norm = _method("norm", "``input.norm(p=2, dim=None, keepdim=False)``.")
+narrow = _method("narrow", "``input.narrow(dim, start, length)``.")
+index_select = _method("index_select", "``input.index_select(dim, index)``.")
+gather = _method("gather", "``input.gather(dim, index)``.")
+nonzero = _method("nonzero", "``input.nonzero()``: (count, ndim) int64 indices.")
 
 
 def max(input, dim=None, keepdim: bool = False):  # noqa: A001
@@ -90,7 +108,9 @@ def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08,
     return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
-__all__ = ["abs", "allclose", "amax", "amin", "argmax", "argmin", "chunk", "equal", "flatten",
-           "isfinite", "isnan", "logsumexp", "matmul", "max", "mean", "min", "mm", "permute",
-           "pow", "reshape", "sort", "split", "squeeze", "std", "sum", "topk", "transpose",
-           "unsqueeze", "var"]
+__all__ = ["abs", "allclose", "amax", "amin", "argmax", "argmin", "ceil", "chunk", "cos",
+           "cumsum", "equal", "expm1", "flatten", "floor", "gather", "index_select", "isfinite",
+           "isnan", "log1p", "logsumexp", "matmul", "max", "mean", "min", "mm", "narrow",
+           "nonzero", "norm", "permute", "pow", "prod", "reciprocal", "reshape", "round",
+           "rsqrt", "sign", "sin", "sort", "split", "square", "squeeze", "std", "sum", "topk",
+           "transpose", "unsqueeze", "var"]

@@ -1293,6 +1293,190 @@ class Tensor:
     def relu(self) -> Tensor:
         return relu(self)
 
+    # ------------------------------------------------ more elementwise and reductions
+    def _unary(self, value: np.ndarray, local, op: str) -> Tensor:
+        """A node y = f(x) whose local gradient is ``local()`` (computed only if needed)."""
+        out = _node(value, (self,), op)
+        if out.requires_grad:
+            d = local()
+            out._backward = lambda g: self._accumulate(g * d, owned=True)
+        return out
+
+    def square(self) -> Tensor:
+        """x * x; local gradient 2x."""
+        x = self.data
+        return self._unary(x * x, lambda: 2 * x, "square")
+
+    def reciprocal(self) -> Tensor:
+        """1 / x; local gradient -1/x^2."""
+        x = _as_float_tensor(self)
+        with np.errstate(divide="ignore"):
+            y = 1 / x.data
+        return x._unary(y, lambda: -y * y, "reciprocal")
+
+    def rsqrt(self) -> Tensor:
+        """1 / sqrt(x); local gradient -1/(2 x^1.5)."""
+        x = _as_float_tensor(self)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = 1 / np.sqrt(x.data)
+        return x._unary(y, lambda: -0.5 * y * y * y, "rsqrt")
+
+    def log1p(self) -> Tensor:
+        """log(1 + x), accurate near 0; local gradient 1 / (1 + x)."""
+        x = _as_float_tensor(self)
+        return x._unary(np.log1p(x.data), lambda: 1 / (1 + x.data), "log1p")
+
+    def expm1(self) -> Tensor:
+        """exp(x) - 1, accurate near 0; local gradient exp(x)."""
+        x = _as_float_tensor(self)
+        return x._unary(np.expm1(x.data), lambda: np.exp(x.data), "expm1")
+
+    def sin(self) -> Tensor:
+        x = _as_float_tensor(self)
+        return x._unary(np.sin(x.data), lambda: np.cos(x.data), "sin")
+
+    def cos(self) -> Tensor:
+        x = _as_float_tensor(self)
+        return x._unary(np.cos(x.data), lambda: -np.sin(x.data), "cos")
+
+    def _stepwise(self, fn, op: str) -> Tensor:
+        """A piecewise-constant function: its gradient is 0 (as PyTorch's)."""
+        return self._unary(fn(self.data), lambda: np.zeros_like(self.data), op)
+
+    def sign(self) -> Tensor:
+        return self._stepwise(np.sign, "sign")
+
+    def round(self) -> Tensor:
+        """Rounded to the nearest integer, halves to even (as PyTorch)."""
+        return self._stepwise(np.round, "round")
+
+    def floor(self) -> Tensor:
+        return self._stepwise(np.floor, "floor")
+
+    def ceil(self) -> Tensor:
+        return self._stepwise(np.ceil, "ceil")
+
+    def cumsum(self, dim: int) -> Tensor:
+        """Running sums along ``dim``; the gradient is the reversed running sum of g."""
+        d = _dim(dim, self.ndim)
+        out = _node(np.cumsum(self.data, axis=d) if self.ndim else self.data.copy(), (self,),
+                    "cumsum")
+        if out.requires_grad:
+
+            def backward(g):
+                if self.ndim == 0:
+                    self._accumulate(g)
+                    return
+                rev = np.flip(np.cumsum(np.flip(g, axis=d), axis=d), axis=d)
+                self._accumulate(np.ascontiguousarray(rev), owned=True)
+
+            out._backward = backward
+        return out
+
+    def prod(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The product of all elements, or along ``dim``; the gradient of each element is the
+        product of the others (computed without dividing, so zeros are exact)."""
+        x = self.data
+        if dim is None:
+            flat = self.reshape(-1) if self.ndim != 1 else self
+            return flat.prod(0) if x.size else _const(np.asarray(1, x.dtype))
+        d = _dim(dim, self.ndim)
+        kept = np.prod(x, axis=d, keepdims=True) if x.ndim else x
+        out = _node(np.asarray(kept if keepdim or not x.ndim else np.squeeze(kept, d)), (self,),
+                    "prod")
+        if out.requires_grad:
+
+            def backward(g):
+                if x.ndim == 0:
+                    self._accumulate(g)
+                    return
+                ones = np.ones_like(np.take(x, [0], axis=d))
+                left = np.cumprod(np.concatenate([ones, np.take(x, np.arange(x.shape[d] - 1),
+                                                                axis=d)], axis=d), axis=d)
+                right = np.flip(np.cumprod(np.concatenate(
+                    [ones, np.take(np.flip(x, axis=d), np.arange(x.shape[d] - 1), axis=d)],
+                    axis=d), axis=d), axis=d)
+                self._accumulate(np.reshape(g, kept.shape) * left * right, owned=True)
+
+            out._backward = backward
+        return out
+
+    def norm(self, p=2, dim=None, keepdim: bool = False) -> Tensor:
+        """The p-norm over ``dim`` (None: all elements): p = 2 (default), 1, inf or any
+        p > 0; the gradient is 0 where the norm is 0 (as PyTorch)."""
+        _need_float(self, "norm")
+        if p in ("fro", 2, 2.0):
+            ss = (self * self).sum(dim=dim, keepdim=keepdim)
+            return ss._safe_root(2.0, self, dim, keepdim)
+        if p in (1, 1.0):
+            return self.abs().sum(dim=dim, keepdim=keepdim)
+        if p == np.inf:
+            return self.abs().amax(dim=dim, keepdim=keepdim)
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
+            raise ValueError(f"norm: p must be a positive number, inf or 'fro', got {p!r}")
+        return (self.abs() ** p).sum(dim=dim, keepdim=keepdim)._safe_root(float(p), self, dim,
+                                                                          keepdim)
+
+    def _safe_root(self, p: float, x: Tensor, dim, keepdim) -> Tensor:
+        """s ** (1/p) for the sums s of a p-norm, with gradient 0 where s is 0."""
+        s = self.data
+        y = s ** (1.0 / p)
+        out = _node(np.asarray(y), (self,), "norm")
+        if out.requires_grad:
+
+            def backward(g):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    local = np.where(s == 0, 0.0, y / (p * s))
+                self._accumulate(np.asarray(g * local, dtype=s.dtype), owned=True)
+
+            out._backward = backward
+        return out
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """``length`` entries of dimension ``dim`` from ``start``."""
+        d = _dim(dim, self.ndim)
+        start = start + self.shape[d] if start < 0 else start
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def index_select(self, dim: int, index) -> Tensor:
+        """The entries at the integer ``index`` (1-D) along ``dim``."""
+        d = _dim(dim, self.ndim)
+        idx = np.asarray(index.data if isinstance(index, Tensor) else index)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            raise TypeError(f"index_select: index must be a 1-D integer tensor, got dtype "
+                            f"{idx.dtype} and shape {idx.shape}")
+        return self[(slice(None),) * d + (idx,)]
+
+    def gather(self, dim: int, index) -> Tensor:
+        """out[i][j] = self[index[i][j]][j] (for dim 0; likewise for any dim): PyTorch's
+        gather, ``index`` an integer tensor of the same number of dimensions."""
+        d = _dim(dim, self.ndim)
+        idx = np.asarray(index.data if isinstance(index, Tensor) else index)
+        if idx.dtype.kind not in "iu" or idx.ndim != self.ndim:
+            raise TypeError(f"gather: index must be an integer tensor with {self.ndim} "
+                            f"dimensions, got dtype {idx.dtype} and shape {idx.shape}")
+        x = self.data
+        if any(n > x.shape[k] for k, n in enumerate(idx.shape) if k != d):
+            raise ValueError(f"gather: index of shape {idx.shape} is larger than the input "
+                             f"{x.shape} outside dimension {dim}")
+        grid = list(np.indices(idx.shape, sparse=True))
+        grid[d] = idx
+        grid = tuple(grid)
+        out = _node(x[grid], (self,), "gather")
+        if out.requires_grad:
+
+            def backward(g):  # scatter-add back: repeated indices add up
+                full = np.zeros(x.shape, x.dtype)
+                np.add.at(full, grid, g)
+                self._accumulate(full, owned=True)
+
+            out._backward = backward
+        return out
+
+    def nonzero(self) -> Tensor:
+        """The indices of the nonzero elements, (count, ndim) int64."""
+        return _const(np.argwhere(self.data).astype(np.int64))
+
     def __getattr__(self, name: str):
         hint = _TENSOR_ABSENT.get(name)
         if hint is None:

@@ -338,6 +338,14 @@ def r(*shape, seed=0):
     ("max_all_amin", lambda x: x.max() + x.amin() * 2),
     ("mT_unflatten_permute", lambda x: x.mT.unflatten(0, (2, 2)).permute(-1, 0, 1)),
     ("int_promotion", lambda x: x / (fnn.arange(4) + 1) + (x > 0) * x),
+    ("square_reciprocal_rsqrt", lambda x: x.square() + (x.abs() + 1).reciprocal()
+     + (x.abs() + 1).rsqrt()),
+    ("log1p_expm1_sin_cos", lambda x: x.abs().log1p() + x.expm1() + x.sin() * x.cos()),
+    ("cumsum", lambda x: x.cumsum(1) * x.cumsum(-2)),
+    ("prod", lambda x: x.prod(1) + x.prod(0, keepdim=True).sum() + x[:2].prod()),
+    ("norm", lambda x: x.norm() + x.norm(1, dim=0).sum() + x.norm(3, dim=1, keepdim=True)),
+    ("gather_index_select_narrow", lambda x: x.gather(1, fnn.tensor([[0, 0], [3, 1], [2, 2]]))
+     * x.index_select(1, fnn.tensor([2, 0])) + x.narrow(1, -2, 2)),
 ])
 def test_surface_ops_gradcheck(name, fn):
     fnn.gradcheck(fn, [r(3, 4)])
@@ -494,3 +502,17 @@ def test_tensors_hash_by_identity_and_optimizers_group_them():
     model = fnn.Sequential(fnn.Linear(2, 2), fnn.Linear(2, 2))
     names = [n for n, _ in model.named_parameters()]
     assert names == ["0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+def test_products_with_zeros_and_stepwise_functions():
+    x = t([[0.0, 2.0, 3.0], [0.0, 0.0, 4.0]])
+    x.prod(1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[6.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    y = t([0.4, 1.5, -2.5])
+    np.testing.assert_array_equal(y.round().data, [0.0, 2.0, -2.0])  # halves to even
+    y.floor().sum().backward()  # piecewise constant: gradient 0, as PyTorch
+    np.testing.assert_array_equal(y.grad, [0.0, 0.0, 0.0])
+    z = t([[0.0, 0.0]])
+    z.norm().backward()  # the gradient of a zero norm is 0, not NaN
+    np.testing.assert_array_equal(z.grad, [[0.0, 0.0]])
+    assert (fnn.tensor([[0, 3], [2, 0]]).nonzero().tolist() == [[0, 1], [1, 0]])

@@ -473,3 +473,35 @@ def test_softmax_modules_and_containers_match_torch():
     ours_d = fnn.ModuleDict({"a": fnn.Linear(2, 2)})
     ref_d = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2)})
     assert list(ours_d.state_dict()) == list(ref_d.state_dict())
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("square", lambda x: x.square()),
+    ("reciprocal", lambda x: (x.abs() + 0.5).reciprocal()),
+    ("rsqrt", lambda x: (x.abs() + 0.5).rsqrt()),
+    ("log1p", lambda x: x.abs().log1p()),
+    ("expm1", lambda x: x.expm1()),
+    ("sin_cos", lambda x: x.sin() + x.cos()),
+    ("sign_round_floor_ceil", lambda x: x.sign() + (x * 3).round() + x.floor() + x.ceil() + x),
+    ("cumsum", lambda x: x.cumsum(1) + x.cumsum(dim=-2)),
+    ("prod", lambda x: x.prod()),
+    ("prod_dim", lambda x: x.prod(dim=1, keepdim=True)),
+    ("norm", lambda x: x.norm()),
+    ("norm_p1_dim", lambda x: x.norm(p=1, dim=0)),
+    ("norm_p3", lambda x: x.norm(p=3, dim=1, keepdim=True)),
+    ("norm_inf", lambda x: x.norm(p=float("inf"))),
+    ("narrow", lambda x: x.narrow(1, 1, 2)),
+])
+def test_more_elementwise_and_reductions(name, fn):
+    a = rand(3, 4, seed=11)
+    a[0, 1] = 0.0
+    check(fn, fn, a)
+
+
+def test_gather_index_select_nonzero():
+    a = rand(3, 4, seed=12)
+    idx = np.array([[0, 0, 3], [1, 2, 2], [3, 3, 0]])
+    check(lambda x, i: x.gather(1, i), lambda x, i: x.gather(1, i), a, idx)
+    check(lambda x, i: x.gather(0, i[:, :2] % 3), lambda x, i: x.gather(0, i[:, :2] % 3), a, idx)
+    check(lambda x, i: x.index_select(1, i[0]), lambda x, i: x.index_select(1, i[0]), a, idx)
+    check(lambda x: (x > 0).nonzero(), lambda x: (x > 0).nonzero(), a)
