@@ -1,5 +1,6 @@
 """Layers and containers with PyTorch's names (``fnn.nn``, also re-exported as ``fnn``)."""
 
+from .. import init  # noqa: F401  (fnn.nn.init, as torch.nn.init)
 from ..losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -109,7 +110,6 @@ _ABSENT_LAYERS = {
     "MultiMarginLoss": "fastnn has MultiClassHingeLoss (summed over classes, not divided by C)",
     "Bilinear": "use Linear on concatenated inputs (fnn.cat)",
     "utils": "clipping is fnn.optim.clip_grad_norm_; data loading is fastnn.data",
-    "init": "initializers are in fastnn.init (fnn.init.kaiming_uniform_, ...)",
 }
 
 

@@ -355,7 +355,8 @@ class Module:
 
 
 class Sequential(Module):
-    """Modules applied in order; children are named "0", "1", ... as in PyTorch.
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch (or by the
+    keys of one ``OrderedDict`` argument).
 
     A ``Linear``, ``BatchNorm1d`` or ``LayerNorm`` (without its own activation) followed by a
     parameter-free activation (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU, Identity)
@@ -365,6 +366,12 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module):
         super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], dict):  # an (Ordered)dict of names
+            for name, m in modules[0].items():
+                if not isinstance(m, Module):
+                    raise TypeError(f"Sequential: {name!r} is a {type(m).__name__}, not a Module")
+                self.add_module(name, m)
+            return
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")

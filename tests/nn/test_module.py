@@ -219,3 +219,14 @@ def test_softmax_logsoftmax_softplus_modules():
     fnn.gradcheck(lambda v: fnn.Softmax(dim=0)(v) * fnn.Tensor(x), [x])
     fnn.gradcheck(lambda v: fnn.Softplus(beta=2.0, threshold=1.0)(v), [x])
     assert repr(fnn.Softmax(dim=1)) == "Softmax(dim=1)"
+
+
+def test_sequential_from_an_ordered_dict_and_nn_init():
+    from collections import OrderedDict
+
+    model = fnn.Sequential(OrderedDict([("fc", fnn.Linear(2, 3)), ("act", fnn.ReLU())]))
+    assert [n for n, _ in model.named_parameters()] == ["fc.weight", "fc.bias"]
+    assert model[0] is model.fc and len(model) == 2
+    assert fnn.nn.init is fnn.init
+    fnn.nn.init.zeros_(model.fc.weight)
+    assert not model.fc.weight.data.any()
