@@ -228,25 +228,28 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     (1/N) sum_i [logsumexp(z_i) - z_i,labels_i].
     """
     fn = "cross_entropy"
-    _check_reduction(reduction, fn)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    x, rows, probabilities = _class_inputs(input, target, fn)
-    c = rows.shape[1]
-    w = _class_weight(weight, c, x.dtype, fn)
-    if probabilities:
-        return _soft_cross_entropy(x, rows, target, w, reduction, float(label_smoothing))
-    y = _flat_labels(target, x, fn)
-    if (x.ndim == 2 and weight is None and label_smoothing == 0.0 and reduction == "mean"):
-        # The plain case: the fused kernel (a label equal to ignore_index takes the other path).
-        z = np.ascontiguousarray(x.data)
+    if (weight is None and label_smoothing == 0.0 and reduction == "mean"
+            and isinstance(input, Tensor) and input.ndim == 2 and input.dtype.kind == "f"
+            and np.ndim(target.data if isinstance(target, Tensor) else target) == 1):
+        # The plain call, the training hot path: the fused kernel, checked as little as it
+        # needs (a label equal to ignore_index leaves it for the general path).
+        z = _scores_2d(input, fn)
+        y = _check_labels(target, z.shape[0], fn)
         grad = _pool.get(f"{fn}/grad", z.shape, z.dtype)
         partial = _pool.get(f"{fn}/partial", (K.n_chunks(z.shape[0]),), np.float64)
         bad, total = K.softmax_cross_entropy(z.size)(z, y, grad, partial)
         if bad < 0:
-            return _loss_node(total / z.shape[0], grad, x, fn)
+            return _loss_node(total / z.shape[0], grad, input, fn)
         if y[bad] != ignore_index:
-            _raise_bad_label(y, bad, c, fn)
+            _raise_bad_label(y, bad, z.shape[1], fn)
+    _check_reduction(reduction, fn)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    x, rows, probabilities = _class_inputs(input, target, fn)
+    w = _class_weight(weight, rows.shape[1], x.dtype, fn)
+    if probabilities:
+        return _soft_cross_entropy(x, rows, target, w, reduction, float(label_smoothing))
+    y = _flat_labels(target, x, fn)
     return _general_class_loss(K.cross_entropy_options, x, rows, y, w, ignore_index, reduction,
                                fn, float(label_smoothing))
 
