@@ -175,6 +175,33 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     return from_numpy((idx[..., None] == np.arange(num_classes)).astype(np.int64))
 
 
+#: ``torch.nn.functional`` names fastnn does not have, with what to use instead.
+_ABSENT = {
+    **dict.fromkeys(["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+                     "adaptive_avg_pool2d", "adaptive_max_pool2d", "unfold", "fold",
+                     "interpolate", "grid_sample"],
+                    "fastnn has no convolution, pooling or resampling; it trains multilayer "
+                    "perceptrons (F.linear, F.layer_norm, activations)"),
+    "batch_norm": "use the fnn.BatchNorm1d layer (it keeps the running statistics)",
+    "normalize": "x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)",
+    "cosine_similarity": "(a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-8)",
+    "relu6": "x.clamp(0, 6)",
+    "hardtanh": "x.clamp(min_val, max_val)",
+    "scaled_dot_product_attention": "F.softmax(q @ k.transpose(-2, -1) / d ** 0.5, dim=-1) @ v",
+    "kl_div": "(target * (target.log() - input)).sum() / N, from fnn tensor operations",
+    "pad": "fnn.cat with fnn.zeros (or fnn.full) blocks",
+    "multi_margin_loss": "fnn.losses.multiclass_hinge (summed over classes, not divided by C)",
+}
+
+
+def __getattr__(name: str):
+    hint = _ABSENT.get(name)
+    if hint is None:
+        raise AttributeError(f"module 'fastnn.nn.functional' has no attribute {name!r}")
+    raise AttributeError(f"fastnn.nn.functional has no {name!r}: {hint}")
+
+
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",

@@ -82,3 +82,12 @@ def test_dropout_layer_norm_embedding_one_hot():
     assert F.one_hot(np.array([1])).tolist() == [[0, 1]]
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         F.one_hot(np.array([2]), 2)
+
+
+def test_absent_functions_name_what_to_use_instead():
+    with pytest.raises(AttributeError, match="no convolution"):
+        F.conv2d  # noqa: B018
+    with pytest.raises(AttributeError, match="clamp"):
+        F.relu6  # noqa: B018
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        F.nope  # noqa: B018
