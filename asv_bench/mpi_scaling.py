@@ -47,7 +47,7 @@ def measure(global_batch, steps=60):
         ddp.step(x, y, global_batch, fnn.losses.cross_entropy)
     total = (time.perf_counter() - t0) / steps
     comm.allreduce_ = allreduce
-    return total, reduce_time[0] / steps, sum(p.size for p in model.parameters())
+    return total, reduce_time[0] / steps, sum(p.numel() for p in model.parameters())
 
 
 for label, gb in (("strong (global batch 128)", 128), ("weak (128 per rank)", 128 * comm.size)):

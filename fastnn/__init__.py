@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os as _os
 
+import numpy as _np
+
 from . import kernels
 
 # GEMMs run on Numba's OpenMP pool (kernels/blas.py), so its threads are the only workers and
@@ -26,23 +28,14 @@ if not kernels.blas.AVAILABLE:
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import init, losses, nn, optim
+from . import _functions, init, losses, nn, optim
 from ._dtype import get_default_dtype, set_default_dtype
+from ._functions import *  # noqa: F403  (torch-style functions: fnn.sum, fnn.max, ...)
 from ._threads import get_num_threads, set_num_threads
 from ._warmup import warmup
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
-from .graph import (
-    Tensor,
-    activation,
-    exp,
-    is_grad_enabled,
-    log,
-    maximum,
-    no_grad,
-    relu,
-    sigmoid,
-    tanh,
-)
+from .graph import *  # noqa: F403  (Tensor, its functions and factories)
+from .graph import __all__ as _graph_all
 from .interop import export_onnx, load_safetensors, save_safetensors
 from .nn import *  # noqa: F403  (layers at top level, as DESIGN.md promises)
 from .nn import __all__ as _nn_all
@@ -52,35 +45,63 @@ from .viz import draw_graph  # imports graphviz only when a graph is drawn
 __all__ = [  # noqa: PLE0605
     "GradcheckError",
     "GradcheckReport",
-    "Tensor",
     "__version__",
-    "activation",
     "draw_graph",
-    "exp",
     "export_onnx",
     "get_default_dtype",
     "get_num_threads",
     "gradcheck",
     "init",
-    "is_grad_enabled",
     "kernels",
     "load_safetensors",
-    "log",
     "losses",
     "manual_seed",
-    "maximum",
     "nn",
     "optim",
-    "no_grad",
-    "relu",
     "save_safetensors",
     "set_default_dtype",
     "set_num_threads",
-    "sigmoid",
-    "tanh",
     "warmup",
+    *_graph_all,
+    *_functions.__all__,
     *_nn_all,
 ]
+
+# dtypes by PyTorch's names (NumPy dtypes: ``x.dtype == fnn.float32`` holds). Not in
+# ``__all__``: ``from fastnn import *`` must not shadow the builtins float, int and bool.
+float32 = float = _np.dtype("float32")  # noqa: A001
+float64 = double = _np.dtype("float64")
+int64 = long = _np.dtype("int64")
+int32 = int = _np.dtype("int32")  # noqa: A001
+uint8 = _np.dtype("uint8")
+bool = _np.dtype("bool")  # noqa: A001
+
+#: What PyTorch has and fastnn does not, with what fastnn offers instead.
+_ABSENT = {
+    "cuda": "fastnn computes on the CPU only",
+    "device": "fastnn computes on the CPU only; tensors and modules accept .to('cpu')",
+    "save": "fastnn saves without pickle: model.state_dict() with numpy.savez, or "
+            "fastnn.checkpoint.save_checkpoint",
+    "load": "fastnn loads without pickle: numpy.load(..., allow_pickle=False) then "
+            "model.load_state_dict, or fastnn.checkpoint.load_checkpoint",
+    "compile": "fastnn's kernels are already compiled (Numba); see fnn.warmup()",
+    "jit": "fastnn's kernels are already compiled (Numba); see fnn.warmup()",
+    "autograd": "use Tensor.backward() and the .grad of any tensor; fnn.gradcheck checks them",
+    "utils": "fastnn.data has DataLoader, ArrayDataset and train_val_split",
+    "float16": "fastnn computes in float32 or float64",
+    "half": "fastnn computes in float32 or float64",
+    "bfloat16": "fastnn computes in float32 or float64",
+    "einsum": "use matmul (@), sum, permute and reshape",
+}
+
+
+def __getattr__(name: str):
+    from .nn import absent_hint
+
+    hint = _ABSENT.get(name) or absent_hint(name)
+    if hint is None:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    raise AttributeError(f"fastnn has no {name!r}: {hint}")
 
 try:
     __version__ = _version("fastnn")

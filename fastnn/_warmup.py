@@ -18,14 +18,17 @@ def _tiny_training_step(dtype) -> None:
     model = nn.Sequential(
         nn.Linear(4, 6, dtype=dtype), nn.BatchNorm1d(6, dtype=dtype), nn.ReLU(),
         nn.Dropout(0.1, seed=0), nn.Linear(6, 6, activation="gelu", dtype=dtype),
+        nn.LayerNorm(6, dtype=dtype), nn.ReLU(),
         nn.PReLU(6, dtype=dtype), nn.Maxout(6, 3, pieces=2, dtype=dtype),
     )
     x = Tensor(np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4), requires_grad=True)
-    out = model(x)
+    out = model(x) + nn.Embedding(4, 3, dtype=dtype)(np.array([0, 3, 1]))
     labels = np.array([0, 1, 2])
+    zeros = np.zeros_like(out.data)
     loss = (losses.cross_entropy(out, labels) + losses.multiclass_hinge(out, labels)
-            + losses.mse_loss(out, np.zeros_like(out.data))
-            + losses.binary_cross_entropy_with_logits(out, np.zeros_like(out.data)))
+            + losses.mse_loss(out, zeros) + losses.l1_loss(out, zeros)
+            + losses.huber_loss(out, zeros)
+            + losses.binary_cross_entropy_with_logits(out, zeros))
     loss = loss + nn.Sigmoid()(out).sum()
     loss.backward()
     model.eval()

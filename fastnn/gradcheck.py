@@ -126,7 +126,7 @@ def _check(fn, xs, eps, rtol, atol, raise_exception, seed) -> GradcheckReport:
     with no_grad():
         probe = fn(*xs)
     projection = None
-    if isinstance(probe, Tensor) and probe.size != 1:
+    if isinstance(probe, Tensor) and probe.numel() != 1:
         projection = Tensor(np.random.default_rng(seed).standard_normal(probe.shape))
 
     for x in xs:

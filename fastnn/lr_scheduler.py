@@ -142,6 +142,115 @@ class SequentialLR(LRScheduler):
         return self.schedulers[i].lr_at(epoch - start, base_lr)
 
 
+def _per_group(name: str, optimizer: Optimizer, value) -> list[float]:
+    """``value`` for each parameter group: one number for all, or a list with one per group."""
+    groups = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != groups:
+            raise ValueError(f"expected {groups} values for {name}, got {len(value)}")
+        return [float(v) for v in value]
+    return [float(value)] * groups
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (torch.optim.lr_scheduler.OneCycleLR), stepped once per batch.
+
+    The learning rate rises from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of ``total_steps`` (or ``epochs * steps_per_epoch``), then falls to
+    ``max_lr / div_factor / final_div_factor``; ``three_phase=True`` comes back down to the
+    start value at 2 ``pct_start`` before the final fall. Each phase runs from its start
+    step to its end step (phase ends at ``pct_start * total - 1``, ``2 pct_start * total - 2``
+    and ``total - 1``) by ``anneal_strategy``: "cos", end + (start - end) (1 + cos(pi t)) / 2,
+    or "linear", start + (end - start) t, with t the fraction of the phase done.
+    With ``cycle_momentum`` the momentum (SGD's ``momentum``, Adam's beta1) moves the
+    opposite way between ``max_momentum`` and ``base_momentum``. Stepping more than
+    ``total_steps`` times raises, as in PyTorch.
+    """
+
+    def __init__(self, optimizer: Optimizer, max_lr, total_steps: int | None = None,
+                 epochs: int | None = None, steps_per_epoch: int | None = None,
+                 pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum=0.85, max_momentum=0.95,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4,
+                 three_phase: bool = False, last_epoch: int = -1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not a fastnn Optimizer")
+        if total_steps is not None:
+            self.total_steps = _positive_int("total_steps", total_steps)
+        elif epochs is not None and steps_per_epoch is not None:
+            self.total_steps = _positive_int("epochs", epochs) * _positive_int(
+                "steps_per_epoch", steps_per_epoch)
+        else:
+            raise ValueError("OneCycleLR: give total_steps, or epochs and steps_per_epoch")
+        if isinstance(pct_start, bool) or not isinstance(pct_start, (int, float)) \
+                or not 0 <= pct_start <= 1:
+            raise ValueError(f"pct_start must be a number in [0, 1], got {pct_start!r}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got "
+                             f"{anneal_strategy!r}")
+        self.anneal_strategy, self.three_phase = anneal_strategy, bool(three_phase)
+        total = self.total_steps
+        up = float(pct_start * total) - 1
+        if three_phase:
+            self._phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                            (float(2 * pct_start * total) - 2, "max_lr", "initial_lr",
+                             "base_momentum", "max_momentum"),
+                            (total - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum")]
+        else:
+            self._phases = [(up, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                            (total - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
+        if last_epoch == -1:
+            for g, m in zip(optimizer.param_groups, _per_group("max_lr", optimizer, max_lr),
+                            strict=True):
+                g["initial_lr"] = m / div_factor
+                g["max_lr"] = m
+                g["min_lr"] = g["initial_lr"] / final_div_factor
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"OneCycleLR: cycle_momentum needs an optimizer with momentum "
+                                 f"or betas; {type(optimizer).__name__} has neither (pass "
+                                 "cycle_momentum=False)")
+            self.use_beta1 = "betas" in optimizer.defaults
+            if last_epoch == -1:
+                for g, hi, lo in zip(optimizer.param_groups,
+                                     _per_group("max_momentum", optimizer, max_momentum),
+                                     _per_group("base_momentum", optimizer, base_momentum),
+                                     strict=True):
+                    self._set_momentum(g, hi)
+                    g["max_momentum"], g["base_momentum"] = hi, lo
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group: dict, value: float) -> None:
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: tried to step {step} times; the schedule has "
+                             f"total_steps={self.total_steps}")
+        lrs = []
+        for g in self.optimizer.param_groups:
+            start = 0.0
+            for i, (end, lr_a, lr_b, mom_a, mom_b) in enumerate(self._phases):
+                if step <= end or i == len(self._phases) - 1:
+                    pct = (step - start) / (end - start)
+                    lrs.append(self._anneal(g[lr_a], g[lr_b], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(g, self._anneal(g[mom_a], g[mom_b], pct))
+                    break
+                start = end
+        return lrs
+
+
 class ReduceLROnPlateau:
     """Reduce the learning rate by ``factor`` when a metric stops improving (PyTorch's rule).
 
@@ -205,5 +314,5 @@ class ReduceLROnPlateau:
             setattr(self, k, state[k])
 
 
-__all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR", "ReduceLROnPlateau",
-           "SequentialLR", "StepLR"]
+__all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "LinearLR", "OneCycleLR",
+           "ReduceLROnPlateau", "SequentialLR", "StepLR"]

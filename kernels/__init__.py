@@ -5,6 +5,18 @@ This package never imports ``fastnn``: the Python layer decides what to compute 
 the buffers; the kernels compute. Inside this package, imports are relative.
 """
 
-from . import activations, batchnorm, blas, dense, dropout, losses, maxout, optim
+from . import (
+    activations,
+    batchnorm,
+    blas,
+    dense,
+    dropout,
+    embedding,
+    layernorm,
+    losses,
+    maxout,
+    optim,
+)
 
-__all__ = ["activations", "batchnorm", "blas", "dense", "dropout", "losses", "maxout", "optim"]
+__all__ = ["activations", "batchnorm", "blas", "dense", "dropout", "embedding", "layernorm",
+           "losses", "maxout", "optim"]

@@ -129,6 +129,50 @@ def batchnorm_backward(dy, x, gamma, eps, name="identity", alpha=0.0, beta=None)
     return dx, dgamma, dbeta
 
 
+def layernorm_forward(x, gamma, beta, eps, name="identity", alpha=0.0):
+    """(y, d) of LayerNorm over each row of x (N, D) (biased variance) + activation."""
+    x = _f64(x)
+    mean = x.mean(axis=1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    return activation(name, _f64(gamma) * xhat + _f64(beta), alpha)
+
+
+def layernorm_backward(dy, x, gamma, beta, eps, name="identity", alpha=0.0):
+    """(dx, dgamma, dbeta) of LayerNorm + activation, by the textbook chain per row."""
+    x, gamma = _f64(x), _f64(gamma)
+    d_feat = x.shape[1]
+    mean = x.mean(axis=1, keepdims=True)
+    xc = x - mean
+    var = (xc**2).mean(axis=1, keepdims=True)
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    _, d = activation(name, gamma * xhat + _f64(beta), alpha)
+    dz = _f64(dy) * d
+    dxhat = dz * gamma
+    dvar = (dxhat * xc * -0.5 * std**-3).sum(axis=1, keepdims=True)
+    dmean = (-dxhat / std).sum(axis=1, keepdims=True) + dvar * (-2.0 * xc).mean(axis=1,
+                                                                               keepdims=True)
+    dx = dxhat / std + dvar * 2.0 * xc / d_feat + dmean / d_feat
+    return dx, (dz * xhat).sum(axis=0), dz.sum(axis=0)
+
+
+def embedding_forward(weight, indices):
+    """The rows of ``weight`` at ``indices``."""
+    return np.stack([_f64(weight)[k] for k in indices]) if len(indices) else \
+        np.zeros((0, np.shape(weight)[1]))
+
+
+def embedding_backward(indices, dout, num_embeddings, padding_idx=-1):
+    """The (V, D) gradient of the table: dout[i] added into row indices[i], one at a time."""
+    dout = _f64(dout)
+    dw = np.zeros((num_embeddings, dout.shape[1]))
+    for i, k in enumerate(indices):
+        if k != padding_idx:
+            dw[k] += dout[i]
+    return dw
+
+
 def softmax_cross_entropy(logits, labels):
     """(loss, dlogits) of the mean softmax cross-entropy."""
     z = _f64(logits)
@@ -154,17 +198,103 @@ def multiclass_hinge(scores, labels, margin=1.0):
     return np.maximum(m, 0).sum() / n, grad / n
 
 
+def cross_entropy_options(logits, labels, weight=None, ignore_index=-100, smoothing=0.0):
+    """(per-row losses, per-row gradients, weight total) of softmax cross-entropy with class
+    weights, an ignored label and label smoothing, straight from the definition:
+    loss_i = -sum_j a_ij log p_ij, a_ij = (1 - eps) w_y [j == y] + (eps / C) w_j."""
+    z = _f64(logits)
+    n, c = z.shape
+    w = np.ones(c) if weight is None else _f64(weight)
+    logp = z - np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) \
+        - z.max(axis=1, keepdims=True)
+    p = np.exp(logp)
+    losses, grads, w_total = np.zeros(n), np.zeros((n, c)), 0.0
+    for i in range(n):
+        if labels[i] == ignore_index:
+            continue
+        a = smoothing / c * w
+        a[labels[i]] += (1 - smoothing) * w[labels[i]]
+        losses[i] = -(a * logp[i]).sum()
+        grads[i] = a.sum() * p[i] - a
+        w_total += w[labels[i]]
+    return losses, grads, w_total
+
+
+def cross_entropy_probs(logits, targets, weight=None, smoothing=0.0):
+    """(per-row losses, per-row gradients) of cross-entropy against class probabilities."""
+    z = _f64(logits)
+    n, c = z.shape
+    w = np.ones(c) if weight is None else _f64(weight)
+    logp = z - z.max(axis=1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    a = w * ((1 - smoothing) * _f64(targets) + smoothing / c)
+    return -(a * logp).sum(axis=1), a.sum(axis=1, keepdims=True) * np.exp(logp) - a
+
+
+def nll(logp, labels, weight=None, ignore_index=-100):
+    """(per-row losses, per-row gradients, weight total) of the negative log-likelihood."""
+    x = _f64(logp)
+    n, c = x.shape
+    w = np.ones(c) if weight is None else _f64(weight)
+    losses, grads, w_total = np.zeros(n), np.zeros((n, c)), 0.0
+    for i in range(n):
+        if labels[i] != ignore_index:
+            losses[i] = -w[labels[i]] * x[i, labels[i]]
+            grads[i, labels[i]] = -w[labels[i]]
+            w_total += w[labels[i]]
+    return losses, grads, w_total
+
+
 def mse(pred, target):
     r = _f64(pred) - _f64(target)
     return (r**2).mean(), 2.0 * r / r.size
 
 
-def bce_with_logits(logits, target):
+def l1(pred, target):
+    """(per-element losses, local gradients) of |p - t|."""
+    r = _f64(pred) - _f64(target)
+    return np.abs(r), np.sign(r)
+
+
+def huber(pred, target, delta=1.0):
+    """(per-element losses, local gradients) of PyTorch's huber_loss."""
+    r = _f64(pred) - _f64(target)
+    quad = np.abs(r) < delta
+    loss = np.where(quad, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta))
+    return loss, np.where(quad, r, delta * np.sign(r))
+
+
+def smooth_l1(pred, target, beta=1.0):
+    """(per-element losses, local gradients) of PyTorch's smooth_l1_loss."""
+    r = _f64(pred) - _f64(target)
+    if beta == 0:
+        return np.abs(r), np.sign(r)
+    quad = np.abs(r) < beta
+    return (np.where(quad, 0.5 * r**2 / beta, np.abs(r) - 0.5 * beta),
+            np.where(quad, r / beta, np.sign(r)))
+
+
+def bce_with_logits(logits, target, weight=None, pos_weight=None):
+    """(mean loss, gradient of the mean) of binary cross-entropy on logits, from the
+    probabilities (fine for moderate logits); weight and pos_weight broadcast."""
     z, t = _f64(logits), _f64(target)
     p = 1.0 / (1.0 + np.exp(-z))
+    pw = 1.0 if pos_weight is None else _f64(pos_weight)
+    w = 1.0 if weight is None else _f64(weight)
     with np.errstate(divide="ignore"):
-        loss = -(t * np.log(p) + (1 - t) * np.log1p(-p))
-    return loss.mean(), (p - t) / z.size
+        loss = -w * (pw * t * np.log(p) + (1 - t) * np.log1p(-p))
+    grad = w * (pw * t * (p - 1) + (1 - t) * p)
+    return loss.mean(), np.broadcast_to(grad, z.shape) / z.size
+
+
+def bce(probs, target, weight=None):
+    """(per-element losses, local gradients) of binary cross-entropy on probabilities, with
+    PyTorch's clamp of each log at -100 and of p (1 - p) at 1e-12."""
+    p, t = _f64(probs), _f64(target)
+    w = 1.0 if weight is None else _f64(weight)
+    with np.errstate(divide="ignore"):
+        loss = -w * (t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log(1 - p), -100))
+    return loss, w * (p - t) / np.maximum(p * (1 - p), 1e-12)
 
 
 def dropout_forward(x, u, p):

@@ -256,7 +256,8 @@ def test_bad_dtype_and_exponent():
     with pytest.raises(TypeError, match="float32 or float64"):
         fnn.Tensor([1.0], dtype="int32")
     with pytest.raises(TypeError, match="exponent"):
-        t(2.0) ** t(3.0)
+        t(2.0) ** "3"
+    assert (t(2.0) ** t(3.0)).item() == 8.0  # a Tensor exponent, as in PyTorch
 
 
 @pytest.mark.parametrize(
@@ -298,3 +299,220 @@ def test_interior_node_reached_at_two_depths_gets_its_whole_gradient_first():
     loss.backward()
     ref = 2.0 * (1.0 + 3.0 * (1.0 - np.tanh(6.0 * x.data) ** 2) + 3.0)
     np.testing.assert_allclose(x.grad, ref, rtol=1e-12)
+
+
+# ------------------------------------------------------- the PyTorch tensor surface
+def r(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("abs", lambda x: (x + 0.05).abs()),
+    ("sqrt", lambda x: (x * x + 0.5).sqrt()),
+    ("pow_tensor", lambda x: (x * x + 0.5) ** (x * 0.3)),
+    ("rpow", lambda x: 2.0 ** x),
+    ("clamp", lambda x: x.clamp(-0.4, 0.3)),
+    ("var", lambda x: x.var(dim=1)),
+    ("var_all_biased", lambda x: x.var(unbiased=False)),
+    ("std_dims_keep", lambda x: x.std(dim=(0, -1), keepdim=True)),
+    ("std_correction", lambda x: x.std(0, correction=0)),
+    ("amax", lambda x: x.amax(dim=-1)),
+    ("max_dim", lambda x: x.max(dim=0).values),
+    ("min_dim_keep", lambda x: x.min(1, keepdim=True)[0]),
+    ("logsumexp", lambda x: x.logsumexp(dim=1)),
+    ("softmax", lambda x: fnn.softmax(x, dim=0)),
+    ("log_softmax", lambda x: x.log_softmax(-1)),
+    ("softplus", lambda x: fnn.softplus(x * 3, beta=2.0, threshold=4.0)),
+    ("cat", lambda x: fnn.cat([x, x * 2], dim=1)),
+    ("stack", lambda x: fnn.stack([x, x.exp()], dim=-1)),
+    ("where", lambda x: fnn.where(x > 0, x * 3, x.exp())),
+    ("masked_fill", lambda x: x.masked_fill(x < 0, 1.0)),
+    ("minimum", lambda x: fnn.minimum(x, x.T[:1].T * 0.5)),
+    ("views", lambda x: x.view(-1).unsqueeze(0).transpose(0, 1).squeeze().flatten()),
+    ("expand_repeat", lambda x: x[:, :1].expand(3, 4) * x.repeat(1, 2)[:, :4]),
+    ("split_chunk", lambda x: x.split(1, dim=1)[2] * x.chunk(2, dim=1)[0][:, :1]),
+    ("sort_topk", lambda x: x.sort(dim=1).values[:, 1:] + x.topk(3, dim=1).values),
+    ("clone_t", lambda x: x.clone().t()),
+    ("remainder", lambda x: (x * 3) % 1.7),
+    ("clamp_tensor_bounds", lambda x: fnn.clamp(x, x[0] * 0.5, x[1:2] + 0.5)),
+    ("max_all_amin", lambda x: x.max() + x.amin() * 2),
+    ("mT_unflatten_permute", lambda x: x.mT.unflatten(0, (2, 2)).permute(-1, 0, 1)),
+    ("int_promotion", lambda x: x / (fnn.arange(4) + 1) + (x > 0) * x),
+    ("square_reciprocal_rsqrt", lambda x: x.square() + (x.abs() + 1).reciprocal()
+     + (x.abs() + 1).rsqrt()),
+    ("log1p_expm1_sin_cos", lambda x: x.abs().log1p() + x.expm1() + x.sin() * x.cos()),
+    ("cumsum", lambda x: x.cumsum(1) * x.cumsum(-2)),
+    ("prod", lambda x: x.prod(1) + x.prod(0, keepdim=True).sum() + x[:2].prod()),
+    ("norm", lambda x: x.norm() + x.norm(1, dim=0).sum() + x.norm(3, dim=1, keepdim=True)),
+    ("gather_index_select_narrow", lambda x: x.gather(1, fnn.tensor([[0, 0], [3, 1], [2, 2]]))
+     * x.index_select(1, fnn.tensor([2, 0])) + x.narrow(1, -2, 2)),
+])
+def test_surface_ops_gradcheck(name, fn):
+    fnn.gradcheck(fn, [r(3, 4)])
+
+
+def test_size_is_a_method_as_in_pytorch():
+    x = fnn.Tensor(np.zeros((2, 3, 4)))
+    assert x.size() == (2, 3, 4) and x.size(0) == 2 and x.size(-1) == 4 and x.size(-3) == 2
+    assert x.numel() == 24 and x.dim() == 3 and x.shape == (2, 3, 4)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        x.size(3)
+    with pytest.raises(IndexError, match=r"range of \[-3, 2\]"):
+        x.sum(dim=-4)
+
+
+def test_comparisons_give_bool_tensors_without_gradient():
+    a = t([[1.0, -2.0], [3.0, 0.0]])
+    mask = a > 0
+    assert mask.dtype == np.bool_ and not mask.requires_grad
+    np.testing.assert_array_equal(mask.data, [[True, False], [True, False]])
+    assert (a == a).all().item() and not (a != a).any().item()
+    assert (a == 3.0).sum().item() == 1 and (a >= 0).float().mean().item() == 0.75
+    assert (mask.float() * a).sum().item() == 4.0
+    np.testing.assert_array_equal(a[mask].data, [1.0, 3.0])
+    assert (a == None) is False and (a != "x") is True  # noqa: E711
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(a > 0)
+    with pytest.raises(TypeError, match="bool or integer"):
+        a & a
+
+
+def test_max_without_dim_is_a_scalar_and_with_dim_a_pair():
+    a = t([[1.0, 5.0, 5.0], [2.0, 0.0, 7.0]])
+    assert a.max().item() == 7.0 and a.min().item() == 0.0
+    values, indices = a.max(dim=1)
+    np.testing.assert_array_equal(values.data, [5.0, 7.0])
+    np.testing.assert_array_equal(indices.data, [1, 2])  # the first maximum
+    assert a.max(1).indices.dtype == np.int64 and a.argmax().item() == 5
+    b = t([3.0, 3.0, 1.0])
+    b.max().backward()
+    np.testing.assert_array_equal(b.grad, [0.5, 0.5, 0.0])  # ties share, as torch's max()
+
+
+def test_var_and_std_are_unbiased_by_default():
+    v = np.array([1.0, 2.0, 4.0, 7.0])
+    assert t(v).var().item() == pytest.approx(np.var(v, ddof=1))
+    assert t(v).std().item() == pytest.approx(np.std(v, ddof=1))
+    assert t(v).var(unbiased=False).item() == pytest.approx(np.var(v))
+    assert t(v).std(correction=0).item() == pytest.approx(np.std(v))
+    with pytest.raises(TypeError, match="floating"):
+        fnn.tensor([1, 2]).mean()
+
+
+def test_integer_tensors_promote_to_the_floating_operand():
+    x = fnn.Tensor(np.ones(3, np.float32))
+    idx = fnn.tensor([0, 1, 2])
+    assert idx.dtype == np.int64 and (x + idx).dtype == np.float32
+    assert (idx * 2.5).dtype == np.float32 and (idx / 2).dtype == np.float32
+    assert (idx * 2).dtype == np.int64 and ((x > 0) * x).dtype == np.float32
+    with pytest.raises(RuntimeError, match="floating point"):
+        fnn.tensor([1, 2], requires_grad=True)
+
+
+def test_in_place_updates_follow_pytorch():
+    w = fnn.Tensor(np.ones(3), requires_grad=True)
+    (w * 2).sum().backward()
+    data = w.data
+    with pytest.raises(RuntimeError, match="leaf Tensor that requires grad"):
+        w -= 0.1 * w.grad
+    with fnn.no_grad():
+        w -= 0.5 * w.grad  # a manual SGD step changes the tensor itself
+    assert w.data is data
+    np.testing.assert_array_equal(w.data, [0.0, 0.0, 0.0])
+    h = w * 3.0
+    h += 1.0  # inside a graph: a new node, the gradient still flows
+    h.sum().backward()
+    np.testing.assert_array_equal(w.grad, [5.0, 5.0, 5.0])
+    plain = fnn.zeros(3)
+    plain[1] = 4.0
+    plain.add_(1.0)
+    np.testing.assert_array_equal(plain.data, [1.0, 5.0, 1.0])
+    assert plain.zero_() is plain and not plain.data.any()
+
+
+def test_grad_modes():
+    x = fnn.Tensor(np.ones(2), requires_grad=True)
+    with fnn.no_grad():
+        with fnn.enable_grad():
+            assert (x * 2).requires_grad
+        assert not (x * 2).requires_grad
+    with fnn.inference_mode():
+        assert not (x * 2).requires_grad
+    with fnn.set_grad_enabled(False):
+        assert not fnn.is_grad_enabled()
+    assert fnn.is_grad_enabled()
+
+    @fnn.no_grad
+    def predict(v):
+        return v * 2
+
+    @fnn.inference_mode()
+    def predict2(v):
+        return v * 3
+
+    assert not predict(x).requires_grad and not predict2(x).requires_grad
+    assert fnn.is_grad_enabled()
+
+
+def test_factories_and_conversions():
+    fnn.manual_seed(0)
+    a = fnn.randn(2, 3)
+    fnn.manual_seed(0)
+    assert a.equal(fnn.randn((2, 3))) and a.dtype == np.float32
+    assert fnn.zeros(2, 3, dtype=fnn.float64).dtype == np.float64 == fnn.float64
+    assert fnn.ones_like(a).shape == (2, 3) and fnn.zeros_like(a, dtype="int64").dtype == np.int64
+    assert fnn.arange(3).tolist() == [0, 1, 2] and fnn.arange(1.0, 2.0, 0.5).tolist() == [1, 1.5]
+    arr = np.arange(4.0)
+    shared = fnn.from_numpy(arr)
+    arr[0] = 9.0
+    assert shared[0].item() == 9.0 and fnn.is_tensor(shared) and not fnn.is_tensor(arr)
+    assert fnn.tensor(arr).data is not arr and fnn.tensor([True]).dtype == np.bool_
+    assert a.to("cpu") is a and a.cpu() is a and a.to(fnn.float64).dtype == np.float64
+    assert a.double().float().dtype == np.float32 and a.long().dtype == np.int64
+    with pytest.raises(ValueError, match="CPU only"):
+        a.to("cuda")
+    assert np.asarray(a).shape == (2, 3) and a.tolist() == a.data.tolist()
+
+
+def test_absent_pytorch_names_say_what_fastnn_has_instead():
+    for obj, name, words in ((fnn, "Conv2d", "no convolution"), (fnn.nn, "Conv2d", "Flatten"),
+                             (fnn, "LSTM", "no recurrent"), (fnn.nn, "MultiheadAttention",
+                                                             "attention"),
+                             (fnn, "cuda", "CPU only"), (fnn, "save", "without pickle"),
+                             (fnn.Tensor(np.ones(1)), "cuda", "CPU only")):
+        with pytest.raises(AttributeError, match=words):
+            getattr(obj, name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_thing'"):
+        fnn.not_a_thing  # noqa: B018
+
+
+def test_tensors_hash_by_identity_and_optimizers_group_them():
+    a = fnn.nn.Parameter(np.zeros(2))
+    b = fnn.nn.Parameter(np.zeros(2))  # equal values: == is elementwise, identity differs
+    assert len({a, b}) == 2 and {a: 1}[a] == 1
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        fnn.optim.SGD([{"params": [a]}, {"params": [a, b]}], lr=0.1)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        fnn.optim.SGD([a, b, a], lr=0.1)
+    opt = fnn.optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)
+    a.grad, b.grad = np.ones(2), np.ones(2)
+    opt.step()
+    np.testing.assert_allclose(a.data, [-0.1, -0.1])
+    np.testing.assert_allclose(b.data, [-1.0, -1.0])
+    model = fnn.Sequential(fnn.Linear(2, 2), fnn.Linear(2, 2))
+    names = [n for n, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+def test_products_with_zeros_and_stepwise_functions():
+    x = t([[0.0, 2.0, 3.0], [0.0, 0.0, 4.0]])
+    x.prod(1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[6.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    y = t([0.4, 1.5, -2.5])
+    np.testing.assert_array_equal(y.round().data, [0.0, 2.0, -2.0])  # halves to even
+    y.floor().sum().backward()  # piecewise constant: gradient 0, as PyTorch
+    np.testing.assert_array_equal(y.grad, [0.0, 0.0, 0.0])
+    z = t([[0.0, 0.0]])
+    z.norm().backward()  # the gradient of a zero norm is 0, not NaN
+    np.testing.assert_array_equal(z.grad, [[0.0, 0.0]])
+    assert (fnn.tensor([[0, 3], [2, 0]]).nonzero().tolist() == [[0, 1], [1, 0]])

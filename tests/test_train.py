@@ -1,7 +1,6 @@
 """fastnn/train.py: the fit loop, callbacks, evaluate, predict."""
 
 import io
-import math
 
 import numpy as np
 import pytest

@@ -13,16 +13,20 @@ import numpy as np
 from .. import init
 from .._buffers import BufferPool
 from .._dtype import as_float_array, resolve_dtype
-from ..graph import Tensor, _node, is_grad_enabled
+from ..graph import Tensor, _node, is_grad_enabled, log_softmax, softmax, softplus
 from ..kernels import activations as K_act
 from ..kernels import batchnorm as K_bn
 from ..kernels import dense as K_dense
 from ..kernels import dropout as K_drop
+from ..kernels import embedding as K_emb
+from ..kernels import layernorm as K_ln
 from ..kernels import maxout as K_maxout
 from ..random import new_generator
 from .module import Module, Parameter
 
 _EMPTY = {}
+#: The most dimensions a layer that treats leading dimensions as rows accepts (NumPy's limit).
+_MAX_NDIM = 64
 
 
 def _empty(dtype, cols=0) -> np.ndarray:
@@ -66,7 +70,7 @@ def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
         raise ValueError(
             f"{layer._describe()}: expected a {dims} input, got shape {x.shape}"
         )
-    if x.size == 0:
+    if x.numel() == 0:
         raise ValueError(f"{layer._describe()}: got an empty input of shape {x.shape}")
     return x
 
@@ -108,6 +112,8 @@ def _cast_free_input(layer, x) -> Tensor:
         return Tensor(as_float_array(x, dtype=layer.dtype, name=f"{type(layer).__name__} input"))
     if layer.dtype is not None and x.dtype != layer.dtype:
         return x.astype(layer.dtype)
+    if x.dtype.kind != "f":  # an integer or bool Tensor: the default float dtype
+        return Tensor(x.data)
     return x
 
 
@@ -242,6 +248,57 @@ def make_activation(spec) -> _Activation | None:
     )
 
 
+class Softmax(Module):
+    """y = exp(x) / sum(exp(x)) along ``dim`` (``dim=None``: PyTorch's legacy choice, with
+    a warning)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x):
+        return softmax(_float_input(x, "Softmax"), self.dim)
+
+
+class LogSoftmax(Module):
+    """y = x - logsumexp(x) along ``dim`` (log-probabilities, for ``NLLLoss``)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x):
+        return log_softmax(_float_input(x, "LogSoftmax"), self.dim)
+
+
+class Softplus(Module):
+    """y = log(1 + exp(beta x)) / beta, and x where beta x > threshold (PyTorch's)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        if not beta > 0:
+            raise ValueError(f"Softplus: beta must be positive, got {beta!r}")
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def forward(self, x):
+        return softplus(_float_input(x, "Softplus"), self.beta, self.threshold)
+
+
+def _float_input(x, name: str) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if x.dtype.kind == "f" else Tensor(x.data)
+    return Tensor(as_float_array(x, name=f"{name} input"))
+
+
 # ------------------------------------------------------------------------------ Linear
 class Linear(Module):
     """y = act(x @ W + b): one GEMM and one fused pass forward, one pass and two GEMMs back.
@@ -260,7 +317,8 @@ class Linear(Module):
     bias : Parameter (out_features,) or None.
 
     PyTorch's default initialization: W and b ~ U(-1/sqrt(D), 1/sqrt(D)) (kaiming_uniform_
-    with a = sqrt(5)). Input (N, D), or (D,) for one sample; any real dtype is cast.
+    with a = sqrt(5)). Input (N, D), (D,) for one sample, or (*, D) (every leading index a
+    row, as PyTorch); any real dtype is cast.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -296,50 +354,75 @@ class Linear(Module):
         return self.activation is None and isinstance(nxt, _Activation)
 
     def forward(self, x, _fused: _Activation | None = None):
-        x = _as_input(self, x)
+        x = _as_input(self, x, max_ndim=_MAX_NDIM)
         if x.shape[-1] != self.in_features:
             raise ValueError(
-                f"{self._describe()}: expected input of shape (N, {self.in_features}) or "
-                f"({self.in_features},), got {x.shape}"
+                f"{self._describe()}: expected input of shape (N, {self.in_features}), "
+                f"({self.in_features},) or (*, {self.in_features}), got {x.shape}"
             )
         act = _fused or self.activation
-        code = act.code if act is not None else K_act.IDENTITY
-        alpha = act.alpha if act is not None else 0.0
-        X = _as_2d(x)
-        n, m, dt = X.shape[0], self.out_features, self.dtype
-        W = self.weight.data
-        bias = self.bias
-        b = bias.data if bias is not None else _none(dt)
-        pool = self._pool
-        y = pool.get("y", (n, m), dt)
-        parents = (x, self.weight) if bias is None else (x, self.weight, bias)
-        # The fused pass always writes the local gradient; the identity has none (dz = dy).
-        d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
-        split_k = K_dense.split_k_partial_shape(n, self.in_features, m)
-        partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
-        K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
-        out = _node(y if x.ndim == 2 else y.reshape(m), parents,
-                    "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
-        if out.requires_grad:
-            weight = self.weight
+        if x.ndim > 2:  # (*, D): the leading dimensions are rows, as in PyTorch
+            y = linear_node(x.reshape(-1, self.in_features), self.weight, self.bias, act,
+                            self._pool)
+            return y.reshape(*x.shape[:-1], self.out_features)
+        return linear_node(x, self.weight, self.bias, act, self._pool)
 
-            def backward(g):
-                g = np.ascontiguousarray(g).reshape(n, m)
-                dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
-                partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
-                dW, dW_into = weight._grad_out()  # the GEMM adds into dW_into (beta = 1)
-                db = db_into = None
-                if bias is not None:
-                    db, db_into = bias._grad_out(lambda: pool.get("db", (m,), dt))
-                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
-                K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
-                if db_into is not None:
-                    db_into += db
-                if dx is not None:
-                    x._accumulate(dx.reshape(x.shape), owned=True)
 
-            out._backward = backward
-        return out
+def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation | None,
+                pool: BufferPool) -> Tensor:
+    """y = act(x @ W + b) as one graph node: x (N, D) or (D,), W (D, M), b (M,) or None, all
+    of one dtype. One GEMM and one fused pass forward, one pass and two GEMMs back.
+
+    ``weight`` and ``bias`` are Parameters (a layer's: their gradients go straight into the
+    optimizer's buffer) or any Tensors (``F.linear``).
+    """
+    code = act.code if act is not None else K_act.IDENTITY
+    alpha = act.alpha if act is not None else 0.0
+    X = _as_2d(x)
+    n, m, dt = X.shape[0], weight.shape[1], weight.dtype
+    W = weight.data if weight.data.flags.c_contiguous else np.ascontiguousarray(weight.data)
+    b = bias.data if bias is not None else _none(dt)
+    y = pool.get("y", (n, m), dt)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    # The fused pass always writes the local gradient; the identity has none (dz = dy).
+    d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
+    split_k = K_dense.split_k_partial_shape(n, X.shape[1], m)
+    partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
+    K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
+    out = _node(y if x.ndim == 2 else y.reshape(m), parents,
+                "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
+    if out.requires_grad:
+
+        def backward(g):
+            g = np.ascontiguousarray(g).reshape(n, m)
+            dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
+            partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
+            dW, dW_into = _grad_out(weight)  # the GEMM adds into dW_into (beta = 1)
+            db = db_into = None
+            if bias is not None:
+                db, db_into = _grad_out(bias, lambda: pool.get("db", (m,), dt))
+            dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
+            K_dense.dense_backward(g, d, X, W, dz, partial, dx, dW, db, dW_into)
+            if db_into is not None:
+                db_into += db
+            if dx is not None:
+                x._accumulate(dx.reshape(x.shape), owned=True)
+            if not isinstance(weight, Parameter) and weight.requires_grad:
+                weight._accumulate(dW, owned=True)
+            if bias is not None and not isinstance(bias, Parameter) and bias.requires_grad:
+                bias._accumulate(db, owned=True)
+
+        out._backward = backward
+    return out
+
+
+def _grad_out(t: Tensor, scratch=None):
+    """Where a kernel writes ``t``'s gradient: a Parameter's own slot (see
+    ``Parameter._grad_out``), or for any other Tensor a new array that the caller then
+    accumulates (or, when ``t`` needs no gradient, a scratch array nobody reads)."""
+    if isinstance(t, Parameter) and t.requires_grad:
+        return t._grad_out(scratch)
+    return np.empty(t.shape, t.dtype), None
 
 
 # --------------------------------------------------------------------------- BatchNorm1d
@@ -481,14 +564,253 @@ class BatchNorm1d(Module):
                     np.sum(dz * xhat, axis=0, out=dgamma)
                     if dx is not None:
                         np.multiply(dz, gamma * inv_std, out=dx)
-                if weight is not None:
+                if weight is not None and weight.requires_grad:
                     weight._accumulate(dgamma, owned=True)
+                if bias is not None and bias.requires_grad:
                     bias._accumulate(dbeta, owned=True)
                 if dx is not None:
                     x._accumulate(dx, owned=True)
 
             out._backward = backward
         return out
+
+
+# ----------------------------------------------------------------------------- LayerNorm
+def as_normalized_shape(shape) -> tuple[int, ...]:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if not shape or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0
+                        for n in shape):
+        raise ValueError(f"LayerNorm: normalized_shape must be a positive integer or a tuple "
+                         f"of them, got {shape!r}")
+    return tuple(int(n) for n in shape)
+
+
+class LayerNorm(Module):
+    """Layer normalization, PyTorch's LayerNorm: each sample is normalized over its last
+    dimensions ``normalized_shape`` (mean and biased variance of those values), then scaled
+    and shifted elementwise by ``weight`` (ones) and ``bias`` (zeros). The same in training
+    and evaluation. An ``activation`` (or a following activation in a Sequential) is fused
+    into the kernels, as for BatchNorm1d.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple, the trailing shape (*, *normalized_shape) of the input.
+    eps : added to the variance. elementwise_affine : learn ``weight`` and ``bias``.
+    bias : learn ``bias`` too (with ``elementwise_affine``).
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, activation=None, dtype=None):
+        super().__init__()
+        self.normalized_shape = as_normalized_shape(normalized_shape)
+        if not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be positive, got {eps!r}")
+        self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        self.dtype = dt = resolve_dtype(dtype)
+        shape = self.normalized_shape
+        self.weight = Parameter(np.ones(shape, dt)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(shape, dt)) if elementwise_affine and bias else None
+        # Not registered as a child module: it is part of this layer's kernel.
+        object.__setattr__(self, "activation", make_activation(activation))
+        self._pool = BufferPool()
+
+    def _describe(self) -> str:
+        return f"LayerNorm({self.normalized_shape})"
+
+    def extra_repr(self) -> str:
+        act = f", activation={self.activation.name!r}" if self.activation else ""
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}{act}")
+
+    def _fusable_with(self, nxt) -> bool:
+        return self.activation is None and isinstance(nxt, _Activation)
+
+    def forward(self, x, _fused: _Activation | None = None):
+        x = _as_input(self, x, min_ndim=len(self.normalized_shape), max_ndim=_MAX_NDIM)
+        return layer_norm_node(x, self.normalized_shape, self.weight, self.bias, self.eps,
+                               _fused or self.activation, self._pool)
+
+
+def layer_norm_node(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None,
+                    bias: Tensor | None, eps: float, act: _Activation | None,
+                    pool: BufferPool) -> Tensor:
+    """LayerNorm (+ activation) of ``x`` (*, *normalized_shape) as one graph node: one kernel
+    call forward, one backward (``kernels.layernorm``). ``weight``/``bias`` of shape
+    ``normalized_shape`` or None, in x's dtype."""
+    tail = len(normalized_shape)
+    if x.shape[x.ndim - tail:] != normalized_shape:
+        raise ValueError(f"LayerNorm: expected an input of shape (*, "
+                         f"{', '.join(map(str, normalized_shape))}), got {x.shape}")
+    if x.numel() == 0:
+        raise ValueError(f"LayerNorm: got an empty input of shape {x.shape}")
+    dt = x.dtype
+    m = int(np.prod(normalized_shape))
+    X = np.ascontiguousarray(x.data).reshape(-1, m)
+    n = X.shape[0]
+    code = act.code if act is not None else K_act.IDENTITY
+    alpha = act.alpha if act is not None else 0.0
+    gamma = weight.data.reshape(m) if weight is not None else _ones(dt, m)
+    beta = bias.data.reshape(m) if bias is not None else _zeros(dt, m)
+    params = tuple(p for p in (weight, bias) if p is not None)
+    needs_grad = is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+    y = pool.get("y", (n, m), dt)
+    d = pool.get("d", (n, m), dt)  # always written by the kernel
+    xhat = pool.get("xhat", (n, m), dt) if needs_grad else _empty(dt, m)
+    inv_std = pool.get("inv_std", (n,), dt)
+    K_ln.layernorm_forward(X, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps,
+                           code, alpha, y, xhat, d, inv_std)
+    out = _node(y.reshape(x.shape), (x, *params), "layernorm" if act is None
+                else f"layernorm+{act.name}")
+    if out.requires_grad:
+        d_backward = d if code != K_act.IDENTITY else _empty(dt, m)  # identity: dz = dy
+
+        def backward(g):
+            g = np.ascontiguousarray(g).reshape(n, m)
+            dx = pool.get("dx", (n, m), dt) if x.requires_grad else _empty(dt, m)
+            dgamma, dbeta = pool.get("dgamma", (m,), dt), pool.get("dbeta", (m,), dt)
+            K_ln.layernorm_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
+                                    pool.get("partial", (K_ln.n_chunks(n), 2, m), np.float64),
+                                    sums=pool.get("sums", (2, m), np.float64))
+            if weight is not None and weight.requires_grad:
+                weight._accumulate(dgamma.reshape(weight.shape), owned=True)
+            if bias is not None and bias.requires_grad:
+                bias._accumulate(dbeta.reshape(bias.shape), owned=True)
+            if x.requires_grad:
+                x._accumulate(dx.reshape(x.shape), owned=True)
+
+        out._backward = backward
+    return out
+
+
+_CONSTANTS = {}
+
+
+def _ones(dtype, m: int) -> np.ndarray:
+    key = ("ones", np.dtype(dtype), m)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = np.ones(m, dtype)
+    return _CONSTANTS[key]
+
+
+def _zeros(dtype, m: int) -> np.ndarray:
+    key = ("zeros", np.dtype(dtype), m)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = np.zeros(m, dtype)
+    return _CONSTANTS[key]
+
+
+# ----------------------------------------------------------------------------- Embedding
+class EmbeddingIndexError(ValueError, IndexError):
+    """An embedding index outside [0, num_embeddings) (an IndexError, as PyTorch raises, and
+    a ValueError, as fastnn raises for bad input)."""
+
+
+def _indices(indices, fn: str) -> np.ndarray:
+    """Integer indices as int64 (whole-number floating Tensors count, as labels do)."""
+    arr = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    if isinstance(indices, Tensor) and arr.dtype.kind == "f" and np.isfinite(arr).all() \
+            and (arr == np.round(arr)).all():
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: indices must be integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+class Embedding(Module):
+    """A lookup table, PyTorch's Embedding: integer indices (*) pick rows of ``weight``
+    (num_embeddings, embedding_dim), giving (*, embedding_dim). Initialised N(0, 1) (from
+    ``fnn.manual_seed``'s generator); the ``padding_idx`` row starts at zero and gets no
+    gradient. Indices outside [0, num_embeddings) raise, naming the first one.
+
+    The backward adds each index's gradient into its row, deterministically on any number of
+    threads (``kernels.embedding``).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype=None, _weight=None):
+        super().__init__()
+        for arg, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"Embedding: {arg} must be a positive integer, got {v!r}")
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        self.padding_idx = _padding_index(padding_idx, self.num_embeddings)
+        self.dtype = resolve_dtype(dtype)
+        shape = (self.num_embeddings, self.embedding_dim)
+        if _weight is None:
+            self.weight = Parameter(np.empty(shape, self.dtype))
+            self.reset_parameters()
+        else:
+            w = _weight.data if isinstance(_weight, Tensor) else as_float_array(_weight)
+            if w.shape != shape:
+                raise ValueError(f"Embedding: weight must have shape {shape}, got {w.shape}")
+            self.weight = Parameter(np.array(w, dtype=self.dtype))
+        self._pool = BufferPool()
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx: int | None = None):
+        """An Embedding holding ``embeddings`` (V, D) (a copy); ``freeze`` keeps it fixed."""
+        w = embeddings.data if isinstance(embeddings, Tensor) else as_float_array(embeddings)
+        if w.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D, got {w.shape}")
+        emb = cls(w.shape[0], w.shape[1], padding_idx=padding_idx, dtype=w.dtype, _weight=w)
+        emb.weight.requires_grad_(not freeze)
+        return emb
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+
+    def _describe(self) -> str:
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+    def extra_repr(self) -> str:
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+    def forward(self, indices):
+        return embedding_node(indices, self.weight, self.padding_idx, self._pool)
+
+
+def _padding_index(padding_idx, v: int) -> int | None:
+    if padding_idx is None:
+        return None
+    if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) \
+            or not -v <= padding_idx < v:
+        raise ValueError(f"Embedding: padding_idx must be an integer in [-{v}, {v}), got "
+                         f"{padding_idx!r}")
+    return int(padding_idx) % v
+
+
+def embedding_node(indices, weight: Tensor, padding_idx: int | None,
+                   pool: BufferPool) -> Tensor:
+    """Rows of ``weight`` (V, D) at integer ``indices`` (*) as one graph node, (*, D)."""
+    idx = _indices(indices, "Embedding")
+    flat = idx.reshape(-1)
+    v, dim = weight.shape
+    W = weight.data if weight.data.flags.c_contiguous else np.ascontiguousarray(weight.data)
+    out = np.empty((flat.size, dim), W.dtype)
+    bad = K_emb.embedding_forward(out.size)(W, flat, out) if flat.size else -1
+    if bad >= 0:
+        raise EmbeddingIndexError(
+            f"Embedding: index {flat[bad]} (at flat position {bad}) is out of range for "
+            f"num_embeddings={v}: indices must be in [0, {v})")
+    node = _node(out.reshape(*idx.shape, dim), (weight,), "embedding")
+    if node.requires_grad:
+        pad = -1 if padding_idx is None else padding_idx
+
+        def backward(g):
+            g = np.ascontiguousarray(g, dtype=W.dtype).reshape(flat.size, dim)
+            dW, add_to = _grad_out(weight)
+            if add_to is not None:  # a gradient already there: add into it
+                K_emb.embedding_backward(g.size)(flat, g, pad, add_to, True)
+                return
+            K_emb.embedding_backward(g.size)(flat, g, pad, dW, False)
+            if not isinstance(weight, Parameter):
+                weight._accumulate(dW, owned=True)
+
+        node._backward = backward
+    return node
 
 
 # ----------------------------------------------------------------------------- Flatten
@@ -543,23 +865,29 @@ class Dropout(Module):
         x = _cast_free_input(self, x)
         if not self.training or self.p == 0.0:
             return x
-        src = np.ascontiguousarray(x.data).reshape(-1)
-        if src.size == 0:
-            return x
-        mask = self._pool.get("mask", src.shape, src.dtype)
-        self.generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
-        y = self._pool.get("y", src.shape, src.dtype)
-        K_drop.dropout_forward(src.size)(src, mask, self.p, y, mask)
-        out = _node(y.reshape(x.shape), (x,), "dropout")
-        if out.requires_grad:
+        return dropout_node(x, self.p, self.generator, self._pool)
 
-            def backward(g):  # the mask is the local gradient
-                dx = self._pool.get("dx", src.shape, src.dtype)
-                K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
-                x._accumulate(dx.reshape(x.shape), owned=True)
 
-            out._backward = backward
-        return out
+def dropout_node(x: Tensor, p: float, generator: np.random.Generator, pool: BufferPool) -> Tensor:
+    """Inverted dropout of ``x`` (any shape) with probability ``p``, uniforms drawn from
+    ``generator``; the kernel writes the scaled mask, which backward multiplies by."""
+    src = np.ascontiguousarray(x.data).reshape(-1)
+    if src.size == 0:
+        return x
+    mask = pool.get("mask", src.shape, src.dtype)
+    generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
+    y = pool.get("y", src.shape, src.dtype)
+    K_drop.dropout_forward(src.size)(src, mask, p, y, mask)
+    out = _node(y.reshape(x.shape), (x,), "dropout")
+    if out.requires_grad:
+
+        def backward(g):  # the mask is the local gradient
+            dx = pool.get("dx", src.shape, src.dtype)
+            K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
+            x._accumulate(dx.reshape(x.shape), owned=True)
+
+        out._backward = backward
+    return out
 
 
 class GaussianNoise(Module):
@@ -582,7 +910,7 @@ class GaussianNoise(Module):
 
     def forward(self, x):
         x = _cast_free_input(self, x)
-        if not self.training or self.std == 0.0 or x.size == 0:
+        if not self.training or self.std == 0.0 or x.numel() == 0:
             return x
         noise = self._pool.get("noise", x.shape, x.dtype)
         self.generator.standard_normal(out=noise, dtype=x.dtype)
@@ -635,7 +963,8 @@ class PReLU(Module):
                 dw = partial.sum(axis=0)
                 if shared:
                     dw = dw.sum(keepdims=True)
-                w._accumulate(dw, owned=True)
+                if w.requires_grad:
+                    w._accumulate(dw, owned=True)
                 if x.requires_grad:
                     x._accumulate(dx.reshape(x.shape), owned=True)
 
@@ -701,10 +1030,10 @@ class Maxout(Module):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m * k), dt)
                 partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
-                dW, dW_into = weight._grad_out()  # the GEMM adds into dW_into (beta = 1)
+                dW, dW_into = _grad_out(weight)  # the GEMM adds into dW_into (beta = 1)
                 db = db_into = None
                 if bias is not None:
-                    db, db_into = bias._grad_out(lambda: pool.get("db", (m * k,), dt))
+                    db, db_into = _grad_out(bias, lambda: pool.get("db", (m * k,), dt))
                 dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 K_maxout.maxout_backward(g, arg, k, X, W, dz, partial, dx, dW, db, dW_into)
                 if db_into is not None:

@@ -10,6 +10,12 @@ from .._dtype import resolve_dtype
 from ..graph import Tensor
 
 
+def _check_device(device) -> None:
+    name = str(device)
+    if name != "cpu" and not name.startswith("cpu:"):
+        raise ValueError(f"device {name!r}: fastnn computes on the CPU only ('cpu')")
+
+
 class Parameter(Tensor):
     """A Tensor that a Module owns and an optimizer updates (``requires_grad=True``).
 
@@ -84,8 +90,12 @@ class Module:
                 f"{type(self).__name__}.__init__ must call super().__init__() before "
                 "assigning attributes"
             )
+        # Replacing a child keeps its place in the registration order (as in PyTorch).
+        target = self._parameters if isinstance(value, Parameter) else \
+            self._modules if isinstance(value, Module) else None
         for registry in (self._parameters, self._modules):
-            registry.pop(name, None)
+            if registry is not target:
+                registry.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -97,10 +107,62 @@ class Module:
             self._buffers[name] = value
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name: str) -> None:
+        for registry in (self._parameters, self._modules, self._buffers):
+            registry.pop(name, None)
+        self.__dict__.pop("_plan", None)
+        object.__delattr__(self, name)
+
     def register_buffer(self, name: str, value: np.ndarray | None) -> None:
         """Register non-learned state (kept in ``state_dict()``, not in ``parameters()``)."""
         self._buffers[name] = value
         object.__setattr__(self, name, value)
+
+    def _check_name(self, name, what: str) -> str:
+        if not isinstance(name, str):
+            raise TypeError(f"{what} name must be a str, got {type(name).__name__}")
+        if "." in name or name == "":
+            raise KeyError(f"{what} name can't be empty or contain '.', got {name!r}")
+        if hasattr(self, name) and name not in self._modules and name not in self._parameters:
+            raise KeyError(f"attribute {name!r} already exists on {type(self).__name__}")
+        return name
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` as the child ``name`` (as assigning ``self.name = module``)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {type(module).__name__} is not a Module")
+        self._check_name(name, "module")
+        if module is None:
+            self._modules[name] = None
+            object.__setattr__(self, name, None)
+            self.__dict__.pop("_plan", None)
+        else:
+            setattr(self, name, module)
+
+    register_module = add_module
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` as the parameter ``name`` (None: a declared, absent one)."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {type(param).__name__} is not a Parameter "
+                            "(wrap the data in fnn.nn.Parameter)")
+        self._check_name(name, "parameter")
+        if param is None:
+            self._parameters[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def get_submodule(self, target: str) -> Module:
+        """The module at the dotted path ``target`` ("" is this module)."""
+        mod = self
+        for part in target.split(".") if target else ():
+            child = mod._modules.get(part)
+            if child is None:
+                raise AttributeError(f"{type(mod).__name__} has no submodule {part!r} "
+                                     f"(in {target!r})")
+            mod = child
+        return mod
 
     # ------------------------------------------------------------------- calling
     def forward(self, *args, **kwargs):
@@ -111,7 +173,9 @@ class Module:
 
     # ------------------------------------------------------------------ traversal
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        yield from self._modules.items()
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
 
     def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
@@ -119,7 +183,7 @@ class Module:
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
-        for name, m in self._modules.items():
+        for name, m in self.named_children():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
@@ -165,16 +229,49 @@ class Module:
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Reset every parameter's gradient to None."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: to None (default), or fill it with zeros."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.fill(0)
 
-    def to(self, dtype) -> Module:
-        """Cast every parameter and floating buffer to ``dtype`` (float32 or float64), in place.
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter (False freezes them: backward leaves their
+        ``.grad`` alone), and return the module."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def apply(self, fn) -> Module:
+        """Call ``fn(module)`` on every submodule (children first, as PyTorch), then on this
+        module; returns the module. E.g. ``model.apply(init_weights)``."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def cpu(self) -> Module:
+        """The module itself: fastnn computes on the CPU."""
+        return self
+
+    def to(self, *args, dtype=None, **kwargs) -> Module:
+        """Cast every parameter and floating buffer to ``dtype`` (float32 or float64), in place;
+        ``to("cpu")`` (or ``device="cpu"``) is accepted and changes nothing, any other device
+        raises.
 
         Do this before creating an optimizer: it replaces the parameters' arrays.
         """
+        for a in args:
+            if isinstance(a, str) and a not in ("float32", "float64"):
+                _check_device(a)
+            elif a is not None:
+                dtype = a
+        if kwargs.get("device") is not None:
+            _check_device(kwargs["device"])
+        if dtype is None:
+            return self
         dt = resolve_dtype(dtype)
         for m in self.modules():
             for p in m._parameters.values():
@@ -266,16 +363,23 @@ class Module:
 
 
 class Sequential(Module):
-    """Modules applied in order; children are named "0", "1", ... as in PyTorch.
+    """Modules applied in order; children are named "0", "1", ... as in PyTorch (or by the
+    keys of one ``OrderedDict`` argument).
 
-    A ``Linear`` or ``BatchNorm1d`` (without its own activation) followed by a parameter-free
-    activation (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU, Identity) runs as ONE fused
-    kernel call each way; the numbers are those of running the two modules one after the
-    other, and the names, indexing and ``state_dict`` are unchanged.
+    A ``Linear``, ``BatchNorm1d`` or ``LayerNorm`` (without its own activation) followed by a
+    parameter-free activation (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, GELU, SiLU, Identity)
+    runs as ONE fused kernel call each way; the numbers are those of running the two modules
+    one after the other, and the names, indexing and ``state_dict`` are unchanged.
     """
 
     def __init__(self, *modules: Module):
         super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], dict):  # an (Ordered)dict of names
+            for name, m in modules[0].items():
+                if not isinstance(m, Module):
+                    raise TypeError(f"Sequential: {name!r} is a {type(m).__name__}, not a Module")
+                self.add_module(name, m)
+            return
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
@@ -329,3 +433,144 @@ class Sequential(Module):
         for m, fused in self._fusion_plan():
             x = m(x) if fused is None else m(x, _fused=fused)
         return x
+
+
+class ModuleList(Module):
+    """Modules in a list, registered as children "0", "1", ... (PyTorch's ModuleList): their
+    parameters belong to the model. Indexing, slicing (a new ModuleList), ``len``, iteration,
+    ``append``, ``extend``, ``insert``, ``pop``, ``+=``. It has no ``forward``: a model's
+    forward iterates over it."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _index(self, idx: int) -> int:
+        if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+            raise TypeError(f"ModuleList indices must be integers or slices, got "
+                            f"{type(idx).__name__}")
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"ModuleList index {idx} out of range for length {n}")
+        return int(idx) % n
+
+    def _reset(self, mods: list[Module]) -> None:
+        for name in list(self._modules):
+            delattr(self, name)
+        for i, m in enumerate(mods):
+            setattr(self, str(i), m)
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            return ModuleList(mods[idx])
+        return mods[self._index(idx)]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: {type(module).__name__} is not a Module")
+        setattr(self, str(self._index(idx)), module)
+
+    def __delitem__(self, idx) -> None:
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            del mods[idx]
+        else:
+            del mods[self._index(idx)]
+        self._reset(mods)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __iadd__(self, modules) -> ModuleList:
+        return self.extend(modules)
+
+    def __add__(self, other) -> ModuleList:
+        return ModuleList([*self, *other])
+
+    def append(self, module: Module) -> ModuleList:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList.append: {type(module).__name__} is not a Module")
+        setattr(self, str(len(self)), module)
+        return self
+
+    def extend(self, modules) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList.insert: {type(module).__name__} is not a Module")
+        mods = list(self._modules.values())
+        mods.insert(index, module)
+        self._reset(mods)
+
+    def pop(self, index: int = -1) -> Module:
+        mods = list(self._modules.values())
+        m = mods.pop(self._index(index))
+        self._reset(mods)
+        return m
+
+
+class ModuleDict(Module):
+    """Modules by name (PyTorch's ModuleDict), registered as children in insertion order:
+    ``md["enc"]``, ``md["enc"] = m``, ``del``, ``in``, ``len``, iteration over the keys,
+    ``keys()``, ``values()``, ``items()``, ``update()``, ``pop()``, ``clear()``."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._modules:
+            raise KeyError(key)
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._modules:
+            raise KeyError(key)
+        delattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._modules))
+
+    def __contains__(self, key) -> bool:
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def update(self, modules) -> None:
+        """Add (or replace) modules from a mapping or an iterable of (name, module) pairs."""
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"ModuleDict.update: expected (name, module) pairs, got {pair!r}")
+            self[pair[0]] = pair[1]
+
+    def pop(self, key: str) -> Module:
+        m = self[key]
+        del self[key]
+        return m
+
+    def clear(self) -> None:
+        for key in list(self._modules):
+            delattr(self, key)

@@ -94,8 +94,8 @@ def test_linear_bad_input():
     layer = fnn.Linear(4, 2)
     with pytest.raises(ValueError, match=r"Linear\(in_features=4.*\(N, 4\).*\(3, 5\)"):
         layer(np.ones((3, 5)))
-    with pytest.raises(ValueError, match=r"1-D or 2-D input, got shape \(2, 3, 4\)"):
-        layer(np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"\(\*, 4\), got \(2, 3, 5\)"):
+        layer(np.ones((2, 3, 5)))
     with pytest.raises(ValueError, match=r"got shape \(\)"):
         layer(1.0)
     with pytest.raises(TypeError, match="bool"):
@@ -346,3 +346,71 @@ def test_flatten_images_into_rows_and_requires_grad_():
     net(x).sum().backward()
     assert x.grad.shape == (2, 1, 4, 3)
     check_module(net, rand(2, 1, 4, 3))
+
+
+# ------------------------------------------------------------- LayerNorm and Embedding
+@pytest.mark.parametrize("shape, normalized", [((5, 4), 4), ((2, 3, 4), (3, 4)), ((4,), (4,))])
+def test_layernorm_values_gradients_and_gradcheck(shape, normalized):
+    rng = np.random.default_rng(0)
+    ln = fnn.LayerNorm(normalized, dtype=np.float64)
+    ln.weight.data[...] = rng.standard_normal(ln.weight.shape)
+    ln.bias.data[...] = rng.standard_normal(ln.bias.shape)
+    x = rng.standard_normal(shape) * 2 + 3
+    tail = len(ln.normalized_shape)
+    rows = x.reshape(-1, int(np.prod(ln.normalized_shape)))
+    y_ref, _ = naive.layernorm_forward(rows, ln.weight.data.reshape(-1),
+                                       ln.bias.data.reshape(-1), 1e-5)
+    np.testing.assert_allclose(ln(x).data, y_ref.reshape(shape), rtol=1e-12, atol=1e-12)
+    assert ln(x).shape == shape and x.shape[-tail:] == ln.normalized_shape
+    fnn.gradcheck(lambda v, w, b: ln(v), [x, ln.weight, ln.bias])
+
+
+def test_layernorm_options_dtype_and_fusion_with_a_following_activation():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    plain = fnn.LayerNorm(5, elementwise_affine=False)
+    assert list(plain.parameters()) == [] and plain(x).dtype == np.float32
+    np.testing.assert_allclose(plain(x).data.mean(axis=1), 0.0, atol=1e-6)
+    assert fnn.LayerNorm(5, bias=False).bias is None
+    fused = fnn.Sequential(fnn.LayerNorm(5, dtype=np.float64), fnn.GELU())
+    xt = fnn.Tensor(x.astype(np.float64), requires_grad=True)
+    y = fused(xt)
+    assert y._op == "layernorm+gelu"  # one kernel call: the fusion plan took both
+    ref = fnn.GELU()(fused[0](x.astype(np.float64)))
+    np.testing.assert_allclose(y.data, ref.data, rtol=1e-13)
+    fnn.gradcheck(lambda v: fused(v), [x.astype(np.float64)])
+    direct = fnn.LayerNorm(5, activation="relu", dtype=np.float64)
+    fnn.gradcheck(lambda v: direct(v), [x.astype(np.float64) + 0.01])
+    with pytest.raises(ValueError, match=r"\(\*, 5\), got \(6, 4\)"):
+        fnn.LayerNorm(5)(np.zeros((6, 4)))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        fnn.LayerNorm(0)
+
+
+def test_embedding_lookup_gradient_padding_and_errors():
+    fnn.manual_seed(0)
+    emb = fnn.Embedding(6, 3, padding_idx=1, dtype=np.float64)
+    assert emb.weight.shape == (6, 3) and not emb.weight.data[1].any()
+    idx = np.array([[0, 1, 5], [5, 5, 2]])
+    out = emb(idx)
+    assert out.shape == (2, 3, 3)
+    np.testing.assert_array_equal(out.data, emb.weight.data[idx])
+    g = np.random.default_rng(2).standard_normal(out.shape)
+    out.backward(g)
+    expect = naive.embedding_backward(idx.reshape(-1), g.reshape(-1, 3), 6, padding_idx=1)
+    np.testing.assert_allclose(emb.weight.grad, expect, rtol=1e-13)
+    emb(idx).backward(g)  # a second backward adds
+    np.testing.assert_allclose(emb.weight.grad, 2 * expect, rtol=1e-13)
+    fnn.gradcheck(lambda w: fnn.nn.functional.embedding(idx, w), [emb.weight.data.copy()])
+    assert emb(fnn.tensor([3])).shape == (1, 3) and emb(fnn.Tensor([3.0])).shape == (1, 3)
+    with pytest.raises(IndexError, match=r"index 6 .*\[0, 6\)"):
+        emb(np.array([0, 6]))
+    with pytest.raises(ValueError, match="index -1"):
+        emb(np.array([-1]))
+    with pytest.raises(TypeError, match="integers"):
+        emb(np.array([0.5]))
+    with pytest.raises(ValueError, match="padding_idx"):
+        fnn.Embedding(4, 2, padding_idx=4)
+    frozen = fnn.Embedding.from_pretrained(np.eye(3))
+    assert not frozen.weight.requires_grad and frozen(np.array([2])).data.tolist() == [[0, 0, 1]]
+    assert fnn.Embedding(3, 2, dtype=np.float32)(np.array([1])).dtype == np.float32

@@ -119,3 +119,114 @@ def test_to_dtype_and_zero_grad():
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="argument 1"):
         fnn.Sequential(fnn.ReLU(), lambda x: x)
+
+
+# ----------------------------------------------------- containers and Module methods
+class Tower(fnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = fnn.ModuleList([fnn.Linear(3, 3) for _ in range(2)])
+        self.heads = fnn.ModuleDict({"a": fnn.Linear(3, 1), "b": fnn.Linear(3, 2)})
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x).relu()
+        return {k: head(x) for k, head in self.heads.items()}
+
+
+def test_module_list_and_dict_register_their_children():
+    m = Tower()
+    names = [n for n, _ in m.named_parameters()]
+    assert names == ["blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
+                     "heads.a.weight", "heads.a.bias", "heads.b.weight", "heads.b.bias"]
+    assert set(m.state_dict()) == set(names)
+    out = m(np.ones((4, 3), np.float32))
+    assert out["a"].shape == (4, 1) and out["b"].shape == (4, 2)
+    (out["a"].sum() + out["b"].sum()).backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_module_list_behaves_like_a_list():
+    a, b, c = fnn.ReLU(), fnn.Tanh(), fnn.Sigmoid()
+    ml = fnn.ModuleList([a, b])
+    ml.append(c)
+    assert len(ml) == 3 and ml[-1] is c and list(ml) == [a, b, c]
+    assert isinstance(ml[1:], fnn.ModuleList) and list(ml[1:]) == [b, c]
+    ml.insert(0, c)
+    assert [n for n, _ in ml.named_children()] == ["0", "1", "2", "3"] and ml[0] is c
+    del ml[0]
+    assert list(ml) == [a, b, c] and [n for n, _ in ml.named_children()] == ["0", "1", "2"]
+    assert ml.pop() is c and len(ml) == 2
+    ml += [c]
+    ml[0] = b
+    assert list(ml) == [b, b, c]
+    with pytest.raises(IndexError, match="out of range"):
+        ml[5]
+    with pytest.raises(TypeError, match="not a Module"):
+        ml.append(3)
+    with pytest.raises(NotImplementedError):
+        ml(np.ones(2))
+
+
+def test_module_dict_behaves_like_a_dict():
+    md = fnn.ModuleDict([("x", fnn.ReLU())])
+    md["y"] = fnn.Linear(2, 2)
+    assert list(md) == ["x", "y"] and "y" in md and len(md) == 2
+    assert [k for k, _ in md.items()] == ["x", "y"] and len(list(md.parameters())) == 2
+    assert isinstance(md.pop("y"), fnn.Linear) and list(md.keys()) == ["x"]
+    with pytest.raises(KeyError, match="already exists"):
+        md["keys"] = fnn.ReLU()
+    with pytest.raises(KeyError):
+        md["missing"]
+    md.clear()
+    assert len(md) == 0
+
+
+def test_apply_add_module_and_requires_grad_():
+    model = fnn.Sequential(fnn.Linear(3, 4), fnn.ReLU(), fnn.Linear(4, 2))
+    seen = []
+
+    def init(m):
+        seen.append(type(m).__name__)
+        if isinstance(m, fnn.Linear):
+            fnn.init.zeros_(m.bias)
+
+    assert model.apply(init) is model
+    assert seen == ["Linear", "ReLU", "Linear", "Sequential"]  # children first, as PyTorch
+    assert not model[0].bias.data.any()
+    model.add_module("3", fnn.Softmax(dim=-1))
+    assert len(model) == 4 and model.get_submodule("3") is model[3]
+    model[0].requires_grad_(False)
+    x = fnn.Tensor(np.ones((2, 3), np.float32))
+    model(x).sum().backward()
+    assert model[0].weight.grad is None and model[2].weight.grad is not None
+    assert model.requires_grad_() is model and model[0].weight.requires_grad
+    with pytest.raises(KeyError, match="contain '.'"):
+        model.add_module("a.b", fnn.ReLU())
+    with pytest.raises(TypeError, match="not a Module"):
+        model.add_module("x", 3)
+    assert model.to("cpu") is model and model.cpu() is model
+    with pytest.raises(ValueError, match="CPU only"):
+        model.to("cuda:0")
+
+
+def test_softmax_logsoftmax_softplus_modules():
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    s = fnn.Softmax(dim=1)(x)
+    np.testing.assert_allclose(s.data.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(fnn.LogSoftmax(dim=1)(x).data, np.log(s.data), rtol=1e-12)
+    np.testing.assert_allclose(fnn.Softplus()(x).data, np.log1p(np.exp(x)), rtol=1e-12)
+    fnn.gradcheck(lambda v: fnn.Softmax(dim=0)(v) * fnn.Tensor(x), [x])
+    fnn.gradcheck(lambda v: fnn.Softplus(beta=2.0, threshold=1.0)(v), [x])
+    assert repr(fnn.Softmax(dim=1)) == "Softmax(dim=1)"
+
+
+def test_sequential_from_an_ordered_dict_and_nn_init():
+    from collections import OrderedDict
+
+    model = fnn.Sequential(OrderedDict([("fc", fnn.Linear(2, 3)), ("act", fnn.ReLU())]))
+    assert [n for n, _ in model.named_parameters()] == ["fc.weight", "fc.bias"]
+    assert model[0] is model.fc and len(model) == 2
+    assert fnn.nn.init is fnn.init
+    fnn.nn.init.zeros_(model.fc.weight)
+    assert not model.fc.weight.data.any()
