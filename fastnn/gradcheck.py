@@ -171,6 +171,7 @@ def check_every_layer(seed: int = 0) -> list[tuple[str, float, bool]]:
     on small random inputs: ``(name, largest relative error, passed)`` per row (the table
     of ``fastnn gradcheck``)."""
     from . import losses
+    from .graph import sigmoid as losses_sigmoid
     from .nn import layers as L
     from .nn.module import Sequential
 
@@ -189,16 +190,31 @@ def check_every_layer(seed: int = 0) -> list[tuple[str, float, bool]]:
         ("PReLU", L.PReLU(5, dtype=f64)),
         ("Maxout", L.Maxout(5, 3, pieces=3, dtype=f64)),
         ("Dropout (p=0)", L.Dropout(0.0)),
+        ("LayerNorm", L.LayerNorm(5, dtype=f64)),
+        ("LayerNorm+GELU", Sequential(L.LayerNorm(5, dtype=f64), L.GELU())),
     ]
     rows = []
     for name, module in modules:
         params = list(module.parameters())
         rep = gradcheck(lambda x, *ps, m=module: m(x), [x, *params], raise_exception=False)
         rows.append((name, max(rep.max_rel_error), rep.ok))
+    emb = L.Embedding(7, 4, dtype=f64)  # (padding_idx: no gradient by design, as PyTorch)
+    idx = np.array([[1, 0, 6], [3, 3, 2]])  # a repeated index: its gradients add up
+    rep = gradcheck(lambda w: emb(idx), [emb.weight], raise_exception=False)
+    rows.append(("Embedding", max(rep.max_rel_error), rep.ok))
     target = rng.standard_normal((6, 3))
+    probs = 1 / (1 + np.exp(-rng.standard_normal((6, 3))))
     for name, fn in (("cross_entropy", lambda z: losses.cross_entropy(z, labels)),
+                     ("cross_entropy (weight, smoothing)", lambda z: losses.cross_entropy(
+                         z, labels, weight=np.array([1.0, 2.0, 0.5]), label_smoothing=0.1)),
+                     ("nll_loss", lambda z: losses.nll_loss(z, labels)),
                      ("multiclass_hinge", lambda z: losses.multiclass_hinge(z, labels)),
                      ("mse_loss", lambda z: losses.mse_loss(z, target)),
+                     ("l1_loss", lambda z: losses.l1_loss(z, target)),
+                     ("huber_loss", lambda z: losses.huber_loss(z, target, delta=0.5)),
+                     ("smooth_l1_loss", lambda z: losses.smooth_l1_loss(z, target, beta=0.5)),
+                     ("binary_cross_entropy", lambda z: losses.binary_cross_entropy(
+                         losses_sigmoid(z), probs)),
                      ("bce_with_logits", lambda z: losses.binary_cross_entropy_with_logits(
                          z, np.ones((6, 3)) * 0.3))):
         rep = gradcheck(fn, [rng.standard_normal((6, 3))], raise_exception=False)

@@ -3,7 +3,7 @@
 Each operation computes its output and, right beside it, a closure ``backward(g)`` that
 receives the gradient of the loss with respect to that output (the *global* gradient) and
 multiplies it by the operation's *local* gradient, which the forward pass computed and the
-closure keeps (the seeds' recipe):
+closure keeps (the lecture notes' recipe):
 
 - the add gate distributes: its local gradient is 1, so ``g`` passes unchanged to both inputs;
 - the mul gate switches: the local gradient of each input is the *other* input's value;
@@ -1966,7 +1966,12 @@ def activation(x, name: str, alpha: float = 0.0) -> Tensor:
     One kernel pass writes the output and the local gradient; backward multiplies by it.
     """
     x = _as_float_tensor(x)
-    code = _act.CODES[name]
+    code = _act.CODES.get(name)
+    if code is None:
+        hint = " (softmax is not elementwise: fnn.softmax(x, dim))" if name in (
+            "softmax", "log_softmax") else ""
+        raise ValueError(f"activation: unknown name {name!r}{hint}; the elementwise "
+                         f"activations are {', '.join(sorted(_act.CODES))}")
     src = np.ascontiguousarray(x.data)
     flat = src.reshape(-1)
     y = np.empty_like(flat)

@@ -1,6 +1,6 @@
 """Elementwise activations: forward writes the output *and* the local gradient.
 
-Backpropagation as in the seeds: the forward pass computes each gate's local gradient
+Backpropagation as in the lecture notes: the forward pass computes each gate's local gradient
 ``d = dy/dz`` and keeps it; the backward pass only multiplies it by the incoming gradient
 (``dz = dy_out * d``, the chain rule). Storing ``d`` costs one write in the forward pass
 and saves the backward pass from recomputing ``exp``/``erf``/``tanh``.

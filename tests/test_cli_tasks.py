@@ -220,3 +220,20 @@ def test_small_things_refused_cleanly(tmp_path, argv, needle, capsys):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (out / "model.npz").exists()
+
+
+@pytest.mark.parametrize("loss", ["l1", "huber"])
+def test_regression_with_l1_and_huber_losses(tmp_path, loss):
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = datasets.make_friedman1(400, noise=0.3, random_state=2)
+    code, out = _train(tmp_path, loss, "--data", "npz:" + _save(tmp_path, X, y), "--loss", loss,
+                       "--epochs", "15", "--dropout", "0")
+    assert code == 0
+    m = _metrics(out)
+    assert m["config"]["run"]["loss"] == loss and m["test_r2"] > 0.3
+
+
+def _save(tmp_path, X, y):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=y)
+    return str(path)

@@ -1,4 +1,4 @@
-"""The graph layer: the seeds' worked examples, the gates, broadcasting, errors."""
+"""The graph layer: the lecture notes' worked examples, the gates, broadcasting, errors."""
 
 import math
 
@@ -12,7 +12,7 @@ def t(v, grad=True):
     return fnn.Tensor(np.asarray(v, dtype=np.float64), requires_grad=grad)
 
 
-# ------------------------------------------------------------- the seeds' examples
+# ----------------------------------------------------- the lecture notes' examples
 def test_seed_add_then_mul():
     # f = (x + y) * z at x=-2, y=5, z=-4: q = 3, f = -12; df/dx = df/dy = z = -4, df/dz = q = 3.
     x, y, z = t(-2.0), t(5.0), t(-4.0)
@@ -125,7 +125,7 @@ def test_deep_graph_has_no_recursion_limit():
 
 
 def test_two_layer_net_of_the_seeds():
-    # f = W2 . max(0, W1 x), the seeds' two-layer network, gradient-checked in float64.
+    # f = W2 . max(0, W1 x), the lecture notes' two-layer network, gradient-checked in float64.
     rng = np.random.default_rng(0)
     W1, W2, x = rng.standard_normal((5, 4)), rng.standard_normal((3, 5)), rng.standard_normal(4)
     fnn.gradcheck(lambda W1, W2, x: W2 @ fnn.maximum(0.0, W1 @ x), [W1, W2, x])
@@ -516,3 +516,9 @@ def test_products_with_zeros_and_stepwise_functions():
     z.norm().backward()  # the gradient of a zero norm is 0, not NaN
     np.testing.assert_array_equal(z.grad, [[0.0, 0.0]])
     assert (fnn.tensor([[0, 3], [2, 0]]).nonzero().tolist() == [[0, 1], [1, 0]])
+
+
+def test_activation_by_an_unknown_name_lists_the_names():
+    with pytest.raises(ValueError, match=r"unknown name 'softmax' \(softmax is not elementwise"
+                       r".*relu"):
+        fnn.activation(fnn.Tensor([1.0]), "softmax")

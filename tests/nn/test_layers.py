@@ -184,7 +184,7 @@ def test_fused_equals_unfused(act, with_bn):
 
 
 def test_seed_two_layer_net_as_sequential():
-    # f = W2 . max(0, W1 x) from the seeds, with the layer convention y = x @ W.
+    # f = W2 . max(0, W1 x) from the lecture notes, with the layer convention y = x @ W.
     net = fnn.Sequential(fnn.Linear(4, 6, bias=False, dtype=F64), fnn.ReLU(),
                          fnn.Linear(6, 3, bias=False, dtype=F64))
     x = rand(4, seed=3)
