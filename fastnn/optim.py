@@ -12,8 +12,9 @@ Hold on to the Parameter objects, not to arrays taken from ``param.data`` before
 optimizer existed: those arrays are no longer the model's. Assigning into
 ``param.data[...]`` changes the model as before. Parameters already in another optimizer's
 buffer (two optimizers over one model, or a new one after a checkpoint) are laid out anew.
-If something replaces ``param.grad`` (``Module.zero_grad()`` sets it to None, as PyTorch
-does) the next ``step()`` copies it back into the buffer (None counts as zero).
+If something replaces ``param.grad`` the next ``step()`` copies it back into the buffer; a
+parameter whose ``.grad`` is None at ``step()`` (frozen, or unused by the loss) is not
+updated, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -222,13 +223,28 @@ class Optimizer:
         raise NotImplementedError
 
     def step(self) -> None:
-        """Update every parameter from its gradient (one kernel call per dtype)."""
+        """Update every parameter from its gradient (one kernel call per dtype).
+
+        A parameter whose ``.grad`` is None (frozen with ``requires_grad_(False)``, or not
+        used by the loss) is left as it is, with its optimizer state, as PyTorch skips it:
+        no weight decay, no momentum. (Step counts are per group: a parameter that only
+        sometimes has a gradient gets the group's Adam bias correction.)"""
         for i in range(len(self._steps)):
             self._steps[i] += 1
         hp = self._hp_rows()
         for k, flat in enumerate(self._flats):
+            skipped = [(int(lo), int(hi)) for p, lo, hi in
+                       zip(flat.params, flat.offsets[:-1], flat.offsets[1:], strict=True)
+                       if p.grad is None]
+            kept = [(lo, hi, flat.data[lo:hi].copy(),
+                     {name: bufs[k][lo:hi].copy() for name, bufs in self.state.items()})
+                    for lo, hi in skipped]
             flat.sync()
             self._update(k, flat, hp)
+            for lo, hi, data, state in kept:  # undo the update of parameters without a grad
+                flat.data[lo:hi] = data
+                for name, bufs in self.state.items():
+                    bufs[k][lo:hi] = state[name] if name in state else 0
         for flat in self._flats:
             for p in flat.params:
                 p._zeroed_grad = None

@@ -227,3 +227,30 @@ def test_zero_grad_then_fan_out_unused_and_graph_op_gradients(set_to_none):
         opt.step()
         for p, p0, g in zip(params, before, grads, strict=True):
             np.testing.assert_allclose(p.data, p0 - 0.1 * g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+def test_a_parameter_without_gradient_is_skipped_as_pytorch_skips_it(name):
+    kwargs = {"lr": 0.1, "weight_decay": 0.1}
+    if name in ("SGD", "RMSprop"):
+        kwargs["momentum"] = 0.9
+    fnn.manual_seed(0)
+    model = fnn.Sequential(fnn.Linear(4, 5, dtype=np.float64), fnn.Tanh(),
+                           fnn.Linear(5, 2, dtype=np.float64))
+    model[0].requires_grad_(False)  # frozen: backward leaves its .grad None
+    frozen = [p.data.copy() for p in model[0].parameters()]
+    opt = getattr(fnn.optim, name)(model.parameters(), **kwargs)
+    ref = fnn.Sequential(fnn.Linear(4, 5, dtype=np.float64), fnn.Tanh(),
+                         fnn.Linear(5, 2, dtype=np.float64))
+    ref.load_state_dict(model.state_dict())
+    ref_opt = getattr(fnn.optim, name)(ref[2].parameters(), **kwargs)  # trainable ones only
+    x = np.random.default_rng(1).standard_normal((8, 4))
+    for _ in range(3):
+        for m, o in ((model, opt), (ref, ref_opt)):
+            o.zero_grad()
+            (m(x) ** 2).mean().backward()
+            o.step()
+    for p, before in zip(model[0].parameters(), frozen, strict=True):
+        np.testing.assert_array_equal(p.data, before)
+    for a, b in zip(model[2].parameters(), ref[2].parameters(), strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
