@@ -704,8 +704,6 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     if not quiet:
         print(f"fastnn train: {describe(data, cfg, threads)}", file=log)
     if rank0:
-        reports.preload_pyplot()
-    if rank0:
         from ._warmup import announce_compilation
 
         announce_compilation()

@@ -50,19 +50,6 @@ def write_history_csv(path: str, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def preload_pyplot():
-    """Import matplotlib (0.7 s here) in a background thread while the run trains, so the
-    pictures at the end do not wait for it; returns the thread (None without matplotlib)."""
-    import importlib.util
-    import threading
-
-    if importlib.util.find_spec("matplotlib") is None:
-        return None
-    thread = threading.Thread(target=_pyplot, name="fastnn-preload-matplotlib", daemon=True)
-    thread.start()
-    return thread
-
-
 def _pyplot():
     try:
         import matplotlib
