@@ -57,6 +57,13 @@ def _jsonable(obj):
     return obj
 
 
+def _generators(model) -> list[np.random.Generator]:
+    """The random generators of a model's modules (Dropout, GaussianNoise and any module of
+    yours with a ``generator`` attribute), in module order."""
+    return [m.generator for m in model.modules()
+            if isinstance(getattr(m, "generator", None), np.random.Generator)]
+
+
 def save_checkpoint(path: str, *, model, optimizer=None, scheduler=None, loader=None,
                     epoch: int = 0, config: dict | None = None, history=None,
                     standardizer=None, arrays: dict[str, np.ndarray] | None = None) -> str:
@@ -66,8 +73,6 @@ def save_checkpoint(path: str, *, model, optimizer=None, scheduler=None, loader=
     labels; numbers, booleans or a str array, all stored without pickle).
     """
     extra = dict(arrays or {})
-    from .nn.layers import Dropout, GaussianNoise
-
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
     for name, value in extra.items():
         value = np.asarray(value)
@@ -89,8 +94,7 @@ def save_checkpoint(path: str, *, model, optimizer=None, scheduler=None, loader=
         meta["scheduler"] = {"class": type(scheduler).__name__, "state": scheduler.state_dict()}
     if loader is not None:
         meta["loader"] = loader.state_dict()
-    meta["generators"] = [m.generator.bit_generator.state for m in model.modules()
-                          if isinstance(m, (Dropout, GaussianNoise))]
+    meta["generators"] = [g.bit_generator.state for g in _generators(model)]
     if standardizer is not None and standardizer.mean is not None:
         arrays["data/mean"], arrays["data/std"] = standardizer.mean, standardizer.std
     arrays["__fastnn__"] = np.array(json.dumps(_jsonable(meta)))
@@ -139,8 +143,6 @@ def load_checkpoint(path: str) -> Checkpoint:
 def restore(ckpt: Checkpoint, *, model, optimizer=None, scheduler=None, loader=None,
             standardizer=None) -> None:
     """Load a checkpoint's states into the given objects (each optional but the model)."""
-    from .nn.layers import Dropout, GaussianNoise
-
     try:
         model.load_state_dict(ckpt.section("model"))
     except (ValueError, TypeError) as exc:
@@ -156,9 +158,6 @@ def restore(ckpt: Checkpoint, *, model, optimizer=None, scheduler=None, loader=N
         state = {name: [bufs[f"{name}/{k}"] for k in range(len(om["layout"]))]
                  for name in om["state"]}
         groups = om["param_groups"]
-        for g in groups:
-            if "betas" in g:
-                g["betas"] = tuple(g["betas"])
         try:
             optimizer.load_state_dict({"param_groups": groups, "steps": om["steps"],
                                        "state": state, "layout": om["layout"]})
@@ -168,7 +167,7 @@ def restore(ckpt: Checkpoint, *, model, optimizer=None, scheduler=None, loader=N
         scheduler.load_state_dict(ckpt.meta["scheduler"]["state"])
     if loader is not None and "loader" in ckpt.meta:
         loader.load_state_dict(ckpt.meta["loader"])
-    gens = [m.generator for m in model.modules() if isinstance(m, (Dropout, GaussianNoise))]
+    gens = _generators(model)
     saved = ckpt.meta.get("generators", [])
     if len(saved) == len(gens):
         for g, s in zip(gens, saved, strict=True):

@@ -169,12 +169,12 @@ class DistributedDataParallel:
         self.sync_batchnorm = sync_batchnorm
         for m in model.modules():
             if isinstance(m, BatchNorm1d):
-                object.__setattr__(m, "_sync", comm if sync_batchnorm else None)
+                m.sync_statistics(comm if sync_batchnorm else None)
         self.broadcast_state()
 
     def broadcast_state(self) -> None:
         """Make every rank's model and optimizer equal to rank 0's."""
-        for flat in self.optimizer._flats:
+        for flat in self.optimizer.flat_buffers:
             flat.sync()
             self.comm.broadcast_(flat.data)
         for bufs in self.optimizer.state.values():
@@ -204,7 +204,7 @@ class DistributedDataParallel:
         if not np.isfinite(stats[0]):
             raise NonFiniteLoss(float(stats[0]))
         loss.backward(np.asarray(weight, dtype=loss.dtype))
-        for flat in opt._flats:
+        for flat in opt.flat_buffers:
             flat.sync()  # gradients the backward did not write count as zero
             self.comm.allreduce_(flat.grad)
         opt.step()

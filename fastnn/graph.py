@@ -270,7 +270,7 @@ class Tensor:
         return f"Tensor({body}, dtype={self.dtype}{extra})"
 
     # ------------------------------------------------------------------ backprop
-    def _accumulate(self, g: np.ndarray, owned: bool = False) -> None:
+    def accumulate_grad(self, g: np.ndarray, owned: bool = False) -> None:
         """Add ``g`` into ``self.grad`` (gradients sum where a value fans out).
 
         On first assignment the array is copied unless the caller ``owned`` it (made it
@@ -282,6 +282,12 @@ class Tensor:
             self.grad = g
         else:
             self.grad += g
+
+    def set_backward(self, fn) -> None:
+        """Install ``fn(g)``, the closure that applies this node's local gradient: it receives
+        d(loss)/d(self) and hands each input its share with ``accumulate_grad`` (see
+        :func:`node`)."""
+        self._backward = fn
 
     def backward(self, gradient=None) -> None:
         """Backpropagate from this tensor to every tensor it depends on.
@@ -321,7 +327,7 @@ class Tensor:
         order = self._topological_order()
         for node in order:
             node.grad = None  # gradients of intermediate nodes are per call
-        self._accumulate(seed, owned=True)
+        self.accumulate_grad(seed, owned=True)
         for node in reversed(order):
             if node.grad is not None:
                 node._backward(node.grad)
@@ -359,9 +365,9 @@ class Tensor:
 
             def backward(g):  # add gate: local gradient 1, g is distributed unchanged
                 if self.requires_grad:
-                    self._accumulate(_unbroadcast(g, a_shape))
+                    self.accumulate_grad(_unbroadcast(g, a_shape))
                 if other.requires_grad:
-                    other._accumulate(_unbroadcast(g, b_shape))
+                    other.accumulate_grad(_unbroadcast(g, b_shape))
 
             out._backward = backward
         return out
@@ -375,9 +381,9 @@ class Tensor:
 
             def backward(g):  # local gradients +1 and -1
                 if self.requires_grad:
-                    self._accumulate(_unbroadcast(g, a_shape))
+                    self.accumulate_grad(_unbroadcast(g, a_shape))
                 if other.requires_grad:
-                    other._accumulate(_unbroadcast(-g, b_shape), owned=True)
+                    other.accumulate_grad(_unbroadcast(-g, b_shape), owned=True)
 
             out._backward = backward
         return out
@@ -390,9 +396,9 @@ class Tensor:
 
             def backward(g):  # mul gate switches: each input's local gradient is the other
                 if self.requires_grad:
-                    self._accumulate(_unbroadcast(g * b, a.shape), owned=True)
+                    self.accumulate_grad(_unbroadcast(g * b, a.shape), owned=True)
                 if other.requires_grad:
-                    other._accumulate(_unbroadcast(g * a, b.shape), owned=True)
+                    other.accumulate_grad(_unbroadcast(g * a, b.shape), owned=True)
 
             out._backward = backward
         return out
@@ -410,9 +416,9 @@ class Tensor:
 
             def backward(g):
                 if self.requires_grad:
-                    self._accumulate(_unbroadcast(g * inv_b, a.shape), owned=True)
+                    self.accumulate_grad(_unbroadcast(g * inv_b, a.shape), owned=True)
                 if other.requires_grad:
-                    other._accumulate(_unbroadcast(g * local_b, b.shape), owned=True)
+                    other.accumulate_grad(_unbroadcast(g * local_b, b.shape), owned=True)
 
             out._backward = backward
         return out
@@ -432,9 +438,9 @@ class Tensor:
 
             def backward(g):
                 if self.requires_grad:
-                    self._accumulate(_unbroadcast(g, a.shape))
+                    self.accumulate_grad(_unbroadcast(g, a.shape))
                 if other.requires_grad:
-                    other._accumulate(_unbroadcast(-g * np.floor(a / b), b.shape), owned=True)
+                    other.accumulate_grad(_unbroadcast(-g * np.floor(a / b), b.shape), owned=True)
 
             out._backward = backward
         return out
@@ -462,7 +468,7 @@ class Tensor:
             raise TypeError("negation of a bool Tensor: use ~mask (logical not)")
         out = _node(-self.data, (self,), "neg")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(-g, owned=True)
+            out._backward = lambda g: self.accumulate_grad(-g, owned=True)
         return out
 
     def __pos__(self) -> Tensor:
@@ -486,7 +492,7 @@ class Tensor:
                 local = p * x ** (p - 1) if p != 0 else np.zeros_like(x)
 
                 def backward(g):
-                    src._accumulate(g * local, owned=True)
+                    src.accumulate_grad(g * local, owned=True)
 
                 out._backward = backward
             return out
@@ -503,11 +509,11 @@ class Tensor:
                 if self.requires_grad:
                     with np.errstate(divide="ignore", invalid="ignore"):
                         local = np.where(b == 0, 0.0, b * a ** (b - 1))
-                    self._accumulate(_unbroadcast(g * local, a.shape), owned=True)
+                    self.accumulate_grad(_unbroadcast(g * local, a.shape), owned=True)
                 if other.requires_grad:
                     with np.errstate(divide="ignore", invalid="ignore"):
                         local = np.where((a == 0) & (b >= 0), 0.0, y * np.log(a))
-                    other._accumulate(_unbroadcast(g * local, b.shape), owned=True)
+                    other.accumulate_grad(_unbroadcast(g * local, b.shape), owned=True)
 
             out._backward = backward
         return out
@@ -549,12 +555,12 @@ class Tensor:
                     da = g2 @ np.swapaxes(b2, -1, -2)
                     if a.ndim == 1:
                         da = da[..., 0, :]
-                    self._accumulate(_unbroadcast(da, a.shape), owned=True)
+                    self.accumulate_grad(_unbroadcast(da, a.shape), owned=True)
                 if other.requires_grad:
                     db = np.swapaxes(a2, -1, -2) @ g2
                     if b.ndim == 1:
                         db = db[..., 0]
-                    other._accumulate(_unbroadcast(db, b.shape), owned=True)
+                    other.accumulate_grad(_unbroadcast(db, b.shape), owned=True)
 
             out._backward = backward
         return out
@@ -736,7 +742,7 @@ class Tensor:
             kept_shape = _kept_shape(x.shape, axes)
 
             def backward(g):  # sum distributes like the add gate: local gradient 1
-                self._accumulate(np.broadcast_to(np.reshape(g, kept_shape), x.shape))
+                self.accumulate_grad(np.broadcast_to(np.reshape(g, kept_shape), x.shape))
 
             out._backward = backward
         return out
@@ -793,7 +799,7 @@ class Tensor:
                         dx = local * dev
                     else:
                         dx = (2.0 * g / denom) * dev
-                self._accumulate(dx.astype(x.dtype, copy=False), owned=True)
+                self.accumulate_grad(dx.astype(x.dtype, copy=False), owned=True)
 
             out._backward = backward
         return out
@@ -820,7 +826,8 @@ class Tensor:
             share = hit / hit.sum(axis=axes, keepdims=True)
 
             def backward(g):  # the max gate: routes g to the winners, split evenly on a tie
-                self._accumulate((np.reshape(g, kept.shape) * share).astype(x.dtype), owned=True)
+                self.accumulate_grad((np.reshape(g, kept.shape) * share).astype(x.dtype),
+                                     owned=True)
 
             out._backward = backward
         return out
@@ -869,7 +876,7 @@ class Tensor:
                     np.put_along_axis(full, idx, np.reshape(g, idx.shape), axis=d)
                 else:
                     full[...] = g
-                self._accumulate(full, owned=True)
+                self.accumulate_grad(full, owned=True)
 
             out._backward = backward
         return out, _const(np.asarray(idx_out, dtype=np.int64))
@@ -926,7 +933,7 @@ class Tensor:
         if out.requires_grad:
 
             def backward(g):
-                self._accumulate(np.reshape(g, kept.shape) * np.exp(x - kept), owned=True)
+                self.accumulate_grad(np.reshape(g, kept.shape) * np.exp(x - kept), owned=True)
 
             out._backward = backward
         return out
@@ -947,7 +954,7 @@ class Tensor:
             return self
         out = _node(self.data.astype(dt), (self,), "cast")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(g.astype(self.dtype), owned=True)
+            out._backward = lambda g: self.accumulate_grad(g.astype(self.dtype), owned=True)
         return out
 
     def to(self, *args, dtype=None, **kwargs) -> Tensor:
@@ -1003,7 +1010,7 @@ class Tensor:
         """A copy of the data that stays in the graph (the gradient passes through)."""
         out = _node(self.data.copy(), (self,), "clone")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(g)
+            out._backward = lambda g: self.accumulate_grad(g)
         return out
 
     def contiguous(self) -> Tensor:
@@ -1017,7 +1024,7 @@ class Tensor:
         src = self.shape
         out = _node(self.data.reshape(shape), (self,), "reshape")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(g.reshape(src))
+            out._backward = lambda g: self.accumulate_grad(g.reshape(src))
         return out
 
     def view(self, *shape) -> Tensor:
@@ -1073,7 +1080,7 @@ class Tensor:
         inverse = tuple(np.argsort(axes))
         out = _node(self.data.transpose(axes), (self,), "permute")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(g.transpose(inverse))
+            out._backward = lambda g: self.accumulate_grad(g.transpose(inverse))
         return out
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
@@ -1105,7 +1112,7 @@ class Tensor:
         src = self.shape
         out = _node(np.broadcast_to(self.data, shape), (self,), "expand")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(_unbroadcast(g, src))
+            out._backward = lambda g: self.accumulate_grad(_unbroadcast(g, src))
         return out
 
     def expand_as(self, other: Tensor) -> Tensor:
@@ -1124,7 +1131,7 @@ class Tensor:
 
             def backward(g):  # each copy's gradient adds into the original
                 summed = g.reshape(interleaved).sum(axis=tuple(range(0, len(interleaved), 2)))
-                self._accumulate(summed.reshape(self.shape), owned=True)
+                self.accumulate_grad(summed.reshape(self.shape), owned=True)
 
             out._backward = backward
         return out
@@ -1165,7 +1172,7 @@ class Tensor:
             def backward(g):  # the router of the selected elements, like the max gate
                 full = np.zeros(shape, dtype)
                 np.add.at(full, index, g)
-                self._accumulate(full, owned=True)
+                self.accumulate_grad(full, owned=True)
 
             out._backward = backward
         return out
@@ -1175,7 +1182,7 @@ class Tensor:
         """The tensor with its axes reversed."""
         out = _node(self.data.T, (self,), "transpose")
         if out.requires_grad:
-            out._backward = lambda g: self._accumulate(g.T)
+            out._backward = lambda g: self.accumulate_grad(g.T)
         return out
 
     @property
@@ -1289,7 +1296,7 @@ class Tensor:
         out = _node(np.abs(self.data), (self,), "abs")
         if out.requires_grad:
             local = np.sign(self.data)
-            out._backward = lambda g: self._accumulate(g * local, owned=True)
+            out._backward = lambda g: self.accumulate_grad(g * local, owned=True)
         return out
 
     def clamp(self, min=None, max=None) -> Tensor:
@@ -1312,7 +1319,7 @@ class Tensor:
         out = _node(value, (self,), op)
         if out.requires_grad:
             d = local()
-            out._backward = lambda g: self._accumulate(g * d, owned=True)
+            out._backward = lambda g: self.accumulate_grad(g * d, owned=True)
         return out
 
     def square(self) -> Tensor:
@@ -1378,10 +1385,10 @@ class Tensor:
 
             def backward(g):
                 if self.ndim == 0:
-                    self._accumulate(g)
+                    self.accumulate_grad(g)
                     return
                 rev = np.flip(np.cumsum(np.flip(g, axis=d), axis=d), axis=d)
-                self._accumulate(np.ascontiguousarray(rev), owned=True)
+                self.accumulate_grad(np.ascontiguousarray(rev), owned=True)
 
             out._backward = backward
         return out
@@ -1401,7 +1408,7 @@ class Tensor:
 
             def backward(g):
                 if x.ndim == 0:
-                    self._accumulate(g)
+                    self.accumulate_grad(g)
                     return
                 ones = np.ones_like(np.take(x, [0], axis=d))
                 left = np.cumprod(np.concatenate([ones, np.take(x, np.arange(x.shape[d] - 1),
@@ -1409,7 +1416,7 @@ class Tensor:
                 right = np.flip(np.cumprod(np.concatenate(
                     [ones, np.take(np.flip(x, axis=d), np.arange(x.shape[d] - 1), axis=d)],
                     axis=d), axis=d), axis=d)
-                self._accumulate(np.reshape(g, kept.shape) * left * right, owned=True)
+                self.accumulate_grad(np.reshape(g, kept.shape) * left * right, owned=True)
 
             out._backward = backward
         return out
@@ -1440,7 +1447,7 @@ class Tensor:
             def backward(g):
                 with np.errstate(divide="ignore", invalid="ignore"):
                     local = np.where(s == 0, 0.0, y / (p * s))
-                self._accumulate(np.asarray(g * local, dtype=s.dtype), owned=True)
+                self.accumulate_grad(np.asarray(g * local, dtype=s.dtype), owned=True)
 
             out._backward = backward
         return out
@@ -1481,7 +1488,7 @@ class Tensor:
             def backward(g):  # scatter-add back: repeated indices add up
                 full = np.zeros(x.shape, x.dtype)
                 np.add.at(full, grid, g)
-                self._accumulate(full, owned=True)
+                self.accumulate_grad(full, owned=True)
 
             out._backward = backward
         return out
@@ -1498,8 +1505,15 @@ class Tensor:
 
 
 # ---------------------------------------------------------------------- helpers
-def _node(data: np.ndarray, parents: tuple[Tensor, ...], op: str) -> Tensor:
-    """A new graph node; it records its parents only when a gradient can flow through it."""
+def node(data: np.ndarray, parents: tuple[Tensor, ...], op: str) -> Tensor:
+    """A new graph node holding ``data``, computed by ``op`` from ``parents``.
+
+    It records its parents only when a gradient can flow through it (some parent requires
+    grad, outside ``no_grad``); then ``out.requires_grad`` is True and the op installs its
+    local gradient with ``out.set_backward(fn)``, where ``fn(g)`` receives d(loss)/d(out)
+    and passes each parent its share with ``parent.accumulate_grad(...)``. This is how the
+    layers and losses outside this module add their ops (the extension protocol).
+    """
     out = Tensor.__new__(Tensor)
     out.data = data
     out.grad = None
@@ -1509,6 +1523,9 @@ def _node(data: np.ndarray, parents: tuple[Tensor, ...], op: str) -> Tensor:
     out._parents = parents if needs else ()
     out._op = op if needs else ""
     return out
+
+
+_node = node  # the short name used throughout this module
 
 
 def _const(data) -> Tensor:
@@ -1687,7 +1704,7 @@ def exp(x) -> Tensor:
     y = np.exp(x.data)
     out = _node(y, (x,), "exp")
     if out.requires_grad:
-        out._backward = lambda g: x._accumulate(g * y, owned=True)
+        out._backward = lambda g: x.accumulate_grad(g * y, owned=True)
     return out
 
 
@@ -1697,7 +1714,7 @@ def log(x) -> Tensor:
     out = _node(np.log(x.data), (x,), "log")
     if out.requires_grad:
         local = 1.0 / x.data
-        out._backward = lambda g: x._accumulate(g * local, owned=True)
+        out._backward = lambda g: x.accumulate_grad(g * local, owned=True)
     return out
 
 
@@ -1709,7 +1726,7 @@ def sqrt(x) -> Tensor:
     if out.requires_grad:
         with np.errstate(divide="ignore"):
             local = 0.5 / y
-        out._backward = lambda g: x._accumulate(g * local, owned=True)
+        out._backward = lambda g: x.accumulate_grad(g * local, owned=True)
     return out
 
 
@@ -1747,14 +1764,14 @@ def clamp(x, min=None, max=None) -> Tensor:
 
         def backward(g):
             if x.requires_grad:
-                x._accumulate(_unbroadcast(np.where(keep, g, 0.0), v.shape).astype(v.dtype),
+                x.accumulate_grad(_unbroadcast(np.where(keep, g, 0.0), v.shape).astype(v.dtype),
                               owned=True)
             if lo is not None and lo.requires_grad:
                 hit = v < lo_v if hi_v is None else (v < lo_v) & (lo_v < hi_v)
-                lo._accumulate(_unbroadcast(np.where(hit, g, 0.0), lo_v.shape), owned=True)
+                lo.accumulate_grad(_unbroadcast(np.where(hit, g, 0.0), lo_v.shape), owned=True)
             if hi is not None and hi.requires_grad:
                 hit = v > hi_v if lo_v is None else (v > hi_v) | (hi_v < lo_v)
-                hi._accumulate(_unbroadcast(np.where(hit, g, 0.0), hi_v.shape), owned=True)
+                hi.accumulate_grad(_unbroadcast(np.where(hit, g, 0.0), hi_v.shape), owned=True)
 
         out._backward = backward
     return out
@@ -1776,9 +1793,9 @@ def _max_gate(a, b, op: str, larger: bool) -> Tensor:
 
         def backward(g):
             if a.requires_grad:
-                a._accumulate(_unbroadcast(g * share_a, x.shape), owned=True)
+                a.accumulate_grad(_unbroadcast(g * share_a, x.shape), owned=True)
             if b.requires_grad:
-                b._accumulate(_unbroadcast(g * (1.0 - share_a), y.shape), owned=True)
+                b.accumulate_grad(_unbroadcast(g * (1.0 - share_a), y.shape), owned=True)
 
         out._backward = backward
     return out
@@ -1822,9 +1839,9 @@ def where(condition, input=None, other=None):
         def backward(g):
             zero = np.zeros((), g.dtype)
             if input.requires_grad:
-                input._accumulate(_unbroadcast(np.where(c, g, zero), x.shape), owned=True)
+                input.accumulate_grad(_unbroadcast(np.where(c, g, zero), x.shape), owned=True)
             if other.requires_grad:
-                other._accumulate(_unbroadcast(np.where(c, zero, g), y.shape), owned=True)
+                other.accumulate_grad(_unbroadcast(np.where(c, zero, g), y.shape), owned=True)
 
         out._backward = backward
     return out
@@ -1865,7 +1882,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
         def backward(g):
             for t, lo, hi in zip(ts, bounds[:-1], bounds[1:], strict=True):
                 if t.requires_grad:
-                    t._accumulate(np.take(g, np.arange(lo, hi), axis=d), owned=True)
+                    t.accumulate_grad(np.take(g, np.arange(lo, hi), axis=d), owned=True)
 
         out._backward = backward
     return out
@@ -1887,7 +1904,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
         def backward(g):
             for i, t in enumerate(ts):
                 if t.requires_grad:
-                    t._accumulate(np.take(g, i, axis=d))
+                    t.accumulate_grad(np.take(g, i, axis=d))
 
         out._backward = backward
     return out
@@ -1907,7 +1924,7 @@ def softmax(x, dim: int | None = None, dtype=None) -> Tensor:
 
         def backward(g):
             gy = g * y
-            x._accumulate(gy - y * gy.sum(axis=d, keepdims=True), owned=True)
+            x.accumulate_grad(gy - y * gy.sum(axis=d, keepdims=True), owned=True)
 
         out._backward = backward
     return out
@@ -1924,7 +1941,7 @@ def log_softmax(x, dim: int | None = None, dtype=None) -> Tensor:
     if out.requires_grad:
 
         def backward(g):
-            x._accumulate(g - np.exp(y) * g.sum(axis=d, keepdims=True), owned=True)
+            x.accumulate_grad(g - np.exp(y) * g.sum(axis=d, keepdims=True), owned=True)
 
         out._backward = backward
     return out
@@ -1956,7 +1973,7 @@ def softplus(x, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     out = _node(np.where(linear, v, soft).astype(v.dtype), (x,), "softplus")
     if out.requires_grad:
         local = np.where(linear, 1.0, 0.5 * (1.0 + np.tanh(0.5 * z))).astype(v.dtype)
-        out._backward = lambda g: x._accumulate(g * local, owned=True)
+        out._backward = lambda g: x.accumulate_grad(g * local, owned=True)
     return out
 
 
@@ -1980,7 +1997,7 @@ def activation(x, name: str, alpha: float = 0.0) -> Tensor:
     out = _node(y.reshape(x.shape), (x,), name)
     if out.requires_grad:
         local = d.reshape(x.shape)
-        out._backward = lambda g: x._accumulate(g * local, owned=True)
+        out._backward = lambda g: x.accumulate_grad(g * local, owned=True)
     return out
 
 

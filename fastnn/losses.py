@@ -32,7 +32,7 @@ import numpy as np
 
 from ._buffers import BufferPool
 from ._dtype import as_float_array
-from .graph import Tensor, _node
+from .graph import Tensor, node
 from .kernels import losses as K
 
 _pool = BufferPool()
@@ -91,29 +91,29 @@ def _scores_2d(x: Tensor, fn: str) -> np.ndarray:
 
 def _loss_node(value: float, grad: np.ndarray, x: Tensor, name: str) -> Tensor:
     """A scalar node whose backward hands ``grad`` (d loss / d x) times the incoming g to x."""
-    out = _node(np.asarray(value, dtype=x.dtype), (x,), name)
+    out = node(np.asarray(value, dtype=x.dtype), (x,), name)
     if out.requires_grad:
 
         def backward(g):
-            x._accumulate(grad.reshape(x.shape) if g == 1 else grad.reshape(x.shape) * g,
+            x.accumulate_grad(grad.reshape(x.shape) if g == 1 else grad.reshape(x.shape) * g,
                           owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 
 def _per_item_node(values: np.ndarray, grad: np.ndarray, x: Tensor, name: str) -> Tensor:
     """The ``reduction="none"`` node: ``values`` (one loss per row of ``grad``, or per element),
     ``grad`` the local gradient of each loss; backward scales each row by its incoming g."""
-    out = _node(values, (x,), name)
+    out = node(values, (x,), name)
     if out.requires_grad:
         rows = values.size
 
         def backward(g):
             g = np.reshape(g, (rows,) + (1,) * (grad.ndim - 1))
-            x._accumulate((grad * g).reshape(x.shape), owned=True)
+            x.accumulate_grad((grad * g).reshape(x.shape), owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 
@@ -354,7 +354,7 @@ def _elementwise_loss(kernel, pred, target, name: str, reduction: str = "mean", 
         if per_item:
             return _per_item_node(loss_out.reshape(pred.shape), grad, pred, name)
         return _loss_node(total * scale, grad, pred, name)
-    out = _node(loss_out.reshape(pred.shape) if per_item else np.asarray(total * scale,
+    out = node(loss_out.reshape(pred.shape) if per_item else np.asarray(total * scale,
                                                                           dtype=p.dtype),
                 (pred, target), name)
     if out.requires_grad:
@@ -363,11 +363,11 @@ def _elementwise_loss(kernel, pred, target, name: str, reduction: str = "mean", 
         def backward(g):
             dp = grad.reshape(shape) * (np.reshape(g, shape) if per_item else g)
             if target.requires_grad:
-                target._accumulate(-dp, owned=True)
+                target.accumulate_grad(-dp, owned=True)
             if pred.requires_grad:
-                pred._accumulate(dp, owned=True)
+                pred.accumulate_grad(dp, owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 

@@ -39,8 +39,15 @@ def _empty(dtype) -> np.ndarray:
     return arr
 
 
-class _FlatBuffer:
-    """The parameters of one dtype laid out contiguously, group after group."""
+class FlatBuffer:
+    """The parameters of one dtype laid out contiguously, group after group.
+
+    ``data`` and ``grad`` are flat arrays; every parameter's ``.data`` is a view of ``data``
+    and its ``grad_buffer`` a view of ``grad`` (see :class:`fastnn.nn.Parameter`).
+    :meth:`sync` makes every parameter's ``.data``/``.grad`` those views again (copying in
+    what a user assigned; a None gradient becomes zeros): call it before reading ``grad``
+    as one array, e.g. to all-reduce it.
+    """
 
     def __init__(self, params: list[Parameter], groups: list[int], dtype: np.dtype):
         self.dtype = dtype
@@ -60,8 +67,8 @@ class _FlatBuffer:
             if p.grad is not None:
                 gv[...] = p.grad
             p.data, p.grad = dv, gv
-            p._zeroed_grad = gv if not gv.any() else None
-            p._grad_home = gv
+            p.grad_buffer = gv
+            p.mark_grad_zeroed(not gv.any())
             self.data_views.append(dv)
             self.grad_views.append(gv)
             for t, (a, b) in enumerate(_thread_ranges(p.data.shape, _blas.BLOCKS)):
@@ -166,7 +173,7 @@ class Optimizer:
                 ps, gs = by_dtype.setdefault(p.data.dtype, ([], []))
                 ps.append(p)
                 gs.append(gi)
-        self._flats = [_FlatBuffer(ps, gs, dt) for dt, (ps, gs) in by_dtype.items()]
+        self._flats = [FlatBuffer(ps, gs, dt) for dt, (ps, gs) in by_dtype.items()]
         self._steps = [0] * len(self.param_groups)
         self.state: dict[str, list[np.ndarray]] = {}
 
@@ -203,12 +210,18 @@ class Optimizer:
             if set_to_none:
                 for p in flat.params:
                     p.grad = None
-                    p._zeroed_grad = None
+                    p.mark_grad_zeroed(False)
             else:
                 flat.sync()
                 flat.grad.fill(0)
                 for p in flat.params:
-                    p._zeroed_grad = p.grad
+                    p.mark_grad_zeroed()
+
+    @property
+    def flat_buffers(self) -> list[FlatBuffer]:
+        """One :class:`FlatBuffer` per dtype: all parameters and gradients as flat arrays
+        (what data-parallel training all-reduces and broadcasts)."""
+        return list(self._flats)
 
     def _state(self, name: str) -> list[np.ndarray]:
         bufs = self.state.get(name)
@@ -219,7 +232,7 @@ class Optimizer:
     def _hp_rows(self) -> np.ndarray:
         raise NotImplementedError
 
-    def _update(self, k: int, flat: _FlatBuffer, hp: np.ndarray) -> None:
+    def _update(self, k: int, flat: FlatBuffer, hp: np.ndarray) -> None:
         raise NotImplementedError
 
     def step(self) -> None:
@@ -247,7 +260,7 @@ class Optimizer:
                     bufs[k][lo:hi] = state[name] if name in state else 0
         for flat in self._flats:
             for p in flat.params:
-                p._zeroed_grad = None
+                p.mark_grad_zeroed(False)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -298,7 +311,9 @@ class Optimizer:
                 arrs.append(b.astype(f.dtype, copy=True))
             new_state[name] = arrs
         for mine_g, theirs in zip(self.param_groups, groups, strict=True):
-            opts = {k: v for k, v in theirs.items() if k != "params"}
+            # A state that went through JSON has lists where the options had tuples (betas).
+            opts = {k: tuple(v) if isinstance(mine_g.get(k), tuple) and isinstance(v, list)
+                    else v for k, v in theirs.items() if k != "params"}
             self._validate({**mine_g, **opts})
             mine_g.update(opts)
         self._steps = [int(s) for s in steps]

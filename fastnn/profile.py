@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import kernels
-from .kernels import _jit
+from . import kernels as _kernels
 
 _MODULES = ("activations", "batchnorm", "blas", "dense", "dropout", "losses", "maxout", "optim")
 
@@ -45,7 +45,7 @@ class _Timer:
 
 
 class _TimedKernel:
-    """Stands in for a :class:`~fastnn.kernels._jit.Kernel`: times the variant it returns."""
+    """Stands in for a :class:`~fastnn.kernels.Kernel`: times the variant it returns."""
 
     def __init__(self, kernel, name, timer):
         self._kernel, self._name, self._timer = kernel, name, timer
@@ -86,10 +86,10 @@ def profile_step(step: Callable[[], object], repeats: int = 50, warmup: int = 5
     for mod_name in _MODULES:
         mod = getattr(kernels, mod_name)
         for attr, obj in list(vars(mod).items()):
-            if attr.startswith("_") and not isinstance(obj, _jit.Kernel):
+            if attr.startswith("_") and not isinstance(obj, _kernels.Kernel):
                 continue
             name = f"{mod_name}.{attr}"
-            if isinstance(obj, _jit.Kernel):
+            if isinstance(obj, _kernels.Kernel):
                 patched.append((mod, attr, obj))
                 setattr(mod, attr, _TimedKernel(obj, name, timer))
             elif callable(obj) and getattr(obj, "__module__", "") == mod.__name__ \

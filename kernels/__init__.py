@@ -17,6 +17,7 @@ from . import (
     maxout,
     optim,
 )
+from ._jit import Kernel, all_kernels
 
-__all__ = ["activations", "batchnorm", "blas", "dense", "dropout", "embedding", "layernorm",
-           "losses", "maxout", "optim"]
+__all__ = ["Kernel", "activations", "all_kernels", "batchnorm", "blas", "dense", "dropout",
+           "embedding", "layernorm", "losses", "maxout", "optim"]

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn.graph import _node
+from fastnn.graph import node
 
 
 def _wrong_square(x):
     """x**2 with a deliberately wrong local gradient (x instead of 2x)."""
-    out = _node(x.data**2, (x,), "wrong_square")
+    out = node(x.data**2, (x,), "wrong_square")
     if out.requires_grad:
-        out._backward = lambda g: x._accumulate(g * x.data, owned=True)
+        out.set_backward(lambda g: x.accumulate_grad(g * x.data, owned=True))
     return out
 
 

@@ -115,14 +115,14 @@ def test_parameters_become_views_of_one_flat_buffer_per_dtype():
     assert w.data.base is not None and all(p.data.base is w.data.base for p in model.parameters())
     np.testing.assert_array_equal(w.data, before)
     w.data[0, 0] = 123.0  # assigning into param.data still changes the model
-    assert opt._flats[0].data[0] == 123.0
+    assert opt.flat_buffers[0].data[0] == 123.0
     opt.zero_grad(set_to_none=False)
     assert all((p.grad == 0).all() for p in model.parameters())
     opt.zero_grad()  # PyTorch's default: set to None, no pass over the buffer
     assert all(p.grad is None for p in model.parameters())
     fnn.losses.cross_entropy(model(np.ones((4, 6))), np.array([0, 1, 2, 0])).backward()
     # the backward wrote every gradient straight into the flat buffer
-    assert all(p.grad.base is opt._flats[0].grad for p in model.parameters())
+    assert all(p.grad.base is opt.flat_buffers[0].grad for p in model.parameters())
     model.zero_grad()  # PyTorch-style set-to-None: the next step still sees the new grads
     fnn.losses.cross_entropy(model(np.ones((4, 6))), np.array([0, 1, 2, 0])).backward()
     g = w.grad.copy()
@@ -135,7 +135,7 @@ def test_float32_and_float64_parameters_in_one_optimizer():
     a = fnn.Linear(3, 2, dtype=np.float32)
     b = fnn.Linear(2, 1, dtype=np.float64)
     opt = optim.Adam([*a.parameters(), *b.parameters()], lr=0.1)
-    assert len(opt._flats) == 2
+    assert len(opt.flat_buffers) == 2
     x = np.ones((2, 3), np.float32)
     (b(a(x).astype(np.float64)).sum()).backward()
     opt.step()

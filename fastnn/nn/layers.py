@@ -13,7 +13,7 @@ import numpy as np
 from .. import init
 from .._buffers import BufferPool
 from .._dtype import as_float_array, resolve_dtype
-from ..graph import Tensor, _node, is_grad_enabled, log_softmax, softmax, softplus
+from ..graph import Tensor, is_grad_enabled, log_softmax, node, softmax, softplus
 from ..kernels import activations as K_act
 from ..kernels import batchnorm as K_bn
 from ..kernels import dense as K_dense
@@ -125,15 +125,15 @@ def activation_node(x: Tensor, code: int, alpha: float, name: str, pool: BufferP
     y = pool.get("y", src.shape, src.dtype)
     d = pool.get("d", src.shape, src.dtype)  # always written by the kernel
     K_act.activation_forward(src.size)(code, alpha, src, y, d)
-    out = _node(y.reshape(x.shape), (x,), name)
+    out = node(y.reshape(x.shape), (x,), name)
     if out.requires_grad:
 
         def backward(g):  # chain rule through the cached local gradient
             dx = pool.get("dx", src.shape, src.dtype)
             K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), d, dx)
-            x._accumulate(dx.reshape(x.shape), owned=True)
+            x.accumulate_grad(dx.reshape(x.shape), owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 
@@ -350,7 +350,8 @@ class Linear(Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}{act}")
 
-    def _fusable_with(self, nxt) -> bool:
+    def fusable_with(self, nxt) -> bool:
+        """Whether :class:`Sequential` may run this layer and ``nxt`` as one fused kernel."""
         return self.activation is None and isinstance(nxt, _Activation)
 
     def forward(self, x, _fused: _Activation | None = None):
@@ -389,7 +390,7 @@ def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation
     split_k = K_dense.split_k_partial_shape(n, X.shape[1], m)
     partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
     K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
-    out = _node(y if x.ndim == 2 else y.reshape(m), parents,
+    out = node(y if x.ndim == 2 else y.reshape(m), parents,
                 "linear" if code == K_act.IDENTITY else f"linear+{act.name}")
     if out.requires_grad:
 
@@ -406,22 +407,22 @@ def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation
             if db_into is not None:
                 db_into += db
             if dx is not None:
-                x._accumulate(dx.reshape(x.shape), owned=True)
+                x.accumulate_grad(dx.reshape(x.shape), owned=True)
             if not isinstance(weight, Parameter) and weight.requires_grad:
-                weight._accumulate(dW, owned=True)
+                weight.accumulate_grad(dW, owned=True)
             if bias is not None and not isinstance(bias, Parameter) and bias.requires_grad:
-                bias._accumulate(db, owned=True)
+                bias.accumulate_grad(db, owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 
 def _grad_out(t: Tensor, scratch=None):
     """Where a kernel writes ``t``'s gradient: a Parameter's own slot (see
-    ``Parameter._grad_out``), or for any other Tensor a new array that the caller then
+    ``Parameter.grad_destination``), or for any other Tensor a new array that the caller then
     accumulates (or, when ``t`` needs no gradient, a scratch array nobody reads)."""
     if isinstance(t, Parameter) and t.requires_grad:
-        return t._grad_out(scratch)
+        return t.grad_destination(scratch)
     return np.empty(t.shape, t.dtype), None
 
 
@@ -471,8 +472,14 @@ class BatchNorm1d(Module):
         object.__setattr__(self, "activation", make_activation(activation))
         self._ones, self._zeros = np.ones(c, dt), np.zeros(c, dt)
         self._pool = BufferPool()
-        # Set by fastnn.distributed for synchronized batch statistics across processes.
-        object.__setattr__(self, "_sync", None)
+        object.__setattr__(self, "_sync", None)  # see sync_statistics
+
+    def sync_statistics(self, comm) -> None:
+        """Compute training batch statistics over every process of ``comm`` (an object with
+        ``allreduce_(array)`` summing in place, as :class:`fastnn.distributed.Communicator`),
+        so that data-parallel training equals one process on the whole batch; None turns it
+        off (each process its own batch's statistics, PyTorch DDP's default)."""
+        object.__setattr__(self, "_sync", comm)
 
     def _describe(self) -> str:
         return f"BatchNorm1d({self.num_features})"
@@ -481,7 +488,7 @@ class BatchNorm1d(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
 
-    def _fusable_with(self, nxt) -> bool:
+    def fusable_with(self, nxt) -> bool:
         return self.activation is None and isinstance(nxt, _Activation)
 
     def forward(self, x, _fused: _Activation | None = None):
@@ -545,7 +552,7 @@ class BatchNorm1d(Module):
             if needs_grad:
                 inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(dt)
                 xhat = (X - self.running_mean) * inv_std
-        out = _node(y, (x, *params), "batchnorm" if act is None else f"batchnorm+{act.name}")
+        out = node(y, (x, *params), "batchnorm" if act is None else f"batchnorm+{act.name}")
         if out.requires_grad:
             weight, bias = self.weight, self.bias
 
@@ -565,13 +572,13 @@ class BatchNorm1d(Module):
                     if dx is not None:
                         np.multiply(dz, gamma * inv_std, out=dx)
                 if weight is not None and weight.requires_grad:
-                    weight._accumulate(dgamma, owned=True)
+                    weight.accumulate_grad(dgamma, owned=True)
                 if bias is not None and bias.requires_grad:
-                    bias._accumulate(dbeta, owned=True)
+                    bias.accumulate_grad(dbeta, owned=True)
                 if dx is not None:
-                    x._accumulate(dx, owned=True)
+                    x.accumulate_grad(dx, owned=True)
 
-            out._backward = backward
+            out.set_backward(backward)
         return out
 
 
@@ -622,7 +629,7 @@ class LayerNorm(Module):
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}{act}")
 
-    def _fusable_with(self, nxt) -> bool:
+    def fusable_with(self, nxt) -> bool:
         return self.activation is None and isinstance(nxt, _Activation)
 
     def forward(self, x, _fused: _Activation | None = None):
@@ -659,7 +666,7 @@ def layer_norm_node(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor
     inv_std = pool.get("inv_std", (n,), dt)
     K_ln.layernorm_forward(X, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps,
                            code, alpha, y, xhat, d, inv_std)
-    out = _node(y.reshape(x.shape), (x, *params), "layernorm" if act is None
+    out = node(y.reshape(x.shape), (x, *params), "layernorm" if act is None
                 else f"layernorm+{act.name}")
     if out.requires_grad:
         d_backward = d if code != K_act.IDENTITY else _empty(dt, m)  # identity: dz = dy
@@ -672,13 +679,13 @@ def layer_norm_node(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor
                                     pool.get("partial", (K_ln.n_chunks(n), 2, m), np.float64),
                                     sums=pool.get("sums", (2, m), np.float64))
             if weight is not None and weight.requires_grad:
-                weight._accumulate(dgamma.reshape(weight.shape), owned=True)
+                weight.accumulate_grad(dgamma.reshape(weight.shape), owned=True)
             if bias is not None and bias.requires_grad:
-                bias._accumulate(dbeta.reshape(bias.shape), owned=True)
+                bias.accumulate_grad(dbeta.reshape(bias.shape), owned=True)
             if x.requires_grad:
-                x._accumulate(dx.reshape(x.shape), owned=True)
+                x.accumulate_grad(dx.reshape(x.shape), owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 
@@ -795,8 +802,8 @@ def embedding_node(indices, weight: Tensor, padding_idx: int | None,
         raise EmbeddingIndexError(
             f"Embedding: index {flat[bad]} (at flat position {bad}) is out of range for "
             f"num_embeddings={v}: indices must be in [0, {v})")
-    node = _node(out.reshape(*idx.shape, dim), (weight,), "embedding")
-    if node.requires_grad:
+    result = node(out.reshape(*idx.shape, dim), (weight,), "embedding")
+    if result.requires_grad:
         pad = -1 if padding_idx is None else padding_idx
 
         def backward(g):
@@ -807,10 +814,10 @@ def embedding_node(indices, weight: Tensor, padding_idx: int | None,
                 return
             K_emb.embedding_backward(g.size)(flat, g, pad, dW, False)
             if not isinstance(weight, Parameter):
-                weight._accumulate(dW, owned=True)
+                weight.accumulate_grad(dW, owned=True)
 
-        node._backward = backward
-    return node
+        result.set_backward(backward)
+    return result
 
 
 # ----------------------------------------------------------------------------- Flatten
@@ -878,15 +885,15 @@ def dropout_node(x: Tensor, p: float, generator: np.random.Generator, pool: Buff
     generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
     y = pool.get("y", src.shape, src.dtype)
     K_drop.dropout_forward(src.size)(src, mask, p, y, mask)
-    out = _node(y.reshape(x.shape), (x,), "dropout")
+    out = node(y.reshape(x.shape), (x,), "dropout")
     if out.requires_grad:
 
         def backward(g):  # the mask is the local gradient
             dx = pool.get("dx", src.shape, src.dtype)
             K_act.activation_backward(src.size)(np.ascontiguousarray(g).reshape(-1), mask, dx)
-            x._accumulate(dx.reshape(x.shape), owned=True)
+            x.accumulate_grad(dx.reshape(x.shape), owned=True)
 
-        out._backward = backward
+        out.set_backward(backward)
     return out
 
 
@@ -951,7 +958,7 @@ class PReLU(Module):
         w = self.weight
         y = self._pool.get("y", X.shape, self.dtype)
         K_act.prelu_forward(X.size)(X, w.data, y)
-        out = _node(y.reshape(x.shape), (x, w), "prelu")
+        out = node(y.reshape(x.shape), (x, w), "prelu")
         if out.requires_grad:
             pool = self._pool
 
@@ -964,11 +971,11 @@ class PReLU(Module):
                 if shared:
                     dw = dw.sum(keepdims=True)
                 if w.requires_grad:
-                    w._accumulate(dw, owned=True)
+                    w.accumulate_grad(dw, owned=True)
                 if x.requires_grad:
-                    x._accumulate(dx.reshape(x.shape), owned=True)
+                    x.accumulate_grad(dx.reshape(x.shape), owned=True)
 
-            out._backward = backward
+            out.set_backward(backward)
         return out
 
 
@@ -1022,7 +1029,7 @@ class Maxout(Module):
         arg = pool.get("arg", (n, m), np.int32)
         K_maxout.maxout_forward(X, W, b, k, z, y, arg)
         parents = (x, self.weight) if bias is None else (x, self.weight, bias)
-        out = _node(y if x.ndim == 2 else y.reshape(m), parents, "maxout")
+        out = node(y if x.ndim == 2 else y.reshape(m), parents, "maxout")
         if out.requires_grad:
             weight = self.weight
 
@@ -1039,7 +1046,7 @@ class Maxout(Module):
                 if db_into is not None:
                     db_into += db
                 if dx is not None:
-                    x._accumulate(dx.reshape(x.shape), owned=True)
+                    x.accumulate_grad(dx.reshape(x.shape), owned=True)
 
-            out._backward = backward
+            out.set_backward(backward)
         return out

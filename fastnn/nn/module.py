@@ -21,46 +21,58 @@ class Parameter(Tensor):
 
     ``param.data`` may be a view into a flat buffer shared by all parameters (the optimizers
     arrange that); assigning into ``param.data[...]`` changes the model either way.
+
+    Gradient ownership (the one protocol between parameters, layers and optimizers):
+
+    - ``grad_buffer``: where a new gradient goes when ``grad`` is None. An optimizer sets
+      it to the parameter's view of its flat gradient buffer, so that ``zero_grad()``
+      (``grad = None``, as in PyTorch) costs nothing and the next backward writes the
+      gradient straight into the buffer. That array is reused every step: a ``p.grad``
+      kept across ``zero_grad()`` and ``backward()`` is overwritten by the next gradient
+      (PyTorch would allocate a new one); keep ``p.grad.copy()`` instead.
+    - :meth:`mark_grad_zeroed`: the optimizer says ``grad`` holds zeros (it filled them),
+      so a layer may write the next gradient over it instead of adding into it.
+    - :meth:`grad_destination` (layers) and :meth:`accumulate_grad` (any op) apply both.
     """
 
-    __slots__ = ("_zeroed_grad", "_grad_home")
+    __slots__ = ("_zeroed_grad", "grad_buffer")
 
     def __init__(self, data, requires_grad: bool = True, dtype=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
         if not self.data.flags.c_contiguous or not self.data.flags.writeable:
             self.data = np.array(self.data, order="C")
-        # The gradient array last filled with zeros by an optimizer's zero_grad(); while it
-        # is still ``self.grad``, a layer may overwrite it instead of adding into it.
-        self._zeroed_grad = None
-        # Where a new gradient goes when ``grad`` is None: the parameter's view of its
-        # optimizer's flat gradient buffer (so that zero_grad() need not fill the buffer).
-        self._grad_home = None
+        self._zeroed_grad = None  # the grad array known to hold zeros, if any
+        self.grad_buffer = None
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
-    def _accumulate(self, g, owned: bool = False) -> None:
-        if self.grad is None and self._grad_home is not None:
-            np.copyto(self._grad_home, g)  # broadcasts; casts to the parameter's dtype
-            self.grad = self._grad_home
+    def mark_grad_zeroed(self, zeroed: bool = True) -> None:
+        """Record that ``grad`` holds zeros now (``zeroed=False``: forget it)."""
+        self._zeroed_grad = self.grad if zeroed else None
+
+    def accumulate_grad(self, g, owned: bool = False) -> None:
+        if self.grad is None and self.grad_buffer is not None:
+            np.copyto(self.grad_buffer, g)  # broadcasts; casts to the parameter's dtype
+            self.grad = self.grad_buffer
         elif self._zeroed_grad is not None and self._zeroed_grad is self.grad:
             np.copyto(self.grad, g)
         else:
-            super()._accumulate(g, owned)
+            super().accumulate_grad(g, owned)
         self._zeroed_grad = None
 
-    def _grad_out(self, scratch=None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def grad_destination(self, scratch=None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Where a layer's backward should write this parameter's gradient.
 
         Returns ``(out, add_to)``: write the gradient into ``out``; then, if ``add_to`` is
         not None, add ``out`` into it. A missing or freshly zeroed gradient is written in
-        place (no extra pass, no scratch; a missing one into the optimizer's buffer when
-        there is one). Only a gradient that holds an earlier contribution needs ``scratch()``,
-        a callable returning a work array of its shape; a layer that can add into ``add_to``
+        place (no extra pass, no scratch; a missing one into ``grad_buffer`` when there is
+        one). Only a gradient that holds an earlier contribution needs ``scratch()``, a
+        callable returning a work array of its shape; a layer that can add into ``add_to``
         directly (a GEMM with beta = 1) passes no ``scratch`` and gets ``out`` None.
         """
         if self.grad is None:
-            home = self._grad_home
+            home = self.grad_buffer
             self.grad = home if home is not None else np.empty_like(self.data)
             self._zeroed_grad = None
             return self.grad, None
@@ -423,7 +435,7 @@ class Sequential(Module):
             while i < len(mods):
                 m = mods[i]
                 nxt = mods[i + 1] if i + 1 < len(mods) else None
-                fuse = getattr(m, "_fusable_with", None) is not None and m._fusable_with(nxt)
+                fuse = getattr(m, "fusable_with", None) is not None and m.fusable_with(nxt)
                 plan.append((m, nxt if fuse else None))
                 i += 2 if fuse else 1
             object.__setattr__(self, "_plan", plan)
