@@ -198,7 +198,7 @@ def _end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule
     recorded as ``val_<name>``), the schedule's step (ReduceLROnPlateau gets the validation
     loss, else the training loss), the history and the epoch's line on ``log`` (None:
     quiet)."""
-    from .lr_scheduler import ReduceLROnPlateau
+    from .optim.lr_scheduler import ReduceLROnPlateau
 
     record = {"epoch": epoch, "loss": total / seen,
               "accuracy": None if correct is None else correct / seen,

@@ -1,4 +1,5 @@
-"""fastnn/optim.py: 50 steps on a real model against float64 transcriptions of torch.optim."""
+"""fastnn/optim/optimizers.py: 50 steps on a real model against float64 transcriptions of
+torch.optim."""
 
 import numpy as np
 import pytest
@@ -254,3 +255,23 @@ def test_a_parameter_without_gradient_is_skipped_as_pytorch_skips_it(name):
         np.testing.assert_array_equal(p.data, before)
     for a, b in zip(model[2].parameters(), ref[2].parameters(), strict=True):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_a_kept_grad_is_the_reused_buffer_as_documented():
+    """After zero_grad() (grad = None, as PyTorch) the next backward writes into the same
+    flat-buffer view: an array kept from p.grad shows the new gradient (PyTorch would have
+    allocated a new one), and a copy keeps the old one."""
+    fnn.manual_seed(0)
+    lin = fnn.Linear(3, 2, dtype=np.float64)
+    opt = fnn.optim.SGD(lin.parameters(), lr=0.1)
+    x = np.ones((4, 3))
+    (lin(x).sum()).backward()
+    kept, copied = lin.weight.grad, lin.weight.grad.copy()
+    assert kept.base is opt.flat_buffers[0].grad
+    opt.step()
+    opt.zero_grad()
+    assert lin.weight.grad is None
+    (lin(2 * x).sum()).backward()
+    assert lin.weight.grad is kept  # the same array...
+    np.testing.assert_array_equal(kept, 2 * copied)  # ...now holding the new gradient
+    np.testing.assert_array_equal(copied, np.full((3, 2), 4.0))

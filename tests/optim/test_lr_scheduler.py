@@ -1,4 +1,4 @@
-"""fastnn/lr_scheduler.py: each schedule's lr sequence against its closed form."""
+"""fastnn/optim/lr_scheduler.py: each schedule's lr sequence against its closed form."""
 
 import math
 

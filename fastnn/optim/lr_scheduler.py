@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .optim import Optimizer
+from .optimizers import Optimizer
 
 
 class LRScheduler:

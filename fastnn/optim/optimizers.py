@@ -24,10 +24,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .kernels import _jit
-from .kernels import blas as _blas
-from .kernels import optim as K
-from .nn.module import Parameter
+from .. import kernels as _kernels
+from ..kernels import blas as _blas
+from ..kernels import optim as K
+from ..nn.module import Parameter
 
 _EMPTY = {}
 
@@ -98,7 +98,7 @@ class FlatBuffer:
                     gv[...] = p.grad
                 p.grad = gv
 
-    def kernel(self, k: _jit.Kernel):
+    def kernel(self, k: _kernels.Kernel):
         return k(self.size)
 
 
@@ -527,7 +527,5 @@ def _covering_buffers(params) -> list[np.ndarray] | None:
     return list(bases.values())
 
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "clip_grad_norm_",
-           "lr_scheduler"]
-
-from . import lr_scheduler  # noqa: E402  (fnn.optim.lr_scheduler, as torch.optim.lr_scheduler)
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "FlatBuffer", "Optimizer", "RMSprop",
+           "clip_grad_norm_"]
