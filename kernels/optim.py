@@ -15,8 +15,8 @@ slow phase of this shared machine).
 
 Shapes: param, grad, and each state buffer (n,) of one dtype; item_start, item_end,
 item_group (W,) int64 and thread_first (T + 1,) int64 (``work_items``); hp (G, K) float64,
-one row of hyperparameters per group (the column order is given by each kernel's
-docstring). Scalars are cast to the buffer's dtype.
+one row of hyperparameters per group, in the order of the kernel's ``*_COLUMNS`` (indexed
+by the named constants below). Scalars are cast to the buffer's dtype.
 
 ``grad_sq_partial`` computes the global gradient norm for ``clip_grad_norm_``.
 """
@@ -31,6 +31,27 @@ from ._typed import typed
 
 #: Elements per work item (the items of one thread run one after another).
 CHUNK = 4096
+
+# The columns of each optimizer's hyperparameter matrix ``hp`` (one row per parameter
+# group), by name: the kernels index ``hp`` with these constants and ``fastnn.optim`` fills
+# the rows by the same names (``hp_rows``), so the two sides cannot drift apart.
+SGD_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "first_step",
+               "maximize")
+SGD_LR, SGD_WD, SGD_MOMENTUM, SGD_DAMPENING, SGD_NESTEROV, SGD_FIRST, SGD_MAXIMIZE = range(7)
+ADAGRAD_COLUMNS = ("clr", "weight_decay", "eps", "maximize")
+ADAGRAD_CLR, ADAGRAD_WD, ADAGRAD_EPS, ADAGRAD_MAXIMIZE = range(4)
+RMSPROP_COLUMNS = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+(RMSPROP_LR, RMSPROP_ALPHA, RMSPROP_EPS, RMSPROP_WD, RMSPROP_MOMENTUM, RMSPROP_CENTERED,
+ RMSPROP_MAXIMIZE) = range(7)
+ADAM_COLUMNS = ("step_size", "beta1", "beta2", "eps", "bias_correction2_sqrt", "weight_decay",
+                "decay", "amsgrad", "maximize")
+(ADAM_STEP_SIZE, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_BC2_SQRT, ADAM_WD, ADAM_DECAY,
+ ADAM_AMSGRAD, ADAM_MAXIMIZE) = range(9)
+
+
+def hp_rows(columns: tuple[str, ...], rows: list[dict[str, float]]) -> np.ndarray:
+    """The (G, K) float64 matrix of ``rows`` (one dict per group) in ``columns``' order."""
+    return np.array([[float(row[c]) for c in columns] for row in rows], dtype=np.float64)
 
 #: Elements from which an update runs on the thread pool. An update costs a few ns per
 #: element (a square root and a division): measured, Adam over 64K float32 parameters
@@ -97,10 +118,12 @@ def sgd_step(param, grad, momentum_buffer, item_start, item_end, item_group, thr
         for w in range(thread_first[t], thread_first[t + 1]):
             k, lo, hi = item_group[w], item_start[w], item_end[w]
             x = param[0]
-            buf = momentum_buffer[lo:hi] if hp[k, 2] != 0.0 else momentum_buffer[0:0]
-            _sgd_slice(param[lo:hi], grad[lo:hi], buf, typed(x, hp[k, 0]), typed(x, hp[k, 1]),
-                       typed(x, hp[k, 2]), typed(x, 1.0 - hp[k, 3]), hp[k, 4] != 0.0,
-                       hp[k, 5] != 0.0, typed(x, -1.0 if hp[k, 6] != 0.0 else 1.0))
+            buf = momentum_buffer[lo:hi] if hp[k, SGD_MOMENTUM] != 0.0 else momentum_buffer[0:0]
+            _sgd_slice(param[lo:hi], grad[lo:hi], buf, typed(x, hp[k, SGD_LR]),
+                       typed(x, hp[k, SGD_WD]), typed(x, hp[k, SGD_MOMENTUM]),
+                       typed(x, 1.0 - hp[k, SGD_DAMPENING]), hp[k, SGD_NESTEROV] != 0.0,
+                       hp[k, SGD_FIRST] != 0.0,
+                       typed(x, -1.0 if hp[k, SGD_MAXIMIZE] != 0.0 else 1.0))
 
 
 @jit
@@ -127,9 +150,10 @@ def adagrad_step(param, grad, state_sum, item_start, item_end, item_group, threa
         for w in range(thread_first[t], thread_first[t + 1]):
             k, lo, hi = item_group[w], item_start[w], item_end[w]
             x = param[0]
-            _adagrad_slice(param[lo:hi], grad[lo:hi], state_sum[lo:hi], typed(x, hp[k, 0]),
-                           typed(x, hp[k, 1]), typed(x, hp[k, 2]),
-                           typed(x, -1.0 if hp[k, 3] != 0.0 else 1.0))
+            _adagrad_slice(param[lo:hi], grad[lo:hi], state_sum[lo:hi],
+                           typed(x, hp[k, ADAGRAD_CLR]), typed(x, hp[k, ADAGRAD_WD]),
+                           typed(x, hp[k, ADAGRAD_EPS]),
+                           typed(x, -1.0 if hp[k, ADAGRAD_MAXIMIZE] != 0.0 else 1.0))
 
 
 @jit
@@ -176,12 +200,14 @@ def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg,
         for w in range(thread_first[t], thread_first[t + 1]):
             k, lo, hi = item_group[w], item_start[w], item_end[w]
             x = param[0]
-            buf = momentum_buffer[lo:hi] if hp[k, 4] > 0.0 else momentum_buffer[0:0]
-            g_avg = grad_avg[lo:hi] if hp[k, 5] != 0.0 else grad_avg[0:0]
+            buf = momentum_buffer[lo:hi] if hp[k, RMSPROP_MOMENTUM] > 0.0 \
+                else momentum_buffer[0:0]
+            g_avg = grad_avg[lo:hi] if hp[k, RMSPROP_CENTERED] != 0.0 else grad_avg[0:0]
             _rmsprop_slice(param[lo:hi], grad[lo:hi], square_avg[lo:hi], buf, g_avg,
-                           typed(x, hp[k, 0]), typed(x, hp[k, 1]), typed(x, 1.0 - hp[k, 1]),
-                           typed(x, hp[k, 2]), typed(x, hp[k, 3]), typed(x, hp[k, 4]),
-                           typed(x, -1.0 if hp[k, 6] != 0.0 else 1.0))
+                           typed(x, hp[k, RMSPROP_LR]), typed(x, hp[k, RMSPROP_ALPHA]),
+                           typed(x, 1.0 - hp[k, RMSPROP_ALPHA]), typed(x, hp[k, RMSPROP_EPS]),
+                           typed(x, hp[k, RMSPROP_WD]), typed(x, hp[k, RMSPROP_MOMENTUM]),
+                           typed(x, -1.0 if hp[k, RMSPROP_MAXIMIZE] != 0.0 else 1.0))
 
 
 @jit
@@ -224,12 +250,15 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
         for w in range(thread_first[t], thread_first[t + 1]):
             k, lo, hi = item_group[w], item_start[w], item_end[w]
             x = param[0]
-            vmax = max_exp_avg_sq[lo:hi] if hp[k, 7] != 0.0 else max_exp_avg_sq[0:0]
+            vmax = max_exp_avg_sq[lo:hi] if hp[k, ADAM_AMSGRAD] != 0.0 \
+                else max_exp_avg_sq[0:0]
             _adam_slice(param[lo:hi], grad[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi], vmax,
-                        typed(x, hp[k, 0]), typed(x, hp[k, 1]), typed(x, 1.0 - hp[k, 1]),
-                        typed(x, hp[k, 2]), typed(x, 1.0 - hp[k, 2]), typed(x, hp[k, 3]),
-                        typed(x, hp[k, 4]), typed(x, hp[k, 5]), typed(x, hp[k, 6]),
-                        typed(x, -1.0 if hp[k, 8] != 0.0 else 1.0))
+                        typed(x, hp[k, ADAM_STEP_SIZE]), typed(x, hp[k, ADAM_BETA1]),
+                        typed(x, 1.0 - hp[k, ADAM_BETA1]), typed(x, hp[k, ADAM_BETA2]),
+                        typed(x, 1.0 - hp[k, ADAM_BETA2]), typed(x, hp[k, ADAM_EPS]),
+                        typed(x, hp[k, ADAM_BC2_SQRT]), typed(x, hp[k, ADAM_WD]),
+                        typed(x, hp[k, ADAM_DECAY]),
+                        typed(x, -1.0 if hp[k, ADAM_MAXIMIZE] != 0.0 else 1.0))
 
 
 @kernel(min_parallel=PARALLEL_MIN_ELEMENTS)

@@ -348,9 +348,8 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _hp_rows(self):
-        return np.array([[g["lr"], g["weight_decay"], g["momentum"], g["dampening"],
-                          float(g["nesterov"]), float(s == 1), float(g["maximize"])]
-                         for g, s in zip(self.param_groups, self._steps, strict=True)])
+        return K.hp_rows(K.SGD_COLUMNS, [{**g, "first_step": s == 1} for g, s in
+                                         zip(self.param_groups, self._steps, strict=True)])
 
     def _update(self, k, flat, hp):
         uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
@@ -381,9 +380,9 @@ class Adagrad(Optimizer):
         _check("eps", g["eps"])
 
     def _hp_rows(self):
-        return np.array([[g["lr"] / (1 + (s - 1) * g["lr_decay"]), g["weight_decay"], g["eps"],
-                          float(g["maximize"])]
-                         for g, s in zip(self.param_groups, self._steps, strict=True)])
+        return K.hp_rows(K.ADAGRAD_COLUMNS, [{**g, "clr": g["lr"] / (1 + (s - 1) * g["lr_decay"])}
+                                             for g, s in zip(self.param_groups, self._steps,
+                                                             strict=True)])
 
     def _update(self, k, flat, hp):
         flat.kernel(K.adagrad_step)(flat.data, flat.grad, self._state("sum")[k], *flat.items, hp)
@@ -406,8 +405,7 @@ class RMSprop(Optimizer):
         _check("momentum", g["momentum"])
 
     def _hp_rows(self):
-        return np.array([[g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
-                          float(g["centered"]), float(g["maximize"])] for g in self.param_groups])
+        return K.hp_rows(K.RMSPROP_COLUMNS, self.param_groups)
 
     def _update(self, k, flat, hp):
         mom = any(g["momentum"] > 0 for g in self.param_groups)
@@ -446,11 +444,12 @@ class Adam(Optimizer):
         for g, t in zip(self.param_groups, self._steps, strict=True):
             b1, b2 = g["betas"]
             wd = g["weight_decay"]
-            rows.append([g["lr"] / (1 - b1**t), b1, b2, g["eps"], math.sqrt(1 - b2**t),
-                         0.0 if self.decoupled else wd,
-                         1.0 - g["lr"] * wd if self.decoupled else 1.0,
-                         float(g["amsgrad"]), float(g["maximize"])])
-        return np.array(rows)
+            rows.append({"step_size": g["lr"] / (1 - b1**t), "beta1": b1, "beta2": b2,
+                         "eps": g["eps"], "bias_correction2_sqrt": math.sqrt(1 - b2**t),
+                         "weight_decay": 0.0 if self.decoupled else wd,
+                         "decay": 1.0 - g["lr"] * wd if self.decoupled else 1.0,
+                         "amsgrad": g["amsgrad"], "maximize": g["maximize"]})
+        return K.hp_rows(K.ADAM_COLUMNS, rows)
 
     def _update(self, k, flat, hp):
         ams = any(g["amsgrad"] for g in self.param_groups)
