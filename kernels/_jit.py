@@ -28,6 +28,17 @@ import warnings
 
 import numba
 
+#: Rows per chunk of every column reduction over a batch (bias, BatchNorm, LayerNorm, PReLU
+#: and loss partial sums). Fixed, so the partial sums and the order in which they are added
+#: depend on the batch size alone: the same bits on any number of threads.
+ROWS_PER_CHUNK = 64
+
+
+def row_chunks(n_rows: int) -> int:
+    """How many chunks of ROWS_PER_CHUNK rows cover ``n_rows`` (at least 1)."""
+    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
+
+
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
 #: Element count from which the ``parallel`` variant of a kernel is used. Numba's pool is

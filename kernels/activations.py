@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit, kernel
+from ._jit import ROWS_PER_CHUNK, jit, kernel
 from ._typed import typed
 
 IDENTITY = 0
@@ -248,7 +248,7 @@ def prelu_backward(dy, x, weight, dx, partial):
     shared = weight.shape[0] == 1
     want_dx = dx.shape[0] == n
     zero = typed(weight[0], 0.0)
-    rows = 64
+    rows = ROWS_PER_CHUNK
     for b in prange(partial.shape[0]):
         for j in range(c):
             partial[b, j] = zero

@@ -31,17 +31,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit, kernel
+from ._jit import ROWS_PER_CHUNK, jit, kernel
+from ._jit import row_chunks as n_chunks  # noqa: F401  (rows of the ``partial`` scratch)
 from ._typed import typed
 from .activations import activation_row
-
-ROWS_PER_CHUNK = 64
-
-
-def n_chunks(n_rows: int) -> int:
-    """Rows of the ``partial`` scratch buffer for a batch of ``n_rows``."""
-    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
-
 
 # The column reductions below take four rows per sweep over their accumulators: a sweep
 # per row loads and stores both float64 accumulators for every element, which measured 2.3x

@@ -17,13 +17,10 @@ import numpy as np
 from numba import prange
 
 from . import blas
-from ._jit import jit, kernel
+from ._jit import ROWS_PER_CHUNK, jit, kernel
+from ._jit import row_chunks as n_chunks  # noqa: F401  (rows of the ``partial`` scratch)
 from .activations import IDENTITY, activation_row
 from .blas import gemm
-
-#: Rows per chunk of the bias-gradient reduction. Fixed, so that the partial sums, and the
-#: order in which they are added, depend on the batch size alone (never the thread count).
-ROWS_PER_CHUNK = 64
 
 
 @kernel
@@ -107,9 +104,6 @@ def dz_and_bias_grad(dy, d, dz, partial):
                           partial[c])
 
 
-def n_chunks(n_rows: int) -> int:
-    """Number of row chunks (rows of the ``partial`` buffer) for a batch of ``n_rows``."""
-    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
 #: Forward products split over the inner dimension (``blas.gemm_split_k``) when their work

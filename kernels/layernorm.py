@@ -31,17 +31,9 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit, kernel
+from ._jit import ROWS_PER_CHUNK, jit, kernel
+from ._jit import row_chunks as n_chunks  # noqa: F401  (rows of the ``partial`` scratch)
 from .activations import activation_row
-
-#: Rows per chunk of the backward's column sums. Fixed, so the partial sums and the order in
-#: which they are added depend on N alone: the same bits on any number of threads.
-ROWS_PER_CHUNK = 64
-
-
-def n_chunks(n_rows: int) -> int:
-    """Rows of the ``partial`` scratch buffer for ``n_rows`` rows."""
-    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
 @kernel

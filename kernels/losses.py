@@ -43,16 +43,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import jit, kernel
+from ._jit import ROWS_PER_CHUNK, jit, kernel
+from ._jit import row_chunks as n_chunks  # noqa: F401  (rows of the ``partial`` scratch)
 from ._typed import typed
 from .activations import sigmoid_point
-
-ROWS_PER_CHUNK = 64
-
-
-def n_chunks(n_rows: int) -> int:
-    """Entries of the ``partial`` scratch for ``n_rows`` rows (or elements)."""
-    return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
 @jit

@@ -965,7 +965,7 @@ class PReLU(Module):
             def backward(g):
                 g = np.ascontiguousarray(g).reshape(X.shape)
                 dx = np.empty_like(X) if x.requires_grad else _empty(X.dtype, X.shape[1])
-                partial = pool.get("partial", (-(-X.shape[0] // 64), X.shape[1]), X.dtype)
+                partial = pool.get("partial", (K_dense.n_chunks(X.shape[0]), X.shape[1]), X.dtype)
                 K_act.prelu_backward(X.size)(g, X, w.data, dx, partial)
                 dw = partial.sum(axis=0)
                 if shared:
