@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from .kernels import _jit
+from .kernels import all_kernels
 
 
 def _tiny_training_step(dtype) -> None:
@@ -78,7 +78,7 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = True) -> float:
         Seconds taken.
     """
     start = time.perf_counter()
-    kernels = _jit.all_kernels()
+    kernels = all_kernels()
     thresholds = [k.min_parallel for k in kernels]
     try:
         for dtype in dtypes:

@@ -239,9 +239,10 @@ def prelu_forward(x, weight, y):
 def prelu_backward(dy, x, weight, dx, partial):
     """PReLU backward: dx = dy * (1 if x > 0 else w); dw[j] = sum_i dy[i, j] * min(x[i, j], 0).
 
-    dy, x, dx: (N, C); weight: (C,) or (1,); partial: (ceil(N / 64), C) scratch that receives
-    per-chunk sums of dw over fixed chunks of 64 rows. The caller sums ``partial`` over axis 0
-    (in order), which keeps dw bit-identical whatever the thread count. ``dx`` may be empty
+    dy, x, dx: (N, C); weight: (C,) or (1,); partial: (ceil(N / ROWS_PER_CHUNK), C) float64
+    scratch that receives per-chunk sums of dw over fixed chunks of rows (float64, as
+    BatchNorm's sums). The caller sums ``partial`` over axis 0 (in order), which keeps dw
+    bit-identical whatever the thread count. ``dx`` may be empty
     (shape (0, C)) when the input needs no gradient.
     """
     n, c = x.shape
@@ -251,7 +252,7 @@ def prelu_backward(dy, x, weight, dx, partial):
     rows = ROWS_PER_CHUNK
     for b in prange(partial.shape[0]):
         for j in range(c):
-            partial[b, j] = zero
+            partial[b, j] = 0.0
         for i in range(b * rows, min(n, (b + 1) * rows)):
             for j in range(c):
                 w = weight[0] if shared else weight[j]
@@ -263,4 +264,4 @@ def prelu_backward(dy, x, weight, dx, partial):
                 else:
                     if want_dx:
                         dx[i, j] = g * w
-                    partial[b, j] += g * v
+                    partial[b, j] += float(g) * float(v)

@@ -13,7 +13,6 @@ are Numba kernels.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from . import blas
@@ -74,14 +73,14 @@ def _dz_and_sums_rows(dy, d, dz, s):
                 dz[i + 1, j] = b
                 dz[i + 2, j] = c
                 dz[i + 3, j] = e
-            s[j] += (a + b) + (c + e)
+            s[j] += (float(a) + float(b)) + (float(c) + float(e))
         i += 4
     for k in range(i, n):
         for j in range(s.shape[0]):
             g = dy[k, j] * d[k, j] if use_d else dy[k, j]
             if store:
                 dz[k, j] = g
-            s[j] += g
+            s[j] += float(g)
 
 
 @kernel
@@ -90,8 +89,9 @@ def dz_and_bias_grad(dy, d, dz, partial):
 
     dy (N, M); d (N, M), or (0, M) for the identity (dz = dy); dz (N, M), or (0, M) to
     only sum (the identity: the caller then uses dy as dz, saving a copy);
-    partial (ceil(N / ROWS_PER_CHUNK), M) receives the column sums of each chunk of
-    ROWS_PER_CHUNK rows; the caller adds them in order (deterministic on any thread count).
+    partial (ceil(N / ROWS_PER_CHUNK), M) float64 receives the column sums of each chunk of
+    ROWS_PER_CHUNK rows, accumulated in float64 (as BatchNorm's); the caller adds them in
+    order (deterministic on any thread count).
     Parallel over row chunks: each chunk writes its own row of ``partial``, no races.
     """
     n = dy.shape[0]
@@ -155,7 +155,7 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
     dy : (N, M). d : (N, M) local gradient from the forward pass, or (0, M) for identity.
     x : (N, D) the forward input. W : (D, M).
     dz : (N, M) scratch that receives dL/dz (unused for the identity, where dz = dy).
-    partial : (n_chunks(N), M) scratch.
+    partial : (n_chunks(N), M) float64 scratch.
     dx : (N, D) receives dL/dx, or None to skip it (the first layer).
     dW : (D, M) receives x^T dz. db : (M,) receives sum_rows(dz), or None for no bias.
     accumulate_dW : optional (D, M) array to which x^T dz is added instead (``+=``, in the
@@ -168,11 +168,8 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
         dz = dy
     else:
         dz_and_bias_grad(dy.size)(dy, d, dz, partial)
-    if db is not None:
-        if partial.shape[0] == 1:
-            db[:] = partial[0]
-        else:
-            np.sum(partial, axis=0, out=db)
+    if db is not None:  # the chunks' float64 sums, added in order, then rounded once
+        db[:] = partial[0] if partial.shape[0] == 1 else partial.sum(axis=0)
     if accumulate_dW is not None:
         gemm(x, dz, accumulate_dW, trans_a=True, beta=1.0)
     else:

@@ -59,7 +59,7 @@ class Dense:
         self.y, self.d = np.empty((n, m), np.float32), np.empty((n, m), np.float32)
         self.dy, self.dz = rng.standard_normal((n, m)).astype(np.float32), np.empty((n, m),
                                                                                    np.float32)
-        self.partial = np.empty((D.n_chunks(n), m), np.float32)
+        self.partial = np.empty((D.n_chunks(n), m), np.float64)
         self.dx, self.dW, self.db = np.empty_like(self.x), np.empty_like(self.W), np.empty(
             m, np.float32)
         self.code = A.CODES[act]

@@ -397,7 +397,7 @@ def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation
         def backward(g):
             g = np.ascontiguousarray(g).reshape(n, m)
             dz = pool.get("dz", (n, m), dt) if d.shape[0] else d  # identity: dz is g
-            partial = pool.get("partial", (K_dense.n_chunks(n), m), dt)
+            partial = pool.get("partial", (K_dense.n_chunks(n), m), np.float64)
             dW, dW_into = _grad_out(weight)  # the GEMM adds into dW_into (beta = 1)
             db = db_into = None
             if bias is not None:
@@ -965,7 +965,8 @@ class PReLU(Module):
             def backward(g):
                 g = np.ascontiguousarray(g).reshape(X.shape)
                 dx = np.empty_like(X) if x.requires_grad else _empty(X.dtype, X.shape[1])
-                partial = pool.get("partial", (K_dense.n_chunks(X.shape[0]), X.shape[1]), X.dtype)
+                partial = pool.get("partial", (K_dense.n_chunks(X.shape[0]), X.shape[1]),
+                                   np.float64)
                 K_act.prelu_backward(X.size)(g, X, w.data, dx, partial)
                 dw = partial.sum(axis=0)
                 if shared:
@@ -1036,7 +1037,7 @@ class Maxout(Module):
             def backward(g):
                 g = np.ascontiguousarray(g).reshape(n, m)
                 dz = pool.get("dz", (n, m * k), dt)
-                partial = pool.get("partial", (K_dense.n_chunks(n), m * k), dt)
+                partial = pool.get("partial", (K_dense.n_chunks(n), m * k), np.float64)
                 dW, dW_into = _grad_out(weight)  # the GEMM adds into dW_into (beta = 1)
                 db = db_into = None
                 if bias is not None:

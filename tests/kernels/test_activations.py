@@ -5,6 +5,7 @@ import pytest
 
 import naive
 from fastnn.kernels import activations as A
+from fastnn.kernels import dense
 
 SIZES = [1, 7, 13 * 7, 257 * 129]
 ALPHA = {"leaky_relu": 0.01, "elu": 1.3}
@@ -72,7 +73,7 @@ def test_prelu_forward_backward(shape, dtype, channels):
     A.prelu_forward(x.size)(x, w, y)
     np.testing.assert_allclose(y, naive.prelu_forward(x, w), **TOL[dtype])
     dx = np.empty_like(x)
-    partial = np.empty(((shape[0] + 63) // 64, shape[1]), dtype=dtype)
+    partial = np.empty((dense.n_chunks(shape[0]), shape[1]), dtype=np.float64)
     A.prelu_backward(x.size)(dy, x, w, dx, partial)
     dw = partial.sum(axis=0)
     if channels == "shared":

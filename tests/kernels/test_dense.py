@@ -37,7 +37,7 @@ def test_forward_backward_match_naive(shape, act, dtype, tol):
         np.testing.assert_allclose(d, d_ref, **tol)
 
     dz, dx, dW, db = (np.empty_like(a) for a in (dy, x, W, b))
-    partial = np.empty((dense.n_chunks(n), m), dtype)
+    partial = np.empty((dense.n_chunks(n), m), np.float64)
     dense.dense_backward(dy, d, x, W, dz, partial, dx, dW, db)
     dx_ref, dW_ref, db_ref = naive.dense_backward(dy, x, W, b, act, alpha)
     for got, ref in ((dx, dx_ref), (dW, dW_ref), (db, db_ref)):
@@ -52,7 +52,7 @@ def test_no_bias_identity_skips_dx_and_accumulates(dtype, tol):
     np.testing.assert_allclose(y, x.astype(np.float64) @ W, **tol)
     dz, dW = np.empty_like(dy), np.empty_like(W)
     prior = np.ones_like(W)
-    partial = np.empty((dense.n_chunks(9), 3), dtype)
+    partial = np.empty((dense.n_chunks(9), 3), np.float64)
     dense.dense_backward(dy, dy[:0], x, W, dz, partial, None, dW, None, accumulate_dW=prior)
     np.testing.assert_allclose(prior, 1.0 + x.T.astype(np.float64) @ dy, **tol)
 
@@ -63,7 +63,7 @@ def test_bias_gradient_is_bit_identical_serial_and_parallel():
     outs = []
     for variant in ("serial", "parallel"):
         dz = np.empty_like(dy)
-        partial = np.empty((dense.n_chunks(1000), 70), np.float32)
+        partial = np.empty((dense.n_chunks(1000), 70), np.float64)
         getattr(dense.dz_and_bias_grad, variant)(dy, d, dz, partial)
         outs.append(partial.sum(axis=0))
     np.testing.assert_array_equal(outs[0], outs[1])

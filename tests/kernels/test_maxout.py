@@ -23,7 +23,7 @@ def test_forward_backward(shape, pieces, dtype, tol):
     np.testing.assert_array_equal(arg, arg_ref)
     dy = rng.standard_normal((n, m)).astype(dtype)
     dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty_like(b)
-    partial = np.empty((dense.n_chunks(n), m * pieces), dtype)
+    partial = np.empty((dense.n_chunks(n), m * pieces), np.float64)
     maxout.maxout_backward(dy, arg, pieces, x, W, z, partial, dx, dW, db)
     for got, ref in zip((dx, dW, db), naive.maxout_backward(dy, x, W, b, pieces), strict=True):
         np.testing.assert_allclose(got, ref, rtol=tol["rtol"], atol=tol["atol"] * 10)
