@@ -168,7 +168,18 @@ def dense_backward(dy, d, x, W, dz, partial, dx, dW, db, accumulate_dW=None) -> 
         dz = dy
     else:
         dz_and_bias_grad(dy.size)(dy, d, dz, partial)
-    if db is not None:  # the chunks' float64 sums, added in order, then rounded once
+    affine_backward(dz, x, W, partial if db is not None else None, dx, dW, db, accumulate_dW)
+
+
+def affine_backward(dz, x, W, partial, dx, dW, db, accumulate_dW=None) -> None:
+    """The gradients of z = x @ W + b given dz = dL/dz (N, M), shared by Linear and Maxout.
+
+    partial : (n_chunks(N), M) float64 holding the column sums of dz per row chunk (written
+        by ``dz_and_bias_grad``), or None without a bias; db (M,) receives their sum, added
+        in order and rounded once. dW (D, M) receives x^T dz, or ``accumulate_dW`` gets it
+        added (``+=``, in the GEMM: beta = 1). dx (N, D) receives dz W^T, or None to skip.
+    """
+    if db is not None:
         db[:] = partial[0] if partial.shape[0] == 1 else partial.sum(axis=0)
     if accumulate_dW is not None:
         gemm(x, dz, accumulate_dW, trans_a=True, beta=1.0)

@@ -9,13 +9,12 @@ dense layer's reductions and GEMMs: db = sum_rows(dz), dW = x^T dz, dx = dz W^T.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from ._jit import kernel
 from ._typed import typed
 from .blas import gemm
-from .dense import dz_and_bias_grad
+from .dense import affine_backward, dz_and_bias_grad
 
 
 @kernel
@@ -60,16 +59,12 @@ def maxout_forward(x, W, b, pieces, z, y, arg) -> None:
 
 def maxout_backward(dy, arg, pieces, x, W, dz, partial, dx, dW, db,
                     accumulate_dW=None) -> None:
-    """Gradients of Maxout given dy (N, M): dz (N, M*K) and partial (n_chunks(N), M*K)
-    scratch; dx (N, D) or None; dW (D, M*K); db (M*K,) or None; accumulate_dW: optional
-    (D, M*K) array to which x^T dz is added instead (in the GEMM; ``dW`` then unused)."""
+    """Gradients of Maxout given dy (N, M): the winners' gradients routed into dz (N, M*K),
+    then the affine gradients of z = x @ W + b (``dense.affine_backward``). partial
+    (n_chunks(N), M*K) float64 scratch; dx (N, D) or None; dW (D, M*K); db (M*K,) or None;
+    accumulate_dW: optional (D, M*K) array to which x^T dz is added instead (in the GEMM;
+    ``dW`` then unused)."""
     maxout_route(dz.size)(dy, arg, pieces, dz)
-    dz_and_bias_grad(dz.size)(dz, dz[:0], dz[:0], partial)  # column sums of dz only
     if db is not None:
-        np.sum(partial, axis=0, out=db)
-    if accumulate_dW is not None:
-        gemm(x, dz, accumulate_dW, trans_a=True, beta=1.0)
-    else:
-        gemm(x, dz, dW, trans_a=True)
-    if dx is not None:
-        gemm(dz, W, dx, trans_b=True)
+        dz_and_bias_grad(dz.size)(dz, dz[:0], dz[:0], partial)  # column sums of dz only
+    affine_backward(dz, x, W, partial, dx, dW, db, accumulate_dW)
