@@ -191,14 +191,14 @@ class DistributedDataParallel:
         The global loss is known (all-reduced with the correct count) before the optimizer
         step: a NaN or Inf raises :class:`fastnn.train.NonFiniteLoss` on every rank alike,
         with nothing updated."""
-        from .train import NonFiniteLoss
+        from .train import NonFiniteLoss, count_correct
 
         opt = self.optimizer
         opt.zero_grad()
         out = self.model(x)
         loss = loss_fn(out, y)
         weight = len(y) / n_global
-        correct = int((out.data.argmax(axis=1) == y).sum())
+        correct = count_correct(out, y)
         stats = np.array([loss.item() * weight, float(correct)])
         self.comm.allreduce_(stats)
         if not np.isfinite(stats[0]):

@@ -148,7 +148,7 @@ def evaluate_metrics(model, loss_fn, data, batch_size: int = 1024,
                 out = model(xb)
                 total += loss_fn(out, yb).item() * len(yb)
                 if classification:
-                    correct += int((out.data.argmax(axis=1) == yb).sum())
+                    correct += count_correct(out, yb)
                 if keep is not None or not classification:
                     outs.append(np.array(out.data).reshape(len(yb), -1))
                     targets.append(np.array(yb).reshape((len(yb),) if classification
@@ -227,6 +227,12 @@ def _end_epoch(epoch, epochs, total, correct, seen, seconds, optimizer, schedule
     return record
 
 
+def count_correct(outputs, labels) -> int:
+    """How many rows of ``outputs`` (N, C) have their largest score at ``labels`` (N,)."""
+    data = outputs.data if isinstance(outputs, Tensor) else outputs
+    return int((data.argmax(axis=1) == labels).sum())
+
+
 class LocalStep:
     """One training step in this process, the default step of :func:`fit`.
 
@@ -255,7 +261,7 @@ class LocalStep:
             raise NonFiniteLoss(value)
         loss.backward()
         self.optimizer.step()
-        correct = int((out.data.argmax(axis=1) == y).sum()) if y.dtype.kind in "iu" else None
+        correct = count_correct(out, y) if y.dtype.kind in "iu" else None
         return value, correct
 
     def validate(self, model, loss_fn, val, target_scaler=None) -> dict[str, float]:
@@ -367,9 +373,3 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
         if step.agree(stop):
             break
     return history
-
-
-def labels_of(outputs) -> np.ndarray:
-    """Predicted classes from (N, C) outputs."""
-    data = outputs.data if isinstance(outputs, Tensor) else np.asarray(outputs)
-    return data.argmax(axis=1)
