@@ -11,8 +11,6 @@ checkpoint stays on disk.
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 
 from .recipes import ACTIVATIONS, DEFAULT_LR, DEFAULTS, LOSSES, SCHEDULES, ConfigError
@@ -90,39 +88,16 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .recipes import load_features, load_trained
+    from .reports import write_predictions
 
     trained = load_trained(args.checkpoint)
     X = load_features(args.input, trained.encoding)
     result = trained.scores(X) if args.scores else trained.predict(X)
-    _write_predictions(args.out, result, trained, scores=args.scores)
+    write_predictions(args.out, result, trained.encoding, scores=args.scores)
     what = "scores" if args.scores and trained.task == "classification" else \
         "predicted classes" if trained.task == "classification" else "predicted values"
     print(f"wrote {what} of {len(X)} samples to {args.out}")
     return 0
-
-
-def _write_predictions(path: str, result, trained, scores: bool) -> None:
-    """``.npy`` (an array; labels keep their type, strings as a str array) or ``.csv``."""
-    import numpy as np
-
-    tmp = path + ".tmp"
-    if path.endswith(".csv"):
-        enc = trained.encoding
-        if scores and trained.task == "classification":
-            header = [f"score_{c}" for c in enc.classes.labels.tolist()]
-        elif trained.task == "regression":
-            header = enc.target_names or [f"target_{j}" for j in range(enc.n_outputs)]
-        else:
-            header = enc.target_names or ["prediction"]
-        rows = result.reshape(len(result), -1)
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows.tolist())
-    else:
-        with open(tmp, "wb") as f:
-            np.save(f, result, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- export

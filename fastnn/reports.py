@@ -38,6 +38,29 @@ def history_columns(history: list[dict]) -> list[str]:
     return cols + sorted(keys - set(order))
 
 
+def write_predictions(path: str, result: np.ndarray, encoding, scores: bool = False) -> None:
+    """Predictions as ``.npy`` (an array; labels keep their type, strings as a str array) or
+    ``.csv`` (a header naming the targets, or ``score_<class>`` columns), atomically.
+    ``encoding`` is the model's :class:`fastnn.recipes.Encoding`."""
+    tmp = path + ".tmp"
+    if path.endswith(".csv"):
+        if scores and encoding.task == "classification":
+            header = [f"score_{c}" for c in encoding.classes.labels.tolist()]
+        elif encoding.task == "regression":
+            header = encoding.target_names or [f"target_{j}" for j in
+                                               range(encoding.n_outputs)]
+        else:
+            header = encoding.target_names or ["prediction"]
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(result.reshape(len(result), -1).tolist())
+    else:
+        with open(tmp, "wb") as f:
+            np.save(f, result, allow_pickle=False)
+    os.replace(tmp, path)
+
+
 def write_history_csv(path: str, history: list[dict]) -> None:
     """One row per epoch (atomically)."""
     cols = history_columns(history)
