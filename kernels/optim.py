@@ -34,7 +34,7 @@ CHUNK = 4096
 
 # The columns of each optimizer's hyperparameter matrix ``hp`` (one row per parameter
 # group), by name: the kernels index ``hp`` with these constants and ``fastnn.optim`` fills
-# the rows by the same names (``hp_rows``), so the two sides cannot drift apart.
+# the rows by the same names, so the two sides cannot drift apart.
 SGD_COLUMNS = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "first_step",
                "maximize")
 SGD_LR, SGD_WD, SGD_MOMENTUM, SGD_DAMPENING, SGD_NESTEROV, SGD_FIRST, SGD_MAXIMIZE = range(7)
@@ -47,11 +47,6 @@ ADAM_COLUMNS = ("step_size", "beta1", "beta2", "eps", "bias_correction2_sqrt", "
                 "decay", "amsgrad", "maximize")
 (ADAM_STEP_SIZE, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_BC2_SQRT, ADAM_WD, ADAM_DECAY,
  ADAM_AMSGRAD, ADAM_MAXIMIZE) = range(9)
-
-
-def hp_rows(columns: tuple[str, ...], rows: list[dict[str, float]]) -> np.ndarray:
-    """The (G, K) float64 matrix of ``rows`` (one dict per group) in ``columns``' order."""
-    return np.array([[float(row[c]) for c in columns] for row in rows], dtype=np.float64)
 
 #: Elements from which an update runs on the thread pool. An update costs a few ns per
 #: element (a square root and a division): measured, Adam over 64K float32 parameters

@@ -57,6 +57,9 @@ class FlatBuffer:
         self.data = np.empty(self.size, dtype)
         self.grad = np.zeros(self.size, dtype)
         self.offsets = np.cumsum([0, *sizes])
+        #: (parameter, start, end) in the flat arrays, as Python ints.
+        self.spans = [(p, int(lo), int(hi)) for p, lo, hi in
+                      zip(params, self.offsets[:-1], self.offsets[1:], strict=True)]
         self.data_views, self.grad_views = [], []
         segments = []
         for p, g, lo, hi in zip(params, groups, self.offsets[:-1], self.offsets[1:], strict=True):
@@ -230,7 +233,15 @@ class Optimizer:
         return bufs
 
     def _hp_rows(self) -> np.ndarray:
+        """The (groups, columns) hyperparameter matrix of this step, filled by the column
+        names of ``kernels.optim`` (a reused array: the kernel reads it at once)."""
         raise NotImplementedError
+
+    def _hp_matrix(self, columns: tuple[str, ...]) -> np.ndarray:
+        hp = getattr(self, "_hp", None)
+        if hp is None or hp.shape != (len(self.param_groups), len(columns)):
+            hp = self._hp = np.zeros((len(self.param_groups), len(columns)))
+        return hp
 
     def _update(self, k: int, flat: FlatBuffer, hp: np.ndarray) -> None:
         raise NotImplementedError
@@ -246,12 +257,9 @@ class Optimizer:
             self._steps[i] += 1
         hp = self._hp_rows()
         for k, flat in enumerate(self._flats):
-            skipped = [(int(lo), int(hi)) for p, lo, hi in
-                       zip(flat.params, flat.offsets[:-1], flat.offsets[1:], strict=True)
-                       if p.grad is None]
             kept = [(lo, hi, flat.data[lo:hi].copy(),
                      {name: bufs[k][lo:hi].copy() for name, bufs in self.state.items()})
-                    for lo, hi in skipped]
+                    for p, lo, hi in flat.spans if p.grad is None]
             flat.sync()
             self._update(k, flat, hp)
             for lo, hi, data, state in kept:  # undo the update of parameters without a grad
@@ -348,8 +356,13 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _hp_rows(self):
-        return K.hp_rows(K.SGD_COLUMNS, [{**g, "first_step": s == 1} for g, s in
-                                         zip(self.param_groups, self._steps, strict=True)])
+        hp = self._hp_matrix(K.SGD_COLUMNS)
+        for row, g, s in zip(hp, self.param_groups, self._steps, strict=True):
+            row[K.SGD_LR], row[K.SGD_WD] = g["lr"], g["weight_decay"]
+            row[K.SGD_MOMENTUM], row[K.SGD_DAMPENING] = g["momentum"], g["dampening"]
+            row[K.SGD_NESTEROV], row[K.SGD_FIRST] = g["nesterov"], s == 1
+            row[K.SGD_MAXIMIZE] = g["maximize"]
+        return hp
 
     def _update(self, k, flat, hp):
         uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
@@ -380,9 +393,12 @@ class Adagrad(Optimizer):
         _check("eps", g["eps"])
 
     def _hp_rows(self):
-        return K.hp_rows(K.ADAGRAD_COLUMNS, [{**g, "clr": g["lr"] / (1 + (s - 1) * g["lr_decay"])}
-                                             for g, s in zip(self.param_groups, self._steps,
-                                                             strict=True)])
+        hp = self._hp_matrix(K.ADAGRAD_COLUMNS)
+        for row, g, s in zip(hp, self.param_groups, self._steps, strict=True):
+            row[K.ADAGRAD_CLR] = g["lr"] / (1 + (s - 1) * g["lr_decay"])
+            row[K.ADAGRAD_WD], row[K.ADAGRAD_EPS] = g["weight_decay"], g["eps"]
+            row[K.ADAGRAD_MAXIMIZE] = g["maximize"]
+        return hp
 
     def _update(self, k, flat, hp):
         flat.kernel(K.adagrad_step)(flat.data, flat.grad, self._state("sum")[k], *flat.items, hp)
@@ -405,7 +421,13 @@ class RMSprop(Optimizer):
         _check("momentum", g["momentum"])
 
     def _hp_rows(self):
-        return K.hp_rows(K.RMSPROP_COLUMNS, self.param_groups)
+        hp = self._hp_matrix(K.RMSPROP_COLUMNS)
+        for row, g in zip(hp, self.param_groups, strict=True):
+            row[K.RMSPROP_LR], row[K.RMSPROP_ALPHA] = g["lr"], g["alpha"]
+            row[K.RMSPROP_EPS], row[K.RMSPROP_WD] = g["eps"], g["weight_decay"]
+            row[K.RMSPROP_MOMENTUM], row[K.RMSPROP_CENTERED] = g["momentum"], g["centered"]
+            row[K.RMSPROP_MAXIMIZE] = g["maximize"]
+        return hp
 
     def _update(self, k, flat, hp):
         mom = any(g["momentum"] > 0 for g in self.param_groups)
@@ -440,16 +462,17 @@ class Adam(Optimizer):
         _check("eps", g["eps"])
 
     def _hp_rows(self):
-        rows = []
-        for g, t in zip(self.param_groups, self._steps, strict=True):
+        hp = self._hp_matrix(K.ADAM_COLUMNS)
+        for row, g, t in zip(hp, self.param_groups, self._steps, strict=True):
             b1, b2 = g["betas"]
-            wd = g["weight_decay"]
-            rows.append({"step_size": g["lr"] / (1 - b1**t), "beta1": b1, "beta2": b2,
-                         "eps": g["eps"], "bias_correction2_sqrt": math.sqrt(1 - b2**t),
-                         "weight_decay": 0.0 if self.decoupled else wd,
-                         "decay": 1.0 - g["lr"] * wd if self.decoupled else 1.0,
-                         "amsgrad": g["amsgrad"], "maximize": g["maximize"]})
-        return K.hp_rows(K.ADAM_COLUMNS, rows)
+            lr, wd = g["lr"], g["weight_decay"]
+            row[K.ADAM_STEP_SIZE] = lr / (1 - b1**t)
+            row[K.ADAM_BETA1], row[K.ADAM_BETA2], row[K.ADAM_EPS] = b1, b2, g["eps"]
+            row[K.ADAM_BC2_SQRT] = math.sqrt(1 - b2**t)
+            row[K.ADAM_WD] = 0.0 if self.decoupled else wd
+            row[K.ADAM_DECAY] = 1.0 - lr * wd if self.decoupled else 1.0
+            row[K.ADAM_AMSGRAD], row[K.ADAM_MAXIMIZE] = g["amsgrad"], g["maximize"]
+        return hp
 
     def _update(self, k, flat, hp):
         ams = any(g["amsgrad"] for g in self.param_groups)
