@@ -463,7 +463,8 @@ class Adam(Optimizer):
 
     def _hp_rows(self):
         hp = self._hp_matrix(K.ADAM_COLUMNS)
-        for row, g, t in zip(hp, self.param_groups, self._steps, strict=True):
+        row = [0.0] * len(K.ADAM_COLUMNS)  # filled by name, copied into hp in one go
+        for i, (g, t) in enumerate(zip(self.param_groups, self._steps, strict=True)):
             b1, b2 = g["betas"]
             lr, wd = g["lr"], g["weight_decay"]
             row[K.ADAM_STEP_SIZE] = lr / (1 - b1**t)
@@ -472,6 +473,7 @@ class Adam(Optimizer):
             row[K.ADAM_WD] = 0.0 if self.decoupled else wd
             row[K.ADAM_DECAY] = 1.0 - lr * wd if self.decoupled else 1.0
             row[K.ADAM_AMSGRAD], row[K.ADAM_MAXIMIZE] = g["amsgrad"], g["maximize"]
+            hp[i] = row
         return hp
 
     def _update(self, k, flat, hp):
