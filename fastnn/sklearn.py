@@ -51,7 +51,7 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d, gen_batches, shuffle
     from sklearn.utils._param_validation import Interval, Options, StrOptions
-    from sklearn.utils.class_weight import compute_sample_weight
+    from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (
         _check_partial_fit_first_call,
@@ -436,7 +436,7 @@ class _EpochBookkeeping(Callback):
         if est.n_iter_ == est.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({est.max_iter:d}) reached and the "
-                "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=2)
+                "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=1)
         return False
 
 
@@ -876,8 +876,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     binary and multilabel targets. Labels of any kind (strings, numbers) are encoded by
     scikit-learn's LabelBinarizer.
 """ + _COMMON_DOC + """    class_weight : dict, 'balanced' or None, default=None
-        Weights of the classes (scikit-learn's ``compute_sample_weight``), multiplied into
-        ``sample_weight``. 'balanced' is not available in partial_fit.
+        Weights of the classes, multiplied into ``sample_weight``: a dict {label: weight}
+        (others 1), or 'balanced', n_samples / (n_classes * count of the class), counted by
+        sample weight (scikit-learn's ``compute_class_weight``; for multilabel targets the
+        product over the labels, ``compute_sample_weight``). 'balanced' is not available in
+        partial_fit.
 """ + _ATTRIBUTES_DOC + """    classes_ : ndarray
         The class labels.
 """)
@@ -970,7 +973,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError("class_weight='balanced' is not supported for partial_fit: the "
                              "class frequencies of one batch are not those of the data; pass "
                              "a dict of weights")
-        cw = compute_sample_weight(self.class_weight, y)
+        if np.ndim(y) == 1:  # 'balanced' counts the classes by their sample weights
+            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
+                                           sample_weight=sample_weight)
+            cw = weights[np.searchsorted(self.classes_, y)]
+        else:  # multilabel: the product over the labels, as compute_sample_weight makes it
+            cw = compute_sample_weight(self.class_weight, y)
         return cw if sample_weight is None else sample_weight * cw
 
     def _output_activation(self) -> str:
