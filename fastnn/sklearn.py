@@ -34,6 +34,7 @@ Needs scikit-learn >= 1.6 (``pip install 'fastnn[sklearn]'``).
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from itertools import pairwise
@@ -81,6 +82,8 @@ _ACTIVATIONS = {
     "gelu": "gelu", "gelu_tanh": "gelu_tanh", "silu": "silu", "swish": "silu",
     "prelu": "prelu",
 }
+#: Newer scikit-learn counts the classes of "balanced" by sample weight (older: by rows).
+_BALANCED_BY_WEIGHT = "sample_weight" in inspect.signature(compute_class_weight).parameters
 #: Solvers that train on mini-batches through fastnn.train.fit (partial_fit works for them).
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
@@ -974,8 +977,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              "class frequencies of one batch are not those of the data; pass "
                              "a dict of weights")
         if np.ndim(y) == 1:  # 'balanced' counts the classes by their sample weights
+            by_weight = {"sample_weight": sample_weight} if _BALANCED_BY_WEIGHT else {}
             weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
-                                           sample_weight=sample_weight)
+                                           **by_weight)
             cw = weights[np.searchsorted(self.classes_, y)]
         else:  # multilabel: the product over the labels, as compute_sample_weight makes it
             cw = compute_sample_weight(self.class_weight, y)
