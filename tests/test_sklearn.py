@@ -460,3 +460,64 @@ def test_bad_input_messages():
         warm.set_params(hidden_layer_sizes=(5,)).fit(X, y)
     with pytest.raises(ValueError, match="non-finite"):
         MLPRegressor(solver="sgd", learning_rate_init=1e3, max_iter=50).fit(X * 1e3, y * 1e3)
+
+
+# ------------------------------------------------ the extra solvers against PyTorch
+@pytest.mark.parametrize("solver", ["rmsprop", "adagrad", "adamw"])
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_extra_solvers_match_torch(solver, kind):
+    """rmsprop, adagrad and adamw against torch.optim in float64 from the same initial
+    weights (scikit-learn's Glorot draw from the RandomState), the same batches
+    (shuffle=False) and scikit-learn's loss: L2 0.5 alpha ||W||^2 / batch in the loss
+    (AdamW: decoupled weight decay alpha on the weights instead)."""
+    torch = pytest.importorskip("torch")
+    X, y = _multiclass() if kind == "clf" else _regression()
+    units, alpha, lr, eps, batch, epochs = [6, 9, 3 if kind == "clf" else 1], 0.3, 0.01, 1e-7, \
+        25, 6
+    params = dict(hidden_layer_sizes=(9,), activation="tanh", solver=solver, alpha=alpha,
+                  learning_rate_init=lr, epsilon=eps, batch_size=batch, shuffle=False,
+                  max_iter=epochs, random_state=0, beta_1=0.8, beta_2=0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = (MLPClassifier if kind == "clf" else MLPRegressor)(**params).fit(X, y)
+
+    rs = np.random.RandomState(0)
+    layers = []
+    for a, b in zip(units[:-1], units[1:], strict=True):
+        bound = np.sqrt(6.0 / (a + b))
+        lin = torch.nn.Linear(a, b, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(rs.uniform(-bound, bound, (a, b)).T))
+            lin.bias.copy_(torch.from_numpy(rs.uniform(-bound, bound, b)))
+        layers.append(lin)
+    model = torch.nn.Sequential(layers[0], torch.nn.Tanh(), layers[1])
+    weights, biases = [lin.weight for lin in layers], [lin.bias for lin in layers]
+    if solver == "adamw":
+        opt = torch.optim.AdamW([{"params": weights, "weight_decay": alpha},
+                                 {"params": biases, "weight_decay": 0.0}], lr=lr,
+                                betas=(0.8, 0.99), eps=eps)
+    elif solver == "rmsprop":
+        opt = torch.optim.RMSprop(model.parameters(), lr=lr, eps=eps)
+    else:
+        opt = torch.optim.Adagrad(model.parameters(), lr=lr, eps=eps)
+    Xt = torch.from_numpy(X)
+    yt = torch.from_numpy(y if kind == "clf" else y[:, None].astype(np.float64))
+    curve = []
+    for _ in range(epochs):
+        total = 0.0
+        for lo in range(0, len(X), batch):
+            xb, yb = Xt[lo:lo + batch], yt[lo:lo + batch]
+            out = model(xb)
+            loss = torch.nn.functional.cross_entropy(out, yb) if kind == "clf" else \
+                0.5 * torch.nn.functional.mse_loss(out, yb)
+            if solver != "adamw":
+                loss = loss + 0.5 * alpha * sum((w ** 2).sum() for w in weights) / len(xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb)
+        curve.append(total / len(X))
+    assert _rel(ours.loss_curve_, curve) < RTOL
+    for lin, c, b in zip(layers, ours.coefs_, ours.intercepts_, strict=True):
+        np.testing.assert_allclose(c, lin.weight.detach().numpy().T, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(b, lin.bias.detach().numpy(), rtol=RTOL, atol=1e-12)
