@@ -801,10 +801,7 @@ class _BaseMLP(BaseEstimator):
         return False
 
 
-_COMMON_DOC = """
-    Parameters
-    ----------
-    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+_COMMON_DOC = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         Units of each hidden layer.
     activation : str, default='relu'
         Hidden activation: scikit-learn's 'identity', 'logistic', 'tanh', 'relu', or
@@ -878,6 +875,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Softmax and cross-entropy for multiclass targets; one logistic output per label for
     binary and multilabel targets. Labels of any kind (strings, numbers) are encoded by
     scikit-learn's LabelBinarizer.
+
+    Parameters
+    ----------
 """ + _COMMON_DOC + """    class_weight : dict, 'balanced' or None, default=None
         Weights of the classes, multiplied into ``sample_weight``: a dict {label: weight}
         (others 1), or 'balanced', n_samples / (n_classes * count of the class), counted by
@@ -973,13 +973,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self.class_weight is None:
             return sample_weight
         if incremental and isinstance(self.class_weight, str):
-            raise ValueError("class_weight='balanced' is not supported for partial_fit: the "
-                             "class frequencies of one batch are not those of the data; pass "
-                             "a dict of weights")
+            raise ValueError("class_weight='balanced' is not supported for partial_fit (the "
+                             "class frequencies of one batch are not those of the data): pass "
+                             "compute_class_weight('balanced', classes=classes, y=y) of the "
+                             "whole training set, as a dict, as class_weight")
         if np.ndim(y) == 1:  # 'balanced' counts the classes by their sample weights
             by_weight = {"sample_weight": sample_weight} if _BALANCED_BY_WEIGHT else {}
-            weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
-                                           **by_weight)
+            with np.errstate(divide="ignore"):
+                weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
+                                               **by_weight)
+            # a class whose samples all weigh 0 gets an infinite 'balanced' weight: 0 instead
+            weights = np.where(np.isfinite(weights), weights, 0.0)
             cw = weights[np.searchsorted(self.classes_, y)]
         else:  # multilabel: the product over the labels, as compute_sample_weight makes it
             cw = compute_sample_weight(self.class_weight, y)
@@ -1032,6 +1036,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ``sklearn.neural_network.MLPRegressor`` (the constructor of scikit-learn 1.9, which is
     the version this was written against), trained by fastnn.
 
+    Parameters
+    ----------
     loss : {'squared_error', 'poisson'}, default='squared_error'
         Half squared error with an identity output, or half Poisson deviance with an exp
         output (y >= 0), as scikit-learn's.
@@ -1110,6 +1116,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _decode(self, out: np.ndarray) -> np.ndarray:
         return out.ravel() if out.shape[1] == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = self.loss == "poisson"
+        return tags
 
     def predict(self, X):
         """Predicted values (n_samples,) or (n_samples, n_outputs)."""

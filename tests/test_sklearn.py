@@ -281,7 +281,8 @@ def test_extra_solvers_activations_batchnorm_dropout_float32_learn():
         expected = np.float32 if params.get("dtype") == "float32" else np.float64
         assert clf.coefs_[0].dtype == expected and clf.predict_proba(X).dtype == expected
     # float32 input keeps float32, as scikit-learn does
-    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5).fit(X.astype(np.float32), y)
+    with pytest.warns(ConvergenceWarning):
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5).fit(X.astype(np.float32), y)
     assert clf.coefs_[0].dtype == np.float32
 
 
@@ -319,6 +320,12 @@ def test_class_weight():
         weighted = MLPClassifier(**params).fit(X, y, sample_weight=sw)
     np.testing.assert_allclose(balanced.predict_proba(X), weighted.predict_proba(X),
                                rtol=1e-12)
+    # a class whose samples all weigh 0 gets weight 0 (not 'balanced''s infinity)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        zero = MLPClassifier(class_weight="balanced", **params).fit(
+            X, y, sample_weight=(y != 2).astype(float))
+    assert np.isfinite(zero.loss_curve_).all() and not np.any(zero.predict(X) == 2)
     with pytest.raises(ValueError, match="balanced.*partial_fit"):
         MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
 
