@@ -1,0 +1,1128 @@
+"""scikit-learn estimators on fastnn: ``MLPClassifier`` and ``MLPRegressor``.
+
+Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor``
+(scikit-learn 1.9's constructor, defaults, fitted attributes and formulas; the installed
+scikit-learn's utilities validate the input), built from fastnn's layers (``Linear``,
+``BatchNorm1d``, ``Dropout``, the activations), losses and optimizers and trained by
+fastnn's one training loop, :func:`fastnn.train.fit`:
+
+- the per-batch formulas of scikit-learn live in :class:`_MLPStep` (a
+  :class:`fastnn.train.LocalStep`): the L2 term 0.5 * alpha * ||W||^2 / batch on the
+  weights only (its gradient through the optimizer's per-group ``weight_decay``, set to
+  alpha / batch before each step), scikit-learn's Adam (its epsilon placement, by setting
+  the group's ``eps`` to epsilon / sqrt(1 - beta_2^t) before step t) and SGD (momentum
+  buffers rescaled when the learning rate changes, so that torch's SGD formula gives
+  scikit-learn's velocities);
+- the per-epoch bookkeeping (``loss_curve_``, ``tol`` / ``n_iter_no_change``, early
+  stopping with the best weights restored, the ``invscaling`` and ``adaptive`` learning
+  rates, ``ConvergenceWarning``) lives in :class:`_EpochBookkeeping` (a
+  :class:`fastnn.train.Callback`);
+- ``solver='lbfgs'`` is ``scipy.optimize.minimize(method="L-BFGS-B")`` over one float64
+  vector laid out as scikit-learn packs it (all weights, then all biases), the loss and
+  gradient of the whole data set from one fastnn forward and backward pass.
+
+With the same ``random_state`` the initial weights are scikit-learn's (its Glorot-uniform
+draw, in its order), the batches are scikit-learn's (its shuffles), and in float64 the loss
+curves, weights and predictions agree with scikit-learn's to rounding (see
+``tests/test_sklearn.py``). Beyond scikit-learn (off by default): ``batchnorm``, ``dropout``,
+``class_weight`` (classifier), ``dtype``, the solvers ``rmsprop``, ``adagrad`` and
+``adamw`` (torch.optim's formulas, as fastnn.optim has them), every fastnn activation and
+``validation_loss_curve_``.
+
+Needs scikit-learn >= 1.6 (``pip install 'fastnn[sklearn]'``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from itertools import pairwise
+from numbers import Integral, Real
+
+import numpy as np
+
+try:
+    import scipy.optimize
+    from scipy.special import xlogy
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state, column_or_1d, gen_batches, shuffle
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import (
+        _check_partial_fit_first_call,
+        type_of_target,
+        unique_labels,
+    )
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
+    raise ImportError(
+        "fastnn.sklearn needs scikit-learn >= 1.6: pip install 'fastnn[sklearn]' "
+        f"({exc})"
+    ) from exc
+
+from . import losses, nn, optim
+from .data import ArrayDataset
+from .graph import Tensor, exp, no_grad, sigmoid, softmax
+from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged
+from .train import fit as train_fit
+from .train import predict as model_outputs
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+#: scikit-learn's hidden activations, then fastnn's further names ("logistic" is Sigmoid).
+_ACTIVATIONS = {
+    "identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+    "linear": "identity", "sigmoid": "sigmoid", "leaky_relu": "leaky_relu", "elu": "elu",
+    "gelu": "gelu", "gelu_tanh": "gelu_tanh", "silu": "silu", "swish": "silu",
+    "prelu": "prelu",
+}
+#: Newer scikit-learn counts the classes of "balanced" by sample weight (older: by rows).
+_BALANCED_BY_WEIGHT = "sample_weight" in inspect.signature(compute_class_weight).parameters
+#: Solvers that train on mini-batches through fastnn.train.fit (partial_fit works for them).
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "rmsprop", "adagrad", "adamw")
+_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+# ------------------------------------------------------------------------------ losses
+class _OutputLoss:
+    """scikit-learn's loss for an output activation, from fastnn's losses.
+
+    ``loss(outputs, targets, sample_weight=None) -> (graph, value)``: ``graph`` is the
+    Tensor to backpropagate, whose gradient with respect to the outputs z (N, K) is
+    scikit-learn's ``deltas[last] / sw_sum`` = (act(z) - y) * w / sum(w); ``value`` is
+    scikit-learn's loss value (without the L2 term):
+
+    - ``softmax`` (multiclass): cross-entropy, mean over the batch (``targets``: class
+      indices (N,));
+    - ``logistic`` (binary, multilabel): binary cross-entropy on the logits summed over the
+      K labels, mean over the batch (``targets``: (N, K) of 0/1);
+    - ``identity`` (squared error): value 0.5 * mean over the N*K elements of (z - y)^2, as
+      scikit-learn reports it; its gradient is scikit-learn's, that of
+      0.5 * sum((z - y)^2) / N (K times the value's, for K outputs);
+    - ``exp`` (poisson, log link): sum over the K outputs of the mean half Poisson deviance
+      exp(z) - y z + xlogy(y, y) - y.
+
+    scikit-learn clips probabilities at float64's eps in its log loss; fastnn's losses on
+    logits need no clipping, so the values differ (by up to 2.2e-16 per sample) only where a
+    probability is within eps of 0 or 1.
+    """
+
+    def __init__(self, activation: str, n_outputs: int):
+        self.activation, self.n_outputs = activation, int(n_outputs)
+
+    def __call__(self, z: Tensor, y: np.ndarray, sample_weight=None) -> tuple[Tensor, float]:
+        k = self.n_outputs
+        if sample_weight is None:
+            if self.activation == "softmax":
+                graph = losses.cross_entropy(z, y)
+            elif self.activation == "logistic":
+                graph = losses.binary_cross_entropy_with_logits(z, y)
+                graph = graph if k == 1 else graph * float(k)
+            elif self.activation == "identity":
+                graph = losses.mse_loss(z, y) * (0.5 * k)
+            else:
+                graph = (exp(z) - z * Tensor(y)).sum() * (1.0 / len(y))
+            value = graph.item()
+            if self.activation == "identity":
+                value /= k
+            elif self.activation == "exp":
+                value += float((xlogy(y, y) - y).sum()) / len(y)
+            return graph, value
+        w = np.asarray(sample_weight, dtype=z.dtype)
+        scale = w / w.sum()  # each sample's share of the weighted mean
+        if self.activation == "softmax":
+            per_sample = losses.cross_entropy(z, y, reduction="none")
+            graph = (per_sample * Tensor(scale)).sum()
+        elif self.activation == "logistic":
+            graph = losses.binary_cross_entropy_with_logits(z, y, weight=scale[:, None],
+                                                            reduction="sum")
+        elif self.activation == "identity":
+            graph = (losses.mse_loss(z, y, reduction="none") * Tensor(scale[:, None])).sum() * 0.5
+        else:
+            graph = ((exp(z) - z * Tensor(y)) * Tensor(scale[:, None])).sum()
+        value = graph.item()
+        if self.activation == "identity":
+            value /= k
+        elif self.activation == "exp":
+            value += float(((xlogy(y, y) - y) * scale[:, None]).sum())
+        return graph, value
+
+
+# ----------------------------------------------------------------------------- network
+def _build_model(layer_units: list[int], activation: str, batchnorm: bool,
+                 dropout: list[float], dtype: np.dtype, dropout_seeds) -> nn.Sequential:
+    """Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden layer, then Linear
+    (the output's activation belongs to the loss)."""
+    layers: list[nn.Module] = []
+    last = len(layer_units) - 2
+    for i, (d_in, d_out) in enumerate(pairwise(layer_units)):
+        layers.append(nn.Linear(d_in, d_out, dtype=dtype))
+        if i == last:
+            break
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(d_out, dtype=dtype))
+        name = _ACTIVATIONS[activation]
+        layers.append(nn.PReLU(d_out, dtype=dtype) if name == "prelu"
+                      else nn.make_activation(name))
+        if dropout[i] > 0:
+            layers.append(nn.Dropout(dropout[i], seed=int(dropout_seeds[i]), dtype=dtype))
+    return nn.Sequential(*layers)
+
+
+def _linears(model: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in model if isinstance(m, nn.Linear)]
+
+
+def _make_optimizer(est, model: nn.Sequential, solver: str) -> optim.Optimizer:
+    """The fastnn optimizer of ``solver`` (``est``'s hyperparameters) over two groups: the
+    Linear weights (group 0, where the L2 term goes as weight decay) and every other
+    parameter (group 1)."""
+    weights = [lin.weight for lin in _linears(model)]
+    wid = {id(w) for w in weights}
+    rest = [p for p in model.parameters() if id(p) not in wid]
+    groups = [{"params": weights}] + ([{"params": rest}] if rest else [])
+    lr = float(est.learning_rate_init)
+    if solver == "sgd":
+        momentum = float(est.momentum)
+        return optim.SGD(groups, lr=lr, momentum=momentum,
+                         nesterov=bool(est.nesterovs_momentum) and momentum > 0)
+    betas = (float(est.beta_1), float(est.beta_2))
+    if solver == "adam":
+        return optim.Adam(groups, lr=lr, betas=betas, eps=float(est.epsilon))
+    if solver == "adamw":
+        opt = optim.AdamW(groups, lr=lr, betas=betas, eps=float(est.epsilon), weight_decay=0.0)
+        opt.param_groups[0]["weight_decay"] = float(est.alpha)  # decoupled, weights only
+        return opt
+    if solver == "rmsprop":
+        return optim.RMSprop(groups, lr=lr, eps=float(est.epsilon))
+    return optim.Adagrad(groups, lr=lr, eps=float(est.epsilon))
+
+
+class _Network:
+    """The fastnn side of an estimator: the model and, for a stochastic solver, the
+    optimizer that keeps training it (``partial_fit``) and Adam's step count. Not pickled:
+    :meth:`snapshot` gives plain arrays and numbers, :meth:`restore` rebuilds from them."""
+
+    def __init__(self, model: nn.Sequential, arch: dict):
+        self.model, self.arch = model, arch
+        self.linears = _linears(model)
+        self.optimizer: optim.Optimizer | None = None
+        self.solver: str | None = None
+        self.adam_steps = 0
+
+    def extra_state(self) -> dict[str, np.ndarray]:
+        """The model's state apart from the Linear layers (BatchNorm, PReLU)."""
+        own = {f"{i}.{k}" for i, m in enumerate(self.model) if isinstance(m, nn.Linear)
+               for k in ("weight", "bias")}
+        return {k: v for k, v in self.model.state_dict().items() if k not in own}
+
+    def snapshot(self) -> dict:
+        return {
+            "arch": self.arch,
+            "extra": self.extra_state(),
+            "dropout": [m.generator.bit_generator.state for m in self.model
+                        if isinstance(m, nn.Dropout)],
+            "solver": self.solver,
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "adam_steps": self.adam_steps,
+        }
+
+    @classmethod
+    def restore(cls, snap: dict, coefs, intercepts, est) -> _Network:
+        arch = snap["arch"]
+        units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+        model = _build_model(units, arch["activation"], arch["batchnorm"], arch["dropout"],
+                             coefs[0].dtype, [0] * len(arch["dropout"]))
+        net = cls(model, arch)
+        net.load_linear(coefs, intercepts)
+        if snap["extra"]:
+            model.load_state_dict(snap["extra"], strict=False)
+        for m, state in zip((m for m in model if isinstance(m, nn.Dropout)), snap["dropout"],
+                            strict=True):
+            m.generator.bit_generator.state = state
+        if snap["optimizer"] is not None and snap["solver"] in _STOCHASTIC_SOLVERS:
+            net.optimizer = _make_optimizer(est, model, snap["solver"])
+            net.optimizer.load_state_dict(snap["optimizer"])
+            net.solver, net.adam_steps = snap["solver"], snap["adam_steps"]
+        return net
+
+    def load_linear(self, coefs, intercepts) -> None:
+        """Copy ``coefs`` (in, out) and ``intercepts`` (out,) into the Linear layers."""
+        if len(coefs) != len(self.linears) or len(intercepts) != len(self.linears):
+            raise ValueError(f"coefs_ and intercepts_ must hold {len(self.linears)} arrays, one "
+                             f"per layer, got {len(coefs)} and {len(intercepts)}")
+        for i, (lin, c, b) in enumerate(zip(self.linears, coefs, intercepts, strict=True)):
+            for name, param, value in (("coefs_", lin.weight, c), ("intercepts_", lin.bias, b)):
+                value = np.asarray(value)
+                if value is param.data:
+                    continue
+                if value.shape != param.data.shape:
+                    raise ValueError(f"{name}[{i}] has shape {value.shape}, the network's layer "
+                                     f"{i} needs {param.data.shape}")
+                param.data[...] = value
+
+    def coefs(self) -> list[np.ndarray]:
+        return [lin.weight.data for lin in self.linears]
+
+    def intercepts(self) -> list[np.ndarray]:
+        return [lin.bias.data for lin in self.linears]
+
+
+# ------------------------------------------------------------------------- the step
+class _MLPStep(LocalStep):
+    """One scikit-learn mini-batch step on fastnn: forward, scikit-learn's loss, backward,
+    then the optimizer with scikit-learn's per-batch hyperparameters.
+
+    Before each step: the weights' group gets ``weight_decay = alpha / sum(w)`` (the
+    gradient of scikit-learn's 0.5 * alpha * ||W||^2 / sum(w); AdamW keeps its decoupled
+    ``alpha``); Adam's groups get ``eps = epsilon / sqrt(1 - beta_2^t)``, which turns
+    torch's update lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) into
+    scikit-learn's lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon).
+    The batch's targets arrive as ``(y, sample_weight or None)``.
+    """
+
+    def __init__(self, net: _Network, alpha: float, solver: str, beta_2: float, epsilon: float,
+                 validator=None):
+        super().__init__(net.model, net.optimizer)
+        self.net, self.alpha, self.solver = net, float(alpha), solver
+        self.beta_2, self.epsilon = float(beta_2), float(epsilon)
+        self.l2 = self.alpha > 0 and solver != "adamw"
+        self.weights = [lin.weight for lin in net.linears]
+        self.validator = validator
+
+    def __call__(self, x, y, n: int, loss_fn) -> tuple[float, None]:
+        targets, sample_weight = y
+        sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
+        groups = self.optimizer.param_groups
+        if self.solver != "adamw":
+            groups[0]["weight_decay"] = self.alpha / sw_sum
+        if self.solver == "adam":
+            t = self.net.adam_steps + 1
+            eps = self.epsilon / math.sqrt(1.0 - self.beta_2 ** t)
+            for g in groups:
+                g["eps"] = eps
+        self.optimizer.zero_grad()
+        graph, value = loss_fn(self.model(x), targets, sample_weight)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(value)
+        graph.backward()
+        if self.l2:  # the weights before this step's update, as scikit-learn adds them
+            squares = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
+            value += (0.5 * self.alpha) * squares / sw_sum
+        self.optimizer.step()
+        if self.solver == "adam":
+            self.net.adam_steps += 1
+        return value, None
+
+    def set_lr(self, lr: float) -> None:
+        """Change the learning rate as scikit-learn's SGD does: its velocity is
+        -lr * (torch's momentum buffer), so the buffer is rescaled by lr_old / lr_new."""
+        groups = self.optimizer.param_groups
+        old = groups[0]["lr"]
+        if self.solver == "sgd" and lr != old:
+            for buf in self.optimizer.state.get("momentum_buffer", ()):
+                buf *= old / lr
+        for g in groups:
+            g["lr"] = float(lr)
+
+    def validate(self, model, loss_fn, val, target_scaler=None) -> dict[str, float]:
+        """The validation set's loss (without the L2 term) and scikit-learn's score."""
+        return self.validator(model, loss_fn, val)
+
+
+class _Batches:
+    """scikit-learn's mini-batches: every epoch ``sample_idx = shuffle(sample_idx,
+    random_state)`` (when shuffling), then ``gen_batches(n, batch_size)``; a batch is
+    ``(x, (targets, sample_weight or None), n)``. ``rows`` selects the training rows (early
+    stopping). ``merge_single``: a last batch of one sample joins the one before (BatchNorm
+    needs two samples)."""
+
+    class _Rows:
+        #: fastnn.train.fit counts correct predictions only for class-index targets; the
+        #: step reports none (scikit-learn records no training accuracy).
+        is_classification = False
+
+    def __init__(self, X, T, sample_weight, rows, batch_size: int, shuffle: bool,
+                 random_state, merge_single: bool):
+        self.X, self.T, self.sw, self.rows = X, T, sample_weight, rows
+        self.n = len(X) if rows is None else len(rows)
+        self.shuffle, self.random_state = shuffle, random_state
+        self.sample_idx = np.arange(self.n, dtype=int)
+        slices = list(gen_batches(self.n, batch_size))
+        if merge_single and len(slices) > 1 and slices[-1].stop - slices[-1].start == 1:
+            slices[-2:] = [slice(slices[-2].start, slices[-1].stop)]
+        self.slices = slices
+        self.dataset = self._Rows()
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __iter__(self):
+        if self.shuffle:
+            self.sample_idx = shuffle(self.sample_idx, random_state=self.random_state)
+        for sl in self.slices:
+            idx = self.sample_idx[sl] if self.shuffle else sl
+            if self.rows is not None:
+                idx = self.rows[idx]
+            sw = None if self.sw is None else self.sw[idx]
+            yield self.X[idx], (self.T[idx], sw), sl.stop - sl.start
+
+
+# --------------------------------------------------------------------- the epoch end
+class _EpochBookkeeping(Callback):
+    """scikit-learn's end of an epoch (``_fit_stochastic`` after its batches): n_iter_, t_,
+    loss_curve_, the no-improvement count on the training loss or the validation score,
+    the best weights, ``invscaling`` and ``adaptive`` learning rates, stopping, and the
+    ConvergenceWarning at max_iter. Returns True to stop."""
+
+    def __init__(self, est, step: _MLPStep, n_train: int, incremental: bool,
+                 early_stopping: bool):
+        self.est, self.step, self.n_train = est, step, n_train
+        self.incremental, self.early_stopping = incremental, early_stopping
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> bool:
+        est = self.est
+        est.n_iter_ += 1
+        est.loss_ = logs["loss"]
+        est.t_ += self.n_train
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_:d}, loss = {est.loss_:.8f}")
+        if self.early_stopping:
+            score = logs["val_score"]
+            est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(logs["val_loss"])
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_state = self.step.model.state_dict()
+        else:
+            if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if est.loss_curve_[-1] < est.best_loss_:
+                est.best_loss_ = est.loss_curve_[-1]
+        sgd = est.solver == "sgd"
+        if sgd and est.learning_rate == "invscaling":
+            self.step.set_lr(float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                   f"{est.n_iter_no_change:d} consecutive epochs.")
+            if not (sgd and est.learning_rate == "adaptive"):
+                if est.verbose:
+                    print(msg + " Stopping.")
+                return True
+            lr = self.step.optimizer.param_groups[0]["lr"]
+            if lr <= 1e-6:
+                if est.verbose:
+                    print(msg + " Learning rate too small. Stopping.")
+                return True
+            self.step.set_lr(lr / 5.0)
+            if est.verbose:
+                print(msg + f" Setting learning rate to {lr / 5.0:f}")
+            est._no_improvement_count = 0
+        if self.incremental:
+            return True
+        if est.n_iter_ == est.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({est.max_iter:d}) reached and the "
+                "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=1)
+        return False
+
+
+# ----------------------------------------------------------------------- estimators
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: validation, initialization, the solvers,
+    the forward pass, pickling."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", *_STOCHASTIC_SOLVERS})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "batchnorm": ["boolean"],
+        "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
+        "dtype": "no_validation",  # checked in fit (_model_dtype): a name or a NumPy dtype
+    }
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X, y, sample_weight=None, incremental: bool = False, classes=None):
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        dropout = self._dropout_rates(len(hidden))
+        if self.solver == "lbfgs" and any(dropout):
+            raise ValueError(f"dropout={self.dropout!r} needs a stochastic solver "
+                             f"({', '.join(_STOCHASTIC_SOLVERS)}); lbfgs minimizes one fixed "
+                             "objective, which dropout would make random")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, T, y_checked = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = self._with_class_weight(sample_weight, y_checked, incremental)
+        self.n_outputs_ = T.shape[1]
+        layer_units = [X.shape[1]] + hidden + [self.n_outputs_]
+        arch = {"hidden": hidden, "activation": self.activation,
+                "batchnorm": bool(self.batchnorm), "dropout": dropout}
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            dtype = self._model_dtype(X.dtype)
+            self._initialize(T, layer_units, dtype, arch)
+        else:
+            net = self._network()
+            dtype = net.linears[0].weight.dtype
+            self._check_same_network(net, arch, layer_units)
+            if self.dtype is not None and self._model_dtype(X.dtype) != dtype:
+                raise ValueError(f"dtype={self.dtype!r}: this estimator was fitted in {dtype}; "
+                                 "warm_start and partial_fit keep the fitted network's dtype")
+        X = X.astype(dtype, copy=False)
+        if self.batchnorm and len(X) < 2:
+            raise ValueError(f"batchnorm=True needs at least 2 samples to train, got "
+                             f"n_samples = {len(X)} (1 sample)")
+        targets = T.astype(np.int64).argmax(axis=1) if self.out_activation_ == "softmax" \
+            else T.astype(dtype)
+        loss_fn = _OutputLoss(self.out_activation_, self.n_outputs_)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, T, targets, y_checked, sample_weight, loss_fn, incremental)
+        else:
+            self._fit_lbfgs(X, targets, sample_weight, loss_fn)
+        net = self._net
+        self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.")
+        return self
+
+    def _dropout_rates(self, n_hidden: int) -> list[float]:
+        rates = self.dropout
+        if np.ndim(rates) == 0:
+            return [float(rates)] * n_hidden
+        rates = [float(r) for r in np.asarray(rates, dtype=float).ravel()]
+        if len(rates) != n_hidden or not all(0.0 <= r < 1.0 for r in rates):
+            raise ValueError(f"dropout must be one rate in [0, 1) or one per hidden layer "
+                             f"({n_hidden}), got {self.dropout!r}")
+        return rates
+
+    def _model_dtype(self, x_dtype) -> np.dtype:
+        if self.dtype is None:
+            return np.dtype(x_dtype)
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            dt = None
+        if dt not in _DTYPES.values():
+            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        return dt
+
+    def _with_class_weight(self, sample_weight, y, incremental):
+        return sample_weight
+
+    def _check_same_network(self, net: _Network, arch: dict, layer_units: list[int]) -> None:
+        units = [net.linears[0].in_features] + [lin.out_features for lin in net.linears]
+        if units != layer_units:
+            raise ValueError(f"warm_start / partial_fit: the data and hidden_layer_sizes give "
+                             f"layers {layer_units}, the fitted network has {units}")
+        for key in ("activation", "batchnorm", "dropout"):
+            if arch[key] != net.arch[key]:
+                raise ValueError(f"warm_start / partial_fit continue the fitted network: "
+                                 f"{key} was {net.arch[key]!r}, now {arch[key]!r}; fit anew "
+                                 f"(warm_start=False) to change it")
+
+    def _initialize(self, T, layer_units, dtype, arch) -> None:
+        """scikit-learn's ``_initialize``: counters, the output activation, the
+        Glorot-uniform weights drawn from ``self._random_state`` in its order, and the
+        stochastic solvers' bookkeeping. Then the fastnn network holding those weights."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = T.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._output_activation()
+        factor = 2.0 if _ACTIVATIONS[self.activation] == "sigmoid" else 6.0
+        coefs, intercepts = [], []
+        for fan_in, fan_out in pairwise(layer_units):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coefs.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)))
+            intercepts.append(self._random_state.uniform(-bound, bound, fan_out))
+        seeds = [0] * len(arch["dropout"])
+        if any(arch["dropout"]):  # only then: without dropout, scikit-learn's draws exactly
+            seeds = self._random_state.randint(0, 2**31 - 1, size=len(arch["dropout"]))
+        model = _build_model(layer_units, arch["activation"], arch["batchnorm"], arch["dropout"],
+                             dtype, seeds)
+        net = _Network(model, arch)
+        net.load_linear(coefs, intercepts)
+        self._net = net
+        self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
+        self._best_state = model.state_dict()
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._reset_bookkeeping()
+
+    def _reset_bookkeeping(self) -> None:
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
+            self.best_validation_score_ = None
+
+    def _network(self) -> _Network:
+        """The fastnn network, rebuilt after unpickling and holding ``coefs_`` and
+        ``intercepts_`` (which a user may have replaced)."""
+        net = self.__dict__.get("_net")
+        if net is None:
+            net = _Network.restore(self._net_snapshot, self.coefs_, self.intercepts_, self)
+            self._net = net
+            del self._net_snapshot
+        else:
+            net.load_linear(self.coefs_, self.intercepts_)
+        self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
+        return net
+
+    def _fit_stochastic(self, X, T, targets, y_checked, sample_weight, loss_fn,
+                        incremental: bool) -> None:
+        net = self._net
+        if not incremental or net.optimizer is None or net.solver != self.solver:
+            net.optimizer = _make_optimizer(self, net.model, self.solver)
+            net.solver, net.adam_steps = self.solver, 0
+        if not hasattr(self, "loss_curve_"):  # warm start from an lbfgs fit
+            self._reset_bookkeeping()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        rows, val = None, None
+        if early_stopping:
+            if self.validation_scores_ is None:  # warm start after a fit without it
+                self._reset_bookkeeping()
+            stratify = T if self._is_classifier() and self.n_outputs_ == 1 else None
+            rows, val_rows = train_test_split(np.arange(len(X)), random_state=self._random_state,
+                                              test_size=self.validation_fraction,
+                                              stratify=stratify)
+            if len(val_rows) < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            val = self._validation(X[val_rows], targets[val_rows], T[val_rows],
+                                   y_checked[val_rows],
+                                   None if sample_weight is None else sample_weight[val_rows])
+        n_train = len(X) if rows is None else len(rows)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_train)
+        else:
+            if self.batch_size > n_train:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=3)
+            batch_size = int(np.clip(self.batch_size, 1, n_train))
+        if self.batchnorm and n_train < 2:
+            raise ValueError(f"batchnorm=True needs at least 2 training samples, got "
+                             f"n_samples = {n_train} (1 sample)")
+        loader = _Batches(X, targets, sample_weight, rows, batch_size, self.shuffle,
+                          self._random_state, merge_single=bool(self.batchnorm))
+        step = _MLPStep(net, self.alpha, self.solver, self.beta_2, self.epsilon,
+                        validator=None if val is None else val[1])
+        bookkeeping = _EpochBookkeeping(self, step, n_train, incremental, early_stopping)
+        self.n_iter_ = 0
+        try:
+            train_fit(net.model, loss_fn, net.optimizer, loader,
+                      val=None if val is None else val[0],
+                      epochs=1 if incremental else int(self.max_iter), quiet=True,
+                      callbacks=[bookkeeping], step=step)
+        except TrainingDiverged as exc:
+            raise ValueError(f"Solver produced a non-finite loss: {exc}. The input data may "
+                             "contain large values and need to be preprocessed.") from None
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+        finally:
+            net.model.train(False)
+        if early_stopping:
+            net.model.load_state_dict(self._best_state)
+
+    def _validation(self, X_val, targets_val, T_val, y_val, sw_val):
+        """The validation data for fastnn.train.fit and the step's validator."""
+        dataset = ArrayDataset(X_val, targets_val, check=False)
+        y_true = self._score_targets(T_val, y_val)
+        score_fn = self._score_function()
+
+        def validator(model, loss_fn, val):
+            out = model_outputs(model, val.X)
+            with no_grad():
+                _, loss = loss_fn(Tensor(out), targets_val, sw_val)
+            pred = self._decode(self._activate(out))
+            if np.issubdtype(np.asarray(pred).dtype, np.floating) and \
+                    not np.isfinite(pred).all():
+                score = np.nan
+            else:
+                score = score_fn(y_true, pred, sample_weight=sw_val)
+            return {"loss": loss, "score": float(score)}
+
+        return dataset, validator
+
+    def _fit_lbfgs(self, X, targets, sample_weight, loss_fn) -> None:
+        net = self._net
+        model = net.model
+        weights = [lin.weight for lin in net.linears]
+        order = weights + [lin.bias for lin in net.linears]
+        seen = {id(p) for p in order}
+        order += [p for p in model.parameters() if id(p) not in seen]  # BatchNorm, PReLU
+        bounds = np.cumsum([0] + [p.data.size for p in order])
+        n_weights = int(bounds[len(weights)])
+        sw_sum = float(len(X)) if sample_weight is None else float(sample_weight.sum())
+        alpha = float(self.alpha)
+
+        def unpack(x):
+            for p, lo, hi in zip(order, bounds[:-1], bounds[1:], strict=True):
+                p.data[...] = x[lo:hi].reshape(p.data.shape)
+
+        def loss_grad(x):
+            unpack(x)
+            model.zero_grad()
+            graph, value = loss_fn(model(X), targets, sample_weight)
+            graph.backward()
+            grad = np.empty_like(x)
+            for p, lo, hi in zip(order, bounds[:-1], bounds[1:], strict=True):
+                grad[lo:hi] = 0.0 if p.grad is None else p.grad.ravel()
+            if alpha:
+                w = x[:n_weights]
+                value += (0.5 * alpha) * float(np.dot(w, w)) / sw_sum
+                grad[:n_weights] += (alpha / sw_sum) * w
+            return value, grad
+
+        x0 = np.concatenate([p.data.ravel() for p in order]).astype(np.float64)
+        model.train()
+        try:
+            res = scipy.optimize.minimize(
+                loss_grad, x0, method="L-BFGS-B", jac=True,
+                options={"maxfun": int(self.max_fun), "maxiter": int(self.max_iter),
+                         "gtol": float(self.tol)})
+            unpack(res.x)
+            bns = [m for m in model if isinstance(m, nn.BatchNorm1d)]
+            if bns:  # running statistics: the whole data set's, at the solution
+                kept = [m.momentum for m in bns]
+                for m in bns:
+                    m.momentum = 1.0
+                with no_grad():
+                    model(X)
+                for m, mom in zip(bns, kept, strict=True):
+                    m.momentum = mom
+        finally:
+            model.train(False)
+        self.n_iter_ = min(int(res.nit), int(self.max_iter))
+        if res.status != 0:
+            msg = (f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                   f"(status={res.status}):\n{res.message}\n")
+            if self.n_iter_ == self.max_iter:
+                msg += ("\nIncrease the number of iterations to improve the convergence "
+                        f"(max_iter={self.max_iter}).")
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        self.loss_ = float(res.fun)
+        if self.verbose:
+            print(f"lbfgs: {self.n_iter_} iterations, {res.nfev} function evaluations, "
+                  f"loss = {self.loss_:.8f}")
+
+    # -------------------------------------------------------------- predict
+    def _forward(self, X, check_input: bool = True) -> np.ndarray:
+        """The output layer's activations (probabilities, values) for X (N, D)."""
+        if check_input:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        net = self._network()
+        X = np.asarray(X, dtype=net.linears[0].weight.dtype)
+        if len(X) == 0:
+            return np.empty((0, self.n_outputs_), X.dtype)
+        return self._activate(model_outputs(net.model, X))
+
+    def _activate(self, out: np.ndarray) -> np.ndarray:
+        act = self.out_activation_
+        if act == "identity":
+            return out
+        with no_grad():
+            t = Tensor(out)
+            if act == "softmax":
+                return softmax(t, dim=1).data
+            return (sigmoid(t) if act == "logistic" else exp(t)).data
+
+    # -------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        net = state.pop("_net", None)
+        if net is not None:
+            state["coefs_"] = [np.array(c) for c in net.coefs()]
+            state["intercepts_"] = [np.array(b) for b in net.intercepts()]
+            state["_net_snapshot"] = net.snapshot()
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False  # fastnn's layers compute on dense arrays
+        return tags
+
+    def _check_solver(self) -> bool:
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    def _is_classifier(self) -> bool:
+        return False
+
+
+_COMMON_DOC = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Units of each hidden layer.
+    activation : str, default='relu'
+        Hidden activation: scikit-learn's 'identity', 'logistic', 'tanh', 'relu', or
+        fastnn's 'sigmoid' (= 'logistic'), 'leaky_relu', 'elu', 'gelu', 'gelu_tanh',
+        'silu' (= 'swish'), 'prelu' (one learned slope per unit), 'linear' (= 'identity').
+    solver : {'adam', 'sgd', 'lbfgs', 'rmsprop', 'adagrad', 'adamw'}, default='adam'
+        scikit-learn's three, plus torch.optim's RMSprop, Adagrad and AdamW (fastnn.optim):
+        they use ``learning_rate_init`` and ``epsilon``; AdamW also ``beta_1``, ``beta_2``
+        and takes ``alpha`` as its decoupled weight decay (on the weights) instead of an L2
+        term in the loss.
+    alpha : float, default=1e-4
+        L2 strength: 0.5 * alpha * ||W||^2 / (batch size, or its sum of sample weights) is
+        added to each batch's loss (weights only, not biases), as in scikit-learn.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size; 'auto' is min(200, n_samples).
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Schedule of solver='sgd' (as scikit-learn's).
+    learning_rate_init : float, default=1e-3
+    power_t : float, default=0.5
+    max_iter : int, default=200
+        Epochs (stochastic solvers) or iterations (lbfgs).
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+        Initial weights, the early-stopping split, the batches' order and (when used) the
+        dropout masks' seeds. The same int gives bit-identical fits.
+    tol : float, default=1e-4
+    verbose : bool, default=False
+    warm_start : bool, default=False
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+    validation_fraction : float, default=0.1
+    beta_1, beta_2 : float, default=0.9, 0.999
+    epsilon : float, default=1e-8
+    n_iter_no_change : int, default=10
+    max_fun : int, default=15000
+        scikit-learn's meanings for all of the above.
+    batchnorm : bool, default=False
+        BatchNorm1d after every hidden Linear (before its activation). Its running
+        statistics are used for prediction; with lbfgs they are the whole training set's at
+        the solution. A last mini-batch of one sample joins the one before it.
+    dropout : float or sequence of float, default=0.0
+        Dropout rate after every hidden activation, or one per hidden layer
+        (stochastic solvers only).
+    dtype : {None, 'float32', 'float64'}, default=None
+        The network's dtype. None: float32 input trains in float32, anything else in
+        float64, as scikit-learn does; 'float32' for speed.
+"""
+
+_ATTRIBUTES_DOC = """
+    Attributes
+    ----------
+    coefs_, intercepts_ : lists of ndarray
+        Weights (in, out) and biases of each Linear layer (views of the fastnn network's
+        parameters: changing them in place changes the model).
+    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, n_iter_,
+    t_, n_layers_, n_outputs_, out_activation_, n_features_in_, feature_names_in_ :
+        As scikit-learn's (loss_curve_ and the early-stopping attributes for the stochastic
+        solvers only, as there).
+    validation_loss_curve_ : list of float or None
+        With early_stopping: the loss (without the L2 term) on the validation set after
+        every epoch.
+"""
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = ("""Multi-layer perceptron classifier on fastnn: scikit-learn's
+    ``sklearn.neural_network.MLPClassifier`` (the constructor of scikit-learn 1.9, which is
+    the version this was written against), trained by fastnn.
+
+    Softmax and cross-entropy for multiclass targets; one logistic output per label for
+    binary and multilabel targets. Labels of any kind (strings, numbers) are encoded by
+    scikit-learn's LabelBinarizer.
+
+    Parameters
+    ----------
+""" + _COMMON_DOC + """    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``: a dict {label: weight}
+        (others 1), or 'balanced', n_samples / (n_classes * count of the class), counted by
+        sample weight (scikit-learn's ``compute_class_weight``; for multilabel targets the
+        product over the labels, ``compute_sample_weight``). 'balanced' is not available in
+        partial_fit.
+""" + _ATTRIBUTES_DOC + """    classes_ : ndarray
+        The class labels.
+""")
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 batchnorm=False, dropout=0.0, class_weight=None, dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.batchnorm = batchnorm
+        self.dropout = dropout
+        self.class_weight = class_weight
+        self.dtype = dtype
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to X (n_samples, n_features) and labels y (n_samples,) or a
+        label-indicator matrix (n_samples, n_labels); ``sample_weight`` (n_samples,)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y). ``classes`` (all labels) is required on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the "
+                        f"previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        T = self._label_binarizer.transform(y).astype(bool)
+        return X, T, y
+
+    def _with_class_weight(self, sample_weight, y, incremental):
+        if self.class_weight is None:
+            return sample_weight
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError("class_weight='balanced' is not supported for partial_fit (the "
+                             "class frequencies of one batch are not those of the data): pass "
+                             "compute_class_weight('balanced', classes=classes, y=y) of the "
+                             "whole training set, as a dict, as class_weight")
+        if np.ndim(y) == 1:  # 'balanced' counts the classes by their sample weights
+            by_weight = {"sample_weight": sample_weight} if _BALANCED_BY_WEIGHT else {}
+            with np.errstate(divide="ignore"):
+                weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
+                                               **by_weight)
+            # a class whose samples all weigh 0 gets an infinite 'balanced' weight: 0 instead
+            weights = np.where(np.isfinite(weights), weights, 0.0)
+            cw = weights[np.searchsorted(self.classes_, y)]
+        else:  # multilabel: the product over the labels, as compute_sample_weight makes it
+            cw = compute_sample_weight(self.class_weight, y)
+        return cw if sample_weight is None else sample_weight * cw
+
+    def _output_activation(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _is_classifier(self) -> bool:
+        return True
+
+    def _score_targets(self, T_val, y_val):
+        return self._label_binarizer.inverse_transform(T_val)
+
+    def _score_function(self):
+        return accuracy_score
+
+    def _decode(self, proba: np.ndarray) -> np.ndarray:
+        if self.n_outputs_ == 1:
+            proba = proba.ravel()
+        return self._label_binarizer.inverse_transform(proba)
+
+    def predict(self, X):
+        """Predicted labels (n_samples,), or (n_samples, n_labels) for multilabel targets."""
+        check_is_fitted(self)
+        return self._decode(self._forward(X))
+
+    def predict_proba(self, X):
+        """Probabilities (n_samples, n_classes) in the order of ``classes_``."""
+        check_is_fitted(self)
+        proba = self._forward(X)
+        if self.n_outputs_ == 1:
+            p = proba.ravel()
+            return np.vstack([1 - p, p]).T
+        return proba
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    __doc__ = ("""Multi-layer perceptron regressor on fastnn: scikit-learn's
+    ``sklearn.neural_network.MLPRegressor`` (the constructor of scikit-learn 1.9, which is
+    the version this was written against), trained by fastnn.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        Half squared error with an identity output, or half Poisson deviance with an exp
+        output (y >= 0), as scikit-learn's.
+""" + _COMMON_DOC + _ATTRIBUTES_DOC)
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 batchnorm=False, dropout=0.0, dtype=None):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.batchnorm = batchnorm
+        self.dropout = dropout
+        self.dtype = dtype
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to X (n_samples, n_features) and y (n_samples,) or
+        (n_samples, n_outputs); ``sample_weight`` (n_samples,)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(f"loss='poisson' needs y >= 0, got a minimum of {np.min(y)}")
+        T = y.reshape(-1, 1) if y.ndim == 1 else y
+        return X, T, y
+
+    def _output_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _score_targets(self, T_val, y_val):
+        return y_val
+
+    def _score_function(self):
+        return r2_score
+
+    def _decode(self, out: np.ndarray) -> np.ndarray:
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = self.loss == "poisson"
+        return tags
+
+    def predict(self, X):
+        """Predicted values (n_samples,) or (n_samples, n_outputs)."""
+        check_is_fitted(self)
+        return self._decode(self._forward(X))
