@@ -296,7 +296,7 @@ class _MLPStep(LocalStep):
         self.weights = [lin.weight for lin in net.linears]
         self.validator = validator
 
-    def __call__(self, x, y, n: int, loss_fn) -> tuple[float, None]:
+    def train_step(self, x, y, n: int, loss_fn) -> tuple[float, None]:
         targets, sample_weight = y
         sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
         groups = self.optimizer.param_groups

@@ -249,10 +249,27 @@ class LocalStep:
     #: Appended to each epoch's line.
     suffix = ""
 
-    def __init__(self, model, optimizer):
+    def __init__(self, model, optimizer, adaptive_threads: bool = True):
+        from . import _threads
+        from .kernels import blas
+
         self.model, self.optimizer = model, optimizer
+        # Where products run on the pool, time the steps and fall back to one thread while
+        # other processes starve it (see ThreadGovernor); the numbers do not change.
+        self.governor = _threads.ThreadGovernor() if adaptive_threads and blas.AVAILABLE \
+            else None
 
     def __call__(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
+        if self.governor is None:
+            return self.train_step(x, y, n, loss_fn)
+        t0 = time.perf_counter()
+        result = self.train_step(x, y, n, loss_fn)
+        self.governor.record(time.perf_counter() - t0)
+        return result
+
+    def train_step(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
+        """The step itself (what a subclass overrides): forward, loss, the check, backward,
+        update; returns (mean loss, correct or None)."""
         self.optimizer.zero_grad()
         out = self.model(x)
         loss = loss_fn(out, y)
@@ -263,6 +280,11 @@ class LocalStep:
         self.optimizer.step()
         correct = count_correct(out, y) if y.dtype.kind in "iu" else None
         return value, correct
+
+    def close(self) -> None:
+        """The loop is over: give the thread budget back."""
+        if self.governor is not None:
+            self.governor.restore()
 
     def validate(self, model, loss_fn, val, target_scaler=None) -> dict[str, float]:
         """The validation metrics (see :func:`evaluate_metrics`)."""
@@ -335,6 +357,19 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
         from tqdm.auto import tqdm
     except ImportError:  # progress bars are optional
         tqdm, show_bar = None, False
+    try:
+        _epochs(model, loss_fn, optimizer, loader, val_data, epochs, schedule, callbacks,
+                start_epoch, history, log, target_scaler, step, classification, quiet,
+                show_bar, tqdm)
+    finally:
+        if hasattr(step, "close"):
+            step.close()
+    return history
+
+
+def _epochs(model, loss_fn, optimizer, loader, val_data, epochs, schedule, callbacks,
+            start_epoch, history, log, target_scaler, step, classification, quiet, show_bar,
+            tqdm) -> None:
     for epoch in range(start_epoch + 1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -372,4 +407,3 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
                 stop = bool(cb.on_epoch_end(epoch, record)) or stop
         if step.agree(stop):
             break
-    return history

@@ -1,0 +1,76 @@
+"""fastnn/_threads.py: the governor that falls back to one thread when the pool starves."""
+
+import numpy as np
+
+import fastnn as fnn
+from fastnn._threads import ThreadGovernor
+
+
+class Clocked(ThreadGovernor):
+    """A governor whose thread changes are recorded instead of applied."""
+
+    def __init__(self, **kw):
+        self.log = []
+        super().__init__(budget=2, **kw)
+
+    def _set(self, n):
+        self.log.append(n)
+
+
+def drive(gov, cost, steps):
+    """Feed the governor `steps` steps whose duration depends on its current choice."""
+    threads = gov.budget
+    for _ in range(steps):
+        gov.record(cost(threads))
+        threads = gov.log[-1] if gov.log else threads
+
+
+def test_a_starved_pool_is_left_for_one_thread_and_taken_back_when_it_recovers():
+    gov = Clocked(interval=16)
+    busy = {"on": True}
+    drive(gov, lambda t: (0.2 if t == 2 else 0.0025) if busy["on"] else
+          (0.001 if t == 2 else 0.0018), 40)
+    assert gov.current == 1 and gov.switches == 1
+    busy["on"] = False  # the other process ended: two threads are faster again
+    drive(gov, lambda t: 0.001 if t == 2 else 0.0018, 200)
+    assert gov.current == 2 and gov.switches == 2
+
+
+def test_on_a_quiet_machine_the_probes_thin_out():
+    gov = Clocked(interval=16)
+    drive(gov, lambda t: 0.001 if t == 2 else 0.0018, 5000)
+    assert gov.current == 2 and gov.switches == 0
+    probes = gov.log.count(1)
+    assert probes <= 10  # 16, 32, ... 4096 steps apart: a few percent of steps at most
+    assert gov.interval == 4096
+
+
+def test_a_sudden_slow_step_triggers_a_probe_at_once():
+    gov = Clocked(interval=4096)
+    drive(gov, lambda t: 0.001, 40)
+    assert gov.log == []
+    drive(gov, lambda t: 0.05 if t == 2 else 0.002, 10)
+    assert gov.current == 1
+
+
+def test_training_gives_the_same_bits_whatever_the_governor_does():
+    from fastnn.train import LocalStep, fit
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((300, 6)), rng.integers(0, 3, 300)
+
+    def run(force_switch):
+        fnn.manual_seed(0)
+        model = fnn.Sequential(fnn.Linear(6, 300), fnn.BatchNorm1d(300), fnn.ReLU(),
+                               fnn.Dropout(0.2), fnn.Linear(300, 3))
+        opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+        step = LocalStep(model, opt)
+        if force_switch and step.governor is not None:
+            step.governor.interval, step.governor.probe = 2, 1  # switch back and forth
+        fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=2, batch_size=32,
+            quiet=True, step=step)
+        return [p.data.copy() for p in model.parameters()]
+
+    for a, b in zip(run(False), run(True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert fnn.get_num_threads() == ThreadGovernor().budget  # the budget is given back
