@@ -45,8 +45,9 @@ class ThreadGovernor:
     Protocol: call :meth:`record` with each step's duration; it sets the thread count for
     the next steps. Now and then (after ``interval`` steps, or at once when a step takes
     three times the recent median) it times ``probe`` steps with the other count, then as
-    many with the current one, and keeps the faster (by 10%). A probe that confirms the current choice doubles the interval (up to
-    4096 steps), so on a quiet machine the probes cost well under 1% of a long run.
+    many with the current one, and keeps the faster (by 10%). A probe that confirms the
+    current choice doubles the interval (up to 4096 steps), so on a quiet machine the
+    probes cost well under 1% of a long run.
     """
 
     WINDOW = 16
