@@ -52,10 +52,13 @@ class ThreadGovernor:
 
     WINDOW = 16
 
-    def __init__(self, budget: int | None = None, interval: int = 64, probe: int = 4):
+    def __init__(self, budget: int | None = None, interval: int = 64, probe: int = 6):
         self.budget = budget if budget is not None else get_num_threads()
         self.enabled = self.budget > 1
-        self.current, self.interval, self.probe = self.budget, interval, probe
+        # The first probe comes early (a loaded machine shows from the first steps), then
+        # every ``interval`` steps, doubling while the choice holds.
+        self.current, self.interval, self.probe = self.budget, 8, probe
+        self._next_interval = interval
         self._recent: list[float] = []
         self._trial: list[float] = []
         self._since, self._skip = 0, 3  # the first steps compile or load kernels
@@ -84,7 +87,7 @@ class ThreadGovernor:
         slow = len(self._recent) >= 8 and seconds > 3 * _median(self._recent)
         if self._since >= self.interval or slow:
             if slow:
-                self.interval = 64
+                self.interval = self._next_interval
             self._phase = True
             self._set(self._other())
 
@@ -94,17 +97,19 @@ class ThreadGovernor:
         return 1 if self.current == self.budget else self.budget
 
     def _decide(self) -> None:
-        # Both counts timed just now, side by side: the machine's state is the same.
-        other = _median(self._trial[:self.probe])
-        mine = _median(self._trial[self.probe:])
+        # Both counts timed just now, side by side: the machine's state is the same. Means,
+        # not medians: a starved pool is slow in bursts (most steps fine, some stalled for a
+        # scheduler slice), and the stalls are what the run pays.
+        other = sum(self._trial[:self.probe]) / self.probe
+        mine = sum(self._trial[self.probe:]) / self.probe
         if other < 0.9 * mine:  # clearly faster: switch, and look again soon
             self.current = self._other()
             self._recent = list(self._trial[:self.probe])
-            self.interval = 64
+            self.interval = self._next_interval
             self.switches += 1
             self._set(self.current)
         else:
-            self.interval = min(2 * self.interval, 4096)
+            self.interval = min(max(2 * self.interval, self._next_interval), 4096)
         self._trial, self._phase, self._since = [], False, 0
 
     def restore(self) -> None:

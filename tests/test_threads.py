@@ -47,9 +47,9 @@ def test_on_a_quiet_machine_the_probes_thin_out():
 
 def test_a_sudden_slow_step_triggers_a_probe_at_once():
     gov = Clocked(interval=4096)
-    drive(gov, lambda t: 0.001, 40)
-    assert gov.log == []
-    drive(gov, lambda t: 0.05 if t == 2 else 0.002, 10)
+    drive(gov, lambda t: 0.001, 40)  # one early probe, which keeps two threads
+    assert gov.log == [1, 2] and gov.switches == 0 and gov.interval == 4096
+    drive(gov, lambda t: 0.05 if t == 2 else 0.002, 14)  # long before the next interval
     assert gov.current == 1
 
 
