@@ -128,6 +128,25 @@ def multiclass_hinge(scores, labels, margin, dscores, partial):
     return (bad if bad < n else -1), _ordered_sum(partial)
 
 
+@jit
+def _labels_and_weight_total(labels, weight, c, ignore_index):
+    """(index of the first label outside [0, C) that is not ``ignore_index``, or -1; the
+    sum of the weights w_(y_i) of the rows not ignored, serially and in order)."""
+    has_w = weight.shape[0] == c
+    bad = -1
+    w_total = 0.0
+    for i in range(labels.shape[0]):
+        label = labels[i]
+        if label == ignore_index:
+            continue
+        if label < 0 or label >= c:
+            if bad < 0:
+                bad = i
+            continue
+        w_total += weight[label] if has_w else 1.0
+    return bad, w_total
+
+
 @kernel
 def cross_entropy_options(logits, labels, weight, ignore_index, smoothing, mean, dlogits,
                           loss_rows, partial):
@@ -145,17 +164,7 @@ def cross_entropy_options(logits, labels, weight, ignore_index, smoothing, mean,
     n, c = logits.shape
     has_w = weight.shape[0] == c
     store = loss_rows.shape[0] == n
-    bad = -1
-    w_total = 0.0
-    for i in range(n):
-        label = labels[i]
-        if label == ignore_index:
-            continue
-        if label < 0 or label >= c:
-            if bad < 0:
-                bad = i
-            continue
-        w_total += weight[label] if has_w else 1.0
+    bad, w_total = _labels_and_weight_total(labels, weight, c, ignore_index)
     if bad >= 0:
         return bad, 0.0, w_total
     w_sum = 0.0  # sum_j w_j, the smoothing term's total weight
@@ -248,17 +257,7 @@ def nll(logp, labels, weight, ignore_index, mean, dlogp, loss_rows, partial):
     n, c = logp.shape
     has_w = weight.shape[0] == c
     store = loss_rows.shape[0] == n
-    bad = -1
-    w_total = 0.0
-    for i in range(n):
-        label = labels[i]
-        if label == ignore_index:
-            continue
-        if label < 0 or label >= c:
-            if bad < 0:
-                bad = i
-            continue
-        w_total += weight[label] if has_w else 1.0
+    bad, w_total = _labels_and_weight_total(labels, weight, c, ignore_index)
     if bad >= 0:
         return bad, 0.0, w_total
     scale = 1.0 / w_total if mean else 1.0
