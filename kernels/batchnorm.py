@@ -100,7 +100,7 @@ def _normalize_activate(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
 
 
 @jit
-def _sum_chunks(partial, out):
+def sum_chunks(partial, out):
     """out[k, j] = sum over chunks c, in order, of partial[c, k, j] (deterministic)."""
     out[:] = 0.0
     for c in range(partial.shape[0]):
@@ -158,7 +158,7 @@ def batchnorm_forward_train(
     if sync is not None:
         sync.broadcast_(shift)
     _shifted_sums(x.size)(x, shift, partial)
-    _sum_chunks(partial, sums)
+    sum_chunks(partial, sums)
     n = x.shape[0]
     if sync is not None:
         buf = np.append(sums.reshape(-1), float(n))
@@ -260,7 +260,7 @@ def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial,
     _column_sums(dy.size)(dy, d, xhat, partial)
     if sums is None:
         sums = np.empty((2, dy.shape[1]))
-    _sum_chunks(partial, sums)
+    sum_chunks(partial, sums)
     dbeta[:] = sums[0]
     dgamma[:] = sums[1]
     if dx is None:

@@ -31,9 +31,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import ROWS_PER_CHUNK, jit, kernel
+from ._jit import ROWS_PER_CHUNK, kernel
 from ._jit import row_chunks as n_chunks  # noqa: F401  (rows of the ``partial`` scratch)
 from .activations import activation_row
+from .batchnorm import sum_chunks as _sum_chunks
 
 
 @kernel
@@ -109,16 +110,6 @@ def _backward_rows(dy, d, xhat, gamma, inv_std, dx, partial):
                 for j in range(m):
                     dz = dy[i, j] * d[i, j] if use_d else dy[i, j]
                     dx[i, j] = inv * (dz * gamma[j] - (s1 + xhat[i, j] * s2) * inv_m)
-
-
-@jit
-def _sum_chunks(partial, out):
-    """out[k, j] = sum over chunks c, in order, of partial[c, k, j] (deterministic)."""
-    out[:] = 0.0
-    for c in range(partial.shape[0]):
-        for k in range(partial.shape[1]):
-            for j in range(partial.shape[2]):
-                out[k, j] += partial[c, k, j]
 
 
 def layernorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial,
