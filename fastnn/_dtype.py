@@ -65,3 +65,20 @@ def as_float_array(value, dtype=None, name: str = "data") -> np.ndarray:
     else:
         target = _default_dtype
     return arr if arr.dtype == target else arr.astype(target)
+
+
+_EMPTY: dict[tuple, np.ndarray] = {}
+
+
+def empty_marker(dtype, cols: int | None = None) -> np.ndarray:
+    """A shared array with no rows, (0,) or (0, cols): the kernels' "no bias", "no weights",
+    "skip this output" marker. One per (dtype, shape), so a step allocates none.
+
+    Writable, although nothing can be written into it: a read-only array is another Numba
+    type, which would compile every kernel once more.
+    """
+    key = (np.dtype(dtype), cols)
+    arr = _EMPTY.get(key)
+    if arr is None:
+        arr = _EMPTY[key] = np.empty((0,) if cols is None else (0, cols), dtype)
+    return arr

@@ -31,21 +31,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._buffers import BufferPool
-from ._dtype import as_float_array
+from ._dtype import as_float_array, empty_marker
 from .graph import Tensor, node
 from .kernels import losses as K
 
 _pool = BufferPool()
 _REDUCTIONS = ("mean", "sum", "none")
-_NO_WEIGHT = {}
-
-
-def _no_weight(dtype) -> np.ndarray:
-    """A shared (0,) array: "no weights" for the kernels."""
-    arr = _NO_WEIGHT.get(np.dtype(dtype))
-    if arr is None:
-        arr = _NO_WEIGHT[np.dtype(dtype)] = np.empty(0, dtype)
-    return arr
 
 
 def _as_tensor(x, name: str) -> Tensor:
@@ -141,7 +132,7 @@ def _class_loss(kernel, scores, labels, name: str, *options) -> Tensor:
 # ------------------------------------------------------------------- class losses
 def _class_weight(weight, c: int, dtype, fn: str) -> np.ndarray:
     if weight is None:
-        return _no_weight(dtype)
+        return empty_marker(dtype)
     w = weight.data if isinstance(weight, Tensor) else as_float_array(weight, name=f"{fn} weight")
     if w.shape != (c,):
         raise ValueError(f"{fn}: weight must have shape ({c},), one per class, got {w.shape}")
@@ -195,7 +186,7 @@ def _general_class_loss(kernel, x: Tensor, rows: Tensor, y: np.ndarray, w, ignor
     z = np.ascontiguousarray(rows.data)
     n, c = z.shape
     grad = np.empty_like(z)
-    loss_rows = np.empty(n, z.dtype) if reduction == "none" else _no_weight(z.dtype)
+    loss_rows = np.empty(n, z.dtype) if reduction == "none" else empty_marker(z.dtype)
     partial = _pool.get(f"{name}/partial", (K.n_chunks(n),), np.float64)
     bad, total, w_total = kernel(z.size)(z, y, w, int(ignore_index), *options,
                                          reduction == "mean", grad, loss_rows, partial)
@@ -264,7 +255,7 @@ def _soft_cross_entropy(x: Tensor, rows: Tensor, target, w, reduction: str,
     z = np.ascontiguousarray(rows.data)
     n = z.shape[0]
     grad = np.empty_like(z)
-    loss_rows = np.empty(n, z.dtype) if reduction == "none" else _no_weight(z.dtype)
+    loss_rows = np.empty(n, z.dtype) if reduction == "none" else empty_marker(z.dtype)
     partial = _pool.get(f"{fn}/partial", (K.n_chunks(n),), np.float64)
     scale = 1.0 / n if reduction == "mean" else 1.0
     total = K.cross_entropy_probs(z.size)(z, np.ascontiguousarray(t), w, smoothing, scale, grad,
@@ -314,7 +305,7 @@ def _pair(pred, target, fn: str) -> tuple[Tensor, np.ndarray, np.ndarray]:
 def _elementwise_weight(w, shape, dtype, fn: str, what: str) -> np.ndarray:
     """An optional weight broadcast to the input's shape, flat; (0,) for none."""
     if w is None:
-        return _no_weight(dtype)
+        return empty_marker(dtype)
     arr = w.data if isinstance(w, Tensor) else as_float_array(w, name=f"{fn} {what}")
     try:
         full = np.broadcast_to(arr, shape)
@@ -340,7 +331,7 @@ def _elementwise_loss(kernel, pred, target, name: str, reduction: str = "mean", 
     per_item = reduction == "none"
     grad = np.empty_like(p) if per_item or target_grad else \
         _pool.get(f"{name}/grad", p.shape, p.dtype)
-    loss_out = np.empty_like(p) if per_item else _no_weight(p.dtype)
+    loss_out = np.empty_like(p) if per_item else empty_marker(p.dtype)
     partial = _pool.get(f"{name}/partial", (K.n_chunks(n),), np.float64)
     result = kernel(n)(p, t, *options, *weights, scale, grad, loss_out, partial)
     total = result

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import init
 from .._buffers import BufferPool
-from .._dtype import as_float_array, resolve_dtype
+from .._dtype import as_float_array, empty_marker, resolve_dtype
 from ..graph import Tensor, is_grad_enabled, log_softmax, node, softmax, softplus
 from ..kernels import activations as K_act
 from ..kernels import batchnorm as K_bn
@@ -24,34 +24,8 @@ from ..kernels import maxout as K_maxout
 from ..random import new_generator
 from .module import Module, Parameter
 
-_EMPTY = {}
 #: The most dimensions a layer that treats leading dimensions as rows accepts (NumPy's limit).
 _MAX_NDIM = 64
-
-
-def _empty(dtype, cols=0) -> np.ndarray:
-    """A shared (0, cols) array: the kernels' "skip this output" marker.
-
-    Writable, although nothing can be written into it: a read-only array is another Numba
-    type, which would compile every kernel once more.
-    """
-    key = (np.dtype(dtype), cols)
-    arr = _EMPTY.get(key)
-    if arr is None:
-        arr = np.empty((0, cols), dtype)
-        _EMPTY[key] = arr
-    return arr
-
-
-_NONE = {}
-
-
-def _none(dtype) -> np.ndarray:
-    """A shared (0,) array: "no bias" / "no running statistics" for the kernels."""
-    arr = _NONE.get(dtype)
-    if arr is None:
-        arr = _NONE[dtype] = np.empty(0, dtype)
-    return arr
 
 
 def _as_input(layer: Module, x, min_ndim: int = 1, max_ndim: int = 2) -> Tensor:
@@ -382,11 +356,11 @@ def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation
     X = _as_2d(x)
     n, m, dt = X.shape[0], weight.shape[1], weight.dtype
     W = weight.data if weight.data.flags.c_contiguous else np.ascontiguousarray(weight.data)
-    b = bias.data if bias is not None else _none(dt)
+    b = bias.data if bias is not None else empty_marker(dt)
     y = pool.get("y", (n, m), dt)
     parents = (x, weight) if bias is None else (x, weight, bias)
     # The fused pass always writes the local gradient; the identity has none (dz = dy).
-    d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else _empty(dt, m)
+    d = pool.get("d", (n, m), dt) if code != K_act.IDENTITY else empty_marker(dt, m)
     split_k = K_dense.split_k_partial_shape(n, X.shape[1], m)
     partial = pool.get("y_partial", split_k, dt) if split_k is not None else None
     K_dense.dense_forward(X, W, b, code, alpha, y, d, partial)
@@ -523,9 +497,9 @@ class BatchNorm1d(Module):
         needs_grad = is_grad_enabled() and (x.requires_grad or bool(params))
         y = pool.get("y", (n, c), dt)
         d = pool.get("d", (n, c), dt)  # always written by the kernels
-        d_backward = d if code != K_act.IDENTITY else _empty(dt, c)  # identity: dz = dy
+        d_backward = d if code != K_act.IDENTITY else empty_marker(dt, c)  # identity: dz = dy
         if use_batch_stats:
-            xhat = pool.get("xhat", (n, c), dt) if needs_grad else _empty(dt, c)
+            xhat = pool.get("xhat", (n, c), dt) if needs_grad else empty_marker(dt, c)
             inv_std = pool.get("inv_std", (c,), dt)
             momentum = self.momentum
             if self.training and self.track_running_stats:
@@ -534,7 +508,7 @@ class BatchNorm1d(Module):
                     momentum = 1.0 / float(self.num_batches_tracked)
                 rm, rv = self.running_mean, self.running_var
             else:
-                rm = rv = _none(dt)
+                rm = rv = empty_marker(dt)
             n_total = K_bn.batchnorm_forward_train(
                 X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha,
                 y, xhat, d, pool.get("mean", (c,), dt), inv_std,
@@ -662,18 +636,18 @@ def layer_norm_node(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor
     needs_grad = is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
     y = pool.get("y", (n, m), dt)
     d = pool.get("d", (n, m), dt)  # always written by the kernel
-    xhat = pool.get("xhat", (n, m), dt) if needs_grad else _empty(dt, m)
+    xhat = pool.get("xhat", (n, m), dt) if needs_grad else empty_marker(dt, m)
     inv_std = pool.get("inv_std", (n,), dt)
     K_ln.layernorm_forward(X, np.ascontiguousarray(gamma), np.ascontiguousarray(beta), eps,
                            code, alpha, y, xhat, d, inv_std)
     out = node(y.reshape(x.shape), (x, *params), "layernorm" if act is None
                 else f"layernorm+{act.name}")
     if out.requires_grad:
-        d_backward = d if code != K_act.IDENTITY else _empty(dt, m)  # identity: dz = dy
+        d_backward = d if code != K_act.IDENTITY else empty_marker(dt, m)  # identity: dz = dy
 
         def backward(g):
             g = np.ascontiguousarray(g).reshape(n, m)
-            dx = pool.get("dx", (n, m), dt) if x.requires_grad else _empty(dt, m)
+            dx = pool.get("dx", (n, m), dt) if x.requires_grad else empty_marker(dt, m)
             dgamma, dbeta = pool.get("dgamma", (m,), dt), pool.get("dbeta", (m,), dt)
             K_ln.layernorm_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
                                     pool.get("partial", (K_ln.n_chunks(n), 2, m), np.float64),
@@ -964,7 +938,7 @@ class PReLU(Module):
 
             def backward(g):
                 g = np.ascontiguousarray(g).reshape(X.shape)
-                dx = np.empty_like(X) if x.requires_grad else _empty(X.dtype, X.shape[1])
+                dx = np.empty_like(X) if x.requires_grad else empty_marker(X.dtype, X.shape[1])
                 partial = pool.get("partial", (K_dense.n_chunks(X.shape[0]), X.shape[1]),
                                    np.float64)
                 K_act.prelu_backward(X.size)(g, X, w.data, dx, partial)
@@ -1024,7 +998,7 @@ class Maxout(Module):
         X = _as_2d(x)
         n, m, k, dt, pool = X.shape[0], self.out_features, self.pieces, self.dtype, self._pool
         W, bias = self.weight.data, self.bias
-        b = bias.data if bias is not None else _none(dt)
+        b = bias.data if bias is not None else empty_marker(dt)
         z = pool.get("z", (n, m * k), dt)
         y = pool.get("y", (n, m), dt)
         arg = pool.get("arg", (n, m), np.int32)

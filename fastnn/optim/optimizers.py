@@ -25,18 +25,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from .. import kernels as _kernels
+from .._dtype import empty_marker
 from ..kernels import blas as _blas
 from ..kernels import optim as K
 from ..nn.module import Parameter
-
-_EMPTY = {}
-
-
-def _empty(dtype) -> np.ndarray:
-    arr = _EMPTY.get(np.dtype(dtype))
-    if arr is None:
-        arr = _EMPTY[np.dtype(dtype)] = np.empty(0, dtype)
-    return arr
 
 
 class FlatBuffer:
@@ -366,7 +358,7 @@ class SGD(Optimizer):
 
     def _update(self, k, flat, hp):
         uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
-        buf = self._state("momentum_buffer")[k] if uses_momentum else _empty(flat.dtype)
+        buf = self._state("momentum_buffer")[k] if uses_momentum else empty_marker(flat.dtype)
         flat.kernel(K.sgd_step)(flat.data, flat.grad, buf, *flat.items, hp)
 
 
@@ -432,7 +424,7 @@ class RMSprop(Optimizer):
     def _update(self, k, flat, hp):
         mom = any(g["momentum"] > 0 for g in self.param_groups)
         cen = any(g["centered"] for g in self.param_groups)
-        e = _empty(flat.dtype)
+        e = empty_marker(flat.dtype)
         flat.kernel(K.rmsprop_step)(
             flat.data, flat.grad, self._state("square_avg")[k],
             self._state("momentum_buffer")[k] if mom else e,
@@ -480,7 +472,7 @@ class Adam(Optimizer):
         ams = any(g["amsgrad"] for g in self.param_groups)
         flat.kernel(K.adam_step)(
             flat.data, flat.grad, self._state("exp_avg")[k], self._state("exp_avg_sq")[k],
-            self._state("max_exp_avg_sq")[k] if ams else _empty(flat.dtype), *flat.items, hp)
+            self._state("max_exp_avg_sq")[k] if ams else empty_marker(flat.dtype), *flat.items, hp)
 
 
 class AdamW(Adam):
