@@ -75,9 +75,15 @@ class FlatBuffer:
                     segments.append((lo + a, lo + b, g, t))
         self.items = K.work_items(segments)
 
-    def sync(self) -> None:
-        """Make every parameter's ``.data``/``.grad`` the buffer's views again (see module doc)."""
-        for p, dv, gv in zip(self.params, self.data_views, self.grad_views, strict=True):
+    def sync(self) -> list[tuple[int, int]]:
+        """Make every parameter's ``.data``/``.grad`` the buffer's views again (see module doc).
+
+        Returns the ``(start, end)`` spans of the parameters that had no gradient (their
+        part of ``grad`` is now zeros, and marked so: see ``Parameter.mark_grad_zeroed``).
+        """
+        missing = []
+        for (p, lo, hi), dv, gv in zip(self.spans, self.data_views, self.grad_views,
+                                       strict=True):
             if p.data is not dv:
                 if p.data.shape != dv.shape:
                     raise ValueError(
@@ -86,12 +92,15 @@ class FlatBuffer:
                     )
                 dv[...] = p.data
                 p.data = dv
-            if p.grad is not gv:
-                if p.grad is None:
-                    gv.fill(0)
-                else:
-                    gv[...] = p.grad
-                p.grad = gv
+            none = p.grad is None
+            if none:
+                gv.fill(0)
+                missing.append((lo, hi))
+            elif p.grad is not gv:
+                gv[...] = p.grad
+            p.grad = gv
+            p.mark_grad_zeroed(none)
+        return missing
 
     def kernel(self, k: _kernels.Kernel):
         return k(self.size)
@@ -251,16 +260,12 @@ class Optimizer:
         for k, flat in enumerate(self._flats):
             kept = [(lo, hi, flat.data[lo:hi].copy(),
                      {name: bufs[k][lo:hi].copy() for name, bufs in self.state.items()})
-                    for p, lo, hi in flat.spans if p.grad is None]
-            flat.sync()
+                    for lo, hi in flat.sync()]  # parameters without a gradient
             self._update(k, flat, hp)
-            for lo, hi, data, state in kept:  # undo the update of parameters without a grad
+            for lo, hi, data, state in kept:  # undo their update: PyTorch skips them
                 flat.data[lo:hi] = data
                 for name, bufs in self.state.items():
                     bufs[k][lo:hi] = state[name] if name in state else 0
-        for flat in self._flats:
-            for p in flat.params:
-                p.mark_grad_zeroed(False)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
