@@ -343,8 +343,10 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
         the step that saw it updated nothing.
     """
     dtype = _model_dtype(model)
-    loader = train if hasattr(train, "dataset") and hasattr(train, "__iter__") and \
-        not isinstance(train, ArrayDataset) else _loader(train, batch_size, True, seed, dtype)
+    # Anything that yields batches and names its data set (a DataLoader, a DistributedSampler,
+    # fastnn.sklearn's batches) is used as it is; (X, y) and an ArrayDataset get a loader.
+    loader = train if hasattr(train, "dataset") else \
+        _loader(train, batch_size, True, seed, dtype)
     step = step if step is not None else LocalStep(model, optimizer)
     val_data = None if val is None else (val if isinstance(val, (DataLoader, ArrayDataset))
                                          else ArrayDataset(*val))
@@ -358,52 +360,46 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     except ImportError:  # progress bars are optional
         tqdm, show_bar = None, False
     try:
-        _epochs(model, loss_fn, optimizer, loader, val_data, epochs, schedule, callbacks,
-                start_epoch, history, log, target_scaler, step, classification, quiet,
-                show_bar, tqdm)
+        for epoch in range(start_epoch + 1, epochs + 1):
+            model.train()
+            t0 = time.perf_counter()
+            total, correct, seen = 0.0, 0 if classification else None, 0
+            bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", leave=False,
+                       disable=not show_bar, unit="batch") if show_bar else None
+            try:
+                for n_step, batch in enumerate(loader, start=1):
+                    xb, yb = batch[0], batch[1]
+                    n = batch[2] if len(batch) > 2 else len(yb)
+                    try:
+                        value, right = step(xb, yb, n, loss_fn)
+                    except NonFiniteLoss as exc:
+                        raise TrainingDiverged.at(exc.value, epoch, n_step, optimizer) from None
+                    total += value * n
+                    if classification:
+                        correct += right
+                    seen += n
+                    if bar is not None:
+                        bar.update(1)
+                        if n_step % 10 == 0 or n_step == len(loader):
+                            bar.set_postfix(loss=f"{total / seen:.4f}",
+                                            samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
+            finally:
+                if bar is not None:
+                    bar.close()
+            validate = None if val_data is None else \
+                (lambda: step.validate(model, loss_fn, val_data, target_scaler))
+            record = _end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0,
+                               optimizer, schedule, history, validate,
+                               None if quiet else log, suffix=step.suffix)
+            stop = False
+            if step.is_main:
+                for cb in callbacks:
+                    stop = bool(cb.on_epoch_end(epoch, record)) or stop
+            if step.agree(stop):
+                break
     finally:
         if hasattr(step, "close"):
             step.close()
     return history
 
 
-def _epochs(model, loss_fn, optimizer, loader, val_data, epochs, schedule, callbacks,
-            start_epoch, history, log, target_scaler, step, classification, quiet, show_bar,
-            tqdm) -> None:
-    for epoch in range(start_epoch + 1, epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        total, correct, seen = 0.0, 0 if classification else None, 0
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=not show_bar, unit="batch") if show_bar else None
-        try:
-            for n_step, batch in enumerate(loader, start=1):
-                xb, yb = batch[0], batch[1]
-                n = batch[2] if len(batch) > 2 else len(yb)
-                try:
-                    value, right = step(xb, yb, n, loss_fn)
-                except NonFiniteLoss as exc:
-                    raise TrainingDiverged.at(exc.value, epoch, n_step, optimizer) from None
-                total += value * n
-                if classification:
-                    correct += right
-                seen += n
-                if bar is not None:
-                    bar.update(1)
-                    if n_step % 10 == 0 or n_step == len(loader):
-                        bar.set_postfix(loss=f"{total / seen:.4f}",
-                                        samples_s=f"{seen / (time.perf_counter() - t0):,.0f}")
-        finally:
-            if bar is not None:
-                bar.close()
-        validate = None if val_data is None else \
-            (lambda: step.validate(model, loss_fn, val_data, target_scaler))
-        record = _end_epoch(epoch, epochs, total, correct, seen, time.perf_counter() - t0,
-                           optimizer, schedule, history, validate,
-                           None if quiet else log, suffix=step.suffix)
-        stop = False
-        if step.is_main:
-            for cb in callbacks:
-                stop = bool(cb.on_epoch_end(epoch, record)) or stop
-        if step.agree(stop):
-            break
