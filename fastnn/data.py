@@ -198,25 +198,23 @@ class DataLoader:
     def __iter__(self):
         ds = self.dataset
         n = len(ds)
-        order = self.generator.permutation(n) if self.shuffle else None
         X, y, rows = ds.X, ds.y, ds.rows
+        # The epoch's rows of X in batch order, made once (a batch is then a view of it).
+        order = self.generator.permutation(n) if self.shuffle else None
+        if rows is not None:
+            order = rows if order is None else rows[order]
         y_dtype = np.int64 if ds.is_classification else self.dtype
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
             xb = self._pool.get("x", (hi - lo, X.shape[1]), self.dtype)
             yb = self._pool.get("y", (hi - lo,) + y.shape[1:], y_dtype)
-            if order is None and rows is None:  # contiguous rows: a slice, no index array
+            if order is None:  # contiguous rows: a slice, no index array
                 np.copyto(xb, X[lo:hi], casting="unsafe")
                 np.copyto(yb, y[lo:hi], casting="unsafe")
             else:
-                idx = order[lo:hi] if order is not None else np.arange(lo, hi)
-                if rows is not None:
-                    idx = rows[idx]
-                _gather_rows(X, idx, xb, self._pool)
-                if y.dtype == yb.dtype:
-                    np.take(y, idx, axis=0, out=yb)
-                else:
-                    np.copyto(yb, y[idx], casting="unsafe")
+                idx = order[lo:hi]
+                _gather_rows(X, idx, xb, self._pool, "raw_x")
+                _gather_rows(y, idx, yb, self._pool, "raw_y")
             if ds.transform is not None:
                 ds.transform.transform_into(xb)
             yield xb, yb
@@ -228,12 +226,13 @@ class DataLoader:
         self.generator.bit_generator.state = state["generator"]
 
 
-def _gather_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray, pool: BufferPool) -> None:
-    """out[:] = X[idx] cast to out's dtype, without a temporary of X's size."""
+def _gather_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray, pool: BufferPool,
+                 role: str) -> None:
+    """out[:] = X[idx] cast to out's dtype, through a reused buffer of the batch's size."""
     if X.dtype == out.dtype:
         np.take(X, idx, axis=0, out=out)
     else:
-        raw = pool.get("raw", out.shape, X.dtype)
+        raw = pool.get(role, out.shape, X.dtype)
         np.take(X, idx, axis=0, out=raw)
         np.copyto(out, raw, casting="unsafe")
 
