@@ -360,11 +360,20 @@ def load_digits() -> Split:
     return Split(d.data.astype(np.float64), d.target.astype(np.int64), name="digits")
 
 
-def load_spec(spec: str, target_optional: bool = False) -> Split:
-    """Load the data named by a ``fastnn train --data`` spec (see the module table).
+def split_csv_spec(rest: str) -> tuple[str, str | None]:
+    """``FILE:TARGET`` (the part of a ``csv:`` spec after ``csv:``) as (FILE, TARGET), or
+    (``rest``, None) when it names no target: a path may hold ':' itself, so TARGET counts
+    only where what comes before the last ':' is a file."""
+    path, sep, target = rest.rpartition(":")
+    if sep and path and target and os.path.isfile(path):
+        return path, target
+    if os.path.isfile(rest) or not sep or not path or not target:
+        return rest, None
+    return path, target  # a missing file: load_csv names it
 
-    ``target_optional``: a ``csv:FILE`` spec without a target column is accepted (features
-    only, for prediction)."""
+
+def load_spec(spec: str) -> Split:
+    """Load the data named by a ``fastnn train --data`` spec (see the module table)."""
     kind, _, rest = spec.partition(":")
     if kind == "digits" and not rest:
         return load_digits()
@@ -377,12 +386,8 @@ def load_spec(spec: str, target_optional: bool = False) -> Split:
     if kind == "npy" and rest:
         return load_npy([p.strip() for p in rest.split(",")])
     if kind == "csv" and rest:
-        path, sep, target = rest.rpartition(":")
-        if sep and path and target and os.path.isfile(path):
-            return load_csv(path, target)
-        if target_optional and os.path.isfile(rest):
-            return load_csv(rest, None)
-        if not sep or not path or not target:
+        path, target = split_csv_spec(rest)
+        if target is None:
             raise DataError(f"csv spec needs a target column: csv:FILE:TARGET, got {spec!r}")
         return load_csv(path, target)
     raise DataError(

@@ -275,13 +275,10 @@ def prepare_data(spec: str, task: str = "auto", seed: int = 0, val_fraction: flo
     With ``encoding`` (a trained model's), nothing is fitted: the data is read the model's
     way. ``whole``: every row of the source is test data (scoring a new file).
     """
-    from .datasets import load_csv, load_spec
+    from .datasets import load_csv, load_spec, split_csv_spec
 
     if encoding is not None and encoding.feature_names and spec.startswith("csv:"):
-        rest = spec[4:]
-        path, _, target = rest.rpartition(":")
-        if not (path and os.path.isfile(path)):
-            path, target = rest, None
+        path, target = split_csv_spec(spec[4:])  # the model's columns, by name
         split = load_csv(path, target or ",".join(encoding.target_names or []) or None,
                          features=encoding.feature_names)
     else:
@@ -359,7 +356,7 @@ def load_features(source: str, encoding: Encoding | None = None) -> np.ndarray:
     columns by name, so a target column in the file is ignored; ``.npy``: memory-mapped) or
     a data spec as for ``fastnn train`` (all of its rows, training and test part).
     """
-    from .datasets import load_csv, load_npy, load_npz, load_spec
+    from .datasets import load_csv, load_npy, load_npz, load_spec, split_csv_spec
 
     kind, sep, rest = source.partition(":")
     if not sep or os.path.exists(source):  # a plain path
@@ -368,9 +365,7 @@ def load_features(source: str, encoding: Encoding | None = None) -> np.ndarray:
             raise DataError(f"{source}: give a .npz, .csv or .npy file, or a data spec such as "
                             "npz:FILE or csv:FILE")
     if kind == "csv":
-        path, _, target = rest.rpartition(":")
-        if not (path and os.path.isfile(path)):
-            path, target = rest, None
+        path, target = split_csv_spec(rest)
         names = encoding.feature_names if encoding is not None else None
         split = load_csv(path, None if names else target, features=names)
     elif kind == "npz" and os.path.isfile(rest):
