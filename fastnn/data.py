@@ -315,14 +315,16 @@ class Standardizer:
         std = np.sqrt(m2 / count)
         scale = np.maximum(std, self.min_scale * std.mean())
         self.std = np.where(scale > 0, scale, 1.0)  # a constant feature is left unscaled
-        self._cast = {}
         return self
 
     def _stats(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """mean and std in a batch's dtype, cast once per (dtype, fitted statistics)."""
         cache = self.__dict__.setdefault("_cast", {})
-        key = np.dtype(dtype)
-        if key not in cache or cache[key][2] is not self.mean:
-            cache[key] = (self.mean.astype(key), self.std.astype(key), self.mean)
+        key = (np.dtype(dtype), id(self.mean), id(self.std))
+        if key not in cache:
+            cache.clear()  # statistics refitted or replaced: the old casts are stale
+            cache[key] = (self.mean.astype(key[0]), self.std.astype(key[0]),
+                          self.mean, self.std)  # kept alive, so their ids stay theirs
         return cache[key][0], cache[key][1]
 
     def transform_into(self, batch: np.ndarray) -> np.ndarray:
