@@ -62,6 +62,7 @@ class ThreadGovernor:
         self._recent: list[float] = []
         self._trial: list[float] = []
         self._since, self._skip = 0, 3  # the first steps compile or load kernels
+        self._phase = False  # True while a probe times both counts
         self.switches = 0
 
     def _set(self, n: int) -> None:
@@ -90,8 +91,6 @@ class ThreadGovernor:
                 self.interval = self._next_interval
             self._phase = True
             self._set(self._other())
-
-    _phase = False
 
     def _other(self) -> int:
         return 1 if self.current == self.budget else self.budget
