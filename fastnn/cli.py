@@ -15,8 +15,6 @@ import sys
 
 from .recipes import ACTIVATIONS, DEFAULT_LR, DEFAULTS, LOSSES, SCHEDULES, ConfigError
 
-UsageError = ConfigError  # bad command-line input (exit code 2)
-
 
 # ---------------------------------------------------------------------------- train
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -25,9 +23,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainingDiverged
 
     if args.sync_batchnorm and not args.distributed:
-        raise UsageError("--sync-batchnorm needs --distributed (it syncs BatchNorm over ranks)")
+        raise ConfigError("--sync-batchnorm needs --distributed (it syncs BatchNorm over ranks)")
     if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+        raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
     comm = None
     if args.distributed:
         from . import distributed

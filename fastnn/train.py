@@ -237,8 +237,9 @@ class LocalStep:
     """One training step in this process, the default step of :func:`fit`.
 
     ``step(x, y, n, loss_fn)`` runs the forward pass and the loss, checks the loss *before*
-    anything is updated (a NaN or Inf raises :class:`TrainingDiverged` with the model and
-    the optimizer state as they were), then the backward pass and the optimizer step.
+    anything is updated (a NaN or Inf raises :class:`NonFiniteLoss`, which :func:`fit` turns
+    into :class:`TrainingDiverged`, with the model and the optimizer state as they were),
+    then the backward pass and the optimizer step.
     Returns the batch's mean loss and, for class labels, the number of correct predictions
     (None for regression targets). Data-parallel training plugs in
     :class:`fastnn.distributed.DistributedDataParallel`, which has the same interface.
