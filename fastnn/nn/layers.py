@@ -222,33 +222,31 @@ def make_activation(spec) -> _Activation | None:
     )
 
 
-class Softmax(Module):
+class _AlongDim(Module):
+    """A normalization of x along ``dim`` (Softmax, LogSoftmax): ``_function(x, dim)``."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x):
+        return self._function(_float_input(x, type(self).__name__), self.dim)
+
+
+class Softmax(_AlongDim):
     """y = exp(x) / sum(exp(x)) along ``dim`` (``dim=None``: PyTorch's legacy choice, with
     a warning)."""
 
-    def __init__(self, dim: int | None = None):
-        super().__init__()
-        self.dim = dim
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-    def forward(self, x):
-        return softmax(_float_input(x, "Softmax"), self.dim)
+    _function = staticmethod(softmax)
 
 
-class LogSoftmax(Module):
+class LogSoftmax(_AlongDim):
     """y = x - logsumexp(x) along ``dim`` (log-probabilities, for ``NLLLoss``)."""
 
-    def __init__(self, dim: int | None = None):
-        super().__init__()
-        self.dim = dim
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-    def forward(self, x):
-        return log_softmax(_float_input(x, "LogSoftmax"), self.dim)
+    _function = staticmethod(log_softmax)
 
 
 class Softplus(Module):
