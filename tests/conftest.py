@@ -1,6 +1,7 @@
 """Shared fixtures: small data files of every format that fastnn reads."""
 
 import gzip
+import json
 import os
 import struct
 
@@ -57,3 +58,16 @@ def mnist_dir(tmp_path):
     write_idx(tmp_path / "t10k-images-idx3-ubyte", X)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", y)
     return tmp_path
+
+
+def cli_train(tmp_path, name, *argv):
+    """``fastnn train --out tmp_path/name ARGV``: (exit code, output directory)."""
+    from fastnn.cli import main
+
+    out = tmp_path / name
+    return main(["train", "--out", str(out), *argv]), out
+
+
+def run_metrics(out) -> dict:
+    """The metrics.json of a run's output directory."""
+    return json.loads((out / "metrics.json").read_text())

@@ -38,24 +38,20 @@ def test_unknown_command_exits_2(capsys):
 
 
 # ----------------------------------------------------------------- fastnn train, end to end
-import json  # noqa: E402
 import os  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import blobs  # noqa: E402
+from conftest import blobs, cli_train, run_metrics  # noqa: E402
 
 SMALL = ["--hidden", "16", "--epochs", "3", "--batch-size", "16", "--quiet"]
 
 
 def _train(tmp_path, name, *extra):
-    out = tmp_path / name
-    code = main(["train", "--out", str(out), *SMALL, *extra])
-    return code, out
+    return cli_train(tmp_path, name, *SMALL, *extra)
 
 
-def _metrics(out):
-    return json.loads((out / "metrics.json").read_text())
+_metrics = run_metrics
 
 
 def test_default_run_on_digits_reaches_97_percent(tmp_path, capsys):

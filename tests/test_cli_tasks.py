@@ -1,11 +1,10 @@
 """fastnn train/evaluate/predict for every kind of target: regression, labels of any kind,
 extended runs, whole new files (the main job, as a new user meets it)."""
 
-import json
 
 import numpy as np
 import pytest
-from conftest import blobs
+from conftest import blobs, cli_train, run_metrics
 
 from fastnn.cli import main
 from fastnn.recipes import load_trained
@@ -14,13 +13,10 @@ SMALL = ["--hidden", "32", "--epochs", "4", "--batch-size", "16", "--quiet"]
 
 
 def _train(tmp_path, name, *extra):
-    out = tmp_path / name
-    code = main(["train", "--out", str(out), *SMALL, *extra])
-    return code, out
+    return cli_train(tmp_path, name, *SMALL, *extra)
 
 
-def _metrics(out):
-    return json.loads((out / "metrics.json").read_text())
+_metrics = run_metrics
 
 
 def _linear_r2(X, y, train, test):
