@@ -847,6 +847,15 @@ class Dropout(Module):
         return dropout_node(x, self.p, self.generator, self._pool)
 
 
+def dropout_forward_into(src: np.ndarray, p: float, generator: np.random.Generator,
+                         y: np.ndarray, mask: np.ndarray) -> None:
+    """Inverted dropout of the flat array ``src`` (n,) into ``y`` (n,); ``mask`` (n,) receives
+    the scaled mask (the local gradient). The one place that draws dropout's randomness:
+    the graph node and the compiled step (``fastnn.compiled``) both call it."""
+    generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
+    K_drop.dropout_forward(src.size)(src, mask, p, y, mask)
+
+
 def dropout_node(x: Tensor, p: float, generator: np.random.Generator, pool: BufferPool) -> Tensor:
     """Inverted dropout of ``x`` (any shape) with probability ``p``, uniforms drawn from
     ``generator``; the kernel writes the scaled mask, which backward multiplies by."""
@@ -854,9 +863,8 @@ def dropout_node(x: Tensor, p: float, generator: np.random.Generator, pool: Buff
     if src.size == 0:
         return x
     mask = pool.get("mask", src.shape, src.dtype)
-    generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
     y = pool.get("y", src.shape, src.dtype)
-    K_drop.dropout_forward(src.size)(src, mask, p, y, mask)
+    dropout_forward_into(src, p, generator, y, mask)
     out = node(y.reshape(x.shape), (x,), "dropout")
     if out.requires_grad:
 
