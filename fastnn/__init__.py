@@ -33,6 +33,7 @@ from ._dtype import get_default_dtype, set_default_dtype
 from ._functions import *  # noqa: F403  (torch-style functions: fnn.sum, fnn.max, ...)
 from ._threads import get_num_threads, set_num_threads
 from ._warmup import warmup
+from .compiled import CompiledStep, NotCompilable, compile_step
 from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .graph import *  # noqa: F403  (Tensor, its functions and factories)
 from .graph import __all__ as _graph_all
@@ -58,6 +59,9 @@ __all__ = [  # noqa: PLE0605
     "manual_seed",
     "nn",
     "optim",
+    "CompiledStep",
+    "NotCompilable",
+    "compile_step",
     "save_safetensors",
     "set_default_dtype",
     "set_num_threads",
@@ -84,7 +88,8 @@ _ABSENT = {
             "fastnn.checkpoint.save_checkpoint",
     "load": "fastnn loads without pickle: numpy.load(..., allow_pickle=False) then "
             "model.load_state_dict, or fastnn.checkpoint.load_checkpoint",
-    "compile": "fastnn's kernels are already compiled (Numba); see fnn.warmup()",
+    "compile": "fastnn's kernels are already compiled (Numba); a whole training step "
+               "compiles with fnn.compile_step(model, loss_fn, optimizer)",
     "jit": "fastnn's kernels are already compiled (Numba); see fnn.warmup()",
     "autograd": "use Tensor.backward() and the .grad of any tensor; fnn.gradcheck checks them",
     "utils": "fastnn.data has DataLoader, ArrayDataset and train_val_split",

@@ -590,8 +590,10 @@ class RunResult:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def describe(data: PreparedData, cfg: dict, threads: int | None = None) -> str:
-    """The first line of a run: data, task (and why), model, loss, optimizer, schedule."""
+def describe(data: PreparedData, cfg: dict, threads: int | None = None,
+             step: str | None = None) -> str:
+    """The first line of a run: data, task (and why), model, loss, optimizer, schedule, and
+    how a step runs (``step``: "compiled step", or the graph and why)."""
     enc, n_in = data.encoding, data.n_features
     n_val = 0 if data.val is None else len(data.val)
     target = f"{len(enc.classes)} classes" if enc.task == "classification" else \
@@ -603,7 +605,7 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None) -> str:
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
             f"{cfg['epochs']} epochs, batch {cfg['batch_size']}"
-            + (f", {threads} threads" if threads else ""))
+            + (f", {threads} threads" if threads else "") + (f"; {step}" if step else ""))
 
 
 def run_training(given: dict, out: str | None = None, resume: str | None = None,
@@ -696,8 +698,17 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                         loader=loader, epoch=epoch, config=config, history=history,
                         standardizer=enc.standardizer, arrays=enc.arrays())
 
+    step = None
+    if comm is None:
+        from .train import LocalStep
+
+        step = LocalStep(model, optimizer)
+        why = step.prepare(loss_fn)
+        how = "compiled step" if why is None else f"graph step ({why})"
+    else:
+        how = "data-parallel graph step"
     if not quiet:
-        print(f"fastnn train: {describe(data, cfg, threads)}", file=log)
+        print(f"fastnn train: {describe(data, cfg, threads, how)}", file=log)
     if rank0:
         from ._warmup import announce_compilation
 
@@ -710,7 +721,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                 fit(model, loss_fn, optimizer, loader, val=data.val, epochs=cfg["epochs"],
                     schedule=schedule, quiet=quiet, start_epoch=start_epoch, history=history,
                     callbacks=[ModelCheckpoint(save)], log=log,
-                    target_scaler=enc.target_scaler)
+                    target_scaler=enc.target_scaler, step=step)
             else:
                 _fit_distributed(model, loss_fn, optimizer, loader, data, cfg, schedule,
                                  comm, sync_batchnorm, save, start_epoch, history, quiet, log)

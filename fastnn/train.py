@@ -250,11 +250,17 @@ class LocalStep:
     #: Appended to each epoch's line.
     suffix = ""
 
-    def __init__(self, model, optimizer, adaptive_threads: bool = True):
+    def __init__(self, model, optimizer, adaptive_threads: bool = True, compiled: bool = True):
         from . import _threads
         from .kernels import blas
 
         self.model, self.optimizer = model, optimizer
+        #: Run the step as a compiled plan (``fastnn.compiled``) where the model, loss and
+        #: optimizer have one; ``compiled_step`` is that plan, or None with the reason in
+        #: ``not_compiled_because``.
+        self.compiled = compiled
+        self.compiled_step, self.not_compiled_because = None, None
+        self._compiled_loss = None
         # Where products run on the pool, time the steps and fall back to one thread while
         # other processes starve it (see ThreadGovernor); the numbers do not change.
         self.governor = _threads.ThreadGovernor() if adaptive_threads and blas.AVAILABLE \
@@ -270,17 +276,33 @@ class LocalStep:
 
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
         """The step itself (what a subclass overrides): forward, loss, the check, backward,
-        update; returns (mean loss, correct or None)."""
-        self.optimizer.zero_grad()
-        out = self.model(x)
-        loss = loss_fn(out, y)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(value)
-        loss.backward()
-        self.optimizer.step()
-        correct = count_correct(out, y) if y.dtype.kind in "iu" else None
-        return value, correct
+        update; returns (mean loss, correct or None). The compiled plan where there is one
+        and it takes the batch, else the graph (the same bits either way)."""
+        compiled = self._compiled_for(loss_fn) if self.compiled else None
+        if compiled is not None and compiled.accepts(x, y):
+            return compiled.train_step(x, y, n, loss_fn)
+        return graph_step(self.model, loss_fn, self.optimizer, x, y)
+
+    def prepare(self, loss_fn) -> str | None:
+        """Compile the step for ``loss_fn`` now (else at the first batch); returns None when
+        it compiled, else why the graph path will train (:class:`fastnn.NotCompilable`'s
+        message, or "compilation turned off")."""
+        if not self.compiled:
+            return "compilation turned off"
+        self._compiled_for(loss_fn)
+        return self.not_compiled_because
+
+    def _compiled_for(self, loss_fn):
+        if self._compiled_loss is not loss_fn:
+            from .compiled import NotCompilable, compile_step
+
+            self._compiled_loss = loss_fn
+            try:
+                self.compiled_step = compile_step(self.model, loss_fn, self.optimizer)
+                self.not_compiled_because = None
+            except NotCompilable as exc:
+                self.compiled_step, self.not_compiled_because = None, str(exc)
+        return self.compiled_step
 
     def close(self) -> None:
         """The loop is over: give the thread budget back."""
@@ -296,6 +318,23 @@ class LocalStep:
         return stop
 
 
+def graph_step(model, loss_fn, optimizer, x, y) -> tuple[float, int | None]:
+    """One training step on the graph: ``optimizer.zero_grad()``, forward, the loss, a check
+    that it is finite (else :class:`NonFiniteLoss`, before anything is updated),
+    ``backward()``, ``optimizer.step()``. Returns (loss value, correct or None)."""
+    optimizer.zero_grad()
+    out = model(x)
+    loss = loss_fn(out, y)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(value)
+    loss.backward()
+    optimizer.step()
+    correct = count_correct(out, y) if getattr(y, "dtype", None) is not None and \
+        y.dtype.kind in "iu" else None
+    return value, correct
+
+
 class NonFiniteLoss(ArithmeticError):
     """Raised by a step whose loss is NaN or Inf, before it updates anything."""
 
@@ -307,7 +346,7 @@ class NonFiniteLoss(ArithmeticError):
 def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size: int = 64,
         schedule=None, callbacks: Sequence[Callback] = (), seed: int = 0, quiet: bool = False,
         start_epoch: int = 0, history: list | None = None, log=None,
-        target_scaler=None, step=None) -> list[dict]:
+        target_scaler=None, step=None, compiled: bool = True) -> list[dict]:
     """Train ``model`` and return the history: one dict per epoch. The one training loop
     of fastnn: the command line, data-parallel training and Python users all run it.
 
@@ -333,6 +372,9 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     step : how one batch trains: ``step(x, y, n, loss_fn) -> (mean loss, correct or None)``
         (default :class:`LocalStep`; :class:`fastnn.distributed.DistributedDataParallel`
         for data-parallel training).
+    compiled : let the default step run as a compiled plan of kernel calls where the model,
+        loss and optimizer have one (:func:`fastnn.compile_step`; the same bits as the graph,
+        faster); False: always the graph.
 
     Each record has ``epoch``, ``loss``, ``accuracy`` (None for regression), ``val_loss``
     (None without val) and the validation metrics (``val_accuracy``; for regression
@@ -348,7 +390,7 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     # fastnn.sklearn's batches) is used as it is; (X, y) and an ArrayDataset get a loader.
     loader = train if hasattr(train, "dataset") else \
         _loader(train, batch_size, True, seed, dtype)
-    step = step if step is not None else LocalStep(model, optimizer)
+    step = step if step is not None else LocalStep(model, optimizer, compiled=compiled)
     val_data = None if val is None else (val if isinstance(val, (DataLoader, ArrayDataset))
                                          else ArrayDataset(*val))
     classification = loader.dataset.is_classification

@@ -234,6 +234,14 @@ def gemm_split_k(A, B, C, partial, parts):
                     row[j] += other[j]
 
 
+def gemm_kernel(M: int, N: int, K: int):
+    """The ``gemm_blocks`` variant and the block count :func:`gemm` uses for a C (M, N) =
+    op(A) (M, K) @ op(B) (K, N) product of C-contiguous operands, when ``AVAILABLE``:
+    ``product(A, trans_a, B, trans_b, C, beta, parts)``. (A compiled step decides once.)"""
+    work = M * N * K
+    return gemm_blocks(work), (BLOCKS if work >= PARALLEL_MIN_WORK else 1)
+
+
 def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
          trans_b: bool = False, beta: float = 0.0) -> None:
     """C = op(A) @ op(B) + beta * C in place, on fastnn's thread pool.
@@ -263,9 +271,8 @@ def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
         raise ValueError(f"gemm: A, B and C must share one dtype, float32 or float64; got "
                          f"{A.dtype}, {B.dtype}, {dt}")
     if AVAILABLE and A.flags.c_contiguous and B.flags.c_contiguous and C.flags.c_contiguous:
-        work = M * N * K
-        gemm_blocks(work)(A, trans_a, B, trans_b, C, beta,
-                          BLOCKS if work >= PARALLEL_MIN_WORK else 1)
+        product, parts = gemm_kernel(M, N, K)
+        product(A, trans_a, B, trans_b, C, beta, parts)
     else:
         _matmul_fallback(A, B, C, trans_a, trans_b, beta)
 

@@ -453,6 +453,11 @@ class BatchNorm1d(Module):
         off (each process its own batch's statistics, PyTorch DDP's default)."""
         object.__setattr__(self, "_sync", comm)
 
+    @property
+    def statistics_comm(self):
+        """The communicator set by :meth:`sync_statistics`, or None."""
+        return self._sync
+
     def _describe(self) -> str:
         return f"BatchNorm1d({self.num_features})"
 

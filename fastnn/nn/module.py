@@ -427,6 +427,12 @@ class Sequential(Module):
         setattr(self, str(len(self)), module)
         return self
 
+    def fused_layers(self) -> list[tuple[Module, Module | None]]:
+        """The layers as :meth:`forward` runs them: ``(module, activation fused into it or
+        None)`` in order (a ``Linear`` or ``BatchNorm1d`` followed by an activation is one
+        kernel call). What the compiled step (``fastnn.compiled``) plans from."""
+        return list(self._fusion_plan())
+
     def _fusion_plan(self) -> list[tuple[Module, Module | None]]:
         """(module, activation fused into it or None), in order; made once per layout."""
         plan = self.__dict__.get("_plan")

@@ -244,8 +244,62 @@ class Optimizer:
             hp = self._hp = np.zeros((len(self.param_groups), len(columns)))
         return hp
 
-    def _update(self, k: int, flat: FlatBuffer, hp: np.ndarray) -> None:
+    def _kernel_buffers(self, k: int, flat: FlatBuffer) -> tuple[_kernels.Kernel, tuple]:
+        """The update kernel of this optimizer and the flat buffers it takes before the work
+        items (parameters, gradients, state: each (n,) for dtype buffer ``k``, or an empty
+        marker for a state no group uses)."""
         raise NotImplementedError
+
+    def _update(self, k: int, flat: FlatBuffer, hp: np.ndarray) -> None:
+        kern, bufs = self._kernel_buffers(k, flat)
+        flat.kernel(kern)(*bufs, *flat.items, hp)
+
+    # ----------------------------------------------------------------- a step in parts
+    def begin_step(self) -> np.ndarray:
+        """Count a step and return its (groups, columns) hyperparameter matrix, for a compiled
+        step that then applies the update in parts (:meth:`partial_update`) as the gradients
+        become ready. ``step()`` is ``begin_step()`` followed by the update of every
+        parameter; the parts give the same bits (the update is elementwise)."""
+        for i in range(len(self._steps)):
+            self._steps[i] += 1
+        hp = self._step_hp = self._hp_rows()
+        return hp
+
+    def partial_update(self, params: list[Parameter]):
+        """A function ``update()`` that applies the step begun by :meth:`begin_step` to
+        ``params`` only, from their gradients in the flat buffer (each must have one: a
+        compiled step writes them all). ``params`` must lie next to each other in one flat
+        buffer (a layer's weight and bias do). Raises ValueError otherwise."""
+        for flat_index, flat in enumerate(self._flats):
+            index = {id(p): i for i, p in enumerate(flat.params)}
+            where = sorted(index.get(id(p), -1) for p in params)
+            if where[0] < 0:
+                continue
+            if where != list(range(where[0], where[0] + len(params))):
+                raise ValueError("partial_update: the parameters are not next to each other "
+                                 "in one flat buffer")
+            lo, hi = int(flat.offsets[where[0]]), int(flat.offsets[where[-1] + 1])
+            which = flat_index
+            break
+        else:
+            raise ValueError("partial_update: the parameters are not in this optimizer")
+        group_of = {id(p): g for g, group in enumerate(self.param_groups)
+                    for p in group["params"]}
+        segments = []
+        for p in sorted(params, key=lambda q: index[id(q)]):
+            start = int(flat.offsets[index[id(p)]]) - lo
+            for t, (a, b) in enumerate(_thread_ranges(p.data.shape, _blas.BLOCKS)):
+                if a < b:
+                    segments.append((start + a, start + b, group_of[id(p)], t))
+        items = K.work_items(segments)
+        size = hi - lo
+
+        def update() -> None:
+            # The buffers are looked up at every call: load_state_dict may replace them.
+            kern, bufs = self._kernel_buffers(which, flat)
+            kern(size)(*[b[lo:hi] if b.shape[0] else b for b in bufs], *items, self._step_hp)
+
+        return update
 
     def step(self) -> None:
         """Update every parameter from its gradient (one kernel call per dtype).
@@ -254,9 +308,7 @@ class Optimizer:
         used by the loss) is left as it is, with its optimizer state, as PyTorch skips it:
         no weight decay, no momentum. (Step counts are per group: a parameter that only
         sometimes has a gradient gets the group's Adam bias correction.)"""
-        for i in range(len(self._steps)):
-            self._steps[i] += 1
-        hp = self._hp_rows()
+        hp = self.begin_step()
         for k, flat in enumerate(self._flats):
             kept = [(lo, hi, flat.data[lo:hi].copy(),
                      {name: bufs[k][lo:hi].copy() for name, bufs in self.state.items()})
@@ -361,10 +413,10 @@ class SGD(Optimizer):
             row[K.SGD_MAXIMIZE] = g["maximize"]
         return hp
 
-    def _update(self, k, flat, hp):
+    def _kernel_buffers(self, k, flat):
         uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
         buf = self._state("momentum_buffer")[k] if uses_momentum else empty_marker(flat.dtype)
-        flat.kernel(K.sgd_step)(flat.data, flat.grad, buf, *flat.items, hp)
+        return K.sgd_step, (flat.data, flat.grad, buf)
 
 
 class Adagrad(Optimizer):
@@ -397,8 +449,8 @@ class Adagrad(Optimizer):
             row[K.ADAGRAD_MAXIMIZE] = g["maximize"]
         return hp
 
-    def _update(self, k, flat, hp):
-        flat.kernel(K.adagrad_step)(flat.data, flat.grad, self._state("sum")[k], *flat.items, hp)
+    def _kernel_buffers(self, k, flat):
+        return K.adagrad_step, (flat.data, flat.grad, self._state("sum")[k])
 
 
 class RMSprop(Optimizer):
@@ -426,14 +478,13 @@ class RMSprop(Optimizer):
             row[K.RMSPROP_MAXIMIZE] = g["maximize"]
         return hp
 
-    def _update(self, k, flat, hp):
+    def _kernel_buffers(self, k, flat):
         mom = any(g["momentum"] > 0 for g in self.param_groups)
         cen = any(g["centered"] for g in self.param_groups)
         e = empty_marker(flat.dtype)
-        flat.kernel(K.rmsprop_step)(
-            flat.data, flat.grad, self._state("square_avg")[k],
-            self._state("momentum_buffer")[k] if mom else e,
-            self._state("grad_avg")[k] if cen else e, *flat.items, hp)
+        return K.rmsprop_step, (flat.data, flat.grad, self._state("square_avg")[k],
+                                self._state("momentum_buffer")[k] if mom else e,
+                                self._state("grad_avg")[k] if cen else e)
 
 
 class Adam(Optimizer):
@@ -473,11 +524,12 @@ class Adam(Optimizer):
             hp[i] = row
         return hp
 
-    def _update(self, k, flat, hp):
+    def _kernel_buffers(self, k, flat):
         ams = any(g["amsgrad"] for g in self.param_groups)
-        flat.kernel(K.adam_step)(
-            flat.data, flat.grad, self._state("exp_avg")[k], self._state("exp_avg_sq")[k],
-            self._state("max_exp_avg_sq")[k] if ams else empty_marker(flat.dtype), *flat.items, hp)
+        return K.adam_step, (flat.data, flat.grad, self._state("exp_avg")[k],
+                             self._state("exp_avg_sq")[k],
+                             self._state("max_exp_avg_sq")[k] if ams
+                             else empty_marker(flat.dtype))
 
 
 class AdamW(Adam):

@@ -1,0 +1,531 @@
+"""The compiled training step: a ``Sequential`` MLP's step as a precomputed plan of kernel calls.
+
+The graph path builds, at every step, a Tensor and a backward closure per layer, asks a pool
+for each buffer and walks the graph backwards; for a small model that Python work costs as
+much as the arithmetic. Here the same kernels run from a plan made once per batch size:
+
+    forward    stage by stage: y_i = layer_i(y_(i-1)) into buffers owned by the plan
+    loss       one kernel: the value and d(loss)/d(output)  (checked before any update)
+    backward   stage by stage in reverse: the gradients of the stage's parameters go straight
+               into the optimizer's flat gradient buffer, then (fused) the optimizer updates
+               that stage's parameters while their gradients are in cache
+    (unfused)  the optimizer's one update over all parameters after the whole backward
+
+Each stage makes the very kernel calls of its layer's graph node, with the same arguments,
+block splits and scratch shapes, so the two paths give the same bits after any number of
+steps (``tests/test_compiled.py`` checks every layer, loss and optimizer). The optimizer's
+update is elementwise, so updating a layer at a time gives the bits of one update over all.
+
+What compiles: a :class:`fastnn.nn.Sequential` of ``Linear`` (any activation),
+``BatchNorm1d`` (2-D input, no synchronized statistics), the activations, ``PReLU``, ``Dropout``,
+``Identity`` and ``Flatten``, all parameters in one dtype, trainable, and all in the
+optimizer (one of fastnn's); any loss (cross-entropy and the mean squared error run as one
+kernel; any other loss runs as its graph node on the plan's output). A batch the plan cannot
+take as it is (another dtype, a non-contiguous array, a Tensor that needs a cast, the model
+in evaluation mode, a batch of one with BatchNorm) runs on the graph path instead, which
+validates it and gives the same result. :func:`compile_step` raises :class:`NotCompilable`
+(saying why) for a model that cannot compile at all; :func:`fastnn.fit` then uses the graph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import losses as L
+from . import nn
+from ._dtype import empty_marker
+from .graph import Tensor
+from .kernels import activations as K_act
+from .kernels import batchnorm as K_bn
+from .kernels import blas as K_blas
+from .kernels import dense as K_dense
+from .kernels import losses as K_loss
+from .nn import layers as _layers
+from .optim.optimizers import Optimizer
+
+
+class NotCompilable(TypeError):
+    """The model, loss or optimizer has no compiled form; the message says which part."""
+
+
+# ----------------------------------------------------------------------------- stages
+class _Buffers:
+    """One stage's buffers for one batch size (attributes set by the stage)."""
+
+
+class _LinearStage:
+    """y = act(x @ W + b): ``dense_forward`` / ``dense_backward``'s kernel calls, with their
+    choices (which GEMM, how many blocks, serial or parallel passes) made once per batch
+    size rather than at every call."""
+
+    def __init__(self, layer: nn.Linear, act):
+        self.layer, self.params = layer, [p for p in (layer.weight, layer.bias) if p is not None]
+        act = act or layer.activation
+        self.code = act.code if act is not None else K_act.IDENTITY
+        self.alpha = act.alpha if act is not None else 0.0
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+
+    def buffers(self, n: int, dt, need_dx: bool) -> _Buffers:
+        b, m, d_in = _Buffers(), self.out_features, self.in_features
+        b.y = np.empty((n, m), dt)
+        b.d = np.empty((n, m), dt) if self.code != K_act.IDENTITY else empty_marker(dt, m)
+        split_k = K_dense.split_k_partial_shape(n, d_in, m)
+        b.partial = np.empty(split_k, dt) if split_k is not None else None
+        b.dz = np.empty((n, m), dt) if b.d.shape[0] else b.d
+        b.partial_b = np.empty((K_dense.n_chunks(n), m))
+        b.dx = np.empty((n, d_in), dt) if need_dx else None
+        has_bias = self.layer.bias is not None
+        b.planned = K_blas.AVAILABLE
+        if b.planned:
+            if b.partial is not None:
+                b.forward_product = K_blas.gemm_split_k(n * m * d_in)
+                b.forward_parts = b.partial.shape[0] + 1
+            else:
+                b.forward_product, b.forward_parts = K_blas.gemm_kernel(n, m, d_in)
+            if self.code != K_act.IDENTITY:
+                b.forward_pass = K_dense.bias_activation_forward(n * m)
+            else:
+                b.forward_pass = K_dense.add_bias(n * m) if has_bias else None
+            b.sums = K_dense.dz_and_bias_grad(n * m) if b.d.shape[0] or has_bias else None
+            b.dz_sum_only = b.dz[:0]
+            b.dw_product, b.dw_parts = K_blas.gemm_kernel(d_in, m, n)
+            b.dx_product, b.dx_parts = K_blas.gemm_kernel(n, d_in, m)
+        return b
+
+    def forward(self, x, b):
+        layer = self.layer
+        bias = layer.bias.data if layer.bias is not None else empty_marker(x.dtype)
+        W, y = layer.weight.data, b.y
+        b.x = x
+        if not b.planned:
+            K_dense.dense_forward(x, W, bias, self.code, self.alpha, y, b.d, b.partial)
+            return y
+        if b.partial is not None:
+            b.forward_product(x, W, y, b.partial, b.forward_parts)
+        else:
+            b.forward_product(x, False, W, False, y, 0.0, b.forward_parts)
+        if self.code != K_act.IDENTITY:
+            b.forward_pass(self.code, self.alpha, y, bias, b.d)
+        elif b.forward_pass is not None:
+            b.forward_pass(y, bias)
+        return y
+
+    def backward(self, g, b):
+        layer = self.layer
+        db = layer.bias.grad_buffer if layer.bias is not None else None
+        W, dW = layer.weight.data, layer.weight.grad_buffer
+        if not b.planned:
+            K_dense.dense_backward(g, b.d, b.x, W, b.dz, b.partial_b, b.dx, dW, db)
+            return b.dx
+        dz, partial = b.dz, b.partial_b
+        if b.d.shape[0] == 0:  # the identity: dz is g, only the bias needs a pass
+            if db is not None:
+                b.sums(g, b.d, b.dz_sum_only, partial)
+            dz = g
+        else:
+            b.sums(g, b.d, dz, partial)
+        if db is not None:
+            db[:] = partial[0] if partial.shape[0] == 1 else partial.sum(axis=0)
+        b.dw_product(b.x, True, dz, False, dW, 0.0, b.dw_parts)
+        if b.dx is not None:
+            b.dx_product(dz, False, W, True, b.dx, 0.0, b.dx_parts)
+        return b.dx
+
+
+class _BatchNormStage:
+    """Training-mode batch normalization (+ activation) (``BatchNorm1d._forward_2d``'s calls)."""
+
+    def __init__(self, layer: nn.BatchNorm1d, act):
+        self.layer = layer
+        self.params = [layer.weight, layer.bias] if layer.affine else []
+        act = act or layer.activation
+        self.code = act.code if act is not None else K_act.IDENTITY
+        self.alpha = act.alpha if act is not None else 0.0
+        self.in_features = self.out_features = layer.num_features
+
+    def buffers(self, n: int, dt, need_dx: bool) -> _Buffers:
+        b, c = _Buffers(), self.layer.num_features
+        b.y, b.d, b.xhat = (np.empty((n, c), dt) for _ in range(3))
+        b.d_backward = b.d if self.code != K_act.IDENTITY else empty_marker(dt, c)
+        b.mean, b.inv_std = np.empty(c, dt), np.empty(c, dt)
+        b.partial = np.empty((K_bn.n_chunks(n), 2, c))
+        b.stats, b.sums = np.empty((3, c)), np.empty((2, c))
+        b.partial_b = np.empty((K_bn.n_chunks(n), 2, c))
+        b.ones, b.zeros = np.ones(c, dt), np.zeros(c, dt)  # gamma, beta when not affine
+        b.dgamma, b.dbeta = np.empty(c, dt), np.empty(c, dt)
+        b.dx = np.empty((n, c), dt) if need_dx else None
+        return b
+
+    def forward(self, x, b):
+        layer = self.layer
+        gamma = layer.weight.data if layer.affine else b.ones
+        beta = layer.bias.data if layer.affine else b.zeros
+        momentum = layer.momentum
+        if layer.track_running_stats:
+            layer.num_batches_tracked += 1
+            if momentum is None:
+                momentum = 1.0 / float(layer.num_batches_tracked)
+            rm, rv = layer.running_mean, layer.running_var
+        else:
+            rm = rv = empty_marker(x.dtype)
+        K_bn.batchnorm_forward_train(x, gamma, beta, layer.eps, momentum or 0.0, rm, rv,
+                                     self.code, self.alpha, b.y, b.xhat, b.d, b.mean,
+                                     b.inv_std, b.partial, sync=None, stats=b.stats)
+        b.gamma = gamma
+        return b.y
+
+    def backward(self, g, b):
+        layer = self.layer
+        dgamma = layer.weight.grad_buffer if layer.affine else b.dgamma
+        dbeta = layer.bias.grad_buffer if layer.affine else b.dbeta
+        K_bn.batchnorm_backward(g, b.d_backward, b.xhat, b.gamma, b.inv_std, b.dx, dgamma,
+                                dbeta, b.partial_b, sync=None, n_total=g.shape[0],
+                                sums=b.sums)
+        return b.dx
+
+
+class _ActivationStage:
+    """A standalone activation (``activation_node``'s calls)."""
+
+    params: list = []
+
+    def __init__(self, layer):
+        self.code, self.alpha = layer.code, layer.alpha
+        self.in_features = self.out_features = None
+
+    def buffers(self, n, dt, need_dx):
+        b = _Buffers()
+        b.need_dx = need_dx
+        return b
+
+    def forward(self, x, b):
+        if getattr(b, "y", None) is None or b.y.shape != x.shape:
+            b.y, b.d, b.dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+        K_act.activation_forward(x.size)(self.code, self.alpha, x.reshape(-1),
+                                         b.y.reshape(-1), b.d.reshape(-1))
+        return b.y
+
+    def backward(self, g, b):
+        if not b.need_dx:
+            return None
+        K_act.activation_backward(g.size)(g.reshape(-1), b.d.reshape(-1), b.dx.reshape(-1))
+        return b.dx
+
+
+class _DropoutStage:
+    """Inverted dropout in training (``dropout_node``'s calls: the same draws)."""
+
+    params: list = []
+
+    def __init__(self, layer: nn.Dropout):
+        self.layer = layer
+        self.in_features = self.out_features = None
+
+    def buffers(self, n, dt, need_dx):
+        b = _Buffers()
+        b.need_dx = need_dx
+        return b
+
+    def forward(self, x, b):
+        if getattr(b, "y", None) is None or b.y.shape != x.shape:
+            b.y, b.mask, b.dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+        _layers.dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
+                                     b.y.reshape(-1), b.mask.reshape(-1))
+        return b.y
+
+    def backward(self, g, b):
+        if not b.need_dx:
+            return None
+        K_act.activation_backward(g.size)(g.reshape(-1), b.mask.reshape(-1), b.dx.reshape(-1))
+        return b.dx
+
+
+class _PReLUStage:
+    """PReLU with a learned slope, shared or one per unit (``PReLU.forward``'s calls)."""
+
+    def __init__(self, layer: nn.PReLU):
+        self.layer, self.params = layer, [layer.weight]
+        self.in_features = self.out_features = None
+
+    def buffers(self, n, dt, need_dx):
+        b = _Buffers()
+        b.need_dx = need_dx
+        return b
+
+    def forward(self, x, b):
+        k = self.layer.num_parameters
+        if getattr(b, "y", None) is None or b.y.shape != x.shape:
+            rows = x.size // k
+            b.y = np.empty_like(x)
+            b.dx = np.empty_like(x) if b.need_dx else empty_marker(x.dtype, k)
+            b.partial = np.empty((K_dense.n_chunks(rows), k))
+        b.x = x.reshape(-1, k)
+        K_act.prelu_forward(x.size)(b.x, self.layer.weight.data, b.y.reshape(-1, k))
+        return b.y
+
+    def backward(self, g, b):
+        X, w = b.x, self.layer.weight
+        dx = b.dx.reshape(X.shape) if b.need_dx else b.dx
+        K_act.prelu_backward(X.size)(g.reshape(X.shape), X, w.data, dx, b.partial)
+        dw = b.partial.sum(axis=0)
+        w.grad_buffer[...] = dw.sum(keepdims=True) if w.shape[0] == 1 else dw
+        return b.dx if b.need_dx else None
+
+
+def _stage(module, fused):
+    """The stage of one entry of ``Sequential.fused_layers()``, or None for a no-op."""
+    if isinstance(module, nn.Linear):
+        return _LinearStage(module, fused)
+    if isinstance(module, nn.BatchNorm1d):
+        return _BatchNormStage(module, fused)
+    if isinstance(module, _layers._Activation):
+        return None if module.code == K_act.IDENTITY else _ActivationStage(module)
+    if isinstance(module, nn.PReLU):
+        return _PReLUStage(module)
+    if isinstance(module, nn.Dropout):
+        return None if module.p == 0.0 else _DropoutStage(module)
+    if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
+        return None  # a no-op on the (N, D) batches the plan takes
+    raise NotCompilable(f"{type(module).__name__} has no compiled form")
+
+
+# ----------------------------------------------------------------------------- losses
+class _CrossEntropy:
+    """The plain ``cross_entropy(logits, labels)``: one kernel, value and gradient."""
+
+    def accepts(self, out_features, y) -> bool:
+        return isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "iu"
+
+    def buffers(self, n, c, dt) -> _Buffers:
+        b = _Buffers()
+        b.grad = np.empty((n, c), dt)
+        b.partial = np.empty(K_loss.n_chunks(n))
+        return b
+
+    def forward(self, z, y, b):
+        """The loss value as the graph's ``loss.item()`` gives it, and d(loss)/dz."""
+        labels = y if y.dtype == np.int64 else y.astype(np.int64)
+        bad, total = K_loss.softmax_cross_entropy(z.size)(z, labels, b.grad, b.partial)
+        if bad >= 0:  # a bad label (raises as the graph does) or one to ignore
+            return _graph_loss(L.cross_entropy, z, labels)
+        return float(z.dtype.type(total / z.shape[0])), b.grad
+
+
+class _MeanSquaredError:
+    """The plain ``mse_loss(pred, target)``: one kernel, value and gradient."""
+
+    def accepts(self, out_features, y) -> bool:
+        return isinstance(y, np.ndarray) and y.dtype.kind == "f" and y.ndim == 2 \
+            and y.shape[1] == out_features
+
+    def buffers(self, n, k, dt) -> _Buffers:
+        b = _Buffers()
+        b.grad = np.empty((n, k), dt)
+        b.partial = np.empty(K_loss.n_chunks(n * k))
+        return b
+
+    def forward(self, z, y, b):
+        t = y if y.dtype == z.dtype and y.flags.c_contiguous else \
+            np.ascontiguousarray(y, dtype=z.dtype)
+        scale = 1.0 / z.size
+        total = K_loss.mse(z.size)(z.reshape(-1), t.reshape(-1), scale, b.grad.reshape(-1),
+                                   empty_marker(z.dtype), b.partial)
+        return float(z.dtype.type(total * scale)), b.grad
+
+
+class _GraphLoss:
+    """Any other loss: its graph node on the plan's output."""
+
+    def __init__(self, loss_fn):
+        self.loss_fn = loss_fn
+
+    def accepts(self, out_features, y) -> bool:
+        return True
+
+    def buffers(self, n, c, dt) -> _Buffers:
+        return _Buffers()
+
+    def forward(self, z, y, b):
+        return _graph_loss(self.loss_fn, z, y)
+
+
+def _graph_loss(loss_fn, z, y):
+    out = Tensor(z, requires_grad=True)
+    loss = loss_fn(out, y)
+    if not isinstance(loss, Tensor) or loss.ndim != 0:
+        raise NotCompilable("the loss function does not return a scalar Tensor")
+    value = loss.item()
+    if not math.isfinite(value):
+        return value, None
+    loss.backward()
+    return value, np.ascontiguousarray(out.grad)
+
+
+def _loss(loss_fn):
+    if loss_fn is L.cross_entropy or (type(loss_fn) is L.CrossEntropyLoss and
+                                     loss_fn.weight is None and loss_fn.reduction == "mean"
+                                     and loss_fn.label_smoothing == 0.0):
+        return _CrossEntropy()
+    if loss_fn is L.mse_loss or (type(loss_fn) is L.MSELoss and loss_fn.reduction == "mean"):
+        return _MeanSquaredError()
+    if not callable(loss_fn):
+        raise NotCompilable(f"the loss {loss_fn!r} is not callable")
+    return _GraphLoss(loss_fn)
+
+
+# ----------------------------------------------------------------------------- the step
+class CompiledStep:
+    """A training step of ``model`` with ``loss_fn`` and ``optimizer`` as a plan of kernel
+    calls; see the module docstring and :func:`compile_step`.
+
+    ``step(x, y)`` does what ``optimizer.zero_grad(); loss = loss_fn(model(x), y);
+    loss.backward(); optimizer.step()`` does, and returns ``loss.item()``; a NaN or Inf loss
+    raises :class:`fastnn.train.NonFiniteLoss` before anything is updated (the batch
+    normalization running statistics of the forward pass excepted, as on the graph path).
+    Afterwards each parameter's ``.grad`` holds this step's gradient, as after the graph
+    step.
+    """
+
+    def __init__(self, model, loss_fn, optimizer, fuse_optimizer: bool = True):
+        if not isinstance(model, nn.Sequential):
+            raise NotCompilable(f"the model is a {type(model).__name__}, not a fastnn "
+                                "Sequential")
+        if not isinstance(optimizer, Optimizer):
+            raise NotCompilable(f"the optimizer is a {type(optimizer).__name__}, not one of "
+                                "fastnn.optim's")
+        stages = [_stage(m, fused) for m, fused in model.fused_layers()]
+        self.stages = [s for s in stages if s is not None]
+        params = list(model.parameters())
+        if not params:
+            raise NotCompilable("the model has no parameters")
+        if any(not p.requires_grad for p in params):
+            raise NotCompilable("some parameters are frozen (requires_grad=False)")
+        flats = optimizer.flat_buffers
+        if len(flats) != 1 or {id(p) for p in flats[0].params} != {id(p) for p in params} \
+                or len(flats[0].params) != len(params):
+            raise NotCompilable("the optimizer does not hold exactly the model's parameters, "
+                                "in one dtype")
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.flat = flats[0]
+        self.dtype = self.flat.dtype
+        self.loss = _loss(loss_fn)
+        widths = [s.in_features for s in self.stages if s.in_features is not None]
+        self.in_features = widths[0] if widths else None
+        outs = [s.out_features for s in self.stages if s.out_features is not None]
+        self.out_features = outs[-1] if outs else None
+        self.fuse_optimizer = fuse_optimizer
+        self.updates = [optimizer.partial_update(s.params) if fuse_optimizer and s.params
+                        else None for s in self.stages]
+        # A stage's backward runs when it or an earlier stage has parameters; it hands a
+        # gradient down when an earlier stage has parameters.
+        has_params = [bool(s.params) for s in self.stages]
+        self.need_dx = [any(has_params[:i]) for i in range(len(self.stages))]
+        self.first_backward = min((i for i, h in enumerate(has_params) if h), default=0)
+        self.batchnorms = [s.layer for s in self.stages if isinstance(s, _BatchNormStage)]
+        self._plans: dict[int, tuple] = {}
+
+    # ------------------------------------------------------------------ public face
+    def __call__(self, x, y) -> float:
+        """One training step on the batch x (N, D), y; returns the loss value."""
+        from .train import graph_step
+
+        if not self.accepts(x, y):
+            return graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
+        return self.run(x, y)[0]
+
+    def accepts(self, x, y) -> bool:
+        """Whether the plan takes this batch as it is (else the graph path runs it)."""
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == self.dtype
+                and x.flags.c_contiguous and x.shape[1] == self.in_features
+                and self.model.training and len(y) == x.shape[0]
+                and self.loss.accepts(self.out_features, y)):
+            return False
+        if self.batchnorms:
+            if x.shape[0] < 2:
+                return False
+            for layer in self.batchnorms:
+                if layer.statistics_comm is not None:
+                    return False
+        return True
+
+    def run(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """The step on a batch that :meth:`accepts`; returns (loss value, outputs (N, C))."""
+        from .train import NonFiniteLoss
+
+        flat = self.flat
+        for p, dv in zip(flat.params, flat.data_views, strict=True):
+            if p.data is not dv:  # a user assigned a new array: copy it in (as step() does)
+                flat.sync()
+                break
+        plan = self._plans.get(x.shape[0])
+        if plan is None:
+            plan = self._plans[x.shape[0]] = self._plan(x.shape[0])
+        buffers, loss_buffers = plan
+        h = x
+        for stage, b in zip(self.stages, buffers, strict=True):
+            h = stage.forward(h, b)
+        value, g = self.loss.forward(h, y, loss_buffers)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(value)
+        fused = self.fuse_optimizer
+        if fused:
+            self.optimizer.begin_step()
+        stages, updates = self.stages, self.updates
+        for i in range(len(stages) - 1, self.first_backward - 1, -1):
+            g = stages[i].backward(g, buffers[i])
+            if fused and updates[i] is not None:
+                updates[i]()
+        for p, gv in zip(flat.params, flat.grad_views, strict=True):
+            p.grad = gv
+            p.mark_grad_zeroed(False)
+        if not fused:
+            self.optimizer.step()
+        return value, h
+
+    def train_step(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
+        """The :class:`fastnn.train.LocalStep` interface: (mean loss, correct or None)."""
+        value, out = self.run(x, y)
+        correct = int((out.argmax(axis=1) == y).sum()) if y.dtype.kind in "iu" else None
+        return value, correct
+
+    def _plan(self, n: int):
+        dt = self.dtype
+        buffers = [s.buffers(n, dt, self.need_dx[i]) for i, s in enumerate(self.stages)]
+        return buffers, self.loss.buffers(n, self.out_features, dt)
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(s).__name__.strip("_").replace("Stage", "")
+                          for s in self.stages)
+        return (f"CompiledStep([{names}], loss={type(self.loss).__name__.strip('_')}, "
+                f"optimizer={type(self.optimizer).__name__}, fused={self.fuse_optimizer})")
+
+
+def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = True) -> CompiledStep:
+    """The training step of ``model`` as a precomputed plan of kernel calls.
+
+    Parameters
+    ----------
+    model : a :class:`fastnn.nn.Sequential` of Linear, BatchNorm1d, activations, Dropout,
+        Identity, Flatten (see the module docstring).
+    loss_fn : ``loss_fn(outputs, targets) -> scalar Tensor``; ``fnn.losses.cross_entropy``
+        and ``mse_loss`` (and their classes with default options) run as one kernel.
+    optimizer : a fastnn optimizer over exactly the model's parameters.
+    fuse_optimizer : update each layer's parameters right after its gradient is computed
+        (same bits; False: one update after the whole backward pass).
+
+    Returns
+    -------
+    CompiledStep : ``step(x, y) -> float``, x (N, D), y (N,) labels or (N, K) targets.
+        The same bits as the graph path's step, after any number of steps.
+
+    Raises
+    ------
+    NotCompilable : the model, loss or optimizer has no compiled form (the message says
+        which); the graph path trains it.
+    """
+    return CompiledStep(model, loss_fn, optimizer, fuse_optimizer=fuse_optimizer)
+
+
+__all__ = ["CompiledStep", "NotCompilable", "compile_step"]
