@@ -69,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
 from . import losses, nn, optim
 from .data import ArrayDataset
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
-from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged
+from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged, graph_step
 from .train import fit as train_fit
 from .train import predict as model_outputs
 
@@ -117,41 +117,69 @@ class _OutputLoss:
         self.activation, self.n_outputs = activation, int(n_outputs)
 
     def __call__(self, z: Tensor, y: np.ndarray, sample_weight=None) -> tuple[Tensor, float]:
+        graph = self.graph(z, y, sample_weight)
+        return graph, self.value(graph.item(), y, sample_weight)
+
+    def graph(self, z: Tensor, y: np.ndarray, sample_weight=None) -> Tensor:
+        """The scalar Tensor to backpropagate (see the class docstring)."""
         k = self.n_outputs
         if sample_weight is None:
             if self.activation == "softmax":
-                graph = losses.cross_entropy(z, y)
-            elif self.activation == "logistic":
+                return losses.cross_entropy(z, y)
+            if self.activation == "logistic":
                 graph = losses.binary_cross_entropy_with_logits(z, y)
-                graph = graph if k == 1 else graph * float(k)
-            elif self.activation == "identity":
-                graph = losses.mse_loss(z, y) * (0.5 * k)
-            else:
-                graph = (exp(z) - z * Tensor(y)).sum() * (1.0 / len(y))
-            value = graph.item()
+                return graph if k == 1 else graph * float(k)
             if self.activation == "identity":
-                value /= k
-            elif self.activation == "exp":
-                value += float((xlogy(y, y) - y).sum()) / len(y)
-            return graph, value
-        w = np.asarray(sample_weight, dtype=z.dtype)
-        scale = w / w.sum()  # each sample's share of the weighted mean
+                return losses.mse_loss(z, y) * (0.5 * k)
+            return (exp(z) - z * Tensor(y)).sum() * (1.0 / len(y))
+        scale = self._scale(sample_weight, z.dtype)
         if self.activation == "softmax":
             per_sample = losses.cross_entropy(z, y, reduction="none")
-            graph = (per_sample * Tensor(scale)).sum()
-        elif self.activation == "logistic":
-            graph = losses.binary_cross_entropy_with_logits(z, y, weight=scale[:, None],
-                                                            reduction="sum")
-        elif self.activation == "identity":
-            graph = (losses.mse_loss(z, y, reduction="none") * Tensor(scale[:, None])).sum() * 0.5
-        else:
-            graph = ((exp(z) - z * Tensor(y)) * Tensor(scale[:, None])).sum()
-        value = graph.item()
+            return (per_sample * Tensor(scale)).sum()
+        if self.activation == "logistic":
+            return losses.binary_cross_entropy_with_logits(z, y, weight=scale[:, None],
+                                                           reduction="sum")
         if self.activation == "identity":
-            value /= k
-        elif self.activation == "exp":
-            value += float(((xlogy(y, y) - y) * scale[:, None]).sum())
-        return graph, value
+            return (losses.mse_loss(z, y, reduction="none") * Tensor(scale[:, None])).sum() * 0.5
+        return ((exp(z) - z * Tensor(y)) * Tensor(scale[:, None])).sum()
+
+    def value(self, graph_value: float, y: np.ndarray, sample_weight=None, dtype=None) -> float:
+        """scikit-learn's loss value from the value of :meth:`graph`."""
+        if self.activation == "identity":
+            return graph_value / self.n_outputs
+        if self.activation == "exp":
+            if sample_weight is None:
+                return graph_value + float((xlogy(y, y) - y).sum()) / len(y)
+            scale = self._scale(sample_weight, dtype)
+            return graph_value + float(((xlogy(y, y) - y) * scale[:, None]).sum())
+        return graph_value
+
+    @staticmethod
+    def _scale(sample_weight, dtype) -> np.ndarray:
+        w = np.asarray(sample_weight, dtype=dtype)
+        return w / w.sum()  # each sample's share of the weighted mean
+
+    def for_batches(self, sample_weight) -> object:
+        """The loss as ``loss(z, y) -> Tensor`` for the batches of one fit (a stable object,
+        so that the compiled step is made once): ``fastnn.losses.cross_entropy`` itself for
+        unweighted softmax outputs (the compiled step's fused kernel), else a
+        :class:`_BatchGraph` whose ``sample_weight`` the step sets per batch."""
+        if sample_weight is None and self.activation == "softmax":
+            return losses.cross_entropy
+        bound = self.__dict__.get("_bound")
+        if bound is None:
+            bound = self._bound = _BatchGraph(self)
+        return bound
+
+
+class _BatchGraph:
+    """``_OutputLoss.graph`` with the batch's sample weights bound (see ``for_batches``)."""
+
+    def __init__(self, loss: _OutputLoss):
+        self.loss, self.sample_weight = loss, None
+
+    def __call__(self, z: Tensor, y: np.ndarray) -> Tensor:
+        return self.loss.graph(z, y, self.sample_weight)
 
 
 # ----------------------------------------------------------------------------- network
@@ -307,15 +335,22 @@ class _MLPStep(LocalStep):
             eps = self.epsilon / math.sqrt(1.0 - self.beta_2 ** t)
             for g in groups:
                 g["eps"] = eps
-        self.optimizer.zero_grad()
-        graph, value = loss_fn(self.model(x), targets, sample_weight)
-        if not math.isfinite(value):
-            raise NonFiniteLoss(value)
-        graph.backward()
+        squares = 0.0
         if self.l2:  # the weights before this step's update, as scikit-learn adds them
             squares = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
-            value += (0.5 * self.alpha) * squares / sw_sum
-        self.optimizer.step()
+        batch_loss = loss_fn.for_batches(sample_weight)
+        if isinstance(batch_loss, _BatchGraph):
+            batch_loss.sample_weight = sample_weight
+        # The compiled plan where it takes the batch, else the graph: the same bits.
+        compiled = self._compiled_for(batch_loss) if self.compiled else None
+        if compiled is not None and compiled.accepts(x, targets):
+            graph_value = compiled.run(x, targets)[0]
+        else:
+            graph_value = graph_step(self.model, batch_loss, self.optimizer, x, targets)[0]
+        value = loss_fn.value(graph_value, targets, sample_weight, x.dtype)
+        if not math.isfinite(value):
+            raise NonFiniteLoss(value)
+        value += (0.5 * self.alpha) * squares / sw_sum
         if self.solver == "adam":
             self.net.adam_steps += 1
         return value, None

@@ -113,6 +113,15 @@ def test_parameter_groups_with_their_own_hyperparameters():
 
     assert_same_training("L B relu L", make_opt)
 
+    def weights_apart(params):  # as fastnn.sklearn groups them: a layer's parameters apart
+        params = list(params)
+        weights = [p for p in params if p.ndim == 2]
+        rest = [p for p in params if p.ndim != 2]
+        return fnn.optim.SGD([{"params": weights, "weight_decay": 1e-2}, {"params": rest}],
+                             lr=0.05, momentum=0.9)
+
+    assert_same_training("L B relu L", weights_apart)
+
 
 @pytest.mark.parametrize("loss_fn,regression,k", [
     (fnn.losses.cross_entropy, False, C),

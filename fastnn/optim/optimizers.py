@@ -267,37 +267,32 @@ class Optimizer:
 
     def partial_update(self, params: list[Parameter]):
         """A function ``update()`` that applies the step begun by :meth:`begin_step` to
-        ``params`` only, from their gradients in the flat buffer (each must have one: a
-        compiled step writes them all). ``params`` must lie next to each other in one flat
-        buffer (a layer's weight and bias do). Raises ValueError otherwise."""
-        for flat_index, flat in enumerate(self._flats):
-            index = {id(p): i for i, p in enumerate(flat.params)}
-            where = sorted(index.get(id(p), -1) for p in params)
-            if where[0] < 0:
-                continue
-            if where != list(range(where[0], where[0] + len(params))):
-                raise ValueError("partial_update: the parameters are not next to each other "
-                                 "in one flat buffer")
-            lo, hi = int(flat.offsets[where[0]]), int(flat.offsets[where[-1] + 1])
-            which = flat_index
-            break
-        else:
-            raise ValueError("partial_update: the parameters are not in this optimizer")
+        ``params`` only (parameters of one dtype, anywhere in this optimizer), from their
+        gradients in the flat buffer (each must have one: a compiled step writes them all).
+        Raises ValueError for a parameter this optimizer does not hold."""
         group_of = {id(p): g for g, group in enumerate(self.param_groups)
                     for p in group["params"]}
+        ids = {id(p) for p in params}
+        which = next((k for k, f in enumerate(self._flats)
+                      if ids and ids <= {id(p) for p in f.params}), None)
+        if which is None:
+            raise ValueError("partial_update: the parameters are not all in one flat buffer "
+                             "of this optimizer")
+        flat = self._flats[which]
+        index = {id(p): i for i, p in enumerate(flat.params)}
         segments = []
         for p in sorted(params, key=lambda q: index[id(q)]):
-            start = int(flat.offsets[index[id(p)]]) - lo
+            start = int(flat.offsets[index[id(p)]])
             for t, (a, b) in enumerate(_thread_ranges(p.data.shape, _blas.BLOCKS)):
                 if a < b:
                     segments.append((start + a, start + b, group_of[id(p)], t))
         items = K.work_items(segments)
-        size = hi - lo
+        size = sum(p.data.size for p in params)
 
         def update() -> None:
             # The buffers are looked up at every call: load_state_dict may replace them.
             kern, bufs = self._kernel_buffers(which, flat)
-            kern(size)(*[b[lo:hi] if b.shape[0] else b for b in bufs], *items, self._step_hp)
+            kern(size)(*bufs, *items, self._step_hp)
 
         return update
 
