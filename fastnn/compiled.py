@@ -30,6 +30,8 @@ validates it and gives the same result. :func:`compile_step` raises :class:`NotC
 from __future__ import annotations
 
 import math
+import time
+import weakref
 
 import numpy as np
 
@@ -388,7 +390,8 @@ class CompiledStep:
     step.
     """
 
-    def __init__(self, model, loss_fn, optimizer, fuse_optimizer: bool = True):
+    def __init__(self, model, loss_fn, optimizer, fuse_optimizer: bool = True,
+                 adaptive_threads: bool = True):
         if not isinstance(model, nn.Sequential):
             raise NotCompilable(f"the model is a {type(model).__name__}, not a fastnn "
                                 "Sequential")
@@ -425,15 +428,33 @@ class CompiledStep:
         self.first_backward = min((i for i, h in enumerate(has_params) if h), default=0)
         self.batchnorms = [s.layer for s in self.stages if isinstance(s, _BatchNormStage)]
         self._plans: dict[int, tuple] = {}
+        self.governor = None
+        if adaptive_threads and K_blas.AVAILABLE:
+            from ._threads import ThreadGovernor
+
+            # As in fit's steps: one thread while other processes starve the pool.
+            self.governor = ThreadGovernor()
+            weakref.finalize(self, self.governor.restore)
 
     # ------------------------------------------------------------------ public face
     def __call__(self, x, y) -> float:
         """One training step on the batch x (N, D), y; returns the loss value."""
         from .train import graph_step
 
+        t0 = time.perf_counter()
         if not self.accepts(x, y):
-            return graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
-        return self.run(x, y)[0]
+            value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
+        else:
+            value = self.run(x, y)[0]
+        if self.governor is not None:
+            self.governor.record(time.perf_counter() - t0)
+        return value
+
+    def close(self) -> None:
+        """Give back the thread budget if the step lowered it (also done when the step is
+        garbage-collected)."""
+        if self.governor is not None:
+            self.governor.restore()
 
     def accepts(self, x, y) -> bool:
         """Whether the plan takes this batch as it is (else the graph path runs it)."""
@@ -502,7 +523,8 @@ class CompiledStep:
                 f"optimizer={type(self.optimizer).__name__}, fused={self.fuse_optimizer})")
 
 
-def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = True) -> CompiledStep:
+def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = True,
+                 adaptive_threads: bool = True) -> CompiledStep:
     """The training step of ``model`` as a precomputed plan of kernel calls.
 
     Parameters
@@ -514,6 +536,9 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = True) -> C
     optimizer : a fastnn optimizer over exactly the model's parameters.
     fuse_optimizer : update each layer's parameters right after its gradient is computed
         (same bits; False: one update after the whole backward pass).
+    adaptive_threads : time the steps and run on one thread while other processes starve
+        the thread pool (as :func:`fastnn.fit` does; the bits do not depend on it);
+        ``step.close()`` gives the thread budget back.
 
     Returns
     -------
@@ -525,7 +550,8 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = True) -> C
     NotCompilable : the model, loss or optimizer has no compiled form (the message says
         which); the graph path trains it.
     """
-    return CompiledStep(model, loss_fn, optimizer, fuse_optimizer=fuse_optimizer)
+    return CompiledStep(model, loss_fn, optimizer, fuse_optimizer=fuse_optimizer,
+                        adaptive_threads=adaptive_threads)
 
 
 __all__ = ["CompiledStep", "NotCompilable", "compile_step"]

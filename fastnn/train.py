@@ -298,7 +298,9 @@ class LocalStep:
 
             self._compiled_loss = loss_fn
             try:
-                self.compiled_step = compile_step(self.model, loss_fn, self.optimizer)
+                # This step times itself (``__call__``): the plan runs without a governor.
+                self.compiled_step = compile_step(self.model, loss_fn, self.optimizer,
+                                                  adaptive_threads=False)
                 self.not_compiled_because = None
             except NotCompilable as exc:
                 self.compiled_step, self.not_compiled_because = None, str(exc)
