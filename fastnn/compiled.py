@@ -439,11 +439,9 @@ class CompiledStep:
     # ------------------------------------------------------------------ public face
     def __call__(self, x, y) -> float:
         """One training step on the batch x (N, D), y; returns the loss value."""
-        from .train import graph_step
-
         t0 = time.perf_counter()
         if not self.accepts(x, y):
-            value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
+            value = _train.graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
         else:
             value = self.run(x, y)[0]
         if self.governor is not None:
@@ -473,8 +471,6 @@ class CompiledStep:
 
     def run(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """The step on a batch that :meth:`accepts`; returns (loss value, outputs (N, C))."""
-        from .train import NonFiniteLoss
-
         flat = self.flat
         for p, dv in zip(flat.params, flat.data_views, strict=True):
             if p.data is not dv:  # a user assigned a new array: copy it in (as step() does)
@@ -489,7 +485,7 @@ class CompiledStep:
             h = stage.forward(h, b)
         value, g = self.loss.forward(h, y, loss_buffers)
         if not math.isfinite(value):
-            raise NonFiniteLoss(value)
+            raise _train.NonFiniteLoss(value)
         fused = self.fuse_optimizer
         if fused:
             self.optimizer.begin_step()
@@ -553,5 +549,7 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = True,
     return CompiledStep(model, loss_fn, optimizer, fuse_optimizer=fuse_optimizer,
                         adaptive_threads=adaptive_threads)
 
+
+from . import train as _train  # noqa: E402  (train imports this module lazily)
 
 __all__ = ["CompiledStep", "NotCompilable", "compile_step"]

@@ -272,3 +272,16 @@ def test_fit_compiles_and_gives_the_graphs_history(spec):
             assert r1[key] == r2[key], key
     for k in s1:
         np.testing.assert_array_equal(s1[k], s2[k])
+
+
+def test_options_turned_on_between_steps_take_effect():
+    X, y = data()
+    a, b = mlp("L relu L"), mlp("L relu L")
+    oa, ob = fnn.optim.SGD(a.parameters(), lr=0.05), fnn.optim.SGD(b.parameters(), lr=0.05)
+    step = fnn.compile_step(b, fnn.losses.cross_entropy, ob)
+    for i in range(4):
+        if i == 2:  # momentum needs a state buffer that did not exist
+            oa.param_groups[0]["momentum"] = ob.param_groups[0]["momentum"] = 0.9
+        assert graph_step(a, fnn.losses.cross_entropy, oa, X[:32], y[:32]) == \
+            step(X[:32], y[:32])
+    np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)

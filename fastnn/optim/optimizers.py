@@ -250,6 +250,12 @@ class Optimizer:
         marker for a state no group uses)."""
         raise NotImplementedError
 
+    def _state_options(self) -> tuple[bool, ...]:
+        """Which of the options that need a state buffer (momentum, centering, amsgrad) each
+        group has on."""
+        return tuple(bool(g.get(o)) for g in self.param_groups
+                     for o in ("momentum", "centered", "amsgrad"))
+
     def _update(self, k: int, flat: FlatBuffer, hp: np.ndarray) -> None:
         kern, bufs = self._kernel_buffers(k, flat)
         flat.kernel(kern)(*bufs, *flat.items, hp)
@@ -289,10 +295,17 @@ class Optimizer:
         items = K.work_items(segments)
         size = sum(p.data.size for p in params)
 
+        cache: list = [None, None]  # (what decides the buffers), (kernel, arguments)
+
         def update() -> None:
-            # The buffers are looked up at every call: load_state_dict may replace them.
-            kern, bufs = self._kernel_buffers(which, flat)
-            kern(size)(*bufs, *items, self._step_hp)
+            # load_state_dict replaces the state dict, a first use adds to it, and the options
+            # that need a state buffer may be turned on: look the buffers up again then.
+            key = (len(self.state), self._state_options())
+            if cache[0] is None or cache[0][0] is not self.state or cache[0][1] != key:
+                kern, bufs = self._kernel_buffers(which, flat)
+                cache[:] = [(self.state, (len(self.state), key[1])), (kern(size), *bufs, *items)]
+            fn, *args = cache[1]
+            fn(*args, self._step_hp)
 
         return update
 
