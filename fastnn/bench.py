@@ -445,9 +445,11 @@ def _set_threads(variant: str, threads: int):
 def _fit_worker(spec: dict, variant: str, threads: int) -> dict:
     """Runs in its own process: one untimed warm-up fit, then one timed ``fit``.
 
-    The warm-up fits the same estimator (same dtype, layer sizes) on the first 2x200 training
-    rows for one iteration: fastnn's Numba kernels are compiled (or loaded from the cache)
-    there, and scikit-learn gets the same treatment so that neither pays first-call costs.
+    The warm-up fits the same estimator (same dtype, layer sizes) for one iteration on the
+    first 2x200 training rows plus as many as the last batch of an epoch has, so that it sees
+    both batch sizes of the timed fit: fastnn's Numba kernels (whose serial or parallel
+    variant depends on the batch) are compiled or loaded from the cache there. scikit-learn
+    gets the same warm-up, so that neither pays first-call costs in the timed fit.
     Returns the fit's wall seconds, the test accuracy and the number of epochs it ran.
     """
     import warnings
@@ -457,7 +459,8 @@ def _fit_worker(spec: dict, variant: str, threads: int) -> dict:
     warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is meant to stop the fits
     limits = _set_threads(variant, threads)  # noqa: F841  (kept alive for the fits)
     X_train, X_test, y_train, y_test = sklearn_problem(spec)
-    warm = 2 * _SKLEARN_BATCH
+    batch = min(_SKLEARN_BATCH, len(X_train))
+    warm = min(len(X_train), 2 * batch + len(X_train) % batch)
     t0 = time.perf_counter()
     sklearn_estimator(variant, spec["hidden"], 1).fit(X_train[:warm], y_train[:warm])
     warmup_seconds = time.perf_counter() - t0
@@ -589,9 +592,10 @@ def _main_sklearn(args) -> int:
         print(line)
     print(f"fit wall time of MLPClassifier (adam, batch 200, random_state=0), median of "
           f"{args.rounds} alternated rounds, each fit in its own process; each worker first "
-          f"runs one untimed warm-up fit (400 rows, max_iter=1), so fastnn's Numba kernels are "
-          f"compiled before timing. floor: the matrix products of the same steps on NumPy's "
-          f"BLAS.")
+          f"runs one untimed warm-up fit (max_iter=1 on 400 rows plus the size of an epoch's "
+          f"last batch), so fastnn's Numba kernels are compiled before timing. floor: the "
+          f"matrix products of the same steps (forward and backward) on NumPy's BLAS, scaled "
+          f"to each fit's epochs.")
     for name, spec in problems.items():
         print(f"  {name}: {spec}")
     results = run_sklearn_bench(problems, SKLEARN_VARIANTS, args.rounds, args.threads)
