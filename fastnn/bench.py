@@ -430,6 +430,21 @@ def sklearn_estimator(variant: str, hidden, max_iter: int):
                      f"got {variant!r}")
 
 
+def warmup_fit(variant: str, hidden, X_train, y_train) -> float:
+    """One untimed ``fit`` for one iteration that loads everything a full fit will use.
+
+    It fits the same estimator (same dtype, layer sizes) on the first 2x200 rows plus as many
+    as the last batch of an epoch over all of ``X_train`` has, so that it sees both batch sizes
+    of the full fit: fastnn's Numba kernels (whose serial or parallel variant depends on the
+    batch) are compiled or loaded from the cache here. Returns its wall seconds.
+    """
+    batch = min(_SKLEARN_BATCH, len(X_train))
+    rows = min(len(X_train), 2 * batch + len(X_train) % batch)
+    t0 = time.perf_counter()
+    sklearn_estimator(variant, hidden, 1).fit(X_train[:rows], y_train[:rows])
+    return time.perf_counter() - t0
+
+
 def _set_threads(variant: str, threads: int):
     """Returns the threadpool limit object, which must stay alive while it applies."""
     if variant.startswith("fastnn"):
@@ -445,11 +460,8 @@ def _set_threads(variant: str, threads: int):
 def _fit_worker(spec: dict, variant: str, threads: int) -> dict:
     """Runs in its own process: one untimed warm-up fit, then one timed ``fit``.
 
-    The warm-up fits the same estimator (same dtype, layer sizes) for one iteration on the
-    first 2x200 training rows plus as many as the last batch of an epoch has, so that it sees
-    both batch sizes of the timed fit: fastnn's Numba kernels (whose serial or parallel
-    variant depends on the batch) are compiled or loaded from the cache there. scikit-learn
-    gets the same warm-up, so that neither pays first-call costs in the timed fit.
+    The warm-up is :func:`warmup_fit`: fastnn's kernels are compiled or loaded there.
+    scikit-learn gets the same warm-up, so that neither pays first-call costs in the timed fit.
     Returns the fit's wall seconds, the test accuracy and the number of epochs it ran.
     """
     import warnings
@@ -459,11 +471,7 @@ def _fit_worker(spec: dict, variant: str, threads: int) -> dict:
     warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is meant to stop the fits
     limits = _set_threads(variant, threads)  # noqa: F841  (kept alive for the fits)
     X_train, X_test, y_train, y_test = sklearn_problem(spec)
-    batch = min(_SKLEARN_BATCH, len(X_train))
-    warm = min(len(X_train), 2 * batch + len(X_train) % batch)
-    t0 = time.perf_counter()
-    sklearn_estimator(variant, spec["hidden"], 1).fit(X_train[:warm], y_train[:warm])
-    warmup_seconds = time.perf_counter() - t0
+    warmup_seconds = warmup_fit(variant, spec["hidden"], X_train, y_train)
     est = sklearn_estimator(variant, spec["hidden"], spec["max_iter"])
     t0 = time.perf_counter()
     est.fit(X_train, y_train)
