@@ -74,7 +74,7 @@ def _fastnn_step(dims, batch, bn):
         fnn.losses.cross_entropy(model(x), y).backward()
         opt.step()
 
-    step.path = "graph"
+    step.path, step.model = "graph", model
     return step
 
 
@@ -95,7 +95,7 @@ def _fastnn_compiled_step(dims, batch, bn):
     def step():
         compiled(x, y)
 
-    step.path = "compiled"
+    step.path, step.model = "compiled", model
     return step
 
 
@@ -329,12 +329,13 @@ def blas_report() -> list[str]:
 
 
 def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: int | None = None,
-              log=sys.stderr, paths: dict | None = None) -> dict:
+              log=None, paths: dict | None = None) -> dict:
     """Alternate one process per (round, model, framework); return all step times.
 
     Returns ``{model name: {framework: [seconds per step, ...]}}``. If ``paths`` is a dict,
     it receives ``{framework: "compiled" | "graph"}`` for the fastnn entries (which path ran).
     """
+    log = sys.stderr if log is None else log
     threads = threads or os.cpu_count() or 1
     results: dict = {}
     for r in range(rounds):
@@ -517,12 +518,13 @@ def _sklearn_worker(variant: str, spec: dict, threads: int) -> dict:
 
 
 def run_sklearn_bench(problems: dict, variants=SKLEARN_VARIANTS, rounds: int = 3,
-                      threads: int | None = None, log=sys.stderr) -> dict:
+                      threads: int | None = None, log=None) -> dict:
     """Alternate one process per (round, problem, variant); return every round's figures.
 
     ``problems`` maps a name to a spec as in :data:`PROBLEMS`. Returns ``{problem: {variant:
     [{"seconds", "epochs", and for fits "accuracy"}, ...]}}``, one entry per round.
     """
+    log = sys.stderr if log is None else log
     threads = threads or os.cpu_count() or 1
     results: dict = {}
     for r in range(rounds):
