@@ -5,10 +5,17 @@ framework runs in its own process (so that thread pools and imports do not inter
 processes alternate over several rounds (so that a noisy machine hurts all alike), and the
 table reports medians and ratios.
 
-Frameworks: ``fastnn``; ``gemm`` (NumPy's BLAS doing only the matrix products a step needs:
-the floor no framework can beat); ``numpy`` (the same step in plain NumPy); ``torch`` (eager,
-Adam with foreach) and ``torch-fused`` (Adam fused=True), and ``jax`` (one ``jax.jit`` step),
-when installed.
+Frameworks: ``fastnn`` (the compiled step, ``fnn.compile_step``, when fastnn has one; the
+graph step otherwise); ``fastnn-graph`` (the graph path: ``zero_grad``, ``loss.backward()``,
+``step``); ``gemm`` (NumPy's BLAS doing only the matrix products a step needs: the floor no
+framework can beat); ``numpy`` (the same step in plain NumPy); ``torch`` (eager, Adam with
+foreach) and ``torch-fused`` (Adam fused=True), and ``jax`` (one ``jax.jit`` step), when
+installed.
+
+``fastnn bench --sklearn`` times something else: a whole ``fit`` of
+``fastnn.sklearn.MLPClassifier`` against scikit-learn's ``MLPClassifier`` with the same
+settings (see :data:`PROBLEMS`), each fit in its own process, alternated over rounds, next to
+the matrix products of the same training steps on NumPy's BLAS.
 """
 
 from __future__ import annotations
@@ -21,12 +28,18 @@ import subprocess
 import sys
 import time
 
+#: name -> (layer sizes, batch, BatchNorm after each hidden Linear); ReLU after each hidden layer.
 MODELS = {
     "S": ([784, 128, 10], 32, False),
+    # A tabular MLP: the shape of fastnn.sklearn on a 100-feature, 5-class problem.
+    "T": ([100, 256, 256, 5], 200, False),
     "M": ([784, 512, 512, 10], 128, True),
+    # A small model, where the fixed cost per step dominates.
+    "W64": ([256, 64, 64, 10], 256, True),
     "L": ([784, 2048, 2048, 2048, 10], 512, True),
 }
-FRAMEWORKS = ["fastnn", "gemm", "numpy", "torch", "torch-fused", "jax"]
+DEFAULT_MODELS = "S,T,M,W64,L"
+FRAMEWORKS = ["fastnn", "fastnn-graph", "gemm", "numpy", "torch", "torch-fused", "jax"]
 
 
 def _data(dims, batch):
@@ -37,7 +50,8 @@ def _data(dims, batch):
             rng.integers(0, dims[-1], batch))
 
 
-def _fastnn_step(dims, batch, bn):
+def _fastnn_model(dims, bn):
+    """The MLP of ``dims`` in fastnn, with Adam (lr 1e-3), seeded."""
     import fastnn as fnn
 
     fnn.manual_seed(0)
@@ -45,7 +59,14 @@ def _fastnn_step(dims, batch, bn):
     for a, b in zip(dims[:-2], dims[1:-1], strict=True):
         layers += [fnn.Linear(a, b)] + ([fnn.BatchNorm1d(b)] if bn else []) + [fnn.ReLU()]
     model = fnn.Sequential(*layers, fnn.Linear(dims[-2], dims[-1]))
-    opt = fnn.optim.Adam(model.parameters(), lr=1e-3)
+    return model, fnn.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _fastnn_step(dims, batch, bn):
+    """fastnn's graph path, as a hand-written PyTorch-style loop does it."""
+    import fastnn as fnn
+
+    model, opt = _fastnn_model(dims, bn)
     x, y = _data(dims, batch)
 
     def step():
@@ -53,19 +74,46 @@ def _fastnn_step(dims, batch, bn):
         fnn.losses.cross_entropy(model(x), y).backward()
         opt.step()
 
+    step.path, step.model = "graph", model
     return step
 
 
-def _gemm_step(dims, batch, bn):
+def _fastnn_compiled_step(dims, batch, bn):
+    """``fnn.compile_step(model, loss_fn, optimizer)`` when fastnn has it; the graph path if not.
+
+    The loss is ``fnn.losses.cross_entropy``, the function ``fastnn train`` passes to ``fit``.
+    """
+    import fastnn as fnn
+
+    compile_step = getattr(fnn, "compile_step", None)
+    if compile_step is None:
+        return _fastnn_step(dims, batch, bn)
+    model, opt = _fastnn_model(dims, bn)
+    x, y = _data(dims, batch)
+    compiled = compile_step(model, fnn.losses.cross_entropy, opt)
+
+    def step():
+        compiled(x, y)
+
+    step.path, step.model = "compiled", model
+    return step
+
+
+def _gemm_products(dims, batch, dtype="float32"):
+    """A step of only the matrix products an MLP's training step needs, on NumPy's BLAS.
+
+    Per layer: the forward ``x @ W`` and the backward ``x.T @ dy`` (the weight gradient) and
+    ``dy @ W.T`` (the input gradient, which the first layer does not need).
+    """
     import numpy as np
 
     rng = np.random.default_rng(0)
-    Ws = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(dims[:-1], dims[1:],
-                                                                          strict=True)]
-    xs = [rng.standard_normal((batch, a)).astype(np.float32) for a in dims[:-1]]
-    ys = [np.empty((batch, b), np.float32) for b in dims[1:]]
+    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(dims[:-1], dims[1:],
+                                                                     strict=True)]
+    xs = [rng.standard_normal((batch, a)).astype(dtype) for a in dims[:-1]]
+    ys = [np.empty((batch, b), dtype) for b in dims[1:]]
     dWs = [np.empty_like(W) for W in Ws]
-    dxs = [np.empty((batch, a), np.float32) for a in dims[:-1]]
+    dxs = [np.empty((batch, a), dtype) for a in dims[:-1]]
 
     def step():
         for i, W in enumerate(Ws):
@@ -76,6 +124,10 @@ def _gemm_step(dims, batch, bn):
                 np.matmul(ys[i], Ws[i].T, out=dxs[i])
 
     return step
+
+
+def _gemm_step(dims, batch, bn):
+    return _gemm_products(dims, batch, "float32")
 
 
 def _numpy_step(dims, batch, bn):
@@ -213,7 +265,8 @@ def _jax_step(dims, batch, bn):
     return step
 
 
-_BUILDERS = {"fastnn": _fastnn_step, "gemm": _gemm_step, "numpy": _numpy_step,
+_BUILDERS = {"fastnn": _fastnn_compiled_step, "fastnn-graph": _fastnn_step,
+             "gemm": _gemm_step, "numpy": _numpy_step,
              "torch": _torch_step, "torch-fused": lambda d, b, n: _torch_step(d, b, n, True),
              "jax": _jax_step}
 
@@ -224,7 +277,7 @@ def _worker(framework: str, dims, batch, bn, repeats: int, threads: int) -> dict
         import torch
 
         torch.set_num_threads(threads)
-    elif framework == "fastnn":
+    elif framework.startswith("fastnn"):
         import fastnn
 
         fastnn.set_num_threads(threads)
@@ -245,7 +298,7 @@ def _worker(framework: str, dims, batch, bn, repeats: int, threads: int) -> dict
         times.append(time.perf_counter() - t0)
         if time.perf_counter() > deadline:
             break
-    return {"times": times, "warmup_seconds": first}
+    return {"times": times, "warmup_seconds": first, "path": getattr(step, "path", None)}
 
 
 def _available(framework: str) -> bool:
@@ -276,8 +329,13 @@ def blas_report() -> list[str]:
 
 
 def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: int | None = None,
-              log=sys.stderr) -> dict:
-    """Alternate one process per (round, model, framework); return all step times."""
+              log=None, paths: dict | None = None) -> dict:
+    """Alternate one process per (round, model, framework); return all step times.
+
+    Returns ``{model name: {framework: [seconds per step, ...]}}``. If ``paths`` is a dict,
+    it receives ``{framework: "compiled" | "graph"}`` for the fastnn entries (which path ran).
+    """
+    log = sys.stderr if log is None else log
     threads = threads or os.cpu_count() or 1
     results: dict = {}
     for r in range(rounds):
@@ -293,13 +351,15 @@ def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: i
                     continue
                 out = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault(name, {}).setdefault(fw, []).extend(out["times"])
+                if paths is not None and out.get("path"):
+                    paths[fw] = out["path"]
                 print(f"  round {r + 1}/{rounds} {name} {fw}: "
                       f"{statistics.median(out['times']) * 1e3:.3f} ms", file=log)
     return results
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'model':<22} {'framework':<12} {'median ms':>10} {'vs fastnn':>10} "
+    lines = [f"{'model':<26} {'framework':<12} {'median ms':>10} {'vs fastnn':>10} "
              f"{'vs GEMM floor':>14}"]
     for name, by_fw in results.items():
         med = {fw: statistics.median(t) * 1e3 for fw, t in by_fw.items()}
@@ -308,54 +368,331 @@ def format_table(results: dict) -> str:
         for fw, ms in med.items():
             rel = f"{ms / ours:.2f}x" if ours else "-"
             fl = f"{ms / floor:.2f}x" if floor else "-"
-            lines.append(f"{label:<22} {fw:<12} {ms:10.3f} {rel:>10} {fl:>14}")
+            lines.append(f"{label:<26} {fw:<12} {ms:10.3f} {rel:>10} {fl:>14}")
             label = ""
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# fastnn bench --sklearn: whole fits of fastnn.sklearn.MLPClassifier against scikit-learn's.
+
+#: name -> the data and the settings both estimators get (the rest are scikit-learn's
+#: defaults: adam, batch_size='auto' = min(200, n), relu, tol=1e-4). 20% of the rows are
+#: held out for the test accuracy (train_test_split, random_state=0); random_state=0.
+PROBLEMS = {
+    "large": {"data": "make_classification", "n_samples": 100_000, "n_features": 100,
+              "n_informative": 40, "n_classes": 5, "hidden": [256, 256], "max_iter": 10},
+    "digits": {"data": "digits", "hidden": [256, 256], "max_iter": 50},
+}
+#: The rows of the --sklearn table: three fits and the matrix products of their steps.
+SKLEARN_VARIANTS = ["sklearn-float64", "fastnn-float64", "fastnn-float32", "floor-float64",
+                    "floor-float32"]
+#: scikit-learn's batch_size='auto' is min(200, n_samples).
+_SKLEARN_BATCH = 200
+
+
+def sklearn_problem(spec: dict):
+    """``(X_train, X_test, y_train, y_test)`` of a problem spec (see :data:`PROBLEMS`), float64.
+
+    ``spec["data"]`` is ``"digits"`` (scikit-learn's bundled 1,797 8x8 images) or
+    ``"make_classification"`` (with ``n_samples``, ``n_features``, ``n_informative``,
+    ``n_classes`` as in scikit-learn; random_state=0).
+    """
+    from sklearn.datasets import load_digits, make_classification
+    from sklearn.model_selection import train_test_split
+
+    if spec["data"] == "digits":
+        X, y = load_digits(return_X_y=True)
+    elif spec["data"] == "make_classification":
+        X, y = make_classification(n_samples=spec["n_samples"], n_features=spec["n_features"],
+                                   n_informative=spec["n_informative"],
+                                   n_classes=spec["n_classes"], random_state=0)
+    else:
+        raise ValueError(f"sklearn_problem: spec['data'] must be 'digits' or "
+                         f"'make_classification', got {spec['data']!r}")
+    return train_test_split(X.astype("float64"), y, test_size=0.2, random_state=0)
+
+
+def sklearn_estimator(variant: str, hidden, max_iter: int):
+    """The estimator of a fit variant (``sklearn-float64``, ``fastnn-float64``,
+    ``fastnn-float32``), with the benchmark's settings and random_state=0."""
+    settings = {"hidden_layer_sizes": tuple(hidden), "max_iter": int(max_iter),
+                "random_state": 0}
+    if variant == "sklearn-float64":
+        from sklearn.neural_network import MLPClassifier
+
+        return MLPClassifier(**settings)
+    if variant in ("fastnn-float64", "fastnn-float32"):
+        from fastnn.sklearn import MLPClassifier
+
+        # dtype=None keeps float64 input in float64, as scikit-learn does.
+        return MLPClassifier(**settings, dtype="float32" if variant == "fastnn-float32" else None)
+    raise ValueError(f"sklearn_estimator: variant must be one of {SKLEARN_VARIANTS[:3]}, "
+                     f"got {variant!r}")
+
+
+def warmup_fit(variant: str, hidden, X_train, y_train) -> float:
+    """One untimed ``fit`` for one iteration that loads everything a full fit will use.
+
+    It fits the same estimator (same dtype, layer sizes) on the first 2x200 rows plus as many
+    as the last batch of an epoch over all of ``X_train`` has, so that it sees both batch sizes
+    of the full fit: fastnn's Numba kernels (whose serial or parallel variant depends on the
+    batch) are compiled or loaded from the cache here. Returns its wall seconds.
+    """
+    batch = min(_SKLEARN_BATCH, len(X_train))
+    rows = min(len(X_train), 2 * batch + len(X_train) % batch)
+    t0 = time.perf_counter()
+    sklearn_estimator(variant, hidden, 1).fit(X_train[:rows], y_train[:rows])
+    return time.perf_counter() - t0
+
+
+def _set_threads(variant: str, threads: int):
+    """Returns the threadpool limit object, which must stay alive while it applies."""
+    if variant.startswith("fastnn"):
+        import fastnn
+
+        fastnn.set_num_threads(threads)
+        return None
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads)
+
+
+def _fit_worker(spec: dict, variant: str, threads: int) -> dict:
+    """Runs in its own process: one untimed warm-up fit, then one timed ``fit``.
+
+    The warm-up is :func:`warmup_fit`: fastnn's kernels are compiled or loaded there.
+    scikit-learn gets the same warm-up, so that neither pays first-call costs in the timed fit.
+    Returns the fit's wall seconds, the test accuracy and the number of epochs it ran.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is meant to stop the fits
+    limits = _set_threads(variant, threads)  # noqa: F841  (kept alive for the fits)
+    X_train, X_test, y_train, y_test = sklearn_problem(spec)
+    warmup_seconds = warmup_fit(variant, spec["hidden"], X_train, y_train)
+    est = sklearn_estimator(variant, spec["hidden"], spec["max_iter"])
+    t0 = time.perf_counter()
+    est.fit(X_train, y_train)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "accuracy": float(est.score(X_test, y_test)),
+            "epochs": int(est.n_iter_), "warmup_seconds": warmup_seconds}
+
+
+def _floor_worker(spec: dict, dtype: str, threads: int) -> dict:
+    """Runs in its own process: the matrix products of ``max_iter`` epochs of batch-200 steps.
+
+    Each epoch has ``n_train // 200`` steps of 200 rows and one of the remainder, as
+    scikit-learn's batches; each step is the forward and backward products of every layer
+    (see ``_gemm_products``), nothing else.
+    """
+    from threadpoolctl import threadpool_limits
+
+    limits = threadpool_limits(threads)  # noqa: F841
+    X_train, _, y_train, _ = sklearn_problem(spec)
+    n_train, n_classes = len(X_train), len(set(y_train.tolist()))
+    # scikit-learn's output layer: one logistic unit for two classes, one per class otherwise.
+    dims = [X_train.shape[1], *spec["hidden"], 1 if n_classes == 2 else n_classes]
+    batch = min(_SKLEARN_BATCH, n_train)
+    full, rest = divmod(n_train, batch)
+    full_step = _gemm_products(dims, batch, dtype)
+    rest_step = _gemm_products(dims, rest, dtype) if rest else None
+    full_step()  # BLAS threads up, buffers touched
+    t0 = time.perf_counter()
+    for _ in range(spec["max_iter"]):
+        for _ in range(full):
+            full_step()
+        if rest_step is not None:
+            rest_step()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "epochs": int(spec["max_iter"]),
+            "steps": spec["max_iter"] * (full + (1 if rest else 0))}
+
+
+def _sklearn_worker(variant: str, spec: dict, threads: int) -> dict:
+    if variant.startswith("floor-"):
+        return _floor_worker(spec, variant[len("floor-"):], threads)
+    return _fit_worker(spec, variant, threads)
+
+
+def run_sklearn_bench(problems: dict, variants=SKLEARN_VARIANTS, rounds: int = 3,
+                      threads: int | None = None, log=None) -> dict:
+    """Alternate one process per (round, problem, variant); return every round's figures.
+
+    ``problems`` maps a name to a spec as in :data:`PROBLEMS`. Returns ``{problem: {variant:
+    [{"seconds", "epochs", and for fits "accuracy"}, ...]}}``, one entry per round.
+    """
+    log = sys.stderr if log is None else log
+    threads = threads or os.cpu_count() or 1
+    results: dict = {}
+    for r in range(rounds):
+        for name, spec in problems.items():
+            for variant in variants:
+                cmd = [sys.executable, "-m", "fastnn.bench", "--sklearn-worker", variant,
+                       json.dumps([spec, threads])]
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+                if proc.returncode != 0:
+                    tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                    print(f"  {variant} on {name} failed: {tail}", file=log)
+                    continue
+                out = json.loads(proc.stdout.strip().splitlines()[-1])
+                results.setdefault(name, {}).setdefault(variant, []).append(out)
+                acc = f", test accuracy {out['accuracy']:.4f}" if "accuracy" in out else ""
+                print(f"  round {r + 1}/{rounds} {name} {variant}: {out['seconds']:.3f} s"
+                      f"{acc}", file=log)
+    return results
+
+
+def format_sklearn_table(results: dict) -> str:
+    """The --sklearn table: median seconds, epochs, test accuracy and two ratios.
+
+    "vs sklearn" divides by scikit-learn's float64 fit; "vs floor" by the floor of the same
+    dtype, scaled to the row's own number of epochs (a fit that stops early is compared with
+    the products of the steps it ran).
+    """
+    lines = [f"{'problem':<10} {'variant':<16} {'median s':>9} {'epochs':>6} {'test acc':>8} "
+             f"{'vs sklearn':>10} {'vs floor':>9}"]
+    for name, by_variant in results.items():
+        med = {v: statistics.median(o["seconds"] for o in outs)
+               for v, outs in by_variant.items()}
+        epochs = {v: statistics.median(o["epochs"] for o in outs)
+                  for v, outs in by_variant.items()}
+        sk = med.get("sklearn-float64")
+        label = name
+        for variant, seconds in med.items():
+            outs = by_variant[variant]
+            acc = (f"{statistics.median(o['accuracy'] for o in outs):.4f}"
+                   if "accuracy" in outs[0] else "-")
+            floor_name = "floor-" + variant.rsplit("-", 1)[1]
+            fl = "-"
+            if floor_name in med:
+                floor = med[floor_name] * epochs[variant] / epochs[floor_name]
+                fl = f"{seconds / floor:.2f}x"
+            rel = f"{seconds / sk:.2f}x" if sk else "-"
+            lines.append(f"{label:<10} {variant:<16} {seconds:9.3f} {epochs[variant]:6g} "
+                         f"{acc:>8} {rel:>10} {fl:>9}")
+            label = ""
+    return "\n".join(lines)
+
+
+def _error(msg: str) -> int:
+    print(f"fastnn bench: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _main_sklearn(args) -> int:
+    names = [n for n in args.problems.split(",") if n]
+    unknown = [n for n in names if n not in PROBLEMS]
+    if unknown or not names:
+        return _error(f"unknown problems {unknown or names} (choose among "
+                      f"{', '.join(PROBLEMS)})")
+    problems = {n: dict(PROBLEMS[n]) for n in names}
+    if args.max_iter is not None:
+        if args.max_iter < 1:
+            return _error(f"--max-iter must be at least 1, got {args.max_iter}")
+        for spec in problems.values():
+            spec["max_iter"] = args.max_iter
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        return _error("--sklearn needs scikit-learn (pip install 'fastnn[sklearn]')")
+    for line in blas_report():
+        print(line)
+    print(f"fit wall time of MLPClassifier (adam, batch 200, random_state=0), median of "
+          f"{args.rounds} alternated rounds, each fit in its own process; each worker first "
+          f"runs one untimed warm-up fit (max_iter=1 on 400 rows plus the size of an epoch's "
+          f"last batch), so fastnn's Numba kernels are compiled before timing. floor: the "
+          f"matrix products of the same steps (forward and backward) on NumPy's BLAS, scaled "
+          f"to each fit's epochs.")
+    for name, spec in problems.items():
+        print(f"  {name}: {spec}")
+    results = run_sklearn_bench(problems, SKLEARN_VARIANTS, args.rounds, args.threads)
+    print(format_sklearn_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"sklearn": results, "problems": problems}, f)
+    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fastnn bench", description=__doc__.splitlines()[0])
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    p.add_argument("--models", default="S,M,L", help="comma-separated among S, M, L")
-    p.add_argument("--hidden", help="a custom MLP: hidden sizes (784-...-10), e.g. 1024,1024")
+    p.add_argument("--sklearn-worker", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--models", default=DEFAULT_MODELS,
+                   help=f"comma-separated among {', '.join(MODELS)} (default {DEFAULT_MODELS})")
+    p.add_argument("--hidden", help="a custom MLP: hidden sizes, e.g. 1024,1024 "
+                   "(in-features-...-classes; replaces --models)")
+    p.add_argument("--in-features", type=int, default=784, help="inputs of the custom MLP")
+    p.add_argument("--classes", type=int, default=10, help="outputs of the custom MLP")
     p.add_argument("--batch", type=int, default=128, help="batch of the custom MLP")
     p.add_argument("--no-batchnorm", action="store_true", help="custom MLP without BatchNorm")
-    p.add_argument("--frameworks", default=",".join(FRAMEWORKS))
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--json", help="also write the step times to this JSON file")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                   help=f"comma-separated among {', '.join(FRAMEWORKS)}")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds (default 3)")
+    p.add_argument("--repeats", type=int, default=50, help="timed steps per process")
+    p.add_argument("--threads", type=int, help="threads per process (default: all cores)")
+    p.add_argument("--json", help="also write the raw times to this JSON file")
+    p.add_argument("--sklearn", action="store_true",
+                   help="time whole fits of fastnn.sklearn.MLPClassifier against "
+                   "scikit-learn's instead of training steps")
+    p.add_argument("--problems", default=",".join(PROBLEMS),
+                   help=f"with --sklearn: comma-separated among {', '.join(PROBLEMS)}")
+    p.add_argument("--max-iter", type=int,
+                   help="with --sklearn: override each problem's max_iter (a quick look)")
     args = p.parse_args(argv)
     if args.worker:
         fw, spec = args.worker
         dims, batch, bn, reps, threads = json.loads(spec)
         print(json.dumps(_worker(fw, dims, batch, bn, reps, threads)))
         return 0
+    if args.sklearn_worker:
+        variant, payload = args.sklearn_worker
+        spec, threads = json.loads(payload)
+        print(json.dumps(_sklearn_worker(variant, spec, threads)))
+        return 0
+    for opt in ("rounds", "repeats", "threads", "batch", "in_features", "classes"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            return _error(f"--{opt.replace('_', '-')} must be at least 1, got {value}")
+    if args.sklearn:
+        return _main_sklearn(args)
     models = {}
     if args.hidden:
-        hidden = [int(v) for v in args.hidden.split(",")]
-        models[f"784-{'-'.join(map(str, hidden))}-10 ({args.batch})"] = (
-            [784, *hidden, 10], args.batch, not args.no_batchnorm)
+        try:
+            hidden = [int(v) for v in args.hidden.split(",")]
+        except ValueError:
+            return _error(f"--hidden takes comma-separated layer sizes, got {args.hidden!r}")
+        if any(h < 1 for h in hidden):
+            return _error(f"--hidden sizes must be at least 1, got {args.hidden!r}")
+        dims = [args.in_features, *hidden, args.classes]
+        models[f"{'-'.join(map(str, dims))} ({args.batch})"] = (
+            dims, args.batch, not args.no_batchnorm)
     else:
         for m in args.models.split(","):
             if m not in MODELS:
-                print(f"fastnn bench: error: unknown model {m!r} (S, M or L)", file=sys.stderr)
-                return 2
+                return _error(f"unknown model {m!r} (choose among {', '.join(MODELS)})")
             dims, batch, bn = MODELS[m]
             models[f"{m} {'-'.join(map(str, dims))} ({batch})"] = MODELS[m]
     frameworks = [f for f in args.frameworks.split(",") if f]
     unknown = set(frameworks) - set(FRAMEWORKS)
     if unknown:
-        print(f"fastnn bench: error: unknown frameworks {sorted(unknown)}", file=sys.stderr)
-        return 2
+        return _error(f"unknown frameworks {sorted(unknown)} (choose among "
+                      f"{', '.join(FRAMEWORKS)})")
     missing = [f for f in frameworks if not _available(f)]
     frameworks = [f for f in frameworks if f not in missing]
     for line in blas_report():
         print(line)
     if missing:
         print(f"not installed, skipped: {', '.join(missing)}")
-    results = run_bench(models, frameworks, args.rounds, args.repeats, args.threads)
+    paths: dict = {}
+    results = run_bench(models, frameworks, args.rounds, args.repeats, args.threads,
+                        paths=paths)
     print(format_table(results))
+    if "fastnn" in paths:
+        print("fastnn: " + ("the compiled step (fnn.compile_step)" if paths["fastnn"] ==
+                            "compiled" else "the graph step (this fastnn has no compile_step)"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f)

@@ -1,4 +1,4 @@
-"""Kernels at the shapes of the S, M and L MLPs (see fastnn.bench.MODELS)."""
+"""Kernels at the shapes of the MLPs of fastnn.bench.MODELS (batch, in, out of a hidden layer)."""
 
 import numpy as np
 
@@ -9,7 +9,8 @@ from fastnn.kernels import blas
 from fastnn.kernels import dense as D
 from fastnn.kernels import losses as L
 
-SHAPES = {"S": (32, 784, 128), "M": (128, 512, 512), "L": (512, 2048, 2048)}
+SHAPES = {"S": (32, 784, 128), "T": (200, 256, 256), "M": (128, 512, 512),
+          "W64": (256, 64, 64), "L": (512, 2048, 2048)}
 
 
 class Gemm:

@@ -1,11 +1,16 @@
-"""Whole training steps of the S, M and L MLPs (fastnn.bench.MODELS), memory and compile time."""
+"""Whole training steps of the MLPs of fastnn.bench.MODELS (S, T, M, W64, L), memory and
+compile time.
+
+``TrainingStep`` is the graph path (zero_grad, loss.backward(), step); ``CompiledTrainingStep``
+is ``fnn.compile_step`` and is skipped where fastnn has none.
+"""
 
 import os
 import subprocess
 import sys
 
 import fastnn as fnn
-from fastnn.bench import MODELS, _fastnn_step
+from fastnn.bench import MODELS, _fastnn_compiled_step, _fastnn_step
 
 
 class TrainingStep:
@@ -16,6 +21,26 @@ class TrainingStep:
     def setup(self, name):
         fnn.warmup(dtypes=("float32",), verbose=False)
         self.step = _fastnn_step(*MODELS[name])
+        for _ in range(3):
+            self.step()
+
+    def time_step(self, name):
+        self.step()
+
+    def peakmem_step(self, name):
+        self.step()
+
+
+class CompiledTrainingStep:
+    params = list(MODELS)
+    param_names = ["model"]
+    timeout = 600
+
+    def setup(self, name):
+        if getattr(fnn, "compile_step", None) is None:
+            raise NotImplementedError("this fastnn has no compile_step")  # asv: skipped
+        fnn.warmup(dtypes=("float32",), verbose=False)
+        self.step = _fastnn_compiled_step(*MODELS[name])
         for _ in range(3):
             self.step()
 

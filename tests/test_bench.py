@@ -1,0 +1,218 @@
+"""fastnn bench: its pieces run, its tables hold the rows asked for, bad names exit 2.
+
+Nothing here asserts a speed: the machine is shared and the figures are the benchmark's job.
+"""
+
+import io
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import bench
+
+# A problem small enough to fit in well under a second: 416 training rows, so an epoch is
+# two batches of 200 and one of 16 (scikit-learn's batch_size='auto').
+TINY = {"data": "make_classification", "n_samples": 520, "n_features": 12, "n_informative": 6,
+        "n_classes": 3, "hidden": [16, 8], "max_iter": 2}
+
+
+def _rows(text: str, first_column_width: int) -> dict[str, list[str]]:
+    """Table rows keyed by their second column (framework or variant), after the header."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] in (["model", "framework"],
+                                                                           ["problem", "variant"]))
+    rows = {}
+    for line in lines[start + 1:]:
+        fields = line[first_column_width:].split()
+        if len(fields) < 2 or not re.match(r"^[\d.]+$", fields[1]):
+            break
+        rows[fields[0]] = fields[1:]
+    return rows
+
+
+def test_models_of_issue_16():
+    assert bench.MODELS["T"] == ([100, 256, 256, 5], 200, False)
+    assert bench.MODELS["W64"] == ([256, 64, 64, 10], 256, True)
+    assert set(bench.DEFAULT_MODELS.split(",")) == set(bench.MODELS)
+    assert {"fastnn", "fastnn-graph", "gemm"} <= set(bench.FRAMEWORKS)
+
+
+def test_step_table_has_a_positive_row_per_framework(capsys):
+    code = bench.main(["--models", "S", "--frameworks", "fastnn,fastnn-graph,gemm",
+                       "--rounds", "1", "--repeats", "3", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = _rows(out, 27)
+    assert set(rows) == {"fastnn", "fastnn-graph", "gemm"}, out
+    for fw, (ms, vs_fastnn, vs_floor) in rows.items():
+        assert float(ms) > 0, (fw, out)
+        assert vs_fastnn.endswith("x") and vs_floor.endswith("x")
+    assert rows["fastnn"][1] == "1.00x" and rows["gemm"][2] == "1.00x"
+    assert "S 784-128-10 (32)" in out
+    path = "compiled" if getattr(fnn, "compile_step", None) is not None else "graph"
+    assert f"fastnn: the {path} step" in out
+
+
+def test_custom_hidden_model_takes_its_input_and_class_counts(capsys):
+    code = bench.main(["--hidden", "24", "--in-features", "20", "--classes", "3", "--batch",
+                       "16", "--no-batchnorm", "--frameworks", "fastnn-graph,gemm",
+                       "--rounds", "1", "--repeats", "2", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "20-24-3 (16)" in out
+    assert set(_rows(out, 27)) == {"fastnn-graph", "gemm"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "S,XL"], "unknown model 'XL'"),
+    (["--models", "S", "--frameworks", "fastnn,caffe"], "unknown frameworks ['caffe']"),
+    (["--sklearn", "--problems", "mnist"], "unknown problems ['mnist']"),
+    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+    (["--hidden", "64,x"], "--hidden takes comma-separated layer sizes"),
+    (["--sklearn", "--max-iter", "0"], "--max-iter must be at least 1, got 0"),
+])
+def test_bad_names_and_counts_exit_2_with_a_message(argv, message, capsys):
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("fastnn bench: error:"), err
+
+
+def test_graph_step_trains_the_model():
+    step = bench._fastnn_step([20, 16, 4], 8, True)
+    assert step.path == "graph"
+    before = {k: v.copy() for k, v in step.model.state_dict().items()}
+    step()
+    after = step.model.state_dict()
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_fastnn_entry_uses_compile_step_when_fastnn_has_one(monkeypatch):
+    calls = []
+
+    def fake_compile_step(model, loss_fn, optimizer):
+        calls.append((model, loss_fn, optimizer))
+        return lambda x, y: calls.append((x.shape, x.dtype, y.shape)) or 1.0
+
+    monkeypatch.setattr(fnn, "compile_step", fake_compile_step, raising=False)
+    step = bench._fastnn_compiled_step([20, 16, 4], 8, False)
+    assert step.path == "compiled"
+    model, loss_fn, optimizer = calls[0]
+    assert model is step.model and loss_fn is fnn.losses.cross_entropy
+    assert isinstance(optimizer, fnn.optim.Adam)
+    step()
+    assert calls[1] == ((8, 20), np.dtype("float32"), (8,))
+
+
+def test_fastnn_entry_falls_back_to_the_graph_step(monkeypatch):
+    monkeypatch.delattr(fnn, "compile_step", raising=False)
+    assert bench._fastnn_compiled_step([20, 16, 4], 8, False).path == "graph"
+
+
+def test_compiled_and_graph_entries_train_the_same_model():
+    if getattr(fnn, "compile_step", None) is None:
+        pytest.skip("this fastnn has no compile_step")
+    for dims, batch, bn in ([20, 16, 4], 8, False), ([20, 16, 12, 4], 8, True):
+        graph, compiled = (bench._fastnn_step(dims, batch, bn),
+                           bench._fastnn_compiled_step(dims, batch, bn))
+        for _ in range(3):
+            graph()
+            compiled()
+        want, got = graph.model.state_dict(), compiled.model.state_dict()
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_sklearn_problem_splits_20_percent():
+    X_train, X_test, y_train, y_test = bench.sklearn_problem(TINY)
+    assert X_train.shape == (416, 12) and X_test.shape == (104, 12)
+    assert X_train.dtype == np.float64 and len(y_train) == 416 and len(y_test) == 104
+    with pytest.raises(ValueError, match="spec\\['data'\\]"):
+        bench.sklearn_problem({"data": "iris"})
+
+
+def test_sklearn_estimators_get_the_same_settings():
+    from sklearn.neural_network import MLPClassifier as Reference
+
+    from fastnn.sklearn import MLPClassifier
+
+    ref = bench.sklearn_estimator("sklearn-float64", [256, 256], 10)
+    f64 = bench.sklearn_estimator("fastnn-float64", [256, 256], 10)
+    f32 = bench.sklearn_estimator("fastnn-float32", [256, 256], 10)
+    assert isinstance(ref, Reference) and isinstance(f64, MLPClassifier)
+    for est in (ref, f64, f32):
+        p = est.get_params()
+        assert (p["hidden_layer_sizes"], p["max_iter"], p["random_state"]) == ((256, 256), 10, 0)
+        assert (p["solver"], p["batch_size"]) == ("adam", "auto")
+    assert f64.dtype is None and f32.dtype == "float32"
+    with pytest.raises(ValueError, match="variant"):
+        bench.sklearn_estimator("floor-float64", [8], 1)
+
+
+@pytest.mark.parametrize("variant", ["sklearn-float64", "fastnn-float64", "fastnn-float32"])
+def test_fit_worker_times_a_fit_without_convergence_warnings(variant):
+    threads = fnn.get_num_threads()  # the worker sets it; keep this process's as it is
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = bench._fit_worker(TINY, variant, threads)
+    assert not [w for w in caught if w.category.__name__ == "ConvergenceWarning"]
+    assert out["seconds"] > 0 and out["warmup_seconds"] > 0
+    assert out["epochs"] == TINY["max_iter"]
+    assert 0.0 <= out["accuracy"] <= 1.0
+
+
+def test_floor_worker_counts_the_last_short_batch():
+    out = bench._floor_worker(TINY, "float64", fnn.get_num_threads())
+    assert out["seconds"] > 0
+    assert out["steps"] == TINY["max_iter"] * 3  # 200 + 200 + 16 rows an epoch
+    assert out["epochs"] == TINY["max_iter"]
+
+
+def test_sklearn_table_ratios_and_epoch_scaling():
+    results = {"p": {
+        "sklearn-float64": [{"seconds": 2.0, "epochs": 5, "accuracy": 0.9}] * 3,
+        "fastnn-float32": [{"seconds": 1.0, "epochs": 10, "accuracy": 0.8},
+                           {"seconds": 3.0, "epochs": 10, "accuracy": 0.8},
+                           {"seconds": 0.5, "epochs": 10, "accuracy": 0.8}],
+        "floor-float64": [{"seconds": 1.0, "epochs": 10}],
+        "floor-float32": [{"seconds": 0.25, "epochs": 10}],
+    }}
+    rows = _rows(bench.format_sklearn_table(results), 11)
+    # sklearn stopped after 5 of 10 epochs: its floor is half of the 10-epoch one.
+    assert rows["sklearn-float64"] == ["2.000", "5", "0.9000", "1.00x", "4.00x"]
+    assert rows["fastnn-float32"] == ["1.000", "10", "0.8000", "0.50x", "4.00x"]
+    assert rows["floor-float64"] == ["1.000", "10", "-", "0.50x", "1.00x"]
+    assert rows["floor-float32"][-1] == "1.00x"
+
+
+def test_step_table_ratios():
+    text = bench.format_table({"m": {"fastnn": [2e-3, 1e-3, 3e-3], "gemm": [1e-3]}})
+    rows = _rows(text, 27)
+    assert rows["fastnn"] == ["2.000", "1.00x", "2.00x"]
+    assert rows["gemm"] == ["1.000", "0.50x", "1.00x"]
+
+
+def test_run_sklearn_bench_alternates_worker_processes():
+    log = io.StringIO()
+    results = bench.run_sklearn_bench({"tiny": TINY}, ["fastnn-float32", "floor-float32"],
+                                      rounds=1, threads=1, log=log)
+    assert set(results["tiny"]) == {"fastnn-float32", "floor-float32"}, log.getvalue()
+    fit, = results["tiny"]["fastnn-float32"]
+    assert fit["seconds"] > 0 and 0 <= fit["accuracy"] <= 1
+    assert results["tiny"]["floor-float32"][0]["steps"] == 6
+
+
+@pytest.mark.slow
+def test_sklearn_command_prints_every_variant(capsys):
+    code = bench.main(["--sklearn", "--problems", "digits", "--max-iter", "1", "--rounds", "1",
+                       "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "warm-up fit" in out
+    rows = _rows(out, 11)
+    assert set(rows) == set(bench.SKLEARN_VARIANTS), out
+    for variant, (seconds, epochs, acc, _, _) in rows.items():
+        assert float(seconds) > 0 and epochs == "1"
+        assert (acc == "-") == variant.startswith("floor")
