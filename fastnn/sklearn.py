@@ -69,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
 from . import losses, nn, optim
 from .data import ArrayDataset
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
+from .optim.optimizers import sum_of_squares
 from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged, graph_step
 from .train import fit as train_fit
 from .train import predict as model_outputs
@@ -337,7 +338,7 @@ class _MLPStep(LocalStep):
                 g["eps"] = eps
         squares = 0.0
         if self.l2:  # the weights before this step's update, as scikit-learn adds them
-            squares = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in self.weights)
+            squares = sum(sum_of_squares(w.data.reshape(-1)) for w in self.weights)
         batch_loss = loss_fn.for_batches(sample_weight)
         if isinstance(batch_loss, _BatchGraph):
             batch_loss.sample_weight = sample_weight
@@ -754,7 +755,7 @@ class _BaseMLP(BaseEstimator):
                 grad[lo:hi] = 0.0 if p.grad is None else p.grad.ravel()
             if alpha:
                 w = x[:n_weights]
-                value += (0.5 * alpha) * float(np.dot(w, w)) / sw_sum
+                value += (0.5 * alpha) * sum_of_squares(w) / sw_sum
                 grad[:n_weights] += (alpha / sw_sum) * w
             return value, grad
 

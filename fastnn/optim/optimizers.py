@@ -572,14 +572,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         arrays = flats
     else:
         arrays = [np.ascontiguousarray(g).reshape(-1) for g in grads]
-    total_sq = 0.0
-    for a in arrays:
-        if a.size == 0:
-            continue
-        partial = np.empty(max(1, -(-a.size // K.CHUNK)))
-        K.grad_sq_partial(a.size)(a, partial)
-        total_sq += float(partial.sum())
-    norm = math.sqrt(total_sq)
+    norm = math.sqrt(sum(sum_of_squares(a) for a in arrays))
     if error_if_nonfinite and not math.isfinite(norm):
         raise RuntimeError(f"the total norm of the gradients is {norm}")
     coef = max_norm / (norm + 1e-6)
@@ -592,6 +585,17 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
             for g in grads:
                 g *= g.dtype.type(coef)
     return norm
+
+
+def sum_of_squares(a: np.ndarray) -> float:
+    """sum(a ** 2) of a flat contiguous array (n,), in float64, by one kernel over fixed
+    chunks (the same value on any thread count; no call into BLAS, whose own threads would
+    compete with fastnn's pool)."""
+    if a.size == 0:
+        return 0.0
+    partial = np.empty(max(1, -(-a.size // K.CHUNK)))
+    K.grad_sq_partial(a.size)(a, partial)
+    return float(partial.sum())
 
 
 def _covering_buffers(params) -> list[np.ndarray] | None:
@@ -609,4 +613,4 @@ def _covering_buffers(params) -> list[np.ndarray] | None:
 
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "FlatBuffer", "Optimizer", "RMSprop",
-           "clip_grad_norm_"]
+           "clip_grad_norm_", "sum_of_squares"]
