@@ -11,6 +11,11 @@ BatchNorm uses per-rank statistics by default (as PyTorch DDP does). With
 row), so the statistics, the outputs and the gradients are those of one process on the whole
 batch.
 
+Dropout masks are those of one process too: each rank's forward runs under
+``fastnn.nn.layers.dropout_row_offset(lo)``, its shard being rows [lo, hi) of the global
+batch, and a mask element is a function of the layer's per-step key, the global row and the
+unit (``fastnn.kernels.dropout``), with every rank's Dropout generators set to rank 0's.
+
 Install with ``pip install 'fastnn[mpi]'`` (mpi4py and MPICH from PyPI) and run
 ``mpiexec -n 4 fastnn train --distributed ...``. Plain fastnn never imports mpi4py.
 """
@@ -174,6 +179,8 @@ class DistributedDataParallel:
 
     def broadcast_state(self) -> None:
         """Make every rank's model and optimizer equal to rank 0's."""
+        from .nn.layers import Dropout
+
         for flat in self.optimizer.flat_buffers:
             flat.sync()
             self.comm.broadcast_(flat.data)
@@ -183,19 +190,33 @@ class DistributedDataParallel:
         for b in self.model.buffers():
             if b.dtype.kind == "f":
                 self.comm.broadcast_(b)
+        # Dropout draws one key per step from its layer's generator: rank 0's generators on
+        # every rank, so that all ranks draw the masks one process would.
+        for m in self.model.modules():
+            if isinstance(m, Dropout) and self.comm.size > 1:
+                g = m.generator.bit_generator
+                g.state = self.comm.comm.bcast(g.state, root=0)
 
     def step(self, x, y, n_global: int, loss_fn) -> tuple[float, int]:
         """Forward and backward on this rank's shard, ONE all-reduce of the gradients per
         flat buffer, and the optimizer step. Returns (global mean loss, global correct).
 
+        ``x`` must be this rank's rows of the global batch as :func:`shard_bounds` splits it
+        (what :class:`DistributedSampler` yields): Dropout numbers its rows from there.
+
         The global loss is known (all-reduced with the correct count) before the optimizer
         step: a NaN or Inf raises :class:`fastnn.train.NonFiniteLoss` on every rank alike,
         with nothing updated."""
+        from .nn.layers import dropout_row_offset
         from .train import NonFiniteLoss, count_correct
 
         opt = self.optimizer
         opt.zero_grad()
-        out = self.model(x)
+        # this shard is rows [lo, hi) of the global batch (DistributedSampler's split):
+        # dropout numbers them so, and masks the rows as one process would
+        lo, _ = shard_bounds(n_global, self.comm.size, self.comm.rank)
+        with dropout_row_offset(lo):
+            out = self.model(x)
         loss = loss_fn(out, y)
         weight = len(y) / n_global
         correct = count_correct(out, y)

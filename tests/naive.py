@@ -303,6 +303,51 @@ def dropout_forward(x, u, p):
     return _f64(x) * mask, mask
 
 
+def philox4x32_10(counter, key):
+    """Philox4x32-10 (Salmon et al. 2011) of Python-int words: counter (4,), key (2,) -> (4,).
+
+    Written from the paper's round function with Python's unbounded ints:
+    (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ k0, lo(M1 c2), hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), the
+    key bumped by (W0, W1) mod 2^32 between rounds.
+    """
+    m0, m1, w0, w1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+    c0, c1, c2, c3 = (int(v) for v in counter)
+    k0, k1 = (int(v) for v in key)
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + w0) % 2**32, (k1 + w1) % 2**32
+        p0, p1 = m0 * c0, m1 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 % 2**32, (p0 >> 32) ^ c3 ^ k1, p0 % 2**32
+    return c0, c1, c2, c3
+
+
+def dropout_uniforms(rows, units, key, row_offset, dtype):
+    """(rows, units) float64 uniforms of counter-based dropout (kernels/dropout.py): element
+    (r, j) of global row R = row_offset + r from Philox4x32-10 of counter
+    (j // per, R mod 2^32, R div 2^32, 0) and key (key mod 2^32, key div 2^32); per = 4 words
+    of 24 bits each for float32, per = 2 pairs of words of 27 + 26 bits for float64."""
+    per = 2 if np.dtype(dtype) == np.float64 else 4
+    u = np.empty((rows, units))
+    k = (key % 2**32, key >> 32)
+    for r in range(rows):
+        row = row_offset + r
+        for j in range(units):
+            w = philox4x32_10((j // per, row % 2**32, row >> 32, 0), k)
+            t = j % per
+            if per == 4:
+                u[r, j] = (w[t] >> 8) / 2.0**24
+            else:
+                u[r, j] = ((w[2 * t] >> 5) * 2**26 + (w[2 * t + 1] >> 6)) / 2.0**53
+    return u
+
+
+def dropout_counter_based(x, p, key, row_offset=0):
+    """(y, mask) of dropout on the (rows, units) array ``x`` with the uniforms of
+    :func:`dropout_uniforms` (a slow, obvious reading of the kernel's formula)."""
+    x = np.asarray(x)
+    return dropout_forward(x, dropout_uniforms(*x.shape, key, row_offset, x.dtype), p)
+
+
 def maxout_forward(x, W, b, pieces):
     """(y, arg) of the maxout unit: max over groups of ``pieces`` adjacent columns."""
     z = _f64(x) @ _f64(W) + (_f64(b) if b is not None and len(b) else 0.0)

@@ -58,3 +58,27 @@ def test_cli_distributed_training_writes_one_set_of_outputs(tmp_path):
     assert proc.stdout.count("test accuracy") == 1  # only rank 0 reports
     with np.load(out / "model.npz") as f:
         assert "model/0.weight" in f.files
+
+
+@pytest.mark.parametrize("dtype,batch", [("float64", 17), ("float64", 16), ("float32", 15)])
+def test_two_ranks_with_dropout_equal_one_process(dtype, batch):
+    # Dropout numbers rows globally: every step's loss is one process's (the script also
+    # gives rank 1 other generators to start with, which DDP replaces by rank 0's).
+    proc = mpirun(os.path.join(HERE, "mpi", "dropout_equivalence.py"), dtype, "8", str(batch))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK")
+
+
+def test_cli_distributed_training_with_dropout_has_the_losses_of_one_process(tmp_path):
+    from conftest import cli_train, run_metrics
+
+    args = ["--hidden", "32", "--epochs", "3", "--dropout", "0.3", "--quiet"]
+    proc = mpirun("-m", "fastnn.cli", "train", "--distributed", "--sync-batchnorm",
+                  "--out", str(tmp_path / "ranks"), *args, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, out = cli_train(tmp_path, "one", *args)
+    assert code == 0
+    ranks, one = run_metrics(tmp_path / "ranks")["history"], run_metrics(out)["history"]
+    assert len(ranks) == len(one) == 3
+    for a, b in zip(ranks, one, strict=True):  # float32 training: sums in another order
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0)

@@ -206,11 +206,14 @@ def test_maxout(n, d, m, pieces, dtype, layout, seed):
 
 
 def _dropout_keep_mask(layer, shape, dtype, p):
-    """What the layer's generator will draw for its next mask: u >= p, u ~ U[0, 1) drawn
-    in the input's dtype."""
+    """The layer's next mask: u >= p, u the Philox uniforms (tests/naive.py) under the next
+    64-bit key of the layer's generator, rows along the first dimension."""
     g = np.random.Generator(type(layer.generator.bit_generator)())
     g.bit_generator.state = layer.generator.bit_generator.state
-    return g.random(size=shape, dtype=dtype) >= p
+    key = g.bit_generator.random_raw()
+    rows = shape[0]
+    return (naive.dropout_uniforms(rows, int(np.prod(shape)) // rows, key, 0, dtype)
+            >= p).reshape(shape)
 
 
 @SETTINGS

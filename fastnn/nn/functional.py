@@ -7,8 +7,8 @@ so there is no second implementation to drift apart.
 
 Differences from PyTorch: ``F.linear(input, weight, bias)`` takes fastnn's weight layout
 (in_features, out_features) (y = x @ W + b, as ``nn.Linear.weight``); ``inplace=True`` is
-accepted and the result is a new tensor all the same; ``F.dropout`` draws from the global
-generator (``fnn.manual_seed``).
+accepted and the result is a new tensor all the same; ``F.dropout`` takes its key from the
+global generator (``fnn.manual_seed``).
 """
 
 from __future__ import annotations
@@ -120,7 +120,12 @@ def linear(input, weight, bias=None) -> Tensor:
 
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Inverted dropout (the Dropout kernel): zero each element with probability ``p`` and
-    scale the rest by 1 / (1 - p) when ``training``; the input itself otherwise."""
+    scale the rest by 1 / (1 - p) when ``training``; the input itself otherwise.
+
+    As ``nn.Dropout``, with one 64-bit key per call drawn from the global generator
+    (``fnn.manual_seed``): the mask of element (row, unit) is a function of that key, the
+    row's index in the global batch and the unit, so it does not depend on threads or on a
+    data-parallel split of the rows (``fastnn.nn.layers.dropout_row_offset``)."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be a probability in [0, 1], got {p!r}")
     x = _input(input)

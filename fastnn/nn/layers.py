@@ -6,7 +6,10 @@ calls with the same batch shape allocate nothing large.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -825,7 +828,15 @@ class Flatten(Module):
 # ------------------------------------------------------------------- Dropout, noise
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability p and scale the rest
-    by 1/(1-p); the identity in evaluation. Masks come from the layer's own seeded generator.
+    by 1/(1-p); the identity in evaluation.
+
+    Each training call draws one 64-bit key from the layer's own seeded generator
+    (``self.generator``, whose state checkpoints save); the uniform of element (row, unit) is
+    then Philox4x32-10 of (key, global row, unit) (``fastnn.kernels.dropout``). So the masks
+    depend on the seed, the number of earlier training calls and each element's place in the
+    global batch, never on the thread count or on how data-parallel ranks split the batch
+    (:func:`dropout_row_offset`). Rows are the first dimension of the input, units the
+    elements of one row.
 
     Parameters
     ----------
@@ -852,24 +863,87 @@ class Dropout(Module):
         return dropout_node(x, self.p, self.generator, self._pool)
 
 
+_dropout_row_offset: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "fastnn_dropout_row_offset", default=0)
+
+
+@contextlib.contextmanager
+def dropout_row_offset(offset: int) -> Iterator[None]:
+    """Inside the ``with`` block, dropout numbers the rows of its inputs from ``offset``.
+
+    A data-parallel rank that holds rows [lo, hi) of a global batch runs its forward pass in
+    ``with dropout_row_offset(lo):``, and its masks are then exactly those rows of the mask
+    that one process draws for the whole batch. Outside any block the offset is 0. The offset
+    is per thread (a context variable) and blocks nest.
+
+    Parameters
+    ----------
+    offset : index, in the global batch, of the first row of the inputs (an int >= 0).
+    """
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+        raise ValueError(f"dropout_row_offset: offset must be an integer >= 0, got {offset!r}")
+    token = _dropout_row_offset.set(int(offset))
+    try:
+        yield
+    finally:
+        _dropout_row_offset.reset(token)
+
+
+def current_dropout_row_offset() -> int:
+    """The row offset that dropout uses now (0 outside :func:`dropout_row_offset`)."""
+    return _dropout_row_offset.get()
+
+
 def dropout_forward_into(src: np.ndarray, p: float, generator: np.random.Generator,
-                         y: np.ndarray, mask: np.ndarray) -> None:
+                         y: np.ndarray, mask: np.ndarray, units: int,
+                         row_offset: int | None = None) -> None:
     """Inverted dropout of the flat array ``src`` (n,) into ``y`` (n,); ``mask`` (n,) receives
     the scaled mask (the local gradient). The one place that draws dropout's randomness:
-    the graph node and the compiled step (``fastnn.compiled``) both call it."""
-    generator.random(out=mask, dtype=src.dtype)  # uniforms, overwritten by the mask
-    K_drop.dropout_forward(src.size)(src, mask, p, y, mask)
+    the graph node and the compiled step (``fastnn.compiled``) both call it.
+
+    ``src`` holds n // ``units`` rows of ``units`` elements (C order); its rows are rows
+    ``row_offset``, ``row_offset + 1``, ... of the global batch (default: the current
+    :func:`dropout_row_offset`, 0 outside one). Draws exactly one 64-bit key from
+    ``generator`` per call (also when n is 0), so every rank of a data-parallel job, and one
+    process, advance it alike.
+
+    Parameters
+    ----------
+    src, y, mask : (n,) C-contiguous arrays of one float dtype (float32 or float64).
+    p : drop probability in [0, 1).
+    generator : the NumPy Generator that supplies the key.
+    units : elements per row (>= 1; n must be a multiple of it).
+    row_offset : global index of the first row (>= 0), or None for the current offset.
+    """
+    if row_offset is None:
+        row_offset = _dropout_row_offset.get()
+    n = src.size
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) \
+            or not 1 <= units <= K_drop.MAX_UNITS or n % units:
+        raise ValueError(f"dropout: units must be an integer in [1, {K_drop.MAX_UNITS}] that "
+                         f"divides the {n} elements, got {units!r}")
+    if isinstance(row_offset, bool) or not isinstance(row_offset, (int, np.integer)) \
+            or not 0 <= row_offset < 2**63 - n:
+        raise ValueError(f"dropout: row_offset must be an integer >= 0, got {row_offset!r}")
+    key = generator.bit_generator.random_raw()  # 64 bits of the generator's stream
+    if n:
+        K_drop.dropout_forward(n)(src, p, key & 0xFFFFFFFF, key >> 32, int(row_offset),
+                                  int(units), y, mask)
 
 
 def dropout_node(x: Tensor, p: float, generator: np.random.Generator, pool: BufferPool) -> Tensor:
-    """Inverted dropout of ``x`` (any shape) with probability ``p``, uniforms drawn from
-    ``generator``; the kernel writes the scaled mask, which backward multiplies by."""
+    """Inverted dropout of ``x`` (any shape; rows along its first dimension) with probability
+    ``p``, the key drawn from ``generator`` and rows numbered from the current
+    :func:`dropout_row_offset`; the kernel writes the scaled mask, which backward multiplies
+    by."""
     src = np.ascontiguousarray(x.data).reshape(-1)
-    if src.size == 0:
-        return x
+    rows = x.shape[0] if x.ndim else 1
+    units = src.size // rows if rows else 1
     mask = pool.get("mask", src.shape, src.dtype)
     y = pool.get("y", src.shape, src.dtype)
-    dropout_forward_into(src, p, generator, y, mask)
+    dropout_forward_into(src, p, generator, y, mask, max(units, 1))
+    if src.size == 0:
+        return x
     out = node(y.reshape(x.shape), (x,), "dropout")
     if out.requires_grad:
 

@@ -62,6 +62,12 @@ def test_dropout_layer_norm_embedding_one_hot():
     y = F.dropout(x, 0.4).data
     kept = y != 0
     np.testing.assert_allclose(y[kept], x.data[kept] / 0.6, rtol=1e-12)
+    # one key per call from the global generator: a seed reproduces the masks
+    key = np.random.default_rng(1).bit_generator.random_raw()
+    np.testing.assert_array_equal(y, naive.dropout_counter_based(x.data, 0.4, key)[0])
+    assert not np.array_equal(F.dropout(x, 0.4).data, y)
+    fnn.manual_seed(1)
+    np.testing.assert_array_equal(F.dropout(x, 0.4).data, y)
     with pytest.raises(ValueError, match="probability"):
         F.dropout(x, 1.5)
     v, w, b = r(3, 4) * 2 + 1, r(4, seed=1), r(4, seed=2)

@@ -1,10 +1,13 @@
 """fastnn/nn/layers.py: gradients (float64 gradcheck), fusion, buffers, modes, errors."""
 
+import copy
+
 import numpy as np
 import pytest
 
 import fastnn as fnn
 import naive
+from fastnn.nn.layers import current_dropout_row_offset, dropout_forward_into, dropout_row_offset
 
 F64 = np.float64
 ACTS = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "identity"]
@@ -265,6 +268,102 @@ def test_dropout_gradient_is_the_mask():
     y = d(x)
     y.backward(np.ones(x.shape))
     np.testing.assert_allclose(x.grad, y.data / x.data)
+
+
+def test_dropout_mask_is_philox_of_the_next_key_the_global_row_and_the_unit():
+    x = rand(6, 9, seed=3)
+    key = np.random.default_rng(42).bit_generator.random_raw()  # the layer's first key
+    y_ref, mask_ref = naive.dropout_counter_based(x, 0.35, key)
+    np.testing.assert_array_equal(fnn.Dropout(0.35, seed=42)(x).data, y_ref)
+    with dropout_row_offset(1000):  # rows 1000..1005 of a larger batch
+        y_far = fnn.Dropout(0.35, seed=42)(x).data
+    np.testing.assert_array_equal(y_far, naive.dropout_counter_based(x, 0.35, key, 1000)[0])
+
+
+@pytest.mark.parametrize("shape", [(37, 10), (16, 3, 5), (9,)])
+def test_dropout_of_a_split_batch_is_the_dropout_of_the_batch(shape):
+    # what data-parallel ranks do: the same layer state on every part, rows numbered globally
+    x = fnn.Tensor(np.ones(shape, np.float32) + rand(*shape), requires_grad=True)
+    whole = fnn.Dropout(0.5, seed=7)
+    y = whole(x)
+    for cut in (1, shape[0] // 2):
+        parts = []
+        for lo, hi in ((0, cut), (cut, shape[0])):
+            with dropout_row_offset(lo):
+                parts.append(fnn.Dropout(0.5, seed=7)(x.data[lo:hi]).data)
+        np.testing.assert_array_equal(np.concatenate(parts), y.data)
+
+
+def test_dropout_draws_one_key_per_training_call_and_its_state_resumes_it():
+    d = fnn.Dropout(0.5, seed=5)
+    x = np.ones((64, 32), np.float32)
+    first = d(x).data
+    state = copy.deepcopy(d.generator.bit_generator.state)  # what a checkpoint saves
+    second, third = d(x).data, d(x).data
+    assert not np.array_equal(first, second) and not np.array_equal(second, third)
+    d.eval()
+    d(x)  # evaluation draws nothing
+    d.train()
+    fourth = d(x).data
+    d.generator.bit_generator.state = state
+    np.testing.assert_array_equal(d(x).data, second)  # resuming gives the same next masks
+    np.testing.assert_array_equal(d(x).data, third)
+    np.testing.assert_array_equal(d(x).data, fourth)
+    other = fnn.Dropout(0.5, seed=6)(x).data
+    assert not np.array_equal(other, first)  # another seed: another mask
+    # the key advances even on an empty batch (a rank with no rows keeps in step)
+    e, f = fnn.Dropout(0.5, seed=5), fnn.Dropout(0.5, seed=5)
+    e(np.ones((0, 32)))
+    f(x)
+    assert e.generator.bit_generator.state == f.generator.bit_generator.state
+
+
+def test_dropout_gives_the_same_bits_on_one_or_two_threads():
+    x = fnn.Tensor(rand(300, 700).astype(np.float32), requires_grad=True)  # parallel kernel
+    before = fnn.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            fnn.set_num_threads(threads)
+            y = fnn.Dropout(0.3, seed=11)(x)
+            x.grad = None
+            y.backward(np.ones(x.shape, np.float32))
+            outs.append((y.data.copy(), x.grad.copy()))
+    finally:
+        fnn.set_num_threads(before)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def test_dropout_row_offset_nests_resets_and_checks_its_argument():
+    assert current_dropout_row_offset() == 0
+    with dropout_row_offset(5):
+        with dropout_row_offset(np.int64(9)):
+            assert current_dropout_row_offset() == 9
+        assert current_dropout_row_offset() == 5
+        with pytest.raises(RuntimeError), dropout_row_offset(20):
+            raise RuntimeError
+        assert current_dropout_row_offset() == 5
+    assert current_dropout_row_offset() == 0
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="offset must be an integer >= 0"), \
+                dropout_row_offset(bad):
+            pass
+
+
+def test_dropout_forward_into_checks_rows_and_offset():
+    src = np.ones(12)
+    y, mask = np.empty(12), np.empty(12)
+    g = np.random.default_rng(0)
+    dropout_forward_into(src, 0.5, g, y, mask, 4, row_offset=2)
+    ref = naive.dropout_counter_based(src.reshape(3, 4), 0.5,
+                                      np.random.default_rng(0).bit_generator.random_raw(), 2)
+    np.testing.assert_array_equal(y, ref[0].ravel())
+    for units in (5, 0, 2.0):
+        with pytest.raises(ValueError, match="units must be an integer"):
+            dropout_forward_into(src, 0.5, g, y, mask, units)
+    with pytest.raises(ValueError, match="row_offset must be an integer >= 0"):
+        dropout_forward_into(src, 0.5, g, y, mask, 4, row_offset=-3)
 
 
 def test_dropout_and_noise_bad_arguments():
