@@ -234,7 +234,7 @@ class _DropoutStage:
         if getattr(b, "y", None) is None or b.y.shape != x.shape:
             b.y, b.mask, b.dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
         _layers.dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
-                                     b.y.reshape(-1), b.mask.reshape(-1))
+                                     b.y.reshape(-1), b.mask.reshape(-1), x.shape[1])
         return b.y
 
     def backward(self, g, b):

