@@ -46,8 +46,11 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 #: kernels and starting a parallel region costs about 2 µs; below this size a light pass
 #: (a bias add: 4.5 µs serial over 128x512 float32) gains nothing from a second thread.
 #: Measured on the 784-512-512-10 BN MLP (batch 128): 3.29 ms a step with the threshold at
-#: 1M elements, 3.16 ms at 64K (medians of 8 alternated runs).
-PARALLEL_MIN_ELEMENTS = 1 << 16
+#: 1M elements, 3.16 ms at 64K (medians of 8 alternated runs). Kernel by kernel (bias +
+#: relu, dz and bias sums, BatchNorm's normalization; float32, medians): serial wins at 8K
+#: elements (3.1 against 4.0 µs), the two tie at 16K, the pool wins at 51K (200x256:
+#: 11.8 against 18.7 µs), so the threshold is 16K.
+PARALLEL_MIN_ELEMENTS = 1 << 14
 
 _ALL_KERNELS: list[Kernel] = []
 _cache_warned = False

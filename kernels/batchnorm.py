@@ -186,32 +186,63 @@ def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, code,
 @jit
 def _column_sums_rows(dy, d, xhat, s0, s1):
     """s0[j] = sum_i dz_ij, s1[j] = sum_i dz_ij xhat_ij over the rows of dy (float64), with
-    dz = dy * d, or dy when d has no rows; four rows at a time in a fixed order."""
-    n = dy.shape[0]
+    dz = dy * d, or dy when d has no rows; four rows at a time in a fixed order:
+    s0[j] += (a + b) + (c + e), s1[j] += (a h0 + b h1) + (c h2 + e h3) per sweep."""
     s0[:] = 0.0
     s1[:] = 0.0
-    use_d = d.shape[0] == n
+    if d.shape[0] == dy.shape[0]:
+        _column_sums_rows_times_d(dy, d, xhat, s0, s1)
+    else:
+        _column_sums_rows_plain(dy, xhat, s0, s1)
+
+
+# Two straight-line versions rather than one with ``dy * d if use_d else dy`` per element:
+# the branch kept LLVM from vectorizing (measured 2x slower on 200x256 float32).
+@jit
+def _column_sums_rows_times_d(dy, d, xhat, s0, s1):
+    n = dy.shape[0]
     i = 0
     while i + 4 <= n:
         g0, g1, g2, g3 = dy[i], dy[i + 1], dy[i + 2], dy[i + 3]
+        d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
         h0, h1, h2, h3 = xhat[i], xhat[i + 1], xhat[i + 2], xhat[i + 3]
-        if use_d:
-            d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
-        else:
-            d0 = d1 = d2 = d3 = g0[:0]
         for j in range(s0.shape[0]):
-            a = np.float64(g0[j] * d0[j] if use_d else g0[j])
-            b = np.float64(g1[j] * d1[j] if use_d else g1[j])
-            c = np.float64(g2[j] * d2[j] if use_d else g2[j])
-            e = np.float64(g3[j] * d3[j] if use_d else g3[j])
+            a = np.float64(g0[j] * d0[j])
+            b = np.float64(g1[j] * d1[j])
+            c = np.float64(g2[j] * d2[j])
+            e = np.float64(g3[j] * d3[j])
             s0[j] += (a + b) + (c + e)
             s1[j] += (a * h0[j] + b * h1[j]) + (c * h2[j] + e * h3[j])
         i += 4
     for k in range(i, n):
+        gk, dk, hk = dy[k], d[k], xhat[k]
         for j in range(s0.shape[0]):
-            g = np.float64(dy[k, j] * d[k, j] if use_d else dy[k, j])
+            g = np.float64(gk[j] * dk[j])
             s0[j] += g
-            s1[j] += g * xhat[k, j]
+            s1[j] += g * hk[j]
+
+
+@jit
+def _column_sums_rows_plain(dy, xhat, s0, s1):
+    n = dy.shape[0]
+    i = 0
+    while i + 4 <= n:
+        g0, g1, g2, g3 = dy[i], dy[i + 1], dy[i + 2], dy[i + 3]
+        h0, h1, h2, h3 = xhat[i], xhat[i + 1], xhat[i + 2], xhat[i + 3]
+        for j in range(s0.shape[0]):
+            a = np.float64(g0[j])
+            b = np.float64(g1[j])
+            c = np.float64(g2[j])
+            e = np.float64(g3[j])
+            s0[j] += (a + b) + (c + e)
+            s1[j] += (a * h0[j] + b * h1[j]) + (c * h2[j] + e * h3[j])
+        i += 4
+    for k in range(i, n):
+        gk, hk = dy[k], xhat[k]
+        for j in range(s0.shape[0]):
+            g = np.float64(gk[j])
+            s0[j] += g
+            s1[j] += g * hk[j]
 
 
 @kernel
