@@ -137,7 +137,7 @@ class _LinearStage:
 
 
 class _BatchNormStage:
-    """Training-mode batch normalization (+ activation) (``BatchNorm1d._forward_2d``'s calls)."""
+    """Training-mode batch normalization (+ activation) (``BatchNorm1d``'s training forward)."""
 
     def __init__(self, layer: nn.BatchNorm1d, act):
         self.layer = layer
@@ -282,7 +282,7 @@ def _stage(module, fused):
         return _LinearStage(module, fused)
     if isinstance(module, nn.BatchNorm1d):
         return _BatchNormStage(module, fused)
-    if isinstance(module, _layers._Activation):
+    if isinstance(module, _layers.Activation):
         return None if module.code == K_act.IDENTITY else _ActivationStage(module)
     if isinstance(module, nn.PReLU):
         return _PReLUStage(module)

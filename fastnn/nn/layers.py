@@ -59,8 +59,9 @@ def _as_2d(x: Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ activations
-class _Activation(Module):
-    """A parameter-free elementwise activation computed by one kernel pass.
+class Activation(Module):
+    """A parameter-free elementwise activation computed by one kernel pass (the base of ReLU,
+    Tanh, GELU, ...: ``code`` and ``alpha`` name the kernel's activation).
 
     ``dtype=None`` keeps the input's dtype; a dtype casts the input to it.
     """
@@ -114,7 +115,7 @@ def activation_node(x: Tensor, code: int, alpha: float, name: str, pool: BufferP
     return out
 
 
-class Identity(_Activation):
+class Identity(Activation):
     """y = x."""
 
     name = "identity"
@@ -123,7 +124,7 @@ class Identity(_Activation):
         super().__init__(dtype=dtype)
 
 
-class ReLU(_Activation):
+class ReLU(Activation):
     """y = max(x, 0)."""
 
     name = "relu"
@@ -132,7 +133,7 @@ class ReLU(_Activation):
         super().__init__(dtype=dtype)
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(Activation):
     """y = x if x > 0 else negative_slope * x."""
 
     name = "leaky_relu"
@@ -148,7 +149,7 @@ class LeakyReLU(_Activation):
         return f"negative_slope={self.alpha}"
 
 
-class ELU(_Activation):
+class ELU(Activation):
     """y = x if x > 0 else alpha * (exp(x) - 1)."""
 
     name = "elu"
@@ -160,7 +161,7 @@ class ELU(_Activation):
         return f"alpha={self.alpha}"
 
 
-class Sigmoid(_Activation):
+class Sigmoid(Activation):
     """y = 1 / (1 + exp(-x))."""
 
     name = "sigmoid"
@@ -169,7 +170,7 @@ class Sigmoid(_Activation):
         super().__init__(dtype=dtype)
 
 
-class Tanh(_Activation):
+class Tanh(Activation):
     """y = tanh(x)."""
 
     name = "tanh"
@@ -178,7 +179,7 @@ class Tanh(_Activation):
         super().__init__(dtype=dtype)
 
 
-class GELU(_Activation):
+class GELU(Activation):
     """y = x Phi(x) (``approximate="none"``) or its tanh approximation (``"tanh"``)."""
 
     def __init__(self, approximate: str = "none", dtype=None):
@@ -195,7 +196,7 @@ class GELU(_Activation):
         return f"approximate={self.approximate!r}"
 
 
-class SiLU(_Activation):
+class SiLU(Activation):
     """y = x * sigmoid(x) (Swish)."""
 
     name = "silu"
@@ -213,9 +214,9 @@ _ACTIVATIONS = {
 }
 
 
-def make_activation(spec) -> _Activation | None:
+def make_activation(spec) -> Activation | None:
     """An activation module from a name ("relu", "gelu", ...), a module, or None."""
-    if spec is None or isinstance(spec, _Activation):
+    if spec is None or isinstance(spec, Activation):
         return spec
     if isinstance(spec, str) and spec.lower() in _ACTIVATIONS:
         return _ACTIVATIONS[spec.lower()]()
@@ -327,9 +328,9 @@ class Linear(Module):
 
     def fusable_with(self, nxt) -> bool:
         """Whether :class:`Sequential` may run this layer and ``nxt`` as one fused kernel."""
-        return self.activation is None and isinstance(nxt, _Activation)
+        return self.activation is None and isinstance(nxt, Activation)
 
-    def forward(self, x, _fused: _Activation | None = None):
+    def forward(self, x, _fused: Activation | None = None):
         x = _as_input(self, x, max_ndim=_MAX_NDIM)
         if x.shape[-1] != self.in_features:
             raise ValueError(
@@ -344,7 +345,7 @@ class Linear(Module):
         return linear_node(x, self.weight, self.bias, act, self._pool)
 
 
-def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: _Activation | None,
+def linear_node(x: Tensor, weight: Tensor, bias: Tensor | None, act: Activation | None,
                 pool: BufferPool) -> Tensor:
     """y = act(x @ W + b) as one graph node: x (N, D) or (D,), W (D, M), b (M,) or None, all
     of one dtype. One GEMM and one fused pass forward, one pass and two GEMMs back.
@@ -469,9 +470,9 @@ class BatchNorm1d(Module):
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
 
     def fusable_with(self, nxt) -> bool:
-        return self.activation is None and isinstance(nxt, _Activation)
+        return self.activation is None and isinstance(nxt, Activation)
 
-    def forward(self, x, _fused: _Activation | None = None):
+    def forward(self, x, _fused: Activation | None = None):
         x = _as_input(self, x, min_ndim=2, max_ndim=3)
         if x.shape[1] != self.num_features:
             raise ValueError(f"{self._describe()}: expected input of shape (N, "
@@ -483,7 +484,7 @@ class BatchNorm1d(Module):
             return y.reshape(n, length, c).permute(0, 2, 1)
         return self._forward_2d(x, _fused)
 
-    def _forward_2d(self, x: Tensor, _fused: _Activation | None) -> Tensor:
+    def _forward_2d(self, x: Tensor, _fused: Activation | None) -> Tensor:
         n, c = x.shape
         act = _fused or self.activation
         code = act.code if act is not None else K_act.IDENTITY
@@ -610,16 +611,16 @@ class LayerNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}{act}")
 
     def fusable_with(self, nxt) -> bool:
-        return self.activation is None and isinstance(nxt, _Activation)
+        return self.activation is None and isinstance(nxt, Activation)
 
-    def forward(self, x, _fused: _Activation | None = None):
+    def forward(self, x, _fused: Activation | None = None):
         x = _as_input(self, x, min_ndim=len(self.normalized_shape), max_ndim=_MAX_NDIM)
         return layer_norm_node(x, self.normalized_shape, self.weight, self.bias, self.eps,
                                _fused or self.activation, self._pool)
 
 
 def layer_norm_node(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None,
-                    bias: Tensor | None, eps: float, act: _Activation | None,
+                    bias: Tensor | None, eps: float, act: Activation | None,
                     pool: BufferPool) -> Tensor:
     """LayerNorm (+ activation) of ``x`` (*, *normalized_shape) as one graph node: one kernel
     call forward, one backward (``kernels.layernorm``). ``weight``/``bias`` of shape
