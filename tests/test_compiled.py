@@ -56,7 +56,7 @@ def graph_step(model, loss_fn, opt, x, y):
 
 
 def assert_same_training(spec, make_opt, loss_fn=fnn.losses.cross_entropy, dtype="float32",
-                         regression=False, batches=(48, 32, 16), steps=3, fuse=True, k=C):
+                         regression=False, batches=(48, 32, 16), steps=3, fuse=False, k=C):
     X, y = data(dtype=np.dtype(dtype), regression=regression, k=k)
     a, b = mlp(spec, dtype, out=k), mlp(spec, dtype, out=k)
     opt_a, opt_b = make_opt(a.parameters()), make_opt(b.parameters())
@@ -87,8 +87,9 @@ adam = lambda p: fnn.optim.Adam(p, lr=1e-2)  # noqa: E731
     "L Bt silu L", "L B relu D L", "L P L", "L B P1 D L", "F L gelu_tanh L",
     "L I leaky_relu L", "relu L", "B L", "D L relu L", "L L",
 ])
-def test_every_layer_gives_the_graph_bits(spec):
-    assert_same_training(spec, adam)
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
+def test_every_layer_gives_the_graph_bits(spec, fuse):
+    assert_same_training(spec, adam, fuse=fuse)
 
 
 @pytest.mark.parametrize("make_opt", [
@@ -111,7 +112,7 @@ def test_parameter_groups_with_their_own_hyperparameters():
         return fnn.optim.Adam([{"params": params[:2], "lr": 1e-3},
                                {"params": params[2:], "lr": 3e-2, "weight_decay": 0.1}])
 
-    assert_same_training("L B relu L", make_opt)
+    assert_same_training("L B relu L", make_opt, fuse=True)
 
     def weights_apart(params):  # as fastnn.sklearn groups them: a layer's parameters apart
         params = list(params)
@@ -120,7 +121,7 @@ def test_parameter_groups_with_their_own_hyperparameters():
         return fnn.optim.SGD([{"params": weights, "weight_decay": 1e-2}, {"params": rest}],
                              lr=0.05, momentum=0.9)
 
-    assert_same_training("L B relu L", weights_apart)
+    assert_same_training("L B relu L", weights_apart, fuse=True)
 
 
 @pytest.mark.parametrize("loss_fn,regression,k", [
