@@ -87,6 +87,12 @@ class _LinearStage:
         b.partial_b = np.empty((K_dense.n_chunks(n), m))
         b.dx = np.empty((n, d_in), dt) if need_dx else None
         has_bias = self.layer.bias is not None
+        # The parameters' arrays are the optimizer's flat views, which the step keeps them
+        # (``CompiledStep.run`` copies a replaced array back into its view first).
+        layer = self.layer
+        b.W, b.dW = layer.weight.data, layer.weight.grad_buffer
+        b.bias = layer.bias.data if has_bias else empty_marker(dt)
+        b.db = layer.bias.grad_buffer if has_bias else None
         b.planned = K_blas.AVAILABLE
         if b.planned:
             if b.partial is not None:
@@ -105,9 +111,7 @@ class _LinearStage:
         return b
 
     def forward(self, x, b):
-        layer = self.layer
-        bias = layer.bias.data if layer.bias is not None else empty_marker(x.dtype)
-        W, y = layer.weight.data, b.y
+        W, y, bias = b.W, b.y, b.bias
         b.x = x
         if not b.planned:
             K_dense.dense_forward(x, W, bias, self.code, self.alpha, y, b.d, b.partial)
@@ -123,9 +127,7 @@ class _LinearStage:
         return y
 
     def backward(self, g, b):
-        layer = self.layer
-        db = layer.bias.grad_buffer if layer.bias is not None else None
-        W, dW = layer.weight.data, layer.weight.grad_buffer
+        W, dW, db = b.W, b.dW, b.db
         if not b.planned:
             K_dense.dense_backward(g, b.d, b.x, W, b.dz, b.partial_b, b.dx, dW, db)
             return b.dx
@@ -429,6 +431,11 @@ class CompiledStep:
         self.fuse_optimizer = fuse_optimizer
         self.updates = [optimizer.partial_update(s.params) if fuse_optimizer and s.params
                         else None for s in self.stages]
+        # Every parameter has its gradient after the plan's backward: the update of them all
+        # needs none of step()'s checks for missing or replaced gradients.
+        self.update_all = optimizer.partial_update(list(self.flat.params))
+        self._views = list(zip(self.flat.params, self.flat.data_views, self.flat.grad_views,
+                               strict=True))
         # A stage's backward runs when it or an earlier stage has parameters; it hands a
         # gradient down when an earlier stage has parameters.
         has_params = [bool(s.params) for s in self.stages]
@@ -480,7 +487,7 @@ class CompiledStep:
     def run(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """The step on a batch that :meth:`accepts`; returns (loss value, outputs (N, C))."""
         flat = self.flat
-        for p, dv in zip(flat.params, flat.data_views, strict=True):
+        for p, dv, _ in self._views:
             if p.data is not dv:  # a user assigned a new array: copy it in (as step() does)
                 flat.sync()
                 break
@@ -495,18 +502,17 @@ class CompiledStep:
         if not math.isfinite(value):
             raise _train.NonFiniteLoss(value)
         fused = self.fuse_optimizer
-        if fused:
-            self.optimizer.begin_step()
+        self.optimizer.begin_step()
         stages, updates = self.stages, self.updates
         for i in range(len(stages) - 1, self.first_backward - 1, -1):
             g = stages[i].backward(g, buffers[i])
             if fused and updates[i] is not None:
                 updates[i]()
-        for p, gv in zip(flat.params, flat.grad_views, strict=True):
+        for p, _, gv in self._views:
             p.grad = gv
             p.mark_grad_zeroed(False)
         if not fused:
-            self.optimizer.step()
+            self.update_all()
         return value, h
 
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:

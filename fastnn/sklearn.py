@@ -304,6 +304,24 @@ class _Network:
 
 
 # ------------------------------------------------------------------------- the step
+def _contiguous_stretch(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """``arrays`` as one flat array when they are C-contiguous views lying one right after
+    another in one 1-D buffer (as the weights in an optimizer's flat buffer), else each
+    flattened."""
+    flat = [a.reshape(-1) for a in arrays]
+    base = arrays[0].base if arrays else None
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return flat
+    address = lambda a: a.__array_interface__["data"][0]  # noqa: E731
+    at = address(arrays[0])
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous or address(a) != at:
+            return flat
+        at += a.nbytes
+    start = (address(arrays[0]) - address(base)) // base.itemsize
+    return [base[start:start + sum(a.size for a in arrays)]]
+
+
 class _MLPStep(LocalStep):
     """One scikit-learn mini-batch step on fastnn: forward, scikit-learn's loss, backward,
     then the optimizer with scikit-learn's per-batch hyperparameters.
@@ -324,6 +342,9 @@ class _MLPStep(LocalStep):
         self.l2 = self.alpha > 0 and solver != "adamw"
         self.weights = [lin.weight for lin in net.linears]
         self.validator = validator
+        # The weights are group 0 of the optimizer, laid out first and contiguously in its
+        # flat buffer: their squares are one kernel call over that stretch.
+        self.weight_arrays = _contiguous_stretch([w.data for w in self.weights])
 
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, None]:
         targets, sample_weight = y
@@ -338,7 +359,7 @@ class _MLPStep(LocalStep):
                 g["eps"] = eps
         squares = 0.0
         if self.l2:  # the weights before this step's update, as scikit-learn adds them
-            squares = sum(sum_of_squares(w.data.reshape(-1)) for w in self.weights)
+            squares = sum(sum_of_squares(w) for w in self.weight_arrays)
         batch_loss = loss_fn.for_batches(sample_weight)
         if isinstance(batch_loss, _BatchGraph):
             batch_loss.sample_weight = sample_weight
@@ -402,12 +423,24 @@ class _Batches:
     def __iter__(self):
         if self.shuffle:
             self.sample_idx = shuffle(self.sample_idx, random_state=self.random_state)
+        buffers: dict = {}
         for sl in self.slices:
             idx = self.sample_idx[sl] if self.shuffle else sl
             if self.rows is not None:
                 idx = self.rows[idx]
+            if isinstance(idx, slice):
+                x, t = self.X[idx], self.T[idx]
+            else:  # gathered into arrays reused from batch to batch (the step is done with
+                # the last batch when it asks for the next): no allocation per step
+                n = len(idx)
+                if n not in buffers:
+                    buffers[n] = (np.empty((n, *self.X.shape[1:]), self.X.dtype),
+                                  np.empty((n, *self.T.shape[1:]), self.T.dtype))
+                x, t = buffers[n]
+                np.take(self.X, idx, axis=0, out=x)
+                np.take(self.T, idx, axis=0, out=t)
             sw = None if self.sw is None else self.sw[idx]
-            yield self.X[idx], (self.T[idx], sw), sl.stop - sl.start
+            yield x, (t, sw), sl.stop - sl.start
 
 
 # --------------------------------------------------------------------- the epoch end
