@@ -39,7 +39,8 @@ MODELS = {
     "L": ([784, 2048, 2048, 2048, 10], 512, True),
 }
 DEFAULT_MODELS = "S,T,M,W64,L"
-FRAMEWORKS = ["fastnn", "fastnn-graph", "gemm", "numpy", "torch", "torch-fused", "jax"]
+FRAMEWORKS = ["fastnn", "fastnn-graph", "fastnn-fused", "gemm", "numpy", "torch", "torch-fused",
+              "jax"]
 
 
 def _data(dims, batch):
@@ -78,10 +79,11 @@ def _fastnn_step(dims, batch, bn):
     return step
 
 
-def _fastnn_compiled_step(dims, batch, bn):
+def _fastnn_compiled_step(dims, batch, bn, fuse_optimizer=False):
     """``fnn.compile_step(model, loss_fn, optimizer)`` when fastnn has it; the graph path if not.
 
-    The loss is ``fnn.losses.cross_entropy``, the function ``fastnn train`` passes to ``fit``.
+    The loss is ``fnn.losses.cross_entropy``, the function ``fastnn train`` passes to ``fit``;
+    ``fuse_optimizer``: the ``fastnn-fused`` entry (Adam applied layer by layer in backward).
     """
     import fastnn as fnn
 
@@ -90,7 +92,8 @@ def _fastnn_compiled_step(dims, batch, bn):
         return _fastnn_step(dims, batch, bn)
     model, opt = _fastnn_model(dims, bn)
     x, y = _data(dims, batch)
-    compiled = compile_step(model, fnn.losses.cross_entropy, opt)
+    compiled = compile_step(model, fnn.losses.cross_entropy, opt,
+                            **({"fuse_optimizer": True} if fuse_optimizer else {}))
 
     def step():
         compiled(x, y)
@@ -266,6 +269,7 @@ def _jax_step(dims, batch, bn):
 
 
 _BUILDERS = {"fastnn": _fastnn_compiled_step, "fastnn-graph": _fastnn_step,
+             "fastnn-fused": lambda d, b, n: _fastnn_compiled_step(d, b, n, True),
              "gemm": _gemm_step, "numpy": _numpy_step,
              "torch": _torch_step, "torch-fused": lambda d, b, n: _torch_step(d, b, n, True),
              "jax": _jax_step}
@@ -628,8 +632,11 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, default=10, help="outputs of the custom MLP")
     p.add_argument("--batch", type=int, default=128, help="batch of the custom MLP")
     p.add_argument("--no-batchnorm", action="store_true", help="custom MLP without BatchNorm")
-    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                   help=f"comma-separated among {', '.join(FRAMEWORKS)}")
+    p.add_argument("--frameworks",
+                   default=",".join(f for f in FRAMEWORKS if f != "fastnn-fused"),
+                   help=f"comma-separated among {', '.join(FRAMEWORKS)} (default: all but "
+                        "fastnn-fused, the compiled step with the optimizer fused into "
+                        "backward)")
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds (default 3)")
     p.add_argument("--repeats", type=int, default=50, help="timed steps per process")
     p.add_argument("--threads", type=int, help="threads per process (default: all cores)")
