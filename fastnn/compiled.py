@@ -408,7 +408,8 @@ class CompiledStep:
         if not isinstance(optimizer, Optimizer):
             raise NotCompilable(f"the optimizer is a {type(optimizer).__name__}, not one of "
                                 "fastnn.optim's")
-        stages = [_stage(m, fused) for m, fused in model.fused_layers()]
+        layers = model.fused_layers()
+        stages = [_stage(m, fused) for m, fused in layers]
         self.stages = [s for s in stages if s is not None]
         params = list(model.parameters())
         if not params:
@@ -423,6 +424,10 @@ class CompiledStep:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.flat = flats[0]
         self.dtype = self.flat.dtype
+        for m, _ in layers:  # a layer that casts its input to another dtype (graph only)
+            if getattr(m, "dtype", None) not in (None, self.dtype):
+                raise NotCompilable(f"{type(m).__name__} computes in {m.dtype}, the model's "
+                                    f"parameters are {self.dtype}")
         self.loss = _loss(loss_fn)
         widths = [s.in_features for s in self.stages if s.in_features is not None]
         self.in_features = widths[0] if widths else None

@@ -18,7 +18,8 @@ def data(n=96, dtype=np.float32, regression=False, k=1, seed=0):
 
 
 def mlp(spec, dtype="float32", seed=0, out=C):
-    """A Sequential from a short spec: L (Linear), L:act (fused activation argument), B (BN),
+    """A Sequential from a short spec: L (Linear), Lnb (without bias), L:act (fused activation
+    argument), B (BN),
     B0 (BN, not affine), Bm (momentum None), Bt (no running statistics), an activation name,
     P (PReLU per unit), P1 (shared), D (dropout 0.3), F (Flatten), I (Identity)."""
     fnn.manual_seed(seed)
@@ -26,7 +27,8 @@ def mlp(spec, dtype="float32", seed=0, out=C):
     for tok in spec.split():
         if tok.startswith("L"):
             act = tok.split(":")[1] if ":" in tok else None
-            layers.append(fnn.Linear(width, WIDTH, activation=act, dtype=dtype))
+            layers.append(fnn.Linear(width, WIDTH, bias=not tok.startswith("Lnb"),
+                                     activation=act, dtype=dtype))
             width = WIDTH
         elif tok in ("B", "B0", "Bm", "Bt"):
             layers.append(fnn.BatchNorm1d(width, affine=tok != "B0",
@@ -83,7 +85,8 @@ adam = lambda p: fnn.optim.Adam(p, lr=1e-2)  # noqa: E731
 
 
 @pytest.mark.parametrize("spec", [
-    "L relu L", "L:tanh L:gelu", "L B relu L", "L B0 sigmoid L", "L Bm elu L",
+    "L relu L", "L:tanh L:gelu", "Lnb relu L", "Lnb B relu Lnb L", "L B relu L",
+    "L B0 sigmoid L", "L Bm elu L",
     "L Bt silu L", "L B relu D L", "L P L", "L B P1 D L", "F L gelu_tanh L",
     "L I leaky_relu L", "relu L", "B L", "D L relu L", "L L",
 ])
@@ -182,6 +185,9 @@ def test_a_non_finite_loss_updates_nothing():
 @pytest.mark.parametrize("make,why", [
     (lambda: fnn.Sequential(fnn.Linear(D_IN, 4), fnn.LayerNorm(4)), "LayerNorm"),
     (lambda: fnn.Linear(D_IN, 4), "not a fastnn Sequential"),
+    # (an activation fused into the Linear before it computes in the Linear's dtype)
+    (lambda: fnn.Sequential(fnn.Linear(D_IN, 4), fnn.Dropout(0.2, dtype="float64"),
+                            fnn.Linear(4, 2)), "Dropout computes in float64"),
 ])
 def test_what_does_not_compile_says_why(make, why):
     model = make()
