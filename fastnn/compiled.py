@@ -425,7 +425,8 @@ class CompiledStep:
         self.flat = flats[0]
         self.dtype = self.flat.dtype
         for m, _ in layers:  # a layer that casts its input to another dtype (graph only)
-            if getattr(m, "dtype", None) not in (None, self.dtype):
+            dt = getattr(m, "dtype", None)  # (a NumPy dtype compares equal to None)
+            if dt is not None and dt != self.dtype:
                 raise NotCompilable(f"{type(m).__name__} computes in {m.dtype}, the model's "
                                     f"parameters are {self.dtype}")
         self.loss = _loss(loss_fn)
