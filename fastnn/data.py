@@ -12,6 +12,7 @@ import numpy as np
 
 from ._buffers import BufferPool
 from ._dtype import resolve_dtype
+from .kernels import rows as K_rows
 
 
 class DataError(ValueError):
@@ -204,18 +205,34 @@ class DataLoader:
         if rows is not None:
             order = rows if order is None else rows[order]
         y_dtype = np.int64 if ds.is_classification else self.dtype
+        # One kernel gathers, casts and standardizes a batch when the features are a plain
+        # array and the transform (if any) a Standardizer; anything else goes through NumPy.
+        kernel_ok = _rows_kernel_takes(X) and (ds.transform is None
+                                               or isinstance(ds.transform, Standardizer))
+        if kernel_ok:
+            shift, scale = (ds.transform.cast_statistics(self.dtype)
+                            if ds.transform is not None else (_NO_STATS[self.dtype],) * 2)
+            if ds.transform is not None and shift.shape[0] != X.shape[1]:
+                raise DataError(f"expected {shift.shape[0]} features per sample, got "
+                                f"{X.shape[1]}")
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
             xb = self._pool.get("x", (hi - lo, X.shape[1]), self.dtype)
             yb = self._pool.get("y", (hi - lo,) + y.shape[1:], y_dtype)
             if order is None:  # contiguous rows: a slice, no index array
-                np.copyto(xb, X[lo:hi], casting="unsafe")
+                if kernel_ok:
+                    K_rows.gather_standardize(xb.size)(X[lo:hi], _NO_ROWS, shift, scale, xb)
+                else:
+                    np.copyto(xb, X[lo:hi], casting="unsafe")
                 np.copyto(yb, y[lo:hi], casting="unsafe")
             else:
                 idx = order[lo:hi]
-                _gather_rows(X, idx, xb, self._pool, "raw_x")
+                if kernel_ok:  # gather, cast and standardize in one pass
+                    K_rows.gather_standardize(xb.size)(X, idx, shift, scale, xb)
+                else:
+                    _gather_rows(X, idx, xb, self._pool, "raw_x")
                 _gather_rows(y, idx, yb, self._pool, "raw_y")
-            if ds.transform is not None:
+            if ds.transform is not None and not kernel_ok:
                 ds.transform.transform_into(xb)
             yield xb, yb
 
@@ -224,6 +241,18 @@ class DataLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.bit_generator.state = state["generator"]
+
+
+_NO_ROWS = np.empty(0, np.int64)
+_NO_STATS = {np.dtype(np.float32): np.empty(0, np.float32),
+             np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _rows_kernel_takes(X) -> bool:
+    """Whether ``kernels.rows.gather_standardize`` reads ``X``: a plain (not memory-mapped),
+    writable, C-contiguous 2-D array of real numbers."""
+    return (type(X) is np.ndarray and X.ndim == 2 and X.flags.c_contiguous
+            and X.flags.writeable and X.dtype.kind in "biuf" and X.dtype.itemsize <= 8)
 
 
 def _gather_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray, pool: BufferPool,
@@ -317,6 +346,12 @@ class Standardizer:
         self.std = np.where(scale > 0, scale, 1.0)  # a constant feature is left unscaled
         return self
 
+    def cast_statistics(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """mean and std (D,) in a batch's dtype, cast once per (dtype, fitted statistics)."""
+        if self.mean is None:
+            raise RuntimeError("Standardizer.transform before fit")
+        return self._stats(dtype)
+
     def _stats(self, dtype) -> tuple[np.ndarray, np.ndarray]:
         """mean and std in a batch's dtype, cast once per (dtype, fitted statistics)."""
         cache = self.__dict__.setdefault("_cast", {})
@@ -335,6 +370,9 @@ class Standardizer:
             raise DataError(f"expected {self.mean.shape[0]} features per sample, got "
                             f"{batch.shape[-1]}")
         mean, std = self._stats(batch.dtype)
+        if _rows_kernel_takes(batch) and batch.dtype in _NO_STATS:  # the batches' arithmetic
+            K_rows.gather_standardize(batch.size)(batch, _NO_ROWS, mean, std, batch)
+            return batch
         np.subtract(batch, mean, out=batch)
         np.divide(batch, std, out=batch)
         return batch
@@ -351,5 +389,9 @@ class Standardizer:
             raise DataError(f"expected {self.mean.shape[0]} features per sample, got "
                             f"{X.shape[-1]}")
         out = np.empty(X.shape, dtype=resolve_dtype(dtype))
+        if _rows_kernel_takes(X) and out.dtype in _NO_STATS:  # the batches' arithmetic
+            mean, std = self._stats(out.dtype)
+            K_rows.gather_standardize(out.size)(X, _NO_ROWS, mean, std, out)
+            return out
         np.copyto(out, X, casting="unsafe")
         return self.transform_into(out)

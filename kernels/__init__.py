@@ -16,8 +16,9 @@ from . import (
     losses,
     maxout,
     optim,
+    rows,
 )
 from ._jit import Kernel, all_kernels
 
 __all__ = ["Kernel", "activations", "all_kernels", "batchnorm", "blas", "dense", "dropout",
-           "embedding", "layernorm", "losses", "maxout", "optim"]
+           "embedding", "layernorm", "losses", "maxout", "optim", "rows"]

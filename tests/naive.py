@@ -444,3 +444,13 @@ class NaiveAdam(NaiveOptimizer):
 
 class NaiveAdamW(NaiveAdam):
     decoupled = True
+
+
+def gather_standardize(X, idx, shift, scale, dtype):
+    """kernels/rows.py: (X[idx] cast to dtype - shift) / scale, one NumPy step at a time
+    (idx None: all rows; shift None: a cast only)."""
+    rows = np.asarray(X)[idx] if idx is not None else np.asarray(X)
+    out = rows.astype(dtype)
+    if shift is not None:
+        out = (out - shift.astype(dtype)) / scale.astype(dtype)
+    return out
