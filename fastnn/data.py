@@ -252,7 +252,8 @@ def _rows_kernel_takes(X) -> bool:
     """Whether ``kernels.rows.gather_standardize`` reads ``X``: a plain (not memory-mapped),
     writable, C-contiguous 2-D array of real numbers."""
     return (type(X) is np.ndarray and X.ndim == 2 and X.flags.c_contiguous
-            and X.flags.writeable and X.dtype.kind in "biuf" and X.dtype.itemsize <= 8)
+            and X.flags.writeable and (X.dtype.kind in "biu" or X.dtype in _NO_STATS)
+            and X.dtype.byteorder in "=|")  # (Numba reads no float16, no foreign byte order)
 
 
 def _gather_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray, pool: BufferPool,
