@@ -478,7 +478,7 @@ class CompiledStep:
     def accepts(self, x, y) -> bool:
         """Whether the plan takes this batch as it is (else the graph path runs it)."""
         if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == self.dtype
-                and x.flags.c_contiguous and x.shape[1] == self.in_features
+                and x.flags.c_contiguous and x.shape[1] == self.in_features and x.shape[0]
                 and self.model.training and len(y) == x.shape[0]
                 and self.loss.accepts(self.out_features, y)):
             return False

@@ -215,6 +215,8 @@ def test_batches_the_plan_does_not_take_run_on_the_graph_with_the_same_result():
     np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)
     with pytest.raises(ValueError, match="more than 1 sample"):
         step(X[:1], y[:1])  # the graph's message
+    with pytest.raises(ValueError, match="empty input"):
+        fnn.compile_step(a, fnn.losses.cross_entropy, oa)(X[:0], y[:0])
 
 
 def test_a_weight_assigned_by_the_user_is_used():
