@@ -55,6 +55,10 @@ from .kernels import losses as K_loss
 from .nn import layers as _layers
 from .optim.optimizers import Optimizer
 
+#: Plans (buffers for one batch size) a step keeps: a training loop uses two (its batch
+#: size and the last, smaller batch).
+_MAX_PLANS = 4
+
 
 class NotCompilable(TypeError):
     """The model, loss or optimizer has no compiled form; the message says which part."""
@@ -499,6 +503,8 @@ class CompiledStep:
                 break
         plan = self._plans.get(x.shape[0])
         if plan is None:
+            if len(self._plans) >= _MAX_PLANS:  # batch sizes that keep changing: drop the
+                del self._plans[next(iter(self._plans))]  # oldest plan and its buffers
             plan = self._plans[x.shape[0]] = self._plan(x.shape[0])
         buffers, loss_buffers = plan
         h = x

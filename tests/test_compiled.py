@@ -294,3 +294,16 @@ def test_options_turned_on_between_steps_take_effect():
         assert graph_step(a, fnn.losses.cross_entropy, oa, X[:32], y[:32]) == \
             step(X[:32], y[:32])
     np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)
+
+
+def test_many_batch_sizes_keep_a_few_plans():
+    from fastnn import compiled
+
+    X, y = data()
+    a, b = mlp("L B relu L"), mlp("L B relu L")
+    oa, ob = adam(a.parameters()), adam(b.parameters())
+    step = fnn.compile_step(b, fnn.losses.cross_entropy, ob)
+    for n in range(2, 2 + 3 * compiled._MAX_PLANS):
+        assert graph_step(a, fnn.losses.cross_entropy, oa, X[:n], y[:n]) == step(X[:n], y[:n])
+        assert len(step._plans) <= compiled._MAX_PLANS
+    np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)
