@@ -72,7 +72,7 @@ class _Buffers:
 class _LinearStage:
     """y = act(x @ W + b): ``dense_forward`` / ``dense_backward``'s kernel calls, with their
     choices (which GEMM, how many blocks, serial or parallel passes) made once per batch
-    size rather than at every call."""
+    size rather than at every call, as one jitted call per direction."""
 
     def __init__(self, layer: nn.Linear, act):
         self.layer, self.params = layer, [p for p in (layer.weight, layer.bias) if p is not None]
@@ -97,21 +97,30 @@ class _LinearStage:
         b.W, b.dW = layer.weight.data, layer.weight.grad_buffer
         b.bias = layer.bias.data if has_bias else empty_marker(dt)
         b.db = layer.bias.grad_buffer if has_bias else None
+        # The choices ``dense_forward`` / ``dense_backward`` make at every call (which product,
+        # how many blocks, serial or on the pool), made here once and handed to one jitted
+        # call per direction (``kernels.dense.planned_*``). Without NumPy's CBLAS to call
+        # from the pool (``blas.AVAILABLE``), the layer's own functions run.
         b.planned = K_blas.AVAILABLE
         if b.planned:
+            on_pool = (K_blas.gemm_blocks.parallel, K_blas.gemm_split_k.parallel,
+                       K_dense.bias_activation_forward.parallel, K_dense.add_bias.parallel,
+                       K_dense.dz_and_bias_grad.parallel)
             if b.partial is not None:
-                b.forward_product = K_blas.gemm_split_k(n * m * d_in)
-                b.forward_parts = b.partial.shape[0] + 1
+                product, parts = K_blas.gemm_split_k(n * m * d_in), b.partial.shape[0] + 1
             else:
-                b.forward_product, b.forward_parts = K_blas.gemm_kernel(n, m, d_in)
-            if self.code != K_act.IDENTITY:
-                b.forward_pass = K_dense.bias_activation_forward(n * m)
-            else:
-                b.forward_pass = K_dense.add_bias(n * m) if has_bias else None
-            b.sums = K_dense.dz_and_bias_grad(n * m) if b.d.shape[0] or has_bias else None
-            b.dz_sum_only = b.dz[:0]
-            b.dw_product, b.dw_parts = K_blas.gemm_kernel(d_in, m, n)
-            b.dx_product, b.dx_parts = K_blas.gemm_kernel(n, d_in, m)
+                product, parts = K_blas.gemm_kernel(n, m, d_in)
+            elementwise = (K_dense.bias_activation_forward if self.code != K_act.IDENTITY
+                           else K_dense.add_bias)(n * m)
+            dw_product, dw_parts = K_blas.gemm_kernel(d_in, m, n)
+            dx_product, dx_parts = K_blas.gemm_kernel(n, d_in, m)
+            b.fwd_args = (self.code, self.alpha, b.y, b.d,
+                          b.partial if b.partial is not None else np.empty((0, 1, 1), dt),
+                          parts, product in on_pool, elementwise in on_pool)
+            b.bwd_args = (b.dz, b.partial_b, b.dx if need_dx else np.empty((0, d_in), dt),
+                          b.dW, b.db if has_bias else empty_marker(dt),
+                          K_dense.dz_and_bias_grad(n * m) in on_pool, dw_parts,
+                          dw_product in on_pool, dx_parts, dx_product in on_pool)
         return b
 
     def forward(self, x, b):
@@ -120,14 +129,7 @@ class _LinearStage:
         if not b.planned:
             K_dense.dense_forward(x, W, bias, self.code, self.alpha, y, b.d, b.partial)
             return y
-        if b.partial is not None:
-            b.forward_product(x, W, y, b.partial, b.forward_parts)
-        else:
-            b.forward_product(x, False, W, False, y, 0.0, b.forward_parts)
-        if self.code != K_act.IDENTITY:
-            b.forward_pass(self.code, self.alpha, y, bias, b.d)
-        elif b.forward_pass is not None:
-            b.forward_pass(y, bias)
+        K_dense.planned_forward(x, W, bias, *b.fwd_args)
         return y
 
     def backward(self, g, b):
@@ -135,23 +137,13 @@ class _LinearStage:
         if not b.planned:
             K_dense.dense_backward(g, b.d, b.x, W, b.dz, b.partial_b, b.dx, dW, db)
             return b.dx
-        dz, partial = b.dz, b.partial_b
-        if b.d.shape[0] == 0:  # the identity: dz is g, only the bias needs a pass
-            if db is not None:
-                b.sums(g, b.d, b.dz_sum_only, partial)
-            dz = g
-        else:
-            b.sums(g, b.d, dz, partial)
-        if db is not None:
-            db[:] = partial[0] if partial.shape[0] == 1 else partial.sum(axis=0)
-        b.dw_product(b.x, True, dz, False, dW, 0.0, b.dw_parts)
-        if b.dx is not None:
-            b.dx_product(dz, False, W, True, b.dx, 0.0, b.dx_parts)
+        K_dense.planned_backward(g, b.d, b.x, W, *b.bwd_args)
         return b.dx
 
 
 class _BatchNormStage:
-    """Training-mode batch normalization (+ activation) (``BatchNorm1d``'s training forward)."""
+    """Training-mode batch normalization (+ activation): ``BatchNorm1d``'s training forward
+    and backward as one planned call each (``kernels.batchnorm.planned_*``)."""
 
     def __init__(self, layer: nn.BatchNorm1d, act):
         self.layer = layer
@@ -172,6 +164,8 @@ class _BatchNormStage:
         b.ones, b.zeros = np.ones(c, dt), np.zeros(c, dt)  # gamma, beta when not affine
         b.dgamma, b.dbeta = np.empty(c, dt), np.empty(c, dt)
         b.dx = np.empty((n, c), dt) if need_dx else None
+        b.dx_or_none = b.dx if need_dx else np.empty((0, c), dt)
+        b.on_pool = K_bn.planned_on_pool(n, c)
         return b
 
     def forward(self, x, b):
@@ -186,9 +180,9 @@ class _BatchNormStage:
             rm, rv = layer.running_mean, layer.running_var
         else:
             rm = rv = empty_marker(x.dtype)
-        K_bn.batchnorm_forward_train(x, gamma, beta, layer.eps, momentum or 0.0, rm, rv,
-                                     self.code, self.alpha, b.y, b.xhat, b.d, b.mean,
-                                     b.inv_std, b.partial, sync=None, stats=b.stats)
+        K_bn.planned_forward_train(x, gamma, beta, layer.eps, momentum or 0.0, rm, rv,
+                                   self.code, self.alpha, b.y, b.xhat, b.d, b.mean,
+                                   b.inv_std, b.partial, b.stats, b.on_pool)
         b.gamma = gamma
         return b.y
 
@@ -196,9 +190,8 @@ class _BatchNormStage:
         layer = self.layer
         dgamma = layer.weight.grad_buffer if layer.affine else b.dgamma
         dbeta = layer.bias.grad_buffer if layer.affine else b.dbeta
-        K_bn.batchnorm_backward(g, b.d_backward, b.xhat, b.gamma, b.inv_std, b.dx, dgamma,
-                                dbeta, b.partial_b, sync=None, n_total=g.shape[0],
-                                sums=b.sums)
+        K_bn.planned_backward(g, b.d_backward, b.xhat, b.gamma, b.inv_std, b.dx_or_none,
+                              dgamma, dbeta, b.partial_b, b.sums, b.on_pool)
         return b.dx
 
 

@@ -302,3 +302,64 @@ def batchnorm_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial,
         sync.allreduce_(sums)
         g_beta, g_gamma = sums[0].astype(dbeta.dtype), sums[1].astype(dgamma.dtype)
     _input_grad(dy.size)(dy, d, xhat, gamma, inv_std, g_beta, g_gamma, n, dx)
+
+
+# ------------------------------------------------------------------ planned calls
+# A compiled training step (``fastnn.compiled``) runs a layer's training forward and its
+# backward as one call each, with the serial-or-pool choice made once per batch size: the
+# same kernels as ``batchnorm_forward_train`` / ``batchnorm_backward`` without ``sync``.
+_sums_serial, _sums_parallel = _shifted_sums.serial, _shifted_sums.parallel
+_norm_serial, _norm_parallel = _normalize_activate.serial, _normalize_activate.parallel
+_colsums_serial, _colsums_parallel = _column_sums.serial, _column_sums.parallel
+_dx_serial, _dx_parallel = _input_grad.serial, _input_grad.parallel
+
+
+def planned_on_pool(n: int, c: int) -> bool:
+    """Whether the planned calls run their passes on the pool for an (n, c) batch (the
+    choice ``batchnorm_forward_train`` / ``batchnorm_backward`` make per call)."""
+    return _normalize_activate(n * c) is _normalize_activate.parallel
+
+
+@jit
+def planned_forward_train(x, gamma, beta, eps, momentum, running_mean, running_var, code,
+                          alpha, y, xhat, d, mean, inv_std, partial, stats, parallel):
+    """``batchnorm_forward_train(...)`` without ``sync``, the variant given by ``parallel``;
+    ``stats`` (3, C) float64 scratch; running_mean/var (0,) to skip them."""
+    n = x.shape[0]
+    shift, sums = stats[0], stats[1:]
+    for j in range(shift.shape[0]):
+        shift[j] = x[0, j]
+    if parallel:
+        _sums_parallel(x, shift, partial)
+    else:
+        _sums_serial(x, shift, partial)
+    sum_chunks(partial, sums)
+    if running_mean.shape[0] == 0:
+        _finish_statistics(sums, n, shift, eps, momentum, mean[:0], mean[:0], mean, inv_std)
+    else:
+        _finish_statistics(sums, n, shift, eps, momentum, running_mean, running_var, mean,
+                           inv_std)
+    if parallel:
+        _norm_parallel(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d)
+    else:
+        _norm_serial(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d)
+
+
+@jit
+def planned_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial, sums, parallel):
+    """``batchnorm_backward(...)`` without ``sync`` (N = dy's rows), the variant given by
+    ``parallel``; dx (0, C) to skip the input's gradient."""
+    if parallel:
+        _colsums_parallel(dy, d, xhat, partial)
+    else:
+        _colsums_serial(dy, d, xhat, partial)
+    sum_chunks(partial, sums)
+    for j in range(dbeta.shape[0]):
+        dbeta[j] = sums[0, j]
+        dgamma[j] = sums[1, j]
+    if dx.shape[0] != dy.shape[0]:
+        return
+    if parallel:
+        _dx_parallel(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dy.shape[0], dx)
+    else:
+        _dx_serial(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dy.shape[0], dx)

@@ -206,3 +206,82 @@ def affine_backward(dz, x, W, partial, dx, dW, db, accumulate_dW=None) -> None:
         gemm(x, dz, dW, trans_a=True)
     if dx is not None:
         gemm(dz, W, dx, trans_b=True)
+
+
+# ------------------------------------------------------------------ planned calls
+# ``dense_forward`` and ``dense_backward`` decide, at every call, which product and which
+# variant (serial or on the pool) of each pass to run. A compiled training step
+# (``fastnn.compiled``) decides once per batch size and makes each layer's forward and
+# backward one call into the functions below, which run the very same kernels (hence the
+# same bits) without a Python call per kernel.
+_gemm_blocks_serial, _gemm_blocks_parallel = blas.gemm_blocks.serial, blas.gemm_blocks.parallel
+_split_k_serial, _split_k_parallel = blas.gemm_split_k.serial, blas.gemm_split_k.parallel
+_add_bias_serial, _add_bias_parallel = add_bias.serial, add_bias.parallel
+_bias_act_serial, _bias_act_parallel = (bias_activation_forward.serial,
+                                        bias_activation_forward.parallel)
+_sums_serial, _sums_parallel = dz_and_bias_grad.serial, dz_and_bias_grad.parallel
+
+
+@jit
+def _product(A, trans_a, B, trans_b, C, parts, parallel):
+    if parallel:
+        _gemm_blocks_parallel(A, trans_a, B, trans_b, C, 0.0, parts)
+    else:
+        _gemm_blocks_serial(A, trans_a, B, trans_b, C, 0.0, parts)
+
+
+@jit
+def planned_forward(x, W, b, code, alpha, y, d, partial, parts, product_parallel,
+                    pass_parallel):
+    """``dense_forward(x, W, b, code, alpha, y, d, partial)`` with its choices given:
+    ``partial`` (P - 1, N, M) splits the product over D into ``parts`` = P blocks when it has
+    blocks, else the product is cut into ``parts`` blocks of C; ``product_parallel`` and
+    ``pass_parallel`` pick the variants."""
+    if partial.shape[0] > 0:
+        if product_parallel:
+            _split_k_parallel(x, W, y, partial, parts)
+        else:
+            _split_k_serial(x, W, y, partial, parts)
+    else:
+        _product(x, False, W, False, y, parts, product_parallel)
+    if code == IDENTITY:
+        if b.shape[0] > 0:
+            if pass_parallel:
+                _add_bias_parallel(y, b)
+            else:
+                _add_bias_serial(y, b)
+    elif pass_parallel:
+        _bias_act_parallel(code, alpha, y, b, d)
+    else:
+        _bias_act_serial(code, alpha, y, b, d)
+
+
+@jit
+def planned_backward(dy, d, x, W, dz, partial, dx, dW, db, sums_parallel, dw_parts,
+                     dw_parallel, dx_parts, dx_parallel):
+    """``dense_backward(dy, d, x, W, dz, partial, dx, dW, db)`` with its choices given: db
+    (M,) or (0,) for no bias, dx (N, D) or (0, D) to skip it; the bias gradient is the
+    column sums of ``partial`` added in chunk order (as NumPy's ``sum(axis=0)``)."""
+    n, m = dy.shape
+    has_bias = db.shape[0] == m
+    dzz = dz
+    if d.shape[0] == 0:  # the identity: dz is dy, only the bias needs a pass
+        if has_bias:
+            if sums_parallel:
+                _sums_parallel(dy, d, dz[:0], partial)
+            else:
+                _sums_serial(dy, d, dz[:0], partial)
+        dzz = dy
+    elif sums_parallel:
+        _sums_parallel(dy, d, dz, partial)
+    else:
+        _sums_serial(dy, d, dz, partial)
+    if has_bias:
+        for j in range(m):
+            s = partial[0, j]
+            for c in range(1, partial.shape[0]):
+                s += partial[c, j]
+            db[j] = s
+    _product(x, True, dzz, False, dW, dw_parts, dw_parallel)
+    if dx.shape[0] == n:
+        _product(dzz, False, W, True, dx, dx_parts, dx_parallel)
