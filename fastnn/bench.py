@@ -332,6 +332,18 @@ def blas_report() -> list[str]:
     return lines
 
 
+def _run_worker(args: list[str], timeout: float, label: str, log) -> dict | None:
+    """Run ``python -m fastnn.bench ARGS`` in a fresh process; its last stdout line (JSON), or
+    None after printing why it failed."""
+    proc = subprocess.run([sys.executable, "-m", "fastnn.bench", *args], capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"  {label} failed: {tail}", file=log)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: int | None = None,
               log=None, paths: dict | None = None) -> dict:
     """Alternate one process per (round, model, framework); return all step times.
@@ -346,14 +358,11 @@ def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: i
         for name, (dims, batch, bn) in models.items():
             for fw in frameworks:
                 reps = max(3, repeats // 10) if dims[1] >= 2048 else repeats
-                cmd = [sys.executable, "-m", "fastnn.bench", "--worker", fw,
-                       json.dumps([dims, batch, bn, reps, threads])]
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                if proc.returncode != 0:
-                    tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                    print(f"  {fw} on {name} failed: {tail}", file=log)
+                out = _run_worker(["--worker", fw, json.dumps([dims, batch, bn, reps,
+                                                               threads])],
+                                  600, f"{fw} on {name}", log)
+                if out is None:
                     continue
-                out = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault(name, {}).setdefault(fw, []).extend(out["times"])
                 if paths is not None and out.get("path"):
                     paths[fw] = out["path"]
@@ -534,14 +543,10 @@ def run_sklearn_bench(problems: dict, variants=SKLEARN_VARIANTS, rounds: int = 3
     for r in range(rounds):
         for name, spec in problems.items():
             for variant in variants:
-                cmd = [sys.executable, "-m", "fastnn.bench", "--sklearn-worker", variant,
-                       json.dumps([spec, threads])]
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-                if proc.returncode != 0:
-                    tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                    print(f"  {variant} on {name} failed: {tail}", file=log)
+                out = _run_worker(["--sklearn-worker", variant, json.dumps([spec, threads])],
+                                  3600, f"{variant} on {name}", log)
+                if out is None:
                     continue
-                out = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault(name, {}).setdefault(variant, []).append(out)
                 acc = f", test accuracy {out['accuracy']:.4f}" if "accuracy" in out else ""
                 print(f"  round {r + 1}/{rounds} {name} {variant}: {out['seconds']:.3f} s"

@@ -81,7 +81,7 @@ class _LinearStage:
         self.alpha = act.alpha if act is not None else 0.0
         self.in_features, self.out_features = layer.in_features, layer.out_features
 
-    def buffers(self, n: int, dt, need_dx: bool) -> _Buffers:
+    def buffers(self, n: int, dt, need_dx: bool, width: int) -> _Buffers:
         b, m, d_in = _Buffers(), self.out_features, self.in_features
         b.y = np.empty((n, m), dt)
         b.d = np.empty((n, m), dt) if self.code != K_act.IDENTITY else empty_marker(dt, m)
@@ -153,7 +153,7 @@ class _BatchNormStage:
         self.alpha = act.alpha if act is not None else 0.0
         self.in_features = self.out_features = layer.num_features
 
-    def buffers(self, n: int, dt, need_dx: bool) -> _Buffers:
+    def buffers(self, n: int, dt, need_dx: bool, width: int) -> _Buffers:
         b, c = _Buffers(), self.layer.num_features
         b.y, b.d, b.xhat = (np.empty((n, c), dt) for _ in range(3))
         b.d_backward = b.d if self.code != K_act.IDENTITY else empty_marker(dt, c)
@@ -195,92 +195,80 @@ class _BatchNormStage:
         return b.dx
 
 
-class _ActivationStage:
-    """A standalone activation (``activation_node``'s calls)."""
+class _ElementwiseStage:
+    """A stage that keeps its input's width: y = f(x) and a local gradient (N, W) in the
+    forward pass; the backward pass multiplies the incoming gradient by it
+    (``activation_backward``), for the activations and dropout alike."""
 
     params: list = []
+    in_features = out_features = None
+
+    def buffers(self, n, dt, need_dx, width):
+        b = _Buffers()
+        b.y, b.local = np.empty((n, width), dt), np.empty((n, width), dt)
+        b.dx = np.empty((n, width), dt) if need_dx else None
+        return b
+
+    def backward(self, g, b):
+        if b.dx is None:
+            return None
+        K_act.activation_backward(g.size)(g.reshape(-1), b.local.reshape(-1), b.dx.reshape(-1))
+        return b.dx
+
+
+class _ActivationStage(_ElementwiseStage):
+    """A standalone activation (``activation_node``'s calls)."""
 
     def __init__(self, layer):
         self.code, self.alpha = layer.code, layer.alpha
-        self.in_features = self.out_features = None
-
-    def buffers(self, n, dt, need_dx):
-        b = _Buffers()
-        b.need_dx = need_dx
-        return b
 
     def forward(self, x, b):
-        if getattr(b, "y", None) is None or b.y.shape != x.shape:
-            b.y, b.d, b.dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
         K_act.activation_forward(x.size)(self.code, self.alpha, x.reshape(-1),
-                                         b.y.reshape(-1), b.d.reshape(-1))
+                                         b.y.reshape(-1), b.local.reshape(-1))
         return b.y
 
-    def backward(self, g, b):
-        if not b.need_dx:
-            return None
-        K_act.activation_backward(g.size)(g.reshape(-1), b.d.reshape(-1), b.dx.reshape(-1))
-        return b.dx
 
-
-class _DropoutStage:
-    """Inverted dropout in training (``dropout_node``'s calls: the same draws)."""
-
-    params: list = []
+class _DropoutStage(_ElementwiseStage):
+    """Inverted dropout in training (``dropout_node``'s calls: the same draws); the local
+    gradient is the scaled mask."""
 
     def __init__(self, layer: nn.Dropout):
         self.layer = layer
-        self.in_features = self.out_features = None
-
-    def buffers(self, n, dt, need_dx):
-        b = _Buffers()
-        b.need_dx = need_dx
-        return b
 
     def forward(self, x, b):
-        if getattr(b, "y", None) is None or b.y.shape != x.shape:
-            b.y, b.mask, b.dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
         _layers.dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
-                                     b.y.reshape(-1), b.mask.reshape(-1), x.shape[1])
+                                     b.y.reshape(-1), b.local.reshape(-1), x.shape[1])
         return b.y
-
-    def backward(self, g, b):
-        if not b.need_dx:
-            return None
-        K_act.activation_backward(g.size)(g.reshape(-1), b.mask.reshape(-1), b.dx.reshape(-1))
-        return b.dx
 
 
 class _PReLUStage:
     """PReLU with a learned slope, shared or one per unit (``PReLU.forward``'s calls)."""
 
+    in_features = out_features = None
+
     def __init__(self, layer: nn.PReLU):
         self.layer, self.params = layer, [layer.weight]
-        self.in_features = self.out_features = None
 
-    def buffers(self, n, dt, need_dx):
-        b = _Buffers()
-        b.need_dx = need_dx
+    def buffers(self, n, dt, need_dx, width):
+        b, k = _Buffers(), self.layer.num_parameters
+        b.y = np.empty((n, width), dt)
+        b.dx = np.empty((n, width), dt) if need_dx else None
+        b.dx_arg = b.dx.reshape(-1, k) if need_dx else empty_marker(dt, k)
+        b.partial = np.empty((K_dense.n_chunks(n * width // k), k))
         return b
 
     def forward(self, x, b):
         k = self.layer.num_parameters
-        if getattr(b, "y", None) is None or b.y.shape != x.shape:
-            rows = x.size // k
-            b.y = np.empty_like(x)
-            b.dx = np.empty_like(x) if b.need_dx else empty_marker(x.dtype, k)
-            b.partial = np.empty((K_dense.n_chunks(rows), k))
         b.x = x.reshape(-1, k)
         K_act.prelu_forward(x.size)(b.x, self.layer.weight.data, b.y.reshape(-1, k))
         return b.y
 
     def backward(self, g, b):
         X, w = b.x, self.layer.weight
-        dx = b.dx.reshape(X.shape) if b.need_dx else b.dx
-        K_act.prelu_backward(X.size)(g.reshape(X.shape), X, w.data, dx, b.partial)
+        K_act.prelu_backward(X.size)(g.reshape(X.shape), X, w.data, b.dx_arg, b.partial)
         dw = b.partial.sum(axis=0)
         w.grad_buffer[...] = dw.sum(keepdims=True) if w.shape[0] == 1 else dw
-        return b.dx if b.need_dx else None
+        return b.dx
 
 
 def _stage(module, fused):
@@ -429,8 +417,12 @@ class CompiledStep:
         self.loss = _loss(loss_fn)
         widths = [s.in_features for s in self.stages if s.in_features is not None]
         self.in_features = widths[0] if widths else None
-        outs = [s.out_features for s in self.stages if s.out_features is not None]
-        self.out_features = outs[-1] if outs else None
+        # Each stage's input width: a stage without its own sizes keeps its input's.
+        self.widths, width = [], self.in_features
+        for s in self.stages:
+            self.widths.append(width)
+            width = s.out_features if s.out_features is not None else width
+        self.out_features = width
         self.fuse_optimizer = fuse_optimizer
         self.updates = [optimizer.partial_update(s.params) if fuse_optimizer and s.params
                         else None for s in self.stages]
@@ -523,12 +515,12 @@ class CompiledStep:
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
         """The :class:`fastnn.train.LocalStep` interface: (mean loss, correct or None)."""
         value, out = self.run(x, y)
-        correct = int((out.argmax(axis=1) == y).sum()) if y.dtype.kind in "iu" else None
-        return value, correct
+        return value, _train.count_correct(out, y) if y.dtype.kind in "iu" else None
 
     def _plan(self, n: int):
         dt = self.dtype
-        buffers = [s.buffers(n, dt, self.need_dx[i]) for i, s in enumerate(self.stages)]
+        buffers = [s.buffers(n, dt, self.need_dx[i], self.widths[i])
+                   for i, s in enumerate(self.stages)]
         return buffers, self.loss.buffers(n, self.out_features, dt)
 
     def __repr__(self) -> str:

@@ -14,13 +14,16 @@ from fastnn.bench import MODELS, _fastnn_compiled_step, _fastnn_step
 
 
 class TrainingStep:
+    """The graph step (``loss.backward(); opt.step()``) of each bench model."""
+
     params = list(MODELS)
     param_names = ["model"]
     timeout = 600
+    make_step = staticmethod(_fastnn_step)
 
     def setup(self, name):
         fnn.warmup(dtypes=("float32",), verbose=False)
-        self.step = _fastnn_step(*MODELS[name])
+        self.step = self.make_step(*MODELS[name])
         for _ in range(3):
             self.step()
 
@@ -31,24 +34,10 @@ class TrainingStep:
         self.step()
 
 
-class CompiledTrainingStep:
-    params = list(MODELS)
-    param_names = ["model"]
-    timeout = 600
+class CompiledTrainingStep(TrainingStep):
+    """The compiled step (``fnn.compile_step``) of each bench model."""
 
-    def setup(self, name):
-        if getattr(fnn, "compile_step", None) is None:
-            raise NotImplementedError("this fastnn has no compile_step")  # asv: skipped
-        fnn.warmup(dtypes=("float32",), verbose=False)
-        self.step = _fastnn_compiled_step(*MODELS[name])
-        for _ in range(3):
-            self.step()
-
-    def time_step(self, name):
-        self.step()
-
-    def peakmem_step(self, name):
-        self.step()
+    make_step = staticmethod(_fastnn_compiled_step)
 
 
 def track_compile_seconds_cold():
