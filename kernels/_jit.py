@@ -4,9 +4,17 @@
   kernel's compilation (seconds) into every cold ``import fastnn``; lazily, a process only
   compiles what it runs, and the on-disk cache makes the second process warm.
 - ``nogil``: kernels release the GIL, so a caller may overlap them with Python work.
-- ``FASTMATH`` lets LLVM reassociate, contract into FMAs and use approximate functions,
+- ``FASTMATH`` lets LLVM contract into FMAs, use reciprocals and approximate functions,
   but keeps the NaN/Inf semantics (no ``nnan``/``ninf``): ``fastmath=True`` would let LLVM
-  delete the very ``isfinite`` checks that stop a diverging run.
+  delete the very ``isfinite`` checks that stop a diverging run. It does not let LLVM
+  reassociate: with ``reassoc``, a loop that both stores and sums (a softmax row, a squared
+  error) is vectorized only after a runtime check that the store does not overlap what the
+  loop still reads; two small arrays that malloc placed within a few vector widths of each
+  other fail the check and run the scalar loop, which sums in another order, so the same
+  batch gave other last bits depending on where its arrays lay. Without it every sum runs in
+  the order written (``tests/kernels/test_jit.py``); a kernel that wants several sums in
+  flight writes its lanes out, or, if its summing loops store nothing (a pure reduction,
+  which LLVM vectorizes without an overlap check), asks for ``kernel(reassociate=True)``.
 - ``cache=True`` with a fallback: Numba raises ``RuntimeError: cannot cache function ...
   no locator available`` at decoration time when neither the package folder nor the user
   cache directory is writable (a read-only install). Then we warn once and compile
@@ -39,7 +47,7 @@ def row_chunks(n_rows: int) -> int:
     return max(1, (n_rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
 #: Element count from which the ``parallel`` variant of a kernel is used. Numba's pool is
 #: fastnn's only pool (GEMMs run on it too, ``blas.py``), so its threads are awake between
@@ -56,10 +64,11 @@ _ALL_KERNELS: list[Kernel] = []
 _cache_warned = False
 
 
-def _compile(py_func, parallel: bool):
+def _compile(py_func, parallel: bool, reassociate: bool = False):
     """Return a Numba dispatcher for ``py_func`` under the project's policy."""
     global _cache_warned
-    options = dict(nogil=True, fastmath=set(FASTMATH), parallel=parallel, error_model="numpy")
+    fastmath = set(FASTMATH) | ({"reassoc"} if reassociate else set())
+    options = dict(nogil=True, fastmath=fastmath, parallel=parallel, error_model="numpy")
     try:
         return numba.njit(cache=True, **options)(py_func)
     except RuntimeError as exc:  # a read-only install: no cache locator is writable
@@ -101,11 +110,12 @@ class Kernel:
 
     __slots__ = ("py_func", "serial", "parallel", "min_parallel", "__name__")
 
-    def __init__(self, py_func, min_parallel: int = PARALLEL_MIN_ELEMENTS):
+    def __init__(self, py_func, min_parallel: int = PARALLEL_MIN_ELEMENTS,
+                 reassociate: bool = False):
         self.py_func = py_func
         self.__name__ = py_func.__name__
-        self.serial = _compile(_renamed(py_func, "__serial"), parallel=False)
-        self.parallel = _compile(py_func, parallel=True)
+        self.serial = _compile(_renamed(py_func, "__serial"), False, reassociate)
+        self.parallel = _compile(py_func, True, reassociate)
         self.min_parallel = min_parallel
         _ALL_KERNELS.append(self)
 
@@ -116,11 +126,17 @@ class Kernel:
         return f"<fastnn kernel {self.py_func.__module__}.{self.__name__}>"
 
 
-def kernel(py_func=None, *, min_parallel: int = PARALLEL_MIN_ELEMENTS):
-    """Decorator: compile ``py_func`` under the policy as a :class:`Kernel` (serial + parallel)."""
+def kernel(py_func=None, *, min_parallel: int = PARALLEL_MIN_ELEMENTS,
+           reassociate: bool = False):
+    """Decorator: compile ``py_func`` under the policy as a :class:`Kernel` (serial + parallel).
+
+    ``reassociate=True`` adds LLVM's ``reassoc`` for a pure reduction, a kernel whose summing
+    loops store nothing: LLVM then vectorizes them without a runtime overlap check, so their
+    order depends on the trip count alone (never on where the arrays lie, see ``FASTMATH``).
+    """
     if py_func is None:
-        return lambda f: Kernel(f, min_parallel=min_parallel)
-    return Kernel(py_func, min_parallel=min_parallel)
+        return lambda f: Kernel(f, min_parallel=min_parallel, reassociate=reassociate)
+    return Kernel(py_func, min_parallel=min_parallel, reassociate=reassociate)
 
 
 def jit(py_func):

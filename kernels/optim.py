@@ -256,11 +256,14 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
                         typed(x, -1.0 if hp[k, ADAM_MAXIMIZE] != 0.0 else 1.0))
 
 
-@kernel(min_parallel=PARALLEL_MIN_ELEMENTS)
+@kernel(min_parallel=PARALLEL_MIN_ELEMENTS, reassociate=True)
 def grad_sq_partial(grad, partial):
     """partial[c] = sum of grad[i]^2 over chunk c of CHUNK elements (float64 accumulation).
 
-    The caller adds ``partial`` in order: the norm does not depend on the thread count.
+    The caller adds ``partial`` in order: the norm does not depend on the thread count. A
+    pure reduction (the loop stores nothing), compiled with ``reassociate``: LLVM sums a
+    chunk in vector lanes, in an order fixed by the chunk's length (7.7 µs over 92K float32
+    elements, against 114 µs one addition after another).
     """
     n = grad.shape[0]
     for c in prange(partial.shape[0]):

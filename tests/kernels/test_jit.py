@@ -6,7 +6,7 @@ import numba.core.caching
 import numpy as np
 import pytest
 
-from fastnn.kernels import _jit, activations
+from fastnn.kernels import _jit, activations, losses, optim
 
 
 def test_policy_keeps_nan_semantics_and_is_cached_and_nogil():
@@ -17,7 +17,58 @@ def test_policy_keeps_nan_semantics_and_is_cached_and_nogil():
         assert isinstance(variant._cache, numba.core.caching.FunctionCache)  # cache=True
         flags = set(opts["fastmath"])
         assert "nnan" not in flags and "ninf" not in flags and "fast" not in flags
-        assert flags == {"nsz", "arcp", "contract", "afn", "reassoc"}
+        assert flags == {"nsz", "arcp", "contract", "afn"}  # no "reassoc": see below
+    assert set(optim.grad_sq_partial.serial.targetoptions["fastmath"]) == flags | {"reassoc"}
+
+
+def _adjacent(shape, dtype, gap_bytes):
+    """Two arrays of ``shape`` in one allocation, the second starting ``gap_bytes`` after the
+    first ends (a pair of small arrays that malloc happened to place side by side)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(2 * size + gap_bytes, np.uint8)
+    first = raw[:size].view(dtype).reshape(shape)
+    second = raw[size + gap_bytes:].view(dtype).reshape(shape)
+    return first, second
+
+
+@pytest.mark.parametrize("gap", [0, 4, 16, 36, 64])
+def test_results_do_not_depend_on_where_the_arrays_lie(gap):
+    # With "reassoc", LLVM vectorizes a loop that both stores and sums only after a runtime
+    # check that the store does not overwrite what is still to be read; for small arrays
+    # within a few vector widths of each other the check fails and the scalar loop runs,
+    # which sums in another order: the last bits of the softmax cross-entropy gradient of a
+    # (3, 5) batch depended on the addresses malloc gave its two arrays.
+    rng = np.random.default_rng(0)
+    for n, c in ((3, 5), (4, 8), (2, 17)):
+        logits = rng.standard_normal((n, c)).astype(np.float32)
+        labels = rng.integers(0, c, n)
+        far = np.empty_like(logits)
+        partial = np.empty(losses.n_chunks(n))
+        ref = losses.softmax_cross_entropy.serial(logits, labels, far, partial)
+        z, dz = _adjacent((n, c), np.float32, gap)
+        z[...] = logits
+        got = losses.softmax_cross_entropy.serial(z, labels, dz, partial)
+        assert got == ref
+        np.testing.assert_array_equal(dz, far)
+        pred, dpred = _adjacent((n * c,), np.float32, gap)
+        pred[...] = logits.ravel()
+        target = rng.standard_normal(n * c).astype(np.float32)
+        far = np.empty(n * c, np.float32)
+        marker = np.empty(0, np.float32)
+        ref = losses.mse.serial(logits.ravel(), target, 0.5, far, marker, partial)
+        assert losses.mse.serial(pred, target, 0.5, dpred, marker, partial) == ref
+        np.testing.assert_array_equal(dpred, far)
+    # The one kernel compiled with reassociation, a pure reduction: its partial sums land in
+    # an array right after the squares' input.
+    x = rng.standard_normal(4096 + 13).astype(np.float32)
+    ref = np.empty(2)
+    optim.grad_sq_partial.serial(x, ref)
+    raw = np.empty(x.nbytes + gap + 16, np.uint8)
+    xs = raw[:x.nbytes].view(np.float32)
+    xs[...] = x
+    out = raw[x.nbytes + gap:x.nbytes + gap + 16].view(np.float64)
+    optim.grad_sq_partial.serial(xs, out)
+    np.testing.assert_array_equal(out, ref)
 
 
 def test_serial_and_parallel_variants_have_distinct_cache_names():

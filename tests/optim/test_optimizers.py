@@ -275,3 +275,20 @@ def test_a_kept_grad_is_the_reused_buffer_as_documented():
     assert lin.weight.grad is kept  # the same array...
     np.testing.assert_array_equal(kept, 2 * copied)  # ...now holding the new gradient
     np.testing.assert_array_equal(copied, np.full((3, 2), 4.0))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 5, 4095, 4096, 4099, 3 * 4096 + 2, 70001])
+def test_sum_of_squares_is_the_float64_sum_on_any_thread_count(n):
+    from fastnn.kernels import optim as K
+
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    expect = float(np.sum(x.astype(np.float64) ** 2))
+    got = optim.optimizers.sum_of_squares(x)
+    assert got == pytest.approx(expect, rel=1e-13, abs=0.0)
+    if n == 0:
+        return
+    partial = np.empty(-(-n // K.CHUNK))
+    K.grad_sq_partial.serial(x, partial)
+    serial = partial.copy()
+    K.grad_sq_partial.parallel(x, partial)
+    np.testing.assert_array_equal(partial, serial)
