@@ -256,6 +256,28 @@ def _rows_kernel_takes(X) -> bool:
             and X.dtype.byteorder in "=|")  # (Numba reads no float16, no foreign byte order)
 
 
+def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[:] = X[idx], the rows ``idx`` of X, cast to out's dtype.
+
+    Parameters
+    ----------
+    X : (N, D) array.
+    idx : (B,) int64 row indices into X, each in [0, N) (not checked: the caller made them).
+    out : (B, D) float32 or float64 C-contiguous array that receives the rows.
+
+    One parallel kernel (``kernels.rows.gather_standardize`` without statistics) when X is a
+    plain array it reads (a batch of 200 rows of 100 float32: 3 µs against 9 µs for
+    ``np.take``); NumPy otherwise.
+    """
+    if out.dtype in _NO_STATS and out.flags.c_contiguous and _rows_kernel_takes(X) \
+            and idx.dtype == np.int64 and X.shape[1:] == out.shape[1:]:
+        none = _NO_STATS[out.dtype]
+        K_rows.gather_standardize(out.size)(X, idx, none, none, out)
+    else:
+        np.copyto(out, X[idx], casting="unsafe")
+    return out
+
+
 def _gather_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray, pool: BufferPool,
                  role: str) -> None:
     """out[:] = X[idx] cast to out's dtype, through a reused buffer of the batch's size."""

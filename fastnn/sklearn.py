@@ -67,7 +67,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from . import losses, nn, optim
-from .data import ArrayDataset
+from .data import ArrayDataset, take_rows
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
 from .optim.optimizers import sum_of_squares
 from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged, graph_step
@@ -437,7 +437,7 @@ class _Batches:
                     buffers[n] = (np.empty((n, *self.X.shape[1:]), self.X.dtype),
                                   np.empty((n, *self.T.shape[1:]), self.T.dtype))
                 x, t = buffers[n]
-                np.take(self.X, idx, axis=0, out=x)
+                take_rows(self.X, idx, x)
                 np.take(self.T, idx, axis=0, out=t)
             sw = None if self.sw is None else self.sw[idx]
             yield x, (t, sw), sl.stop - sl.start

@@ -101,3 +101,19 @@ def test_standardizer_statistics_of_rows_match_float64_formulas():
     # uint8 images: no float copy of the data, same numbers
     U = rng.integers(0, 256, (300, 5)).astype(np.uint8)
     np.testing.assert_allclose(Standardizer(min_scale=0).fit(U).std, U.std(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("src", ["float32", "float64", "int64", "strided", "float16"])
+@pytest.mark.parametrize("dst", ["float32", "float64"])
+def test_take_rows_is_numpy_take_cast(src, dst):
+    from fastnn.data import take_rows
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((400, 200)) * 10
+    X = {"float32": base.astype(np.float32), "float64": base, "int64": base.astype(np.int64),
+         "strided": base[:, ::2], "float16": base.astype(np.float16)}[src]
+    for n in (1, 7, 200):  # serial and parallel kernel variants (200 x 100: 20K elements)
+        idx = rng.permutation(400)[:n]
+        out = np.empty((n, X.shape[1]), dst)
+        assert take_rows(X, idx, out) is out
+        np.testing.assert_array_equal(out, X[idx].astype(dst))

@@ -594,8 +594,7 @@ def sum_of_squares(a: np.ndarray) -> float:
     if a.size == 0:
         return 0.0
     partial = np.empty(max(1, -(-a.size // K.CHUNK)))
-    K.grad_sq_partial(a.size)(a, partial)
-    return float(partial.sum())
+    return K.grad_sq_partial(a.size)(a, partial)
 
 
 def _covering_buffers(params) -> list[np.ndarray] | None:

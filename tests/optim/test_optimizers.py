@@ -288,7 +288,7 @@ def test_sum_of_squares_is_the_float64_sum_on_any_thread_count(n):
     if n == 0:
         return
     partial = np.empty(-(-n // K.CHUNK))
-    K.grad_sq_partial.serial(x, partial)
+    total = K.grad_sq_partial.serial(x, partial)
     serial = partial.copy()
-    K.grad_sq_partial.parallel(x, partial)
+    assert K.grad_sq_partial.parallel(x, partial) == total == got
     np.testing.assert_array_equal(partial, serial)
