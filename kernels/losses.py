@@ -428,3 +428,27 @@ def bce(probs, target, weight, scale, dprobs, loss_out, partial):
                 loss_out[i] = loss
         partial[k] = total
     return (bad if bad < n else -1), _ordered_sum(partial)
+
+
+@jit
+def count_argmax_hits(scores, labels):
+    """How many rows i of scores (N, C) have their largest entry at labels[i] (N,): NumPy's
+    ``(scores.argmax(axis=1) == labels).sum()``, whose argmax is the first largest entry
+    and the first NaN of a row that has one. Serial: a training step's outputs are small,
+    and a pass over them is cheaper than waking the pool."""
+    n, c = scores.shape
+    hits = 0
+    for i in range(n):
+        best = scores[i, 0]
+        at = 0
+        if not np.isnan(best):
+            for j in range(1, c):
+                v = scores[i, j]
+                if np.isnan(v):
+                    at = j
+                    break
+                if v > best:
+                    best, at = v, j
+        if at == labels[i]:
+            hits += 1
+    return hits

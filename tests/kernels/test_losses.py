@@ -198,3 +198,20 @@ def test_bce_extreme_logits_are_finite():
     L.bce_with_logits.serial(z, t, NONE, NONE, 0.25, grad, NONE, partial)
     assert partial.sum() / 4 == pytest.approx(5e3, rel=1e-9)
     np.testing.assert_allclose(grad, [-0.25, 0.25, 0.0, 0.0], atol=1e-20)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_count_argmax_hits_is_numpys_argmax_count_with_ties_and_nan(dtype):
+    from fastnn.train import count_correct
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, (500, 4)).astype(dtype)  # many ties: the first max wins
+    scores[rng.random((500, 4)) < 0.05] = np.nan  # the first NaN wins
+    scores[7] = np.nan
+    labels = rng.integers(0, 4, 500)
+    expect = int((scores.argmax(axis=1) == labels).sum())
+    assert L.count_argmax_hits(scores, labels) == expect
+    assert count_correct(scores, labels.astype(np.int32)) == expect
+    assert count_correct(scores[:, :1], labels) == int((labels == 0).sum())
+    assert count_correct(scores[::2], labels[::2]) == int(
+        (scores[::2].argmax(axis=1) == labels[::2]).sum())
