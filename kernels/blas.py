@@ -41,6 +41,15 @@ from ._jit import jit, kernel
 #: a parallel region costs.
 PARALLEL_MIN_WORK = 1 << 18
 
+#: A product whose C is cut into row blocks (M >= N) is split from this much work already.
+#: Measured, one thread against two blocks (float32, medians of 2,000 calls): 200x5 with
+#: K = 256 (an output layer's forward) 20.0 against 12.5 µs, 256x64 (K 10) 7.5 / 6.2,
+#: 200x5 (K 100) 8.4 / 6.7, 64x64 (K 32) 4.7 / 5.0, 128x10 (K 64, below it) 4.2 / 4.4;
+#: float64 gains more. Column blocks (M < N) wait for PARALLEL_MIN_WORK: at these sizes
+#: their narrow blocks ran slower on two threads (200x256, K 5, an output layer's input
+#: gradient: 12.2 against 20.9 µs; 64x512, K 5: 8.8 / 12.2).
+PARALLEL_MIN_WORK_ROWS = 100_000
+
 #: Blocks per product (above PARALLEL_MIN_WORK): the size of Numba's pool, fixed for the
 #: process. Not the thread count in force: BLAS may round a block differently from the
 #: whole product (measured, a 257x33 block of K = 129 differs from the unsplit product in
@@ -238,8 +247,8 @@ def gemm_kernel(M: int, N: int, K: int):
     """The ``gemm_blocks`` variant and the block count :func:`gemm` uses for a C (M, N) =
     op(A) (M, K) @ op(B) (K, N) product of C-contiguous operands, when ``AVAILABLE``:
     ``product(A, trans_a, B, trans_b, C, beta, parts)``. (A compiled step decides once.)"""
-    work = M * N * K
-    return gemm_blocks(work), (BLOCKS if work >= PARALLEL_MIN_WORK else 1)
+    parallel = M * N * K >= (PARALLEL_MIN_WORK_ROWS if M >= N else PARALLEL_MIN_WORK)
+    return (gemm_blocks.parallel, BLOCKS) if parallel else (gemm_blocks.serial, 1)
 
 
 def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,

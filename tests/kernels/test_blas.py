@@ -9,8 +9,9 @@ import naive
 from fastnn.kernels import blas
 
 # (M, N, K): rows split (M >= N), columns split with N not a multiple of 16, a single row,
-# K = 1, and sizes on both sides of PARALLEL_MIN_WORK.
-SHAPES = [(7, 5, 13), (1, 3, 5), (257, 33, 129), (40, 700, 30), (300, 41, 1), (64, 200, 70)]
+# K = 1, and sizes on both sides of PARALLEL_MIN_WORK and PARALLEL_MIN_WORK_ROWS.
+SHAPES = [(7, 5, 13), (1, 3, 5), (257, 33, 129), (40, 700, 30), (300, 41, 1), (64, 200, 70),
+          (200, 5, 101), (200, 256, 5)]
 
 
 def _numpy_blas_threads():
@@ -148,3 +149,12 @@ def test_without_numpys_openblas_products_go_to_matmul(beta, dtype, tol, monkeyp
     blas.gemm(A, B, C, trans_a=True, beta=beta)
     np.testing.assert_allclose(C, expected, **tol)
     assert dense.split_k_partial_shape(32, 784, 128) is None
+
+
+def test_row_blocks_go_parallel_earlier_than_column_blocks():
+    if not blas.AVAILABLE:
+        pytest.skip("no CBLAS from the pool here")
+    rows, cols = blas.gemm_kernel(200, 5, 256), blas.gemm_kernel(200, 256, 5)  # 256,000 each
+    assert rows == (blas.gemm_blocks.parallel, blas.BLOCKS)
+    assert cols == (blas.gemm_blocks.serial, 1)
+    assert blas.gemm_kernel(128, 10, 64)[0] is blas.gemm_blocks.serial  # 81,920: too small
