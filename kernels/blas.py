@@ -247,8 +247,13 @@ def gemm_kernel(M: int, N: int, K: int):
     """The ``gemm_blocks`` variant and the block count :func:`gemm` uses for a C (M, N) =
     op(A) (M, K) @ op(B) (K, N) product of C-contiguous operands, when ``AVAILABLE``:
     ``product(A, trans_a, B, trans_b, C, beta, parts)``. (A compiled step decides once.)"""
-    parallel = M * N * K >= (PARALLEL_MIN_WORK_ROWS if M >= N else PARALLEL_MIN_WORK)
-    return (gemm_blocks.parallel, BLOCKS) if parallel else (gemm_blocks.serial, 1)
+    work = M * N * K
+    if M >= N:  # row blocks go parallel from PARALLEL_MIN_WORK_ROWS: scaled to the kernel's
+        # threshold, so that the kernel's own switch still decides (always serial in a
+        # child forked after the pool ran, either variant during fnn.warmup)
+        work = work * PARALLEL_MIN_WORK // PARALLEL_MIN_WORK_ROWS
+    # The blocks follow the size alone (the bits depend on them), the variant may not.
+    return gemm_blocks(work), (BLOCKS if work >= PARALLEL_MIN_WORK else 1)
 
 
 def gemm(A: np.ndarray, B: np.ndarray, C: np.ndarray, trans_a: bool = False,
