@@ -91,8 +91,8 @@ class _LinearStage:
         b.partial_b = np.empty((K_dense.n_chunks(n), m))
         b.dx = np.empty((n, d_in), dt) if need_dx else None
         has_bias = self.layer.bias is not None
-        # The parameters' arrays are the optimizer's flat views, which the step keeps them
-        # (``CompiledStep.run`` copies a replaced array back into its view first).
+        # The parameters' arrays are the optimizer's flat views, bound here once
+        # (``CompiledStep.run`` copies an array a user assigned back into its view first).
         layer = self.layer
         b.W, b.dW = layer.weight.data, layer.weight.grad_buffer
         b.bias = layer.bias.data if has_bias else empty_marker(dt)

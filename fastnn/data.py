@@ -230,8 +230,8 @@ class DataLoader:
                 if kernel_ok:  # gather, cast and standardize in one pass
                     K_rows.gather_standardize(xb.size)(X, idx, shift, scale, xb)
                 else:
-                    _gather_rows(X, idx, xb, self._pool, "raw_x")
-                _gather_rows(y, idx, yb, self._pool, "raw_y")
+                    take_rows(X, idx, xb, self._pool)
+                take_rows(y, idx, yb, self._pool)
             if ds.transform is not None and not kernel_ok:
                 ds.transform.transform_into(xb)
             yield xb, yb
@@ -256,37 +256,34 @@ def _rows_kernel_takes(X) -> bool:
             and X.dtype.byteorder in "=|")  # (Numba reads no float16, no foreign byte order)
 
 
-def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray,
+              pool: BufferPool | None = None) -> np.ndarray:
     """out[:] = X[idx], the rows ``idx`` of X, cast to out's dtype.
 
     Parameters
     ----------
-    X : (N, D) array.
-    idx : (B,) int64 row indices into X, each in [0, N) (not checked: the caller made them).
-    out : (B, D) float32 or float64 C-contiguous array that receives the rows.
+    X : (N, ...) array.
+    idx : (B,) integer row indices into X, each in [0, N) (not checked: the caller made them).
+    out : (B, ...) array that receives the rows.
+    pool : where a scratch batch in X's dtype comes from when NumPy gathers and then casts
+        (default: a new array).
 
     One parallel kernel (``kernels.rows.gather_standardize`` without statistics) when X is a
-    plain array it reads (a batch of 200 rows of 100 float32: 3 µs against 9 µs for
-    ``np.take``); NumPy otherwise.
+    plain 2-D array it reads and out float32/float64 (a batch of 200 rows of 100 float32:
+    3 µs against 9 µs for ``np.take``); ``np.take`` into out otherwise.
     """
     if out.dtype in _NO_STATS and out.flags.c_contiguous and _rows_kernel_takes(X) \
             and idx.dtype == np.int64 and X.shape[1:] == out.shape[1:]:
         none = _NO_STATS[out.dtype]
         K_rows.gather_standardize(out.size)(X, idx, none, none, out)
-    else:
-        np.copyto(out, X[idx], casting="unsafe")
-    return out
-
-
-def _gather_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray, pool: BufferPool,
-                 role: str) -> None:
-    """out[:] = X[idx] cast to out's dtype, through a reused buffer of the batch's size."""
-    if X.dtype == out.dtype:
+    elif X.dtype == out.dtype:
         np.take(X, idx, axis=0, out=out)
     else:
-        raw = pool.get(role, out.shape, X.dtype)
+        raw = pool.get("take_rows", out.shape, X.dtype) if pool is not None \
+            else np.empty(out.shape, X.dtype)
         np.take(X, idx, axis=0, out=raw)
         np.copyto(out, raw, casting="unsafe")
+    return out
 
 
 def split_rows(n: int, fraction: float, seed: int = 0, rows=None,

@@ -69,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
 from . import losses, nn, optim
 from .data import ArrayDataset, take_rows
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
-from .optim.optimizers import sum_of_squares
+from .optim.optimizers import sum_of_squares, sum_of_squares_chunks
 from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged, graph_step
 from .train import fit as train_fit
 from .train import predict as model_outputs
@@ -345,6 +345,8 @@ class _MLPStep(LocalStep):
         # The weights are group 0 of the optimizer, laid out first and contiguously in its
         # flat buffer: their squares are one kernel call over that stretch.
         self.weight_arrays = _contiguous_stretch([w.data for w in self.weights])
+        self.square_scratch = [np.empty(sum_of_squares_chunks(w.size))
+                               for w in self.weight_arrays]
 
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, None]:
         targets, sample_weight = y
@@ -359,7 +361,8 @@ class _MLPStep(LocalStep):
                 g["eps"] = eps
         squares = 0.0
         if self.l2:  # the weights before this step's update, as scikit-learn adds them
-            squares = sum(sum_of_squares(w) for w in self.weight_arrays)
+            squares = sum(sum_of_squares(w, s)
+                          for w, s in zip(self.weight_arrays, self.square_scratch, strict=True))
         batch_loss = loss_fn.for_batches(sample_weight)
         if isinstance(batch_loss, _BatchGraph):
             batch_loss.sample_weight = sample_weight
@@ -438,7 +441,7 @@ class _Batches:
                                   np.empty((n, *self.T.shape[1:]), self.T.dtype))
                 x, t = buffers[n]
                 take_rows(self.X, idx, x)
-                np.take(self.T, idx, axis=0, out=t)
+                take_rows(self.T, idx, t)
             sw = None if self.sw is None else self.sw[idx]
             yield x, (t, sw), sl.stop - sl.start
 

@@ -106,6 +106,7 @@ def test_standardizer_statistics_of_rows_match_float64_formulas():
 @pytest.mark.parametrize("src", ["float32", "float64", "int64", "strided", "float16"])
 @pytest.mark.parametrize("dst", ["float32", "float64"])
 def test_take_rows_is_numpy_take_cast(src, dst):
+    from fastnn._buffers import BufferPool
     from fastnn.data import take_rows
 
     rng = np.random.default_rng(0)
@@ -117,3 +118,6 @@ def test_take_rows_is_numpy_take_cast(src, dst):
         out = np.empty((n, X.shape[1]), dst)
         assert take_rows(X, idx, out) is out
         np.testing.assert_array_equal(out, X[idx].astype(dst))
+        again = np.empty_like(out)
+        take_rows(X, idx, again, BufferPool())  # the NumPy cast through a pooled scratch
+        np.testing.assert_array_equal(again, out)

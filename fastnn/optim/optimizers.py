@@ -587,14 +587,21 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     return norm
 
 
-def sum_of_squares(a: np.ndarray) -> float:
+def sum_of_squares(a: np.ndarray, partial: np.ndarray | None = None) -> float:
     """sum(a ** 2) of a flat contiguous array (n,), in float64, by one kernel over fixed
     chunks (the same value on any thread count; no call into BLAS, whose own threads would
-    compete with fastnn's pool)."""
+    compete with fastnn's pool). ``partial``: the kernel's scratch, (sum_of_squares_chunks(n),)
+    float64, for a caller that sums the same array at every step (default: a new one)."""
     if a.size == 0:
         return 0.0
-    partial = np.empty(max(1, -(-a.size // K.CHUNK)))
+    if partial is None:
+        partial = np.empty(sum_of_squares_chunks(a.size))
     return K.grad_sq_partial(a.size)(a, partial)
+
+
+def sum_of_squares_chunks(n: int) -> int:
+    """The length of :func:`sum_of_squares`'s scratch for n elements."""
+    return max(1, -(-n // K.CHUNK))
 
 
 def _covering_buffers(params) -> list[np.ndarray] | None:
@@ -612,4 +619,4 @@ def _covering_buffers(params) -> list[np.ndarray] | None:
 
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "FlatBuffer", "Optimizer", "RMSprop",
-           "clip_grad_norm_", "sum_of_squares"]
+           "clip_grad_norm_", "sum_of_squares", "sum_of_squares_chunks"]
