@@ -43,14 +43,19 @@ class ThreadGovernor:
     never by the threads in use), so switching changes nothing but the time.
 
     Protocol: call :meth:`record` with each step's duration; it sets the thread count for
-    the next steps. Now and then (after ``interval`` steps, or at once when a step takes
-    three times the recent median) it times ``probe`` steps with the other count, then as
-    many with the current one, and keeps the faster (by 10%). A probe that confirms the
-    current choice doubles the interval (up to 4096 steps), so on a quiet machine the
-    probes cost well under 1% of a long run.
+    the next steps. Now and then (after ``interval`` steps, or at once when two of the last
+    ``SLOW_SPAN`` steps took three times the recent median) it times ``probe`` steps with the
+    other count, then as many with the current one, and keeps the faster (by 10%). A probe
+    that confirms the current choice doubles the interval (up to 4096 steps), so on a quiet
+    machine the probes cost well under 1% of a long run. One slow step alone is not enough:
+    on a quiet machine a step now and then waits for the hypervisor or a page fault, and
+    each probe runs ``probe`` steps on one thread (measured, a 4,000-step scikit-learn fit:
+    12 probes, 5 of them set off by lone slow steps, about 1% of the fit).
     """
 
     WINDOW = 16
+    #: A probe starts early when two steps this close together were slow.
+    SLOW_SPAN = 8
 
     def __init__(self, budget: int | None = None, interval: int = 64, probe: int = 6):
         self.budget = budget if budget is not None else get_num_threads()
@@ -63,6 +68,7 @@ class ThreadGovernor:
         self._trial: list[float] = []
         self._since, self._skip = 0, 3  # the first steps compile or load kernels
         self._phase = False  # True while a probe times both counts
+        self._last_slow = None  # the step count (of _since) of the last slow step
         self.switches = 0
 
     def _set(self, n: int) -> None:
@@ -85,10 +91,12 @@ class ThreadGovernor:
         self._recent.append(seconds)
         del self._recent[:-self.WINDOW]
         self._since += 1
-        slow = len(self._recent) >= 8 and seconds > 3 * _median(self._recent)
+        slow = False
+        if len(self._recent) >= 8 and seconds > 3 * _median(self._recent):
+            slow = self._last_slow is not None and \
+                self._since - self._last_slow < self.SLOW_SPAN
+            self._last_slow = self._since
         if self._since >= self.interval or slow:
-            if slow:
-                self.interval = self._next_interval
             self._phase = True
             self._set(self._other())
 
@@ -109,7 +117,7 @@ class ThreadGovernor:
             self._set(self.current)
         else:
             self.interval = min(max(2 * self.interval, self._next_interval), 4096)
-        self._trial, self._phase, self._since = [], False, 0
+        self._trial, self._phase, self._since, self._last_slow = [], False, 0, None
 
     def restore(self) -> None:
         """Give the budget back (the loop is over)."""

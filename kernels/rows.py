@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import kernel
+from ._jit import jit, kernel
 from ._typed import typed
 
 
@@ -39,3 +39,15 @@ def gather_standardize(X, idx, shift, scale, out):
         else:
             for j in range(d):
                 dst[j] = typed(dst[0], row[j])
+
+
+@jit
+def gather_values(values, idx, out):
+    """out[i] = values[idx[i]]: the targets of a batch of shuffled rows.
+
+    values (N,), idx (B,) int64 row indices in [0, N), out (B,) of values' dtype (integer or
+    float). Serial: a batch's targets are a few hundred numbers; this call replaces
+    ``np.take``'s 2-3 µs of argument handling with a plain loop.
+    """
+    for i in range(out.shape[0]):
+        out[i] = values[idx[i]]

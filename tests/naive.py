@@ -454,3 +454,8 @@ def gather_standardize(X, idx, shift, scale, dtype):
     if shift is not None:
         out = (out - shift.astype(dtype)) / scale.astype(dtype)
     return out
+
+
+def gather_values(values, idx):
+    """kernels/rows.py's gather_values: values[idx], one element at a time."""
+    return np.array([values[i] for i in idx], dtype=np.asarray(values).dtype)

@@ -121,3 +121,19 @@ def test_take_rows_is_numpy_take_cast(src, dst):
         again = np.empty_like(out)
         take_rows(X, idx, again, BufferPool())  # the NumPy cast through a pooled scratch
         np.testing.assert_array_equal(again, out)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "bool", "float32", "float64",
+                                   "float16", ">i8"])
+def test_take_rows_of_labels_is_numpy_take(dtype):
+    """1-D labels and targets: the kernel loop where Numba reads the dtype, np.take else."""
+    from fastnn.data import take_rows
+
+    rng = np.random.default_rng(1)
+    y = (rng.standard_normal(500) * 40).astype(dtype)
+    for n in (1, 13, 200):
+        idx = rng.permutation(500)[:n]
+        out = np.full(n, 7, dtype=y.dtype)
+        assert take_rows(y, idx, out) is out
+        np.testing.assert_array_equal(out, np.take(y, idx))
+        assert out.dtype == y.dtype

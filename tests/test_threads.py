@@ -74,3 +74,19 @@ def test_training_gives_the_same_bits_whatever_the_governor_does():
     for a, b in zip(run(False), run(True), strict=True):
         np.testing.assert_array_equal(a, b)
     assert fnn.get_num_threads() == ThreadGovernor().budget  # the budget is given back
+
+
+def test_lone_slow_steps_on_a_quiet_machine_set_off_no_probe():
+    """A step now and then four times slower (a page fault, the hypervisor): no probe."""
+    quiet = Clocked(interval=16)
+    drive(quiet, lambda t: 0.001 if t == 2 else 0.0018, 5000)
+    hiccups = Clocked(interval=16)
+    step = {"n": 0}
+
+    def cost(t):
+        step["n"] += 1
+        return (0.001 if t == 2 else 0.0018) * (4 if step["n"] % 97 == 0 else 1)
+
+    drive(hiccups, cost, 5000)
+    assert hiccups.current == 2 and hiccups.switches == 0
+    assert hiccups.log.count(1) == quiet.log.count(1)

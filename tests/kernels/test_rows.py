@@ -45,3 +45,14 @@ def test_serial_and_parallel_give_the_same_bits():
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_, np.float32,
+                                   np.float64])
+def test_gather_values_matches_naive(dtype):
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal(300) * 100).astype(dtype)
+    idx = rng.permutation(300)[:77]
+    out = np.zeros(77, dtype)
+    rows.gather_values(values, idx, out)
+    np.testing.assert_array_equal(out, naive.gather_values(values, idx))
