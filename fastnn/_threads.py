@@ -47,10 +47,12 @@ class ThreadGovernor:
     ``SLOW_SPAN`` steps took three times the recent median) it times ``probe`` steps with the
     other count, then as many with the current one, and keeps the faster (by 10%). A probe
     that confirms the current choice doubles the interval (up to 4096 steps), so on a quiet
-    machine the probes cost well under 1% of a long run. One slow step alone is not enough:
-    on a quiet machine a step now and then waits for the hypervisor or a page fault, and
-    each probe runs ``probe`` steps on one thread (measured, a 4,000-step scikit-learn fit:
-    12 probes, 5 of them set off by lone slow steps, about 1% of the fit).
+    machine the probes cost well under 1% of a long run; a probe set off by slow steps keeps
+    the interval (only a switch starts it over). One slow step alone is not enough: on a
+    quiet machine a step now and then waits for the hypervisor or a page fault, and each
+    probe runs ``probe`` steps on one thread (measured, a 4,000-step scikit-learn fit: 12
+    probes, 2 set off by lone slow steps, each of which also restarted the interval and so
+    brought 3 more; now 6 probes).
     """
 
     WINDOW = 16
