@@ -233,16 +233,12 @@ class Optimizer:
             bufs = self.state[name] = [np.zeros(f.size, f.dtype) for f in self._flats]
         return bufs
 
-    def _hp_rows(self) -> np.ndarray:
-        """The (groups, columns) hyperparameter matrix of this step, filled by the column
-        names of ``kernels.optim`` (a reused array: the kernel reads it at once)."""
+    def _hp_rows(self) -> list[tuple]:
+        """This step's hyperparameters: one tuple per group, in the order of the update
+        kernel's columns (``kernels.optim``'s ``*_COLUMNS``); ``begin_step`` copies them into
+        the (groups, columns) matrix the kernel reads. Tuples, not writes into the matrix
+        one element at a time: the whole copy is one NumPy call (this runs every step)."""
         raise NotImplementedError
-
-    def _hp_matrix(self, columns: tuple[str, ...]) -> np.ndarray:
-        hp = getattr(self, "_hp", None)
-        if hp is None or hp.shape != (len(self.param_groups), len(columns)):
-            hp = self._hp = np.zeros((len(self.param_groups), len(columns)))
-        return hp
 
     def _kernel_buffers(self, k: int, flat: FlatBuffer) -> tuple[_kernels.Kernel, tuple]:
         """The update kernel of this optimizer and the flat buffers it takes before the work
@@ -266,9 +262,15 @@ class Optimizer:
         step that then applies the update in parts (:meth:`partial_update`) as the gradients
         become ready. ``step()`` is ``begin_step()`` followed by the update of every
         parameter; the parts give the same bits (the update is elementwise)."""
-        for i in range(len(self._steps)):
-            self._steps[i] += 1
-        hp = self._step_hp = self._hp_rows()
+        steps = self._steps
+        for i in range(len(steps)):
+            steps[i] += 1
+        rows = self._hp_rows()
+        hp = getattr(self, "_hp", None)
+        if hp is None or hp.shape != (len(rows), len(rows[0])):
+            hp = self._hp = np.zeros((len(rows), len(rows[0])))
+        hp[:] = rows  # a reused array: the kernel reads it at once
+        self._step_hp = hp
         return hp
 
     def partial_update(self, params: list[Parameter]):
@@ -412,14 +414,10 @@ class SGD(Optimizer):
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
-    def _hp_rows(self):
-        hp = self._hp_matrix(K.SGD_COLUMNS)
-        for row, g, s in zip(hp, self.param_groups, self._steps, strict=True):
-            row[K.SGD_LR], row[K.SGD_WD] = g["lr"], g["weight_decay"]
-            row[K.SGD_MOMENTUM], row[K.SGD_DAMPENING] = g["momentum"], g["dampening"]
-            row[K.SGD_NESTEROV], row[K.SGD_FIRST] = g["nesterov"], s == 1
-            row[K.SGD_MAXIMIZE] = g["maximize"]
-        return hp
+    def _hp_rows(self):  # K.SGD_COLUMNS
+        return [(g["lr"], g["weight_decay"], g["momentum"], g["dampening"], g["nesterov"],
+                 s == 1, g["maximize"])
+                for g, s in zip(self.param_groups, self._steps, strict=True)]
 
     def _kernel_buffers(self, k, flat):
         uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
@@ -449,13 +447,9 @@ class Adagrad(Optimizer):
         _check("initial_accumulator_value", g["initial_accumulator_value"])
         _check("eps", g["eps"])
 
-    def _hp_rows(self):
-        hp = self._hp_matrix(K.ADAGRAD_COLUMNS)
-        for row, g, s in zip(hp, self.param_groups, self._steps, strict=True):
-            row[K.ADAGRAD_CLR] = g["lr"] / (1 + (s - 1) * g["lr_decay"])
-            row[K.ADAGRAD_WD], row[K.ADAGRAD_EPS] = g["weight_decay"], g["eps"]
-            row[K.ADAGRAD_MAXIMIZE] = g["maximize"]
-        return hp
+    def _hp_rows(self):  # K.ADAGRAD_COLUMNS
+        return [(g["lr"] / (1 + (s - 1) * g["lr_decay"]), g["weight_decay"], g["eps"],
+                 g["maximize"]) for g, s in zip(self.param_groups, self._steps, strict=True)]
 
     def _kernel_buffers(self, k, flat):
         return K.adagrad_step, (flat.data, flat.grad, self._state("sum")[k])
@@ -477,14 +471,9 @@ class RMSprop(Optimizer):
         _check("eps", g["eps"])
         _check("momentum", g["momentum"])
 
-    def _hp_rows(self):
-        hp = self._hp_matrix(K.RMSPROP_COLUMNS)
-        for row, g in zip(hp, self.param_groups, strict=True):
-            row[K.RMSPROP_LR], row[K.RMSPROP_ALPHA] = g["lr"], g["alpha"]
-            row[K.RMSPROP_EPS], row[K.RMSPROP_WD] = g["eps"], g["weight_decay"]
-            row[K.RMSPROP_MOMENTUM], row[K.RMSPROP_CENTERED] = g["momentum"], g["centered"]
-            row[K.RMSPROP_MAXIMIZE] = g["maximize"]
-        return hp
+    def _hp_rows(self):  # K.RMSPROP_COLUMNS
+        return [(g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
+                 g["centered"], g["maximize"]) for g in self.param_groups]
 
     def _kernel_buffers(self, k, flat):
         mom = any(g["momentum"] > 0 for g in self.param_groups)
@@ -517,20 +506,14 @@ class Adam(Optimizer):
         _check("beta parameter at index 1", betas[1], 0.0, 1.0, high_open=True)
         _check("eps", g["eps"])
 
-    def _hp_rows(self):
-        hp = self._hp_matrix(K.ADAM_COLUMNS)
-        row = [0.0] * len(K.ADAM_COLUMNS)  # filled by name, copied into hp in one go
-        for i, (g, t) in enumerate(zip(self.param_groups, self._steps, strict=True)):
-            b1, b2 = g["betas"]
-            lr, wd = g["lr"], g["weight_decay"]
-            row[K.ADAM_STEP_SIZE] = lr / (1 - b1**t)
-            row[K.ADAM_BETA1], row[K.ADAM_BETA2], row[K.ADAM_EPS] = b1, b2, g["eps"]
-            row[K.ADAM_BC2_SQRT] = math.sqrt(1 - b2**t)
-            row[K.ADAM_WD] = 0.0 if self.decoupled else wd
-            row[K.ADAM_DECAY] = 1.0 - lr * wd if self.decoupled else 1.0
-            row[K.ADAM_AMSGRAD], row[K.ADAM_MAXIMIZE] = g["amsgrad"], g["maximize"]
-            hp[i] = row
-        return hp
+    def _hp_rows(self):  # K.ADAM_COLUMNS
+        rows, decoupled = [], self.decoupled
+        for g, t in zip(self.param_groups, self._steps, strict=True):
+            (b1, b2), lr, wd = g["betas"], g["lr"], g["weight_decay"]
+            rows.append((lr / (1 - b1**t), b1, b2, g["eps"], math.sqrt(1 - b2**t),
+                         0.0 if decoupled else wd, 1.0 - lr * wd if decoupled else 1.0,
+                         g["amsgrad"], g["maximize"]))
+        return rows
 
     def _kernel_buffers(self, k, flat):
         ams = any(g["amsgrad"] for g in self.param_groups)
