@@ -82,14 +82,16 @@ def _identity(z, alpha):
 
 @jit
 def _relu(z, alpha):
+    # `z <= 0`, not `z > 0`: a NaN goes through, as in PyTorch (a diverged layer must reach
+    # the loss's finiteness check, not turn into zeros)
     zero = typed(z, 0.0)
-    return (z, typed(z, 1.0)) if z > zero else (zero, zero)
+    return (zero, zero) if z <= zero else (z, typed(z, 1.0))
 
 
 @jit
 def _leaky_relu(z, alpha):
     a = typed(z, alpha)
-    return (z, typed(z, 1.0)) if z > typed(z, 0.0) else (a * z, a)
+    return (a * z, a) if z <= typed(z, 0.0) else (z, typed(z, 1.0))
 
 
 @jit

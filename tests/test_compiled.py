@@ -167,19 +167,69 @@ def test_a_bad_label_raises_as_the_graph_does():
         step(X[:32], y[:32])
 
 
-def test_a_non_finite_loss_updates_nothing():
+@pytest.mark.parametrize("spec", ["L relu L", "L relu D L", "L B relu L"],
+                         ids=["chain", "stages", "batchnorm"])
+def test_a_non_finite_loss_updates_nothing(spec):
     X, y = data()
-    model = mlp("L relu L")
+    model = mlp(spec)
     opt = adam(model.parameters())
     step = fnn.compile_step(model, fnn.losses.cross_entropy, opt)
+    step(X[32:64], y[32:64])
     before = {k: v.copy() for k, v in model.state_dict().items()}
+    grads = [p.grad.copy() for p in model.parameters()]
     X = X.copy()
     X[0, 0] = np.inf
     with pytest.raises(NonFiniteLoss):
         step(X[:32], y[:32])
+    # BatchNorm's running statistics and count excepted: the forward updates them, as on the
+    # graph path.
     for k, v in model.state_dict().items():
-        np.testing.assert_array_equal(v, before[k])
-    assert opt.state_dict()["steps"] == [0]
+        if "running" not in k and "num_batches" not in k:
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
+    for p, g in zip(model.parameters(), grads, strict=True):  # nor did the backward
+        np.testing.assert_array_equal(p.grad, g)
+    # The graph's loss is not finite either (ReLU once turned BatchNorm's NaN rows into 0s).
+    a = mlp(spec)
+    assert not np.isfinite(fnn.losses.cross_entropy(a(X[:32]), y[:32]).item())
+    assert opt.state_dict()["steps"] == [1]
+
+
+@pytest.mark.parametrize("spec,chain", [
+    ("L relu L", True), ("Lnb L:tanh L", True), ("L L", True), ("L B relu L", False),
+    ("L relu D L", False), ("relu L", False),
+])
+def test_a_plain_mlp_under_cross_entropy_runs_as_one_chain(spec, chain):
+    """Linear stages only, the plain cross-entropy, the update not fused: one kernel call for
+    forward, loss and backward (kernels.chain); the bits tests above run both ways."""
+    X, y = data()
+    for loss_fn, fuse, expected in ((fnn.losses.cross_entropy, False, chain),
+                                    (fnn.losses.mse_loss, False, False),
+                                    (fnn.losses.cross_entropy, True, False)):
+        model = mlp(spec, out=1 if loss_fn is fnn.losses.mse_loss else C)
+        step = fnn.compile_step(model, loss_fn, adam(model.parameters()), fuse_optimizer=fuse)
+        target = X[:32, :1] if loss_fn is fnn.losses.mse_loss else y[:32]
+        step(X[:32], target)
+        assert (step._plans[32][2] is not None) == expected
+
+
+def test_the_chain_loaded_from_the_kernel_cache_runs_in_a_fresh_process():
+    """The first chain call of a process that has started no thread pool, from a warm cache
+    (it crashed: the parallel runtime's symbols are bound only when the pool starts)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, fastnn as fnn\n"
+            "m = fnn.Sequential(fnn.Linear(3, 4, dtype='float32'), fnn.ReLU(),\n"
+            "                   fnn.Linear(4, 5, dtype='float32'))\n"
+            "s = fnn.compile_step(m, fnn.losses.cross_entropy, fnn.optim.Adam(m.parameters()),\n"
+            "                     adaptive_threads=False)\n"
+            "x = np.ones((8, 3), np.float32)\n"
+            "print(s.run(x, np.arange(8) % 5)[0])\n")
+    for _ in range(2):  # the first may compile the chain; the second loads it from the cache
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert np.isfinite(float(done.stdout))
 
 
 @pytest.mark.parametrize("make,why", [
@@ -247,13 +297,14 @@ def test_a_loaded_optimizer_state_is_used():
     np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)
 
 
-def test_same_bits_on_one_and_two_threads():
+@pytest.mark.parametrize("spec", ["L B relu L", "L relu L"])
+def test_same_bits_on_one_and_two_threads(spec):
     X, y = data()
     results = []
     for threads in (1, 2):
         fnn.set_num_threads(threads)
         try:
-            model = mlp("L B relu L")
+            model = mlp(spec)
             step = fnn.compile_step(model, fnn.losses.cross_entropy, adam(model.parameters()))
             for _ in range(3):
                 step(X[:48], y[:48])

@@ -53,12 +53,16 @@ def test_extreme_inputs_stay_finite():
 
 
 def test_nan_propagates():
-    # FASTMATH keeps NaN semantics: a NaN in gives a NaN out (a diverging run is caught).
-    x = np.array([np.nan, 1.0])
-    for name in ("identity", "sigmoid", "tanh", "gelu", "silu"):
+    # FASTMATH keeps NaN semantics: a NaN in gives a NaN out, as in PyTorch (a diverging run
+    # is caught by the loss's check; ReLU once turned NaN into 0, so a network with
+    # BatchNorm, whose NaN statistics make every row NaN, trained on in silence).
+    x = np.array([np.nan, 1.0, -1.0])
+    for name, code in A.CODES.items():
         y, d = np.empty_like(x), np.empty_like(x)
-        A.activation_forward.serial(A.CODES[name], 0.0, x, y, d)
+        A.activation_forward.serial(code, ALPHA.get(name, 0.1), x, y, d)
         assert np.isnan(y[0]), name
+        np.testing.assert_allclose(y[1:], naive.activation(name, x[1:], ALPHA.get(name, 0.1))[0],
+                                   rtol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
