@@ -246,11 +246,11 @@ class Optimizer:
         marker for a state no group uses)."""
         raise NotImplementedError
 
-    def _state_options(self) -> tuple[bool, ...]:
+    def _state_options(self) -> list[tuple[bool, bool, bool]]:
         """Which of the options that need a state buffer (momentum, centering, amsgrad) each
-        group has on."""
-        return tuple(bool(g.get(o)) for g in self.param_groups
-                     for o in ("momentum", "centered", "amsgrad"))
+        group has on (looked at before every partial update: a comprehension, no generator)."""
+        return [(bool(g.get("momentum")), bool(g.get("centered")), bool(g.get("amsgrad")))
+                for g in self.param_groups]
 
     def _update(self, k: int, flat: FlatBuffer, hp: np.ndarray) -> None:
         kern, bufs = self._kernel_buffers(k, flat)
@@ -297,17 +297,17 @@ class Optimizer:
         items = K.work_items(segments)
         size = sum(p.data.size for p in params)
 
-        cache: list = [None, None]  # (what decides the buffers), (kernel, arguments)
+        cache: list = [None, None, None, None]  # the state dict, its key, kernel, arguments
 
         def update() -> None:
             # load_state_dict replaces the state dict, a first use adds to it, and the options
             # that need a state buffer may be turned on: look the buffers up again then.
-            key = (len(self.state), self._state_options())
-            if cache[0] is None or cache[0][0] is not self.state or cache[0][1] != key:
-                kern, bufs = self._kernel_buffers(which, flat)
-                cache[:] = [(self.state, (len(self.state), key[1])), (kern(size), *bufs, *items)]
-            fn, *args = cache[1]
-            fn(*args, self._step_hp)
+            state = self.state
+            key = (len(state), self._state_options())
+            if cache[0] is not state or cache[1] != key:
+                kern, bufs = self._kernel_buffers(which, flat)  # (may add state buffers)
+                cache[:] = [state, (len(state), key[1]), kern(size), (*bufs, *items)]
+            cache[2](*cache[3], self._step_hp)
 
         return update
 
