@@ -46,13 +46,14 @@ class ThreadGovernor:
     the next steps. Now and then (after ``interval`` steps, or at once when two of the last
     ``SLOW_SPAN`` steps took three times the recent median) it times ``probe`` steps with the
     other count, then as many with the current one, and keeps the faster (by 10%). A probe
-    that confirms the current choice doubles the interval (up to 4096 steps), so on a quiet
-    machine the probes cost well under 1% of a long run; a probe set off by slow steps keeps
-    the interval (only a switch starts it over). One slow step alone is not enough: on a
-    quiet machine a step now and then waits for the hypervisor or a page fault, and each
-    probe runs ``probe`` steps on one thread (measured, a 4,000-step scikit-learn fit: 12
-    probes, 2 set off by lone slow steps, each of which also restarted the interval and so
-    brought 3 more; now 6 probes).
+    that confirms the current choice quadruples the interval (up to 4096 steps): on a quiet
+    machine each probe is pure cost (a 4,000-step scikit-learn fit: 6 steps on one thread,
+    about 4.5 ms a probe; 6 probes when the interval doubled, 4 now), and a machine that gets
+    busy shows it in slow steps, which start a probe at once. A probe set off by slow steps
+    keeps the interval (only a switch starts it over). One slow step alone is not enough: on
+    a quiet machine a step now and then waits for the hypervisor or a page fault (measured,
+    the same fit: 12 probes when a lone slow step set one off, 2 of them set off so, each of
+    which also restarted the interval and so brought 3 more).
     """
 
     WINDOW = 16
@@ -63,7 +64,7 @@ class ThreadGovernor:
         self.budget = budget if budget is not None else get_num_threads()
         self.enabled = self.budget > 1
         # The first probe comes early (a loaded machine shows from the first steps), then
-        # every ``interval`` steps, doubling while the choice holds.
+        # every ``interval`` steps, growing fourfold while the choice holds.
         self.current, self.interval, self.probe = self.budget, 8, probe
         self._next_interval = interval
         self._recent: list[float] = []
@@ -118,7 +119,7 @@ class ThreadGovernor:
             self.switches += 1
             self._set(self.current)
         else:
-            self.interval = min(max(2 * self.interval, self._next_interval), 4096)
+            self.interval = min(max(4 * self.interval, self._next_interval), 4096)
         self._trial, self._phase, self._since, self._last_slow = [], False, 0, None
 
     def restore(self) -> None:
