@@ -347,6 +347,12 @@ class _MLPStep(LocalStep):
         self.weight_arrays = _contiguous_stretch([w.data for w in self.weights])
         self.square_scratch = [np.empty(sum_of_squares_chunks(w.size))
                                for w in self.weight_arrays]
+        # After a step, the update has already added up the squares it wrote (SGD and Adam
+        # can; 8.6 µs a step saved for a (256, 256) network): the next step's L2 term takes
+        # them. The first step of each fit sums the weights itself, whatever happened to them
+        # since the last fit (warm start, a restored best state).
+        self.squares_from_update = self.l2 and self.optimizer.track_squares()
+        self.updated = False
 
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, None]:
         targets, sample_weight = y
@@ -361,8 +367,11 @@ class _MLPStep(LocalStep):
                 g["eps"] = eps
         squares = 0.0
         if self.l2:  # the weights before this step's update, as scikit-learn adds them
-            squares = sum(sum_of_squares(w, s)
-                          for w, s in zip(self.weight_arrays, self.square_scratch, strict=True))
+            if self.updated:
+                squares = self.optimizer.updated_squares(0)  # group 0: the weights
+            else:
+                for w, s in zip(self.weight_arrays, self.square_scratch, strict=True):
+                    squares += sum_of_squares(w, s)
         batch_loss = loss_fn.for_batches(sample_weight)
         if isinstance(batch_loss, _BatchGraph):
             batch_loss.sample_weight = sample_weight
@@ -378,6 +387,7 @@ class _MLPStep(LocalStep):
         value += (0.5 * self.alpha) * squares / sw_sum
         if self.solver == "adam":
             self.net.adam_steps += 1
+        self.updated = self.squares_from_update
         return value, None
 
     def set_lr(self, lr: float) -> None:

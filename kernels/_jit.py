@@ -139,13 +139,16 @@ def kernel(py_func=None, *, min_parallel: int = PARALLEL_MIN_ELEMENTS,
     return Kernel(py_func, min_parallel=min_parallel, reassociate=reassociate)
 
 
-def jit(py_func):
+def jit(py_func=None, *, reassociate: bool = False):
     """Decorator: compile ``py_func`` under the policy as one serial dispatcher.
 
     For helpers called from other kernels, and for kernels whose work is never large
-    enough to pay for threads.
+    enough to pay for threads. ``reassociate=True``: as for :func:`kernel`, only for a pure
+    reduction (its summing loop stores nothing).
     """
-    return _compile(py_func, parallel=False)
+    if py_func is None:
+        return lambda f: _compile(f, parallel=False, reassociate=reassociate)
+    return _compile(py_func, parallel=False, reassociate=reassociate)
 
 
 def all_kernels() -> list[Kernel]:

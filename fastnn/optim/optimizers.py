@@ -30,6 +30,9 @@ from ..kernels import blas as _blas
 from ..kernels import optim as K
 from ..nn.module import Parameter
 
+#: The update kernels' "no squares" marker (writable: a read-only array is another Numba type).
+_NO_SQUARES = np.zeros((0, 0))
+
 
 class FlatBuffer:
     """The parameters of one dtype laid out contiguously, group after group.
@@ -180,6 +183,9 @@ class Optimizer:
         self._flats = [FlatBuffer(ps, gs, dt) for dt, (ps, gs) in by_dtype.items()]
         self._steps = [0] * len(self.param_groups)
         self.state: dict[str, list[np.ndarray]] = {}
+        #: Per dtype buffer, (pool threads, groups) sums of the squares the update wrote, when
+        #: :meth:`track_squares` turned them on (else None).
+        self._squares: list[np.ndarray] | None = None
 
     @staticmethod
     def _as_groups(params) -> list[dict]:
@@ -240,6 +246,11 @@ class Optimizer:
         one element at a time: the whole copy is one NumPy call (this runs every step)."""
         raise NotImplementedError
 
+    def _squares_buffer(self, k: int) -> np.ndarray:
+        """The ``squares`` argument of the update kernels that take one: dtype buffer k's
+        (threads, groups) sums, or a (0, 0) marker when not tracked."""
+        return self._squares[k] if self._squares is not None else _NO_SQUARES
+
     def _kernel_buffers(self, k: int, flat: FlatBuffer) -> tuple[_kernels.Kernel, tuple]:
         """The update kernel of this optimizer and the flat buffers it takes before the work
         items (parameters, gradients, state: each (n,) for dtype buffer ``k``, or an empty
@@ -256,6 +267,34 @@ class Optimizer:
         kern, bufs = self._kernel_buffers(k, flat)
         flat.kernel(kern)(*bufs, *flat.items, hp)
 
+    # ----------------------------------------------------------------- squares
+    #: Whether this optimizer's update kernel can add up the squares it writes.
+    _reports_squares = False
+
+    def track_squares(self) -> bool:
+        """From now on, have each update add up the squares of the parameters it writes, per
+        group (:meth:`updated_squares`), at almost no cost: while each work item is still in
+        cache (see ``kernels.optim``'s SQUARES). Returns False, doing nothing, for an
+        optimizer whose kernel cannot (only SGD and Adam/AdamW can)."""
+        if not self._reports_squares:
+            return False
+        if self._squares is None:
+            self._squares = [np.zeros((_blas.BLOCKS, len(self.param_groups)))
+                             for _ in self._flats]
+        return True
+
+    def updated_squares(self, group: int) -> float:
+        """The sum of the squares of ``group``'s parameters as the updates since the last
+        :meth:`begin_step` (the last ``step()``) wrote them: after a step that updated every
+        parameter of the group once, ``sum(p ** 2)`` over the group, summed in the
+        parameters' dtype, in an order fixed by the work split. Needs :meth:`track_squares`.
+        """
+        total = 0.0
+        for sq in self._squares:
+            for t in range(sq.shape[0]):
+                total += sq[t, group]
+        return total
+
     # ----------------------------------------------------------------- a step in parts
     def begin_step(self) -> np.ndarray:
         """Count a step and return its (groups, columns) hyperparameter matrix, for a compiled
@@ -265,6 +304,9 @@ class Optimizer:
         steps = self._steps
         for i in range(len(steps)):
             steps[i] += 1
+        if self._squares is not None:  # the update's kernel calls add to them
+            for sq in self._squares:
+                sq.fill(0.0)
         rows = self._hp_rows()
         hp = getattr(self, "_hp", None)
         if hp is None or hp.shape != (len(rows), len(rows[0])):
@@ -303,10 +345,10 @@ class Optimizer:
             # load_state_dict replaces the state dict, a first use adds to it, and the options
             # that need a state buffer may be turned on: look the buffers up again then.
             state = self.state
-            key = (len(state), self._state_options())
+            key = (len(state), self._state_options(), self._squares is not None)
             if cache[0] is not state or cache[1] != key:
                 kern, bufs = self._kernel_buffers(which, flat)  # (may add state buffers)
-                cache[:] = [state, (len(state), key[1]), kern(size), (*bufs, *items)]
+                cache[:] = [state, (len(state), *key[1:]), kern(size), (*bufs, *items)]
             cache[2](*cache[3], self._step_hp)
 
         return update
@@ -401,6 +443,8 @@ class SGD(Optimizer):
     maximize=False)``; plain SGD is momentum 0. See ``fastnn.kernels.optim.sgd_step``.
     """
 
+    _reports_squares = True
+
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
@@ -422,7 +466,7 @@ class SGD(Optimizer):
     def _kernel_buffers(self, k, flat):
         uses_momentum = any(g["momentum"] != 0 for g in self.param_groups)
         buf = self._state("momentum_buffer")[k] if uses_momentum else empty_marker(flat.dtype)
-        return K.sgd_step, (flat.data, flat.grad, buf)
+        return K.sgd_step, (flat.data, flat.grad, buf, self._squares_buffer(k))
 
 
 class Adagrad(Optimizer):
@@ -490,6 +534,7 @@ class Adam(Optimizer):
     gradient). See ``fastnn.kernels.optim.adam_step``."""
 
     decoupled = False
+    _reports_squares = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):
@@ -520,7 +565,7 @@ class Adam(Optimizer):
         return K.adam_step, (flat.data, flat.grad, self._state("exp_avg")[k],
                              self._state("exp_avg_sq")[k],
                              self._state("max_exp_avg_sq")[k] if ams
-                             else empty_marker(flat.dtype))
+                             else empty_marker(flat.dtype), self._squares_buffer(k))
 
 
 class AdamW(Adam):

@@ -292,3 +292,67 @@ def test_sum_of_squares_is_the_float64_sum_on_any_thread_count(n):
     serial = partial.copy()
     assert K.grad_sq_partial.parallel(x, partial) == total == got
     np.testing.assert_array_equal(partial, serial)
+
+
+def _weights_and_rest(model):
+    weights = [p for p in model.parameters() if p.ndim == 2]
+    rest = [p for p in model.parameters() if p.ndim != 2]
+    return [{"params": weights}, {"params": rest}]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make_opt", [
+    lambda g: optim.Adam(g, lr=1e-2, weight_decay=1e-3),
+    lambda g: optim.AdamW(g, lr=1e-2),
+    lambda g: optim.SGD(g, lr=0.1, momentum=0.9, nesterov=True),
+    lambda g: optim.SGD(g, lr=0.1),
+], ids=["adam", "adamw", "nesterov", "sgd"])
+@pytest.mark.parametrize("path", ["step", "compiled", "fused"])
+def test_the_update_adds_up_the_squares_it_wrote(dtype, make_opt, path):
+    """track_squares: after a step, updated_squares(g) is sum(p ** 2) over group g, on the
+    graph's step(), the compiled step and the fused one (several kernel calls adding up)."""
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((300, 9)).astype(dtype), rng.integers(0, 4, 300)
+    fnn.manual_seed(0)
+    model = fnn.Sequential(fnn.Linear(9, 200, dtype=dtype), fnn.ReLU(),
+                           fnn.Linear(200, 4, dtype=dtype))
+    opt = make_opt(_weights_and_rest(model))
+    assert opt.track_squares()
+    step = fnn.compile_step(model, fnn.losses.cross_entropy, opt,
+                            fuse_optimizer=path == "fused") if path != "step" else None
+    for lo in (0, 100, 200):
+        xb, yb = X[lo:lo + 100], y[lo:lo + 100]
+        if step is None:
+            opt.zero_grad()
+            fnn.losses.cross_entropy(model(xb), yb).backward()
+            opt.step()
+        else:
+            step(xb, yb)
+        for g, group in enumerate(opt.param_groups):
+            expect = sum(float(np.sum(p.data.astype(np.float64) ** 2)) for p in group["params"])
+            assert opt.updated_squares(g) == pytest.approx(
+                expect, rel=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_the_squares_do_not_depend_on_the_thread_count():
+    sums = []
+    for threads in (1, 2):
+        fnn.set_num_threads(threads)
+        try:
+            fnn.manual_seed(0)
+            model = fnn.Sequential(fnn.Linear(300, 300, dtype=np.float32))
+            opt = optim.Adam(model.parameters(), lr=1e-2)
+            opt.track_squares()
+            for p in model.parameters():
+                p.grad = np.ones_like(p.data)
+            opt.step()
+            sums.append(opt.updated_squares(0))
+        finally:
+            fnn.set_num_threads(2)
+    assert sums[0] == sums[1]
+
+
+def test_optimizers_whose_kernel_cannot_add_squares_say_so():
+    model = make_model()
+    for opt in (optim.RMSprop(model.parameters()), optim.Adagrad(model.parameters())):
+        assert opt.track_squares() is False
