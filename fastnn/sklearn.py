@@ -67,7 +67,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from . import losses, nn, optim
-from .data import ArrayDataset, take_rows
+from .data import ArrayDataset, row_taker
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
 from .optim.optimizers import sum_of_squares, sum_of_squares_chunks
 from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged, graph_step
@@ -446,12 +446,12 @@ class _Batches:
             else:  # gathered into arrays reused from batch to batch (the step is done with
                 # the last batch when it asks for the next): no allocation per step
                 n = len(idx)
-                if n not in buffers:
-                    buffers[n] = (np.empty((n, *self.X.shape[1:]), self.X.dtype),
-                                  np.empty((n, *self.T.shape[1:]), self.T.dtype))
-                x, t = buffers[n]
-                take_rows(self.X, idx, x)
-                take_rows(self.T, idx, t)
+                takers = buffers.get(n)
+                if takers is None:
+                    x = np.empty((n, *self.X.shape[1:]), self.X.dtype)
+                    t = np.empty((n, *self.T.shape[1:]), self.T.dtype)
+                    takers = buffers[n] = (row_taker(self.X, x), row_taker(self.T, t))
+                x, t = takers[0](idx), takers[1](idx)
             sw = None if self.sw is None else self.sw[idx]
             yield x, (t, sw), sl.stop - sl.start
 

@@ -107,7 +107,7 @@ def test_standardizer_statistics_of_rows_match_float64_formulas():
 @pytest.mark.parametrize("dst", ["float32", "float64"])
 def test_take_rows_is_numpy_take_cast(src, dst):
     from fastnn._buffers import BufferPool
-    from fastnn.data import take_rows
+    from fastnn.data import row_taker, take_rows
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal((400, 200)) * 10
@@ -121,13 +121,18 @@ def test_take_rows_is_numpy_take_cast(src, dst):
         again = np.empty_like(out)
         take_rows(X, idx, again, BufferPool())  # the NumPy cast through a pooled scratch
         np.testing.assert_array_equal(again, out)
+        take = row_taker(X, np.empty_like(out))  # the choice made once, then batch after
+        for idx_kind in (np.int64, np.int32):  # batch (another index dtype: take_rows)
+            for _ in range(2):
+                idx = rng.permutation(400)[:n].astype(idx_kind)
+                np.testing.assert_array_equal(take(idx), X[idx].astype(dst))
 
 
 @pytest.mark.parametrize("dtype", ["int64", "int32", "uint8", "bool", "float32", "float64",
                                    "float16", ">i8"])
 def test_take_rows_of_labels_is_numpy_take(dtype):
     """1-D labels and targets: the kernel loop where Numba reads the dtype, np.take else."""
-    from fastnn.data import take_rows
+    from fastnn.data import row_taker, take_rows
 
     rng = np.random.default_rng(1)
     y = (rng.standard_normal(500) * 40).astype(dtype)
@@ -137,3 +142,7 @@ def test_take_rows_of_labels_is_numpy_take(dtype):
         assert take_rows(y, idx, out) is out
         np.testing.assert_array_equal(out, np.take(y, idx))
         assert out.dtype == y.dtype
+        take = row_taker(y, np.empty(n, y.dtype))
+        for _ in range(2):
+            idx = rng.permutation(500)[:n]
+            np.testing.assert_array_equal(take(idx), np.take(y, idx))
