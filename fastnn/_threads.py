@@ -55,10 +55,17 @@ class ThreadGovernor:
     keeps the interval (only a switch starts it over). One slow step alone is not enough: on
     a quiet machine a step now and then waits for the hypervisor or a page fault (measured,
     the same fit: 12 probes when a lone slow step set one off, 2 of them set off so, each of
-    which also restarted the interval and so brought 3 more).
+    which also restarted the interval and so brought 3 more). A probe that the interval
+    brought ends early when its first ``ABANDON_AFTER`` steps at the other count each took
+    over 1.5x the recent median (on this machine one thread runs a scikit-learn step in
+    about 1.9x the time: 2 such steps instead of 6, about 3 ms less a probe); a probe set
+    off by slow steps always runs in full, since then the recent median is no guide.
     """
 
     WINDOW = 16
+    #: A probe the interval brought ends after this many steps at the other count when each
+    #: took over 1.5x the recent median (see ``record``).
+    ABANDON_AFTER = 2
     #: A probe starts early when two steps this close together were slow.
     SLOW_SPAN = 8
 
@@ -74,6 +81,7 @@ class ThreadGovernor:
         self._trial: list[float] = []
         self._since, self._skip = 0, 3  # the first steps compile or load kernels
         self._phase = False  # True while a probe times both counts
+        self._probe_by_slow_steps = False  # whether slow steps started the probe
         self._last_slow = None  # the step count (of _since) of the last slow step
         self.switches = 0
 
@@ -88,10 +96,18 @@ class ThreadGovernor:
             self._skip -= 1
             return
         if self._phase:  # a probe: `probe` steps at the other count, then as many at this
-            self._trial.append(seconds)
-            if len(self._trial) == self.probe:
+            trial = self._trial
+            trial.append(seconds)
+            if len(trial) == self.ABANDON_AFTER and not self._probe_by_slow_steps \
+                    and self._median is not None and min(trial) > 1.5 * self._median:
+                # A probe that came with the interval on a machine as quiet as before: the
+                # other count is clearly slower from its first steps (one thread: about 1.9x
+                # a scikit-learn step), so the rest of the probe would only cost time.
                 self._set(self.current)
-            elif len(self._trial) == 2 * self.probe:
+                self._confirmed()
+            elif len(trial) == self.probe:
+                self._set(self.current)
+            elif len(trial) == 2 * self.probe:
                 self._decide()
             return
         recent = self._recent
@@ -107,7 +123,7 @@ class ThreadGovernor:
                 self._since - self._last_slow < self.SLOW_SPAN
             self._last_slow = self._since
         if self._since >= self.interval or slow:
-            self._phase = True
+            self._phase, self._probe_by_slow_steps = True, slow
             self._set(self._other())
 
     def _other(self) -> int:
@@ -126,8 +142,13 @@ class ThreadGovernor:
             self.interval = self._next_interval
             self.switches += 1
             self._set(self.current)
+            self._trial, self._phase, self._since, self._last_slow = [], False, 0, None
         else:
-            self.interval = min(max(4 * self.interval, self._next_interval), 4096)
+            self._confirmed()
+
+    def _confirmed(self) -> None:
+        """The probe kept the current count: look again after a longer interval."""
+        self.interval = min(max(4 * self.interval, self._next_interval), 4096)
         self._trial, self._phase, self._since, self._last_slow = [], False, 0, None
 
     def restore(self) -> None:

@@ -45,6 +45,27 @@ def test_on_a_quiet_machine_the_probes_thin_out():
     assert gov.interval == 4096
 
 
+def one_thread_runs(gov, one_thread_cost, steps):
+    """The lengths of the runs of consecutive steps the governor had on one thread."""
+    threads, marks = gov.budget, []
+    for _ in range(steps):
+        gov.record(0.001 if threads == 2 else one_thread_cost)
+        threads = gov.log[-1] if gov.log else threads
+        marks.append("1" if threads == 1 else ".")
+    return [len(r) for r in "".join(marks).split(".") if r]
+
+
+def test_on_a_quiet_machine_a_probe_stops_after_two_clearly_slower_steps():
+    gov = Clocked(interval=16)
+    runs = one_thread_runs(gov, 0.0019, 3000)
+    assert len(runs) >= 3 and set(runs) == {gov.ABANDON_AFTER}
+    assert gov.current == 2 and gov.switches == 0
+    # ...but not when one thread is not clearly slower: the probe then runs in full
+    gov = Clocked(interval=16)
+    assert set(one_thread_runs(gov, 0.0012, 300)) == {gov.probe}
+    assert gov.current == 2
+
+
 def test_a_sudden_slow_step_triggers_a_probe_at_once():
     gov = Clocked(interval=4096)
     drive(gov, lambda t: 0.001, 40)  # one early probe, which keeps two threads
