@@ -57,14 +57,15 @@ class ThreadGovernor:
     the same fit: 12 probes when a lone slow step set one off, 2 of them set off so, each of
     which also restarted the interval and so brought 3 more). A probe that the interval
     brought ends early when its first ``ABANDON_AFTER`` steps at the other count each took
-    over 1.5x the recent median (on this machine one thread runs a scikit-learn step in
-    about 1.9x the time: 2 such steps instead of 6, about 3 ms less a probe); a probe set
-    off by slow steps always runs in full, since then the recent median is no guide.
+    over 1.2x the recent median, far from the 0.9x a switch needs (on this machine one
+    thread runs a scikit-learn step in 1.4x to 1.9x the time: 2 such steps instead of 6,
+    2 to 3 ms less a probe); a probe set off by slow steps always runs in full, since then
+    the recent median is no guide.
     """
 
     WINDOW = 16
     #: A probe the interval brought ends after this many steps at the other count when each
-    #: took over 1.5x the recent median (see ``record``).
+    #: took over 1.2x the recent median (see ``record``).
     ABANDON_AFTER = 2
     #: A probe starts early when two steps this close together were slow.
     SLOW_SPAN = 8
@@ -99,10 +100,11 @@ class ThreadGovernor:
             trial = self._trial
             trial.append(seconds)
             if len(trial) == self.ABANDON_AFTER and not self._probe_by_slow_steps \
-                    and self._median is not None and min(trial) > 1.5 * self._median:
+                    and self._median is not None and min(trial) > 1.2 * self._median:
                 # A probe that came with the interval on a machine as quiet as before: the
-                # other count is clearly slower from its first steps (one thread: about 1.9x
-                # a scikit-learn step), so the rest of the probe would only cost time.
+                # other count is clearly slower from its first steps (one thread: 1.4x to
+                # 1.9x a scikit-learn step here; a switch needs under 0.9x), so the rest of
+                # the probe would only cost time.
                 self._set(self.current)
                 self._confirmed()
             elif len(trial) == self.probe:

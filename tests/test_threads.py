@@ -62,7 +62,7 @@ def test_on_a_quiet_machine_a_probe_stops_after_two_clearly_slower_steps():
     assert gov.current == 2 and gov.switches == 0
     # ...but not when one thread is not clearly slower: the probe then runs in full
     gov = Clocked(interval=16)
-    assert set(one_thread_runs(gov, 0.0012, 300)) == {gov.probe}
+    assert set(one_thread_runs(gov, 0.00115, 300)) == {gov.probe}
     assert gov.current == 2
 
 
