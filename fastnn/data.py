@@ -281,7 +281,8 @@ def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray,
     """
     gather = _row_kernel(X, out) if idx.dtype == np.int64 else None
     if gather is not None:
-        gather(idx)
+        kern, stats = gather
+        kern(X, idx, *stats, out)
     elif X.dtype == out.dtype:
         np.take(X, idx, axis=0, out=out)
     else:
@@ -293,14 +294,15 @@ def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray,
 
 
 def _row_kernel(X: np.ndarray, out: np.ndarray):
-    """The kernel call that gathers rows of X into out for int64 indices, ``gather(idx)``,
-    when a rows kernel reads X and writes out (see :func:`take_rows`); else None."""
+    """``(kernel, stats)`` such that ``kernel(X, idx, *stats, out)`` gathers rows of X into
+    out for int64 indices, when a rows kernel reads X and writes out (see
+    :func:`take_rows`); else None."""
     if out.dtype in _NO_STATS and out.flags.c_contiguous and _rows_kernel_takes(X) \
             and X.shape[1:] == out.shape[1:]:
-        kern, none = K_rows.gather_standardize(out.size), _NO_STATS[out.dtype]
-        return lambda idx: kern(X, idx, none, none, out)
+        none = _NO_STATS[out.dtype]
+        return K_rows.gather_standardize(out.size), (none, none)
     if X.ndim == 1 and X.dtype == out.dtype and _numba_reads(X):  # a batch's labels/targets
-        return lambda idx: K_rows.gather_values(X, idx, out)
+        return K_rows.gather_values, ()
     return None
 
 
@@ -311,11 +313,14 @@ def row_taker(X: np.ndarray, out: np.ndarray, pool: BufferPool | None = None):
     (256, 256) network trains in about 0.8 ms). X and out must not change meanwhile.
     """
     gather = _row_kernel(X, out)
+    if gather is None:
+        return lambda idx: take_rows(X, idx, out, pool)
+    kern, stats = gather
 
     def take(idx: np.ndarray) -> np.ndarray:
-        if gather is None or idx.dtype != np.int64:
+        if idx.dtype != np.int64:
             return take_rows(X, idx, out, pool)
-        gather(idx)
+        kern(X, idx, *stats, out)
         return out
 
     return take
