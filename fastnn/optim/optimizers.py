@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import kernels as _kernels
 from .._dtype import empty_marker
+from ..graph import enable_grad
 from ..kernels import blas as _blas
 from ..kernels import optim as K
 from ..nn.module import Parameter
@@ -151,41 +152,110 @@ class Optimizer:
         groups = self._as_groups(params)
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
-        seen: dict[int, int] = {}
+        self._steps: list[int] = []
+        self._flats: list[FlatBuffer] = []
+        self.state: dict[str, list[np.ndarray]] = {}
+        #: Per dtype buffer, (pool threads, groups) sums of the squares the update wrote, when
+        #: :meth:`track_squares` turned them on (else None).
+        self._squares: list[np.ndarray] | None = None
         for gi, group in enumerate(groups):
-            g = {k: v for k, v in group.items() if k != "params"}
-            unknown = set(g) - set(defaults)
-            if unknown:
-                raise ValueError(f"parameter group {gi} has unknown options {sorted(unknown)}")
-            full = {**defaults, **g}
-            self._validate(full)
-            plist = group["params"]
-            plist = [plist] if isinstance(plist, Parameter) else list(plist)
-            for p in plist:
-                if not isinstance(p, Parameter):
-                    raise TypeError(
-                        f"{type(self).__name__} can only optimize fastnn Parameters, got "
-                        f"{type(p).__name__} in parameter group {gi}"
-                    )
-                if id(p) in seen:
-                    raise ValueError("some parameters appear in more than one parameter group")
-                seen[id(p)] = gi
-            full["params"] = plist
-            self.param_groups.append(full)
-        if not seen:
+            self._add_group(group, gi)
+        if not any(g["params"] for g in self.param_groups):
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        self._lay_out()
+
+    def _add_group(self, group: dict, gi: int) -> None:
+        """Check a parameter group, fill in the defaults and append it (no buffers yet)."""
+        g = {k: v for k, v in group.items() if k != "params"}
+        unknown = set(g) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"parameter group {gi} has unknown options {sorted(unknown)} "
+                             f"(this optimizer's options: {sorted(self.defaults)})")
+        full = {**self.defaults, **g}
+        self._validate(full)
+        plist = group["params"]
+        if isinstance(plist, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered "
+                            "collections, but the ordering of tensors in sets will change "
+                            "between runs. Please use a list instead.")
+        plist = [plist] if isinstance(plist, Parameter) else list(plist)
+        seen = {id(p) for other in self.param_groups for p in other["params"]}
+        mine: set[int] = set()
+        for p in plist:
+            if not isinstance(p, Parameter):
+                raise TypeError(
+                    f"{type(self).__name__} can only optimize fastnn Parameters, got "
+                    f"{type(p).__name__} in parameter group {gi}"
+                )
+            if id(p) in mine:
+                raise ValueError(f"parameter group {gi} lists a parameter twice")
+            if id(p) in seen:
+                raise ValueError("some parameters appear in more than one parameter group")
+            mine.add(id(p))
+        full["params"] = plist
+        self.param_groups.append(full)
+        self._steps.append(0)
+
+    def _initial_state(self, name: str, group: dict) -> float:
+        """The value a state buffer starts from for a parameter of ``group`` (0 but Adagrad's
+        ``sum``)."""
+        return 0.0
+
+    def _lay_out(self) -> None:
+        """(Re)build the flat buffers from ``param_groups``: parameters, gradients and state
+        move to the new layout (their values kept; a new parameter's state starts fresh, a
+        None gradient stays None)."""
+        old = {id(p): (k, lo, hi) for k, f in enumerate(self._flats) for p, lo, hi in f.spans}
+        no_grad = [p for g in self.param_groups for p in g["params"] if p.grad is None]
         by_dtype: dict[np.dtype, tuple[list, list]] = {}
         for gi, group in enumerate(self.param_groups):
             for p in group["params"]:
                 ps, gs = by_dtype.setdefault(p.data.dtype, ([], []))
                 ps.append(p)
                 gs.append(gi)
-        self._flats = [FlatBuffer(ps, gs, dt) for dt, (ps, gs) in by_dtype.items()]
-        self._steps = [0] * len(self.param_groups)
-        self.state: dict[str, list[np.ndarray]] = {}
-        #: Per dtype buffer, (pool threads, groups) sums of the squares the update wrote, when
-        #: :meth:`track_squares` turned them on (else None).
-        self._squares: list[np.ndarray] | None = None
+        flats = [FlatBuffer(ps, gs, dt) for dt, (ps, gs) in by_dtype.items()]
+        for p in no_grad:
+            p.grad = None
+            p.mark_grad_zeroed(False)
+        group_of = {id(p): g for g in self.param_groups for p in g["params"]}
+        state = {}
+        for name, bufs in self.state.items():
+            new = []
+            for f in flats:
+                b = np.zeros(f.size, f.dtype)
+                for p, lo, hi in f.spans:
+                    if id(p) in old:
+                        k, olo, ohi = old[id(p)]
+                        b[lo:hi] = bufs[k][olo:ohi]
+                    else:
+                        b[lo:hi] = self._initial_state(name, group_of[id(p)])
+                new.append(b)
+            state[name] = new
+        self._flats, self.state = flats, state
+        if self._squares is not None:
+            self._squares = [np.zeros((_blas.BLOCKS, len(self.param_groups))) for _ in flats]
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a parameter group with its own options, the others taken from the
+        optimizer's defaults (torch.optim.Optimizer.add_param_group), e.g. to unfreeze a
+        layer while training.
+
+        A parameter already in another group raises ValueError, as in PyTorch. The flat
+        buffers are laid out anew (the existing parameters keep their values, gradients and
+        state; the new ones start with fresh state and a step count of 0): a compiled step
+        (``fnn.compile_step``) made before must be made again.
+        """
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError("param_group has no 'params' key")
+        self._add_group(param_group, len(self.param_groups))
+        try:
+            self._lay_out()
+        except BaseException:
+            self.param_groups.pop()
+            self._steps.pop()
+            raise
 
     @staticmethod
     def _as_groups(params) -> list[dict]:
@@ -353,13 +423,21 @@ class Optimizer:
 
         return update
 
-    def step(self) -> None:
+    def step(self, closure=None):
         """Update every parameter from its gradient (one kernel call per dtype).
+
+        ``closure``: a callable that zeroes the gradients, computes the loss, calls
+        ``backward()`` and returns the loss, as in PyTorch; it is evaluated (with gradient
+        recording on) before the update, and ``step`` returns what it returned (else None).
 
         A parameter whose ``.grad`` is None (frozen with ``requires_grad_(False)``, or not
         used by the loss) is left as it is, with its optimizer state, as PyTorch skips it:
         no weight decay, no momentum. (Step counts are per group: a parameter that only
         sometimes has a gradient gets the group's Adam bias correction.)"""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         hp = self.begin_step()
         for k, flat in enumerate(self._flats):
             kept = [(lo, hi, flat.data[lo:hi].copy(),
@@ -370,29 +448,178 @@ class Optimizer:
                 flat.data[lo:hi] = data
                 for name, bufs in self.state.items():
                     bufs[k][lo:hi] = state[name] if name in state else 0
+        return loss
 
     # ----------------------------------------------------------------- state
-    def state_dict(self) -> dict:
-        """Hyperparameters, step counts and state buffers (copies), for a checkpoint.
+    #: The per-parameter state PyTorch's optimizer keeps, by the names of its state_dict:
+    #: ``_torch_state(group)`` lists the buffers a parameter of ``group`` has;
+    #: ``_step_in_state``: whether its entries hold a "step"; ``_state_from_start``: whether
+    #: a parameter has state before its first step (Adagrad's ``sum``).
+    _step_in_state = True
+    _state_from_start = False
 
-        ``{"param_groups": [{option: value, "params": [indices]}], "steps": [int per group],
-        "state": {name: [flat array per dtype buffer]}, "layout": [(dtype, size)]}``.
-        """
+    def _torch_state(self, group: dict) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _param_groups_out(self) -> list[dict]:
         groups, index = [], 0
         for g in self.param_groups:
             n = len(g["params"])
             groups.append({**{k: v for k, v in g.items() if k != "params"},
                            "params": list(range(index, index + n))})
             index += n
+        return groups
+
+    def state_dict(self) -> dict:
+        """The optimizer's state in PyTorch's structure (copies), for a checkpoint:
+
+        ``{"state": {index: {"step": float, "exp_avg": array, ...}}, "param_groups":
+        [{option: value, ..., "params": [indices]}]}``, parameters numbered in group order;
+        the state arrays have their parameter's shape and PyTorch's names (``momentum_buffer``,
+        ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``sum``, ``square_avg``,
+        ``grad_avg``). A parameter has an entry once its group has taken a step (Adagrad:
+        from the start), as in PyTorch. :meth:`flat_state_dict` is the same state as a few
+        flat arrays."""
+        state, index = {}, 0
+        where = {id(p): (k, lo, hi) for k, f in enumerate(self._flats) for p, lo, hi in f.spans}
+        for gi, g in enumerate(self.param_groups):
+            steps = self._steps[gi]
+            for p in g["params"]:
+                if steps > 0 or self._state_from_start:
+                    k, lo, hi = where[id(p)]
+                    entry = {"step": float(steps)} if self._step_in_state else {}
+                    for name in self._torch_state(g):
+                        bufs = self.state.get(name)
+                        entry[name] = (bufs[k][lo:hi].reshape(p.data.shape).copy()
+                                       if bufs is not None else np.zeros_like(p.data))
+                    if entry:
+                        state[index] = entry
+                index += 1
+        return {"state": state, "param_groups": self._param_groups_out()}
+
+    def flat_state_dict(self) -> dict:
+        """The optimizer's state as flat arrays (copies): what a fastnn checkpoint stores.
+
+        ``{"param_groups": [{option: value, "params": [indices]}], "steps": [int per group],
+        "state": {name: [flat array per dtype buffer]}, "layout": [(dtype, size)]}``;
+        :meth:`load_state_dict` takes it as it takes :meth:`state_dict`'s.
+        """
         return {
-            "param_groups": groups,
+            "param_groups": self._param_groups_out(),
             "steps": list(self._steps),
             "state": {name: [b.copy() for b in bufs] for name, bufs in self.state.items()},
             "layout": [(str(f.dtype), f.size) for f in self._flats],
         }
 
+    def _load_options(self, groups: list) -> None:
+        """Check the saved groups against this optimizer's and take their options."""
+        updated = []
+        for mine_g, saved in zip(self.param_groups, groups, strict=True):
+            opts = {}
+            for k, v in saved.items():
+                if k == "params":
+                    continue
+                if isinstance(v, np.ndarray) and v.ndim == 0:
+                    v = v.item()  # a 0-d tensor's .numpy() (a tensor lr)
+                if isinstance(mine_g.get(k), tuple) and isinstance(v, (list, np.ndarray)):
+                    v = tuple(float(x) for x in v)  # JSON and .numpy() give lists/arrays
+                opts[k] = v
+            if opts.get("decoupled_weight_decay") and not getattr(self, "decoupled", False):
+                raise ValueError(f"the saved {type(self).__name__} state has "
+                                 "decoupled_weight_decay=True: load it into fastnn's AdamW")
+            self._validate({**mine_g, **opts})
+            updated.append(opts)
+        for mine_g, opts in zip(self.param_groups, updated, strict=True):
+            mine_g.update(opts)
+
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a :meth:`state_dict`; refuses one made for a different set of parameters."""
+        """Restore a :meth:`state_dict` (or :meth:`flat_state_dict`); refuses one made for
+        a different set of parameters.
+
+        A state dict of PyTorch's optimizer of the same class loads too, once its tensors
+        are arrays (``t.numpy()``): parameters are matched by position, as PyTorch does, and
+        each state array must have its parameter's shape (a ``torch.nn.Linear`` weight's
+        state is (out, in) where fastnn's weight is (in, out): transpose it). Step counts are
+        per parameter group in fastnn: the parameters of a group must have the same
+        ``step``. Options fastnn does not use (``foreach``, ``fused``, ...) are kept as
+        PyTorch keeps them."""
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict \
+                or "state" not in state_dict:
+            raise ValueError("not an optimizer state dict (expected the keys 'state' and "
+                             "'param_groups')")
+        if "layout" in state_dict:
+            self._load_flat(state_dict)
+        else:
+            self._load_torch(state_dict)
+
+    def _load_torch(self, state_dict: dict) -> None:
+        groups, saved = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved, dict):
+            raise ValueError(f"the state dict's 'state' must be a dict by parameter index, "
+                             f"got {type(saved).__name__}")
+        # Saved state is keyed by the saved ids; the params are matched by position.
+        self._check_group_sizes(groups)
+        where = {id(p): (k, lo, hi) for k, f in enumerate(self._flats) for p, lo, hi in f.spans}
+        buffers: dict[str, list[np.ndarray]] = {}
+        steps = []
+        for gi, (mine_g, saved_g) in enumerate(zip(self.param_groups, groups, strict=True)):
+            group_steps = set()
+            for p, pid in zip(mine_g["params"], saved_g["params"], strict=True):
+                entry = saved.get(pid, saved.get(str(pid)))
+                if not entry:
+                    continue
+                if not isinstance(entry, dict):
+                    raise ValueError(f"state of parameter {pid} must be a dict, got "
+                                     f"{type(entry).__name__}")
+                k, lo, hi = where[id(p)]
+                for name, value in entry.items():
+                    if name == "step":
+                        group_steps.add(int(float(np.asarray(value))))
+                        continue
+                    if value is None:  # PyTorch's SGD before a first momentum step
+                        continue
+                    arr = np.asarray(value)
+                    if arr.shape != p.data.shape:
+                        hint = (" (PyTorch's Linear keeps weights as (out, in), fastnn as "
+                                "(in, out): transpose it)" if arr.shape[::-1] == p.data.shape
+                                else "")
+                        raise ValueError(f"state {name!r} of parameter {pid} has shape "
+                                         f"{arr.shape}, the parameter has {p.data.shape}{hint}")
+                    if name not in buffers:
+                        buffers[name] = [self._fresh_buffer(name, f) for f in self._flats]
+                    buffers[name][k][lo:hi] = arr.reshape(-1)
+                    if not self._step_in_state:
+                        group_steps.add(1)  # a buffer that exists: past the first step
+            if len(group_steps) > 1:
+                raise ValueError(f"parameter group {gi} has parameters at different steps "
+                                 f"{sorted(group_steps)}; fastnn counts steps per group")
+            steps.append(group_steps.pop() if group_steps else 0)
+        self._load_options(groups)
+        for name in self.state:
+            if name not in buffers and self._state_from_start:
+                buffers[name] = [self._fresh_buffer(name, f) for f in self._flats]
+        self._steps = steps
+        self.state = buffers
+
+    def _fresh_buffer(self, name: str, flat: FlatBuffer) -> np.ndarray:
+        group_of = {id(p): g for g in self.param_groups for p in g["params"]}
+        b = np.zeros(flat.size, flat.dtype)
+        for p, lo, hi in flat.spans:
+            b[lo:hi] = self._initial_state(name, group_of[id(p)])
+        return b
+
+    def _check_group_sizes(self, groups) -> None:
+        mine = [len(g["params"]) for g in self.param_groups]
+        try:
+            theirs = [len(g["params"]) for g in groups]
+        except (KeyError, TypeError):
+            raise ValueError("not an optimizer state dict: each of 'param_groups' needs a "
+                             "'params' list") from None
+        if theirs != mine:
+            raise ValueError(f"loaded state dict is for a different set of parameters: "
+                             f"groups of {theirs} parameters, this optimizer has {mine}")
+
+    def _load_flat(self, state_dict: dict) -> None:
         try:
             groups, steps, state = (state_dict["param_groups"], state_dict["steps"],
                                     state_dict["state"])
@@ -419,12 +646,7 @@ class Optimizer:
                     raise ValueError(f"state {name!r} has shape {b.shape}, expected ({f.size},)")
                 arrs.append(b.astype(f.dtype, copy=True))
             new_state[name] = arrs
-        for mine_g, theirs in zip(self.param_groups, groups, strict=True):
-            # A state that went through JSON has lists where the options had tuples (betas).
-            opts = {k: tuple(v) if isinstance(mine_g.get(k), tuple) and isinstance(v, list)
-                    else v for k, v in theirs.items() if k != "params"}
-            self._validate({**mine_g, **opts})
-            mine_g.update(opts)
+        self._load_options(groups)
         self._steps = [int(s) for s in steps]
         self.state = new_state
 
@@ -458,6 +680,11 @@ class SGD(Optimizer):
         if g["nesterov"] and (g["momentum"] <= 0 or g["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
+    _step_in_state = False
+
+    def _torch_state(self, group):
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
     def _hp_rows(self):  # K.SGD_COLUMNS
         return [(g["lr"], g["weight_decay"], g["momentum"], g["dampening"], g["nesterov"],
                  s == 1, g["maximize"])
@@ -479,17 +706,21 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize))
-        initial = {id(p): g["initial_accumulator_value"]
-                   for g in self.param_groups for p in g["params"]}
-        for buf, flat in zip(self._state("sum"), self._flats, strict=True):
-            for p, lo, hi in zip(flat.params, flat.offsets[:-1], flat.offsets[1:], strict=True):
-                buf[lo:hi] = initial[id(p)]
+        self.state["sum"] = [self._fresh_buffer("sum", f) for f in self._flats]
 
     def _validate(self, g):
         super()._validate(g)
         _check("lr_decay", g["lr_decay"])
         _check("initial_accumulator_value", g["initial_accumulator_value"])
         _check("eps", g["eps"])
+
+    _state_from_start = True
+
+    def _torch_state(self, group):
+        return ("sum",)
+
+    def _initial_state(self, name, group):
+        return group["initial_accumulator_value"] if name == "sum" else 0.0
 
     def _hp_rows(self):  # K.ADAGRAD_COLUMNS
         return [(g["lr"] / (1 + (s - 1) * g["lr_decay"]), g["weight_decay"], g["eps"],
@@ -514,6 +745,10 @@ class RMSprop(Optimizer):
         _check("alpha", g["alpha"])
         _check("eps", g["eps"])
         _check("momentum", g["momentum"])
+
+    def _torch_state(self, group):
+        return (("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ())
+                + (("grad_avg",) if group["centered"] else ()))
 
     def _hp_rows(self):  # K.RMSPROP_COLUMNS
         return [(g["lr"], g["alpha"], g["eps"], g["weight_decay"], g["momentum"],
@@ -550,6 +785,9 @@ class Adam(Optimizer):
         _check("beta parameter at index 0", betas[0], 0.0, 1.0, high_open=True)
         _check("beta parameter at index 1", betas[1], 0.0, 1.0, high_open=True)
         _check("eps", g["eps"])
+
+    def _torch_state(self, group):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
     def _hp_rows(self):  # K.ADAM_COLUMNS
         rows, decoupled = [], self.decoupled

@@ -55,6 +55,7 @@ def test_warmup_then_cosine_and_state_round_trip():
     state = step2.state_dict()
     opt3 = make_opt()
     step3 = S.StepLR(opt3, 2)
+    opt3.load_state_dict(opt2.state_dict())  # the optimizer's state carries the lr, as in PyTorch
     step3.load_state_dict(state)
     step3.step()
     step2.step()
@@ -130,7 +131,7 @@ def test_one_cycle_cycles_momentum_or_beta1_and_checks_its_arguments():
         betas.append(adam.param_groups[0]["betas"][0])
     assert min(betas) == pytest.approx(0.85) and betas[-1] == pytest.approx(0.95)
     assert adam.param_groups[0]["betas"][1] == 0.999
-    with pytest.raises(ValueError, match="momentum or betas"):
+    with pytest.raises(ValueError, match="momentum nor betas"):
         S.OneCycleLR(optim.Adagrad(fnn.Linear(2, 2).parameters()), max_lr=0.1, total_steps=5)
     with pytest.raises(ValueError, match="total_steps, or epochs"):
         S.OneCycleLR(make_opt(), max_lr=0.1)
