@@ -83,7 +83,7 @@ def save_checkpoint(path: str, *, model, optimizer=None, scheduler=None, loader=
     meta = {"format": FORMAT, "version": VERSION, "epoch": int(epoch),
             "config": config or {}, "history": history or []}
     if optimizer is not None:
-        state = optimizer.state_dict()
+        state = optimizer.flat_state_dict()
         for name, bufs in state["state"].items():
             for k, b in enumerate(bufs):
                 arrays[f"optim/{name}/{k}"] = b

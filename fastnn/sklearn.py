@@ -258,7 +258,7 @@ class _Network:
             "dropout": [m.generator.bit_generator.state for m in self.model
                         if isinstance(m, nn.Dropout)],
             "solver": self.solver,
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.flat_state_dict(),
             "adam_steps": self.adam_steps,
         }
 

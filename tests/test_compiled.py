@@ -74,7 +74,7 @@ def assert_same_training(spec, make_opt, loss_fn=fnn.losses.cross_entropy, dtype
         np.testing.assert_array_equal(va, vb, err_msg=name)
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         np.testing.assert_array_equal(pa.grad, pb.grad)
-    sa, sb = opt_a.state_dict(), opt_b.state_dict()
+    sa, sb = opt_a.flat_state_dict(), opt_b.flat_state_dict()
     assert sa["steps"] == sb["steps"]
     for name in sa["state"]:
         for u, v in zip(sa["state"][name], sb["state"][name], strict=True):
@@ -191,7 +191,7 @@ def test_a_non_finite_loss_updates_nothing(spec):
     # The graph's loss is not finite either (ReLU once turned BatchNorm's NaN rows into 0s).
     a = mlp(spec)
     assert not np.isfinite(fnn.losses.cross_entropy(a(X[:32]), y[:32]).item())
-    assert opt.state_dict()["steps"] == [1]
+    assert opt.flat_state_dict()["steps"] == [1]
 
 
 @pytest.mark.parametrize("spec,chain", [

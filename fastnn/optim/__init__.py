@@ -16,7 +16,8 @@ from .optimizers import (
     Optimizer,
     RMSprop,
     clip_grad_norm_,
+    clip_grad_value_,
 )
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "FlatBuffer", "Optimizer", "RMSprop",
-           "clip_grad_norm_", "lr_scheduler"]
+           "clip_grad_norm_", "clip_grad_value_", "lr_scheduler"]

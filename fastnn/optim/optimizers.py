@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import kernels as _kernels
 from .._dtype import empty_marker
-from ..graph import enable_grad
+from ..graph import Tensor, enable_grad
 from ..kernels import blas as _blas
 from ..kernels import optim as K
 from ..nn.module import Parameter
@@ -818,31 +818,60 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> float:
-    """Scale gradients so that their global L2 norm is at most ``max_norm`` (torch's formula:
-    coefficient ``min(1, max_norm / (norm + 1e-6))``). Returns the norm before clipping.
+def _norm_order(norm_type) -> float:
+    if isinstance(norm_type, str) and norm_type.lower() in ("inf", "-inf"):
+        return float(norm_type)
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.number)):
+        raise ValueError(f"norm_type must be a number or 'inf', got {norm_type!r}")
+    return float(norm_type)
 
-    With parameters in an optimizer's flat buffer, the norm is one kernel over the buffer
-    and the scaling one more; otherwise it runs parameter by parameter.
+
+def _as_tensor_list(parameters) -> list:
+    if isinstance(parameters, Tensor):
+        return [parameters]
+    if not isinstance(parameters, Iterable):
+        raise TypeError(f"parameters must be a Tensor or an iterable of Tensors, got "
+                        f"{type(parameters).__name__}")
+    return list(parameters)
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float | str = 2.0,
+                    error_if_nonfinite: bool = False, foreach: bool | None = None) -> float:
+    """Scale the gradients so that their total norm is at most ``max_norm``
+    (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping.
+
+    The total norm is the ``norm_type`` norm (2, 1, ``inf`` or ``"inf"``, any p) of the
+    gradients' own norms, PyTorch's formula; each gradient is multiplied by
+    ``min(1, max_norm / (norm + 1e-6))`` (NaN too, as PyTorch, when the norm is NaN and
+    ``error_if_nonfinite`` is False; True raises RuntimeError instead). ``foreach`` is
+    accepted and has no effect (the CPU path is already one pass). Returned as a float
+    (``np.float64``, so ``.item()`` works as on PyTorch's 0-d tensor).
+
+    With the parameters in an optimizer's flat buffer, the 2-norm is one kernel over the
+    buffer and the scaling one more; otherwise it runs gradient by gradient.
     """
-    if norm_type != 2.0:
-        raise NotImplementedError("clip_grad_norm_ supports the L2 norm (norm_type=2) only")
-    _check("max_norm", max_norm)
-    params = [parameters] if isinstance(parameters, Parameter) else list(parameters)
+    order = _norm_order(norm_type)
+    max_norm = _check("max_norm", max_norm)
+    params = _as_tensor_list(parameters)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return np.float64(0.0)
     flats = _covering_buffers(params)
-    if flats is not None:
-        arrays = flats
-    else:
-        arrays = [np.ascontiguousarray(g).reshape(-1) for g in grads]
-    norm = math.sqrt(sum(sum_of_squares(a) for a in arrays))
+    arrays = flats if flats is not None else [np.ascontiguousarray(g).reshape(-1) for g in grads]
+    if order == 2.0:
+        norm = math.sqrt(sum(sum_of_squares(a) for a in arrays))
+    elif order == math.inf:
+        norm = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+    else:  # PyTorch's rule: the norm of the per-gradient norms
+        each = [np.linalg.norm(np.asarray(g, np.float64).reshape(-1), ord=order) for g in grads]
+        norm = float(np.linalg.norm(np.asarray(each), ord=order))
     if error_if_nonfinite and not math.isfinite(norm):
-        raise RuntimeError(f"the total norm of the gradients is {norm}")
+        raise RuntimeError(
+            f"The total norm of order {order} for gradients from `parameters` is non-finite, "
+            "so it cannot be clipped. To disable this error and scale the gradients by the "
+            "non-finite norm anyway, set `error_if_nonfinite=False`")
     coef = max_norm / (norm + 1e-6)
-    if coef < 1.0:
+    if coef < 1.0 or math.isnan(coef):  # a factor of 1 changes nothing: skip the pass
         if flats is not None:
             for a in arrays:
                 if a.size:
@@ -850,7 +879,23 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         else:
             for g in grads:
                 g *= g.dtype.type(coef)
-    return norm
+    return np.float64(norm)
+
+
+def clip_grad_value_(parameters, clip_value: float, foreach: bool | None = None) -> None:
+    """Clip every gradient elementwise into ``[-clip_value, clip_value]``
+    (torch.nn.utils.clip_grad_value_; ``foreach`` accepted, no effect). One ``np.clip`` over
+    each flat gradient buffer when the parameters are an optimizer's."""
+    if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float, np.number)):
+        raise ValueError(f"clip_value must be a number, got {clip_value!r}")
+    c = float(clip_value)
+    params = _as_tensor_list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flats = _covering_buffers(params)
+    for g in (flats if flats is not None else grads):
+        np.clip(g, -c, c, out=g)
 
 
 def sum_of_squares(a: np.ndarray, partial: np.ndarray | None = None) -> float:
@@ -885,4 +930,4 @@ def _covering_buffers(params) -> list[np.ndarray] | None:
 
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "FlatBuffer", "Optimizer", "RMSprop",
-           "clip_grad_norm_", "sum_of_squares", "sum_of_squares_chunks"]
+           "clip_grad_norm_", "clip_grad_value_", "sum_of_squares", "sum_of_squares_chunks"]
