@@ -203,10 +203,12 @@ class Optimizer:
 
     def _lay_out(self) -> None:
         """(Re)build the flat buffers from ``param_groups``: parameters, gradients and state
-        move to the new layout (their values kept; a new parameter's state starts fresh, a
-        None gradient stays None)."""
+        move to the new layout (their values kept; a new parameter's state starts fresh)."""
         old = {id(p): (k, lo, hi) for k, f in enumerate(self._flats) for p, lo, hi in f.spans}
-        no_grad = [p for g in self.param_groups for p in g["params"] if p.grad is None]
+        # A laid-out parameter's None gradient stays None (zero_grad's); any other None
+        # becomes the buffer's zeros, as when an optimizer is created.
+        no_grad = [p for g in self.param_groups for p in g["params"]
+                   if p.grad is None and id(p) in old]
         by_dtype: dict[np.dtype, tuple[list, list]] = {}
         for gi, group in enumerate(self.param_groups):
             for p in group["params"]:

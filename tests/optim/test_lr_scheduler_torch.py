@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 # No optimizer steps: the rates do not depend on them (and torch's first step costs seconds);
 # torch warns that its schedule steps before its optimizer.
-pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
 T = torch.optim.lr_scheduler
 
 LRS = (0.1, 0.03)
