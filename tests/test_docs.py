@@ -51,6 +51,9 @@ def test_docs_example_runs(block, tmp_path, monkeypatch):
         pytest.importorskip("sklearn")
     exec(compile(code, f"{page.relative_to(ROOT)} example {k}", "exec"),
          {"__name__": "__main__"})
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert not left, (f"{page.name} example {k} leaves {left} behind: a reader who runs it "
+                      "in their repository gets them too; remove them at the end of the block")
 
 
 def public_names(module_name: str) -> list[str]:

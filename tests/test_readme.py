@@ -17,6 +17,8 @@ def test_the_readme_has_python_examples():
 def test_readme_example_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an example that writes files writes them here
     exec(compile(BLOCKS[index], f"README.md example {index}", "exec"), {"__name__": "__main__"})
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert not left, f"README example {index} leaves {left} behind; remove them in the block"
 
 
 def test_the_readme_is_short():
