@@ -219,3 +219,18 @@ def test_gallery_runs_every_example(tmp_path):
                 "spiral_l2.png", "initialization.png", "batchnorm.png", "regularization.png",
                 "gradcheck.png", "xor.png"]
     assert all(written(tmp_path / p) for p in pictures)
+
+
+def test_a_script_writes_into_the_current_directory_not_the_docs(tmp_path):
+    """Without --out or $FASTNN_EXAMPLES_OUT a picture lands where the user is; the tracked
+    docs/images/ changes only through ``gallery.py --docs``."""
+    tracked = EXAMPLES.parent / "docs" / "images" / "xor.png"
+    before = tracked.stat().st_mtime_ns
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_EXAMPLES_OUT"}
+    subprocess.run([sys.executable, str(EXAMPLES / "xor.py"), "--quick"], cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
+    assert written(tmp_path / "xor.png")
+    assert tracked.stat().st_mtime_ns == before
+    out = subprocess.run([sys.executable, str(EXAMPLES / "gallery.py"), "--help"],
+                         check=True, capture_output=True, text=True).stdout
+    assert "--docs" in out and "--out" in out
