@@ -10,8 +10,8 @@ the backward pass multiplies by. PReLU's slope is learned, so its kernel forms t
 gradient in the backward pass: it is taken from ``prelu_backward`` with an upstream
 gradient of ones.
 
-Run: ``uv run python examples/activations.py``. Writes activations.png to docs/images/
-(or $FASTNN_EXAMPLES_OUT).
+Run: ``uv run python examples/activations.py``. Writes activations.png into the current
+directory (or --out DIR, or $FASTNN_EXAMPLES_OUT).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 
 from fastnn.kernels import activations as K  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 
 #: (title, kernel name, alpha): every activation of fastnn.kernels.activations.CODES.
 ACTIVATIONS = [
@@ -106,5 +108,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     return curves
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

@@ -12,8 +12,9 @@ The right-hand panels follow one unit of the last hidden layer: the 15th, 50th a
 percentiles of its input over each training batch (the paper's figure 1). Without
 BatchNorm the distribution drifts as the layers below it change; with it, it stays put.
 
-Run: ``uv run python examples/batchnorm.py``. Writes batchnorm.png to docs/images/ (or
-$FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 trains 200 steps instead of 600.
+Run: ``uv run python examples/batchnorm.py``. Writes batchnorm.png into the current
+directory (or --out DIR, or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 trains 200 steps
+instead of 600.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import fastnn as fnn  # noqa: E402
 from fastnn.data import DataLoader  # noqa: E402
 from fastnn.datasets import load_digits  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 LR = 2.0
 HIDDEN = (100, 100, 100)
 UNIT = 0  # the unit of the last hidden layer whose input is followed
@@ -148,5 +151,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     return {"plain": plain, "batchnorm": bn, "plain_unit": plain_unit, "batchnorm_unit": bn_unit}
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

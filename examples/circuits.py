@@ -8,8 +8,8 @@
    s (1 - s) = 0.20 is all the backward pass needs.
 
 Run: ``uv run python examples/circuits.py``. Writes circuit_add_mul.{svg,png} and
-circuit_neuron.{svg,png} to docs/images/ (or $FASTNN_EXAMPLES_OUT) where Graphviz's ``dot``
-program exists, and the DOT text (``.gv``) where it does not.
+circuit_neuron.{svg,png} into the current directory (or --out DIR, or $FASTNN_EXAMPLES_OUT)
+where Graphviz's ``dot`` program exists, and the DOT text (``.gv``) where it does not.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import shutil
 
 import fastnn as fnn
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 
 
 def scalar(value: float) -> fnn.Tensor:
@@ -110,5 +112,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     }
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

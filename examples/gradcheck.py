@@ -17,8 +17,9 @@ the Taylor expansion (proportional to h for the one-sided formula, h^2 for the c
 one); too small an h leaves the rounding error of f, about machine epsilon / h, which in
 float32 (epsilon 1.2e-7) swamps the check at any h.
 
-Run: ``uv run python examples/gradcheck.py``. Writes gradcheck.png to docs/images/ (or
-$FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 sweeps fewer step sizes.
+Run: ``uv run python examples/gradcheck.py``. Writes gradcheck.png into the current
+directory (or --out DIR, or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 sweeps fewer step
+sizes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import numpy as np  # noqa: E402
 
 import fastnn as fnn  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 F64 = "float64"
 ACTS = ("relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu")
 
@@ -229,5 +232,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
             "h": hs, "sweep": curves}
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

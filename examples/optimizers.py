@@ -13,8 +13,8 @@ loss ``f(p)`` is built from fastnn tensor operations and differentiated by ``bac
   adaptive methods divide the tiny gradient by its own size and leave at once.
 
 Run: ``uv run python examples/optimizers.py``. Writes optimizers.png and the animation
-optimizers.gif to docs/images/ (or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 draws a
-GIF of a few frames only.
+optimizers.gif into the current directory (or --out DIR, or $FASTNN_EXAMPLES_OUT);
+FASTNN_EXAMPLES_QUICK=1 draws a GIF of a few frames only.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
 import fastnn as fnn  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 
 #: name -> (optimizer class, options on the valley, options on the saddle). On the valley,
 #: SGD's rate is near the largest that is stable across it (2 / curvature 2 = 1); with
@@ -193,5 +195,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     return paths
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

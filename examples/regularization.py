@@ -8,16 +8,21 @@ the overfitting. The lecture notes' advice is to keep the large network and cont
 overfitting instead:
 
 - L2 (``weight_decay``, the penalty lambda/2 ||W||^2) pulls the weights toward 0 at every
-  step: the training loss levels off above 0 and the validation loss stops climbing.
-- Dropout(0.5) after each hidden layer trains a random half-network at every step, and
-  input noise (GaussianNoise(0.5) on the standardized pixels) shows new versions of the
-  100 images every epoch: both reach a lower validation loss than no regularization, then
-  memorization catches up; they delay the overfitting rather than stop it.
+  step: the training loss levels off above 0, the validation loss stops climbing and ends
+  the lowest of the four (0.39 against 0.45 without regularization).
+- Input noise (GaussianNoise(0.5) on the standardized pixels) shows new versions of the 100
+  images every epoch: it reaches the lowest validation loss of all (0.38, at epoch 41), then
+  memorization catches up and its curve climbs like the unregularized one.
+- Dropout(0.5) after each hidden layer trains a random half-network at every step: here it
+  only moves the minimum later (epoch 31 against 21) and ends *above* no regularization.
+  On 100 images trained with Adam for 100 epochs it does not help the validation loss:
+  the picture shows that, rather than the textbook's promise.
 
 On so little data the validation accuracies stay within about a point of each other.
 
-Run: ``uv run python examples/regularization.py``. Writes regularization.png to
-docs/images/ (or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 trains 20 epochs.
+Run: ``uv run python examples/regularization.py``. Writes regularization.png into the
+current directory (or --out DIR, or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 trains 20
+epochs.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ import fastnn as fnn  # noqa: E402
 from fastnn.data import DataLoader, Standardizer  # noqa: E402
 from fastnn.datasets import load_digits  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 TRAIN, VAL = 100, 600
 SETTINGS = {  # name -> (input noise std, dropout p, weight decay)
     "none": (0.0, 0.0, 0.0),
@@ -140,5 +147,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     return histories
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

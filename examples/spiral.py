@@ -9,8 +9,9 @@ L2 strengths lambda (a penalty lambda/2 ||W||^2 on the weights, given to the opt
 ``weight_decay``): as lambda grows the weights are pulled toward 0 at every step
 ('gradual forgetting', as the notes put it) and the regions become smoother and simpler.
 
-Run: ``uv run python examples/spiral.py``. Writes spiral.png and spiral_l2.png to
-docs/images/ (or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 trains fewer steps.
+Run: ``uv run python examples/spiral.py``. Writes spiral.png and spiral_l2.png into the
+current directory (or --out DIR, or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 trains
+fewer steps.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 import fastnn as fnn  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 COLORS = ["#d62728", "#2ca02c", "#1f77b4"]
 
 
@@ -140,5 +143,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     return {"linear": linear_acc, "net": net_acc, "l2": l2}
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

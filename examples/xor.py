@@ -10,9 +10,9 @@ into the learning rate). Two hidden units are just enough, and from some startin
 the network ends in a local minimum instead, with two outputs stuck at 0.5 (here, seeds 2
 and 5 of 0 to 9 do): the seed used is one that solves it, and the script checks that.
 
-Run: ``uv run python examples/xor.py``. Writes xor.png to docs/images/ (or
-$FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 changes nothing (it takes well under a
-second of training).
+Run: ``uv run python examples/xor.py``. Writes xor.png into the current directory (or --out
+DIR, or $FASTNN_EXAMPLES_OUT); FASTNN_EXAMPLES_QUICK=1 changes nothing (it takes well under
+a second of training).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ import numpy as np  # noqa: E402
 
 import fastnn as fnn  # noqa: E402
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "images"
+#: where a picture goes without --out or $FASTNN_EXAMPLES_OUT: the current directory
+#: (``examples/gallery.py --docs`` regenerates the tracked docs/images/)
+OUT = pathlib.Path(".")
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 D = np.array([[0], [1], [1], [0]], dtype=np.float64)
 SEED = 0
@@ -118,5 +120,18 @@ def main(out: str | os.PathLike | None = None, quick: bool | None = None) -> dic
     return {"outputs": outputs, "errors": errors, "solved": solved}
 
 
+def command_line() -> None:
+    """``--out DIR`` (default: $FASTNN_EXAMPLES_OUT, else the current directory), ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", help="directory for the picture (default: $FASTNN_EXAMPLES_OUT "
+                        "or the current directory)")
+    parser.add_argument("--quick", action="store_true", default=None,
+                        help="reduced sizes (as FASTNN_EXAMPLES_QUICK=1)")
+    args = parser.parse_args()
+    main(out=args.out, quick=args.quick)
+
+
 if __name__ == "__main__":
-    main()
+    command_line()

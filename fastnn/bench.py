@@ -325,7 +325,8 @@ def blas_report() -> list[str]:
     for p in threadpool_info():
         if p.get("user_api") == "blas":
             lines.append(f"BLAS: {p.get('internal_api')} {p.get('version')} "
-                         f"({p.get('architecture')}, {p.get('num_threads')} threads) "
+                         f"({p.get('architecture')}, {p.get('num_threads')} "
+                         f"thread{'s' if p.get('num_threads') != 1 else ''}) "
                          f"{p.get('filepath')}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:

@@ -604,8 +604,9 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
             f"MLP {n_in}-{'-'.join(map(str, cfg['hidden']))}-{enc.n_outputs} "
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
-            f"{cfg['epochs']} epochs, batch {cfg['batch_size']}"
-            + (f", {threads} threads" if threads else "") + (f"; {step}" if step else ""))
+            f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}, batch {cfg['batch_size']}"
+            + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+            + (f"; {step}" if step else ""))
 
 
 def run_training(given: dict, out: str | None = None, resume: str | None = None,

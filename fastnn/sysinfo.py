@@ -45,7 +45,8 @@ def system_info() -> list[tuple[str, str]]:
             (
                 f"{pool.get('user_api')} ({owner})",
                 f"{pool.get('internal_api')} {pool.get('version')}, "
-                f"{pool.get('num_threads')} threads, {pool.get('architecture', '?')}",
+                f"{pool.get('num_threads')} thread{'s' if pool.get('num_threads') != 1 else ''}, "
+                f"{pool.get('architecture', '?')}",
             )
         )
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):

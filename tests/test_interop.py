@@ -553,7 +553,7 @@ def torch():
 
 def _torch_maxout(torch, in_features, out_features, pieces):
     class Maxout(torch.nn.Module):
-        """Maxout in the layout of fastnn's safetensors files (README, "Serve anywhere")."""
+        """Maxout in the layout of fastnn's safetensors files (docs/serving.md)."""
 
         def __init__(self):
             super().__init__()
@@ -686,16 +686,16 @@ def test_from_torch_names_what_it_cannot_take(torch):
         fnn.Sequential.from_torch(nn.Sequential(nn.Linear(2, 2).half()))
 
 
-def test_the_readme_pytorch_example_runs(torch, tmp_path, monkeypatch):
-    """The README's PyTorch block (fenced ```py, since torch is optional) runs as written."""
+def test_the_serving_page_pytorch_example_runs(torch, tmp_path, monkeypatch):
+    """The serving page's PyTorch block (fenced ```py, since torch is optional) runs as
+    written."""
     pytest.importorskip("safetensors.torch")
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
-    section = readme.split("## Serve anywhere", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```py\n(.*?)```", section, re.S)
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text("utf-8")
+    blocks = re.findall(r"```py\n(.*?)```", page, re.S)
     assert blocks
     monkeypatch.chdir(tmp_path)
     for block in blocks:
-        exec(compile(block, "README.md PyTorch example", "exec"), {"__name__": "__main__"})
+        exec(compile(block, "docs/serving.md PyTorch example", "exec"), {"__name__": "__main__"})
 
 
 @pytest.mark.parametrize("spec, pattern", [
