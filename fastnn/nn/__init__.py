@@ -21,6 +21,7 @@ from .conv import (
     Conv2d,
     Dropout2d,
     MaxPool2d,
+    Unflatten,
 )
 from .layers import (
     ELU,
@@ -56,6 +57,7 @@ __all__ = [
     "Conv2d",
     "Dropout2d",
     "MaxPool2d",
+    "Unflatten",
     "ELU",
     "GELU",
     "BCELoss",

@@ -602,6 +602,36 @@ class Dropout2d(Module):
         return dropout2d_node(x, self.p, self.generator, self._pool)
 
 
+# ----------------------------------------------------------------------------- Unflatten
+class Unflatten(Module):
+    """Dimension ``dim`` split into ``unflattened_size``, PyTorch's nn.Unflatten: rows of
+    pixels (N, C*H*W), as fastnn's data loaders hand out images, become (N, C, H, W) with
+    ``Unflatten(1, (C, H, W))`` in front of a Conv2d. A view: no copy, the gradient passes
+    back reshaped."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        sizes = tuple(unflattened_size)
+        if not sizes or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                            or (v <= 0 and v != -1) for v in sizes):
+            raise ValueError(f"Unflatten: unflattened_size must be a tuple of positive "
+                             f"integers (one may be -1), got {unflattened_size!r}")
+        self.dim, self.unflattened_size = int(dim), tuple(int(v) for v in sizes)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def forward(self, x):
+        x = as_input_tensor(x, "Unflatten input")
+        size = x.shape[self.dim] if -x.ndim <= self.dim < x.ndim else None
+        known = int(np.prod([v for v in self.unflattened_size if v != -1]))
+        if size is None or (size != known if -1 not in self.unflattened_size
+                            else size % known):
+            raise ValueError(f"Unflatten: cannot split dimension {self.dim} of an input of "
+                             f"shape {x.shape} into {self.unflattened_size}")
+        return x.unflatten(self.dim, self.unflattened_size)
+
+
 def as_input_tensor(x, name: str) -> Tensor:
     """``x`` as a floating Tensor (for the functional forms)."""
     if isinstance(x, Tensor):

@@ -279,3 +279,62 @@ def test_random_conv_and_pool_configurations_match_torch(data):
     x = rand(1, 2, 6, 5, seed=seed)
     _parity(fnn.MaxPool2d(**kwargs), torch.nn.MaxPool2d(**kwargs), x)
     _parity(fnn.AvgPool2d(**kwargs), torch.nn.AvgPool2d(**kwargs), x)
+
+
+# ------------------------------------------------------------------- training a CNN
+def lenet5(dtype=np.float32):
+    return fnn.Sequential(
+        fnn.Unflatten(1, (1, 28, 28)),
+        fnn.Conv2d(1, 6, 5, padding=2, dtype=dtype), fnn.ReLU(), fnn.MaxPool2d(2),
+        fnn.Conv2d(6, 16, 5, dtype=dtype), fnn.ReLU(), fnn.MaxPool2d(2), fnn.Flatten(),
+        fnn.Linear(400, 120, dtype=dtype), fnn.ReLU(), fnn.Linear(120, 84, dtype=dtype),
+        fnn.ReLU(), fnn.Linear(84, 10, dtype=dtype))
+
+
+def test_lenet5_adam_steps_match_torch():
+    fnn.manual_seed(0)
+    ours = lenet5(F64)
+    theirs = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+        torch.nn.Linear(84, 10)).double()
+    with torch.no_grad():
+        for p, pt in zip(ours.parameters(), theirs.parameters(), strict=True):
+            pt.copy_(torch.tensor(p.data.T if p.ndim == 2 else p.data))  # Linear: (in, out)
+    opt = fnn.optim.Adam(ours.parameters(), lr=1e-3)
+    opt_t = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, y = rng.standard_normal((8, 784)), rng.integers(0, 10, 8)
+        opt.zero_grad()
+        fnn.losses.cross_entropy(ours(x), y).backward()
+        opt.step()
+        opt_t.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(torch.tensor(x).reshape(8, 1, 28, 28)),
+                                          torch.tensor(y)).backward()
+        opt_t.step()
+    for p, pt in zip(ours.parameters(), theirs.parameters(), strict=True):
+        ref = pt.detach().numpy()
+        np.testing.assert_allclose(p.data.T if p.ndim == 2 else p.data, ref, rtol=1e-7,
+                                   atol=1e-9)
+
+
+def test_fit_trains_a_cnn_on_the_graph_path():
+    """fit's default step falls back to the graph (no compiled form of Conv2d) and learns
+    which half of an 8x8 image is brighter."""
+    rng = np.random.default_rng(1)
+    X = rng.random((256, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 2, 256)
+    X[y == 1, :, :4] += 0.5
+    X[y == 0, :, 4:] += 0.5
+    fnn.manual_seed(0)
+    model = fnn.Sequential(fnn.Unflatten(1, (1, 8, 8)), fnn.Conv2d(1, 4, 3, padding=1),
+                           fnn.BatchNorm2d(4), fnn.ReLU(), fnn.MaxPool2d(2), fnn.Flatten(),
+                           fnn.Linear(64, 2))
+    opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+    step = fnn.train.LocalStep(model, opt)
+    assert "no compiled form" in step.prepare(fnn.losses.cross_entropy)
+    history = fnn.train.fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3,
+                            batch_size=32, quiet=True, step=step)
+    assert history[-1]["accuracy"] > 0.95
