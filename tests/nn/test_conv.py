@@ -338,3 +338,66 @@ def test_fit_trains_a_cnn_on_the_graph_path():
     history = fnn.train.fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3,
                             batch_size=32, quiet=True, step=step)
     assert history[-1]["accuracy"] > 0.95
+
+
+# -------------------------------------------------- checkpoints, PyTorch import, ONNX
+def _torch_cnn():
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Unflatten(1, (3, 8, 8)), nn.Conv2d(3, 4, 3, padding="same"), nn.BatchNorm2d(4),
+        nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False),
+        nn.AvgPool2d(2), nn.Dropout2d(0.1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 3))
+
+
+def test_from_torch_safetensors_and_torch_names(tmp_path):
+    pytest.importorskip("safetensors")
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    theirs = _torch_cnn()
+    x = torch.randn(5, 192)
+    theirs(x)  # running statistics move off their initial values
+    theirs.eval()
+    ours = fnn.Sequential.from_torch(theirs)
+    assert isinstance(ours[1], fnn.Conv2d) and ours[1].padding == "same"
+    np.testing.assert_allclose(ours(x.numpy()).data, theirs(x).detach().numpy(), atol=1e-6)
+    path = tmp_path / "cnn.safetensors"
+    fnn.save_safetensors(ours, path)
+    again = fnn.load_safetensors(path).eval()  # rebuilt from the file's architecture
+    np.testing.assert_array_equal(again(x.numpy()).data, ours(x.numpy()).data)
+    fresh = _torch_cnn()
+    fresh.load_state_dict(load_file(path), strict=True)  # PyTorch's names and layouts
+    fresh.eval()
+    np.testing.assert_allclose(fresh(x).detach().numpy(), theirs(x).detach().numpy())
+    fused = fnn.Sequential(fnn.Unflatten(1, (3, 8, 8)), fnn.Conv2d(3, 4, 3, activation="relu"),
+                           fnn.Flatten(), fnn.Linear(144, 2))
+    assert list(fnn.interop.torch_state_dict(fused)) == ["1.weight", "1.bias", "4.weight",
+                                                         "4.bias"]
+    fused.load_state_dict(fnn.interop.torch_state_dict(fused), layout="torch")
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_onnx_export_runs_in_onnxruntime(fold, tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    fnn.manual_seed(0)
+    bn = fnn.BatchNorm2d(4)
+    bn.running_mean[:] = np.arange(4) * 0.1
+    bn.running_var[:] = 1 + np.arange(4) * 0.2
+    model = fnn.Sequential(
+        fnn.Unflatten(1, (3, 9, 9)), fnn.Conv2d(3, 4, 3, padding="same"), bn, fnn.ReLU(),
+        fnn.MaxPool2d(3, 2, 1), fnn.Conv2d(4, 4, 2, padding="same", groups=2, activation="tanh"),
+        fnn.AvgPool2d(2, ceil_mode=True), fnn.Dropout2d(), fnn.AdaptiveAvgPool2d(1),
+        fnn.Flatten(), fnn.Linear(4, 3)).eval()
+    x = np.random.default_rng(0).standard_normal((5, 243)).astype(np.float32)
+    path = tmp_path / "cnn.onnx"
+    proto = fnn.export_onnx(model, path, fold_batchnorm=fold)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ("BatchNormalization" in ops) != fold and "GlobalAveragePool" in ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x})[0]
+    np.testing.assert_allclose(out, model(x).data, atol=1e-5)
+    with pytest.raises(fnn.interop.UnsupportedLayerError, match="divisor_override"):
+        fnn.export_onnx(fnn.Sequential(fnn.AvgPool2d(2, divisor_override=3)),
+                        tmp_path / "x.onnx", input_dim=(1, 4, 4))
