@@ -401,3 +401,31 @@ def test_onnx_export_runs_in_onnxruntime(fold, tmp_path):
     with pytest.raises(fnn.interop.UnsupportedLayerError, match="divisor_override"):
         fnn.export_onnx(fnn.Sequential(fnn.AvgPool2d(2, divisor_override=3)),
                         tmp_path / "x.onnx", input_dim=(1, 4, 4))
+
+
+# ------------------------------------------------------------------- fastnn train --arch cnn
+def test_build_cnn_fits_each_image_shape():
+    from fastnn.recipes import build_cnn, image_shape
+
+    assert image_shape("digits", 64) == (1, 8, 8)
+    assert image_shape("cifar10:/nowhere", 3072) == (3, 32, 32)
+    assert image_shape("npy:a.npy,b.npy", 49) == (1, 7, 7)
+    with pytest.raises(ValueError, match="--arch cnn needs images"):
+        image_shape("csv:f.csv:y", 10)
+    for shape, convs in (((1, 8, 8), 2), ((1, 28, 28), 4), ((3, 32, 32), 6)):
+        model = build_cnn(shape, [16], 10, dtype="float32")
+        assert sum(isinstance(m, fnn.Conv2d) for m in model) == convs
+        assert model(np.zeros((2, int(np.prod(shape))), np.float32)).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_train_digits_with_a_cnn(tmp_path):
+    from fastnn.checkpoint import load_checkpoint
+    from fastnn.recipes import build_model, run_training
+
+    result = run_training({"data": "digits", "arch": "cnn", "epochs": 2, "hidden": "32"},
+                          out=str(tmp_path), quiet=True)
+    assert result.metrics["test_accuracy"] > 0.9
+    arch = load_checkpoint(result.files["checkpoint"]).meta["config"]["architecture"]
+    assert arch["arch"] == "cnn" and arch["image_shape"] == [1, 8, 8]
+    assert isinstance(build_model(arch)[1], fnn.Conv2d)
