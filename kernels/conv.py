@@ -93,8 +93,14 @@ def im2col(x, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, cols):
             xrow = plane[h]
             for ow in range(lo):
                 out[base + ow] = zero
-            for ow in range(lo, hi):
-                out[base + ow] = xrow[ow * sw + off_w]
+            if sw == 1:  # a contiguous stretch: a copy LLVM vectorizes
+                dst = out[base + lo:base + hi]
+                part = xrow[lo + off_w:hi + off_w]
+                for k in range(hi - lo):
+                    dst[k] = part[k]
+            else:
+                for ow in range(lo, hi):
+                    out[base + ow] = xrow[ow * sw + off_w]
             for ow in range(hi, OW):
                 out[base + ow] = zero
 
@@ -130,8 +136,14 @@ def col2im(dcols, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, dx):
                         continue
                     xrow = plane[h]
                     base = n * P + oh * OW
-                    for ow in range(lo, hi):
-                        xrow[ow * sw + off_w] += src[base + ow]
+                    if sw == 1:
+                        dst = xrow[lo + off_w:hi + off_w]
+                        part = src[base + lo:base + hi]
+                        for k in range(hi - lo):
+                            dst[k] += part[k]
+                    else:
+                        for ow in range(lo, hi):
+                            xrow[ow * sw + off_w] += src[base + ow]
 
 
 @kernel
