@@ -151,6 +151,18 @@ def image_shape(spec: str, n_features: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in shape)
 
 
+def _cnn_stages(h: int, w: int) -> list[int]:
+    """The channels of :func:`build_cnn`'s stages for (h, w) images: 32, 64, 128 while the
+    smaller side, halved after each stage, is at least 8."""
+    widths = []
+    for width in (32, 64, 128):
+        if min(h, w) < 8:
+            break
+        widths.append(width)
+        h, w = h // 2, w // 2
+    return widths
+
+
 def build_cnn(image_shape, hidden, n_outputs: int, activation: str = "relu",
               batchnorm: bool = True, dropout: float = 0.0, dtype="float32"):
     """A small CNN for images (C, H, W) given as rows of pixels:
@@ -165,9 +177,7 @@ def build_cnn(image_shape, hidden, n_outputs: int, activation: str = "relu",
 
     c, h, w = (int(v) for v in image_shape)
     layers = [nn.Unflatten(1, (c, h, w))]
-    for width in (32, 64, 128):
-        if min(h, w) < 8:
-            break
+    for width in _cnn_stages(h, w):
         for _ in range(2):
             layers.append(nn.Conv2d(c, width, 3, padding=1, bias=not batchnorm, dtype=dtype))
             if batchnorm:
@@ -180,6 +190,16 @@ def build_cnn(image_shape, hidden, n_outputs: int, activation: str = "relu",
     layers.append(nn.Flatten())
     head = build_mlp(c * h * w, hidden, n_outputs, activation, batchnorm, dropout, dtype)
     return nn.Sequential(*layers, *head)
+
+
+def _model_summary(cfg: dict, n_in: int, n_out: int, spec: str) -> str:
+    """"MLP 64-256-256-10", or for --arch cnn "CNN 1x8x8 conv 32-32 pool, head 256-256-10"."""
+    head = f"{'-'.join(map(str, cfg['hidden']))}-{n_out}"
+    if cfg.get("arch", "mlp") != "cnn":
+        return f"MLP {n_in}-{head}"
+    shape = image_shape(spec, n_in)
+    convs = "-pool-".join(f"{w}-{w}" for w in _cnn_stages(*shape[1:]))
+    return f"CNN {'x'.join(map(str, shape))} conv {convs}-pool, head {head}"
 
 
 def _cnn_architecture(cfg: dict, data) -> dict:
@@ -672,7 +692,7 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
     loss = cfg["loss"] or LOSSES[enc.task][0]
     return (f"{data.spec} ({len(data.train)} train, {n_val} val, {len(data.test)} test, "
             f"{n_in} features, {target}); task {enc.task} ({data.why}); "
-            f"MLP {n_in}-{'-'.join(map(str, cfg['hidden']))}-{enc.n_outputs} "
+            f"{_model_summary(cfg, n_in, enc.n_outputs, data.spec)} "
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
             f"{cfg['epochs']} epochs, batch {cfg['batch_size']}"
