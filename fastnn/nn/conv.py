@@ -106,13 +106,18 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
     alpha = act.alpha if act is not None else 0.0
     b = bias.data if bias is not None else np.empty(0, dt)
     P = OH * OW
-    cols = pool.get("cols", (groups, cg * kh * kw, N * P), dt)
-    z = pool.get("z", (O, N * P), dt)
     y = pool.get("y", (N, O, OH, OW), dt)
     d = pool.get("d" if code != K_act.IDENTITY else "d0",
                  (N if code != K_act.IDENTITY else 0, O, OH, OW), dt)
-    K_conv.conv2d_forward(X, W4, b, stride, padding, dilation, groups, code, alpha, cols, z,
-                          y, d)
+    direct = K_conv.uses_direct(C, O, groups)  # depthwise: direct loops, no column matrix
+    if direct:
+        cols = None
+        K_conv.depthwise_forward_call(X, W4, b, stride, padding, dilation, code, alpha, y, d)
+    else:
+        cols = pool.get("cols", (groups, cg * kh * kw, N * P), dt)
+        z = pool.get("z", (O, N * P), dt)
+        K_conv.conv2d_forward(X, W4, b, stride, padding, dilation, groups, code, alpha, cols,
+                              z, y, d)
     parents = (x, weight) if bias is None else (x, weight, bias)
     shape = out_shape if out_shape is not None else (N, O, OH, OW)
     out = node(y.reshape(shape), parents, "conv" if act is None else f"conv+{act.name}")
@@ -120,18 +125,22 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
 
         def backward(g):
             g = np.ascontiguousarray(g, dtype=dt).reshape(N, O, OH, OW)
-            dz = pool.get("dz", (O, N * P), dt)
             partial = pool.get("partial", (N, O), np.float64)
             dW, dW_into = _grad_out(weight)  # the product adds into dW_into (beta = 1)
             db = db_into = None
             if bias is not None:
                 db, db_into = _grad_out(bias, lambda: pool.get("db", (O,), dt))
-            dx = dcols = None
-            if x.requires_grad:
-                dx = pool.get("dx", X.shape, dt)
-                dcols = pool.get("dcols", cols.shape, dt)
-            K_conv.conv2d_backward(g, d, cols, W4, stride, padding, dilation, dz, partial,
-                                   dcols, dx, dW, db, dW_into)
+            dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
+            if direct:
+                K_conv.depthwise_backward_call(
+                    g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
+                    pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db,
+                    dW_into)
+            else:
+                dcols = pool.get("dcols", cols.shape, dt) if dx is not None else None
+                K_conv.conv2d_backward(g, d, cols, W4, stride, padding, dilation,
+                                       pool.get("dz", (O, N * P), dt), partial, dcols, dx, dW,
+                                       db, dW_into)
             if db_into is not None:
                 db_into += db
             if dx is not None:

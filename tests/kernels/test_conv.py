@@ -87,3 +87,59 @@ def test_same_bits_on_one_and_two_threads(dtype):
         numba.set_num_threads(before)
     for a, b in zip(results[0], results[-1], strict=True):
         assert np.array_equal(a, b)
+
+
+DEPTHWISE = [  # (N, C, H, W, multiplier, kh, kw, stride, padding, dilation)
+    (2, 3, 7, 6, 1, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (2, 2, 8, 9, 2, 2, 3, (2, 1), (0, 1, 2, 0), (1, 2)),
+    (1, 4, 6, 7, 1, 3, 2, (1, 2), (1, 1, 0, 1), (2, 1)),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE)
+@pytest.mark.parametrize("act", ["identity", "tanh"])
+def test_depthwise_direct_matches_the_naive_twin(case, act, dtype, tol):
+    n, c, h, w, mult, kh, kw, stride, pad, dil = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((c * mult, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c * mult).astype(dtype)
+    oh = conv.output_size(h, kh, stride[0], pad[0], pad[1], dil[0])
+    ow = conv.output_size(w, kw, stride[1], pad[2], pad[3], dil[1])
+    y = np.empty((n, c * mult, oh, ow), dtype)
+    d = np.empty_like(y) if act != "identity" else y[:0]
+    conv.depthwise_forward_call(x, W, b, stride, pad, dil, CODES[act], 0.0, y, d)
+    y_ref, d_ref = naive.conv2d_forward(x, W, b, stride, pad, dil, c, act)
+    np.testing.assert_allclose(y, y_ref, rtol=tol["rtol"], atol=tol["atol"] * 10)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty_like(b)
+    conv.depthwise_backward_call(dy, d, x, W, stride, pad, dil, np.empty_like(y),
+                                 np.empty((n, c * mult, kh * kw)), np.empty((n, c * mult)),
+                                 dx, dW, db)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, stride, pad, dil, c,
+                                                   d_ref if act != "identity" else None)
+    for got, ref in ((dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+
+
+def test_depthwise_same_bits_on_one_and_two_threads():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 16, 12, 12)).astype(np.float32)
+    W = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    b = np.zeros(16, np.float32)
+    pad = (1, 1, 1, 1)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            y, d = np.empty((8, 16, 12, 12), np.float32), np.empty((8, 16, 12, 12), np.float32)
+            conv.depthwise_forward_call(x, W, b, (1, 1), pad, (1, 1), CODES["relu"], 0.0, y, d)
+            dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty_like(b)
+            conv.depthwise_backward_call(y, d, x, W, (1, 1), pad, (1, 1), np.empty_like(y),
+                                         np.empty((8, 16, 9)), np.empty((8, 16)), dx, dW, db)
+            results.append((y, dx, dW, db))
+    finally:
+        numba.set_num_threads(before)
+    for a, b_ in zip(results[0], results[-1], strict=True):
+        assert np.array_equal(a, b_)
