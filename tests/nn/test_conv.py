@@ -117,6 +117,7 @@ CONV_CASES = [  # (C, O, kernel, stride, padding, dilation, groups, bias, input 
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_conv2d_matches_torch(case):
     c, o, k, s, p, d, g, bias, h, w = case
     layer = fnn.Conv2d(c, o, k, stride=s, padding=p, dilation=d, groups=g, bias=bias,
@@ -291,6 +292,7 @@ def lenet5(dtype=np.float32):
         fnn.ReLU(), fnn.Linear(84, 10, dtype=dtype))
 
 
+@pytest.mark.slow
 def test_lenet5_adam_steps_match_torch():
     fnn.manual_seed(0)
     ours = lenet5(F64)
