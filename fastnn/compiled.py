@@ -283,7 +283,7 @@ def _stage(module, fused):
     """The stage of one entry of ``Sequential.fused_layers()``, or None for a no-op."""
     if isinstance(module, nn.Linear):
         return _LinearStage(module, fused)
-    if isinstance(module, nn.BatchNorm1d):
+    if type(module) is nn.BatchNorm1d:  # not BatchNorm2d, its (N, C, H, W) subclass
         return _BatchNormStage(module, fused)
     if isinstance(module, _layers.Activation):
         return None if module.code == K_act.IDENTITY else _ActivationStage(module)

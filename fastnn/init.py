@@ -30,14 +30,18 @@ def _fill(t, values) -> object:
 
 
 def calculate_fan_in_and_fan_out(t) -> tuple[int, int]:
-    """(fan_in, fan_out) of a weight stored as (in, out) (or (in, out, receptive...))."""
+    """(fan_in, fan_out) of a weight: a 2-D (Linear) weight is stored as (in, out); a
+    convolution's weight (out, in / groups, *kernel) in PyTorch's layout, as PyTorch counts it
+    (fan_in = in / groups * receptive field)."""
     shape = _array(t).shape
     if len(shape) < 2:
         raise ValueError(
             f"fan in and fan out need a weight of at least 2 dimensions, got shape {shape}"
         )
-    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-    return shape[0] * receptive, shape[1] * receptive
+    if len(shape) > 2:
+        receptive = int(np.prod(shape[2:]))
+        return shape[1] * receptive, shape[0] * receptive
+    return shape[0], shape[1]
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:

@@ -42,6 +42,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .graph import Tensor
+from .nn import conv as C
 from .nn import layers as L
 from .nn.module import Module, Sequential
 
@@ -110,9 +111,94 @@ def _atomic_write(path, payload: bytes) -> None:
 
 # ================================================================ layers and their arguments
 _ACTIVATIONS = (L.Identity, L.ReLU, L.LeakyReLU, L.ELU, L.Sigmoid, L.Tanh, L.GELU, L.SiLU)
+
+# ------------------------------------------------ convolutional layers (fastnn.nn.conv)
+# Their weights are in PyTorch's layout already (Conv2d (out, in / groups, kh, kw)): saved
+# and loaded as they are. Their arguments in the architecture JSON; tuples as lists.
+_CONV_LAYERS = (C.Conv2d, C.Conv1d, C.MaxPool2d, C.AvgPool2d, C.AdaptiveAvgPool2d,
+                C.BatchNorm2d, C.Dropout2d, C.Unflatten)
+_CONV_COMMON = {"in_channels": "int", "out_channels": "int", "kernel_size": "ints",
+                "stride": "ints", "padding": "padding", "dilation": "ints", "groups": "int",
+                "bias": "bool", "activation": "activation", "dtype": "dtype"}
+_CONV_ARGS: dict[str, dict[str, str]] = {
+    "Conv2d": _CONV_COMMON,
+    "Conv1d": _CONV_COMMON,
+    "MaxPool2d": {"kernel_size": "ints", "stride": "ints", "padding": "ints",
+                  "dilation": "ints", "ceil_mode": "bool", "dtype": "dtype?"},
+    "AvgPool2d": {"kernel_size": "ints", "stride": "ints", "padding": "ints",
+                  "ceil_mode": "bool", "count_include_pad": "bool", "divisor_override": "int?",
+                  "dtype": "dtype?"},
+    "AdaptiveAvgPool2d": {"output_size": "sizes", "dtype": "dtype?"},
+    "BatchNorm2d": {"num_features": "int", "eps": "float", "momentum": "float?",
+                    "affine": "bool", "track_running_stats": "bool",
+                    "activation": "activation", "dtype": "dtype"},
+    "Dropout2d": {"p": "float", "dtype": "dtype?"},
+    "Unflatten": {"dim": "int", "unflattened_size": "ints"},
+}
+
+
+def _conv_layer_args(m) -> dict:
+    """The constructor arguments of a layer of fastnn.nn.conv (activation as the module)."""
+    name = type(m).__name__
+    dtype = _dtype_name(getattr(m, "dtype", None))
+    if name in ("Conv2d", "Conv1d"):
+        padding = m.padding if isinstance(m.padding, str) else list(m.padding)
+        return {"in_channels": m.in_channels, "out_channels": m.out_channels,
+                "kernel_size": list(m.kernel_size), "stride": list(m.stride),
+                "padding": padding, "dilation": list(m.dilation), "groups": m.groups,
+                "bias": m.bias is not None, "activation": m.activation, "dtype": dtype}
+    if name == "MaxPool2d":
+        return {"kernel_size": list(m.kernel_size), "stride": list(m.stride),
+                "padding": list(m.padding), "dilation": list(m.dilation),
+                "ceil_mode": m.ceil_mode, "dtype": dtype}
+    if name == "AvgPool2d":
+        return {"kernel_size": list(m.kernel_size), "stride": list(m.stride),
+                "padding": list(m.padding), "ceil_mode": m.ceil_mode,
+                "count_include_pad": m.count_include_pad,
+                "divisor_override": m.divisor_override, "dtype": dtype}
+    if name == "AdaptiveAvgPool2d":
+        size = m.output_size
+        return {"output_size": list(size) if isinstance(size, (tuple, list)) else [size, size],
+                "dtype": dtype}
+    if name == "BatchNorm2d":
+        return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum,
+                "affine": m.affine, "track_running_stats": m.track_running_stats,
+                "activation": m.activation, "dtype": dtype}
+    if name == "Dropout2d":
+        return {"p": m.p, "dtype": dtype}
+    return {"dim": m.dim, "unflattened_size": list(m.unflattened_size)}  # Unflatten
+
+
+def _conv_from_torch(m, nn, dtype_of) -> Module | None:
+    """The fastnn layer for a torch convolutional layer ``m`` (its weights copied later by
+    name), or None when ``m`` is none of them. ``dtype_of(tensor)``: the fastnn dtype."""
+    t = type(m)
+    if t in (nn.Conv2d, nn.Conv1d):
+        cls = C.Conv2d if t is nn.Conv2d else C.Conv1d
+        return cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                   padding=m.padding, dilation=m.dilation, groups=m.groups,
+                   bias=m.bias is not None, padding_mode=m.padding_mode,
+                   dtype=dtype_of(m.weight))
+    if t is nn.BatchNorm2d:
+        ref = m.weight if m.weight is not None else m.running_mean
+        return C.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                             track_running_stats=m.track_running_stats, dtype=dtype_of(ref))
+    if t is nn.MaxPool2d:
+        return C.MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, m.return_indices,
+                           m.ceil_mode)
+    if t is nn.AvgPool2d:
+        return C.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                           m.count_include_pad, m.divisor_override)
+    if t is nn.AdaptiveAvgPool2d:
+        return C.AdaptiveAvgPool2d(m.output_size)
+    if t is nn.Dropout2d:
+        return C.Dropout2d(m.p)
+    if t is nn.Unflatten:
+        return C.Unflatten(m.dim, m.unflattened_size)
+    return None
 _LAYERS = {cls.__name__: cls for cls in (
     L.Linear, L.BatchNorm1d, L.Maxout, L.PReLU, L.Dropout, L.GaussianNoise, L.Flatten,
-    *_ACTIVATIONS,
+    *_ACTIVATIONS, *_CONV_LAYERS,
 )}
 _SUPPORTED = "Sequential, " + ", ".join(_LAYERS)
 
@@ -125,8 +211,9 @@ def _layer_type(m) -> type | None:
 
 
 def _fused_activation(m) -> Module | None:
-    """The activation a Linear or BatchNorm1d applies itself (``activation=``), or None."""
-    if isinstance(m, (L.Linear, L.BatchNorm1d)):
+    """The activation a Linear, BatchNorm1d/2d or Conv1d/2d applies itself
+    (``activation=``), or None."""
+    if isinstance(m, (L.Linear, L.BatchNorm1d, C.Conv2d, C.Conv1d)):
         return m.activation
     return None
 
@@ -153,6 +240,7 @@ _ARGS: dict[str, dict[str, str]] = {
     "ELU": {"alpha": "float", "dtype": "dtype?"},
     "GELU": {"approximate": "str", "dtype": "dtype?"},
     **{name: {"dtype": "dtype?"} for name in ("Identity", "ReLU", "Sigmoid", "Tanh", "SiLU")},
+    **_CONV_ARGS,
 }
 
 
@@ -175,6 +263,11 @@ def _layer_args(m) -> dict:
         return {"num_parameters": m.num_parameters, "dtype": dtype}
     if name == "Flatten":
         return {"start_dim": m.start_dim, "end_dim": m.end_dim}
+    if name in _CONV_ARGS:
+        args = _conv_layer_args(m)
+        if "activation" in args:
+            args["activation"] = _activation_spec(m.activation)
+        return args
     args = {"Dropout": {"p": getattr(m, "p", None)},
             "GaussianNoise": {"std": getattr(m, "std", None)},
             "LeakyReLU": {"negative_slope": getattr(m, "alpha", None)},
@@ -222,6 +315,12 @@ def _check_arg(where: str, key: str, kind: str, value) -> None:
         "str": isinstance(value, str),
         "dtype": value in ("float32", "float64"),
         "activation": isinstance(value, dict),
+        "ints": isinstance(value, list) and 0 < len(value) <= 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value),
+        "padding": value in ("same", "valid") or (isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)),
+        "sizes": isinstance(value, list) and len(value) == 2 and all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in value),
     }[kind]
     if not ok:
         raise ValueError(f"{where}: argument {key!r} must be {kind}, got {value!r}")
@@ -666,13 +765,16 @@ def _from_torch(m, path: str, cls, nn) -> Module:
             return L.Dropout(m.p)
         if t is nn.Flatten:
             return L.Flatten(m.start_dim, m.end_dim)
+        converted = _conv_from_torch(m, nn, lambda tensor: _torch_dtype(tensor, where))
+        if converted is not None:
+            return converted
     except ValueError as exc:
         raise ValueError(f"Sequential.from_torch: layer {where!r} ({t.__name__}): {exc}") \
             from None
     raise UnsupportedLayerError(
         f"Sequential.from_torch: layer {where!r} is a torch {t.__name__}, which fastnn does "
         f"not have (supported: Sequential, Linear, BatchNorm1d, ReLU, LeakyReLU, ELU, PReLU, "
-        f"Sigmoid, Tanh, GELU, SiLU, Dropout, Flatten, Identity)"
+        f"Sigmoid, Tanh, GELU, SiLU, Dropout, Flatten, Identity, {', '.join(_CONV_ARGS)})"
     )
 
 
@@ -778,8 +880,131 @@ def _feature_shape(leaves, input_dim) -> tuple[int, ...]:
             return (m.num_parameters,)
         if t is L.Flatten:
             break
+        if t is C.Unflatten and m.dim == 1 and -1 not in m.unflattened_size:
+            return (math.prod(m.unflattened_size),)
+        if t in _CONV_LAYERS:
+            break
     raise ValueError("export_onnx: cannot tell the input's shape from the model's first "
                      "layers; pass input_dim= (features per sample, an int or a tuple)")
+
+
+def _emit_conv_layer(g: _GraphBuilder, x: str, m, where: str, base: str, feat, nxt,
+                     fold_batchnorm: bool) -> tuple[str, tuple[int, ...], int]:
+    """The ONNX nodes of a layer of fastnn.nn.conv: (output name, its shape per sample, how
+    many following layers were folded into it). Conv2d/Conv1d -> Conv (a BatchNorm2d right
+    after a Conv2d without activation folded into it with ``fold_batchnorm``), MaxPool2d ->
+    MaxPool, AvgPool2d -> AveragePool, AdaptiveAvgPool2d -> GlobalAveragePool (output 1) or
+    AveragePool (sizes that divide the input), BatchNorm2d -> BatchNormalization, Unflatten
+    -> Reshape, Dropout2d vanishes."""
+    from .kernels import conv as K_conv
+    from .kernels import pool as K_pool
+
+    t = type(m)
+
+    def refuse(why: str):
+        raise UnsupportedLayerError(f"export_onnx: layer {base!r} ({t.__name__}): {why}")
+
+    def expect(ok: bool, want: str) -> None:
+        if not ok:
+            raise ValueError(f"export_onnx: layer {where or '<model>'!r} ({t.__name__}) "
+                             f"expects {want} per sample, but gets {feat}")
+
+    if t is C.Unflatten:
+        d = m.dim if m.dim > 0 else m.dim + len(feat) + 1
+        expect(1 <= d <= len(feat), "a dimension to split")
+        sizes = list(m.unflattened_size)
+        if -1 in sizes:
+            sizes[sizes.index(-1)] = feat[d - 1] // math.prod(v for v in sizes if v != -1)
+        expect(math.prod(sizes) == feat[d - 1], f"{math.prod(sizes)} values in dimension {d}")
+        new = (*feat[:d - 1], *sizes, *feat[d:])
+        shape = g.const(f"{base}.shape", [0, *new], np.int64)
+        return g.node("Reshape", [x, shape], f"{base}.reshape"), new, 0
+    if t is C.Dropout2d:
+        return x, feat, 0
+    if t in (C.Conv2d, C.Conv1d):
+        two = t is C.Conv2d
+        expect(len(feat) == (3 if two else 2) and feat[0] == m.in_channels,
+               f"({m.in_channels}, H, W)" if two else f"({m.in_channels}, L)")
+        W = m.weight.data.astype(np.float64)
+        b = m.bias.data.astype(np.float64) if m.bias is not None else None
+        act, folded = m.activation, 0
+        if (fold_batchnorm and two and act is None and type(nxt) is C.BatchNorm2d
+                and nxt.track_running_stats):
+            s = 1.0 / np.sqrt(nxt.running_var.astype(np.float64) + nxt.eps)
+            if nxt.affine:
+                s = s * nxt.weight.data
+            shift = nxt.bias.data if nxt.affine else 0.0
+            W = W * s[:, None, None, None]
+            b = ((b if b is not None else 0.0) - nxt.running_mean) * s + shift
+            act, folded = nxt.activation, 1
+        pads = m._pads  # (lo, hi) per axis; ONNX wants every axis' begin, then every end
+        inputs = [x, g.const(_join(where, "weight"), W)]
+        if b is not None:
+            inputs.append(g.const(_join(where, "bias"), b))
+        y = g.node("Conv", inputs, f"{base}.conv", kernel_shape=list(m.kernel_size),
+                   strides=list(m.stride), dilations=list(m.dilation), group=m.groups,
+                   pads=[*pads[0::2], *pads[1::2]])
+        spatial = tuple(K_conv.output_size(n, k, s_, lo, hi, d) for n, k, s_, lo, hi, d in zip(
+            feat[1:], m.kernel_size, m.stride, pads[0::2], pads[1::2], m.dilation,
+            strict=True))
+        if act is not None:
+            y = _emit_activation(g, y, act, base)
+        return y, (m.out_channels, *spatial), folded
+    if t is C.BatchNorm2d:
+        expect(len(feat) == 3 and feat[0] == m.num_features, f"({m.num_features}, H, W)")
+        if not m.track_running_stats:
+            refuse("track_running_stats=False normalizes by batch statistics even in eval "
+                   "mode; ONNX's BatchNormalization needs running statistics")
+        c = m.num_features
+        gamma = m.weight.data if m.affine else np.ones(c)
+        beta = m.bias.data if m.affine else np.zeros(c)
+        y = g.node("BatchNormalization",
+                   [x, g.const(_join(where, "weight" if m.affine else "ones"), gamma),
+                    g.const(_join(where, "bias" if m.affine else "zeros"), beta),
+                    g.const(_join(where, "running_mean"), m.running_mean),
+                    g.const(_join(where, "running_var"), m.running_var)],
+                   f"{base}.batchnorm", epsilon=float(m.eps))
+        if m.activation is not None:
+            y = _emit_activation(g, y, m.activation, base)
+        return y, feat, 0
+    expect(len(feat) == 3, "(C, H, W)")
+    c, h, w = feat
+    if t is C.AdaptiveAvgPool2d:
+        size = m.output_size if isinstance(m.output_size, (tuple, list)) else (
+            m.output_size, m.output_size)
+        oh, ow = (h if size[0] is None else size[0]), (w if size[1] is None else size[1])
+        if (oh, ow) == (1, 1):
+            return g.node("GlobalAveragePool", [x], f"{base}.gap"), (c, 1, 1), 0
+        if h % oh or w % ow:
+            refuse(f"output {(oh, ow)} does not divide the input {(h, w)}: its windows "
+                   f"have different sizes, which no ONNX pooling operator expresses")
+        k = [h // oh, w // ow]
+        return g.node("AveragePool", [x], f"{base}.avgpool", kernel_shape=k, strides=k), \
+            (c, oh, ow), 0
+    ph, pw = m.padding
+    dil = m.dilation if t is C.MaxPool2d else (1, 1)
+    oh, ow = (K_pool.pool_output_size(n, k, s_, p, d, m.ceil_mode) for n, k, s_, p, d in zip(
+        (h, w), m.kernel_size, m.stride, (ph, pw), dil, strict=True))
+    if m.ceil_mode and any(
+            K_pool.pool_output_size(n, k, s_, p, d, True) != (n + 2 * p - d * (k - 1) - 1
+                                                              + s_ - 1) // s_ + 1
+            for n, k, s_, p, d in zip((h, w), m.kernel_size, m.stride, (ph, pw), dil,
+                                      strict=True)):
+        refuse("with ceil_mode, PyTorch drops a last window that would start in the right "
+               "padding, which ONNX's ceil_mode does not")
+    attrs = dict(kernel_shape=list(m.kernel_size), strides=list(m.stride),
+                 pads=[ph, pw, ph, pw], ceil_mode=int(m.ceil_mode))
+    if t is C.MaxPool2d:
+        y = g.node("MaxPool", [x], f"{base}.maxpool", dilations=list(dil), **attrs)
+    else:
+        if m.divisor_override is not None:
+            refuse("divisor_override has no ONNX AveragePool attribute")
+        if m.ceil_mode and m.count_include_pad and (ph or pw):
+            refuse("ceil_mode with count_include_pad and padding: PyTorch's divisor of a "
+                   "window that runs past the padding is not ONNX's")
+        y = g.node("AveragePool", [x], f"{base}.avgpool",
+                   count_include_pad=int(m.count_include_pad), **attrs)
+    return y, (c, oh, ow), 0
 
 
 def _check_stats(name: str, value, shape: tuple[int, ...], positive: bool) -> np.ndarray | None:
@@ -939,6 +1164,10 @@ def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
                     shape = g.const(f"{base}.shape", [0, *new], np.int64)
                     x = g.node("Reshape", [x, shape], f"{base}.reshape")
                 feat = new
+        elif t in _CONV_LAYERS:
+            nxt = leaves[i + 1][1] if i + 1 < len(leaves) else None
+            x, feat, folded = _emit_conv_layer(g, x, m, where, base, feat, nxt, fold_batchnorm)
+            i += folded
         elif t in (L.Dropout, L.GaussianNoise, L.Identity):
             pass  # the identity in eval mode
         else:

@@ -21,10 +21,10 @@ DEFAULTS = {
     "data": "digits", "task": "auto", "hidden": "256,256", "activation": "relu",
     "batchnorm": True, "dropout": 0.2, "loss": None, "optimizer": "adam", "lr": None,
     "weight_decay": 1e-4, "schedule": "cosine", "epochs": 30, "batch_size": 64, "seed": 0,
-    "val_fraction": 0.1, "dtype": "float32",
+    "val_fraction": 0.1, "dtype": "float32", "arch": "mlp",
 }
 #: Settings that define the model (a checkpoint rebuilds it from them).
-ARCHITECTURE = ("hidden", "activation", "batchnorm", "dropout", "dtype")
+ARCHITECTURE = ("hidden", "activation", "batchnorm", "dropout", "dtype", "arch")
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05,
               "rmsprop": 1e-3, "adam": 2e-3, "adamw": 2e-3}
 SCHEDULES = ("none", "step", "cosine")
@@ -112,12 +112,103 @@ def make_loss(name: str | None, task: str):
 
 
 def build_model(arch: dict):
-    """The MLP of an ``architecture`` record (see :func:`fastnn.train.build_mlp`)."""
+    """The MLP of an ``architecture`` record (see :func:`fastnn.train.build_mlp`), or the
+    CNN of one with ``"arch": "cnn"`` (:func:`build_cnn`)."""
     from .train import build_mlp
 
     n_out = arch.get("n_outputs", arch.get("n_classes"))
+    if arch.get("arch", "mlp") == "cnn":
+        return build_cnn(arch["image_shape"], arch["hidden"], n_out, arch["activation"],
+                         arch["batchnorm"], arch["dropout"], arch["dtype"])
     return build_mlp(arch["input_dim"], arch["hidden"], n_out, arch["activation"],
                      arch["batchnorm"], arch["dropout"], arch["dtype"])
+
+
+# ------------------------------------------------------------------------ --arch cnn
+#: (C, H, W) of the images of the named data sets (their rows hold the pixels in this order).
+IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+                "cifar10": (3, 32, 32)}
+
+
+def image_shape(spec: str, n_features: int) -> tuple[int, int, int]:
+    """The (C, H, W) of the images of data ``spec`` whose rows hold ``n_features`` pixels:
+    the named image sets', an npz file's X (N, C, H, W) or (N, H, W), else a square
+    single-channel image. Raises ConfigError when none fits."""
+    kind, _, rest = spec.partition(":")
+    shape = IMAGE_SHAPES.get(kind)
+    if shape is None and kind == "npz" and rest:
+        with np.load(rest, allow_pickle=False) as f:
+            dims = f["X"].shape if "X" in f.files else ()
+        shape = tuple(dims[1:]) if len(dims) == 4 else (1, *dims[1:]) if len(dims) == 3 \
+            else None
+    if shape is None:
+        side = int(round(n_features ** 0.5))
+        shape = (1, side, side) if side * side == n_features else None
+    if shape is None or int(np.prod(shape)) != n_features:
+        raise ConfigError(f"--arch cnn needs images: {spec!r} has {n_features} features per "
+                          f"sample, which are not the pixels of a known image shape (give an "
+                          f"npz whose X is (N, C, H, W))")
+    return tuple(int(v) for v in shape)
+
+
+def _cnn_stages(h: int, w: int) -> list[int]:
+    """The channels of :func:`build_cnn`'s stages for (h, w) images: 32, 64, 128 while the
+    smaller side, halved after each stage, is at least 8."""
+    widths = []
+    for width in (32, 64, 128):
+        if min(h, w) < 8:
+            break
+        widths.append(width)
+        h, w = h // 2, w // 2
+    return widths
+
+
+def build_cnn(image_shape, hidden, n_outputs: int, activation: str = "relu",
+              batchnorm: bool = True, dropout: float = 0.0, dtype="float32"):
+    """A small CNN for images (C, H, W) given as rows of pixels:
+
+    Unflatten to (C, H, W), then per stage two [Conv2d 3x3 "same" -> [BatchNorm2d] ->
+    activation] and MaxPool2d(2), with 32, 64, 128 channels, as many stages as halve the
+    smaller side while it is at least 8 (digits 8x8: one stage, MNIST 28x28: two, CIFAR 32x32:
+    three); then Flatten and the MLP head of :func:`fastnn.train.build_mlp` (``hidden``,
+    BatchNorm1d, ``dropout``)."""
+    from . import nn
+    from .train import build_mlp
+
+    c, h, w = (int(v) for v in image_shape)
+    layers = [nn.Unflatten(1, (c, h, w))]
+    for width in _cnn_stages(h, w):
+        for _ in range(2):
+            layers.append(nn.Conv2d(c, width, 3, padding=1, bias=not batchnorm, dtype=dtype))
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(width, dtype=dtype))
+            layers.append(nn.PReLU(dtype=dtype) if activation == "prelu"
+                          else nn.make_activation(activation))
+            c = width
+        layers.append(nn.MaxPool2d(2))
+        h, w = h // 2, w // 2
+    layers.append(nn.Flatten())
+    head = build_mlp(c * h * w, hidden, n_outputs, activation, batchnorm, dropout, dtype)
+    return nn.Sequential(*layers, *head)
+
+
+def _model_summary(cfg: dict, n_in: int, n_out: int, spec: str) -> str:
+    """"MLP 64-256-256-10", or for --arch cnn "CNN 1x8x8 conv 32-32 pool, head 256-256-10"."""
+    head = f"{'-'.join(map(str, cfg['hidden']))}-{n_out}"
+    if cfg.get("arch", "mlp") != "cnn":
+        return f"MLP {n_in}-{head}"
+    shape = image_shape(spec, n_in)
+    convs = "-pool-".join(f"{w}-{w}" for w in _cnn_stages(*shape[1:]))
+    return f"CNN {'x'.join(map(str, shape))} conv {convs}-pool, head {head}"
+
+
+def _cnn_architecture(cfg: dict, data) -> dict:
+    """The entries an ``--arch cnn`` run adds to its architecture record (none for mlp)."""
+    if cfg["arch"] == "mlp":
+        return {}
+    if cfg["arch"] != "cnn":
+        raise ConfigError(f"--arch must be mlp or cnn, got {cfg['arch']!r}")
+    return {"arch": "cnn", "image_shape": list(image_shape(cfg["data"], int(data.n_features)))}
 
 
 # --------------------------------------------------------------------- the encoding
@@ -601,7 +692,7 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
     loss = cfg["loss"] or LOSSES[enc.task][0]
     return (f"{data.spec} ({len(data.train)} train, {n_val} val, {len(data.test)} test, "
             f"{n_in} features, {target}); task {enc.task} ({data.why}); "
-            f"MLP {n_in}-{'-'.join(map(str, cfg['hidden']))}-{enc.n_outputs} "
+            f"{_model_summary(cfg, n_in, enc.n_outputs, data.spec)} "
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
             f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}, batch {cfg['batch_size']}"
@@ -652,7 +743,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         "architecture": {"input_dim": int(data.n_features), "hidden": cfg["hidden"],
                          "n_outputs": enc.n_outputs, "activation": cfg["activation"],
                          "batchnorm": cfg["batchnorm"], "dropout": cfg["dropout"],
-                         "dtype": cfg["dtype"]},
+                         "dtype": cfg["dtype"], **_cnn_architecture(cfg, data)},
         "task": enc.record(data.why if ckpt is None else
                            ckpt.meta["config"].get("task", {}).get("why", "")),
         "data": {"spec": cfg["data"], "seed": cfg["seed"], "val_fraction": cfg["val_fraction"]},

@@ -9,6 +9,7 @@ from . import (
     activations,
     batchnorm,
     blas,
+    conv,
     dense,
     dropout,
     embedding,
@@ -16,9 +17,11 @@ from . import (
     losses,
     maxout,
     optim,
+    pool,
     rows,
 )
 from ._jit import Kernel, all_kernels
 
-__all__ = ["Kernel", "activations", "all_kernels", "batchnorm", "blas", "dense", "dropout",
-           "embedding", "layernorm", "losses", "maxout", "optim", "rows"]
+__all__ = ["Kernel", "activations", "all_kernels", "batchnorm", "blas", "conv", "dense", "dropout",
+           "embedding", "layernorm", "losses", "maxout", "optim", "pool",
+           "rows"]

@@ -363,3 +363,149 @@ def planned_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial, su
         _dx_parallel(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dy.shape[0], dx)
     else:
         _dx_serial(dy, d, xhat, gamma, inv_std, dbeta, dgamma, dy.shape[0], dx)
+
+
+# ------------------------------------------------------------------ BatchNorm2d (NCHW)
+# PyTorch's BatchNorm2d: the statistics of channel c run over N, H and W. The kernels below
+# see x as (N, C, L), L = H * W, and keep the formulas above with M = N * L samples per
+# channel. Per-image partial sums (partial (N, 2, C) float64, image n written by one
+# iteration) are added in image order by ``sum_chunks``: the bits depend on N alone. Their
+# summing loops store nothing (a pure reduction), so they may be reassociated (vectorized).
+
+
+@kernel(reassociate=True)
+def _shifted_sums_nchw(x, shift, partial):
+    """partial[n, 0, c] = sum_l (x[n, c, l] - shift[c]), partial[n, 1, c] = sum_l of its
+    square (float64). x (N, C, L). Parallel over images: each owns partial[n]."""
+    N, C, L = x.shape
+    for n in prange(N):
+        for c in range(C):
+            row = x[n, c]
+            sh = shift[c]
+            s0 = 0.0
+            s1 = 0.0
+            for i in range(L):
+                v = np.float64(row[i]) - sh
+                s0 += v
+                s1 += v * v
+            partial[n, 0, c] = s0
+            partial[n, 1, c] = s1
+
+
+@kernel
+def _normalize_activate_nchw(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
+    """y = act(gamma (x - mean) inv_std + beta), d = act'(.), xhat when it has N images.
+    x, y, d, xhat (N, C, L). Parallel over (image, channel) rows."""
+    N, C, L = x.shape
+    store_xhat = xhat.shape[0] == N
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        src, dst = x[n, c], y[n, c]
+        m, s, gm, bt = mean[c], inv_std[c], gamma[c], beta[c]
+        if store_xhat:
+            hrow = xhat[n, c]
+            for i in range(L):
+                h = (src[i] - m) * s
+                hrow[i] = h
+                dst[i] = gm * h + bt
+        else:
+            for i in range(L):
+                dst[i] = gm * ((src[i] - m) * s) + bt
+        activation_row(code, alpha, dst, d[n, c])
+
+
+@kernel(reassociate=True)
+def _column_sums_nchw(dy, d, xhat, partial):
+    """partial[n, 0, c] = sum_l dz, partial[n, 1, c] = sum_l dz xhat (float64), dz = dy * d
+    (dy when d has no images). dy, d, xhat (N, C, L). Parallel over images."""
+    N, C, L = dy.shape
+    use_d = d.shape[0] == N
+    for n in prange(N):
+        for c in range(C):
+            g, h = dy[n, c], xhat[n, c]
+            s0 = 0.0
+            s1 = 0.0
+            if use_d:
+                dd = d[n, c]
+                for i in range(L):
+                    v = np.float64(g[i] * dd[i])
+                    s0 += v
+                    s1 += v * h[i]
+            else:
+                for i in range(L):
+                    v = np.float64(g[i])
+                    s0 += v
+                    s1 += v * h[i]
+            partial[n, 0, c] = s0
+            partial[n, 1, c] = s1
+
+
+@kernel
+def _input_grad_nchw(dy, d, xhat, gamma, inv_std, dbeta, dgamma, m_total, dx):
+    """dx = gamma inv_std (dz - (dbeta + xhat dgamma) / M), M = m_total samples per channel.
+    Parallel over (image, channel) rows."""
+    N, C, L = dy.shape
+    use_d = d.shape[0] == N
+    inv_m = typed(dy[0, 0, 0], 1.0 / m_total)
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        g, h, out = dy[n, c], xhat[n, c], dx[n, c]
+        scale, db, dg = gamma[c] * inv_std[c], dbeta[c], dgamma[c]
+        if use_d:
+            dd = d[n, c]
+            for i in range(L):
+                out[i] = scale * (g[i] * dd[i] - inv_m * (db + h[i] * dg))
+        else:
+            for i in range(L):
+                out[i] = scale * (g[i] - inv_m * (db + h[i] * dg))
+
+
+def batchnorm2d_forward_train(x, gamma, beta, eps, momentum, running_mean, running_var,
+                              code, alpha, y, xhat, d, mean, inv_std, partial, stats) -> int:
+    """Training forward of BatchNorm2d (+ activation): statistics per channel over N, H, W.
+
+    Parameters
+    ----------
+    x : (N, C, L) C-contiguous (L = H * W), N * L >= 2. gamma, beta : (C,).
+    eps, momentum : PyTorch's meaning (the caller turns momentum None into 1 / batches).
+    running_mean, running_var : (C,) updated in place (unbiased variance); (0,) to skip.
+    code, alpha : the fused activation. y, d : (N, C, L) outputs (d the local gradient).
+    xhat : (N, C, L) kept for backward, or (0, C, L). mean, inv_std : (C,) outputs.
+    partial : (N, 2, C) float64 scratch. stats : (3, C) float64 scratch.
+
+    Returns the number of samples per channel, M = N * L.
+    """
+    N, C, L = x.shape
+    shift, sums = stats[0], stats[1:]
+    shift[:] = x[0, :, 0]
+    _shifted_sums_nchw(x.size)(x, shift, partial)
+    sum_chunks(partial, sums)
+    m = N * L
+    if running_mean.shape[0] == 0:
+        running_mean = running_var = mean[:0]
+    _finish_statistics(sums, m, shift, eps, momentum, running_mean, running_var, mean, inv_std)
+    _normalize_activate_nchw(x.size)(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d)
+    return m
+
+
+def batchnorm2d_forward_eval(x, gamma, beta, eps, running_mean, running_var, code, alpha,
+                             y, d) -> None:
+    """Evaluation forward: y = act(gamma (x - rm) / sqrt(rv + eps) + beta); x, y, d (N, C, L)."""
+    inv_std = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype)
+    _normalize_activate_nchw(x.size)(code, alpha, x, running_mean.astype(x.dtype), inv_std,
+                                     gamma, beta, y, y[:0], d)
+
+
+def batchnorm2d_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial, sums) -> None:
+    """Gradients of the training forward: dy, d (or (0, C, L) for none), xhat, dx (N, C, L)
+    (dx None to skip it); dgamma, dbeta (C,) outputs; partial (N, 2, C) and sums (2, C)
+    float64 scratch."""
+    N, C, L = dy.shape
+    _column_sums_nchw(dy.size)(dy, d, xhat, partial)
+    sum_chunks(partial, sums)
+    dbeta[:] = sums[0]
+    dgamma[:] = sums[1]
+    if dx is not None:
+        _input_grad_nchw(dy.size)(dy, d, xhat, gamma, inv_std, dbeta, dgamma, N * L, dx)

@@ -459,3 +459,191 @@ def gather_standardize(X, idx, shift, scale, dtype):
 def gather_values(values, idx):
     """kernels/rows.py's gather_values: values[idx], one element at a time."""
     return np.array([values[i] for i in idx], dtype=np.asarray(values).dtype)
+
+
+# ------------------------------------------------------------------ convolution, pooling
+def _pad_nchw(x, pt, pb, pl, pr, value=0.0):
+    n, c, h, w = x.shape
+    xp = np.full((n, c, h + pt + pb, w + pl + pr), value)
+    xp[:, :, pt:pt + h, pl:pl + w] = x
+    return xp
+
+
+def conv2d_forward(x, W, b, stride, padding, dilation, groups, name="identity", alpha=0.0):
+    """(y, d) of act(conv2d(x, W) + b), NCHW, padding (top, bottom, left, right): a loop over
+    output channels and taps, each tap a strided slice of the zero-padded input."""
+    x, W = _f64(x), _f64(W)
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
+    n, c, h, w = x.shape
+    o, cg, kh, kw = W.shape
+    xp = _pad_nchw(x, pt, pb, pl, pr)
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    og = o // groups
+    z = np.zeros((n, o, oh, ow))
+    for oc in range(o):
+        g = oc // og
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, g * cg:(g + 1) * cg, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                           j * dw:j * dw + sw * (ow - 1) + 1:sw]
+                for ci in range(cg):
+                    z[:, oc] += patch[:, ci] * W[oc, ci, i, j]
+    if b is not None:
+        z += _f64(b)[None, :, None, None]
+    return activation(name, z, alpha)
+
+
+def conv2d_backward(dy, x, W, stride, padding, dilation, groups, d=None):
+    """(dx, dW, db) of conv2d given dy (and the activation's local gradient d, if any)."""
+    x, W = _f64(x), _f64(W)
+    dz = _f64(dy) * (1.0 if d is None else _f64(d))
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = stride, padding, dilation
+    n, c, h, w = x.shape
+    o, cg, kh, kw = W.shape
+    oh, ow = dz.shape[2:]
+    xp = _pad_nchw(x, pt, pb, pl, pr)
+    dxp = np.zeros_like(xp)
+    dW = np.zeros_like(W)
+    og = o // groups
+    for oc in range(o):
+        g = oc // og
+        for i in range(kh):
+            for j in range(kw):
+                sl = (slice(None), slice(g * cg, (g + 1) * cg),
+                      slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                      slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+                patch = xp[sl]
+                for ci in range(cg):
+                    dW[oc, ci, i, j] = (patch[:, ci] * dz[:, oc]).sum()
+                dxp[sl] += dz[:, oc][:, None] * W[oc, :, i, j][None, :, None, None]
+    dx = dxp[:, :, pt:pt + h, pl:pl + w]
+    return dx, dW, dz.sum(axis=(0, 2, 3))
+
+
+def pool_output_size(size, k, s, p, dil, ceil_mode):
+    """PyTorch's pooling_output_shape."""
+    out = (size + 2 * p - dil * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def max_pool2d(x, k, s, p, dil, ceil_mode=False):
+    """(y, dx_of(dy)) of MaxPool2d: each window scanned row by row, the first maximum wins."""
+    x = _f64(x)
+    n, c, h, w = x.shape
+    oh = pool_output_size(h, k[0], s[0], p[0], dil[0], ceil_mode)
+    ow = pool_output_size(w, k[1], s[1], p[1], dil[1], ceil_mode)
+    y = np.empty((n, c, oh, ow))
+    arg = np.empty((n, c, oh, ow, 2), int)
+    for a in range(oh):
+        for b in range(ow):
+            best = np.full((n, c), -np.inf)
+            where = np.zeros((n, c, 2), int)
+            first = True
+            for i in range(k[0]):
+                hh = a * s[0] - p[0] + i * dil[0]
+                if not 0 <= hh < h:
+                    continue
+                for j in range(k[1]):
+                    ww = b * s[1] - p[1] + j * dil[1]
+                    if not 0 <= ww < w:
+                        continue
+                    v = x[:, :, hh, ww]
+                    take = (v > best) | np.isnan(v) | first
+                    first = False
+                    best = np.where(take, v, best)
+                    where[take] = (hh, ww)
+            y[:, :, a, b] = best
+            arg[:, :, a, b] = where
+
+    def backward(dy):
+        dx = np.zeros((n, c, h, w))
+        for a in range(oh):
+            for b in range(ow):
+                for i in range(n):
+                    for j in range(c):
+                        hh, ww = arg[i, j, a, b]
+                        dx[i, j, hh, ww] += dy[i, j, a, b]
+        return dx
+
+    return y, backward
+
+
+def avg_pool2d(x, k, s, p, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """(y, dx_of(dy)) of AvgPool2d with PyTorch's window clipping and divisors."""
+    x = _f64(x)
+    n, c, h, w = x.shape
+    oh = pool_output_size(h, k[0], s[0], p[0], 1, ceil_mode)
+    ow = pool_output_size(w, k[1], s[1], p[1], 1, ceil_mode)
+    windows = {}
+    y = np.zeros((n, c, oh, ow))
+    for a in range(oh):
+        for b in range(ow):
+            h0, w0 = a * s[0] - p[0], b * s[1] - p[1]
+            h1, w1 = min(h0 + k[0], h + p[0]), min(w0 + k[1], w + p[1])
+            size = (h1 - h0) * (w1 - w0)
+            h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, h), min(w1, w)
+            if h0 >= h1 or w0 >= w1:
+                continue
+            div = divisor_override or (size if count_include_pad else (h1 - h0) * (w1 - w0))
+            windows[a, b] = (h0, h1, w0, w1, div)
+            y[:, :, a, b] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / div
+
+    def backward(dy):
+        dx = np.zeros((n, c, h, w))
+        for (a, b), (h0, h1, w0, w1, div) in windows.items():
+            dx[:, :, h0:h1, w0:w1] += _f64(dy)[:, :, a, b][:, :, None, None] / div
+        return dx
+
+    return y, backward
+
+
+def adaptive_avg_pool2d(x, out_size):
+    """(y, dx_of(dy)) of AdaptiveAvgPool2d: windows [floor(o H / O), ceil((o + 1) H / O))."""
+    x = _f64(x)
+    n, c, h, w = x.shape
+    oh, ow = out_size
+    y = np.zeros((n, c, oh, ow))
+    windows = {}
+    for a in range(oh):
+        for b in range(ow):
+            h0, h1 = math.floor(a * h / oh), math.ceil((a + 1) * h / oh)
+            w0, w1 = math.floor(b * w / ow), math.ceil((b + 1) * w / ow)
+            windows[a, b] = (h0, h1, w0, w1)
+            y[:, :, a, b] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+
+    def backward(dy):
+        dx = np.zeros((n, c, h, w))
+        for (a, b), (h0, h1, w0, w1) in windows.items():
+            dx[:, :, h0:h1, w0:w1] += _f64(dy)[:, :, a, b][:, :, None, None] / (
+                (h1 - h0) * (w1 - w0))
+        return dx
+
+    return y, backward
+
+
+def _nchw_rows(x):
+    """(N, C, H, W) -> (N H W, C): every pixel of every image a row of BatchNorm1d."""
+    x = _f64(x)
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _rows_nchw(r, shape):
+    n, c, h, w = shape
+    return r.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def batchnorm2d_forward_train(x, gamma, beta, eps, momentum, running_mean, running_var,
+                              name="identity", alpha=0.0):
+    """BatchNorm2d training forward: BatchNorm1d on the pixels as rows."""
+    y, d, rm, rv = batchnorm_forward_train(_nchw_rows(x), gamma, beta, eps, momentum,
+                                           running_mean, running_var, name, alpha)
+    return _rows_nchw(y, x.shape), _rows_nchw(d, x.shape), rm, rv
+
+
+def batchnorm2d_backward(dy, x, gamma, eps, name="identity", alpha=0.0, beta=None):
+    dx, dg, db = batchnorm_backward(_nchw_rows(dy), _nchw_rows(x), gamma, eps, name, alpha,
+                                    beta)
+    return _rows_nchw(dx, x.shape), dg, db

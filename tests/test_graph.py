@@ -475,7 +475,7 @@ def test_factories_and_conversions():
 
 
 def test_absent_pytorch_names_say_what_fastnn_has_instead():
-    for obj, name, words in ((fnn, "Conv2d", "no convolution"), (fnn.nn, "Conv2d", "Flatten"),
+    for obj, name, words in ((fnn, "Conv3d", "no convolution"), (fnn.nn, "Conv3d", "Flatten"),
                              (fnn, "LSTM", "no recurrent"), (fnn.nn, "MultiheadAttention",
                                                              "attention"),
                              (fnn, "cuda", "CPU only"), (fnn, "save", "without pickle"),

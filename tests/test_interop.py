@@ -678,8 +678,8 @@ def test_from_torch_names_what_it_cannot_take(torch):
     nn = torch.nn
     with pytest.raises(UnsupportedLayerError, match=r"'2' is a torch Softplus"):
         fnn.Sequential.from_torch(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Softplus()))
-    with pytest.raises(UnsupportedLayerError, match=r"'1.0' is a torch Conv1d"):
-        fnn.Sequential.from_torch(nn.Sequential(nn.ReLU(), nn.Sequential(nn.Conv1d(1, 1, 1))))
+    with pytest.raises(UnsupportedLayerError, match=r"'1.0' is a torch Conv3d"):
+        fnn.Sequential.from_torch(nn.Sequential(nn.ReLU(), nn.Sequential(nn.Conv3d(1, 1, 1))))
     with pytest.raises(TypeError, match="torch.nn.Sequential"):
         fnn.Sequential.from_torch(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="float16"):

@@ -13,6 +13,16 @@ from ..losses import (
     SmoothL1Loss,
 )
 from . import functional  # noqa: F401  (fnn.nn.functional)
+from .conv import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    Dropout2d,
+    MaxPool2d,
+    Unflatten,
+)
 from .layers import (
     ELU,
     GELU,
@@ -40,6 +50,14 @@ from .layers import (
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
+    "Dropout2d",
+    "MaxPool2d",
+    "Unflatten",
     "ELU",
     "GELU",
     "BCELoss",
@@ -81,12 +99,12 @@ __all__ = [
 #: Layers PyTorch has and fastnn does not, with what fastnn offers instead.
 _ABSENT_LAYERS = {
     **dict.fromkeys(
-        ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-         "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
-         "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Unfold", "Fold",
-         "Upsample"],
-        "fastnn has no convolution or pooling layers; it trains multilayer perceptrons "
-        "(Linear, BatchNorm1d, LayerNorm, activations; Flatten turns images into rows)"),
+        ["Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d",
+         "MaxPool3d", "AvgPool1d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveMaxPool2d",
+         "Unfold", "Fold", "Upsample"],
+        "fastnn has no convolution or pooling layers but Conv2d, Conv1d, MaxPool2d, "
+        "AvgPool2d, AdaptiveAvgPool2d, BatchNorm2d and Dropout2d (NCHW); Flatten turns "
+        "images into rows"),
     **dict.fromkeys(
         ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"],
         "fastnn has no recurrent layers; it trains multilayer perceptrons (Linear, "
@@ -97,12 +115,12 @@ _ABSENT_LAYERS = {
         "fastnn has no attention layers; build one from Linear, LayerNorm, fnn.softmax and "
         "matmul (@)"),
     **dict.fromkeys(
-        ["BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "GroupNorm",
+        ["BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "GroupNorm",
          "SyncBatchNorm"],
-        "fastnn has BatchNorm1d (inputs (N, C) or (N, C, L)) and LayerNorm; for synchronized "
-        "batch statistics see fastnn.distributed (sync_batchnorm=True)"),
-    **dict.fromkeys(["Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout"],
-                    "fastnn has Dropout (elementwise) and GaussianNoise"),
+        "fastnn has BatchNorm1d (inputs (N, C) or (N, C, L)), BatchNorm2d and LayerNorm; "
+        "for synchronized batch statistics see fastnn.distributed (sync_batchnorm=True)"),
+    **dict.fromkeys(["Dropout1d", "Dropout3d", "AlphaDropout"],
+                    "fastnn has Dropout (elementwise), Dropout2d (channels) and GaussianNoise"),
     "DataParallel": "fastnn trains data-parallel over MPI: fastnn.distributed",
     "parallel": "fastnn trains data-parallel over MPI: fastnn.distributed",
     "KLDivLoss": "fastnn's losses are in fastnn.losses (cross_entropy, nll_loss, mse_loss, "

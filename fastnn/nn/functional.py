@@ -182,13 +182,13 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
 
 #: ``torch.nn.functional`` names fastnn does not have, with what to use instead.
 _ABSENT = {
-    **dict.fromkeys(["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
-                     "adaptive_avg_pool2d", "adaptive_max_pool2d", "unfold", "fold",
-                     "interpolate", "grid_sample"],
-                    "fastnn has no convolution, pooling or resampling; it trains multilayer "
-                    "perceptrons (F.linear, F.layer_norm, activations)"),
-    "batch_norm": "use the fnn.BatchNorm1d layer (it keeps the running statistics)",
+    **dict.fromkeys(["conv3d", "conv_transpose1d", "conv_transpose2d", "max_pool1d",
+                     "avg_pool1d", "adaptive_max_pool2d", "unfold", "fold", "interpolate",
+                     "grid_sample"],
+                    "fastnn has conv1d, conv2d, max_pool2d, avg_pool2d and "
+                    "adaptive_avg_pool2d, and no resampling"),
+    "batch_norm": "use the fnn.BatchNorm1d or fnn.BatchNorm2d layer (it keeps the running "
+                  "statistics)",
     "normalize": "x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)",
     "cosine_similarity": "(a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-8)",
     "relu6": "x.clamp(0, 6)",
@@ -232,3 +232,103 @@ __all__ = [
     "softplus",
     "tanh",
 ]
+
+
+# ------------------------------------------------------------ convolution and pooling
+# The kernels of fastnn.nn.conv's layers (Conv2d, MaxPool2d, ...), torch.nn.functional's
+# names and arguments; weights in PyTorch's layout (out, in / groups, *kernel).
+from . import conv as _conv  # noqa: E402  (appended section: the conv layers' nodes)
+
+
+def _conv_operands(input, weight, bias, dims: int, name: str):
+    w = weight if isinstance(weight, Tensor) else Tensor(as_float_array(weight, name="weight"))
+    if w.ndim != dims + 2:
+        raise ValueError(f"{name}: weight must be {dims + 2}-D (out_channels, in_channels / "
+                         f"groups, *kernel_size), got shape {w.shape}")
+    b = None
+    if bias is not None:
+        b = bias if isinstance(bias, Tensor) else Tensor(as_float_array(bias, name="bias"))
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"{name}: bias must have shape ({w.shape[0]},), got {b.shape}")
+        b = b.astype(w.dtype)
+    x = _input(input).astype(w.dtype)
+    return x, w, b
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D convolution (``nn.Conv2d``'s kernels): input (N, C, H, W) or (C, H, W), weight
+    (O, C / groups, kh, kw), bias (O,) or None; padding an int, a pair, "valid" or "same"."""
+    x, w, b = _conv_operands(input, weight, bias, 2, "conv2d")
+    groups = _conv._positive_int(groups, "groups", "conv2d")
+    stride = _conv._tuple(stride, 2, "stride", "conv2d")
+    dilation = _conv._tuple(dilation, 2, "dilation", "conv2d")
+    pads = _conv.conv_padding(padding, w.shape[2:], stride, dilation, "conv2d")
+    single = x.ndim == 3
+    if single:
+        x = x.reshape(1, *x.shape)
+    if x.ndim != 4 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(f"conv2d: input of shape {x.shape} does not fit weight {w.shape} "
+                         f"with groups={groups} (expected (N, {w.shape[1] * groups}, H, W))")
+    y = _conv.conv2d_node(x, np.ascontiguousarray(x.data), w, b, stride, pads, dilation, groups,
+                          None, _pool)
+    return y.reshape(*y.shape[1:]) if single else y
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """1-D convolution on the 2-D kernels: input (N, C, L) or (C, L), weight (O, C / groups, k)."""
+    x, w, b = _conv_operands(input, weight, bias, 1, "conv1d")
+    groups = _conv._positive_int(groups, "groups", "conv1d")
+    (s,) = _conv._tuple(stride, 1, "stride", "conv1d")
+    (d,) = _conv._tuple(dilation, 1, "dilation", "conv1d")
+    lo, hi = _conv.conv_padding(padding, w.shape[2:], (s,), (d,), "conv1d")
+    single = x.ndim == 2
+    if single:
+        x = x.reshape(1, *x.shape)
+    if x.ndim != 3 or x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(f"conv1d: input of shape {x.shape} does not fit weight {w.shape} "
+                         f"with groups={groups} (expected (N, {w.shape[1] * groups}, L))")
+    n, c, length = x.shape
+    out_len = _conv.K_conv.output_size(length, w.shape[2], s, lo, hi, d)
+    y = _conv.conv2d_node(x, np.ascontiguousarray(x.data).reshape(n, c, 1, length), w, b,
+                          (1, s), (0, 0, lo, hi), (1, d), groups, None, _pool,
+                          out_shape=(n, w.shape[0], out_len))
+    return y.reshape(*y.shape[1:]) if single else y
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """``nn.MaxPool2d``'s kernel: (out) or (out, flat indices) with ``return_indices``."""
+    layer = _conv.MaxPool2d(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
+    return _conv.max_pool2d_node(_input(input), layer.kernel_size, layer.stride, layer.padding,
+                                 layer.dilation, layer.ceil_mode, _pool, layer.return_indices)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None) -> Tensor:
+    """``nn.AvgPool2d``'s kernel."""
+    layer = _conv.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad,
+                            divisor_override)
+    return _conv.avg_pool2d_node(_input(input), layer.kernel_size, layer.stride, layer.padding,
+                                 layer.ceil_mode, layer.count_include_pad,
+                                 layer.divisor_override, _pool)
+
+
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    """``nn.AdaptiveAvgPool2d``'s kernel."""
+    return _conv.adaptive_avg_pool2d_node(_input(input), output_size, _pool)
+
+
+def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Channel dropout (``nn.Dropout2d``), the key from the global generator."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout2d: p must be a probability in [0, 1], got {p!r}")
+    x = _input(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return _conv.dropout2d_node(x, float(p), default_generator(), _pool)
+
+
+__all__ += ["adaptive_avg_pool2d", "avg_pool2d", "conv1d", "conv2d", "dropout2d",
+            "max_pool2d"]

@@ -1,0 +1,648 @@
+"""Convolutional layers with PyTorch's names, arguments and defaults, NCHW: Conv2d, Conv1d,
+MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm2d and Dropout2d.
+
+As the dense layers (``layers.py``), each forward calls fused kernels
+(``fastnn.kernels.conv``, ``.pool``, ``.batchnorm``) and builds ONE graph node whose backward
+closure, right beside it, applies the local gradients the forward pass cached; work arrays
+come from the layer's :class:`~fastnn._buffers.BufferPool`. A Conv2d or BatchNorm2d followed
+by an activation in a :class:`~fastnn.nn.Sequential` runs as one fused kernel call each way
+(``activation="relu"`` asks for it directly).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import init
+from .._buffers import BufferPool
+from .._dtype import as_float_array, resolve_dtype
+from ..graph import Tensor, is_grad_enabled, node
+from ..kernels import activations as K_act
+from ..kernels import batchnorm as K_bn
+from ..kernels import conv as K_conv
+from ..kernels import pool as K_pool
+from ..random import new_generator
+from .layers import (
+    Activation,
+    BatchNorm1d,
+    _as_input,
+    _cast_free_input,
+    _grad_out,
+    dropout_forward_into,
+    make_activation,
+)
+from .module import Module, Parameter
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _tuple(value, n: int, name: str, owner: str, minimum: int = 1) -> tuple[int, ...]:
+    """``value`` (an int or a sequence of ``n`` ints, each >= ``minimum``) as an n-tuple."""
+    items = (value,) * n if isinstance(value, (int, np.integer)) and not isinstance(
+        value, bool) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if items is None or len(items) != n or any(
+            isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum
+            for v in items):
+        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
+        raise ValueError(f"{owner}: {name} must be {kind} or a tuple of {n} of them, "
+                         f"got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _positive_int(value, name: str, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def conv_padding(padding, kernel_size, stride, dilation, owner: str) -> tuple[int, ...]:
+    """Per-axis (lo, hi) pads flattened, e.g. (top, bottom, left, right) for 2-D, from an
+    int, a tuple, "valid" (none) or "same" (total dil (k - 1), the extra one after, as
+    PyTorch pads an even kernel; stride 1 only, as PyTorch)."""
+    n = len(kernel_size)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * (2 * n)
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{owner}: padding='same' is not supported for strided "
+                                 f"convolutions (stride={stride}), as in PyTorch")
+            pads = []
+            for k, d in zip(kernel_size, dilation, strict=True):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"{owner}: padding must be 'valid', 'same', an integer or a tuple, "
+                         f"got {padding!r}")
+    pads = _tuple(padding, n, "padding", owner, minimum=0)
+    return tuple(p for p in pads for _ in (0, 1))
+
+
+# ------------------------------------------------------------------------------ Conv
+def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, stride,
+                padding, dilation, groups: int, act: Activation | None, pool: BufferPool,
+                out_shape=None) -> Tensor:
+    """y = act(conv2d(x, W) + b) as one graph node (``kernels.conv``).
+
+    ``X`` is x's data as a C-contiguous (N, C, H, W) array (a Conv1d input (N, C, L) is
+    (N, C, 1, L)); ``weight`` has (O, C/G, kh, kw) elements in that order (a Conv1d weight is
+    (O, C/G, k)); stride, dilation (2,), padding (top, bottom, left, right). ``out_shape``:
+    the output's shape (default (N, O, OH, OW)).
+    """
+    N, C, H, Wd = X.shape
+    O = weight.shape[0]
+    dt = weight.dtype
+    kh, kw = (1, weight.shape[2]) if weight.ndim == 3 else weight.shape[2:]
+    cg = C // groups
+    W4 = np.ascontiguousarray(weight.data).reshape(O, cg, kh, kw)
+    OH = K_conv.output_size(H, kh, stride[0], padding[0], padding[1], dilation[0])
+    OW = K_conv.output_size(Wd, kw, stride[1], padding[2], padding[3], dilation[1])
+    if OH <= 0 or OW <= 0:
+        raise ValueError(f"conv: input of spatial size {(H, Wd)} (padded by {padding}) is "
+                         f"smaller than the dilated kernel {(kh, kw)} (dilation {dilation})")
+    code = act.code if act is not None else K_act.IDENTITY
+    alpha = act.alpha if act is not None else 0.0
+    b = bias.data if bias is not None else np.empty(0, dt)
+    P = OH * OW
+    y = pool.get("y", (N, O, OH, OW), dt)
+    d = pool.get("d" if code != K_act.IDENTITY else "d0",
+                 (N if code != K_act.IDENTITY else 0, O, OH, OW), dt)
+    direct = K_conv.uses_direct(C, O, groups)  # depthwise: direct loops, no column matrix
+    if direct:
+        cols = None
+        K_conv.depthwise_forward_call(X, W4, b, stride, padding, dilation, code, alpha, y, d)
+    else:
+        cols = pool.get("cols", (groups, cg * kh * kw, N * P), dt)
+        z = pool.get("z", (O, N * P), dt)
+        K_conv.conv2d_forward(X, W4, b, stride, padding, dilation, groups, code, alpha, cols,
+                              z, y, d)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    shape = out_shape if out_shape is not None else (N, O, OH, OW)
+    out = node(y.reshape(shape), parents, "conv" if act is None else f"conv+{act.name}")
+    if out.requires_grad:
+
+        def backward(g):
+            g = np.ascontiguousarray(g, dtype=dt).reshape(N, O, OH, OW)
+            partial = pool.get("partial", (N, O), np.float64)
+            dW, dW_into = _grad_out(weight)  # the product adds into dW_into (beta = 1)
+            db = db_into = None
+            if bias is not None:
+                db, db_into = _grad_out(bias, lambda: pool.get("db", (O,), dt))
+            dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
+            if direct:
+                K_conv.depthwise_backward_call(
+                    g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
+                    pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db,
+                    dW_into)
+            else:
+                dcols = pool.get("dcols", cols.shape, dt) if dx is not None else None
+                K_conv.conv2d_backward(g, d, cols, W4, stride, padding, dilation,
+                                       pool.get("dz", (O, N * P), dt), partial, dcols, dx, dW,
+                                       db, dW_into)
+            if db_into is not None:
+                db_into += db
+            if dx is not None:
+                x.accumulate_grad(dx.reshape(x.shape), owned=True)
+            if not isinstance(weight, Parameter) and weight.requires_grad:
+                weight.accumulate_grad(dW, owned=True)
+            if bias is not None and not isinstance(bias, Parameter) and bias.requires_grad:
+                bias.accumulate_grad(db, owned=True)
+
+        out.set_backward(backward)
+    return out
+
+
+class _ConvNd(Module):
+    """What Conv1d and Conv2d share: arguments, checks, parameters, initialization."""
+
+    _dims = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", activation=None,
+                 dtype=None, device=None):
+        super().__init__()
+        name, n = type(self).__name__, self._dims
+        if device is not None and str(device) != "cpu" and not str(device).startswith("cpu:"):
+            raise ValueError(f"{name}: device {device!r}: fastnn computes on the CPU only")
+        self.in_channels = _positive_int(in_channels, "in_channels", name)
+        self.out_channels = _positive_int(out_channels, "out_channels", name)
+        self.groups = _positive_int(groups, "groups", name)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}) must both be divisible by groups ({groups})")
+        self.kernel_size = _tuple(kernel_size, n, "kernel_size", name)
+        self.stride = _tuple(stride, n, "stride", name)
+        self.dilation = _tuple(dilation, n, "dilation", name)
+        self._pads = conv_padding(padding, self.kernel_size, self.stride, self.dilation, name)
+        self.padding = padding if isinstance(padding, str) else _tuple(padding, n, "padding",
+                                                                        name, minimum=0)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode must be one of {_PADDING_MODES}, got "
+                             f"{padding_mode!r}")
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not "
+                                      f"implemented in fastnn (only 'zeros')")
+        self.padding_mode = padding_mode
+        self.dtype = resolve_dtype(dtype)
+        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.weight = Parameter(np.empty(shape, self.dtype))
+        self.bias = Parameter(np.empty(self.out_channels, self.dtype)) if bias else None
+        # Not registered as a child module: it is part of this layer's kernel.
+        object.__setattr__(self, "activation", make_activation(activation))
+        self._pool = BufferPool()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's: kaiming_uniform_(a=sqrt(5)) for the weight, i.e. U(-1/sqrt(fan_in),
+        1/sqrt(fan_in)) with fan_in = in_channels / groups * prod(kernel_size), and the same
+        bound for the bias."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_channels // self.groups * int(np.prod(self.kernel_size))
+            bound = 1.0 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
+
+    def _describe(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size})")
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0,) * self._dims:
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1,) * self._dims:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.activation is not None:
+            s += f", activation={self.activation.name!r}"
+        return s
+
+    def fusable_with(self, nxt) -> bool:
+        """Whether :class:`Sequential` may run this layer and ``nxt`` as one fused kernel."""
+        return self.activation is None and isinstance(nxt, Activation)
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution (PyTorch's cross-correlation), NCHW, with a fused activation:
+    y = act(conv2d(x, weight) + bias).
+
+    Parameters
+    ----------
+    in_channels, out_channels : C and O. kernel_size, stride, dilation : int or (h, w).
+    padding : int, (h, w), "valid" (none) or "same" (output size = input size, stride 1;
+        an even kernel gets the extra row/column at the bottom/right, as in PyTorch).
+    groups : G; in_channels and out_channels divisible by it (G = C: depthwise).
+    bias : learn a bias (O,). padding_mode : only "zeros" (the others raise
+        NotImplementedError). activation : None, a name or an activation module, fused.
+    dtype : parameter dtype.
+
+    Attributes: ``weight`` (O, C/G, kh, kw) (PyTorch's layout), ``bias`` (O,) or None.
+    Input (N, C, H, W) or (C, H, W) for one image; output (N, O, OH, OW),
+    OH = (H + 2 ph - dh (kh - 1) - 1) // sh + 1. Initialization: PyTorch's.
+    """
+
+    _dims = 2
+
+    def forward(self, x, _fused: Activation | None = None):
+        x = _as_input(self, x, min_ndim=3, max_ndim=4)
+        if x.ndim == 3:  # one image, as PyTorch
+            y = self.forward(x.reshape(1, *x.shape), _fused)
+            return y.reshape(*y.shape[1:])
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self._describe()}: expected input of shape (N, "
+                             f"{self.in_channels}, H, W), got {x.shape}")
+        X = np.ascontiguousarray(x.data)
+        return conv2d_node(x, X, self.weight, self.bias, self.stride, self._pads,
+                           self.dilation, self.groups, _fused or self.activation, self._pool)
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution, (N, C, L) -> (N, O, OL), on Conv2d's kernels (as H = 1).
+
+    Arguments as :class:`Conv2d` with ints for kernel_size, stride, padding, dilation;
+    ``weight`` (O, C/G, k). Input (N, C, L) or (C, L).
+    """
+
+    _dims = 1
+
+    def forward(self, x, _fused: Activation | None = None):
+        x = _as_input(self, x, min_ndim=2, max_ndim=3)
+        if x.ndim == 2:  # one sequence, as PyTorch
+            y = self.forward(x.reshape(1, *x.shape), _fused)
+            return y.reshape(*y.shape[1:])
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self._describe()}: expected input of shape (N, "
+                             f"{self.in_channels}, L), got {x.shape}")
+        n, c, length = x.shape
+        X = np.ascontiguousarray(x.data).reshape(n, c, 1, length)
+        (k,), (s,), (d,), (lo, hi) = self.kernel_size, self.stride, self.dilation, self._pads
+        out_len = K_conv.output_size(length, k, s, lo, hi, d)
+        return conv2d_node(x, X, self.weight, self.bias, (1, s), (0, 0, lo, hi), (1, d),
+                           self.groups, _fused or self.activation, self._pool,
+                           out_shape=(n, self.out_channels, out_len))
+
+
+# ------------------------------------------------------------------------------ pooling
+def _planes(layer_name: str, x: Tensor) -> tuple[Tensor, np.ndarray, bool]:
+    """(x as a 4-D Tensor, its data as C-contiguous (N*C, H, W) planes, was it 3-D)."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{layer_name}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, "
+                         f"got shape {x.shape}")
+    if x.numel() == 0:
+        raise ValueError(f"{layer_name}: got an empty input of shape {x.shape}")
+    single = x.ndim == 3
+    h, w = x.shape[-2:]
+    return x, np.ascontiguousarray(x.data).reshape(-1, h, w), single
+
+
+def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
+                    pool: BufferPool, return_indices: bool = False):
+    """MaxPool2d of x (N, C, H, W) or (C, H, W) as one graph node (``kernels.pool``)."""
+    x, X, _ = _planes("MaxPool2d", x)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"MaxPool2d: padding {padding} must be at most half of kernel_size "
+                         f"{kernel_size}")
+    h, w = X.shape[1:]
+    oh = K_pool.pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    ow = K_pool.pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"MaxPool2d: input of spatial size {(h, w)} is too small for "
+                         f"kernel_size {kernel_size} (dilation {dilation}, padding {padding})")
+    dt = X.dtype
+    y = pool.get("y", (X.shape[0], oh, ow), dt)
+    arg = pool.get("arg", (X.shape[0], oh, ow), np.int64)
+    K_pool.max_pool2d_forward(y.size * kh * kw)(X, kh, kw, sh, sw, ph, pw, dh, dw, y, arg)
+    shape = (*x.shape[:-2], oh, ow)
+    out = node(y.reshape(shape), (x,), "max_pool2d")
+    if out.requires_grad:
+
+        def backward(g):
+            dx = pool.get("dx", X.shape, dt)
+            K_pool.max_pool2d_backward(dx.size)(
+                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), arg, dx)
+            x.accumulate_grad(dx.reshape(x.shape), owned=True)
+
+        out.set_backward(backward)
+    if return_indices:
+        return out, Tensor(arg.reshape(shape).copy())
+    return out
+
+
+def avg_pool2d_node(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
+                    count_include_pad: bool, divisor_override, pool: BufferPool) -> Tensor:
+    """AvgPool2d of x (N, C, H, W) or (C, H, W) as one graph node (``kernels.pool``)."""
+    x, X, _ = _planes("AvgPool2d", x)
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"AvgPool2d: padding {padding} must be at most half of kernel_size "
+                         f"{kernel_size}")
+    divisor = 0
+    if divisor_override is not None:
+        divisor = _positive_int(divisor_override, "divisor_override", "AvgPool2d")
+    h, w = X.shape[1:]
+    oh = K_pool.pool_output_size(h, kh, sh, ph, 1, ceil_mode)
+    ow = K_pool.pool_output_size(w, kw, sw, pw, 1, ceil_mode)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"AvgPool2d: input of spatial size {(h, w)} is too small for "
+                         f"kernel_size {kernel_size} (padding {padding})")
+    dt = X.dtype
+    y = pool.get("y", (X.shape[0], oh, ow), dt)
+    include = bool(count_include_pad)
+    K_pool.avg_pool2d_forward(y.size * kh * kw)(X, kh, kw, sh, sw, ph, pw, include, divisor, y)
+    out = node(y.reshape(*x.shape[:-2], oh, ow), (x,), "avg_pool2d")
+    if out.requires_grad:
+
+        def backward(g):
+            dx = pool.get("dx", X.shape, dt)
+            K_pool.avg_pool2d_backward(dx.size)(
+                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), kh, kw, sh, sw, ph, pw,
+                include, divisor, dx)
+            x.accumulate_grad(dx.reshape(x.shape), owned=True)
+
+        out.set_backward(backward)
+    return out
+
+
+def adaptive_avg_pool2d_node(x: Tensor, output_size, pool: BufferPool) -> Tensor:
+    """AdaptiveAvgPool2d of x (N, C, H, W) or (C, H, W) to ``output_size`` (an int, or a pair
+    whose None entries keep the input's size) as one graph node."""
+    x, X, _ = _planes("AdaptiveAvgPool2d", x)
+    h, w = X.shape[1:]
+    sizes = (output_size, output_size) if not isinstance(output_size, (tuple, list)) \
+        else tuple(output_size)
+    if len(sizes) != 2:
+        raise ValueError(f"AdaptiveAvgPool2d: output_size must be an int or a pair, got "
+                         f"{output_size!r}")
+    oh, ow = (h if sizes[0] is None else sizes[0]), (w if sizes[1] is None else sizes[1])
+    oh = _positive_int(oh, "output_size", "AdaptiveAvgPool2d")
+    ow = _positive_int(ow, "output_size", "AdaptiveAvgPool2d")
+    dt = X.dtype
+    y = pool.get("y", (X.shape[0], oh, ow), dt)
+    K_pool.adaptive_avg_pool2d_forward(X.size)(X, y)
+    out = node(y.reshape(*x.shape[:-2], oh, ow), (x,), "adaptive_avg_pool2d")
+    if out.requires_grad:
+
+        def backward(g):
+            dx = pool.get("dx", X.shape, dt)
+            K_pool.adaptive_avg_pool2d_backward(dx.size)(
+                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), dx)
+            x.accumulate_grad(dx.reshape(x.shape), owned=True)
+
+        out.set_backward(backward)
+    return out
+
+
+class MaxPool2d(Module):
+    """Max over windows, PyTorch's MaxPool2d: ``kernel_size``, ``stride`` (default: the
+    kernel size), ``padding`` (-inf, at most half the kernel), ``dilation``, ``ceil_mode``;
+    ``return_indices`` also returns the flat indices h * W + w of the maxima (int64).
+    Ties: the first maximum in row-major order wins; NaN propagates. Input (N, C, H, W) or
+    (C, H, W), any dtype kept (``dtype`` casts)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 return_indices: bool = False, ceil_mode: bool = False, dtype=None):
+        super().__init__()
+        self.kernel_size = _tuple(kernel_size, 2, "kernel_size", "MaxPool2d")
+        self.stride = self.kernel_size if stride is None else _tuple(stride, 2, "stride",
+                                                                     "MaxPool2d")
+        self.padding = _tuple(padding, 2, "padding", "MaxPool2d", minimum=0)
+        self.dilation = _tuple(dilation, 2, "dilation", "MaxPool2d")
+        self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
+        self._pool = BufferPool()
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+    def forward(self, x):
+        return max_pool2d_node(_cast_free_input(self, x), self.kernel_size, self.stride,
+                               self.padding, self.dilation, self.ceil_mode, self._pool,
+                               self.return_indices)
+
+
+class AvgPool2d(Module):
+    """Mean over windows, PyTorch's AvgPool2d: ``kernel_size``, ``stride`` (default: the
+    kernel size), ``padding`` (zeros, at most half the kernel), ``ceil_mode``,
+    ``count_include_pad`` (divide by the window including padding), ``divisor_override``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override=None, dtype=None):
+        super().__init__()
+        self.kernel_size = _tuple(kernel_size, 2, "kernel_size", "AvgPool2d")
+        self.stride = self.kernel_size if stride is None else _tuple(stride, 2, "stride",
+                                                                     "AvgPool2d")
+        self.padding = _tuple(padding, 2, "padding", "AvgPool2d", minimum=0)
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
+        if divisor_override is not None:
+            _positive_int(divisor_override, "divisor_override", "AvgPool2d")
+        self.divisor_override = divisor_override
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
+        self._pool = BufferPool()
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"ceil_mode={self.ceil_mode}, count_include_pad={self.count_include_pad}")
+
+    def forward(self, x):
+        return avg_pool2d_node(_cast_free_input(self, x), self.kernel_size, self.stride,
+                               self.padding, self.ceil_mode, self.count_include_pad,
+                               self.divisor_override, self._pool)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean over adaptive windows, PyTorch's AdaptiveAvgPool2d: ``output_size`` an int or
+    (h, w) (None keeps that input size); output row i averages input rows
+    [floor(i H / h), ceil((i + 1) H / h)). ``AdaptiveAvgPool2d(1)`` is global average
+    pooling."""
+
+    def __init__(self, output_size, dtype=None):
+        super().__init__()
+        self.output_size = output_size
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
+        self._pool = BufferPool()
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+    def forward(self, x):
+        return adaptive_avg_pool2d_node(_cast_free_input(self, x), self.output_size,
+                                        self._pool)
+
+
+# --------------------------------------------------------------------------- BatchNorm2d
+class BatchNorm2d(BatchNorm1d):
+    """Batch normalization of (N, C, H, W) images per channel over N, H and W, PyTorch's
+    BatchNorm2d: the arguments, attributes, running statistics (``momentum=None``: the
+    cumulative average) and formulas of :class:`BatchNorm1d`, with N * H * W samples per
+    channel. An ``activation`` (or a following activation in a Sequential) is fused into the
+    kernels. With ``sync_statistics`` (data-parallel), the pixels go through BatchNorm1d's
+    synchronized kernels as rows."""
+
+    def _describe(self) -> str:
+        return f"BatchNorm2d({self.num_features})"
+
+    def forward(self, x, _fused: Activation | None = None):
+        x = _as_input(self, x, min_ndim=4, max_ndim=4)
+        n, c, h, w = x.shape
+        if c != self.num_features:
+            raise ValueError(f"{self._describe()}: expected input of shape (N, "
+                             f"{self.num_features}, H, W), got {x.shape}")
+        use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats and self._sync is not None:  # pixels as rows: the synced kernels
+            rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+            return self._forward_2d(rows, _fused).reshape(n, h, w, c).permute(0, 3, 1, 2)
+        if use_batch_stats and n * h * w < 2:
+            raise ValueError(f"{self._describe()}: training needs more than 1 value per "
+                             f"channel to compute batch statistics, got input of shape "
+                             f"{x.shape}")
+        act = _fused or self.activation
+        code = act.code if act is not None else K_act.IDENTITY
+        alpha = act.alpha if act is not None else 0.0
+        L = h * w
+        X = np.ascontiguousarray(x.data).reshape(n, c, L)
+        dt, pool = self.dtype, self._pool
+        gamma = self.weight.data if self.affine else self._ones
+        beta = self.bias.data if self.affine else self._zeros
+        params = (self.weight, self.bias) if self.affine else ()
+        needs_grad = is_grad_enabled() and (x.requires_grad or bool(params))
+        y = pool.get("y", (n, c, L), dt)
+        d = pool.get("d", (n, c, L), dt)  # always written by the kernels
+        d_backward = d if code != K_act.IDENTITY else d[:0]  # identity: dz = dy
+        if use_batch_stats:
+            xhat = pool.get("xhat", (n, c, L), dt) if needs_grad else y[:0]
+            inv_std = pool.get("inv_std", (c,), dt)
+            momentum = self.momentum
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked += 1
+                if momentum is None:
+                    momentum = 1.0 / float(self.num_batches_tracked)
+                rm, rv = self.running_mean, self.running_var
+            else:
+                rm = rv = np.empty(0, dt)
+            K_bn.batchnorm2d_forward_train(
+                X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha, y, xhat, d,
+                pool.get("mean", (c,), dt), inv_std,
+                pool.get("partial", (n, 2, c), np.float64),
+                pool.get("stats", (3, c), np.float64))
+        else:
+            K_bn.batchnorm2d_forward_eval(X, gamma, beta, self.eps, self.running_mean,
+                                          self.running_var, code, alpha, y, d)
+            if needs_grad:
+                inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(dt)
+                xhat = (X - self.running_mean[:, None]) * inv_std[:, None]
+        out = node(y.reshape(x.shape), (x, *params),
+                   "batchnorm2d" if act is None else f"batchnorm2d+{act.name}")
+        if out.requires_grad:
+            weight, bias = self.weight, self.bias
+
+            def backward(g):
+                g = np.ascontiguousarray(g, dtype=dt).reshape(n, c, L)
+                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
+                dgamma, dbeta = pool.get("dgamma", (c,), dt), pool.get("dbeta", (c,), dt)
+                if use_batch_stats:
+                    K_bn.batchnorm2d_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma,
+                                              dbeta, pool.get("partial_b", (n, 2, c),
+                                                              np.float64),
+                                              pool.get("sums_b", (2, c), np.float64))
+                else:  # fixed statistics: an affine map per channel
+                    dz = g * d_backward if d_backward.shape[0] else g
+                    np.sum(dz, axis=(0, 2), out=dbeta)
+                    np.sum(dz * xhat, axis=(0, 2), out=dgamma)
+                    if dx is not None:
+                        np.multiply(dz, (gamma * inv_std)[:, None], out=dx)
+                if weight is not None and weight.requires_grad:
+                    weight.accumulate_grad(dgamma, owned=True)
+                if bias is not None and bias.requires_grad:
+                    bias.accumulate_grad(dbeta, owned=True)
+                if dx is not None:
+                    x.accumulate_grad(dx.reshape(x.shape), owned=True)
+
+            out.set_backward(backward)
+        return out
+
+
+# ----------------------------------------------------------------------------- Dropout2d
+def dropout2d_node(x: Tensor, p: float, generator: np.random.Generator,
+                   pool: BufferPool) -> Tensor:
+    """Channel dropout of x (N, C, *): each (image, channel) is zeroed with
+    probability p and the others scaled by 1 / (1 - p); the mask of channel c of image n is
+    dropout's (``dropout_forward_into``) for row n, unit c."""
+    if x.ndim < 2:
+        raise ValueError(f"Dropout2d: expected an input of at least 2 dimensions, got shape "
+                         f"{x.shape}")
+    n, c = x.shape[:2]
+    ones = np.ones(n * c, x.dtype)
+    keep = pool.get("keep", ones.shape, x.dtype)
+    mask = pool.get("mask", ones.shape, x.dtype)
+    dropout_forward_into(ones, p, generator, keep, mask, c)
+    return x * Tensor(mask.reshape(n, c, *(1,) * (x.ndim - 2)).copy())
+
+
+class Dropout2d(Module):
+    """Channel dropout, PyTorch's Dropout2d: in training each channel of each image (input
+    (N, C, H, W), or (N, C, L) as PyTorch reads a 3-D input) is zeroed with probability
+    ``p``, the others scaled by 1 / (1 - p); the identity in evaluation. Masks from the
+    layer's seeded generator, as :class:`Dropout`."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None, dtype=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout2d: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.dtype = None if dtype is None else resolve_dtype(dtype)
+        self.generator = new_generator(seed)
+        self._pool = BufferPool()
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x):
+        x = _cast_free_input(self, x)
+        if not self.training or self.p == 0.0:
+            return x
+        return dropout2d_node(x, self.p, self.generator, self._pool)
+
+
+# ----------------------------------------------------------------------------- Unflatten
+class Unflatten(Module):
+    """Dimension ``dim`` split into ``unflattened_size``, PyTorch's nn.Unflatten: rows of
+    pixels (N, C*H*W), as fastnn's data loaders hand out images, become (N, C, H, W) with
+    ``Unflatten(1, (C, H, W))`` in front of a Conv2d. A view: no copy, the gradient passes
+    back reshaped."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        sizes = tuple(unflattened_size)
+        if not sizes or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                            or (v <= 0 and v != -1) for v in sizes):
+            raise ValueError(f"Unflatten: unflattened_size must be a tuple of positive "
+                             f"integers (one may be -1), got {unflattened_size!r}")
+        self.dim, self.unflattened_size = int(dim), tuple(int(v) for v in sizes)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+    def forward(self, x):
+        x = as_input_tensor(x, "Unflatten input")
+        size = x.shape[self.dim] if -x.ndim <= self.dim < x.ndim else None
+        known = int(np.prod([v for v in self.unflattened_size if v != -1]))
+        if size is None or (size != known if -1 not in self.unflattened_size
+                            else size % known):
+            raise ValueError(f"Unflatten: cannot split dimension {self.dim} of an input of "
+                             f"shape {x.shape} into {self.unflattened_size}")
+        return x.unflatten(self.dim, self.unflattened_size)
+
+
+def as_input_tensor(x, name: str) -> Tensor:
+    """``x`` as a floating Tensor (for the functional forms)."""
+    if isinstance(x, Tensor):
+        return x if x.dtype.kind == "f" else Tensor(x.data)
+    return Tensor(as_float_array(x, name=name))

@@ -1,0 +1,145 @@
+"""kernels/conv.py against tests/naive.py."""
+
+import numba
+import numpy as np
+import pytest
+
+import naive
+from fastnn.kernels import conv
+from fastnn.kernels.activations import CODES, IDENTITY
+
+# (N, C, H, W, O, kh, kw, stride, padding (t, b, l, r), dilation, groups)
+CASES = [
+    (2, 3, 7, 6, 4, 3, 3, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (3, 2, 8, 5, 5, 2, 3, (2, 1), (1, 1, 2, 2), (1, 1), 1),
+    (2, 4, 9, 9, 6, 3, 2, (2, 3), (0, 1, 1, 0), (2, 1), 2),  # asymmetric, dilated, groups
+    (2, 4, 6, 7, 4, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 4),  # depthwise
+    (1, 3, 5, 5, 2, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1
+]
+
+
+def _buffers(case, dtype, code):
+    n, c, h, w, o, kh, kw, stride, pad, dil, groups = case
+    oh = conv.output_size(h, kh, stride[0], pad[0], pad[1], dil[0])
+    ow = conv.output_size(w, kw, stride[1], pad[2], pad[3], dil[1])
+    cols = np.empty((groups, c // groups * kh * kw, n * oh * ow), dtype)
+    z = np.empty((o, n * oh * ow), dtype)
+    y = np.empty((n, o, oh, ow), dtype)
+    d = np.empty((n if code != IDENTITY else 0, o, oh, ow), dtype)
+    return cols, z, y, d
+
+
+def _run(case, dtype, act, bias=True, seed=0):
+    n, c, h, w, o, kh, kw, stride, pad, dil, groups = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else np.empty(0, dtype)
+    code = CODES[act]
+    cols, z, y, d = _buffers(case, dtype, code)
+    conv.conv2d_forward(x, W, b, stride, pad, dil, groups, code, 0.0, cols, z, y, d)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dz, partial = np.empty_like(z), np.empty((n, o))
+    dcols, dx = np.empty_like(cols), np.empty_like(x)
+    dW, db = np.empty_like(W), np.empty(o, dtype) if bias else None
+    conv.conv2d_backward(dy, d, cols, W, stride, pad, dil, dz, partial, dcols, dx, dW, db)
+    return (x, W, b if bias else None, dy), (y, d, dx, dW, db)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("act", ["identity", "relu"])
+def test_forward_and_backward_match_the_naive_twin(case, act, dtype, tol):
+    _, _, _, _, _, _, _, stride, pad, dil, groups = case
+    (x, W, b, dy), (y, d, dx, dW, db) = _run(case, dtype, act)
+    y_ref, d_ref = naive.conv2d_forward(x, W, b, stride, pad, dil, groups, act)
+    np.testing.assert_allclose(y, y_ref, rtol=tol["rtol"], atol=tol["atol"] * 10)
+    if act != "identity":
+        np.testing.assert_allclose(d, d_ref, **tol)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, stride, pad, dil, groups, d_ref)
+    for got, ref in ((dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+
+
+def test_without_bias_and_without_dx_and_accumulating_dW():
+    case = CASES[1]
+    n, c, h, w, o, kh, kw, stride, pad, dil, groups = case
+    (x, W, _, dy), (y, d, _, dW, _) = _run(case, np.float64, "identity", bias=False)
+    y_ref, _ = naive.conv2d_forward(x, W, None, stride, pad, dil, groups)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    cols, z, _, _ = _buffers(case, np.float64, IDENTITY)
+    conv.conv2d_forward(x, W, np.empty(0), stride, pad, dil, groups, IDENTITY, 0.0, cols, z,
+                        np.empty_like(y), d)
+    acc = np.ones_like(W)
+    conv.conv2d_backward(dy, d, cols, W, stride, pad, dil, np.empty_like(z), np.empty((n, o)),
+                         None, None, None, None, accumulate_dW=acc)
+    np.testing.assert_allclose(acc, dW + 1.0, rtol=1e-12)
+
+
+def test_same_bits_on_one_and_two_threads(dtype):
+    case = (8, 6, 12, 12, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)  # large enough for the pool
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            results.append(_run(case, dtype, "relu")[1])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(results[0], results[-1], strict=True):
+        assert np.array_equal(a, b)
+
+
+DEPTHWISE = [  # (N, C, H, W, multiplier, kh, kw, stride, padding, dilation)
+    (2, 3, 7, 6, 1, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
+    (2, 2, 8, 9, 2, 2, 3, (2, 1), (0, 1, 2, 0), (1, 2)),
+    (1, 4, 6, 7, 1, 3, 2, (1, 2), (1, 1, 0, 1), (2, 1)),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE)
+@pytest.mark.parametrize("act", ["identity", "tanh"])
+def test_depthwise_direct_matches_the_naive_twin(case, act, dtype, tol):
+    n, c, h, w, mult, kh, kw, stride, pad, dil = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((c * mult, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c * mult).astype(dtype)
+    oh = conv.output_size(h, kh, stride[0], pad[0], pad[1], dil[0])
+    ow = conv.output_size(w, kw, stride[1], pad[2], pad[3], dil[1])
+    y = np.empty((n, c * mult, oh, ow), dtype)
+    d = np.empty_like(y) if act != "identity" else y[:0]
+    conv.depthwise_forward_call(x, W, b, stride, pad, dil, CODES[act], 0.0, y, d)
+    y_ref, d_ref = naive.conv2d_forward(x, W, b, stride, pad, dil, c, act)
+    np.testing.assert_allclose(y, y_ref, rtol=tol["rtol"], atol=tol["atol"] * 10)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty_like(b)
+    conv.depthwise_backward_call(dy, d, x, W, stride, pad, dil, np.empty_like(y),
+                                 np.empty((n, c * mult, kh * kw)), np.empty((n, c * mult)),
+                                 dx, dW, db)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, stride, pad, dil, c,
+                                                   d_ref if act != "identity" else None)
+    for got, ref in ((dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+
+
+def test_depthwise_same_bits_on_one_and_two_threads():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 16, 12, 12)).astype(np.float32)
+    W = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    b = np.zeros(16, np.float32)
+    pad = (1, 1, 1, 1)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            y, d = np.empty((8, 16, 12, 12), np.float32), np.empty((8, 16, 12, 12), np.float32)
+            conv.depthwise_forward_call(x, W, b, (1, 1), pad, (1, 1), CODES["relu"], 0.0, y, d)
+            dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty_like(b)
+            conv.depthwise_backward_call(y, d, x, W, (1, 1), pad, (1, 1), np.empty_like(y),
+                                         np.empty((8, 16, 9)), np.empty((8, 16)), dx, dW, db)
+            results.append((y, dx, dW, db))
+    finally:
+        numba.set_num_threads(before)
+    for a, b_ in zip(results[0], results[-1], strict=True):
+        assert np.array_equal(a, b_)
