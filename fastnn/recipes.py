@@ -361,6 +361,8 @@ def load_features(source: str, encoding: Encoding | None = None) -> np.ndarray:
     kind, sep, rest = source.partition(":")
     if not sep or os.path.exists(source):  # a plain path
         kind, rest = os.path.splitext(source)[1].lstrip(".").lower(), source
+        if not os.path.exists(source) and (kind or os.sep in source):
+            raise FileNotFoundError(f"no such file: {source}")
         if kind not in ("npz", "csv", "npy"):
             raise DataError(f"{source}: give a .npz, .csv or .npy file, or a data spec such as "
                             "npz:FILE or csv:FILE")
@@ -498,12 +500,46 @@ def load_trained(path: str) -> TrainedModel:
         return _load_trained_safetensors(path)
     ckpt = load_checkpoint(path)
     cfg = ckpt.meta.get("config", {})
-    if "architecture" not in cfg:
+    if not isinstance(cfg.get("architecture"), dict):
         raise CheckpointError(f"{path}: records no architecture to rebuild the model from")
-    model = build_model(cfg["architecture"])
-    restore(ckpt, model=model)
-    model.eval()
-    return TrainedModel(model, Encoding.from_checkpoint(ckpt), cfg, path)
+    _check_architecture_fits(ckpt, cfg["architecture"])
+    try:  # the record is data from a file: any inconsistency in it is a damaged checkpoint
+        model = build_model(cfg["architecture"])
+        restore(ckpt, model=model)
+        model.eval()
+        trained = TrainedModel(model, Encoding.from_checkpoint(ckpt), cfg, path)
+        trained._check_features(len(trained.encoding.standardizer.mean), "its standardization")
+        n_out = cfg["architecture"].get("n_outputs", cfg["architecture"].get("n_classes"))
+        if trained.encoding.n_outputs != n_out:
+            raise CheckpointError(f"{path}: records {trained.encoding.n_outputs} classes or "
+                                  f"targets for a model of {n_out} outputs")
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: a damaged run record ({type(exc).__name__}: "
+                              f"{str(exc)[:160]})") from None
+    return trained
+
+
+def _check_architecture_fits(ckpt, arch: dict) -> None:
+    """Refuse an architecture whose weights the file cannot hold, before building it: each
+    Linear's (in, out) weight must fit in the model arrays the checkpoint stores (so a
+    record claiming 10^9 units allocates nothing)."""
+    from .checkpoint import CheckpointError
+
+    stored = ckpt.section("model")
+    held = sum(int(a.size) for a in stored.values())
+    n_out = arch.get("n_outputs", arch.get("n_classes"))
+    hidden = arch.get("hidden")
+    widths = [arch.get("input_dim"), *(hidden if isinstance(hidden, list) else [None]), n_out]
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise CheckpointError(f"{ckpt.path}: the architecture's sizes must be positive "
+                              f"integers, got input_dim, hidden, outputs = {widths!r:.120}")
+    need = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    if need > held or len(widths) - 1 > len(stored):
+        raise CheckpointError(f"{ckpt.path}: the architecture {widths!r:.120} needs {need} "
+                              f"weights in {len(widths) - 1} Linear layers; the file holds "
+                              f"{held} values in {len(stored)} model arrays")
 
 
 def _load_trained_safetensors(path: str) -> TrainedModel:
