@@ -252,9 +252,15 @@ def load_npy(paths: list[str]) -> Split:
     return Split(X, y, X_test, y_test, name="npy")
 
 
+def _shown(cell: str, width: int = 40) -> str:
+    """A cell for a message: its repr, cut to ``width`` characters (a field may be huge)."""
+    return repr(cell) if len(cell) <= width else f"{cell[:width]!r}... ({len(cell)} characters)"
+
+
 def _parse_targets(cells: list[str], name: str):
     """Target cells of one column: int64 when all are integers, float64 when all are
-    numbers, else the strings."""
+    numbers, else the strings (refused when the fixed-width string array would take far
+    more memory than the text: one huge name among many short ones)."""
     try:
         return np.array([int(c) for c in cells], dtype=np.int64)
     except (ValueError, OverflowError):
@@ -262,7 +268,14 @@ def _parse_targets(cells: list[str], name: str):
     try:
         return np.array([float(c) for c in cells], dtype=np.float64)
     except ValueError:
-        return np.array(cells, dtype=str)
+        pass
+    longest = max(range(len(cells)), key=lambda i: len(cells[i]))
+    need = 4 * len(cells) * len(cells[longest])
+    if need > max(64 << 20, 16 * sum(len(c) for c in cells)):
+        raise DataError(f"{name}: the name in data row {longest + 1} is "
+                        f"{len(cells[longest])} characters; as one array of names the column "
+                        f"would take {need} bytes")
+    return np.array(cells, dtype=str)
 
 
 def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
@@ -273,10 +286,50 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
     Target cells may be integers, numbers or names (what they mean is decided later, see
     :func:`fastnn.tasks.infer_task`). Empty cells, and text or NaN/Inf in feature columns,
     raise DataError naming the file line (1-based, the header is line 1) and the column.
+    The text is UTF-8 (a byte-order mark is skipped); bytes that are not UTF-8 raise
+    FileFormatError naming the line and the byte offset. A field may be as long as the file.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    with open(path, newline="") as f:
+    check_file(path)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, os.path.getsize(path) + 1))  # no limit but the file's size
+    try:
+        return _load_csv(path, target, features)
+    except UnicodeDecodeError:
+        line, offset, bad = first_bad_utf8(path)
+        raise FileFormatError(f"{path}: line {line}, byte {offset}: {bad!r} is not UTF-8 (save "
+                              "the file as UTF-8)") from None
+    except csv.Error as exc:
+        raise FileFormatError(f"{path}: not a readable CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def first_bad_utf8(path: str, chunk: int = 1 << 20) -> tuple[int, int, bytes]:
+    """(line, byte offset, bytes) of the first bytes of ``path`` that are not UTF-8, read in
+    chunks (memory stays ``chunk``); (0, -1, b"") when all are."""
+    line, offset, pending = 1, 0, b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            data = pending + block
+            try:
+                data.decode("utf-8")
+                ok = len(data)
+            except UnicodeDecodeError as exc:
+                if block and exc.end == len(data) and exc.start >= len(data) - 3:
+                    ok = exc.start  # a character cut by the chunk's end: finish it next time
+                else:
+                    return line + data[:exc.start].count(b"\n"), offset + exc.start, \
+                        data[exc.start:exc.end]
+            line += data[:ok].count(b"\n")
+            offset += ok
+            pending = data[ok:]
+            if not block:
+                return 0, -1, b""
+
+
+def _load_csv(path: str, target: str | None, features: list[str] | None) -> Split:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if not header:
@@ -310,12 +363,12 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
                 try:
                     v = float(cell)
                 except ValueError:
-                    what = "an empty cell" if not cell else f"{cell!r}"
+                    what = "an empty cell" if not cell else _shown(cell)
                     raise DataError(f"{path}: line {line}, column {header[j]!r}: {what} is not "
                                     "a number") from None
                 if not np.isfinite(v):
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {cell!r} is "
-                                    "NaN or Inf")
+                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {_shown(cell)} "
+                                    "is NaN or Inf")
                 values.append(v)
             feats.append(values)
             cells = [row[j].strip() for j in t_cols]
@@ -329,7 +382,8 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
     X = np.array(feats, dtype=np.float64)
     y = None
     if targets:
-        cols = [_parse_targets([r[k] for r in labels], targets[k]) for k in range(len(targets))]
+        cols = [_parse_targets([r[k] for r in labels], f"{path}, target column {targets[k]!r}")
+                for k in range(len(targets))]
         if len(cols) == 1:
             y = cols[0]
         else:

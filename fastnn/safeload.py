@@ -28,8 +28,10 @@ missing file is a ``FileNotFoundError`` saying "no such file".
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 
@@ -50,7 +52,7 @@ MAX_EXPANSION = 1032
 #: on malformed input. Inside the readers below each means "this file is broken".
 _BROKEN = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
            TypeError, KeyError, IndexError, struct.error, zlib.error, NotImplementedError,
-           RuntimeError, OverflowError, SyntaxError)
+           RuntimeError, OverflowError, SyntaxError, tokenize.TokenError)
 
 
 class FileFormatError(DataError):
@@ -82,8 +84,28 @@ def _header(fp, where: str, error: type[FileFormatError]):
     if version not in readers:
         raise error(f"{where}: .npy format version {version[0]}.{version[1]}, fastnn reads "
                     "1.0 and 2.0 (what NumPy writes for plain arrays)")
+    # NumPy reads the header's declared length before comparing it with max_header_size:
+    # read and check the length first, then hand NumPy the bytes.
+    length_format = "<H" if version == (1, 0) else "<I"
     try:
-        shape, fortran, dtype = readers[version](fp, max_header_size=MAX_HEADER_SIZE)
+        length = fp.read(struct.calcsize(length_format))
+        if len(length) < struct.calcsize(length_format):
+            raise error(f"{where}: truncated in the .npy header")
+        (header_length,) = struct.unpack(length_format, length)
+        if header_length > MAX_HEADER_SIZE:
+            raise error(f"{where}: a .npy header of {header_length} bytes, over the limit of "
+                        f"{MAX_HEADER_SIZE} (NumPy's max_header_size)")
+        header = fp.read(header_length)
+    except FileFormatError:
+        raise
+    except _BROKEN as exc:
+        raise error(f"{where}: cannot read the .npy header ({str(exc)[:200]})") from None
+    if len(header) < header_length:
+        raise error(f"{where}: truncated: a .npy header of {header_length} bytes declared, "
+                    f"{len(header)} found")
+    try:
+        shape, fortran, dtype = readers[version](io.BytesIO(length + header),
+                                                 max_header_size=MAX_HEADER_SIZE)
     except _BROKEN as exc:
         raise error(f"{where}: a broken .npy header ({type(exc).__name__}: "
                     f"{str(exc)[:200]})") from None
