@@ -296,8 +296,8 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
         return _load_csv(path, target, features)
     except UnicodeDecodeError:
         line, offset, bad = first_bad_utf8(path)
-        raise FileFormatError(f"{path}: line {line}, byte {offset}: {bad!r} is not UTF-8 (save "
-                              "the file as UTF-8)") from None
+        raise FileFormatError(f"{path}: line {line}, byte offset {offset}: {bad!r} is not "
+                              "UTF-8 (save the file as UTF-8)") from None
     except csv.Error as exc:
         raise FileFormatError(f"{path}: not a readable CSV ({exc})") from None
     finally:

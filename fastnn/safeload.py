@@ -184,8 +184,8 @@ def _open_zip(name: str, error: type[FileFormatError]) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(name)
     except _BROKEN as exc:
-        raise error(f"{name}: not a readable .npz file (not a zip archive: {str(exc)[:200]})") \
-            from None
+        raise error(f"{name}: not a readable .npz file (truncated or corrupt, or not a zip "
+                    f"archive: {str(exc)[:200]})") from None
 
 
 def _members(zf: zipfile.ZipFile, name: str, error) -> dict[str, zipfile.ZipInfo]:
