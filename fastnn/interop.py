@@ -541,7 +541,9 @@ def _claimed_weights(spec) -> int:
                 sizes = [args.get(k) for k in ("in_features", "out_features", "pieces",
                                                "num_features", "num_parameters")]
                 sizes = [v for v in sizes if isinstance(v, int) and not isinstance(v, bool)]
-                if sizes:
+                stores = args.get("affine") is not False or \
+                    args.get("track_running_stats") is not False  # else a BatchNorm1d of nothing
+                if sizes and stores:
                     total += math.prod(max(v, 0) for v in sizes)
                 stack.append(args.get("activation"))
             stack.append(node.get("layers"))

@@ -114,3 +114,51 @@ def test_fuzz(reader, seeds, sandbox, tmp_path):
     tally = TALLY[reader]
     print(f"\n{reader}: {sum(tally.values())} cases in {time.perf_counter() - start:.1f} s: "
           f"{tally}")
+
+
+def test_files_nobody_on_the_team_made(sandbox, tmp_path):
+    """The test data NumPy, SciPy, scikit-learn and CPython ship (object arrays pickled by
+    Python 2, zip layouts of other tools, gzipped tables, CSVs of every shape): each file
+    through the readers of its kind, each answer a result or fastnn's own error."""
+    import shutil
+
+    from fuzzkit.seeds import FOREIGN_READERS, foreign_files
+
+    files = foreign_files()
+    if not files:
+        pytest.skip("no test data of NumPy, SciPy, scikit-learn or CPython found")
+    bad, tally = [], {}
+    for i, src in enumerate(files):
+        ext = os.path.splitext(src)[1]
+        path = str(tmp_path / f"foreign{i}{ext}")  # a copy: the cifar reader links beside it
+        shutil.copyfile(src, path)
+        for reader in FOREIGN_READERS[ext]:
+            outcome = sandbox.run(reader, path)
+            tally[outcome.kind] = tally.get(outcome.kind, 0) + 1
+            if not outcome.acceptable:
+                bad.append(f"{reader} on {src}: {outcome.kind}: {outcome.detail[:300]}")
+    print(f"\n{len(files)} foreign files: {tally}")
+    assert not bad, "\n".join(bad)
+
+
+def test_safetensors_architecture_larger_than_its_weights_is_refused(tmp_path):
+    """An architecture in the metadata claiming 10^9 units is refused before it is built."""
+    import json
+    import struct
+
+    import fastnn as fnn
+    from fastnn.interop import SafetensorsFileError, load_safetensors, save_safetensors
+
+    pytest.importorskip("safetensors")
+    path = tmp_path / "m.safetensors"
+    save_safetensors(fnn.Sequential(fnn.Linear(3, 2)), path)
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    arch = json.loads(header["__metadata__"]["fastnn.architecture"])
+    arch["layers"][0]["args"]["in_features"] = 10**9
+    header["__metadata__"]["fastnn.architecture"] = json.dumps(arch)
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    with pytest.raises(SafetensorsFileError, match="need at least 2000000000 weights"):
+        load_safetensors(path)

@@ -26,6 +26,7 @@ gets the byte-level ones (applied last, on the bytes):
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import json
@@ -307,7 +308,7 @@ def mutate_json(doc, ops):
             raw_at.append((json.dumps(marker), "[" * 50000 + "]" * 50000))
             parent[key] = marker
         else:
-            parent[key] = op[2]
+            parent[key] = copy.deepcopy(op[2])  # drawn values are shared between examples
     text = json.dumps(doc, allow_nan=True)
     for marker, raw in raw_at:
         text = text.replace(marker, raw, 1)
@@ -353,7 +354,7 @@ def mutate_safetensors(data: bytes, ops) -> bytes:
     header, body = json.loads(data[8:8 + n]), data[8 + n:]
     hlen = None
     for op in ops:
-        if op[0] == "header":
+        if op[0] == "header" and not (isinstance(header, dict) and "__raw__" in header):
             text = mutate_json(header, op[1]) if isinstance(header, (dict, list)) else \
                 json.dumps(header)
             try:

@@ -106,3 +106,32 @@ def _trained(directory: str, X, y, rng) -> tuple[list[str], list[str]]:
         export_run(ckpt, safetensors=st)
         tensors.append(st)
     return ckpts, tensors
+
+
+#: Files of others by extension -> the readers to try on them.
+FOREIGN_READERS = {".npz": ("npz", "checkpoint"), ".zip": ("npz", "checkpoint"),
+                   ".npy": ("npy",), ".csv": ("csv-last",), ".gz": ("idx",),
+                   ".bin": ("cifar", "idx")}
+
+
+def foreign_files(max_bytes: int = 2 << 20) -> list[str]:
+    """Files nobody on fastnn's team made: the test data that NumPy, SciPy, scikit-learn and
+    CPython ship (object arrays pickled by Python 2, old zip layouts, gzipped tables, CSVs),
+    wherever those are installed; each at most ``max_bytes``."""
+    import importlib
+
+    roots = [os.path.join(os.path.dirname(os.__file__), "test")]
+    for name in ("numpy", "scipy", "sklearn"):
+        try:
+            roots.append(os.path.dirname(importlib.import_module(name).__file__))
+        except ImportError:
+            pass
+    found = []
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in sorted(names):
+                path = os.path.join(directory, name)
+                if (os.path.splitext(name)[1] in FOREIGN_READERS and os.path.isfile(path)
+                        and os.path.getsize(path) <= max_bytes):
+                    found.append(path)
+    return sorted(found)

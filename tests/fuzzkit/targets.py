@@ -70,6 +70,16 @@ def _predict(trained) -> str:
     return f"{trained.task} {_touch(out)}"
 
 
+def _last_column(path: str) -> str:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f))[-1].strip() or "target"
+    except (UnicodeDecodeError, csv.Error, StopIteration, IndexError):
+        return "target"
+
+
 def run(target: str, path: str) -> str:
     """Run reader ``target`` on ``path``; a short summary of the result."""
     from fastnn import datasets, recipes
@@ -80,6 +90,8 @@ def run(target: str, path: str) -> str:
         return _split(datasets.load_spec(f"npy:{path},{path}"))
     if target == "csv":
         return _split(datasets.load_spec(f"csv:{path}:target"))
+    if target == "csv-last":  # a CSV of someone else's: its last column is the target
+        return _split(datasets.load_spec(f"csv:{path}:{_last_column(path)}"))
     if target == "parquet":
         return _split(datasets.load_spec(f"parquet:{path}:target"))
     if target == "idx":
