@@ -444,6 +444,6 @@ def load_spec(spec: str) -> Split:
              "npy:X.npy,y.npy or csv:FILE:TARGET")
     if os.path.exists(spec):
         raise DataError(f"{spec} is a file; a data spec names its kind: {kinds}")
-    if os.sep in spec or "." in spec:  # a path, not a spec
+    if ":" not in spec and (os.sep in spec or "." in spec):  # a path, not a spec
         raise FileNotFoundError(f"no such file: {spec} (a data spec names its kind: {kinds})")
     raise DataError(f"unknown data spec {spec!r}: {kinds}")

@@ -116,6 +116,7 @@ def test_fuzz(reader, seeds, sandbox, tmp_path):
           f"{tally}")
 
 
+@pytest.mark.slow
 def test_files_nobody_on_the_team_made(sandbox, tmp_path):
     """The test data NumPy, SciPy, scikit-learn and CPython ship (object arrays pickled by
     Python 2, zip layouts of other tools, gzipped tables, CSVs of every shape): each file

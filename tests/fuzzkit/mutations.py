@@ -468,6 +468,7 @@ def mutate_parquet(data: bytes, ops) -> bytes:
 
     table = pq.read_table(io.BytesIO(data))
     cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    dictionary = set()  # columns written dictionary-encoded
     for op in ops:
         names = list(cols)
         if op[0] == "cell" and names:
@@ -487,15 +488,17 @@ def mutate_parquet(data: bytes, ops) -> bytes:
             elif op[1] == "nested":
                 cols[name] = [[v, v] for v in cols[name]]
             elif op[1] == "dictionary":
-                cols[name] = pa.array([str(v) for v in cols[name]]).dictionary_encode()
+                dictionary.add(name)
         elif op[0] == "rows":
             cols = {k: (v * (op[1] // max(len(v), 1) + 1))[:op[1]] for k, v in cols.items()}
     arrays = {}
     for name, values in cols.items():
         try:
-            arrays[name] = values if isinstance(values, pa.Array) else pa.array(values)
+            arrays[name] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             arrays[name] = pa.array([str(v) for v in values])
+        if name in dictionary:
+            arrays[name] = pa.array([str(v) for v in values]).dictionary_encode()
     buf = io.BytesIO()
     pq.write_table(pa.table(arrays), buf)
     return buf.getvalue()
