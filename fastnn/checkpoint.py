@@ -10,7 +10,9 @@ optimizer's hyperparameters and step counts, the schedule's and the data loader'
 the dropout layers' generator states and the history.
 
 A write goes to a temporary file in the same directory, is flushed to disk, then renamed
-over the target: a crash mid-write leaves the previous checkpoint intact.
+over the target: a crash mid-write leaves the previous checkpoint intact. A read checks every
+array's header against the bytes the file holds before it allocates anything
+(:mod:`fastnn.safeload`), and the JSON record's fields before they are used.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .safeload import FileFormatError, read_npz
 
 FORMAT = "fastnn-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A file that is not a usable fastnn checkpoint (missing, truncated, foreign, mismatched)."""
+class CheckpointError(FileFormatError):
+    """A file that is not a usable fastnn checkpoint (missing, truncated, foreign, mismatched).
+
+    A :class:`fastnn.safeload.FileFormatError`, hence a DataError and a ValueError."""
 
 
 @dataclass
@@ -121,23 +126,43 @@ def load_checkpoint(path: str) -> Checkpoint:
     """Read a checkpoint; anything else (missing, truncated, foreign) raises CheckpointError."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    arrays = read_npz(path, error=CheckpointError)  # every header checked before reading
+    record = arrays.pop("__fastnn__", None)
+    if record is None:
+        raise CheckpointError(f"{path}: not a fastnn checkpoint (no __fastnn__ record)")
+    if record.dtype.kind != "U" or record.ndim != 0:
+        raise CheckpointError(f"{path}: the __fastnn__ record is not a JSON string (dtype "
+                              f"{record.dtype}, shape {record.shape})")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if "__fastnn__" not in f.files:
-                raise CheckpointError(f"{path}: not a fastnn checkpoint (no __fastnn__ record)")
-            meta = json.loads(str(f["__fastnn__"]))
-            arrays = {k: f[k] for k in f.files if k != "__fastnn__"}
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable fastnn checkpoint (truncated or corrupt: "
-                              f"{type(exc).__name__})") from None
+        meta = json.loads(str(record))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: the __fastnn__ record is not valid JSON "
+                              f"({str(exc)[:120]})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastnn checkpoint")
     if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')}, this "
-                              f"fastnn reads version {VERSION}")
+        raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')!r:.40}, "
+                              f"this fastnn reads version {VERSION}")
+    _check_record(meta, path)
     return Checkpoint(meta, arrays, path)
+
+
+#: The JSON record's fields and their types (those a reader relies on).
+_RECORD_TYPES = {"epoch": int, "config": dict, "history": list, "optimizer": dict,
+                 "scheduler": dict, "loader": dict, "generators": list}
+
+
+def _check_record(meta: dict, path: str) -> None:
+    for key, kind in _RECORD_TYPES.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"{path}: the record's {key!r} is a "
+                                  f"{type(meta[key]).__name__}, not a {kind.__name__}")
+    om = meta.get("optimizer")
+    if om is not None:
+        if not (isinstance(om.get("layout"), list) and isinstance(om.get("state"), list)
+                and all(isinstance(k, str) for k in om["state"])
+                and isinstance(om.get("class"), str)):
+            raise CheckpointError(f"{path}: a damaged optimizer record")
 
 
 def restore(ckpt: Checkpoint, *, model, optimizer=None, scheduler=None, loader=None,
@@ -155,22 +180,25 @@ def restore(ckpt: Checkpoint, *, model, optimizer=None, scheduler=None, loader=N
             raise CheckpointError(f"{ckpt.path}: optimizer is {om.get('class')}, not "
                                   f"{type(optimizer).__name__}")
         bufs = ckpt.section("optim")
-        state = {name: [bufs[f"{name}/{k}"] for k in range(len(om["layout"]))]
-                 for name in om["state"]}
-        groups = om["param_groups"]
         try:
-            optimizer.load_state_dict({"param_groups": groups, "steps": om["steps"],
+            state = {name: [bufs[f"{name}/{k}"] for k in range(len(om["layout"]))]
+                     for name in om["state"]}
+            optimizer.load_state_dict({"param_groups": om["param_groups"], "steps": om["steps"],
                                        "state": state, "layout": om["layout"]})
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise CheckpointError(f"{ckpt.path}: optimizer state does not fit: {exc}") from None
-    if scheduler is not None and "scheduler" in ckpt.meta:
-        scheduler.load_state_dict(ckpt.meta["scheduler"]["state"])
-    if loader is not None and "loader" in ckpt.meta:
-        loader.load_state_dict(ckpt.meta["loader"])
-    gens = _generators(model)
-    saved = ckpt.meta.get("generators", [])
-    if len(saved) == len(gens):
-        for g, s in zip(gens, saved, strict=True):
-            g.bit_generator.state = s
+    try:
+        if scheduler is not None and "scheduler" in ckpt.meta:
+            scheduler.load_state_dict(ckpt.meta["scheduler"]["state"])
+        if loader is not None and "loader" in ckpt.meta:
+            loader.load_state_dict(ckpt.meta["loader"])
+        gens = _generators(model)
+        saved = ckpt.meta.get("generators", [])
+        if len(saved) == len(gens):
+            for g, s in zip(gens, saved, strict=True):
+                g.bit_generator.state = s
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{ckpt.path}: a damaged schedule, loader or generator state "
+                              f"({type(exc).__name__}: {str(exc)[:120]})") from None
     if standardizer is not None and "data/mean" in ckpt.arrays:
         standardizer.mean, standardizer.std = ckpt.arrays["data/mean"], ckpt.arrays["data/std"]

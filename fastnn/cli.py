@@ -274,8 +274,9 @@ def _main(argv: list[str] | None) -> int:
         return args.func(args)
     except (ConfigError, DataError, CheckpointError, SafetensorsFileError, UnsupportedLayerError,
             OSError, ImportError, NotImplementedError) as exc:
-        # fastnn's own errors and the environment's (a missing file, a full disk): one line.
-        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
+        # fastnn's own errors (a file a reader refuses: FileFormatError, a DataError) and the
+        # environment's (a missing file, a full disk): one line, whatever the message holds.
+        print(f"fastnn {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         _abort_job_if_distributed(args, 2)
         return 2
     except Exception as exc:

@@ -26,12 +26,20 @@ from __future__ import annotations
 import csv
 import gzip
 import os
-import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from .data import DataError
+from .safeload import (
+    MAX_EXPANSION,
+    FileFormatError,
+    check_file,
+    npz_member_names,
+    read_npy,
+    read_npz,
+)
 
 #: Refuse IDX files that declare more than this many bytes of data (a corrupt header).
 MAX_IDX_BYTES = 4 << 30
@@ -68,42 +76,48 @@ def load_idx(path: str) -> np.ndarray:
     The header (magic 0x0000, a type code, the number of dimensions, the sizes) is checked
     before the data is read: a wrong magic number, an unknown type, sizes that exceed the
     file (raw files: compared with the file length; gzipped: the stream must hold exactly
-    the declared bytes) or a declared size over MAX_IDX_BYTES raise DataError.
+    the declared bytes, and declare at most MAX_EXPANSION times their compressed size) or a
+    declared size over MAX_IDX_BYTES raise FileFormatError (a DataError).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
+    check_file(path)
     try:
         with _open(path) as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0:
-                raise DataError(f"{path}: not an IDX file (bad magic number {head[:4].hex()})")
+                raise FileFormatError(f"{path}: not an IDX file (bad magic number "
+                                      f"{head[:4].hex()})")
             code, ndim = head[2], head[3]
             if code not in _IDX_DTYPES or not 1 <= ndim <= 4:
-                raise DataError(f"{path}: unsupported IDX type 0x{code:02x} or {ndim} dims")
+                raise FileFormatError(f"{path}: unsupported IDX type 0x{code:02x} or {ndim} dims")
             dims_raw = f.read(4 * ndim)
             if len(dims_raw) < 4 * ndim:
-                raise DataError(f"{path}: truncated IDX header")
+                raise FileFormatError(f"{path}: truncated IDX header")
             shape = tuple(int(v) for v in np.frombuffer(dims_raw, ">u4"))
             dtype = np.dtype(_IDX_DTYPES[code])
             nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             if nbytes > MAX_IDX_BYTES:
-                raise DataError(f"{path}: header declares {shape} ({nbytes} bytes), over the "
-                                f"limit of {MAX_IDX_BYTES} bytes")
+                raise FileFormatError(f"{path}: header declares {shape} ({nbytes} bytes), over "
+                                      f"the limit of {MAX_IDX_BYTES} bytes")
+            if path.endswith(".gz") and nbytes > os.path.getsize(path) * MAX_EXPANSION:
+                raise FileFormatError(f"{path}: truncated: header declares {shape} = {nbytes} "
+                                      f"bytes, more than {os.path.getsize(path)} gzipped bytes "
+                                      "can hold "
+                                      f"(deflate expands at most {MAX_EXPANSION}:1)")
             if not path.endswith(".gz"):
                 available = os.path.getsize(path) - 4 - 4 * ndim
                 if available != nbytes:
-                    raise DataError(f"{path}: header declares {shape} = {nbytes} bytes of data, "
-                                    f"the file has {available}")
+                    raise FileFormatError(f"{path}: header declares {shape} = {nbytes} bytes of "
+                                          f"data, the file has {available}")
             data = _read_at_most(f, nbytes)
             if len(data) != nbytes:
-                raise DataError(f"{path}: truncated: header declares {nbytes} bytes of data, "
-                                f"found {len(data)}")
+                raise FileFormatError(f"{path}: truncated: header declares {nbytes} bytes of "
+                                      f"data, found {len(data)}")
             if f.read(1):
-                raise DataError(f"{path}: more data than the header declares {shape}")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise FileFormatError(f"{path}: more data than the header declares {shape}")
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise DataError(f"{path}: cannot read ({exc})") from None
+        raise FileFormatError(f"{path}: cannot read ({exc})") from None
     return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -153,15 +167,16 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32
 
 
 def _load_cifar_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
-    size = os.path.getsize(path)
+    size = os.path.getsize(check_file(path))
     if size == 0 or size % _CIFAR_RECORD:
-        raise DataError(f"{path}: {size} bytes is not a whole number of CIFAR-10 records "
+        raise FileFormatError(f"{path}: {size} bytes is not a whole number of CIFAR-10 records "
                         f"({_CIFAR_RECORD} bytes each)")
     raw = np.fromfile(path, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
     labels = raw[:, 0].astype(np.int64)
     if labels.max() > 9:
         row = int(np.argmax(labels > 9))
-        raise DataError(f"{path}: record {row} has label {labels[row]}, CIFAR-10 has 10 classes")
+        raise FileFormatError(f"{path}: record {row} has label {labels[row]}, CIFAR-10 has "
+                              "10 classes")
     return raw[:, 1:], labels
 
 
@@ -183,18 +198,19 @@ def load_cifar10(directory: str) -> Split:
 # --------------------------------------------------------------------------- npz, csv
 def _check_part(path: str, X, y, xname: str, yname: str) -> None:
     if X.dtype.kind not in "fiu":
-        raise DataError(f"{path}: {xname} must be numeric, got dtype {X.dtype}")
+        raise FileFormatError(f"{path}: {xname} must be numeric, got dtype {X.dtype}")
     if X.ndim == 0 or len(X) == 0:
-        raise DataError(f"{path}: {xname} is empty (shape {X.shape})")
+        raise FileFormatError(f"{path}: {xname} is empty (shape {X.shape})")
     if y is not None:
         if y.ndim not in (1, 2):
-            raise DataError(f"{path}: {yname} must have shape (N,) or (N, K), got {y.shape}")
+            raise FileFormatError(f"{path}: {yname} must have shape (N,) or (N, K), got "
+                                  f"{y.shape}")
         if len(y) != len(X):
-            raise DataError(f"{path}: {yname} has {len(y)} rows for the {len(X)} rows of "
-                            f"{xname}")
+            raise FileFormatError(f"{path}: {yname} has {len(y)} rows for the {len(X)} rows "
+                                  f"of {xname}")
         if y.dtype.kind not in "biufUS":
-            raise DataError(f"{path}: {yname} must hold numbers, booleans or strings, got "
-                            f"dtype {y.dtype}")
+            raise FileFormatError(f"{path}: {yname} must hold numbers, booleans or strings, "
+                                  f"got dtype {y.dtype}")
 
 
 def load_npz(path: str) -> Split:
@@ -203,24 +219,12 @@ def load_npz(path: str) -> Split:
     A file with only ``X_test`` and ``y_test`` (or only ``X``) is a valid source for
     scoring or predicting. Targets of any kind (integers, strings, booleans, reals).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not {"X", "X_test"} & set(f.files):
-                raise DataError(f"{path}: no array X or X_test (has {f.files})")
-            arrays = {k: f[k] for k in ("X", "y", "X_test", "y_test") if k in f.files}
-    except ValueError as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: holds arrays of Python objects, which fastnn does not read "
-                        "(save strings as a str array, e.g. y.astype(str))") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    names = npz_member_names(path)
+    if not {"X", "X_test"} & set(names):
+        raise FileFormatError(f"{path}: no array X or X_test (has {names[:20]})")
+    arrays = read_npz(path, ("X", "y", "X_test", "y_test"))
     if "X_test" in arrays and "y_test" not in arrays and "X" in arrays:
-        raise DataError(f"{path}: X_test needs y_test")
+        raise FileFormatError(f"{path}: X_test needs y_test")
     for xk, yk in (("X", "y"), ("X_test", "y_test")):
         if xk in arrays:
             _check_part(path, arrays[xk], arrays.get(yk), xk, yk)
@@ -229,15 +233,7 @@ def load_npz(path: str) -> Split:
 
 
 def _load_npy(path: str, mmap: bool) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"{path}: not a .npy array fastnn can read without pickle "
-                        f"({str(exc).split('.')[0]})") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+    return read_npy(path, mmap=mmap)
 
 
 def load_npy(paths: list[str]) -> Split:
@@ -256,9 +252,15 @@ def load_npy(paths: list[str]) -> Split:
     return Split(X, y, X_test, y_test, name="npy")
 
 
+def _shown(cell: str, width: int = 40) -> str:
+    """A cell for a message: its repr, cut to ``width`` characters (a field may be huge)."""
+    return repr(cell) if len(cell) <= width else f"{cell[:width]!r}... ({len(cell)} characters)"
+
+
 def _parse_targets(cells: list[str], name: str):
     """Target cells of one column: int64 when all are integers, float64 when all are
-    numbers, else the strings."""
+    numbers, else the strings (refused when the fixed-width string array would take far
+    more memory than the text: one huge name among many short ones)."""
     try:
         return np.array([int(c) for c in cells], dtype=np.int64)
     except (ValueError, OverflowError):
@@ -266,7 +268,14 @@ def _parse_targets(cells: list[str], name: str):
     try:
         return np.array([float(c) for c in cells], dtype=np.float64)
     except ValueError:
-        return np.array(cells, dtype=str)
+        pass
+    longest = max(range(len(cells)), key=lambda i: len(cells[i]))
+    need = 4 * len(cells) * len(cells[longest])
+    if need > max(64 << 20, 16 * sum(len(c) for c in cells)):
+        raise DataError(f"{name}: the name in data row {longest + 1} is "
+                        f"{len(cells[longest])} characters; as one array of names the column "
+                        f"would take {need} bytes")
+    return np.array(cells, dtype=str)
 
 
 def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
@@ -277,10 +286,50 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
     Target cells may be integers, numbers or names (what they mean is decided later, see
     :func:`fastnn.tasks.infer_task`). Empty cells, and text or NaN/Inf in feature columns,
     raise DataError naming the file line (1-based, the header is line 1) and the column.
+    The text is UTF-8 (a byte-order mark is skipped); bytes that are not UTF-8 raise
+    FileFormatError naming the line and the byte offset. A field may be as long as the file.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    with open(path, newline="") as f:
+    check_file(path)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, os.path.getsize(path) + 1))  # no limit but the file's size
+    try:
+        return _load_csv(path, target, features)
+    except UnicodeDecodeError:
+        line, offset, bad = first_bad_utf8(path)
+        raise FileFormatError(f"{path}: line {line}, byte offset {offset}: {bad!r} is not "
+                              "UTF-8 (save the file as UTF-8)") from None
+    except csv.Error as exc:
+        raise FileFormatError(f"{path}: not a readable CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def first_bad_utf8(path: str, chunk: int = 1 << 20) -> tuple[int, int, bytes]:
+    """(line, byte offset, bytes) of the first bytes of ``path`` that are not UTF-8, read in
+    chunks (memory stays ``chunk``); (0, -1, b"") when all are."""
+    line, offset, pending = 1, 0, b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            data = pending + block
+            try:
+                data.decode("utf-8")
+                ok = len(data)
+            except UnicodeDecodeError as exc:
+                if block and exc.end == len(data) and exc.start >= len(data) - 3:
+                    ok = exc.start  # a character cut by the chunk's end: finish it next time
+                else:
+                    return line + data[:exc.start].count(b"\n"), offset + exc.start, \
+                        data[exc.start:exc.end]
+            line += data[:ok].count(b"\n")
+            offset += ok
+            pending = data[ok:]
+            if not block:
+                return 0, -1, b""
+
+
+def _load_csv(path: str, target: str | None, features: list[str] | None) -> Split:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if not header:
@@ -314,12 +363,12 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
                 try:
                     v = float(cell)
                 except ValueError:
-                    what = "an empty cell" if not cell else f"{cell!r}"
+                    what = "an empty cell" if not cell else _shown(cell)
                     raise DataError(f"{path}: line {line}, column {header[j]!r}: {what} is not "
                                     "a number") from None
                 if not np.isfinite(v):
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {cell!r} is "
-                                    "NaN or Inf")
+                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {_shown(cell)} "
+                                    "is NaN or Inf")
                 values.append(v)
             feats.append(values)
             cells = [row[j].strip() for j in t_cols]
@@ -333,7 +382,8 @@ def load_csv(path: str, target: str | None, features: list[str] | None = None) -
     X = np.array(feats, dtype=np.float64)
     y = None
     if targets:
-        cols = [_parse_targets([r[k] for r in labels], targets[k]) for k in range(len(targets))]
+        cols = [_parse_targets([r[k] for r in labels], f"{path}, target column {targets[k]!r}")
+                for k in range(len(targets))]
         if len(cols) == 1:
             y = cols[0]
         else:
@@ -390,7 +440,10 @@ def load_spec(spec: str) -> Split:
         if target is None:
             raise DataError(f"csv spec needs a target column: csv:FILE:TARGET, got {spec!r}")
         return load_csv(path, target)
-    raise DataError(
-        f"unknown data spec {spec!r}: use digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
-        "npz:FILE, npy:X.npy,y.npy or csv:FILE:TARGET"
-    )
+    kinds = ("use digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, npz:FILE, "
+             "npy:X.npy,y.npy or csv:FILE:TARGET")
+    if os.path.exists(spec):
+        raise DataError(f"{spec} is a file; a data spec names its kind: {kinds}")
+    if ":" not in spec and (os.sep in spec or "." in spec):  # a path, not a spec
+        raise FileNotFoundError(f"no such file: {spec} (a data spec names its kind: {kinds})")
+    raise DataError(f"unknown data spec {spec!r}: {kinds}")

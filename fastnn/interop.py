@@ -45,6 +45,7 @@ from .graph import Tensor
 from .nn import conv as C
 from .nn import layers as L
 from .nn.module import Module, Sequential
+from .safeload import FileFormatError, check_file
 
 __all__ = [
     "SafetensorsFileError",
@@ -61,8 +62,9 @@ __all__ = [
 _INSTALL_HINT = "pip install 'fastnn[export]'"
 
 
-class SafetensorsFileError(ValueError):
-    """A safetensors file that fastnn refuses: malformed, foreign, or not fitting the model."""
+class SafetensorsFileError(FileFormatError):
+    """A safetensors file that fastnn refuses: malformed, foreign, or not fitting the model
+    (a :class:`fastnn.safeload.FileFormatError`, hence a ValueError)."""
 
 
 class UnsupportedLayerError(TypeError):
@@ -623,8 +625,32 @@ def _parse_header(data: bytes, name: str) -> tuple[dict, dict[str, str]]:
     return header, meta
 
 
+def _claimed_weights(spec) -> int:
+    """The fewest weights the layers of an architecture description hold (a Linear's or a
+    Maxout's weight, a BatchNorm1d's or a PReLU's features): a genuine file stores at least
+    as many. Malformed entries count nothing (build_architecture refuses them)."""
+    total, stack = 0, [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            args = node.get("args")
+            if isinstance(args, dict):
+                sizes = [args.get(k) for k in ("in_features", "out_features", "pieces",
+                                               "num_features", "num_parameters")]
+                sizes = [v for v in sizes if isinstance(v, int) and not isinstance(v, bool)]
+                stores = args.get("affine") is not False or \
+                    args.get("track_running_stats") is not False  # else a BatchNorm1d of nothing
+                if sizes and stores:
+                    total += math.prod(max(v, 0) for v in sizes)
+                stack.append(args.get("activation"))
+            stack.append(node.get("layers"))
+    return total
+
+
 def _read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
-    name = os.fspath(path)
+    name = check_file(path)
     with open(name, "rb") as f:
         data = f.read()
     _, meta = _parse_header(data, name)
@@ -639,7 +665,7 @@ def _read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str], str]
 def read_safetensors_metadata(path) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors file (checked as :func:`load_safetensors`
     checks it; no tensor is read into a model)."""
-    name = os.fspath(path)
+    name = check_file(path)
     with open(name, "rb") as f:
         data = f.read()
     return _parse_header(data, name)[1]
@@ -677,7 +703,13 @@ def load_safetensors(path, model: Module | None = None) -> Module:
                 f"fastnn.save_safetensors?); pass model= to load its tensors into your model"
             )
         try:
-            model = build_architecture(json.loads(spec))
+            spec = json.loads(spec)
+            held = sum(math.prod(t.shape) for t in tensors.values())
+            claimed = _claimed_weights(spec)
+            if claimed > held:  # checked before building: a claim of 10^9 units allocates nothing
+                raise ValueError(f"its layers need at least {claimed} weights, the file holds "
+                                 f"{held}")
+            model = build_architecture(spec)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise SafetensorsFileError(f"{name}: bad fastnn architecture: {exc}") from None
     try:

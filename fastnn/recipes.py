@@ -302,8 +302,9 @@ class Encoding:
                                   np.array(json.loads(meta["run.target_std"]), np.float64),
                                   int(meta.get("run.target_ndim", "1")))
             return cls("regression", std, target_scaler=scaler, **kw)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise DataError(f"{where}: a damaged run encoding in its metadata ({exc})") from None
+        except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            raise DataError(f"{where}: a damaged run encoding in its metadata "
+                            f"({str(exc)[:160]})") from None
 
     @classmethod
     def from_checkpoint(cls, ckpt) -> Encoding:
@@ -452,6 +453,8 @@ def load_features(source: str, encoding: Encoding | None = None) -> np.ndarray:
     kind, sep, rest = source.partition(":")
     if not sep or os.path.exists(source):  # a plain path
         kind, rest = os.path.splitext(source)[1].lstrip(".").lower(), source
+        if not os.path.exists(source) and (kind or os.sep in source):
+            raise FileNotFoundError(f"no such file: {source}")
         if kind not in ("npz", "csv", "npy"):
             raise DataError(f"{source}: give a .npz, .csv or .npy file, or a data spec such as "
                             "npz:FILE or csv:FILE")
@@ -589,12 +592,78 @@ def load_trained(path: str) -> TrainedModel:
         return _load_trained_safetensors(path)
     ckpt = load_checkpoint(path)
     cfg = ckpt.meta.get("config", {})
-    if "architecture" not in cfg:
+    if not isinstance(cfg.get("architecture"), dict):
         raise CheckpointError(f"{path}: records no architecture to rebuild the model from")
-    model = build_model(cfg["architecture"])
-    restore(ckpt, model=model)
-    model.eval()
-    return TrainedModel(model, Encoding.from_checkpoint(ckpt), cfg, path)
+    _check_architecture_fits(ckpt, cfg["architecture"])
+    try:  # the record is data from a file: any inconsistency in it is a damaged checkpoint
+        model = build_model(cfg["architecture"])
+        restore(ckpt, model=model)
+        model.eval()
+        trained = TrainedModel(model, Encoding.from_checkpoint(ckpt), cfg, path)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: a damaged run record ({type(exc).__name__}: "
+                              f"{str(exc)[:160]})") from None
+    _check_trained(trained, CheckpointError)
+    return trained
+
+
+def _check_trained(trained: TrainedModel, error: type[ValueError]) -> None:
+    """Refuse a file whose parts do not fit together (the architecture, the encoding and the
+    model): its standardization and classes or target scaling are numbers of the model's
+    input and output sizes, and the model maps one row of input_dim features to one row of
+    its outputs."""
+    path, arch, enc = trained.path, trained.config.get("architecture"), trained.encoding
+    if not isinstance(arch, dict):
+        raise error(f"{path}: records no architecture")
+    n_in, n_out = arch.get("input_dim"), arch.get("n_outputs", arch.get("n_classes"))
+    parts = [("the input standardization's mean", enc.standardizer.mean, n_in),
+             ("the input standardization's std", enc.standardizer.std, n_in)]
+    if enc.task == "classification":
+        parts.append(("the classes", enc.classes.labels, n_out))
+    else:
+        parts += [("the target scaling's mean", enc.target_scaler.mean, n_out),
+                  ("the target scaling's std", enc.target_scaler.std, n_out)]
+    for what, values, n in parts:
+        values = np.asarray(values)
+        kinds = "biufUS" if what == "the classes" else "iuf"
+        if values.shape != (n,) or values.dtype.kind not in kinds:
+            noun = "numbers" if kinds == "iuf" else "labels"
+            raise error(f"{path}: {what} has shape {values.shape} and dtype {values.dtype}; the "
+                        f"model needs shape ({n!r:.40},) of {noun}")
+    if enc.task == "regression" and enc.target_scaler.ndim not in (1, 2):
+        raise error(f"{path}: the targets' recorded ndim is {enc.target_scaler.ndim!r:.40}")
+    try:
+        with np.errstate(all="ignore"):
+            out = trained.outputs(np.zeros((1, n_in)))
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise error(f"{path}: the model does not take the recorded {n_in} features "
+                    f"({type(exc).__name__}: {str(exc)[:160]})") from None
+    if out.shape != (1, n_out):
+        raise error(f"{path}: the model gives {out.shape[1:]} outputs per row, the run "
+                    f"records {n_out}")
+
+
+def _check_architecture_fits(ckpt, arch: dict) -> None:
+    """Refuse an architecture whose weights the file cannot hold, before building it: each
+    Linear's (in, out) weight must fit in the model arrays the checkpoint stores (so a
+    record claiming 10^9 units allocates nothing)."""
+    from .checkpoint import CheckpointError
+
+    stored = ckpt.section("model")
+    held = sum(int(a.size) for a in stored.values())
+    n_out = arch.get("n_outputs", arch.get("n_classes"))
+    hidden = arch.get("hidden")
+    widths = [arch.get("input_dim"), *(hidden if isinstance(hidden, list) else [None]), n_out]
+    if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise CheckpointError(f"{ckpt.path}: the architecture's sizes must be positive "
+                              f"integers, got input_dim, hidden, outputs = {widths!r:.120}")
+    need = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    if need > held or len(widths) - 1 > len(stored):
+        raise CheckpointError(f"{ckpt.path}: the architecture {widths!r:.120} needs {need} "
+                              f"weights in {len(widths) - 1} Linear layers; the file holds "
+                              f"{held} values in {len(stored)} model arrays")
 
 
 def _load_trained_safetensors(path: str) -> TrainedModel:
@@ -604,15 +673,22 @@ def _load_trained_safetensors(path: str) -> TrainedModel:
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    from .interop import SafetensorsFileError
+
     meta = read_safetensors_metadata(path)
     encoding = Encoding.from_metadata(meta, where=path)
     model = load_safetensors(path)
     model.eval()
     try:
         config = json.loads(meta["run.config"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise DataError(f"{path}: no run configuration in its metadata") from None
-    return TrainedModel(model, encoding, config, path)
+    if not isinstance(config, dict) or not isinstance(config.get("run", {}), dict):
+        raise SafetensorsFileError(f"{path}: the run configuration in its metadata is not a "
+                                   "JSON object")
+    trained = TrainedModel(model, encoding, config, path)
+    _check_trained(trained, SafetensorsFileError)
+    return trained
 
 
 def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None = None,

@@ -91,3 +91,61 @@ def test_write_is_atomic_old_file_survives_a_failed_save(tmp_path, monkeypatch):
         save_checkpoint(path, model=model, optimizer=opt)
     assert open(path, "rb").read() == before
     assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")] == []
+
+
+def _inflate_member(src, dst, member, shape):
+    """Copy checkpoint ``src`` to ``dst`` with ``member``'s .npy header claiming ``shape``."""
+    import io
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == member:
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(
+                    buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                data = buf.getvalue() + data[-64:]
+            zout.writestr(info, data)
+
+
+def test_checkpoint_claiming_a_huge_shape_is_refused(tmp_path, capsys):
+    """Issue 28: a checkpoint whose weight claims (99999999, 99999) (np.load allocated
+    first: a traceback, or the machine out of memory); evaluate and predict exit 2."""
+    from fastnn.cli import main
+
+    _, _, path = trained(tmp_path)
+    bad = tmp_path / "hostile.npz"
+    _inflate_member(path, bad, "model/0.weight.npy", (99999999, 99999))
+    with pytest.raises(CheckpointError, match=r"member 'model/0.weight.npy': truncated"):
+        load_checkpoint(str(bad))
+    for argv in (["evaluate", str(bad)], ["predict", str(bad), str(path), "--out",
+                                          str(tmp_path / "p.npy")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.splitlines()[0]  # (a byte-compiling notice may follow)
+        assert err.startswith(f"fastnn {argv[0]}: error:") and "truncated" in err
+        assert str(bad) in err
+
+
+def test_record_claiming_a_huge_architecture_is_refused_before_building(tmp_path):
+    """A checkpoint whose JSON record claims 10^9 hidden units is refused before the model
+    is built (the weights it would need are not in the file)."""
+    import io
+
+    from fastnn.recipes import load_trained
+
+    _, _, path = trained(tmp_path)
+    bad = tmp_path / "arch.npz"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "__fastnn__.npy":
+                meta = json.loads(str(np.load(io.BytesIO(data))))
+                meta["config"] = {"architecture": {
+                    "input_dim": 4, "hidden": [10**9], "n_outputs": 3, "activation": "relu",
+                    "batchnorm": False, "dropout": 0.1, "dtype": "float32"}}
+                buf = io.BytesIO()
+                np.save(buf, np.array(json.dumps(meta)))
+                data = buf.getvalue()
+            zout.writestr(info, data)
+    with pytest.raises(CheckpointError, match="needs 8000000003 weights"):
+        load_trained(str(bad))

@@ -167,3 +167,117 @@ def test_npy_spec_is_memory_mapped(tmp_path):
     with pytest.raises(DataError, match="y has 30 rows for the 20 rows of X"):
         np.save(tmp_path / "X20.npy", X[:20])
         datasets.load_spec(f"npy:{tmp_path / 'X20.npy'},{tmp_path / 'y.npy'}")
+
+
+# ------------------------------------------------- issue 28: hostile files (regressions)
+def _npy_claiming(shape, dtype="<f8", payload=b"\0" * 16) -> bytes:
+    """A .npy blob whose header claims ``shape`` while holding ``payload``."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + payload
+
+
+def test_npz_claiming_a_huge_shape_is_refused_before_allocating(tmp_path, capsys):
+    """The issue's first traceback: X.npy claims (99999999, 99999) and holds 16 bytes
+    (np.load tried to allocate 72.8 TiB); a claim that would fit in memory (1.6 GB) is
+    refused just the same, allocating nothing large."""
+    import tracemalloc
+    import zipfile
+
+    from fastnn.cli import main
+    from fastnn.safeload import FileFormatError
+
+    for shape in [(99999999, 99999), (20000, 10000)]:
+        path = tmp_path / f"hostile{shape[1]}.npz"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("X.npy", _npy_claiming(shape))
+            z.writestr("y.npy", _npy_claiming((2,), "<i8"))
+        tracemalloc.start()
+        with pytest.raises(FileFormatError, match=r"member 'X.npy': truncated") as info:
+            datasets.load_spec(f"npz:{path}")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 1 << 20, peak
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, DataError) and isinstance(info.value, ValueError)
+    assert main(["train", "--data", f"npz:{path}", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()[0]  # (a byte-compiling notice may follow)
+    assert err.startswith("fastnn train: error:") and "truncated" in err
+
+
+def test_npy_and_npz_members_checked_against_the_bytes_held(tmp_path):
+    from fastnn.safeload import FileFormatError, read_npy, read_npz
+
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(_npy_claiming((99999999, 99999)))
+    for mmap in (False, True):
+        with pytest.raises(FileFormatError, match="truncated"):
+            read_npy(bad, mmap=mmap)
+    good = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "good.npy", good)
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes((tmp_path / "good.npy").read_bytes() + b"junk")
+    with pytest.raises(FileFormatError, match="4 trailing bytes"):
+        read_npy(junk)
+    np.testing.assert_array_equal(read_npy(tmp_path / "good.npy"), good)
+    np.savez_compressed(tmp_path / "c.npz", a=good, f=np.asfortranarray(good), s=np.array("x"))
+    arrays = read_npz(tmp_path / "c.npz")
+    np.testing.assert_array_equal(arrays["f"], good)
+    assert arrays["s"] == "x" and arrays["a"].flags.writeable
+    huge_header = tmp_path / "header.npy"
+    huge_header.write_bytes(b"\x93NUMPY\x02\x00" + (10**12 % 2**32).to_bytes(4, "little"))
+    with pytest.raises(FileFormatError, match="over the limit"):
+        read_npy(huge_header)
+
+
+def test_missing_files_are_called_missing(tmp_path, capsys):
+    """Issue 29: `fastnn predict MODEL new.npz` answered "unknown data spec 'new.npz'"."""
+    from fastnn.cli import main
+    from fastnn.recipes import load_features
+
+    missing = str(tmp_path / "new.npz")
+    for call in (lambda: load_features(missing), lambda: datasets.load_spec(missing),
+                 lambda: datasets.load_spec(f"npz:{missing}"),
+                 lambda: datasets.load_spec(f"csv:{missing}:y"),
+                 lambda: datasets.load_spec(f"npy:{missing}")):
+        with pytest.raises(FileNotFoundError, match="no such file"):
+            call()
+    assert main(["train", "--data", missing]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_csv_bytes_that_are_not_utf8_are_named_by_line_and_byte(tmp_path):
+    """The issue's UnicodeDecodeError traceback; a byte-order mark is fine."""
+    from fastnn.safeload import FileFormatError
+
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"a,b,target\n1,2,x\n3,4,caf\xe9\n")
+    with pytest.raises(FileFormatError, match=r"line 3, byte offset 24: b'\\xe9' is not UTF-8"):
+        datasets.load_spec(f"csv:{path}:target")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfa,target\n1,x\n2,y\n")
+    s = datasets.load_spec(f"csv:{bom}:target")
+    assert s.feature_names == ["a"] and list(s.y) == ["x", "y"]
+    # A character cut by a chunk boundary is not an error; a bad byte after it is found.
+    text = ("é" * 5 + "\n").encode() * 3 + b"\xff"
+    (tmp_path / "t.csv").write_bytes(text)
+    assert datasets.first_bad_utf8(str(tmp_path / "t.csv"), chunk=7) == (4, len(text) - 1,
+                                                                         b"\xff")
+
+
+def test_csv_field_of_50_mb(tmp_path):
+    """The issue's `field larger than field limit (131072)` traceback: a field may be as long
+    as the file; a huge cell that is not a number is named, not printed."""
+    big = tmp_path / "big.csv"
+    with open(big, "w") as f:
+        f.write("a,b,target\n1,2,x\n3," + "z" * 50_000_000 + ",y\n")
+    with pytest.raises(DataError, match=r"line 3, column 'b': 'zzz.*\(50000000 characters\)"
+                       r" is not a number") as info:
+        datasets.load_spec(f"csv:{big}:target")
+    assert len(str(info.value)) < 400
+    long_number = tmp_path / "long.csv"
+    long_number.write_text("a,target\n0." + "0" * 200_000 + "1,x\n2,y\n")
+    assert datasets.load_spec(f"csv:{long_number}:target").X.shape == (2, 1)
