@@ -96,7 +96,7 @@ def test_leaf_gradients_accumulate_across_calls_intermediates_do_not():
     x, w = t([1.0, 2.0]), t([3.0, -1.0])
     h = x * w
     loss = h.sum()
-    loss.backward()
+    loss.backward(retain_graph=True)  # PyTorch's rule: the second call needs it kept
     loss.backward()
     np.testing.assert_array_equal(w.grad, [2.0, 4.0])
     np.testing.assert_array_equal(h.grad, [1.0, 1.0])
