@@ -445,8 +445,9 @@ def default_collate(batch):
 
     Tensors and NumPy arrays are stacked along a new first dimension (dtype kept); Python
     floats become a float64 Tensor, ints int64, bools bool; NumPy scalars a Tensor of their
-    dtype; strings stay a list; dicts are collated key by key, namedtuples field by field,
-    and tuples and lists element by element (a tuple sample gives a list, as in PyTorch).
+    dtype; strings stay as given (a tuple or list); dicts are collated key by key,
+    namedtuples field by field, and tuples and lists element by element (a tuple sample
+    gives a list, as in PyTorch).
     """
     if not isinstance(batch, collections.abc.Sequence) or isinstance(batch, (str, bytes)):
         raise TypeError(f"default_collate: batch must be a sequence of samples, got "
@@ -477,7 +478,7 @@ def default_collate(batch):
     if isinstance(elem, int):
         return _const(np.array(batch, dtype=np.int64))
     if isinstance(elem, (str, bytes)):
-        return list(batch)
+        return batch
     if isinstance(elem, collections.abc.Mapping):
         merged = {key: default_collate([d[key] for d in batch]) for key in elem}
         if type(elem) is dict:
@@ -487,12 +488,12 @@ def default_collate(batch):
         except TypeError:
             return merged
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
-        return type(elem)(*(default_collate(list(s)) for s in zip(*batch, strict=True)))
+        return type(elem)(*(default_collate(s) for s in zip(*batch, strict=True)))
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(e) != size for e in batch):
             raise RuntimeError("each element in list of batch should be of equal size")
-        return [default_collate(list(s)) for s in zip(*batch, strict=True)]
+        return [default_collate(s) for s in zip(*batch, strict=True)]
     raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, "
                     f"dicts or lists; found {type(elem).__name__}")
 
