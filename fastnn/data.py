@@ -208,7 +208,9 @@ class ArrayDataset(_torch_data.Dataset):
             raise TypeError(f"ArrayDataset index must be an integer, got {type(index).__name__}")
         if not -n <= index < n:
             raise IndexError(f"index {index} is out of range for a data set of {n} samples")
-        xb, yb = self._gather_rows(BufferPool())(np.array([index % n], np.int64))
+        gather, rows = self._gather_rows(BufferPool())
+        row = index % n if rows is None else rows[index % n]
+        xb, yb = gather(np.array([row], np.int64))
         return from_numpy(xb[0]), from_numpy(yb[0:1].reshape(yb.shape[1:]))
 
     def _gather_rows(self, pool: BufferPool):
@@ -225,8 +227,6 @@ class ArrayDataset(_torch_data.Dataset):
             gather_x = K_rows.gather_standardize
 
         def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            if rows is not None:
-                idx = rows[idx].astype(np.int64, copy=False)
             xb = pool.get("x", (len(idx), X.shape[1]), x_dtype)
             yb = pool.get("y", (len(idx), *y.shape[1:]), y_dtype)
             if kernel_ok:
@@ -238,7 +238,7 @@ class ArrayDataset(_torch_data.Dataset):
             take_rows(y, idx, yb, pool)
             return xb, yb
 
-        return gather
+        return gather, (None if rows is None else rows.astype(np.int64))
 
 
 class DataLoader:

@@ -73,10 +73,12 @@ class Dataset:
         return ConcatDataset([self, other])
 
     def _gather_rows(self, pool: BufferPool):
-        """The fast path's hook: ``gather(idx) -> tuple of batch arrays`` for int64 positions
-        ``idx`` into this data set (already in range), or None when samples must go through
-        ``__getitem__``. The arrays come from ``pool`` and are wrapped as Tensors by the
-        loader."""
+        """The fast path's hook: ``(gather, rows)``, or None when samples must go through
+        ``__getitem__``. ``gather(idx) -> tuple of batch arrays`` takes int64 rows of the
+        underlying arrays (in range, not checked); ``rows`` maps this data set's positions
+        to those rows (None: the identity), so that the loader composes a whole epoch's
+        order with it once rather than batch by batch. The arrays come from ``pool`` and are
+        wrapped as Tensors by the loader."""
         return None
 
 
@@ -138,7 +140,7 @@ class TensorDataset(Dataset):
                                    pool)
                          for k, a in enumerate(arrays))
 
-        return gather
+        return gather, None
 
 
 class Subset(Dataset):
@@ -166,12 +168,9 @@ class Subset(Dataset):
         inner = self.dataset._gather_rows(pool) if isinstance(self.dataset, Dataset) else None
         if inner is None:
             return None
+        gather, inner_rows = inner
         rows = _checked_rows(self.indices, len(self.dataset), "Subset indices")
-
-        def gather(idx: np.ndarray) -> tuple[np.ndarray, ...]:
-            return inner(rows[idx])
-
-        return gather
+        return gather, (rows if inner_rows is None else inner_rows[rows])
 
 
 def _checked_rows(indices, n: int, what: str) -> np.ndarray:
@@ -678,23 +677,27 @@ class DataLoader:
     def _fast_batches(self):
         if self.collate_fn is not default_collate or not isinstance(self.dataset, Dataset):
             return None
-        gather = self.dataset._gather_rows(self._pool)
-        if gather is None:
+        plan = self.dataset._gather_rows(self._pool)
+        if plan is None:
             return None
-        return self._gathered(gather)
+        return self._gathered(*plan)
 
-    def _gathered(self, gather):
+    def _gathered(self, gather, rows: np.ndarray | None):
         bs = self.batch_sampler
         standard = type(bs) is BatchSampler and type(bs.sampler) in (
             SequentialSampler, RandomSampler, WeightedRandomSampler)
         n = len(self.dataset)
-        if standard:  # the epoch's indices at once, a batch is a slice of them
+        if standard:  # the epoch's rows at once (one composition), a batch is a slice
             order = bs.sampler._index_array()
+            if rows is not None:
+                order = rows[order]
             size = bs.batch_size
             stop = len(order) - len(order) % size if bs.drop_last else len(order)
             batches = (order[lo:lo + size] for lo in range(0, stop, size))
         else:
             batches = (_checked_rows(b, n, "sampler indices") for b in self._index_batches())
+            if rows is not None:
+                batches = (rows[idx] for idx in batches)
         for idx in batches:
             yield [_const(a) for a in gather(idx)]
 

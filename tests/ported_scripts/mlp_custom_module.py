@@ -39,9 +39,9 @@ device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 model = Net(16, 64, 4).to(device)
 criterion = nn.CrossEntropyLoss()
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
 
-for _epoch in range(6):
+for _epoch in range(4):
     model.train()
     running = 0.0
     for xb, yb in train_loader:

@@ -44,9 +44,9 @@ def init_weights(m):
 model.apply(init_weights)
 loss_fn = nn.CrossEntropyLoss()
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30)
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=15)
 
-for _epoch in range(30):
+for _epoch in range(15):
     model.train()
     for xb, yb in train_loader:
         opt.zero_grad()
