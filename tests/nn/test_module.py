@@ -329,3 +329,11 @@ def test_train_mode_zero_grad_apply_requires_grad_and_cuda():
     with pytest.raises(ValueError, match="CPU only"):
         m.to("cuda")
     assert "in_features=4" in repr(m[0])
+
+
+def test_a_hooked_model_is_not_compiled():
+    m = make_mlp()
+    m[0].register_forward_hook(lambda mod, args, out: None)
+    with pytest.raises(fnn.NotCompilable, match="hooks"):
+        fnn.compile_step(m, fnn.nn.functional.cross_entropy,
+                         fnn.optim.SGD(m.parameters(), lr=0.1))
