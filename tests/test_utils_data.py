@@ -235,3 +235,22 @@ def test_random_split_fraction_lengths_match_torch():
         t = torch.utils.data.random_split(range(n), fracs)
         f = ud.random_split(list(range(n)), fracs)
         assert [len(p) for p in f] == [len(p) for p in t]
+
+
+class WhoLoads(ud.Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        info = ud.get_worker_info()
+        return -1 if info is None else info.id
+
+
+def test_worker_info_and_persistent_workers():
+    assert [b.item() for b in ud.DataLoader(WhoLoads())] == [-1] * 6
+    loader = ud.DataLoader(WhoLoads(), num_workers=2, persistent_workers=True)
+    first = [b.item() for b in loader]
+    pool = loader._workers
+    assert set(first) <= {0, 1} and pool is not None
+    list(loader)
+    assert loader._workers is pool  # the same threads serve the next epoch

@@ -337,3 +337,17 @@ def test_a_hooked_model_is_not_compiled():
     with pytest.raises(fnn.NotCompilable, match="hooks"):
         fnn.compile_step(m, fnn.nn.functional.cross_entropy,
                          fnn.optim.SGD(m.parameters(), lr=0.1))
+
+
+def test_nn_utils_clip_grad_value_and_vectors():
+    m = make_mlp()
+    m(fnn.randn(6, 4)).pow(2).sum().backward()
+    grads = [p.grad.copy() for p in m.parameters()]
+    fnn.nn.utils.clip_grad_value_(m.parameters(), 0.01)
+    for p, g in zip(m.parameters(), grads, strict=True):
+        np.testing.assert_array_equal(p.grad, np.clip(g, -0.01, 0.01))
+    vec = fnn.nn.utils.parameters_to_vector(m.parameters())
+    assert vec.shape == (sum(p.numel() for p in m.parameters()),)
+    fnn.nn.utils.vector_to_parameters(vec * 0, m.parameters())
+    assert not any(p.data.any() for p in m.parameters())
+    assert fnn.nn.utils.clip_grad_norm_ is fnn.optim.clip_grad_norm_
