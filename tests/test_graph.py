@@ -478,7 +478,8 @@ def test_absent_pytorch_names_say_what_fastnn_has_instead():
     for obj, name, words in ((fnn, "Conv2d", "no convolution"), (fnn.nn, "Conv2d", "Flatten"),
                              (fnn, "LSTM", "no recurrent"), (fnn.nn, "MultiheadAttention",
                                                              "attention"),
-                             (fnn, "cuda", "CPU only"), (fnn, "save", "without pickle"),
+                             (fnn.cuda, "current_device", "CPU only"),
+                             (fnn, "save", "without pickle"),
                              (fnn.Tensor(np.ones(1)), "cuda", "CPU only")):
         with pytest.raises(AttributeError, match=words):
             getattr(obj, name)
