@@ -28,7 +28,7 @@ if not kernels.blas.AVAILABLE:
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import _functions, init, losses, nn, optim
+from . import _functions, autograd, init, losses, nn, optim, utils
 from ._dtype import get_default_dtype, set_default_dtype
 from ._functions import *  # noqa: F403  (torch-style functions: fnn.sum, fnn.max, ...)
 from ._threads import get_num_threads, set_num_threads
@@ -40,13 +40,16 @@ from .graph import __all__ as _graph_all
 from .interop import export_onnx, load_safetensors, save_safetensors
 from .nn import *  # noqa: F403  (layers at top level, as DESIGN.md promises)
 from .nn import __all__ as _nn_all
-from .random import manual_seed
+from .nn import utils as _nn_utils  # noqa: F401  (fnn.nn.utils: it imports optim, nn does not)
+from .random import Generator, manual_seed
 from .viz import draw_graph  # imports graphviz only when a graph is drawn
 
 __all__ = [  # noqa: PLE0605
+    "Generator",
     "GradcheckError",
     "GradcheckReport",
     "__version__",
+    "autograd",
     "draw_graph",
     "export_onnx",
     "get_default_dtype",
@@ -65,6 +68,7 @@ __all__ = [  # noqa: PLE0605
     "save_safetensors",
     "set_default_dtype",
     "set_num_threads",
+    "utils",
     "warmup",
     *_graph_all,
     *_functions.__all__,
@@ -80,10 +84,38 @@ int32 = int = _np.dtype("int32")  # noqa: A001
 uint8 = _np.dtype("uint8")
 bool = _np.dtype("bool")  # noqa: A001
 
+def device(type: str = "cpu", index: int | None = None) -> str:
+    """PyTorch's ``torch.device(...)`` as a string ("cpu", "cuda:0", ...), so that
+    ``device = torch.device("cuda" if torch.cuda.is_available() else "cpu")`` ports: fastnn
+    computes on the CPU, and moving a tensor or module to anything else raises."""
+    return str(type) if index is None else f"{type}:{index}"
+
+
+class _Cuda:
+    """``fnn.cuda``: there is no GPU; ``is_available()`` is False, as on PyTorch without one."""
+
+    @staticmethod
+    def is_available() -> bool:
+        return False
+
+    @staticmethod
+    def device_count() -> int:
+        return 0
+
+    @staticmethod
+    def manual_seed(seed: int) -> None:
+        """Nothing to seed: fastnn has no GPU generator (``fnn.manual_seed`` seeds fastnn)."""
+
+    manual_seed_all = manual_seed
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"fastnn.cuda has no {name!r}: fastnn computes on the CPU only")
+
+
+cuda = _Cuda()
+
 #: What PyTorch has and fastnn does not, with what fastnn offers instead.
 _ABSENT = {
-    "cuda": "fastnn computes on the CPU only",
-    "device": "fastnn computes on the CPU only; tensors and modules accept .to('cpu')",
     "save": "fastnn saves without pickle: model.state_dict() with numpy.savez, or "
             "fastnn.checkpoint.save_checkpoint",
     "load": "fastnn loads without pickle: numpy.load(..., allow_pickle=False) then "
@@ -91,8 +123,6 @@ _ABSENT = {
     "compile": "fastnn's kernels are already compiled (Numba); a whole training step "
                "compiles with fnn.compile_step(model, loss_fn, optimizer)",
     "jit": "fastnn's kernels are already compiled (Numba); see fnn.warmup()",
-    "autograd": "use Tensor.backward() and the .grad of any tensor; fnn.gradcheck checks them",
-    "utils": "fastnn.data has DataLoader, ArrayDataset and train_val_split",
     "float16": "fastnn computes in float32 or float64",
     "half": "fastnn computes in float32 or float64",
     "bfloat16": "fastnn computes in float32 or float64",

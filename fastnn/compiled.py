@@ -406,6 +406,8 @@ class CompiledStep:
         if not isinstance(optimizer, Optimizer):
             raise NotCompilable(f"the optimizer is a {type(optimizer).__name__}, not one of "
                                 "fastnn.optim's")
+        if any(m._hooks is not None for m in model.modules()):
+            raise NotCompilable("the model has hooks (register_*_hook): the graph path runs them")
         layers = model.fused_layers()
         stages = [_stage(m, fused) for m, fused in layers]
         self.stages = [s for s in stages if s is not None]

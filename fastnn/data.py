@@ -11,8 +11,37 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._buffers import BufferPool
-from ._dtype import resolve_dtype
+from ._dtype import get_default_dtype, resolve_dtype
+from .graph import from_numpy
 from .kernels import rows as K_rows
+from .utils import data as _torch_data
+from .utils._rows import (  # noqa: F401  (fastnn.data.take_rows / row_taker, as before)
+    _NO_ROWS,
+    _NO_STATS,
+    _numba_reads,
+    _row_kernel,
+    _rows_kernel_takes,
+    row_taker,
+    take_rows,
+)
+
+# PyTorch's data utilities (``fastnn.utils.data``, as ``torch.utils.data``) under this module
+# too, so that ``from fastnn.data import DataLoader, TensorDataset`` works as a user expects.
+from .utils.data import (  # noqa: F401, E402
+    BatchSampler,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+    TensorDataset,
+    WeightedRandomSampler,
+    default_collate,
+    random_split,
+)
 
 
 class DataError(ValueError):
@@ -85,8 +114,13 @@ def as_targets(y, n: int | None = None, name: str = "y") -> np.ndarray:
     return y
 
 
-class ArrayDataset:
+class ArrayDataset(_torch_data.Dataset):
     """Features ``X`` (N, D) and targets ``y``, checked once; optionally a subset of rows.
+
+    A map-style ``fastnn.utils.data.Dataset``: ``dataset[i]`` is ``(x_i, y_i)`` as Tensors
+    (features in the default dtype, class indices int64), and ``fastnn.utils.data.DataLoader``
+    gathers its batches with the rows kernel. The third argument is ``rows`` (an index array),
+    not sample weights: a float array there raises a TypeError that says so.
 
     Parameters
     ----------
@@ -126,6 +160,13 @@ class ArrayDataset:
                             "fastnn.tasks.Classes first")
         if rows is not None:
             rows = np.asarray(rows)
+            if rows.dtype.kind == "f" and rows.shape == (len(X),):
+                raise TypeError(
+                    "ArrayDataset(X, y, rows): the third argument is an index array of the rows "
+                    f"to use, got a float array of shape {rows.shape}. PyTorch's "
+                    "TensorDataset(X, y, w) keeps any number of arrays: use "
+                    "fastnn.utils.data.TensorDataset for sample weights (fit takes "
+                    "sample_weight= separately)")
             if rows.dtype.kind not in "iu" or rows.ndim != 1:
                 raise DataError(f"rows must be a 1-D integer index array, got {rows.dtype} "
                                 f"{rows.shape}")
@@ -155,9 +196,58 @@ class ArrayDataset:
         """The targets of this data set's rows, in order (a copy when ``rows`` is set)."""
         return self.y if self.rows is None else self.y[self.rows]
 
+    def _batch_dtypes(self) -> tuple[np.dtype, np.dtype]:
+        dt = resolve_dtype(get_default_dtype())
+        return dt, (np.dtype(np.int64) if self.is_classification else dt)
+
+    def __getitem__(self, index):
+        """Sample ``index`` as ``(x, y)`` Tensors (features in the default dtype, transformed
+        when the data set has a transform; class indices int64), as a ``TensorDataset``'s."""
+        n = len(self)
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"ArrayDataset index must be an integer, got {type(index).__name__}")
+        if not -n <= index < n:
+            raise IndexError(f"index {index} is out of range for a data set of {n} samples")
+        gather, rows = self._gather_rows(BufferPool())
+        row = index % n if rows is None else rows[index % n]
+        xb, yb = gather(np.array([row], np.int64))
+        return from_numpy(xb[0]), from_numpy(yb[0:1].reshape(yb.shape[1:]))
+
+    def _gather_rows(self, pool: BufferPool):
+        """The rows kernel's batches for ``fastnn.utils.data.DataLoader`` (see
+        ``Dataset._gather_rows``): features cast to the default dtype and standardized in the
+        same pass when the transform is a :class:`Standardizer`, as :class:`DataLoader`'s."""
+        X, y, rows, transform = self.X, self.y, self.rows, self.transform
+        x_dtype, y_dtype = self._batch_dtypes()
+        kernel_ok = _rows_kernel_takes(X) and (transform is None
+                                               or isinstance(transform, Standardizer))
+        if kernel_ok:
+            shift, scale = (transform.cast_statistics(x_dtype) if transform is not None
+                            else (_NO_STATS[x_dtype],) * 2)
+            gather_x = K_rows.gather_standardize
+
+        def gather(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            xb = pool.get("x", (len(idx), X.shape[1]), x_dtype)
+            yb = pool.get("y", (len(idx), *y.shape[1:]), y_dtype)
+            if kernel_ok:
+                gather_x(xb.size)(X, idx, shift, scale, xb)
+            else:
+                take_rows(X, idx, xb, pool)
+                if transform is not None:
+                    transform.transform_into(xb)
+            take_rows(y, idx, yb, pool)
+            return xb, yb
+
+        return gather, (None if rows is None else rows.astype(np.int64))
+
 
 class DataLoader:
-    """Mini-batches of an :class:`ArrayDataset`, gathered into reused contiguous buffers.
+    """Mini-batches of an :class:`ArrayDataset`, gathered into reused contiguous buffers
+    (NumPy arrays: what ``fit``, the CLI and the distributed sampler consume).
+
+    Given any other data set (a ``TensorDataset``, a ``Subset``, a custom ``Dataset``),
+    ``DataLoader(...)`` is ``fastnn.utils.data.DataLoader(...)``: PyTorch's loader with its
+    arguments and defaults, yielding Tensors. Both gather rows with the same kernel.
 
     Parameters
     ----------
@@ -175,6 +265,13 @@ class DataLoader:
     refers to the batch it held (see ``fastnn._buffers``), so a training loop allocates
     nothing per batch and a batch you keep is never overwritten.
     """
+
+    def __new__(cls, dataset=None, *args, **kwargs):
+        if dataset is not None and not isinstance(dataset, (ArrayDataset, tuple)) \
+                and (isinstance(dataset, _torch_data.Dataset)
+                     or hasattr(dataset, "__getitem__")):
+            return _torch_data.DataLoader(dataset, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, dataset, batch_size: int = 64, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = 0, dtype=None):
@@ -241,89 +338,6 @@ class DataLoader:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.bit_generator.state = state["generator"]
-
-
-_NO_ROWS = np.empty(0, np.int64)
-_NO_STATS = {np.dtype(np.float32): np.empty(0, np.float32),
-             np.dtype(np.float64): np.empty(0, np.float64)}
-
-
-def _numba_reads(X) -> bool:
-    """Whether the rows kernels read ``X``: a plain (not memory-mapped), writable array of
-    real numbers that Numba types (no float16, no foreign byte order)."""
-    return (type(X) is np.ndarray and X.flags.writeable
-            and (X.dtype.kind in "biu" or X.dtype in _NO_STATS) and X.dtype.byteorder in "=|")
-
-
-def _rows_kernel_takes(X) -> bool:
-    """Whether ``kernels.rows.gather_standardize`` reads ``X``: a C-contiguous 2-D array
-    that :func:`_numba_reads`."""
-    return _numba_reads(X) and X.ndim == 2 and X.flags.c_contiguous
-
-
-def take_rows(X: np.ndarray, idx: np.ndarray, out: np.ndarray,
-              pool: BufferPool | None = None) -> np.ndarray:
-    """out[:] = X[idx], the rows ``idx`` of X, cast to out's dtype.
-
-    Parameters
-    ----------
-    X : (N, ...) array.
-    idx : (B,) integer row indices into X, each in [0, N) (not checked: the caller made them).
-    out : (B, ...) array that receives the rows.
-    pool : where a scratch batch in X's dtype comes from when NumPy gathers and then casts
-        (default: a new array).
-
-    One parallel kernel (``kernels.rows.gather_standardize`` without statistics) when X is a
-    plain 2-D array it reads and out float32/float64 (a batch of 200 rows of 100 float32:
-    3 µs against 9 µs for ``np.take``); a serial loop (``kernels.rows.gather_values``) for a
-    1-D array of labels or targets into out of its dtype (200 int64 labels: 1.6 µs for this
-    call against 2.8 µs for ``np.take``); ``np.take`` into out otherwise.
-    """
-    gather = _row_kernel(X, out) if idx.dtype == np.int64 else None
-    if gather is not None:
-        kern, stats = gather
-        kern(X, idx, *stats, out)
-    elif X.dtype == out.dtype:
-        np.take(X, idx, axis=0, out=out)
-    else:
-        raw = pool.get("take_rows", out.shape, X.dtype) if pool is not None \
-            else np.empty(out.shape, X.dtype)
-        np.take(X, idx, axis=0, out=raw)
-        np.copyto(out, raw, casting="unsafe")
-    return out
-
-
-def _row_kernel(X: np.ndarray, out: np.ndarray):
-    """``(kernel, stats)`` such that ``kernel(X, idx, *stats, out)`` gathers rows of X into
-    out for int64 indices, when a rows kernel reads X and writes out (see
-    :func:`take_rows`); else None."""
-    if out.dtype in _NO_STATS and out.flags.c_contiguous and _rows_kernel_takes(X) \
-            and X.shape[1:] == out.shape[1:]:
-        none = _NO_STATS[out.dtype]
-        return K_rows.gather_standardize(out.size), (none, none)
-    if X.ndim == 1 and X.dtype == out.dtype and _numba_reads(X):  # a batch's labels/targets
-        return K_rows.gather_values, ()
-    return None
-
-
-def row_taker(X: np.ndarray, out: np.ndarray, pool: BufferPool | None = None):
-    """``take(idx) -> out``: :func:`take_rows` ``(X, idx, out, pool)`` with its choice of
-    kernel made once, for a loop that gathers batch after batch of the same data into the
-    same buffer (the checks cost about 1.5 µs of Python a batch; a batch of scikit-learn's
-    (256, 256) network trains in about 0.8 ms). X and out must not change meanwhile.
-    """
-    gather = _row_kernel(X, out)
-    if gather is None:
-        return lambda idx: take_rows(X, idx, out, pool)
-    kern, stats = gather
-
-    def take(idx: np.ndarray) -> np.ndarray:
-        if idx.dtype != np.int64:
-            return take_rows(X, idx, out, pool)
-        kern(X, idx, *stats, out)
-        return out
-
-    return take
 
 
 def split_rows(n: int, fraction: float, seed: int = 0, rows=None,

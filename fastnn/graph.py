@@ -40,7 +40,7 @@ import numpy as np
 
 from ._dtype import as_float_array, get_default_dtype, resolve_dtype
 from .kernels import activations as _act
-from .random import default_generator
+from .random import numpy_generator
 
 _grad_enabled = True
 
@@ -289,7 +289,8 @@ class Tensor:
         :func:`node`)."""
         self._backward = fn
 
-    def backward(self, gradient=None) -> None:
+    def backward(self, gradient=None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None) -> None:
         """Backpropagate from this tensor to every tensor it depends on.
 
         Parameters
@@ -297,63 +298,26 @@ class Tensor:
         gradient : array_like, optional
             d(loss)/d(self), same shape as ``self``. May be omitted only when ``self`` has
             one element (a scalar loss), in which case it is 1.
+        retain_graph : keep the graph's saved values so that ``backward`` may run through it
+            again (default ``create_graph``, i.e. False): as in PyTorch, a second backward
+            through a graph that was not retained raises RuntimeError.
+        create_graph : must be False: fastnn's backward computes gradients as arrays, not as
+            a graph, so higher-order derivatives are not available.
+        inputs : a Tensor or a sequence of Tensors: accumulate ``.grad`` into these only
+            (the other leaves' ``.grad`` stay as they were).
 
         Raises
         ------
         RuntimeError
-            If ``self`` does not require grad, or has more than one element and no
-            ``gradient`` is given.
+            If ``self`` does not require grad, has more than one element and no
+            ``gradient`` is given, or the graph was freed by an earlier ``backward``.
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "backward() on a tensor that does not require grad: no input of the "
-                "computation had requires_grad=True (or it ran under no_grad())"
-            )
-        if gradient is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward() without a gradient needs a scalar (one-element) tensor, got "
-                    f"shape {self.shape}; pass gradient= of that shape or reduce first (.sum())"
-                )
-            seed = np.array(1, dtype=self.data.dtype).reshape(self.data.shape)
-        else:
-            seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient)
-            if seed.shape != self.shape:
-                raise ValueError(
-                    f"backward(gradient): gradient has shape {seed.shape}, "
-                    f"expected the tensor's shape {self.shape}"
-                )
-            seed = seed.astype(self.dtype, copy=True)
-        order = self._topological_order()
-        for node in order:
-            node.grad = None  # gradients of intermediate nodes are per call
-        self.accumulate_grad(seed, owned=True)
-        for node in reversed(order):
-            if node.grad is not None:
-                node._backward(node.grad)
+        run_backward((self,), (gradient,), retain_graph, create_graph, inputs)
 
     def _topological_order(self) -> list[Tensor]:
         """The operation nodes (those with a backward) that this tensor depends on, each
-        after all the nodes it was computed from. Leaves need no place in the order: their
-        gradients arrive through their consumers' backward."""
-        if self._backward is None:
-            return []
-        order: list[Tensor] = []
-        visited: set[int] = set()
-        stack: list[tuple[Tensor, bool]] = [(self, False)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for parent in node._parents:
-                if parent._backward is not None and id(parent) not in visited:
-                    stack.append((parent, False))
-        return order
+        after all the nodes it was computed from."""
+        return _topological_order((self,))
 
     # ------------------------------------------------------------- binary operators
     def __add__(self, other) -> Tensor:
@@ -1541,6 +1505,134 @@ def _const(data) -> Tensor:
     return out
 
 
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward.")
+
+
+def _freed(g) -> None:
+    """The backward of a node whose saved values a non-retaining backward released."""
+    raise RuntimeError(_FREED_MESSAGE)
+
+
+def _topological_order(roots) -> list[Tensor]:
+    """The operation nodes (those with a backward) that ``roots`` depend on, each after all
+    the nodes it was computed from. Leaves need no place in the order: their gradients
+    arrive through their consumers' backward. Iterative, so a deep graph cannot hit Python's
+    recursion limit."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)
+                                        if r._backward is not None]
+    while stack:
+        nd, done = stack.pop()
+        if done:
+            order.append(nd)
+            continue
+        if id(nd) in visited:
+            continue
+        visited.add(id(nd))
+        stack.append((nd, True))
+        for parent in nd._parents:
+            if parent._backward is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _seed(root: Tensor, gradient) -> np.ndarray:
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward() on a tensor that does not require grad: no input of the "
+            "computation had requires_grad=True (or it ran under no_grad())"
+        )
+    if gradient is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward() without a gradient needs a scalar (one-element) tensor, got "
+                f"shape {root.shape}; pass gradient= of that shape or reduce first (.sum())"
+            )
+        return np.array(1, dtype=root.data.dtype).reshape(root.data.shape)
+    seed = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient)
+    if seed.shape != root.shape:
+        raise ValueError(
+            f"backward(gradient): gradient has shape {seed.shape}, "
+            f"expected the tensor's shape {root.shape}"
+        )
+    return seed.astype(root.dtype, copy=True)
+
+
+def _leaves(order: list[Tensor], roots) -> list[Tensor]:
+    """The leaves that require grad under the nodes ``order`` (and roots that are leaves)."""
+    seen: set[int] = set()
+    leaves = []
+    for t in [*roots, *(p for nd in order for p in nd._parents)]:
+        if t._backward is None and t.requires_grad and id(t) not in seen:
+            seen.add(id(t))
+            leaves.append(t)
+    return leaves
+
+
+def _as_tensor_list(tensors, what: str) -> list[Tensor]:
+    items = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    for t in items:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{what} must be Tensors, got {type(t).__name__}")
+    return items
+
+
+def run_backward(roots, gradients, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs=None) -> None:
+    """The backward walk behind ``Tensor.backward`` and ``fastnn.autograd``: seed each root
+    with its gradient (None: 1 for a one-element root), call every node's backward once in
+    reverse topological order, then free the nodes' saved values unless ``retain_graph``.
+
+    ``inputs``: accumulate only into these tensors; every other leaf that requires grad is
+    switched off (``requires_grad`` False, which every node's backward checks before it
+    hands a leaf its share) for the walk and restored after it.
+    """
+    if create_graph:
+        raise NotImplementedError(
+            "backward(create_graph=True): fastnn computes gradients as arrays, not as a "
+            "graph, so gradients of gradients (higher-order derivatives) are not available; "
+            "fnn.gradcheck checks first derivatives")
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = list(roots)
+    seeds = [_seed(r, g) for r, g in zip(roots, gradients, strict=True)]
+    order = _topological_order(roots)
+    switched: list[Tensor] = []
+    if inputs is not None:
+        wanted = _as_tensor_list(inputs, "backward(inputs=...)")
+        if not wanted:
+            raise RuntimeError("backward(inputs=...): 'inputs' argument to backward() cannot "
+                               "be empty")
+        for t in wanted:
+            if not t.requires_grad:
+                raise RuntimeError("backward(inputs=...): every input must require grad")
+        keep = {id(t) for t in wanted}
+        switched = [t for t in _leaves(order, roots) if id(t) not in keep]
+    for nd in order:
+        nd.grad = None  # gradients of intermediate nodes are per call
+    for t in switched:
+        t.requires_grad = False
+    try:
+        for root, seed in zip(roots, seeds, strict=True):
+            if root.requires_grad:
+                root.accumulate_grad(seed, owned=True)
+        for nd in reversed(order):
+            if nd.grad is not None:
+                nd._backward(nd.grad)
+    finally:
+        for t in switched:
+            t.requires_grad = True
+    if not retain_graph:
+        for nd in order:
+            nd._backward = _freed  # drops the closure and the values it saved
+
+
 _RESULTS = {name: namedtuple(name, ["values", "indices"]) for name in ("max", "min", "sort",
                                                                         "topk")}
 
@@ -2147,16 +2239,16 @@ def _float_dtype(dtype) -> np.dtype:
 
 
 def randn(*size, dtype=None, requires_grad: bool = False, generator=None) -> Tensor:
-    """Standard normal samples of shape ``size``, from ``generator`` (a NumPy Generator) or
-    the global one (``fnn.manual_seed``)."""
-    gen = generator if generator is not None else default_generator()
+    """Standard normal samples of shape ``size``, from ``generator`` (a ``fnn.Generator`` or
+    a NumPy Generator) or the global one (``fnn.manual_seed``)."""
+    gen = numpy_generator(generator)
     dt = _float_dtype(dtype)
     return _made(gen.standard_normal(_shape_args(size), dtype=dt), requires_grad)
 
 
 def rand(*size, dtype=None, requires_grad: bool = False, generator=None) -> Tensor:
     """Uniform samples in [0, 1) of shape ``size`` (see :func:`randn`)."""
-    gen = generator if generator is not None else default_generator()
+    gen = numpy_generator(generator)
     dt = _float_dtype(dtype)
     return _made(gen.random(_shape_args(size), dtype=dt), requires_grad)
 
@@ -2165,7 +2257,7 @@ def randint(low, high=None, size=(), dtype=None, generator=None) -> Tensor:
     """Integers uniform in [low, high) (``randint(high, size)`` starts at 0), int64."""
     if high is None:
         low, high = 0, low
-    gen = generator if generator is not None else default_generator()
+    gen = numpy_generator(generator)
     dt = np.dtype(np.int64) if dtype is None else _tensor_dtype(dtype)
     return _const(gen.integers(low, high, _shape_args(tuple(size)), dtype=np.int64).astype(dt))
 
@@ -2182,7 +2274,7 @@ def rand_like(x, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def randperm(n: int, dtype=None, generator=None) -> Tensor:
     """A random permutation of 0..n-1 (int64)."""
-    gen = generator if generator is not None else default_generator()
+    gen = numpy_generator(generator)
     return _const(gen.permutation(int(n)).astype(np.int64 if dtype is None
                                                  else _tensor_dtype(dtype)))
 

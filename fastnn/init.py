@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .graph import Tensor
-from .random import default_generator
+from .random import numpy_generator
 
 
 def _array(t) -> np.ndarray:
@@ -74,13 +74,13 @@ def _fan(t, mode: str) -> int:
 
 def uniform_(t, a: float = 0.0, b: float = 1.0, generator=None):
     """Fill with U(a, b)."""
-    rng = generator or default_generator()
+    rng = numpy_generator(generator)
     return _fill(t, rng.uniform(a, b, _array(t).shape))
 
 
 def normal_(t, mean: float = 0.0, std: float = 1.0, generator=None):
     """Fill with N(mean, std^2)."""
-    rng = generator or default_generator()
+    rng = numpy_generator(generator)
     return _fill(t, rng.normal(mean, std, _array(t).shape))
 
 
@@ -127,14 +127,118 @@ def kaiming_normal_(t, a: float = 0.0, mode: str = "fan_in",
     return normal_(t, 0.0, std, generator)
 
 
+def trunc_normal_(t, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
+                  generator=None):
+    """Fill with N(mean, std^2) truncated to [a, b] (``a``, ``b`` absolute bounds, as in
+    PyTorch): PyTorch's inverse-CDF method, u ~ U(2 Phi(alpha) - 1, 2 Phi(beta) - 1),
+    x = mean + std sqrt(2) erfinv(u), clamped to [a, b]; alpha, beta = (a, b - mean) / std."""
+    from scipy.special import erfinv
+
+    if std <= 0 or not a < b:
+        raise ValueError(f"trunc_normal_: need std > 0 and a < b, got std={std}, a={a}, b={b}")
+    arr = _array(t)
+
+    def norm_cdf(x: float) -> float:
+        return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+    lo, hi = norm_cdf((a - mean) / std), norm_cdf((b - mean) / std)
+    u = numpy_generator(generator).uniform(2 * lo - 1, 2 * hi - 1, arr.shape)
+    values = np.clip(mean + std * math.sqrt(2.0) * erfinv(u), a, b)
+    return _fill(t, values)
+
+
+def orthogonal_(t, gain: float = 1.0, generator=None):
+    """Fill a 2-D weight with a (semi-)orthogonal matrix times ``gain`` (Saxe et al.),
+    PyTorch's construction: QR of a normal matrix, Q's columns signed by diag(R).
+
+    PyTorch builds its (out, in) weight; fastnn's is (in, out), its transpose, so the
+    matrix drawn is PyTorch's, transposed: for in >= out the columns are orthonormal
+    (W^T W = I), otherwise the rows (W W^T = I). Weights of more than 2 dimensions
+    (convolutions, whose layout fastnn's init does not assume) raise NotImplementedError.
+    """
+    arr = _array(t)
+    if arr.ndim < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if arr.ndim > 2:
+        raise NotImplementedError(
+            f"orthogonal_ of a {arr.ndim}-D weight: fastnn's init fills 2-D (in, out) "
+            "weights; convolution weights are not supported here yet")
+    n_in, n_out = arr.shape
+    rows, cols = n_out, n_in  # PyTorch's (out, in) weight
+    flat = numpy_generator(generator).standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(t, gain * q.T)  # back to fastnn's (in, out)
+
+
+def eye_(t):
+    """Fill a 2-D weight with the identity (ones on the diagonal): y = x @ W passes the first
+    min(in, out) inputs through, as PyTorch's ``eye_`` on its (out, in) weight does."""
+    arr = _array(t)
+    if arr.ndim != 2:
+        raise ValueError(f"Only tensors with 2 dimensions are supported, got shape {arr.shape}")
+    return _fill(t, np.eye(*arr.shape))
+
+
+def dirac_(t, groups: int = 1):
+    """Fill a 3-, 4- or 5-D convolution weight with the Dirac delta (the convolution passes
+    its input channels through), PyTorch's formula on PyTorch's convolution layout
+    (out_channels, in_channels / groups, *kernel): for each group g and channel
+    d < min(out / groups, in), weight[g * out_per_group + d, d, centre of the kernel] = 1."""
+    arr = _array(t)
+    if arr.ndim not in (3, 4, 5):
+        raise ValueError(f"Only tensors with 3, 4, or 5 dimensions are supported, got shape "
+                         f"{arr.shape} (dirac_ fills convolution weights)")
+    out_ch = arr.shape[0]
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0 \
+            or out_ch % groups:
+        raise ValueError(f"dim 0 must be divisible by groups, got shape {arr.shape} and "
+                         f"groups={groups!r}")
+    per_group = out_ch // groups
+    arr[...] = 0
+    centre = tuple(k // 2 for k in arr.shape[2:])
+    for g in range(groups):
+        for d in range(min(per_group, arr.shape[1])):
+            arr[(g * per_group + d, d, *centre)] = 1
+    return t
+
+
+def sparse_(t, sparsity: float, std: float = 0.01, generator=None):
+    """Fill a 2-D weight with N(0, std^2) and zero a fraction ``sparsity`` of each input's
+    weights (Martens 2010), PyTorch's formula: in each column of PyTorch's (out, in) weight,
+    ceil(sparsity * out) entries are zero; fastnn's (in, out) weight is its transpose, so
+    each row here (an input feature) has that many zeros among its ``out`` entries."""
+    arr = _array(t)
+    if arr.ndim != 2:
+        raise ValueError(f"Only tensors with 2 dimensions are supported, got shape {arr.shape}")
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparse_: sparsity must be in [0, 1], got {sparsity!r}")
+    n_in, n_out = arr.shape
+    rng = numpy_generator(generator)
+    values = rng.normal(0.0, std, (n_in, n_out))
+    n_zeros = int(math.ceil(sparsity * n_out))
+    for i in range(n_in):
+        values[i, rng.permutation(n_out)[:n_zeros]] = 0.0
+    return _fill(t, values)
+
+
 __all__ = [
     "calculate_fan_in_and_fan_out",
     "calculate_gain",
     "constant_",
+    "dirac_",
+    "eye_",
     "kaiming_normal_",
     "kaiming_uniform_",
     "normal_",
     "ones_",
+    "orthogonal_",
+    "sparse_",
+    "trunc_normal_",
     "uniform_",
     "xavier_normal_",
     "xavier_uniform_",

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
 
 from .._dtype import resolve_dtype
-from ..graph import Tensor
+from ..graph import Tensor, node
+
+_hook_ids = itertools.count()
+
+
+class RemovableHandle:
+    """What ``register_*_hook`` returns: ``handle.remove()`` unregisters the hook (also as
+    a context manager: the hook is removed at the end of the ``with`` block)."""
+
+    def __init__(self, registry: dict, module: Module):
+        self.id = next(_hook_ids)
+        self._registry, self._module = registry, module
+
+    def remove(self) -> None:
+        self._registry.pop(self.id, None)
+        self._module._refresh_hooks()
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 def _check_device(device) -> None:
@@ -94,7 +116,11 @@ class Module:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "training", True)
+
+    # None while the module has no hooks, so that calling it costs one attribute test.
+    _hooks = None
 
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
@@ -125,10 +151,107 @@ class Module:
         self.__dict__.pop("_plan", None)
         object.__delattr__(self, name)
 
-    def register_buffer(self, name: str, value: np.ndarray | None) -> None:
-        """Register non-learned state (kept in ``state_dict()``, not in ``parameters()``)."""
+    def register_buffer(self, name: str, value, persistent: bool = True) -> None:
+        """Register non-learned state: among ``buffers()``, not ``parameters()``; kept in
+        ``state_dict()`` unless ``persistent=False``. fastnn keeps buffers as NumPy arrays
+        (a Tensor given here is stored as its ``.data``)."""
+        if isinstance(value, Tensor):
+            value = value.data
+        if value is not None and not isinstance(value, np.ndarray):
+            raise TypeError(f"cannot assign '{type(value).__name__}' object to buffer "
+                            f"'{name}' (an ndarray, a Tensor or None required)")
+        if not isinstance(name, str):
+            raise TypeError(f"buffer name should be a string. Got {type(name).__name__}")
+        if "." in name or name == "":
+            raise KeyError(f"buffer name can't be empty or contain '.', got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
         self._buffers[name] = value
+        nonpersistent = self.__dict__.setdefault("_non_persistent_buffers_set", set())
+        if persistent:
+            nonpersistent.discard(name)
+        else:
+            nonpersistent.add(name)
         object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------- hooks
+    def _hook_registry(self, kind: str) -> dict:
+        hooks = self.__dict__.get("_hook_registries")
+        if hooks is None:
+            hooks = {"pre": {}, "forward": {}, "backward": {}}
+            object.__setattr__(self, "_hook_registries", hooks)
+        return hooks[kind]
+
+    def _refresh_hooks(self) -> None:
+        regs = self.__dict__.get("_hook_registries")
+        active = regs if regs is not None and any(regs.values()) else None
+        object.__setattr__(self, "_hooks", active)
+
+    def _add_hook(self, kind: str, entry, prepend: bool) -> RemovableHandle:
+        registry = self._hook_registry(kind)
+        handle = RemovableHandle(registry, self)
+        registry[handle.id] = entry
+        if prepend:
+            registry_items = list(registry.items())
+            registry.clear()
+            registry.update([registry_items[-1], *registry_items[:-1]])
+        self._refresh_hooks()
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """``hook(module, args)`` runs before ``forward``; it may return new args (a tuple,
+        or a single value that becomes a one-tuple). ``with_kwargs=True``:
+        ``hook(module, args, kwargs)`` returning None or ``(args, kwargs)``."""
+        return self._add_hook("pre", (hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after ``forward``; it may return a new output.
+        ``with_kwargs=True``: ``hook(module, args, kwargs, output)``."""
+        return self._add_hook("forward", (hook, with_kwargs), prepend)
+
+    def register_full_backward_hook(self, hook, prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
+        the module's Tensor inputs have been computed (``grad_input``: a tuple of arrays, or
+        None for an input that needs no gradient; ``grad_output``: the gradients of the
+        outputs). It may return a tuple that replaces ``grad_input``.
+
+        A module with hooks runs its layers one by one (a ``Sequential`` does not fuse a
+        hooked layer with its activation), and ``fnn.compile_step`` is for models without
+        hooks."""
+        return self._add_hook("backward", hook, prepend)
+
+    def register_backward_hook(self, hook) -> RemovableHandle:
+        """Deprecated in PyTorch: use :meth:`register_full_backward_hook`."""
+        return self.register_full_backward_hook(hook)
+
+    def _call_with_hooks(self, args, kwargs):
+        hooks = self._hooks
+        for hook, with_kwargs in list(hooks["pre"].values()):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result}.")
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        backward_hooks = list(hooks["backward"].values())
+        if backward_hooks:
+            args, state = _BackwardHookState.wrap_inputs(self, args, backward_hooks)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(hooks["forward"].values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else \
+                hook(self, args, output)
+            if result is not None:
+                output = result
+        if backward_hooks:
+            output = state.wrap_outputs(output)
+        return output
 
     def _check_name(self, name, what: str) -> str:
         if not isinstance(name, str):
@@ -181,7 +304,9 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if self._hooks is None:
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
 
     # ------------------------------------------------------------------ traversal
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -193,10 +318,23 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module ("" or ``prefix``) and every submodule,
+        depth first; a module reachable twice is listed once unless ``remove_duplicate``
+        is False."""
+        if isinstance(memo, str):  # named_modules("prefix"), fastnn's older signature
+            memo, prefix = None, memo
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self.named_children():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name,
+                                       remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
@@ -206,7 +344,7 @@ class Module:
                          ) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) pairs, each parameter once, in registration order."""
         seen: set[int] = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for mod_name, mod in modules:
             for name, p in mod._parameters.items():
                 if p is None or id(p) in seen:
@@ -218,15 +356,28 @@ class Module:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for mod_name, mod in self.named_modules(prefix):
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        """(dotted name, array) of every buffer (BatchNorm's ``running_mean``, ...)."""
+        seen: set[int] = set()
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for mod_name, mod in modules:
             for name, b in mod._buffers.items():
-                if b is not None:
-                    yield (f"{mod_name}.{name}" if mod_name else name), b
+                if b is None or (remove_duplicate and id(b) in seen):
+                    continue
+                seen.add(id(b))
+                yield (f"{mod_name}.{name}" if mod_name else name), b
 
-    def buffers(self) -> Iterator[np.ndarray]:
-        for _, b in self.named_buffers():
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers(recurse=recurse):
             yield b
+
+    def _persistent_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        for mod_name, mod in self.named_modules():
+            skip = mod.__dict__.get("_non_persistent_buffers_set", ())
+            for name, b in mod._buffers.items():
+                if b is not None and name not in skip:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
 
     # ---------------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> Module:
@@ -268,6 +419,13 @@ class Module:
         """The module itself: fastnn computes on the CPU."""
         return self
 
+    def cuda(self, device=None) -> Module:
+        """Raises: fastnn computes on the CPU only (keep the module where it is, or use
+        ``.to("cpu")``, which changes nothing)."""
+        raise RuntimeError("cuda(): fastnn computes on the CPU only; there is no GPU to move "
+                           "the module to (.to('cpu') and .cpu() are accepted and change "
+                           "nothing)")
+
     def to(self, *args, dtype=None, **kwargs) -> Module:
         """Cast every parameter and floating buffer to ``dtype`` (float32 or float64), in place;
         ``to("cpu")`` (or ``device="cpu"``) is accepted and changes nothing, any other device
@@ -307,7 +465,7 @@ class Module:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, by dotted name (PyTorch's names)."""
         state = {name: p.data.copy() for name, p in self.named_parameters()}
-        state.update({name: np.array(b, copy=True) for name, b in self.named_buffers()})
+        state.update({name: np.array(b, copy=True) for name, b in self._persistent_buffers()})
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True, layout: str = "fastnn"
@@ -333,10 +491,8 @@ class Module:
         targets: dict[str, tuple[np.ndarray, Module, str]] = {}
         for name, p in self.named_parameters():
             targets[name] = p.data
-        for mod_name, mod in self.named_modules():
-            for bname, b in mod._buffers.items():
-                if b is not None:
-                    targets[f"{mod_name}.{bname}" if mod_name else bname] = b
+        for name, b in self._persistent_buffers():
+            targets[name] = b
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict.keys() if k not in targets]
         if strict and (missing or unexpected):
@@ -449,7 +605,12 @@ class Sequential(Module):
 
     def forward(self, x):
         for m, fused in self._fusion_plan():
-            x = m(x) if fused is None else m(x, _fused=fused)
+            if fused is None:
+                x = m(x)
+            elif m._hooks is None and fused._hooks is None:
+                x = m(x, _fused=fused)
+            else:  # a hook sees each module's own call: no fusion
+                x = fused(m(x))
         return x
 
 
@@ -592,3 +753,74 @@ class ModuleDict(Module):
     def clear(self) -> None:
         for key in list(self._modules):
             delattr(self, key)
+
+
+class _BackwardHookState:
+    """The full backward hooks of one call of a module: identity nodes around its Tensor
+    inputs and outputs catch grad_output and grad_input, and the hooks run once all the
+    input gradients of that call have arrived (PyTorch's BackwardHook)."""
+
+    def __init__(self, module: Module, hooks: list, n_args: int):
+        self.module, self.hooks = module, hooks
+        self.grad_inputs: list = [None] * n_args
+        self.grad_outputs: tuple = ()
+        self.waiting: set[int] = set()
+        self.inputs: dict[int, Tensor] = {}
+
+    @classmethod
+    def wrap_inputs(cls, module: Module, args: tuple, hooks: list):
+        state = cls(module, hooks, len(args))
+        wrapped = list(args)
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor) and a.requires_grad:
+                out = node(a.data, (a,), "backward_hook")
+                state.waiting.add(i)
+                state.inputs[i] = a
+                out.set_backward(state._input_backward(i))
+                wrapped[i] = out
+        return tuple(wrapped), state
+
+    def _input_backward(self, i: int):
+        def backward(g):
+            self.grad_inputs[i] = g
+            self.waiting.discard(i)
+            if not self.waiting:
+                self._run_hooks()
+                for j, a in self.inputs.items():
+                    if self.grad_inputs[j] is not None:
+                        a.accumulate_grad(np.asarray(self.grad_inputs[j]))
+
+        return backward
+
+    def _run_hooks(self) -> None:
+        grad_input = tuple(self.grad_inputs)
+        for hook in self.hooks:
+            result = hook(self.module, grad_input, self.grad_outputs)
+            if result is not None:
+                result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+                if len(result) != len(grad_input):
+                    raise RuntimeError(f"backward hook returned {len(result)} gradients, "
+                                       f"expected {len(grad_input)}")
+                grad_input = tuple(None if r is None else np.asarray(
+                    r.data if isinstance(r, Tensor) else r) for r in result)
+        self.grad_inputs = list(grad_input)
+
+    def wrap_outputs(self, output):
+        outs = output if isinstance(output, tuple) else (output,)
+        grads: list = [None] * len(outs)
+        self.grad_outputs = tuple(grads)
+        wrapped = list(outs)
+        for k, o in enumerate(outs):
+            if isinstance(o, Tensor) and o.requires_grad:
+                out = node(o.data, (o,), "backward_hook")
+
+                def backward(g, k=k, o=o):
+                    grads[k] = g
+                    self.grad_outputs = tuple(grads)
+                    if not self.waiting:  # no input needs a gradient: the hooks run now
+                        self._run_hooks()
+                    o.accumulate_grad(g)
+
+                out.set_backward(backward)
+                wrapped[k] = out
+        return tuple(wrapped) if isinstance(output, tuple) else wrapped[0]

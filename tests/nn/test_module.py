@@ -230,3 +230,124 @@ def test_sequential_from_an_ordered_dict_and_nn_init():
     assert fnn.nn.init is fnn.init
     fnn.nn.init.zeros_(model.fc.weight)
     assert not model.fc.weight.data.any()
+
+
+# ------------------------------------------------------------ hooks, buffers, traversal
+def test_forward_hooks_and_pre_hooks_with_remove():
+    m = make_mlp().eval()
+    x = fnn.randn(5, 4)
+    ref = m(x).data.copy()
+    calls = []
+    pre = m[0].register_forward_pre_hook(lambda mod, args: (args[0] * 2.0,))
+    post = m[4].register_forward_hook(lambda mod, args, out: calls.append(out.shape) or out * 0)
+    out = m(x)
+    assert calls == [(5, 3)] and not out.data.any()
+    pre.remove()
+    post.remove()
+    np.testing.assert_allclose(m(x).data, ref)
+    with m[2].register_forward_hook(lambda mod, args, out: calls.append("relu")):
+        m(x)  # the hooked ReLU runs on its own, not fused into the BatchNorm before it
+    m(x)
+    assert calls.count("relu") == 1
+
+
+def test_full_backward_hook_sees_and_replaces_gradients():
+    torch = pytest.importorskip("torch")
+    fnn.manual_seed(0)
+    lin = fnn.nn.Linear(3, 2, dtype=np.float64)
+    tl = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        tl.weight.copy_(torch.tensor(lin.weight.data.T))
+        tl.bias.copy_(torch.tensor(lin.bias.data))
+    seen_f, seen_t = [], []
+    lin.register_full_backward_hook(lambda m, gi, go: seen_f.append((gi, go)))
+    tl.register_full_backward_hook(lambda m, gi, go: seen_t.append((gi, go)))
+    xv = np.random.default_rng(0).normal(size=(4, 3))
+    xf, xt = fnn.tensor(xv, requires_grad=True), torch.tensor(xv, requires_grad=True)
+    (lin(xf) ** 2).sum().backward()
+    (tl(xt) ** 2).sum().backward()
+    (gi_f, go_f), = seen_f
+    (gi_t, go_t), = seen_t
+    np.testing.assert_allclose(gi_f[0], gi_t[0].numpy())
+    np.testing.assert_allclose(go_f[0], go_t[0].numpy())
+    # a hook that returns new input gradients replaces them
+    h = lin.register_full_backward_hook(lambda m, gi, go: (gi[0] * 0,))
+    xf.grad = None
+    (lin(xf) ** 2).sum().backward()
+    assert not xf.grad.any()
+    h.remove()
+    # an input that needs no gradient: grad_input is (None,), the hook still runs
+    seen_f.clear()
+    lin(fnn.tensor(xv)).sum().backward()
+    assert seen_f[0][0] == (None,)
+
+
+def test_buffers_and_persistence():
+    m = make_mlp()
+    assert [n for n, _ in m.named_buffers()] == [
+        "1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    m[0].register_buffer("scratch", fnn.zeros(2), persistent=False)
+    m[0].register_buffer("kept", np.ones(2))
+    assert "0.scratch" in dict(m.named_buffers()) and "0.scratch" not in m.state_dict()
+    assert "0.kept" in m.state_dict()
+    m.load_state_dict(m.state_dict())
+    with pytest.raises(TypeError, match="buffer"):
+        m.register_buffer("bad", [1, 2])
+
+
+def test_traversal_matches_torch():
+    torch = pytest.importorskip("torch")
+    fm = fnn.nn.Sequential(fnn.nn.Linear(2, 3), fnn.nn.Sequential(fnn.nn.ReLU(),
+                                                                   fnn.nn.Linear(3, 1)))
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Sequential(torch.nn.ReLU(),
+                                                                        torch.nn.Linear(3, 1)))
+    assert [n for n, _ in fm.named_modules()] == [n for n, _ in tm.named_modules()]
+    assert [n for n, _ in fm.named_children()] == [n for n, _ in tm.named_children()]
+    assert len(list(fm.modules())) == len(list(tm.modules()))
+    shared = fnn.nn.Linear(2, 2)
+    twice = fnn.nn.Sequential(shared, shared)
+    assert len(list(twice.modules())) == 2
+    assert len(list(twice.named_modules(remove_duplicate=False))) == 3
+
+
+def test_train_mode_zero_grad_apply_requires_grad_and_cuda():
+    m = make_mlp()
+    assert m.train(False) is m and not m[1].training
+    m.train()
+    m(fnn.randn(4, 4)).sum().backward()
+    m.zero_grad(set_to_none=False)
+    assert not m[0].weight.grad.any()
+    m.zero_grad()
+    assert m[0].weight.grad is None
+    names = []
+    m.apply(lambda mod: names.append(type(mod).__name__))
+    assert names[-1] == "Sequential" and names[0] == "Linear"
+    m.requires_grad_(False)
+    assert not any(p.requires_grad for p in m.parameters())
+    with pytest.raises(RuntimeError, match="CPU only"):
+        m.cuda()
+    with pytest.raises(ValueError, match="CPU only"):
+        m.to("cuda")
+    assert "in_features=4" in repr(m[0])
+
+
+def test_a_hooked_model_is_not_compiled():
+    m = make_mlp()
+    m[0].register_forward_hook(lambda mod, args, out: None)
+    with pytest.raises(fnn.NotCompilable, match="hooks"):
+        fnn.compile_step(m, fnn.nn.functional.cross_entropy,
+                         fnn.optim.SGD(m.parameters(), lr=0.1))
+
+
+def test_nn_utils_clip_grad_value_and_vectors():
+    m = make_mlp()
+    m(fnn.randn(6, 4)).pow(2).sum().backward()
+    grads = [p.grad.copy() for p in m.parameters()]
+    fnn.nn.utils.clip_grad_value_(m.parameters(), 0.01)
+    for p, g in zip(m.parameters(), grads, strict=True):
+        np.testing.assert_array_equal(p.grad, np.clip(g, -0.01, 0.01))
+    vec = fnn.nn.utils.parameters_to_vector(m.parameters())
+    assert vec.shape == (sum(p.numel() for p in m.parameters()),)
+    fnn.nn.utils.vector_to_parameters(vec * 0, m.parameters())
+    assert not any(p.data.any() for p in m.parameters())
+    assert fnn.nn.utils.clip_grad_norm_ is fnn.optim.clip_grad_norm_
