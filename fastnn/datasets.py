@@ -13,17 +13,19 @@ spec                       what it loads
 ``npy:X.npy,y.npy``        uncompressed ``.npy`` files, memory-mapped (optionally followed by
                            ``,X_test.npy,y_test.npy``)
 ``csv:FILE:TARGET``        a CSV with a header row; TARGET names the target column (or
-                           several, comma-separated: ``csv:FILE:T1,T2``)
+                           several, comma-separated: ``csv:FILE:T1,T2``); mixed columns
+                           (numbers, text, booleans, dates, blank cells), read by pyarrow
+``parquet:FILE:TARGET``    a Parquet file, the same way
 =========================  ==============================================================
 
-Every loader returns a :class:`Split`: features (N, D) as stored (uint8 images stay uint8),
+Every loader returns a :class:`Split`: features (N, D) as stored (CSV and Parquet: the raw
+columns as a ``pyarrow.Table``, encoded by :mod:`fastnn.tabular`) (uint8 images stay uint8),
 the targets as they are in the file (integers, names, booleans or real values: what they
 mean is decided by :func:`fastnn.tasks.infer_task`), and a test part when the source has one.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 import zipfile
@@ -55,6 +57,9 @@ class Split:
     #: Feature column names (CSV) and target column names (CSV), where the source has them.
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    #: CSV and Parquet: the raw feature columns (a ``pyarrow.Table``; ``X`` is None), which
+    #: :class:`fastnn.tabular.TableEncoder` turns into numbers.
+    table: object = None
 
 
 # ------------------------------------------------------------------------------- IDX
@@ -256,95 +261,141 @@ def load_npy(paths: list[str]) -> Split:
     return Split(X, y, X_test, y_test, name="npy")
 
 
-def _parse_targets(cells: list[str], name: str):
-    """Target cells of one column: int64 when all are integers, float64 when all are
-    numbers, else the strings."""
-    try:
-        return np.array([int(c) for c in cells], dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass
-    try:
-        return np.array([float(c) for c in cells], dtype=np.float64)
-    except ValueError:
-        return np.array(cells, dtype=str)
+def read_table(path: str, column_types: dict | None = None):
+    """A CSV (header row) or Parquet file as a ``pyarrow.Table`` (``.parquet``/``.pq``:
+    Parquet, anything else: CSV).
 
-
-def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
-    """A CSV with a header row; ``target`` names the target column (or several,
-    comma-separated); all other columns are features, or the columns named in ``features``
-    (in that order: a trained model's). ``target`` None reads features only.
-
-    Target cells may be integers, numbers or names (what they mean is decided later, see
-    :func:`fastnn.tasks.infer_task`). Empty cells, and text or NaN/Inf in feature columns,
-    raise DataError naming the file line (1-based, the header is line 1) and the column.
+    CSV is read by pyarrow: typed (integers, reals, booleans, dates and timestamps, text),
+    multi-threaded, blank cells and ``NA``/``NaN``/``null`` as blanks (text columns too).
+    ``column_types`` (column -> Arrow type) types those columns as given (a trained model's
+    way). Any read error becomes DataError naming the file and what pyarrow says (for a CSV
+    the offending row's text, or the column and value).
     """
+    import pyarrow as pa
+
+    if isinstance(path, pa.Table):
+        return path
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path}: empty file (a header row is needed)")
-        header = [h.strip() for h in header]
-        targets: list[str] = []
-        if target is not None:
-            targets = [target] if target in header else [t.strip() for t in target.split(",")]
-            missing = [t for t in targets if t not in header]
-            if missing:
-                raise DataError(f"{path}: no column {missing[0]!r}; the columns are {header}")
-        t_cols = [header.index(t) for t in targets]
-        if features is not None:
-            missing = [c for c in features if c not in header]
-            if missing:
-                raise DataError(f"{path}: no column {missing[0]!r}, which the model takes as "
-                                f"a feature; the columns are {header}")
-            f_cols = [header.index(c) for c in features]
+    try:
+        if str(path).lower().endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
         else:
-            f_cols = [j for j in range(len(header)) if j not in t_cols]
-        feats, labels = [], []
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path}: line {line} has {len(row)} fields, the header has "
-                                f"{len(header)}")
-            values = []
-            for j in f_cols:
-                cell = row[j].strip()
-                try:
-                    v = float(cell)
-                except ValueError:
-                    what = "an empty cell" if not cell else f"{cell!r}"
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {what} is not "
-                                    "a number") from None
-                if not np.isfinite(v):
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {cell!r} is "
-                                    "NaN or Inf")
-                values.append(v)
-            feats.append(values)
-            cells = [row[j].strip() for j in t_cols]
-            for j, c in zip(t_cols, cells, strict=True):
-                if not c:
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: the target "
-                                    "is empty")
-            labels.append(cells)
-    if not feats:
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+                strings_can_be_null=True, column_types=column_types or {}))
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        what = str(exc).strip().replace("\n", " ")
+        if "Empty CSV file" in what:
+            what = "empty file (a header row is needed)"
+        raise DataError(f"{path}: cannot read it as {_format(path)} ({what})") from None
+    if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
-    X = np.array(feats, dtype=np.float64)
+    return table
+
+
+def _format(path) -> str:
+    return "Parquet" if str(path).lower().endswith((".parquet", ".pq")) else "CSV"
+
+
+def as_table(data):
+    """A pandas DataFrame or a pyarrow Table as a ``pyarrow.Table`` (anything else: None)."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if type(data).__name__ == "DataFrame" and hasattr(data, "columns"):
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise DataError(f"the DataFrame cannot be read as a table ({exc})") from None
+    return None
+
+
+def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndarray:
+    """A target column as NumPy: int64 when every value is a whole number, float64 for
+    other numbers, bool, or str. A blank raises DataError naming the row (for a CSV, its
+    line: the header is line 1)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_floating(col.type):
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    if col.null_count:
+        row = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+        at = f"line {row + 2}" if csv_lines else f"row {row}"
+        raise DataError(f"{where}: {at}, column {name!r}: the target is empty")
+    t = col.type
+    if pa.types.is_integer(t):
+        return np.asarray(col.to_numpy(zero_copy_only=False), np.int64)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        v = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+        if np.isfinite(v).all() and (v == np.round(v)).all() and (np.abs(v) < 2**53).all():
+            return v.astype(np.int64)
+        return v
+    if pa.types.is_boolean(t):
+        return np.asarray(col.to_numpy(zero_copy_only=False), bool)
+    return np.asarray(col.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=str)
+
+
+def load_table(path, target: str | None, features: list[str] | None = None,
+               column_types: dict | None = None) -> Split:
+    """A CSV or Parquet file (or a pandas DataFrame / pyarrow Table) as a Split whose
+    ``table`` holds the feature columns (raw, typed; see :mod:`fastnn.tabular`) and ``y``
+    the target.
+
+    ``target`` names the target column (or several, comma-separated: all numeric); None
+    reads features only. The features are every other column, or the columns named in
+    ``features`` (a trained model's; a target column in the file is then ignored).
+    """
+    table = as_table(path)
+    where = "the table" if table is not None else str(path)
+    if table is None:
+        table = read_table(path, column_types)
+    header = list(table.column_names)
+    targets: list[str] = []
+    if target is not None:
+        targets = [target] if target in header else [t.strip() for t in target.split(",")]
+        missing = [t for t in targets if t not in header]
+        if missing:
+            raise DataError(f"{where}: no column {missing[0]!r}; the columns are {header}")
+    if features is not None:
+        missing = [c for c in features if c not in header]
+        if missing:
+            raise DataError(f"{where}: no column {missing[0]!r}, which the model takes as "
+                            f"a feature; the columns are {header}")
+        names = list(features)
+    else:
+        names = [c for c in header if c not in targets]
+    if not names:
+        raise DataError(f"{where}: no feature columns besides the target {targets}")
+    csv_lines = where != "the table" and _format(path) == "CSV"
     y = None
     if targets:
-        cols = [_parse_targets([r[k] for r in labels], targets[k]) for k in range(len(targets))]
+        cols = [target_values(table.column(t), t, where, csv_lines) for t in targets]
         if len(cols) == 1:
             y = cols[0]
         else:
-            if any(c.dtype.kind not in "iuf" for c in cols):
-                bad = next(t for t, c in zip(targets, cols, strict=True)
-                           if c.dtype.kind not in "iuf")
-                raise DataError(f"{path}: several target columns must all be numeric; "
-                                f"{bad!r} holds text")
+            bad = [t for t, c in zip(targets, cols, strict=True) if c.dtype.kind not in "iuf"]
+            if bad:
+                raise DataError(f"{where}: several target columns must all be numeric; "
+                                f"{bad[0]!r} holds text")
             y = np.stack([c.astype(np.float64) for c in cols], axis=1)
-    return Split(X, y, name="csv", feature_names=[header[j] for j in f_cols],
-                 target_names=targets or None)
+    return Split(None, y, name="parquet" if _format(path) == "Parquet" else "csv",
+                 feature_names=names, target_names=targets or None,
+                 table=table.select(names))
+
+
+def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
+    """A CSV with a header row: see :func:`load_table` (the same for Parquet)."""
+    return load_table(path, target, features)
 
 
 def load_digits() -> Split:
@@ -361,9 +412,9 @@ def load_digits() -> Split:
 
 
 def split_csv_spec(rest: str) -> tuple[str, str | None]:
-    """``FILE:TARGET`` (the part of a ``csv:`` spec after ``csv:``) as (FILE, TARGET), or
-    (``rest``, None) when it names no target: a path may hold ':' itself, so TARGET counts
-    only where what comes before the last ':' is a file."""
+    """``FILE:TARGET`` (the part of a ``csv:`` or ``parquet:`` spec after the kind) as
+    (FILE, TARGET), or (``rest``, None) when it names no target: a path may hold ':'
+    itself, so TARGET counts only where what comes before the last ':' is a file."""
     path, sep, target = rest.rpartition(":")
     if sep and path and target and os.path.isfile(path):
         return path, target
@@ -385,12 +436,13 @@ def load_spec(spec: str) -> Split:
         return load_npz(rest)
     if kind == "npy" and rest:
         return load_npy([p.strip() for p in rest.split(",")])
-    if kind == "csv" and rest:
+    if kind in ("csv", "parquet") and rest:
         path, target = split_csv_spec(rest)
         if target is None:
-            raise DataError(f"csv spec needs a target column: csv:FILE:TARGET, got {spec!r}")
-        return load_csv(path, target)
+            raise DataError(f"{kind} spec needs a target column: {kind}:FILE:TARGET, got "
+                            f"{spec!r}")
+        return load_table(path, target)
     raise DataError(
         f"unknown data spec {spec!r}: use digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
-        "npz:FILE, npy:X.npy,y.npy or csv:FILE:TARGET"
+        "npz:FILE, npy:X.npy,y.npy, csv:FILE:TARGET or parquet:FILE:TARGET"
     )

@@ -38,6 +38,7 @@ from .layers import (
     make_activation,
 )
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .tabular import TabularMLP
 
 __all__ = [
     "ELU",
@@ -74,6 +75,7 @@ __all__ = [
     "Softplus",
     "Sigmoid",
     "Swish",
+    "TabularMLP",
     "Tanh",
     "make_activation",
 ]
