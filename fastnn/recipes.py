@@ -691,14 +691,15 @@ class TrainedModel:
             out.append(predict(self.model, xb, batch_size=batch_size))
         return np.concatenate(out) if out else np.empty((0, self.encoding.n_outputs))
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels (N,) (in the training data's labels) or values (original units)."""
-        return self.encoding.decode_outputs(self.outputs(X))
+    def predict(self, X, counts: dict | None = None) -> np.ndarray:
+        """Predicted labels (N,) (in the training data's labels) or values (original units);
+        ``X`` as for :meth:`outputs`."""
+        return self.encoding.decode_outputs(self.outputs(X, counts=counts))
 
-    def scores(self, X) -> np.ndarray:
+    def scores(self, X, counts: dict | None = None) -> np.ndarray:
         """What ``fastnn predict --scores`` writes: class scores (N, C) (logits), or for a
         regressor its predicted values."""
-        out = self.outputs(X)
+        out = self.outputs(X, counts=counts)
         return out if self.task == "classification" else self.encoding.decode_outputs(out)
 
     def evaluate(self, data: ArrayDataset, keep: list | None = None) -> dict:

@@ -95,10 +95,18 @@ def _plain(col):
     return col
 
 
-def _as_float(col, name: str) -> np.ndarray:
-    """A numeric, boolean or date column as float64 (N,), NaN for blanks."""
+def _as_float(col, name: str, date: bool = False) -> np.ndarray:
+    """A numeric, boolean or date column as float64 (N,), NaN for blanks; ``date``: the
+    column is a date column (seconds since 1970; text is parsed as ISO 8601 dates)."""
     pa, pc = _pa()
     kind = _kind(col.type)
+    if date and kind == "text":
+        try:
+            col = col.cast(pa.timestamp("s"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"column {name!r} holds dates for the model, but text that is "
+                            f"not a date ({exc})") from None
+        kind = "date"
     if kind == "date":
         col = col.cast(pa.timestamp("s")).cast(pa.int64())
     elif kind == "text":
@@ -185,7 +193,7 @@ class TableEncoder:
             cr = ColumnRole(name, role, why, info["distinct"], info["missing"], info["kind"])
             part = col if fit_rows is None else col.take(fit_rows)
             if role in ("numeric", "date"):
-                values = _as_float(part, name)
+                values = _as_float(part, name, date=role == "date")
                 blank = np.isnan(values)
                 cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
                 cr.indicator = bool(blank.any())
@@ -274,7 +282,7 @@ class TableEncoder:
             j += 1
         date_values = {}
         for c in dates:
-            values = _as_float(_plain(table.column(c.name)), c.name)
+            values = _as_float(_plain(table.column(c.name)), c.name, date=True)
             blank = np.isnan(values)
             values[blank] = c.median
             date_values[c.name] = values
