@@ -14,7 +14,10 @@ Roles (decided from the training table; ``categorical=``, ``numeric=``, ``drop=`
 =============  ===========================================================================
 numeric        real numbers; whole numbers with more than 20 distinct values
 categorical    text; booleans; whole numbers with at most 20 distinct values (the rule of
-               :data:`fastnn.tasks.AUTO_MAX_SMALL_CLASSES`, fastai's ``max_card`` too)
+               :data:`fastnn.tasks.AUTO_MAX_SMALL_CLASSES`, fastai's ``max_card`` too),
+               whose value is also kept as a continuous feature (measured on plotnine's
+               mpg table: a count such as miles per gallon as a category alone lost
+               the order, and unseen values in a test file became "unknown")
 date           dates and timestamps: year, month, day, weekday (Monday 0), day of year and
                the elapsed days since 1970-01-01
 dropped        with a reason: empty (every cell blank); constant; an identifier (text that
@@ -95,11 +98,28 @@ def _plain(col):
     return col
 
 
-def _as_float(col, name: str, date: bool = False) -> np.ndarray:
+_WHOLE_NOTE = ", also as a number"
+
+
+def _as_float(col, name: str, date: bool = False, lenient: bool = False) -> np.ndarray:
     """A numeric, boolean or date column as float64 (N,), NaN for blanks; ``date``: the
-    column is a date column (seconds since 1970; text is parsed as ISO 8601 dates)."""
+    column is a date column (seconds since 1970; text is parsed as ISO 8601 dates);
+    ``lenient``: text that is not a number is a blank (a category's value)."""
     pa, pc = _pa()
     kind = _kind(col.type)
+    if lenient and kind == "text":
+        try:
+            return np.array(col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # some text that is not a number: cell by cell
+        cells = col.to_numpy(zero_copy_only=False)
+        out = np.full(len(cells), np.nan)
+        for i, v in enumerate(cells):
+            try:
+                out[i] = float(v) if v is not None else np.nan
+            except ValueError:
+                pass
+        return out
     if date and kind == "text":
         try:
             col = col.cast(pa.timestamp("s"))
@@ -155,6 +175,8 @@ class ColumnRole:
     indicator: bool = False  # numeric/date: a 0/1 "was blank" column follows
     blank_seen: bool = False  # categorical: training had blanks (code 0 is learned)
     vocabulary: np.ndarray | None = None  # categorical: str (V,), code i + FIRST_CODE
+    #: categorical whole numbers: the value is also a continuous feature (median-filled)
+    also_numeric: bool = False
 
     @property
     def n_codes(self) -> int:
@@ -198,6 +220,11 @@ class TableEncoder:
                 cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
                 cr.indicator = bool(blank.any())
             elif role == "categorical":
+                if why.endswith(_WHOLE_NOTE):  # whole numbers: the value counts too
+                    values = _as_float(part, name, lenient=True)
+                    blank = np.isnan(values)
+                    cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
+                    cr.also_numeric = True
                 text = _as_text(part, cr.source)
                 cr.blank_seen = bool(text.null_count)
                 vocab = _pa()[1].unique(text.drop_null()).to_numpy(zero_copy_only=False)
@@ -213,10 +240,15 @@ class TableEncoder:
     def of_role(self, role: str) -> list[ColumnRole]:
         return [c for c in self.columns if c.role == role]
 
+    def valued(self) -> list[ColumnRole]:
+        """The columns whose value is a continuous feature: the numeric ones, and the
+        categorical whole-number ones (which also get an embedding)."""
+        return [c for c in self.columns if c.role == "numeric" or c.also_numeric]
+
     @property
     def continuous_names(self) -> list[str]:
         """Names of the continuous features, in the matrix's order."""
-        out = [c.name for c in self.of_role("numeric")]
+        out = [c.name for c in self.valued()]
         out += [f"{c.name}_na" for c in self.columns if c.indicator]
         for c in self.of_role("date"):
             out += [f"{c.name}_{p}" for p in DATE_PARTS]
@@ -271,10 +303,10 @@ class TableEncoder:
         out = np.empty((n, self.n_features), np.float64)
         counts = counts if counts is not None else {}
         j = 0
-        numeric, dates = self.of_role("numeric"), self.of_role("date")
+        numeric, dates = self.valued(), self.of_role("date")
         blanks = {}
         for c in numeric:
-            values = _as_float(_plain(table.column(c.name)), c.name)
+            values = _as_float(_plain(table.column(c.name)), c.name, lenient=c.also_numeric)
             blank = np.isnan(values)
             values[blank] = c.median
             out[:, j] = values
@@ -296,7 +328,7 @@ class TableEncoder:
             j += len(DATE_PARTS)
         for name, blank in blanks.items():
             k = int(blank.sum())
-            if k:
+            if k and not next(c for c in self.columns if c.name == name).also_numeric:
                 col = next(c for c in self.columns if c.name == name)
                 counts.setdefault(name, {})["blank"] = k
                 if not col.indicator:
@@ -348,7 +380,7 @@ class TableEncoder:
             record.append({"name": c.name, "role": c.role, "why": c.why,
                            "distinct": c.distinct, "missing": c.missing, "source": c.source,
                            "median": c.median, "indicator": c.indicator,
-                           "blank_seen": c.blank_seen})
+                           "blank_seen": c.blank_seen, "also_numeric": c.also_numeric})
             if c.vocabulary is not None:
                 arrays[f"vocab/{i}"] = np.asarray(c.vocabulary, dtype=str)
         return {"columns": record, "codes": {"blank": BLANK_CODE, "unknown": UNKNOWN_CODE,
@@ -370,7 +402,8 @@ class TableEncoder:
                     str(r["name"]), r["role"], str(r["why"]), int(r["distinct"]),
                     float(r["missing"]), str(r["source"]),
                     None if r["median"] is None else float(r["median"]), bool(r["indicator"]),
-                    bool(r["blank_seen"]), None if vocab is None else vocab.astype(str)))
+                    bool(r["blank_seen"]), None if vocab is None else vocab.astype(str),
+                    bool(r.get("also_numeric", False))))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"a damaged table encoding ({exc})") from None
         return enc
@@ -427,7 +460,7 @@ def _decide(col, name: str, categorical, numeric, drop) -> tuple[str, str]:
                 return "dropped", "identifier: the whole numbers of a row count, one per row"
         if distinct <= AUTO_MAX_SMALL_CLASSES:
             return "categorical", (f"{distinct} distinct whole numbers (at most "
-                                   f"{AUTO_MAX_SMALL_CLASSES}; --numeric to override)")
+                                   f"{AUTO_MAX_SMALL_CLASSES}){_WHOLE_NOTE}")
         return "numeric", f"{distinct} distinct whole numbers"
     return "numeric", "real numbers"
 

@@ -54,6 +54,8 @@ def test_each_role_rule():
     assert why["rowid"].startswith("identifier") and why["name"].startswith("identifier")
     assert why["note"].startswith("free text") and why["const"].startswith("constant")
     assert why["empty"].startswith("empty")
+    # whole-number categories keep their value as a continuous feature too
+    assert enc.continuous_names[:4] == ["real", "few", "many", "wholefloat"]
     text = next(c for c in enc.columns if c.name == "text")
     assert text.distinct == 3 and text.missing == pytest.approx(0.25)
     # the overrides
