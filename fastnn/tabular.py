@@ -276,6 +276,22 @@ class TableEncoder:
     def n_features(self) -> int:
         return self.n_continuous + len(self.cardinalities)
 
+    def column_indices(self) -> dict[str, list[int]]:
+        """Each used column's positions in the matrix (its value, indicator, date parts
+        and code): what permutation importance shuffles together."""
+        where: dict[str, list[int]] = {c: [] for c in self.feature_columns}
+        names = self.continuous_names
+        for c in self.valued():
+            where[c.name].append(names.index(c.name))
+        for c in self.columns:
+            if c.indicator:
+                where[c.name].append(names.index(f"{c.name}_na"))
+        for c in self.of_role("date"):
+            where[c.name] += [names.index(f"{c.name}_{p}") for p in DATE_PARTS]
+        for k, c in enumerate(self.of_role("categorical")):
+            where[c.name].append(self.n_continuous + k)
+        return where
+
     def column_types(self) -> dict:
         """Arrow types to read a CSV's used columns with, so a later file is typed as the
         training file was (a categorical column of numbers stays text: "3" is "3")."""

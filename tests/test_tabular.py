@@ -224,6 +224,11 @@ def test_train_with_a_test_file_then_predict_and_evaluate_raw_files(tmp_path, ca
     assert roles == {"id": "dropped", "colour": "categorical", "size": "numeric",
                      "flag": "categorical", "day": "date"}
     assert m["config"]["architecture"]["cardinalities"] == [5, 4]  # 3, 2 values + 2
+    # permutation importance: columns, not pieces; the label depends on colour and size
+    imp = m["importance"]
+    assert set(imp) == {"colour", "size", "flag", "day"} and m["importance_metric"] == "accuracy"
+    assert min(imp["colour"], imp["size"]) > imp["day"]
+    assert (out / "importance.png").read_bytes()[:4] == b"\x89PNG"
     # predict on the raw test file (its label column ignored), blanks and unseen included
     assert main(["predict", str(out / "model.npz"), str(tmp_path / "test.csv"),
                  "--out", str(tmp_path / "p.npy")]) == 0
