@@ -281,9 +281,12 @@ def test_parquet_log_target_and_checkpoint_round_trip(tmp_path):
         run_training({"data": f"parquet:{tmp_path / 'p.parquet'}:x",
                       "target_transform": "log", "epochs": 1}, out=str(tmp_path / "r2"),
                      quiet=True)
+    from fastnn.recipes import export_run
+
+    with pytest.raises(NotImplementedError, match="ONNX export of a table model"):
+        export_run(str(tmp_path / "run" / "model.npz"), onnx=str(tmp_path / "m.onnx"))
     # safetensors carries the table encoding too
     pytest.importorskip("safetensors")
-    from fastnn.recipes import export_run
 
     export_run(str(tmp_path / "run" / "model.npz"), safetensors=str(tmp_path / "m.safetensors"))
     again = load_trained(str(tmp_path / "m.safetensors"))
