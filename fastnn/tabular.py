@@ -210,8 +210,8 @@ class TableEncoder:
         enc = cls()
         for name in names:
             col = _plain(table.column(name))
-            role, why = _decide(col, name, categorical, numeric, drop)
             info = _facts(col)
+            role, why = _decide(col, name, categorical, numeric, drop, info)
             cr = ColumnRole(name, role, why, info["distinct"], info["missing"], info["kind"])
             part = col if fit_rows is None else col.take(fit_rows)
             if role in ("numeric", "date"):
@@ -434,10 +434,10 @@ def _facts(col) -> dict:
             "blank": blank}
 
 
-def _decide(col, name: str, categorical, numeric, drop) -> tuple[str, str]:
-    """(role, why) of one column by the rules of the module docstring."""
+def _decide(col, name: str, categorical, numeric, drop, f: dict) -> tuple[str, str]:
+    """(role, why) of one column (whose :func:`_facts` are ``f``) by the rules of the
+    module docstring."""
     pa, pc = _pa()
-    f = _facts(col)
     kind, n, distinct, filled = f["kind"], f["rows"], f["distinct"], f["rows"] - f["blank"]
     if name in drop:
         return "dropped", "asked for with --drop"
