@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", choices=list(ACTIVATIONS), help="(default: relu)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="BatchNorm1d after each hidden Linear (default: on)")
-    p.add_argument("--dropout", type=float, help="dropout probability (default: 0.2)")
+    p.add_argument("--dropout", type=float, help="dropout probability (default: 0.2; tables "
+                   "0.1)")
     p.add_argument("--loss", choices=[*LOSSES["classification"], *LOSSES["regression"]],
                    help="classification: cross_entropy (default) or hinge; regression: mse "
                    "(default), l1 or huber")
@@ -180,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (default: per optimizer, adam 2e-3)")
     p.add_argument("--weight-decay", type=float, dest="weight_decay", help="(default: 1e-4)")
     p.add_argument("--schedule", choices=list(SCHEDULES),
-                   help="(default: cosine, defined over the run's --epochs)")
-    p.add_argument("--epochs", type=int, help="(default: 30; with --resume, the new total: "
-                   "a larger number continues on the schedule of the longer run)")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="(default: 64)")
+                   help="(default: cosine, defined over the run's --epochs; tables: none)")
+    p.add_argument("--epochs", type=int, help="(default: 30; tables: up to 200, see --patience; "
+                   "with --resume, the new total: a larger number continues on the schedule "
+                   "of the longer run)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="(default: 64; tables: "
+                   "about 1/64 of the training rows, 32 to 512)")
     p.add_argument("--seed", type=int, help="(default: 0)")
     p.add_argument("--threads", type=int, help="thread budget (default: all cores)")
     p.add_argument("--val-fraction", type=float, dest="val_fraction", help="(default: 0.1)")
