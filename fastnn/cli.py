@@ -73,28 +73,37 @@ def _cmd_evaluate(args) -> int:
     trained = load_trained(args.checkpoint)
     recorded = trained.config.get("data", {})
     spec = args.data or recorded["spec"]
+    counts: dict = {}
+    test = None if args.data else trained.config.get("run", {}).get("test")
     data = prepare_data(spec, seed=recorded.get("seed", 0),
                         val_fraction=recorded.get("val_fraction", 0.0),
-                        encoding=trained.encoding, whole=args.all)
+                        encoding=trained.encoding, whole=args.all, test=test, counts=counts)
     metrics = trained.evaluate(data.test)
-    part = "all rows" if args.all else "test part"
+    part = "all rows" if args.all else "test file" if test else "test part"
     rows = [("data", f"{spec} ({part}, {len(data.test)} samples)")]
+    if counts and (args.all or test):  # counted over what was scored
+        from .recipes import describe_counts
+
+        rows.append(("filled", describe_counts(counts)))
     rows += [(k.replace("r2", "R²"), f"{v:.4f}") for k, v in metrics.items()]
     _print_rows(rows)
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from .recipes import load_features, load_trained
+    from .recipes import describe_counts, load_features, load_trained
     from .reports import write_predictions
 
     trained = load_trained(args.checkpoint)
-    X = load_features(args.input, trained.encoding)
+    counts: dict = {}
+    X = load_features(args.input, trained.encoding, counts)
     result = trained.scores(X) if args.scores else trained.predict(X)
     write_predictions(args.out, result, trained.encoding, scores=args.scores)
     what = "scores" if args.scores and trained.task == "classification" else \
         "predicted classes" if trained.task == "classification" else "predicted values"
     print(f"wrote {what} of {len(X)} samples to {args.out}")
+    if counts:
+        print(f"filled: {describe_counts(counts)}")
     return 0
 
 
@@ -154,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "inferred from the target unless --task says it; the first line says "
                        "which and why.")
     p.add_argument("--data", help="digits | mnist:DIR | fashion-mnist:DIR | cifar10:DIR | "
-                   "npz:FILE | npy:X.npy,y.npy | csv:FILE:TARGET[,TARGET2...] "
-                   "(default: digits)")
+                   "npz:FILE | npy:X.npy,y.npy | csv:FILE:TARGET[,TARGET2...] | "
+                   "parquet:FILE:TARGET (default: digits)")
     p.add_argument("--task", choices=["auto", "classification", "regression"],
                    help="(default: auto: names, booleans and a few distinct integers are "
                    "classes; fractional values and many distinct values are regression)")
@@ -166,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", choices=list(ACTIVATIONS), help="(default: relu)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="BatchNorm1d after each hidden Linear (default: on)")
-    p.add_argument("--dropout", type=float, help="dropout probability (default: 0.2)")
+    p.add_argument("--dropout", type=float, help="dropout probability (default: 0.2; tables "
+                   "0.1)")
     p.add_argument("--loss", choices=[*LOSSES["classification"], *LOSSES["regression"]],
                    help="classification: cross_entropy (default) or hinge; regression: mse "
                    "(default), l1 or huber")
@@ -174,14 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (default: per optimizer, adam 2e-3)")
     p.add_argument("--weight-decay", type=float, dest="weight_decay", help="(default: 1e-4)")
     p.add_argument("--schedule", choices=list(SCHEDULES),
-                   help="(default: cosine, defined over the run's --epochs)")
-    p.add_argument("--epochs", type=int, help="(default: 30; with --resume, the new total: "
-                   "a larger number continues on the schedule of the longer run)")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="(default: 64)")
+                   help="(default: cosine, defined over the run's --epochs; tables: none)")
+    p.add_argument("--epochs", type=int, help="(default: 30; tables: up to 200, see --patience; "
+                   "with --resume, the new total: a larger number continues on the schedule "
+                   "of the longer run)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="(default: 64; tables: "
+                   "about 1/64 of the training rows, 32 to 512)")
     p.add_argument("--seed", type=int, help="(default: 0)")
     p.add_argument("--threads", type=int, help="thread budget (default: all cores)")
     p.add_argument("--val-fraction", type=float, dest="val_fraction", help="(default: 0.1)")
     p.add_argument("--dtype", choices=["float32", "float64"], help="(default: float32)")
+    g = p.add_argument_group("tables (csv:FILE:TARGET, parquet:FILE:TARGET)")
+    g.add_argument("--test", metavar="FILE", help="a held-out test file (CSV or Parquet, the "
+                   "training file's columns, target included): the run's test set (default: "
+                   "a seeded 20%% of the rows)")
+    g.add_argument("--categorical", metavar="A,B", help="columns to treat as categories")
+    g.add_argument("--numeric", metavar="C,D", help="columns to treat as numbers")
+    g.add_argument("--drop", metavar="E,F", help="columns to leave out")
+    g.add_argument("--embedding-dim", type=int, dest="embedding_dim", help="width of every "
+                   "categorical column's embedding (default: min(50, round(1.6 n^0.56)) for n "
+                   "categories)")
+    g.add_argument("--target-transform", choices=["none", "log"], dest="target_transform",
+                   help="regression: train on log(1 + y), report in the original units "
+                   "(default: none)")
+    g.add_argument("--patience", type=int, help="stop when the validation loss has not "
+                   "improved for this many epochs and keep the best epoch's weights; 0: off "
+                   "(default: 20 for tables, else 0)")
     p.add_argument("--out", help="output directory (default: runs/<timestamp>, or the "
                    "resumed checkpoint's directory)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT")
@@ -203,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict labels or values for new samples")
     p.add_argument("checkpoint", help="a fastnn train checkpoint (model.npz), or a "
                    ".safetensors file written by fastnn export")
-    p.add_argument("input", help="FILE.npz (array X, or X_test), FILE.csv (the model's "
-                   "feature columns; a target column is ignored), FILE.npy, or a data spec")
+    p.add_argument("input", help="FILE.npz (array X, or X_test), FILE.csv or FILE.parquet "
+                   "(the raw columns, encoded as in training; a target column is ignored), "
+                   "FILE.npy, or a data spec")
     p.add_argument("--out", required=True, help="where to write the predictions: .npy "
                    "(labels in the training data's own labels) or .csv")
     p.add_argument("--scores", action="store_true",

@@ -13,17 +13,19 @@ spec                       what it loads
 ``npy:X.npy,y.npy``        uncompressed ``.npy`` files, memory-mapped (optionally followed by
                            ``,X_test.npy,y_test.npy``)
 ``csv:FILE:TARGET``        a CSV with a header row; TARGET names the target column (or
-                           several, comma-separated: ``csv:FILE:T1,T2``)
+                           several, comma-separated: ``csv:FILE:T1,T2``); mixed columns
+                           (numbers, text, booleans, dates, blank cells), read by pyarrow
+``parquet:FILE:TARGET``    a Parquet file, the same way
 =========================  ==============================================================
 
-Every loader returns a :class:`Split`: features (N, D) as stored (uint8 images stay uint8),
+Every loader returns a :class:`Split`: features (N, D) as stored (CSV and Parquet: the raw
+columns as a ``pyarrow.Table``, encoded by :mod:`fastnn.tabular`) (uint8 images stay uint8),
 the targets as they are in the file (integers, names, booleans or real values: what they
 mean is decided by :func:`fastnn.tasks.infer_task`), and a test part when the source has one.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 import zlib
@@ -63,6 +65,9 @@ class Split:
     #: Feature column names (CSV) and target column names (CSV), where the source has them.
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    #: CSV and Parquet: the raw feature columns (a ``pyarrow.Table``; ``X`` is None), which
+    #: :class:`fastnn.tabular.TableEncoder` turns into numbers.
+    table: object = None
 
 
 # ------------------------------------------------------------------------------- IDX
@@ -252,56 +257,69 @@ def load_npy(paths: list[str]) -> Split:
     return Split(X, y, X_test, y_test, name="npy")
 
 
-def _shown(cell: str, width: int = 40) -> str:
-    """A cell for a message: its repr, cut to ``width`` characters (a field may be huge)."""
-    return repr(cell) if len(cell) <= width else f"{cell[:width]!r}... ({len(cell)} characters)"
+def read_table(path: str, column_types: dict | None = None):
+    """A CSV (header row) or Parquet file as a ``pyarrow.Table`` (``.parquet``/``.pq``:
+    Parquet, anything else: CSV).
 
-
-def _parse_targets(cells: list[str], name: str):
-    """Target cells of one column: int64 when all are integers, float64 when all are
-    numbers, else the strings (refused when the fixed-width string array would take far
-    more memory than the text: one huge name among many short ones)."""
-    try:
-        return np.array([int(c) for c in cells], dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass
-    try:
-        return np.array([float(c) for c in cells], dtype=np.float64)
-    except ValueError:
-        pass
-    longest = max(range(len(cells)), key=lambda i: len(cells[i]))
-    need = 4 * len(cells) * len(cells[longest])
-    if need > max(64 << 20, 16 * sum(len(c) for c in cells)):
-        raise DataError(f"{name}: the name in data row {longest + 1} is "
-                        f"{len(cells[longest])} characters; as one array of names the column "
-                        f"would take {need} bytes")
-    return np.array(cells, dtype=str)
-
-
-def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
-    """A CSV with a header row; ``target`` names the target column (or several,
-    comma-separated); all other columns are features, or the columns named in ``features``
-    (in that order: a trained model's). ``target`` None reads features only.
-
-    Target cells may be integers, numbers or names (what they mean is decided later, see
-    :func:`fastnn.tasks.infer_task`). Empty cells, and text or NaN/Inf in feature columns,
-    raise DataError naming the file line (1-based, the header is line 1) and the column.
-    The text is UTF-8 (a byte-order mark is skipped); bytes that are not UTF-8 raise
-    FileFormatError naming the line and the byte offset. A field may be as long as the file.
+    CSV is read by pyarrow: typed (integers, reals, booleans, dates and timestamps, text),
+    multi-threaded, blank cells and ``NA``/``NaN``/``null`` as blanks (text columns too).
+    ``column_types`` (column -> Arrow type) types those columns as given (a trained model's
+    way). Any read error becomes DataError naming the file and what pyarrow says (for a CSV
+    the offending row's text, or the column and value).
     """
-    check_file(path)
-    limit = csv.field_size_limit()
-    csv.field_size_limit(max(limit, os.path.getsize(path) + 1))  # no limit but the file's size
+    import pyarrow as pa
+
+    if isinstance(path, pa.Table):
+        return path
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
     try:
-        return _load_csv(path, target, features)
-    except UnicodeDecodeError:
-        line, offset, bad = first_bad_utf8(path)
-        raise FileFormatError(f"{path}: line {line}, byte offset {offset}: {bad!r} is not "
-                              "UTF-8 (save the file as UTF-8)") from None
-    except csv.Error as exc:
-        raise FileFormatError(f"{path}: not a readable CSV ({exc})") from None
-    finally:
-        csv.field_size_limit(limit)
+        if str(path).lower().endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            import pyarrow.csv as pcsv
+
+            table = _read_csv(pcsv, path, column_types)
+            table.column_names  # noqa: B018  (names with bytes that are not UTF-8 raise here)
+            # pyarrow reads a column with bytes that are not UTF-8 as binary: name them
+            if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
+                   for f in table.schema):
+                raise pa.ArrowInvalid("CSV: invalid UTF8 data")
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        what = str(exc).strip().replace("\n", " ")
+        if "utf8" in what.lower() or "utf-8" in what.lower():
+            line, offset, bad = first_bad_utf8(path)
+            if offset >= 0:
+                raise FileFormatError(f"{path}: line {line}, byte offset {offset}: {bad!r} is "
+                                      "not UTF-8 (save the file as UTF-8)") from None
+        if len(what) > 300:
+            what = what[:300] + "..."
+        if "Empty CSV file" in what:
+            what = "empty file (a header row is needed)"
+        raise DataError(f"{path}: cannot read it as {_format(path)} ({what})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows")
+    return table
+
+
+def _read_csv(pcsv, path: str, column_types: dict | None):
+    """pyarrow's CSV reader with blocks large enough for the longest row: a row may be as
+    long as the file (memory stays bounded by the file's size), never cut by a block."""
+    convert = pcsv.ConvertOptions(strings_can_be_null=True, column_types=column_types or {})
+    block = 1 << 22
+    size = os.path.getsize(path)
+    while True:
+        try:
+            return pcsv.read_csv(path, read_options=pcsv.ReadOptions(block_size=block),
+                                 convert_options=convert)
+        except Exception as exc:  # noqa: BLE001  (pyarrow's ArrowInvalid; re-raised below)
+            if "straddling" not in str(exc) or block > size:
+                raise
+            block = min(4 * block, size + 1)
 
 
 def first_bad_utf8(path: str, chunk: int = 1 << 20) -> tuple[int, int, bytes]:
@@ -328,73 +346,113 @@ def first_bad_utf8(path: str, chunk: int = 1 << 20) -> tuple[int, int, bytes]:
                 return 0, -1, b""
 
 
-def _load_csv(path: str, target: str | None, features: list[str] | None) -> Split:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path}: empty file (a header row is needed)")
-        header = [h.strip() for h in header]
-        targets: list[str] = []
-        if target is not None:
-            targets = [target] if target in header else [t.strip() for t in target.split(",")]
-            missing = [t for t in targets if t not in header]
-            if missing:
-                raise DataError(f"{path}: no column {missing[0]!r}; the columns are {header}")
-        t_cols = [header.index(t) for t in targets]
-        if features is not None:
-            missing = [c for c in features if c not in header]
-            if missing:
-                raise DataError(f"{path}: no column {missing[0]!r}, which the model takes as "
-                                f"a feature; the columns are {header}")
-            f_cols = [header.index(c) for c in features]
-        else:
-            f_cols = [j for j in range(len(header)) if j not in t_cols]
-        feats, labels = [], []
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path}: line {line} has {len(row)} fields, the header has "
-                                f"{len(header)}")
-            values = []
-            for j in f_cols:
-                cell = row[j].strip()
-                try:
-                    v = float(cell)
-                except ValueError:
-                    what = "an empty cell" if not cell else _shown(cell)
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {what} is not "
-                                    "a number") from None
-                if not np.isfinite(v):
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: {_shown(cell)} "
-                                    "is NaN or Inf")
-                values.append(v)
-            feats.append(values)
-            cells = [row[j].strip() for j in t_cols]
-            for j, c in zip(t_cols, cells, strict=True):
-                if not c:
-                    raise DataError(f"{path}: line {line}, column {header[j]!r}: the target "
-                                    "is empty")
-            labels.append(cells)
-    if not feats:
-        raise DataError(f"{path}: no data rows")
-    X = np.array(feats, dtype=np.float64)
+def _format(path) -> str:
+    return "Parquet" if str(path).lower().endswith((".parquet", ".pq")) else "CSV"
+
+
+def as_table(data):
+    """A pandas DataFrame or a pyarrow Table as a ``pyarrow.Table`` (anything else: None)."""
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if type(data).__name__ == "DataFrame" and hasattr(data, "columns"):
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise DataError(f"the DataFrame cannot be read as a table ({exc})") from None
+    return None
+
+
+def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndarray:
+    """A target column as NumPy: int64 when every value is a whole number, float64 for
+    other numbers, bool, or str. A blank raises DataError naming the row (for a CSV, its
+    line: the header is line 1)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_floating(col.type):
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    if col.null_count:
+        row = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+        at = f"line {row + 2}" if csv_lines else f"row {row}"
+        raise DataError(f"{where}: {at}, column {name!r}: the target is empty")
+    t = col.type
+    if pa.types.is_integer(t):
+        return np.asarray(col.to_numpy(zero_copy_only=False), np.int64)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        v = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+        if np.isfinite(v).all() and (v == np.round(v)).all() and (np.abs(v) < 2**53).all():
+            return v.astype(np.int64)
+        return v
+    if pa.types.is_boolean(t):
+        return np.asarray(col.to_numpy(zero_copy_only=False), bool)
+    names = col.cast(pa.string())
+    lengths = pc.utf8_length(names).to_numpy(zero_copy_only=False)
+    longest = int(np.argmax(lengths)) if len(lengths) else 0
+    # a fixed-width array of names takes (rows x longest name) characters: refused when one
+    # huge name among many short ones would make that far more than the text itself
+    need = 4 * len(lengths) * (int(lengths[longest]) if len(lengths) else 0)
+    if need > max(64 << 20, 16 * int(lengths.sum())):
+        at = f"line {longest + 2}" if csv_lines else f"row {longest}"
+        raise DataError(f"{where}: {at}, column {name!r}: the name is {int(lengths[longest])} "
+                        f"characters; as one array of names the column would take {need} bytes")
+    return np.asarray(names.to_numpy(zero_copy_only=False), dtype=str)
+
+
+def load_table(path, target: str | None, features: list[str] | None = None,
+               column_types: dict | None = None) -> Split:
+    """A CSV or Parquet file (or a pandas DataFrame / pyarrow Table) as a Split whose
+    ``table`` holds the feature columns (raw, typed; see :mod:`fastnn.tabular`) and ``y``
+    the target.
+
+    ``target`` names the target column (or several, comma-separated: all numeric); None
+    reads features only. The features are every other column, or the columns named in
+    ``features`` (a trained model's; a target column in the file is then ignored).
+    """
+    table = as_table(path)
+    where = "the table" if table is not None else str(path)
+    if table is None:
+        table = read_table(path, column_types)
+    header = list(table.column_names)
+    targets: list[str] = []
+    if target is not None:
+        targets = [target] if target in header else [t.strip() for t in target.split(",")]
+        missing = [t for t in targets if t not in header]
+        if missing:
+            raise DataError(f"{where}: no column {missing[0]!r}; the columns are {header}")
+    if features is not None:
+        missing = [c for c in features if c not in header]
+        if missing:
+            raise DataError(f"{where}: no column {missing[0]!r}, which the model takes as "
+                            f"a feature; the columns are {header}")
+        names = list(features)
+    else:
+        names = [c for c in header if c not in targets]
+    if not names:
+        raise DataError(f"{where}: no feature columns besides the target {targets}")
+    csv_lines = where != "the table" and _format(path) == "CSV"
     y = None
     if targets:
-        cols = [_parse_targets([r[k] for r in labels], f"{path}, target column {targets[k]!r}")
-                for k in range(len(targets))]
+        cols = [target_values(table.column(t), t, where, csv_lines) for t in targets]
         if len(cols) == 1:
             y = cols[0]
         else:
-            if any(c.dtype.kind not in "iuf" for c in cols):
-                bad = next(t for t, c in zip(targets, cols, strict=True)
-                           if c.dtype.kind not in "iuf")
-                raise DataError(f"{path}: several target columns must all be numeric; "
-                                f"{bad!r} holds text")
+            bad = [t for t, c in zip(targets, cols, strict=True) if c.dtype.kind not in "iuf"]
+            if bad:
+                raise DataError(f"{where}: several target columns must all be numeric; "
+                                f"{bad[0]!r} holds text")
             y = np.stack([c.astype(np.float64) for c in cols], axis=1)
-    return Split(X, y, name="csv", feature_names=[header[j] for j in f_cols],
-                 target_names=targets or None)
+    return Split(None, y, name="parquet" if _format(path) == "Parquet" else "csv",
+                 feature_names=names, target_names=targets or None,
+                 table=table.select(names))
+
+
+def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:
+    """A CSV with a header row: see :func:`load_table` (the same for Parquet)."""
+    return load_table(path, target, features)
 
 
 def load_digits() -> Split:
@@ -435,13 +493,14 @@ def load_spec(spec: str) -> Split:
         return load_npz(rest)
     if kind == "npy" and rest:
         return load_npy([p.strip() for p in rest.split(",")])
-    if kind == "csv" and rest:
+    if kind in ("csv", "parquet") and rest:
         path, target = split_csv_spec(rest)
         if target is None:
-            raise DataError(f"csv spec needs a target column: csv:FILE:TARGET, got {spec!r}")
-        return load_csv(path, target)
+            raise DataError(f"{kind} spec needs a target column: {kind}:FILE:TARGET, got "
+                            f"{spec!r}")
+        return load_table(path, target)
     kinds = ("use digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, npz:FILE, "
-             "npy:X.npy,y.npy or csv:FILE:TARGET")
+             "npy:X.npy,y.npy, csv:FILE:TARGET or parquet:FILE:TARGET")
     if os.path.exists(spec):
         raise DataError(f"{spec} is a file; a data spec names its kind: {kinds}")
     if ":" not in spec and (os.sep in spec or "." in spec):  # a path, not a spec

@@ -15,16 +15,27 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import ArrayDataset, DataError, DataLoader, Standardizer, check_finite, split_rows
-from .tasks import Classes, TargetScaler, infer_task
+from .tabular import TableEncoder
+from .tasks import TARGET_TRANSFORMS, Classes, TargetScaler, check_target_transform, infer_task
 
 DEFAULTS = {
     "data": "digits", "task": "auto", "hidden": "256,256", "activation": "relu",
     "batchnorm": True, "dropout": 0.2, "loss": None, "optimizer": "adam", "lr": None,
     "weight_decay": 1e-4, "schedule": "cosine", "epochs": 30, "batch_size": 64, "seed": 0,
     "val_fraction": 0.1, "dtype": "float32", "arch": "mlp",
+    # tables (csv:/parquet: data): a held-out test file, role overrides, embeddings, the
+    # target transform, early stopping on the validation loss (0: off)
+    "test": None, "categorical": None, "numeric": None, "drop": None, "embedding_dim": None,
+    "target_transform": "none", "patience": 0,
 }
+#: What a table (csv:/parquet: data) gets where the user did not say: chosen by
+#: measurement (docs/tabular.md); ``batch_size`` None is chosen by the table's size
+#: (:func:`tabular_batch_size`).
+TABULAR_DEFAULTS = {"hidden": "256,256", "dropout": 0.1, "weight_decay": 1e-4, "epochs": 200,
+                    "patience": 20, "batch_size": None, "schedule": "none"}
 #: Settings that define the model (a checkpoint rebuilds it from them).
-ARCHITECTURE = ("hidden", "activation", "batchnorm", "dropout", "dtype", "arch")
+ARCHITECTURE = ("hidden", "activation", "batchnorm", "dropout", "dtype", "arch",
+                "embedding_dim")
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05,
               "rmsprop": 1e-3, "adam": 2e-3, "adamw": 2e-3}
 SCHEDULES = ("none", "step", "cosine")
@@ -112,14 +123,21 @@ def make_loss(name: str | None, task: str):
 
 
 def build_model(arch: dict):
-    """The MLP of an ``architecture`` record (see :func:`fastnn.train.build_mlp`), or the
-    CNN of one with ``"arch": "cnn"`` (:func:`build_cnn`)."""
+    """The MLP of an ``architecture`` record (see :func:`fastnn.train.build_mlp`), the CNN
+    of one with ``"arch": "cnn"`` (:func:`build_cnn`), or a :class:`fastnn.nn.TabularMLP`
+    when the record has categorical ``cardinalities``."""
     from .train import build_mlp
 
     n_out = arch.get("n_outputs", arch.get("n_classes"))
     if arch.get("arch", "mlp") == "cnn":
         return build_cnn(arch["image_shape"], arch["hidden"], n_out, arch["activation"],
                          arch["batchnorm"], arch["dropout"], arch["dtype"])
+    if arch.get("cardinalities"):
+        from .nn import TabularMLP
+
+        return TabularMLP(arch["n_continuous"], arch["cardinalities"], arch["embedding_dims"],
+                          arch["hidden"], n_out, arch["activation"], arch["batchnorm"],
+                          arch["dropout"], dtype=arch["dtype"])
     return build_mlp(arch["input_dim"], arch["hidden"], n_out, arch["activation"],
                      arch["batchnorm"], arch["dropout"], arch["dtype"])
 
@@ -192,11 +210,11 @@ def build_cnn(image_shape, hidden, n_outputs: int, activation: str = "relu",
     return nn.Sequential(*layers, *head)
 
 
-def _model_summary(cfg: dict, n_in: int, n_out: int, spec: str) -> str:
+def _model_summary(cfg: dict, n_in: int, n_out: int, spec: str, mlp: str = "MLP") -> str:
     """"MLP 64-256-256-10", or for --arch cnn "CNN 1x8x8 conv 32-32 pool, head 256-256-10"."""
     head = f"{'-'.join(map(str, cfg['hidden']))}-{n_out}"
     if cfg.get("arch", "mlp") != "cnn":
-        return f"MLP {n_in}-{head}"
+        return f"{mlp} {n_in}-{head}"
     shape = image_shape(spec, n_in)
     convs = "-pool-".join(f"{w}-{w}" for w in _cnn_stages(*shape[1:]))
     return f"CNN {'x'.join(map(str, shape))} conv {convs}-pool, head {head}"
@@ -223,6 +241,8 @@ class Encoding:
     target_scaler: TargetScaler | None = None
     feature_names: list[str] | None = None
     target_names: list[str] | None = None
+    #: A table's column roles, medians and vocabularies (:mod:`fastnn.tabular`), or None.
+    table: TableEncoder | None = None
 
     @property
     def n_outputs(self) -> int:
@@ -255,13 +275,20 @@ class Encoding:
         else:
             out["data/target_mean"] = self.target_scaler.mean
             out["data/target_std"] = self.target_scaler.std
+        if self.table is not None:
+            out.update({f"data/table/{k}": v for k, v in self.table.state()[1].items()})
         return out
 
     def record(self, why: str = "") -> dict:
         """The JSON part (for the checkpoint's configuration)."""
-        return {"kind": self.task, "why": why,
-                "target_ndim": None if self.target_scaler is None else self.target_scaler.ndim,
-                "feature_names": self.feature_names, "target_names": self.target_names}
+        rec = {"kind": self.task, "why": why,
+               "target_ndim": None if self.target_scaler is None else self.target_scaler.ndim,
+               "feature_names": self.feature_names, "target_names": self.target_names}
+        if self.target_scaler is not None:
+            rec["target_transform"] = self.target_scaler.transform
+        if self.table is not None:
+            rec["table"] = self.table.state()[0]
+        return rec
 
     def metadata(self) -> dict[str, str]:
         """The encoding as ``str -> str`` entries (``run.*``) for a safetensors file."""
@@ -278,6 +305,12 @@ class Encoding:
             meta["run.target_mean"] = json.dumps(self.target_scaler.mean.tolist())
             meta["run.target_std"] = json.dumps(self.target_scaler.std.tolist())
             meta["run.target_ndim"] = str(self.target_scaler.ndim)
+            meta["run.target_transform"] = self.target_scaler.transform
+        if self.table is not None:
+            record, arrays = self.table.state()
+            meta["run.table"] = json.dumps(record)
+            meta["run.table_vocabularies"] = json.dumps({k: v.tolist()
+                                                         for k, v in arrays.items()})
         return meta
 
     @classmethod
@@ -295,12 +328,18 @@ class Encoding:
                                np.array(json.loads(meta["run.input_std"]), dtype=np.float64))
             names = json.loads(meta.get("run.names", "{}"))
             kw = {"feature_names": names.get("features"), "target_names": names.get("targets")}
+            if "run.table" in meta:
+                vocab = json.loads(meta.get("run.table_vocabularies", "{}"))
+                kw["table"] = TableEncoder.from_state(
+                    json.loads(meta["run.table"]),
+                    {k: np.array(v, dtype=str) for k, v in vocab.items()})
             if meta["run.task"] == "classification":
                 return cls("classification", std,
                            classes=Classes(np.array(json.loads(meta["run.classes"]))), **kw)
             scaler = TargetScaler(np.array(json.loads(meta["run.target_mean"]), np.float64),
                                   np.array(json.loads(meta["run.target_std"]), np.float64),
-                                  int(meta.get("run.target_ndim", "1")))
+                                  int(meta.get("run.target_ndim", "1")),
+                                  meta.get("run.target_transform", "none"))
             return cls("regression", std, target_scaler=scaler, **kw)
         except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
             raise DataError(f"{where}: a damaged run encoding in its metadata "
@@ -315,6 +354,12 @@ class Encoding:
             raise CheckpointError(f"{ckpt.path}: records no standardization of the inputs")
         std = Standardizer(a["data/mean"], a["data/std"])
         rec = cfg.get("task") or {"kind": "classification"}  # version-1 runs: classifiers
+        table = None
+        if rec.get("table") is not None:
+            try:
+                table = TableEncoder.from_state(rec["table"], ckpt.section("data/table"))
+            except DataError as exc:
+                raise CheckpointError(f"{ckpt.path}: {exc}") from None
         if rec["kind"] == "classification":
             n = cfg.get("architecture", {})
             n = n.get("n_outputs", n.get("n_classes"))
@@ -325,13 +370,15 @@ class Encoding:
                 labels = np.arange(n)
             return cls("classification", std, classes=Classes(labels),
                        feature_names=rec.get("feature_names"),
-                       target_names=rec.get("target_names"))
+                       target_names=rec.get("target_names"), table=table)
         if "data/target_mean" not in a:
             raise CheckpointError(f"{ckpt.path}: a regression run without its target scaling")
         scaler = TargetScaler(a["data/target_mean"], a["data/target_std"],
-                              int(rec.get("target_ndim") or 1))
+                              int(rec.get("target_ndim") or 1),
+                              rec.get("target_transform") or "none")
         return cls("regression", std, target_scaler=scaler,
-                   feature_names=rec.get("feature_names"), target_names=rec.get("target_names"))
+                   feature_names=rec.get("feature_names"), target_names=rec.get("target_names"),
+                   table=table)
 
 
 # ---------------------------------------------------------------------------- data
@@ -356,33 +403,139 @@ def _features(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1) if X.ndim != 2 else X
 
 
-def prepare_data(spec: str, task: str = "auto", seed: int = 0, val_fraction: float = 0.1,
-                 encoding: Encoding | None = None, whole: bool = False) -> PreparedData:
+def _is_table_spec(spec) -> bool:
+    """Whether ``spec`` is a table: ``csv:``/``parquet:`` or a DataFrame/pyarrow Table."""
+    return not isinstance(spec, str) or spec.startswith(("csv:", "parquet:"))
+
+
+def _spec_name(spec) -> str:
+    return spec if isinstance(spec, str) else f"a {type(spec).__name__}"
+
+
+def _load(spec, target: str | None, encoding: Encoding | None):
+    """The Split of ``spec`` (a data spec, or a DataFrame/pyarrow Table with ``target``)."""
+    from .datasets import load_spec, load_table, split_csv_spec
+
+    if not isinstance(spec, str):
+        if target is None and encoding is not None and encoding.target_names:
+            target = ",".join(encoding.target_names)
+        if target is None:
+            raise ConfigError("a table needs target= (the name of its target column)")
+        return load_table(spec, target, features=_model_columns(encoding))
+    if _is_table_spec(spec):
+        path, target = split_csv_spec(spec.partition(":")[2])
+        if encoding is not None:  # the model's columns, by name; typed as in training
+            target = target or ",".join(encoding.target_names or []) or None
+            types = encoding.table.column_types() if encoding.table is not None else None
+            return load_table(path, target, features=_model_columns(encoding),
+                              column_types=types)
+        if target is None:
+            raise DataError(f"{spec.partition(':')[0]} spec needs a target column: "
+                            f"{spec.partition(':')[0]}:FILE:TARGET, got {spec!r}")
+        return load_table(path, target)
+    return load_spec(spec)
+
+
+def _model_columns(encoding: Encoding | None) -> list[str] | None:
+    if encoding is None:
+        return None
+    if encoding.table is not None:
+        return encoding.table.feature_columns
+    return encoding.feature_names
+
+
+def _numeric_features(split, encoding: Encoding | None, counts: dict | None) -> np.ndarray:
+    """A table's encoded matrix by a trained model's table encoding; a table read for a
+    model without one (trained before tables had roles) must be all numbers."""
+    if encoding is not None and encoding.table is not None:
+        return encoding.table.transform(split.table, counts)
+    import pyarrow as pa
+
+    cols = []
+    for name in split.table.column_names:
+        col = split.table.column(name)
+        try:
+            values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"column {name!r} holds text; this model takes numbers") from None
+        if np.isnan(values).any():
+            raise DataError(f"column {name!r}, row {int(np.argmax(np.isnan(values)))}: an "
+                            "empty cell; this model was trained without blanks")
+        cols.append(values)
+    return np.stack(cols, axis=1)
+
+
+def _table_standardizer(X: np.ndarray, rows, table: TableEncoder) -> Standardizer:
+    """The standardization of an encoded table: the continuous features by their training
+    statistics, the category codes left as they are (mean 0, scale 1)."""
+    std = Standardizer().fit(X[:, :table.n_continuous], rows=rows) \
+        if table.n_continuous else None
+    k = len(table.cardinalities)
+    mean = np.concatenate([std.mean if std else np.zeros(0), np.zeros(k)])
+    scale = np.concatenate([std.std if std else np.zeros(0), np.ones(k)])
+    return Standardizer(mean, scale)
+
+
+def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 0.1,
+                 encoding: Encoding | None = None, whole: bool = False, test=None,
+                 target: str | None = None, roles: dict | None = None,
+                 target_transform: str = "none", counts: dict | None = None) -> PreparedData:
     """Load ``spec`` and make its train/validation/test parts (deterministic from ``seed``).
 
-    Without a test part in the source, 20% of the rows are held out for testing (seeded
-    with ``seed + 1``), then ``val_fraction`` of the rest for validation. The task is
-    ``task`` or inferred (:func:`fastnn.tasks.infer_task`); the classes come from all of the
-    source's labels, the standardization of inputs and targets from the training part only.
-    With ``encoding`` (a trained model's), nothing is fitted: the data is read the model's
-    way. ``whole``: every row of the source is test data (scoring a new file).
-    """
-    from .datasets import load_csv, load_spec, split_csv_spec
+    Without a test part in the source (or a ``test`` file), 20% of the rows are held out for
+    testing (seeded with ``seed + 1``), then ``val_fraction`` of the rest for validation. The
+    task is ``task`` or inferred (:func:`fastnn.tasks.infer_task`); the classes come from
+    all of the source's labels, the standardization of inputs and targets from the training
+    part only. With ``encoding`` (a trained model's), nothing is fitted: the data is read
+    the model's way. ``whole``: every row of the source is test data (scoring a new file).
 
-    if encoding is not None and encoding.feature_names and spec.startswith("csv:"):
-        path, target = split_csv_spec(spec[4:])  # the model's columns, by name
-        split = load_csv(path, target or ",".join(encoding.target_names or []) or None,
-                         features=encoding.feature_names)
-    else:
-        split = load_spec(spec)
-    X = None if split.X is None else _features(split.X)
-    X_test = None if split.X_test is None else _features(split.X_test)
+    Tables (``csv:FILE:TARGET``, ``parquet:FILE:TARGET``, or ``spec`` a pandas DataFrame or
+    pyarrow Table with ``target`` naming its target column): the columns get roles
+    (:class:`fastnn.tabular.TableEncoder`; ``roles`` = ``{"categorical": [...],
+    "numeric": [...], "drop": [...]}`` overrides), medians and vocabularies are fitted on
+    the training rows. ``test``: a file (or table) with the same columns, target included,
+    that is the test part. ``target_transform``: ``none`` or ``log`` (regression).
+    ``counts`` (a dict) receives the blanks filled and unknown categories met, per column,
+    outside the training rows.
+    """
+    split = _load(spec, target, encoding)
+    name = _spec_name(spec)
+    table_split = split.table is not None
+    test_split = None
+    if test is not None:
+        if not table_split:
+            raise ConfigError("--test takes a CSV or Parquet file with the training file's "
+                              "columns; the training data must be csv:FILE:TARGET or "
+                              "parquet:FILE:TARGET too")
+        from .datasets import load_table
+
+        names = split.target_names
+        types = encoding.table.column_types() if encoding is not None and \
+            encoding.table is not None else None
+        test_split = load_table(test, ",".join(names), features=split.feature_names,
+                                column_types=types)
     y, y_test = split.y, split.y_test
-    if X is not None and y is None:
-        raise DataError(f"{spec}: no targets to train or score on")
-    for name, arr in (("X", X), ("X_test", X_test)):
+    if table_split:
+        n = split.table.num_rows
+        X = None
+    else:
+        X = None if split.X is None else _features(split.X)
+        n = None if X is None else len(X)
+    X_test = None if split.X_test is None else _features(split.X_test)
+    if test_split is not None:
+        y_test = test_split.y
+    if (X is not None or table_split) and y is None:
+        raise DataError(f"{name}: no targets to train or score on")
+    for part, arr in (("X", X), ("X_test", X_test)):
         if arr is not None:
-            check_finite(arr, name=f"{spec} {name}")
+            check_finite(arr, name=f"{name} {part}")
+
+    table = encoding.table if encoding is not None else None
+    if table_split and (encoding is not None or whole):
+        counts = counts if counts is not None else {}
+        X = _numeric_features(split, encoding, counts)
+        if test_split is not None:
+            X_test = _numeric_features(test_split, encoding, counts)
 
     if whole:  # every row is test data
         if X is not None and X_test is not None:
@@ -391,38 +544,61 @@ def prepare_data(spec: str, task: str = "auto", seed: int = 0, val_fraction: flo
         elif X is None:
             X, y = X_test, y_test
         X_test = y_test = None
-    if X is None:  # only a test part: a file to score
+        n = len(X)
+    if X is None and not table_split:  # only a test part: a file to score
         if encoding is None:
-            raise DataError(f"{spec}: holds only X_test/y_test, nothing to train on")
+            raise DataError(f"{name}: holds only X_test/y_test, nothing to train on")
         X, y = X_test, y_test
         X_test = y_test = None
         whole = True
+        n = len(X)
 
+    has_test = X_test is not None or test_split is not None
     if whole:
         train_rows = val_rows = None
-        test_rows = np.arange(len(X))
-    elif X_test is None:
-        train_rows, test_rows = split_rows(len(X), TEST_FRACTION, seed=seed + 1,
+        test_rows = np.arange(n)
+    elif not has_test:
+        train_rows, test_rows = split_rows(n, TEST_FRACTION, seed=seed + 1,
                                            name="test fraction")
     else:
-        train_rows, test_rows = np.arange(len(X)), None
+        train_rows, test_rows = np.arange(n), None
     if not whole and val_fraction > 0:
-        train_rows, val_rows = split_rows(len(X), val_fraction, seed=seed, rows=train_rows,
+        train_rows, val_rows = split_rows(n, val_fraction, seed=seed, rows=train_rows,
                                           name="--val-fraction")
     elif not whole:
         val_rows = None
+
+    if X is None:  # a table to fit: roles from the whole file, statistics from train rows
+        roles = roles or {}
+        table = TableEncoder.fit(split.table, rows=train_rows,
+                                 categorical=roles.get("categorical") or (),
+                                 numeric=roles.get("numeric") or (),
+                                 drop=roles.get("drop") or ())
+        X = table.transform(split.table)
+        if test_split is not None:
+            counts = counts if counts is not None else {}
+            X_test = table.transform(test_split.table, counts)
 
     why = ""
     if encoding is None:
         kind, why = infer_task(np.concatenate([y, y_test]) if y_test is not None
                                and y.ndim == y_test.ndim else y, task)
-        standardizer = Standardizer().fit(X, rows=train_rows)
-        names = {"feature_names": split.feature_names, "target_names": split.target_names}
+        standardizer = _table_standardizer(X, train_rows, table) if table is not None else \
+            Standardizer().fit(X, rows=train_rows)
+        names = {"feature_names": split.feature_names, "target_names": split.target_names,
+                 "table": table}
         if kind == "classification":
-            encoding = Encoding(kind, standardizer, classes=Classes.fit(y, y_test), **names)
+            if target_transform != "none":
+                raise ConfigError(f"--target-transform {target_transform} is for regression; "
+                                  f"this is a classification task ({why})")
+            # A test file's labels must be the training file's (an unseen one is an error
+            # naming it, when the test part is encoded); a split's come from one source.
+            classes = Classes.fit(y) if test_split is not None else Classes.fit(y, y_test)
+            encoding = Encoding(kind, standardizer, classes=classes, **names)
         else:
-            encoding = Encoding(kind, standardizer,
-                                target_scaler=TargetScaler().fit(y, rows=train_rows), **names)
+            check_target_transform(target_transform)
+            scaler = TargetScaler(transform=target_transform).fit(y, rows=train_rows)
+            encoding = Encoding(kind, standardizer, target_scaler=scaler, **names)
     elif task not in ("auto", encoding.task):
         raise ConfigError(f"--task {task} does not fit the model, a {encoding.task} model")
 
@@ -433,35 +609,48 @@ def prepare_data(spec: str, task: str = "auto", seed: int = 0, val_fraction: flo
                      ArrayDataset(X, y_enc, rows=rows, transform=encoding.standardizer,
                                   check=False))
     if X_test is not None:
-        test = ArrayDataset(X_test, encoding.encode_targets(y_test, name="y_test"),
-                            transform=encoding.standardizer, check=False)
+        where = "the test file" if test_split is not None else "y_test"
+        test_part = ArrayDataset(X_test, encoding.encode_targets(y_test, name=where),
+                                 transform=encoding.standardizer, check=False)
     else:
-        test = ArrayDataset(X, y_enc, rows=test_rows, transform=encoding.standardizer,
-                            check=False)
-    return PreparedData(spec, parts[0], parts[1], test, encoding, why)
+        test_part = ArrayDataset(X, y_enc, rows=test_rows, transform=encoding.standardizer,
+                                 check=False)
+    return PreparedData(name, parts[0], parts[1], test_part, encoding, why)
 
 
-def load_features(source: str, encoding: Encoding | None = None) -> np.ndarray:
+def load_features(source, encoding: Encoding | None = None,
+                  counts: dict | None = None) -> np.ndarray:
     """The features of every row of ``source`` (N, D), for prediction.
 
-    ``source`` is a file (``.npz``: array ``X``, or ``X_test``; ``.csv``: the model's feature
-    columns by name, so a target column in the file is ignored; ``.npy``: memory-mapped) or
-    a data spec as for ``fastnn train`` (all of its rows, training and test part).
+    ``source`` is a file (``.npz``: array ``X``, or ``X_test``; ``.csv`` or ``.parquet``:
+    the model's feature columns by name, so a target column in the file is ignored, encoded
+    by the model's table encoding; ``.npy``: memory-mapped), a pandas DataFrame or pyarrow
+    Table, or a data spec as for ``fastnn train`` (all of its rows, training and test
+    part). ``counts`` (a dict) receives the blanks filled and unknown categories, per column.
     """
-    from .datasets import load_csv, load_npy, load_npz, load_spec, split_csv_spec
+    from .datasets import as_table, load_npy, load_npz, load_spec, load_table, split_csv_spec
 
+    if as_table(source) is not None:
+        split = load_table(source, None, features=_model_columns(encoding))
+        return _numeric_features(split, encoding, counts)
     kind, sep, rest = source.partition(":")
     if not sep or os.path.exists(source):  # a plain path
         kind, rest = os.path.splitext(source)[1].lstrip(".").lower(), source
         if not os.path.exists(source) and (kind or os.sep in source):
             raise FileNotFoundError(f"no such file: {source}")
-        if kind not in ("npz", "csv", "npy"):
-            raise DataError(f"{source}: give a .npz, .csv or .npy file, or a data spec such as "
-                            "npz:FILE or csv:FILE")
-    if kind == "csv":
+        kind = "parquet" if kind == "pq" else kind
+        if kind not in ("npz", "csv", "npy", "parquet"):
+            raise DataError(f"{source}: give a .npz, .csv, .parquet or .npy file, or a data "
+                            "spec such as npz:FILE or csv:FILE")
+    if kind in ("csv", "parquet"):
         path, target = split_csv_spec(rest)
-        names = encoding.feature_names if encoding is not None else None
-        split = load_csv(path, None if names else target, features=names)
+        names = _model_columns(encoding)
+        types = encoding.table.column_types() if encoding is not None and \
+            encoding.table is not None else None
+        split = load_table(path, None if names else target, features=names,
+                           column_types=types)
+        if split.table is not None:
+            return _numeric_features(split, encoding, counts)
     elif kind == "npz" and os.path.isfile(rest):
         split = load_npz(rest)
     elif kind == "npy" and "," not in rest:
@@ -474,13 +663,22 @@ def load_features(source: str, encoding: Encoding | None = None) -> np.ndarray:
 
 
 # -------------------------------------------------------------------- configuration
-def resolve_config(given: dict, recorded: dict | None = None) -> dict:
+def resolve_config(given: dict, recorded: dict | None = None,
+                   tabular: bool | None = None) -> dict:
     """The run's settings: ``given`` (None = not given), else the recorded ones of a resumed
-    run, else :data:`DEFAULTS`. A resumed run keeps its settings; only ``epochs`` may change.
+    run, else :data:`DEFAULTS` (for a table, ``tabular`` (default: whether the data is
+    ``csv:``/``parquet:`` or a DataFrame), :data:`TABULAR_DEFAULTS` over them). A resumed
+    run keeps its settings; only ``epochs`` may change.
     """
     cfg = {}
     recorded = recorded or {}
-    for key, default in DEFAULTS.items():
+    if tabular is None:
+        data = given.get("data")
+        if data is None:
+            data = recorded.get("data", {}).get("spec", DEFAULTS["data"])
+        tabular = _is_table_spec(data)
+    defaults = {**DEFAULTS, **TABULAR_DEFAULTS} if tabular else DEFAULTS
+    for key, default in defaults.items():
         value = given.get(key)
         if key in ARCHITECTURE:
             before = recorded.get("architecture", {}).get(key)
@@ -490,6 +688,8 @@ def resolve_config(given: dict, recorded: dict | None = None) -> dict:
             before = recorded.get("run", {}).get(key)
         if key == "hidden" and value is not None:
             value = parse_hidden(value)
+        if key in ("categorical", "numeric", "drop") and isinstance(value, str):
+            value = [c.strip() for c in value.split(",") if c.strip()]
         if key == "task" and value == "auto":
             value = None
         if recorded and key != "epochs" and value is not None and before is not None \
@@ -506,8 +706,15 @@ def resolve_config(given: dict, recorded: dict | None = None) -> dict:
         cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
     checks = [
         ("epochs", isinstance(cfg["epochs"], int) and cfg["epochs"] >= 1, "a positive integer"),
-        ("batch_size", isinstance(cfg["batch_size"], int) and cfg["batch_size"] >= 1,
+        ("batch_size", cfg["batch_size"] is None and tabular
+         or isinstance(cfg["batch_size"], int) and cfg["batch_size"] >= 1,
          "a positive integer"),
+        ("patience", isinstance(cfg["patience"], int) and cfg["patience"] >= 0,
+         "zero (no early stopping) or a positive integer"),
+        ("embedding_dim", cfg["embedding_dim"] is None or isinstance(cfg["embedding_dim"], int)
+         and cfg["embedding_dim"] >= 1, "a positive integer"),
+        ("target_transform", cfg["target_transform"] in TARGET_TRANSFORMS,
+         f"one of {', '.join(TARGET_TRANSFORMS)}"),
         ("dropout", 0 <= cfg["dropout"] < 1, "in [0, 1)"),
         ("val_fraction", 0 <= cfg["val_fraction"] < 1, "in [0, 1)"),
         ("lr", cfg["lr"] > 0, "positive"),
@@ -519,7 +726,20 @@ def resolve_config(given: dict, recorded: dict | None = None) -> dict:
     for key, ok, what in checks:
         if not ok:
             raise ConfigError(f"--{key.replace('_', '-')} must be {what}, got {cfg[key]!r}")
+    if not tabular:
+        given_table = [k for k in ("test", "categorical", "numeric", "drop", "embedding_dim")
+                       if cfg[k]]
+        if given_table:
+            raise ConfigError(f"--{given_table[0].replace('_', '-')} is for tables: give "
+                              "--data csv:FILE:TARGET or parquet:FILE:TARGET")
     return cfg
+
+
+def tabular_batch_size(n_train: int) -> int:
+    """The batch size of a table with ``n_train`` training rows: about 1/64 of the rows as a
+    power of two, between 32 and 512 (small tables take small noisy steps, large ones
+    steps the cores can fill)."""
+    return int(min(512, max(32, 2 ** round(np.log2(max(1, n_train) / 64)))))
 
 
 # ------------------------------------------------------------------------ a trained model
@@ -545,10 +765,15 @@ class TrainedModel:
         if n != want:
             raise DataError(f"{where} has {n} features per sample; the model takes {want}")
 
-    def outputs(self, X, batch_size: int = 1024) -> np.ndarray:
-        """The model's raw outputs (N, C) or (N, K) for raw features ``X`` (N, D)."""
+    def outputs(self, X, batch_size: int = 1024, counts: dict | None = None) -> np.ndarray:
+        """The model's raw outputs (N, C) or (N, K) for raw features ``X`` (N, D), or for a
+        table (a pandas DataFrame, a pyarrow Table, or a CSV/Parquet path) with the model's
+        feature columns (``counts`` receives the blanks filled and unknown categories)."""
+        from .datasets import as_table
         from .train import predict
 
+        if as_table(X) is not None or (isinstance(X, str) and self.encoding.table is not None):
+            X = load_features(X, self.encoding, counts)
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
         if X.dtype.kind not in "fiu":
             raise DataError(f"features must be numeric, got dtype {X.dtype}")
@@ -561,14 +786,15 @@ class TrainedModel:
             out.append(predict(self.model, xb, batch_size=batch_size))
         return np.concatenate(out) if out else np.empty((0, self.encoding.n_outputs))
 
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels (N,) (in the training data's labels) or values (original units)."""
-        return self.encoding.decode_outputs(self.outputs(X))
+    def predict(self, X, counts: dict | None = None) -> np.ndarray:
+        """Predicted labels (N,) (in the training data's labels) or values (original units);
+        ``X`` as for :meth:`outputs`."""
+        return self.encoding.decode_outputs(self.outputs(X, counts=counts))
 
-    def scores(self, X) -> np.ndarray:
+    def scores(self, X, counts: dict | None = None) -> np.ndarray:
         """What ``fastnn predict --scores`` writes: class scores (N, C) (logits), or for a
         regressor its predicted values."""
-        out = self.outputs(X)
+        out = self.outputs(X, counts=counts)
         return out if self.task == "classification" else self.encoding.decode_outputs(out)
 
     def evaluate(self, data: ArrayDataset, keep: list | None = None) -> dict:
@@ -677,8 +903,6 @@ def _load_trained_safetensors(path: str) -> TrainedModel:
 
     meta = read_safetensors_metadata(path)
     encoding = Encoding.from_metadata(meta, where=path)
-    model = load_safetensors(path)
-    model.eval()
     try:
         config = json.loads(meta["run.config"])
     except (KeyError, ValueError, RecursionError):
@@ -686,6 +910,29 @@ def _load_trained_safetensors(path: str) -> TrainedModel:
     if not isinstance(config, dict) or not isinstance(config.get("run", {}), dict):
         raise SafetensorsFileError(f"{path}: the run configuration in its metadata is not a "
                                    "JSON object")
+    arch = config.get("architecture", {})
+    if not isinstance(arch, dict):
+        raise SafetensorsFileError(f"{path}: the architecture in its metadata is not a JSON "
+                                   "object")
+    # a TabularMLP is not a Sequential of fastnn's layers: rebuilt from the run's record
+    try:
+        if arch.get("cardinalities"):
+            # checked before anything is allocated: the embedding tables alone must fit in
+            # the bytes the file holds (float16 is the smallest dtype a weight may have)
+            cells = sum(int(c) * int(d) for c, d in zip(arch["cardinalities"],
+                                                        arch["embedding_dims"], strict=True))
+            if cells < 0 or 2 * cells > os.path.getsize(path):
+                raise SafetensorsFileError(
+                    f"{path}: its table architecture needs {cells:,} embedding weights, more "
+                    f"than the file's {os.path.getsize(path):,} bytes hold")
+        skeleton = build_model(arch) if arch.get("cardinalities") else None
+    except (KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, SafetensorsFileError):
+            raise
+        raise SafetensorsFileError(f"{path}: a damaged table architecture in its metadata "
+                                   f"({str(exc)[:160]})") from None
+    model = load_safetensors(path, model=skeleton)
+    model.eval()
     trained = TrainedModel(model, encoding, config, path)
     _check_trained(trained, SafetensorsFileError)
     return trained
@@ -711,6 +958,14 @@ def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None
         raise ConfigError("say what to write: --onnx FILE and/or --safetensors FILE")
     trained = load_trained(checkpoint)
     enc, written = trained.encoding, []
+    table = enc.table
+    if onnx is not None and table is not None and (
+            table.continuous_names != [c.name for c in table.columns if c.role == "numeric"]
+            or table.cardinalities):
+        raise NotImplementedError(
+            "ONNX export of a table model with categorical, date or blank-indicator columns "
+            "(a graph reading the raw columns) is not built yet; --safetensors carries the "
+            "whole table encoding, and the checkpoint holds it as plain arrays")
     if onnx is not None:
         from .interop import export_onnx, require
 
@@ -766,9 +1021,14 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
     target = f"{len(enc.classes)} classes" if enc.task == "classification" else \
         f"{enc.n_outputs} target{'s' if enc.n_outputs > 1 else ''}"
     loss = cfg["loss"] or LOSSES[enc.task][0]
+    model = "MLP"
+    if enc.table is not None and enc.table.cardinalities:
+        k = len(enc.table.cardinalities)
+        model = (f"TabularMLP ({enc.table.n_continuous} continuous + {k} "
+                 f"embedding{'s' if k > 1 else ''})")
     return (f"{data.spec} ({len(data.train)} train, {n_val} val, {len(data.test)} test, "
             f"{n_in} features, {target}); task {enc.task} ({data.why}); "
-            f"{_model_summary(cfg, n_in, enc.n_outputs, data.spec)} "
+            f"{_model_summary(cfg, n_in, enc.n_outputs, data.spec, model)} "
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
             f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}, batch {cfg['batch_size']}"
@@ -778,7 +1038,7 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
 
 def run_training(given: dict, out: str | None = None, resume: str | None = None,
                  comm=None, quiet: bool = False, sync_batchnorm: bool = False,
-                 threads: int | None = None, log=None) -> RunResult:
+                 threads: int | None = None, log=None, target: str | None = None) -> RunResult:
     """Train an MLP as ``fastnn train`` does and write its checkpoint and reports.
 
     Parameters
@@ -791,6 +1051,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         on the schedule of the longer run).
     comm : a :class:`fastnn.distributed.Communicator` for data-parallel training.
     log : where the progress lines go (default: stderr; None-like when ``quiet``).
+    target : the target column when ``given["data"]`` is a pandas DataFrame or a pyarrow
+        Table (a table in memory rather than ``csv:FILE:TARGET``).
 
     Returns
     -------
@@ -801,35 +1063,55 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     from . import reports
     from .checkpoint import load_checkpoint, restore, save_checkpoint
     from .random import manual_seed
-    from .train import ModelCheckpoint, TrainingDiverged, fit
+    from .train import EarlyStopping, ModelCheckpoint, TrainingDiverged, fit
 
     log = log or sys.stderr
     ckpt = load_checkpoint(resume) if resume else None
     cfg = resolve_config(given, ckpt.meta["config"] if ckpt is not None else None)
     encoding = Encoding.from_checkpoint(ckpt) if ckpt is not None else None
-    data = prepare_data(cfg["data"], cfg["task"], cfg["seed"], cfg["val_fraction"], encoding)
+    counts: dict = {}
+    data = prepare_data(cfg["data"], cfg["task"], cfg["seed"], cfg["val_fraction"], encoding,
+                        test=cfg["test"], target=target,
+                        roles={k: cfg[k] for k in ("categorical", "numeric", "drop")},
+                        target_transform=cfg["target_transform"], counts=counts)
     enc = data.encoding
     if data.train is None:
-        raise DataError(f"{cfg['data']}: nothing to train on")
+        raise DataError(f"{data.spec}: nothing to train on")
     if comm is not None and enc.task != "classification":
         raise NotImplementedError("--distributed trains classifiers only; regression runs "
                                   "in one process")
+    if cfg["batch_size"] is None:
+        cfg["batch_size"] = tabular_batch_size(len(data.train))
     loss_fn = make_loss(cfg["loss"], enc.task)
+    arch = {"input_dim": int(data.n_features), "hidden": cfg["hidden"],
+            "n_outputs": enc.n_outputs, "activation": cfg["activation"],
+            "batchnorm": cfg["batchnorm"], "dropout": cfg["dropout"], "dtype": cfg["dtype"],
+            **_cnn_architecture(cfg, data)}
+    table = enc.table
+    if table is not None and table.cardinalities:
+        from .nn.tabular import embedding_size
+
+        arch.update({"n_continuous": table.n_continuous, "cardinalities": table.cardinalities,
+                     "embedding_dims": [cfg["embedding_dim"] or embedding_size(c)
+                                        for c in table.cardinalities],
+                     "embedding_dim": cfg["embedding_dim"]})
     config = {
-        "architecture": {"input_dim": int(data.n_features), "hidden": cfg["hidden"],
-                         "n_outputs": enc.n_outputs, "activation": cfg["activation"],
-                         "batchnorm": cfg["batchnorm"], "dropout": cfg["dropout"],
-                         "dtype": cfg["dtype"], **_cnn_architecture(cfg, data)},
+        "architecture": arch,
         "task": enc.record(data.why if ckpt is None else
                            ckpt.meta["config"].get("task", {}).get("why", "")),
-        "data": {"spec": cfg["data"], "seed": cfg["seed"], "val_fraction": cfg["val_fraction"]},
-        "run": {k: cfg[k] for k in DEFAULTS if k not in ARCHITECTURE and k != "task"},
+        "data": {"spec": _spec_name(cfg["data"]), "seed": cfg["seed"],
+                 "val_fraction": cfg["val_fraction"]},
+        "run": {k: cfg[k] for k in DEFAULTS if k not in ARCHITECTURE and k not in
+                ("task", "data")},
     }
+    config["run"]["data"] = config["data"]["spec"]
+    if cfg["test"] is not None:
+        config["run"]["test"] = _spec_name(cfg["test"])
     if ckpt is not None:
         before = dict(ckpt.meta["config"]["architecture"])
         before.setdefault("n_outputs", before.pop("n_classes", None))
         if before != config["architecture"]:
-            raise ConfigError(f"the data {cfg['data']!r} gives a model of "
+            raise ConfigError(f"the data {config['data']['spec']!r} gives a model of "
                               f"{config['architecture']}, which does not fit the checkpoint's "
                               f"{before}")
     manual_seed(cfg["seed"])
@@ -877,19 +1159,41 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         how = "data-parallel graph step"
     if not quiet:
         print(f"fastnn train: {describe(data, cfg, threads, how)}", file=log)
+    if table is not None:
+        dims = arch.get("embedding_dims")
+        if not quiet:
+            print(table.role_table(dims), file=log)
+            if counts:
+                print(f"fastnn train: in the test file: {describe_counts(counts)}", file=log)
+        if rank0:
+            reports.write_json(os.path.join(out, "columns.json"), table.role_rows())
     if rank0:
         from ._warmup import announce_compilation
 
         announce_compilation()
     t0 = time.perf_counter()
+    callbacks = [ModelCheckpoint(save)]
+    stopper = None
+    if cfg["patience"] and data.val is not None and comm is None:
+        stopper = EarlyStopping(model, patience=cfg["patience"], restore_best=True)
+        callbacks.append(stopper)
     try:
         # A diverging run overflows before its loss turns NaN; fit reports that once.
         with np.errstate(over="ignore", invalid="ignore"):
             if comm is None:
                 fit(model, loss_fn, optimizer, loader, val=data.val, epochs=cfg["epochs"],
                     schedule=schedule, quiet=quiet, start_epoch=start_epoch, history=history,
-                    callbacks=[ModelCheckpoint(save)], log=log,
+                    callbacks=callbacks, log=log,
                     target_scaler=enc.target_scaler, step=step)
+                if stopper is not None and stopper._best_state is not None \
+                        and stopper.best_epoch != history[-1]["epoch"]:
+                    # stopped early: the best epoch's weights are back; keep them on disk
+                    model.load_state_dict(stopper._best_state)
+                    config["run"]["best_epoch"] = stopper.best_epoch
+                    save(history[-1]["epoch"], history[-1])
+                    if not quiet:
+                        print(f"fastnn train: early stopping kept epoch {stopper.best_epoch} "
+                              f"(val_loss {stopper.best:.4f})", file=log)
             else:
                 _fit_distributed(model, loss_fn, optimizer, loader, data, cfg, schedule,
                                  comm, sync_batchnorm, save, start_epoch, history, quiet, log)
@@ -902,8 +1206,64 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     test_metrics = test.evaluate(data.test, keep=kept)
     if not rank0:
         return RunResult({}, out)
-    return reports.write_run(out, history, test_metrics, config, seconds, start_epoch, enc,
-                             *kept)
+    result = reports.write_run(out, history, test_metrics, config, seconds, start_epoch, enc,
+                               *kept)
+    if table is not None:  # which columns matter, on the test set
+        metric = "accuracy" if enc.task == "classification" else "r2"
+        result.metrics["importance"] = permutation_importance(test, data.test, seed=cfg["seed"])
+        result.metrics["importance_metric"] = metric
+        reports.write_json(result.files["metrics"], result.metrics)
+        result.files["importance"] = os.path.join(out, "importance.png")
+        note = reports.plot_importance(result.files["importance"],
+                                       result.metrics["importance"], metric)
+        if note:
+            result.notes["importance"] = note
+    return result
+
+
+def permutation_importance(trained: TrainedModel, data: ArrayDataset, seed: int = 0,
+                           max_rows: int = 10_000) -> dict[str, float]:
+    """Per column of a table model: how much the test accuracy (classification) or R²
+    (regression) drops when that column's values are shuffled across the rows (all of its
+    features together: value, blank indicator, date parts, category code). Computed on up
+    to ``max_rows`` rows of ``data`` (seeded), one shuffle per column."""
+    from .tasks import regression_metrics
+
+    enc = trained.encoding
+    rng = np.random.default_rng(seed)
+    rows = data.rows if data.rows is not None else np.arange(len(data.X))
+    if len(rows) > max_rows:
+        rows = np.sort(rng.choice(rows, max_rows, replace=False))
+    X, y = np.asarray(data.X[rows]), data.y[rows]
+
+    def score(features) -> float:
+        out = trained.outputs(features)
+        if enc.task == "classification":
+            return float((out.argmax(axis=1) == y).mean())
+        scaler = enc.target_scaler
+        return regression_metrics(scaler.decode(out), scaler.decode(y))["r2"]
+
+    base = score(X)
+    importance = {}
+    for name, idx in enc.table.column_indices().items():
+        shuffled = X.copy()
+        shuffled[:, idx] = X[rng.permutation(len(X))][:, idx]
+        importance[name] = base - score(shuffled)
+    return importance
+
+
+def describe_counts(counts: dict) -> str:
+    """What :meth:`fastnn.tabular.TableEncoder.transform` counted, in one line."""
+    parts = []
+    for name, c in counts.items():
+        bits = []
+        if c.get("blank"):
+            new = " (none in training)" if c.get("filled_unseen_blank") else ""
+            bits.append(f"{c['blank']} blank{'s' if c['blank'] > 1 else ''} filled{new}")
+        if c.get("unknown"):
+            bits.append(f"{c['unknown']} unknown categor{'ies' if c['unknown'] > 1 else 'y'}")
+        parts.append(f"{name}: {', '.join(bits)}")
+    return "; ".join(parts) if parts else "no blanks, no unknown categories"
 
 
 def _fit_distributed(model, loss_fn, optimizer, loader, data, cfg, schedule, comm,

@@ -214,3 +214,18 @@ def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
     if note:
         notes["curves"] = note
     return RunResult(metrics, out, files, notes)
+
+
+def plot_importance(path: str, importance: dict[str, float], metric: str) -> str | None:
+    """Permutation importance per column (the drop of ``metric`` when the column is
+    shuffled), largest first. Returns None when drawn, else a note saying why not."""
+    plt = _pyplot()
+    if plt is None:
+        return NO_MATPLOTLIB
+    items = sorted(importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(items) + 1.2))
+    ax.barh([k for k, _ in items], [v for _, v in items])
+    ax.set_xlabel(f"drop of test {metric} when the column is shuffled")
+    ax.grid(alpha=0.3, axis="x")
+    _save(fig, plt, path)
+    return None

@@ -170,17 +170,42 @@ def _show(labels: np.ndarray, limit: int = 8) -> str:
     return ", ".join(items) + (f", ... ({len(labels)} in all)" if len(labels) > limit else "")
 
 
+#: ``--target-transform`` choices: ``log`` trains on log(1 + y) (skewed positive targets
+#: such as prices), predictions come back through exp(.) - 1.
+TARGET_TRANSFORMS = ("none", "log")
+
+
+def check_target_transform(name: str, y=None) -> str:
+    """Check a ``--target-transform`` name (and that ``log`` fits targets ``y``: all > -1)."""
+    if name not in TARGET_TRANSFORMS:
+        raise DataError(f"--target-transform must be one of {', '.join(TARGET_TRANSFORMS)}, "
+                        f"got {name!r}")
+    if name == "log" and y is not None:
+        y = np.asarray(y, dtype=np.float64)
+        bad = ~(y > -1)
+        if bad.any():
+            raise DataError(f"--target-transform log needs targets above -1 (it trains on "
+                            f"log(1 + y)); the targets hold {y[bad].ravel()[0]!r}")
+    return name
+
+
 @dataclass
 class TargetScaler:
-    """Regression targets y -> (y - mean) / std per column, with training statistics.
+    """Regression targets y -> (t(y) - mean) / std per column, with training statistics.
 
-    ``mean`` and ``std`` have shape (K,); a constant column gets std 1. ``ndim`` remembers
+    ``t`` is ``transform``: ``none`` (the identity) or ``log`` (log(1 + y); decoding applies
+    exp(.) - 1, so predictions and metrics are in the original units). ``mean`` and ``std``
+    have shape (K,) (statistics of t(y)); a constant column gets std 1. ``ndim`` remembers
     whether the original targets were (N,) or (N, K), so predictions come back the same way.
     """
 
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     ndim: int = 1
+    transform: str = "none"
+
+    def _forward(self, y: np.ndarray) -> np.ndarray:
+        return np.log1p(y.astype(np.float64)) if self.transform == "log" else y
 
     def fit(self, y, rows=None) -> TargetScaler:
         y = np.asarray(y)
@@ -188,7 +213,8 @@ class TargetScaler:
         y2 = y.reshape(len(y), -1)
         if rows is not None:
             y2 = y2[rows]
-        y2 = y2.astype(np.float64)
+        check_target_transform(self.transform, y2)
+        y2 = self._forward(y2.astype(np.float64))
         self.mean = y2.mean(axis=0)
         std = y2.std(axis=0)
         self.std = np.where(std > 0, std, 1.0)
@@ -203,15 +229,18 @@ class TargetScaler:
         y = np.asarray(y).reshape(len(y), -1)
         if y.shape[1] != self.n_targets:
             raise DataError(f"expected {self.n_targets} target columns, got {y.shape[1]}")
+        check_target_transform(self.transform, y)
         out = np.empty(y.shape, dtype=dtype)
         step = block_rows(y)
         for lo in range(0, len(y), step):
-            out[lo:lo + step] = (y[lo:lo + step] - self.mean) / self.std
+            out[lo:lo + step] = (self._forward(y[lo:lo + step]) - self.mean) / self.std
         return out
 
     def decode(self, outputs) -> np.ndarray:
         """Model outputs (N, K) back in the original units, float64, (N,) when y was 1-D."""
         out = np.asarray(outputs, dtype=np.float64) * self.std + self.mean
+        if self.transform == "log":
+            out = np.expm1(out)
         return out[:, 0] if self.ndim == 1 else out
 
 

@@ -48,6 +48,7 @@ from .layers import (
     make_activation,
 )
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .tabular import TabularMLP
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -92,6 +93,7 @@ __all__ = [
     "Softplus",
     "Sigmoid",
     "Swish",
+    "TabularMLP",
     "Tanh",
     "make_activation",
 ]
