@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .data import ArrayDataset, DataError, DataLoader, Standardizer, check_finite, split_rows
+from .reports import RunResult  # noqa: F401  (reports writes it; recipes returns it)
 from .tasks import Classes, TargetScaler, infer_task
 
 DEFAULTS = {
@@ -580,16 +581,6 @@ def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None
 
 
 # ------------------------------------------------------------------------ a training run
-@dataclass
-class RunResult:
-    """What :func:`run_training` did: the metrics and where it wrote its files."""
-
-    metrics: dict
-    out: str
-    files: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-
-
 def describe(data: PreparedData, cfg: dict, threads: int | None = None,
              step: str | None = None) -> str:
     """The first line of a run: data, task (and why), model, loss, optimizer, schedule, and
