@@ -700,10 +700,13 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         how = "data-parallel graph step"
     if not quiet:
         print(f"fastnn train: {describe(data, cfg, threads, how)}", file=log)
+    helper = None
     if rank0:
+        from . import _prewarm
         from ._warmup import announce_compilation
 
-        announce_compilation()
+        if announce_compilation() and comm is None:  # a cold cache: compile on two cores
+            helper = _prewarm.start(model, loss_fn, optimizer, data.n_features)
     t0 = time.perf_counter()
     try:
         # A diverging run overflows before its loss turns NaN; fit reports that once.
@@ -719,6 +722,9 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     except TrainingDiverged as exc:
         kept = f"; the last good checkpoint is {ckpt_path}" if os.path.isfile(ckpt_path) else ""
         raise TrainingDiverged(f"{exc}{kept}") from None
+    finally:
+        if helper is not None:
+            _prewarm.stop(helper)
     seconds = time.perf_counter() - t0
     test = TrainedModel(model, enc, config, ckpt_path)
     kept: list = []

@@ -87,22 +87,33 @@ def write_history_csv(path: str, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+class _Figures:
+    """Figures drawn straight onto matplotlib's Agg canvas, without ``matplotlib.pyplot``
+    (whose import, with its backend machinery, a run does not need) and without touching
+    the caller's backend or pyplot's list of open figures."""
+
+    def __init__(self, figure_cls, canvas_cls):
+        self.figure_cls, self.canvas_cls = figure_cls, canvas_cls
+
+    def subplots(self, *args, figsize=None, **kwargs):
+        fig = self.figure_cls(figsize=figsize)
+        self.canvas_cls(fig)
+        return fig, fig.subplots(*args, **kwargs)
+
+
 def _pyplot():
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    return plt
+    return _Figures(Figure, FigureCanvasAgg)
 
 
 def _save(fig, plt, path: str) -> None:
     tmp = path + ".tmp.png"
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    fig.savefig(tmp, dpi=100, format="png")
     os.replace(tmp, path)
 
 
