@@ -53,6 +53,7 @@ import numpy as np
 from . import losses as L
 from . import nn
 from ._dtype import empty_marker
+from ._graph_step import NonFiniteLoss, count_correct, graph_step
 from .graph import Tensor
 from .kernels import activations as K_act
 from .kernels import batchnorm as K_bn
@@ -466,7 +467,7 @@ class CompiledStep:
         """One training step on the batch x (N, D), y; returns the loss value."""
         t0 = time.perf_counter()
         if not self.accepts(x, y):
-            value = _train.graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
+            value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
         else:
             value = self.run(x, y)[0]
         if self.governor is not None:
@@ -523,7 +524,7 @@ class CompiledStep:
                 h = stage.forward(h, b)
             value, g = self.loss.forward(h, y, loss_buffers)
         if not math.isfinite(value):
-            raise _train.NonFiniteLoss(value)
+            raise NonFiniteLoss(value)
         self.optimizer.begin_step()
         if by_stages:
             stages, updates = self.stages, self.updates
@@ -541,7 +542,7 @@ class CompiledStep:
     def train_step(self, x, y, n: int, loss_fn) -> tuple[float, int | None]:
         """The :class:`fastnn.train.LocalStep` interface: (mean loss, correct or None)."""
         value, out = self.run(x, y)
-        return value, _train.count_correct(out, y) if y.dtype.kind in "iu" else None
+        return value, count_correct(out, y) if y.dtype.kind in "iu" else None
 
     def _plan(self, n: int):
         dt = self.dtype
@@ -613,7 +614,5 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,
     return CompiledStep(model, loss_fn, optimizer, fuse_optimizer=fuse_optimizer,
                         adaptive_threads=adaptive_threads)
 
-
-from . import train as _train  # noqa: E402  (train imports this module lazily)
 
 __all__ = ["CompiledStep", "NotCompilable", "compile_step"]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .data import ArrayDataset, DataError, DataLoader, Standardizer, check_finite, split_rows
+from .reports import RunResult  # noqa: F401  (reports writes it; recipes returns it)
 from .tabular import TableEncoder
 from .tasks import TARGET_TRANSFORMS, Classes, TargetScaler, check_target_transform, infer_task
 
@@ -1002,16 +1003,6 @@ def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None
 
 
 # ------------------------------------------------------------------------ a training run
-@dataclass
-class RunResult:
-    """What :func:`run_training` did: the metrics and where it wrote its files."""
-
-    metrics: dict
-    out: str
-    files: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-
-
 def describe(data: PreparedData, cfg: dict, threads: int | None = None,
              step: str | None = None) -> str:
     """The first line of a run: data, task (and why), model, loss, optimizer, schedule, and
@@ -1167,10 +1158,13 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                 print(f"fastnn train: in the test file: {describe_counts(counts)}", file=log)
         if rank0:
             reports.write_json(os.path.join(out, "columns.json"), table.role_rows())
+    helper = None
     if rank0:
+        from . import _prewarm
         from ._warmup import announce_compilation
 
-        announce_compilation()
+        if announce_compilation() and comm is None:  # a cold cache: compile on two cores
+            helper = _prewarm.start(model, loss_fn, optimizer, data.n_features)
     t0 = time.perf_counter()
     callbacks = [ModelCheckpoint(save)]
     stopper = None
@@ -1200,6 +1194,9 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     except TrainingDiverged as exc:
         kept = f"; the last good checkpoint is {ckpt_path}" if os.path.isfile(ckpt_path) else ""
         raise TrainingDiverged(f"{exc}{kept}") from None
+    finally:
+        if helper is not None:
+            _prewarm.stop(helper)
     seconds = time.perf_counter() - t0
     test = TrainedModel(model, enc, config, ckpt_path)
     kept: list = []

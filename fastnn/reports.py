@@ -11,12 +11,26 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .tasks import classification_metrics
 
 NO_MATPLOTLIB = "not drawn: matplotlib is not installed (pip install 'fastnn[plot]')"
+
+
+@dataclass
+class RunResult:
+    """What :func:`fastnn.recipes.run_training` did: the metrics and where it wrote its files.
+
+    Defined here, where :func:`write_run` makes it, and re-exported by ``fastnn.recipes``
+    (which imports this module, never the other way round)."""
+
+    metrics: dict
+    out: str
+    files: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 def write_json(path: str, obj) -> None:
@@ -73,22 +87,33 @@ def write_history_csv(path: str, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+class _Figures:
+    """Figures drawn straight onto matplotlib's Agg canvas, without ``matplotlib.pyplot``
+    (whose import, with its backend machinery, a run does not need) and without touching
+    the caller's backend or pyplot's list of open figures."""
+
+    def __init__(self, figure_cls, canvas_cls):
+        self.figure_cls, self.canvas_cls = figure_cls, canvas_cls
+
+    def subplots(self, *args, figsize=None, **kwargs):
+        fig = self.figure_cls(figsize=figsize)
+        self.canvas_cls(fig)
+        return fig, fig.subplots(*args, **kwargs)
+
+
 def _pyplot():
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    return plt
+    return _Figures(Figure, FigureCanvasAgg)
 
 
 def _save(fig, plt, path: str) -> None:
     tmp = path + ".tmp.png"
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    fig.savefig(tmp, dpi=100, format="png")
     os.replace(tmp, path)
 
 
@@ -168,13 +193,10 @@ def plot_pred_vs_true(path: str, pred: np.ndarray, y: np.ndarray, names=None) ->
 def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
               seconds: float, start_epoch: int, enc, outputs: np.ndarray,
               targets: np.ndarray):
-    """Write the reports of a finished run into ``out``; returns a
-    :class:`fastnn.recipes.RunResult`.
+    """Write the reports of a finished run into ``out``; returns a :class:`RunResult`.
 
     ``enc`` is the run's :class:`fastnn.recipes.Encoding`; ``outputs`` (N, C) and the
     encoded ``targets`` are the model's on the test data."""
-    from .recipes import RunResult
-
     last = history[-1]
     new_epochs = history[start_epoch:]
     samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)

@@ -35,6 +35,7 @@ import types
 import warnings
 
 import numba
+from numba.core import types as nb_types
 
 #: Rows per chunk of every column reduction over a batch (bias, BatchNorm, LayerNorm, PReLU
 #: and loss partial sums). Fixed, so the partial sums and the order in which they are added
@@ -70,7 +71,7 @@ def _compile(py_func, parallel: bool, reassociate: bool = False):
     fastmath = set(FASTMATH) | ({"reassoc"} if reassociate else set())
     options = dict(nogil=True, fastmath=fastmath, parallel=parallel, error_model="numpy")
     try:
-        return numba.njit(cache=True, **options)(py_func)
+        return _shared(_unliteral_calls(numba.njit(cache=True, **options)(py_func)))
     except RuntimeError as exc:  # a read-only install: no cache locator is writable
         if "no locator available" not in str(exc):
             raise
@@ -83,7 +84,78 @@ def _compile(py_func, parallel: bool, reassociate: bool = False):
                 stacklevel=3,
             )
             _cache_warned = True
-        return numba.njit(cache=False, **options)(py_func)
+        return _unliteral_calls(numba.njit(cache=False, **options)(py_func))
+
+
+def _unliteral_calls(dispatcher):
+    """Type calls from other kernels by their arguments' types, never by constant values.
+
+    Numba types a constant argument of a call inside jitted code as a literal
+    (``Literal[bool](False)``) and compiles the callee once per distinct constant: measured
+    on ``fastnn train``, ``blas.gemm_blocks`` compiled four times in each variant (three
+    literal flag pairs from ``dense._product`` and the plain ``bool`` of calls from Python),
+    with ``_product`` and ``gemm_block`` three times each: 3.5 s of a 29 s cold start.
+    The kernels branch on such flags at run time (a branch per block of a GEMM), so one
+    compilation per argument *type* serves every caller, from Python or from a kernel.
+    """
+    typed = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return typed(tuple(nb_types.unliteral(a) for a in args),
+                     {k: nb_types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    return dispatcher
+
+
+#: Whether compilations are shared with other processes (see :func:`share_compilation`).
+_sharing = os.environ.get("FASTNN_SHARE_COMPILATION") == "1"
+
+
+def share_compilation(on: bool = True) -> None:
+    """Share this process's kernel compilations with other processes that do the same.
+
+    Numba compiles under one lock per process and mostly holds the GIL, so a second thread
+    gains nothing; a second *process* can compile other kernels on another core. With
+    sharing on, each kernel (each dispatcher: a variant of a kernel) is compiled under an
+    exclusive ``flock`` on a file beside its cache index: a process that needs a kernel
+    another process is compiling waits for it and then loads it from the disk cache instead
+    of compiling it again. Kernels only call kernels below them (no recursion), so the
+    locks a process holds form a chain down the call graph and two processes cannot wait for
+    each other. Used by the cold start of ``fastnn train`` and by ``fastnn warmup``
+    (``fastnn._warmup``); the environment variable ``FASTNN_SHARE_COMPILATION=1`` turns it on
+    in a helper process.
+    """
+    global _sharing
+    _sharing = bool(on)
+
+
+def _shared(dispatcher):
+    """Wrap ``dispatcher.compile`` in the cross-process lock of :func:`share_compilation`."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: compile alone
+        return dispatcher
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    index = getattr(cache_file, "_index_path", None)
+    if index is None:
+        return dispatcher
+    compile_alone = dispatcher.compile
+
+    def compile(sig):
+        if not _sharing or (isinstance(sig, tuple) and sig in dispatcher.overloads):
+            return compile_alone(sig)  # alone, or compiled here already: no lock to wait for
+        try:
+            os.makedirs(os.path.dirname(index), exist_ok=True)
+            lock = open(index + ".lock", "a")  # noqa: SIM115  (held across the compile)
+        except OSError:
+            return compile_alone(sig)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or we die)
+            return compile_alone(sig)  # loads from the cache if the other process wrote it
+
+    dispatcher.compile = compile
+    return dispatcher
 
 
 def _renamed(py_func, suffix: str):

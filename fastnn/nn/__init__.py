@@ -12,7 +12,10 @@ from ..losses import (
     NLLLoss,
     SmoothL1Loss,
 )
-from . import functional  # noqa: F401  (fnn.nn.functional)
+from . import (
+    _torch_layout,  # noqa: F401  (load_state_dict(layout="torch"), from_torch)
+    functional,  # noqa: F401  (fnn.nn.functional)
+)
 from .conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,

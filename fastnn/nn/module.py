@@ -31,6 +31,12 @@ class RemovableHandle:
     def __exit__(self, *exc) -> None:
         self.remove()
 
+#: PyTorch's names and layouts (``load_state_dict(layout="torch")``, ``Sequential.from_torch``)
+#: are ``fastnn/nn/_torch_layout.py``'s: it needs the layer classes, which build on this
+#: module, so it puts its two entry points here when ``fastnn.nn`` imports it, and this
+#: module imports nothing above itself.
+TORCH_LAYOUT: dict = {}
+
 
 def _check_device(device) -> None:
     name = str(device)
@@ -475,12 +481,11 @@ class Module:
         Raises ValueError (before changing anything) for a wrong shape, and with
         ``strict=True`` for a missing or unexpected key, naming the key(s) and shapes.
         ``layout="torch"`` takes PyTorch's names and layouts (arrays or torch tensors; see
-        ``fastnn.interop.load_torch_state_dict``). Returns (missing_keys, unexpected_keys).
+        ``fastnn.nn._torch_layout.load_torch_state_dict``). Returns (missing_keys,
+        unexpected_keys).
         """
         if layout == "torch":
-            from ..interop import load_torch_state_dict
-
-            return load_torch_state_dict(self, state_dict, strict=strict)
+            return TORCH_LAYOUT["load_state_dict"](self, state_dict, strict=strict)
         if layout != "fastnn":
             raise ValueError(f"load_state_dict: layout must be 'fastnn' or 'torch', got {layout!r}")
         if not hasattr(state_dict, "keys"):
@@ -556,10 +561,8 @@ class Sequential(Module):
     @classmethod
     def from_torch(cls, module) -> Sequential:
         """A fastnn Sequential equal to a ``torch.nn.Sequential`` (weights copied, dtype kept;
-        see ``fastnn.interop.sequential_from_torch``)."""
-        from ..interop import sequential_from_torch
-
-        return sequential_from_torch(module, cls)
+        see ``fastnn.nn._torch_layout.sequential_from_torch``)."""
+        return TORCH_LAYOUT["from_torch"](module, cls)
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -105,3 +105,49 @@ def test_other_runtime_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(_jit.numba, "njit", boom)
     with pytest.raises(RuntimeError, match="something else"):
         _jit.jit(lambda x: x)
+
+
+def test_constant_arguments_do_not_compile_a_callee_once_per_value():
+    # Numba types a constant argument as a literal and would compile the callee once per
+    # value; the policy types calls by their arguments' types, so one compilation serves all.
+    @_jit.jit
+    def pick(flag, x):
+        return x + 1.0 if flag else x - 1.0
+
+    @_jit.jit
+    def both(x):
+        return pick(True, x) + pick(False, x)
+
+    assert both(2.0) == 4.0
+    assert [str(t) for sig in pick.signatures for t in sig] == ["bool", "float64"]
+    assert pick(False, 2.0) == 1.0 and len(pick.signatures) == 1  # Python's call: the same
+
+
+def test_shared_compilation_waits_for_the_process_that_holds_the_kernel(tmp_path):
+    # Two processes compile one kernel under sharing: the second waits on the first's lock
+    # and then loads the kernel from the cache instead of compiling it again.
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    source = tmp_path / "shared_kernel.py"
+    source.write_text(textwrap.dedent("""
+        import sys, time
+        from fastnn.kernels import _jit
+        _jit.share_compilation(True)
+
+        @_jit.jit
+        def twice(x):
+            return 2.0 * x
+
+        assert twice(1.5) == 3.0
+        print(sum(twice.stats.cache_misses.values()), sum(twice.stats.cache_hits.values()))
+    """))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH":
+           os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    runs = [subprocess.Popen([sys.executable, str(source)], env=env, stdout=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    counts = sorted(tuple(map(int, r.communicate()[0].split())) for r in runs)
+    assert counts == [(0, 1), (1, 0)]  # one compiled it, the other loaded it
+    assert any(p.suffix == ".lock" for p in (tmp_path / "cache").rglob("*"))
