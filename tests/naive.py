@@ -459,3 +459,13 @@ def gather_standardize(X, idx, shift, scale, dtype):
 def gather_values(values, idx):
     """kernels/rows.py's gather_values: values[idx], one element at a time."""
     return np.array([values[i] for i in idx], dtype=np.asarray(values).dtype)
+
+
+def csr_rows_to_dense(data, indices, indptr, rows, shape, dtype):
+    """kernels/sparse.py: rows of the CSR matrix (data, indices, indptr) of ``shape``, made
+    dense in ``dtype`` one stored value at a time (duplicates summed, as SciPy's toarray)."""
+    out = np.zeros((len(rows), shape[1]), np.float64)
+    for i, r in enumerate(rows):
+        for k in range(indptr[r], indptr[r + 1]):
+            out[i, indices[k]] += data[k]
+    return out.astype(dtype)
