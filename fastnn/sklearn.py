@@ -29,6 +29,13 @@ curves, weights and predictions agree with scikit-learn's to rounding (see
 ``adamw`` (torch.optim's formulas, as fastnn.optim has them), every fastnn activation and
 ``validation_loss_curve_``.
 
+Sparse X (SciPy CSR or CSC, ``csr_matrix`` or ``csr_array``; other formats are converted to
+CSR by scikit-learn's validation) is never densified whole: CSC is converted to CSR once
+(batches are rows), and each batch's rows are densified into the batch buffer by
+``fastnn.kernels.sparse.csr_rows_to_dense``; prediction and lbfgs go block by block. With
+the same ``random_state`` the fit and its predictions are bit for bit those of
+``X.toarray()``.
+
 Needs scikit-learn >= 1.6 (``pip install 'fastnn[sklearn]'``).
 """
 
@@ -44,6 +51,7 @@ import numpy as np
 
 try:
     import scipy.optimize
+    import scipy.sparse
     from scipy.special import xlogy
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
     from sklearn.exceptions import ConvergenceWarning
@@ -69,6 +77,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
 from . import losses, nn, optim
 from .data import ArrayDataset, row_taker
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
+from .kernels.sparse import csr_rows_to_dense
 from .optim.optimizers import sum_of_squares, sum_of_squares_chunks
 from .train import Callback, LocalStep, NonFiniteLoss, TrainingDiverged, graph_step
 from .train import fit as train_fit
@@ -181,6 +190,69 @@ class _BatchGraph:
 
     def __call__(self, z: Tensor, y: np.ndarray) -> Tensor:
         return self.loss.graph(z, y, self.sample_weight)
+
+
+# ------------------------------------------------------------------------ sparse X
+#: Rows per block of predict's forward passes: fastnn.train.predict's batch size, so that a
+#: sparse X goes through the model in the same blocks as its dense twin (the same bits).
+_PREDICT_ROWS = 1024
+#: Elements (rows x features) of a densified block of sparse X in lbfgs' whole-data loss.
+#: A sparse X up to this size is densified once (then lbfgs is bit for bit dense lbfgs);
+#: larger, its loss and gradient are summed over blocks of rows (32 MB in float64).
+_LBFGS_BLOCK_ELEMENTS = 1 << 22
+
+
+def _canonical_csr(X):
+    """A sparse X as CSR in canonical format (no column twice in a row), as
+    :func:`fastnn.kernels.sparse.csr_rows_to_dense` needs it. CSC is converted once (a copy
+    of its stored values, never a dense array); a CSR with duplicate entries is copied
+    before they are summed, so the caller's matrix is never changed."""
+    X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _n_rows(X) -> int:
+    return X.shape[0]  # len() is ambiguous for scipy's sparse matrices and arrays
+
+
+def _densify_rows(X, rows, out: np.ndarray) -> np.ndarray:
+    """``out[:] = X[rows].toarray()`` for a canonical CSR X: ``rows`` an int64 index array,
+    or a slice of consecutive rows; returns ``out``."""
+    b, d = out.shape
+    if isinstance(rows, slice):
+        idx, start = np.empty(0, np.int64), rows.start
+    else:
+        idx, start = rows, 0
+    csr_rows_to_dense(b * d)(X.data, X.indices, X.indptr, idx, start, out)
+    return out
+
+
+def _sparse_outputs(model, X, dtype) -> np.ndarray:
+    """``fastnn.train.predict(model, X.toarray())`` for a canonical CSR X, densifying one
+    block of :data:`_PREDICT_ROWS` rows at a time into one reused buffer."""
+    n, d = X.shape
+    buf = np.empty((min(n, _PREDICT_ROWS), d), dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            outs = []
+            for lo in range(0, n, _PREDICT_ROWS):
+                hi = min(n, lo + _PREDICT_ROWS)
+                outs.append(np.array(model(_densify_rows(X, slice(lo, hi), buf[:hi - lo])).data))
+    finally:
+        model.train(was_training)
+    return np.concatenate(outs)
+
+
+def _outputs(model, X, dtype) -> np.ndarray:
+    """The model's outputs (N, K) for a dense X (cast to ``dtype``) or a canonical CSR X."""
+    if scipy.sparse.issparse(X):
+        return _sparse_outputs(model, X, dtype)
+    return model_outputs(model, np.asarray(X, dtype=dtype))
 
 
 # ----------------------------------------------------------------------------- network
@@ -422,7 +494,8 @@ class _Batches:
     def __init__(self, X, T, sample_weight, rows, batch_size: int, shuffle: bool,
                  random_state, merge_single: bool):
         self.X, self.T, self.sw, self.rows = X, T, sample_weight, rows
-        self.n = len(X) if rows is None else len(rows)
+        self.sparse = scipy.sparse.issparse(X)
+        self.n = _n_rows(X) if rows is None else len(rows)
         self.shuffle, self.random_state = shuffle, random_state
         self.sample_idx = np.arange(self.n, dtype=int)
         slices = list(gen_batches(self.n, batch_size))
@@ -442,7 +515,14 @@ class _Batches:
             idx = self.sample_idx[sl] if self.shuffle else sl
             if self.rows is not None:
                 idx = self.rows[idx]
-            if isinstance(idx, slice):
+            if self.sparse:  # the batch's rows densified into a buffer reused per batch size
+                n = sl.stop - sl.start
+                x = buffers.get(n)
+                if x is None:
+                    x = buffers[n] = np.empty((n, self.X.shape[1]), self.X.dtype)
+                _densify_rows(self.X, idx, x)
+                t = self.T[idx]
+            elif isinstance(idx, slice):
                 x, t = self.X[idx], self.T[idx]
             else:  # gathered into arrays reused from batch to batch (the step is done with
                 # the last batch when it asks for the next): no allocation per step
@@ -593,9 +673,9 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"dtype={self.dtype!r}: this estimator was fitted in {dtype}; "
                                  "warm_start and partial_fit keep the fitted network's dtype")
         X = X.astype(dtype, copy=False)
-        if self.batchnorm and len(X) < 2:
+        if self.batchnorm and _n_rows(X) < 2:
             raise ValueError(f"batchnorm=True needs at least 2 samples to train, got "
-                             f"n_samples = {len(X)} (1 sample)")
+                             f"n_samples = {_n_rows(X)} (1 sample)")
         if self.out_activation_ != "softmax":
             targets = T.astype(dtype)
         else:
@@ -719,7 +799,8 @@ class _BaseMLP(BaseEstimator):
             if self.validation_scores_ is None:  # warm start after a fit without it
                 self._reset_bookkeeping()
             stratify = T if self._is_classifier() and self.n_outputs_ == 1 else None
-            rows, val_rows = train_test_split(np.arange(len(X)), random_state=self._random_state,
+            rows, val_rows = train_test_split(np.arange(_n_rows(X)),
+                                              random_state=self._random_state,
                                               test_size=self.validation_fraction,
                                               stratify=stratify)
             if len(val_rows) < 2:
@@ -728,7 +809,7 @@ class _BaseMLP(BaseEstimator):
             val = self._validation(X[val_rows], targets[val_rows], T[val_rows],
                                    y_checked[val_rows],
                                    None if sample_weight is None else sample_weight[val_rows])
-        n_train = len(X) if rows is None else len(rows)
+        n_train = _n_rows(X) if rows is None else len(rows)
         if self.batch_size == "auto":
             batch_size = min(200, n_train)
         else:
@@ -761,13 +842,22 @@ class _BaseMLP(BaseEstimator):
             net.model.load_state_dict(self._best_state)
 
     def _validation(self, X_val, targets_val, T_val, y_val, sw_val):
-        """The validation data for fastnn.train.fit and the step's validator."""
-        dataset = ArrayDataset(X_val, targets_val, check=False)
+        """The validation data for fastnn.train.fit and the step's validator.
+
+        fastnn.train.fit only hands its validation data set to the step's ``validate``, and
+        the validator reads ``X_val`` itself: for a sparse X (which an ArrayDataset cannot
+        hold) fit gets a data set of the validation targets with zero feature columns, and
+        the validator densifies ``X_val`` block by block."""
+        if scipy.sparse.issparse(X_val):
+            dataset = ArrayDataset(np.empty((_n_rows(X_val), 0), X_val.dtype), targets_val,
+                                   check=False)
+        else:
+            dataset = ArrayDataset(X_val, targets_val, check=False)
         y_true = self._score_targets(T_val, y_val)
         score_fn = self._score_function()
 
         def validator(model, loss_fn, val):
-            out = model_outputs(model, val.X)
+            out = _outputs(model, X_val, X_val.dtype)
             with no_grad():
                 _, loss = loss_fn(Tensor(out), targets_val, sw_val)
             pred = self._decode(self._activate(out))
@@ -789,18 +879,50 @@ class _BaseMLP(BaseEstimator):
         order += [p for p in model.parameters() if id(p) not in seen]  # BatchNorm, PReLU
         bounds = np.cumsum([0] + [p.data.size for p in order])
         n_weights = int(bounds[len(weights)])
-        sw_sum = float(len(X)) if sample_weight is None else float(sample_weight.sum())
+        n = _n_rows(X)
+        sw_sum = float(n) if sample_weight is None else float(sample_weight.sum())
         alpha = float(self.alpha)
+        blocks = None  # a sparse X too large to densify at once: (rows, share of the loss)
+        if scipy.sparse.issparse(X):
+            block_rows = max(1, _LBFGS_BLOCK_ELEMENTS // max(1, X.shape[1]))
+            if n <= block_rows:
+                X = _densify_rows(X, slice(0, n), np.empty(X.shape, X.dtype))
+            elif any(isinstance(m, nn.BatchNorm1d) for m in model):
+                raise NotImplementedError(
+                    f"batchnorm=True with solver='lbfgs' needs the whole data set in one "
+                    f"forward pass (its batch statistics), and this sparse X ({n} x "
+                    f"{X.shape[1]}) is larger than the {_LBFGS_BLOCK_ELEMENTS} elements "
+                    "fastnn densifies at once: use a stochastic solver, or batchnorm=False")
+            else:
+                blocks, buf = [], np.empty((block_rows, X.shape[1]), X.dtype)
+                for lo in range(0, n, block_rows):
+                    rows = slice(lo, min(n, lo + block_rows))
+                    share = ((rows.stop - rows.start) if sample_weight is None
+                             else float(sample_weight[rows].sum())) / sw_sum
+                    if share != 0.0:  # a block whose samples all weigh 0 adds nothing
+                        blocks.append((rows, share))
 
         def unpack(x):
             for p, lo, hi in zip(order, bounds[:-1], bounds[1:], strict=True):
                 p.data[...] = x[lo:hi].reshape(p.data.shape)
 
+        def block_loss(rows, share) -> float:
+            """The block's share of the loss (its weighted mean times the block's share of
+            the weights), its gradient accumulated into the parameters' ``grad``."""
+            xb = _densify_rows(X, rows, buf[:rows.stop - rows.start])
+            sw = None if sample_weight is None else sample_weight[rows]
+            graph, value = loss_fn(model(xb), targets[rows], sw)
+            (graph * share).backward()
+            return value * share
+
         def loss_grad(x):
             unpack(x)
             model.zero_grad()
-            graph, value = loss_fn(model(X), targets, sample_weight)
-            graph.backward()
+            if blocks is None:
+                graph, value = loss_fn(model(X), targets, sample_weight)
+                graph.backward()
+            else:
+                value = sum(block_loss(rows, share) for rows, share in blocks)
             grad = np.empty_like(x)
             for p, lo, hi in zip(order, bounds[:-1], bounds[1:], strict=True):
                 grad[lo:hi] = 0.0 if p.grad is None else p.grad.ravel()
@@ -846,12 +968,17 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X, check_input: bool = True) -> np.ndarray:
         """The output layer's activations (probabilities, values) for X (N, D)."""
         if check_input:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, accept_sparse=("csr", "csc"),
+                              dtype=(np.float64, np.float32), reset=False)
         net = self._network()
-        X = np.asarray(X, dtype=net.linears[0].weight.dtype)
-        if len(X) == 0:
-            return np.empty((0, self.n_outputs_), X.dtype)
-        return self._activate(model_outputs(net.model, X))
+        dtype = net.linears[0].weight.dtype
+        if scipy.sparse.issparse(X):
+            X = _canonical_csr(X).astype(dtype, copy=False)
+        else:
+            X = np.asarray(X, dtype=dtype)
+        if _n_rows(X) == 0:
+            return np.empty((0, self.n_outputs_), dtype)
+        return self._activate(_outputs(net.model, X, dtype))
 
     def _activate(self, out: np.ndarray) -> np.ndarray:
         act = self.out_activation_
@@ -875,7 +1002,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False  # fastnn's layers compute on dense arrays
+        tags.input_tags.sparse = True  # densified batch by batch (_densify_rows)
         return tags
 
     def _check_solver(self) -> bool:
@@ -1035,7 +1162,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=reset)
+                             accept_sparse=("csr", "csc"), reset=reset)
+        if scipy.sparse.issparse(X):
+            X = _canonical_csr(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -1191,7 +1320,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), accept_sparse=("csr", "csc"),
+                             reset=reset)
+        if scipy.sparse.issparse(X):
+            X = _canonical_csr(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):

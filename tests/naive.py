@@ -647,3 +647,13 @@ def batchnorm2d_backward(dy, x, gamma, eps, name="identity", alpha=0.0, beta=Non
     dx, dg, db = batchnorm_backward(_nchw_rows(dy), _nchw_rows(x), gamma, eps, name, alpha,
                                     beta)
     return _rows_nchw(dx, x.shape), dg, db
+
+
+def csr_rows_to_dense(data, indices, indptr, rows, shape, dtype):
+    """kernels/sparse.py: rows of the CSR matrix (data, indices, indptr) of ``shape``, made
+    dense in ``dtype`` one stored value at a time (duplicates summed, as SciPy's toarray)."""
+    out = np.zeros((len(rows), shape[1]), np.float64)
+    for i, r in enumerate(rows):
+        for k in range(indptr[r], indptr[r + 1]):
+            out[i, indices[k]] += data[k]
+    return out.astype(dtype)
