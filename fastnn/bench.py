@@ -1101,7 +1101,7 @@ def main(argv=None) -> int:
             path = by_fw["fastnn"]
             text = ("the compiled step (fnn.compile_step)" if path == "compiled" else
                     "the graph step (this fastnn has no compile_step)" if path == "graph" else
-                    f"the {path}")
+                    "the graph step " + path.removeprefix("graph "))
             print(f"fastnn: {text} on {label}")
     for label, by_fw in memory.items():
         traced = {fw[:-len(" traced")]: statistics.median(b) / 2**20

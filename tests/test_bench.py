@@ -281,7 +281,7 @@ def test_cnn_table_skips_numpy_and_says_which_fastnn_path_ran(capsys):
     assert code == 0, out
     assert set(_rows(out, 27)) == {"fastnn", "gemm"}, out
     assert "no CNN step in numpy" in out and "lenet 1x28x28 (64)" in out
-    assert re.search(r"fastnn: the (compiled step|graph).* on lenet 1x28x28 \(64\)", out), out
+    assert re.search(r"fastnn: the (compiled|graph) step.* on lenet 1x28x28 \(64\)", out), out
     assert "peak MiB" in out
 
 
