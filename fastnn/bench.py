@@ -1,4 +1,4 @@
-"""``fastnn bench``: one training step of an MLP, fastnn against what a user would pick instead.
+"""``fastnn bench``: one training step (MLP or CNN), fastnn against what a user would pick instead.
 
 A step is forward, softmax cross-entropy, backward and an Adam update, in float32. Each
 framework runs in its own process (so that thread pools and imports do not interfere), the
@@ -10,7 +10,13 @@ graph step otherwise); ``fastnn-graph`` (the graph path: ``zero_grad``, ``loss.b
 ``step``); ``gemm`` (NumPy's BLAS doing only the matrix products a step needs: the floor no
 framework can beat); ``numpy`` (the same step in plain NumPy); ``torch`` (eager, Adam with
 foreach) and ``torch-fused`` (Adam fused=True), and ``jax`` (one ``jax.jit`` step), when
-installed.
+installed. Each worker also reports its peak memory (the growth of its peak RSS, see
+:func:`_worker`).
+
+``fastnn bench --models lenet,cifar`` times the two CNNs of :data:`CNN_MODELS` (LeNet-5 on
+1x28x28 digits, batch 64; a small CIFAR net with BatchNorm2d on 3x32x32, batch 128) in the same
+way; there ``gemm`` is the im2col products of the convolutions and the Linear products, and
+``numpy`` has no CNN step.
 
 ``fastnn bench --sklearn`` times something else: a whole ``fit`` of
 ``fastnn.sklearn.MLPClassifier`` against scikit-learn's ``MLPClassifier`` with the same
@@ -270,6 +276,318 @@ def _jax_step(dims, batch, bn):
     return step
 
 
+# --------------------------------------------------------------------------------------------
+# Convolutional networks (issue 27): one architecture spec, built in every framework.
+
+#: name -> (input (C, H, W), batch, layers). A layer is ``("conv", out, k, pad)`` (a square
+#: k x k Conv2d, stride 1, bias), ``("bn",)`` (BatchNorm2d, training mode), ``("relu",)``,
+#: ``("maxpool", 2)`` (2x2, stride 2), ``("flatten",)`` or ``("linear", out)``.
+CNN_MODELS = {
+    # LeNet-5 as PyTorch's tutorials write it (ReLU and max-pooling), with conv1 padded by 2
+    # so that a 28x28 digit gives conv2 the 14x14 map of the original 32x32 input:
+    # conv 6 5x5 pad 2, ReLU, max-pool 2 -> 6x14x14; conv 16 5x5, ReLU, max-pool 2 -> 16x5x5;
+    # Linear 400-120, ReLU, Linear 120-84, ReLU, Linear 84-10.
+    "lenet": ((1, 28, 28), 64, [
+        ("conv", 6, 5, 2), ("relu",), ("maxpool", 2),
+        ("conv", 16, 5, 0), ("relu",), ("maxpool", 2),
+        ("flatten",), ("linear", 120), ("relu",), ("linear", 84), ("relu",), ("linear", 10)]),
+    # The small CIFAR net of issue 27: 3x3 convolutions with padding 1 (and bias), each
+    # followed by BatchNorm2d and ReLU: conv 32, conv 32, max-pool 2 -> 32x16x16; conv 64,
+    # conv 64, max-pool 2 -> 64x8x8; Linear 4096-10. About 19 GFLOP a training step.
+    "cifar": ((3, 32, 32), 128, [
+        ("conv", 32, 3, 1), ("bn",), ("relu",), ("conv", 32, 3, 1), ("bn",), ("relu",),
+        ("maxpool", 2),
+        ("conv", 64, 3, 1), ("bn",), ("relu",), ("conv", 64, 3, 1), ("bn",), ("relu",),
+        ("maxpool", 2),
+        ("flatten",), ("linear", 10)]),
+}
+#: The frameworks that have a CNN step here (``numpy`` has none: it is skipped for CNNs).
+CNN_FRAMEWORKS = ["fastnn", "fastnn-graph", "fastnn-fused", "gemm", "torch", "torch-fused",
+                  "jax"]
+
+
+def cnn_shapes(name: str):
+    """``[(layer, input shape without the batch)]`` of a CNN of :data:`CNN_MODELS`."""
+    shape, _, layers = CNN_MODELS[name]
+    out = []
+    for layer in layers:
+        out.append((layer, shape))
+        kind = layer[0]
+        if kind == "conv":
+            _, o, k, pad = layer
+            shape = (o, shape[1] + 2 * pad - k + 1, shape[2] + 2 * pad - k + 1)
+        elif kind == "maxpool":
+            shape = (shape[0], shape[1] // layer[1], shape[2] // layer[1])
+        elif kind == "flatten":
+            shape = (shape[0] * shape[1] * shape[2],)
+        elif kind == "linear":
+            shape = (layer[1],)
+    return out
+
+
+def cnn_describe(name: str) -> str:
+    """One line: the layers of a CNN of :data:`CNN_MODELS` in PyTorch's names."""
+    parts = []
+    for layer, shape in cnn_shapes(name):
+        kind = layer[0]
+        if kind == "conv":
+            parts.append(f"Conv2d({shape[0]}, {layer[1]}, {layer[2]}"
+                         + (f", padding={layer[3]})" if layer[3] else ")"))
+        elif kind == "bn":
+            parts.append(f"BatchNorm2d({shape[0]})")
+        elif kind == "relu":
+            parts.append("ReLU")
+        elif kind == "maxpool":
+            parts.append(f"MaxPool2d({layer[1]})")
+        elif kind == "flatten":
+            parts.append("Flatten")
+        else:
+            parts.append(f"Linear({shape[0]}, {layer[1]})")
+    inp, batch, _ = CNN_MODELS[name]
+    return f"{name}: {'x'.join(map(str, inp))}, batch {batch}: " + ", ".join(parts)
+
+
+def _cnn_data(name: str):
+    import numpy as np
+
+    inp, batch, layers = CNN_MODELS[name]
+    rng = np.random.default_rng(0)
+    classes = [layer for layer in layers if layer[0] == "linear"][-1][1]
+    return (rng.standard_normal((batch, *inp)).astype(np.float32),
+            rng.integers(0, classes, batch))
+
+
+def _fastnn_cnn_model(name: str):
+    """The CNN in fastnn, with Adam (lr 1e-3), seeded."""
+    import fastnn as fnn
+
+    fnn.manual_seed(0)
+    mods = []
+    for layer, shape in cnn_shapes(name):
+        kind = layer[0]
+        if kind == "conv":
+            mods.append(fnn.Conv2d(shape[0], layer[1], layer[2], padding=layer[3]))
+        elif kind == "bn":
+            mods.append(fnn.BatchNorm2d(shape[0]))
+        elif kind == "relu":
+            mods.append(fnn.ReLU())
+        elif kind == "maxpool":
+            mods.append(fnn.MaxPool2d(layer[1]))
+        elif kind == "flatten":
+            mods.append(fnn.Flatten())
+        else:
+            mods.append(fnn.Linear(shape[0], layer[1]))
+    model = fnn.Sequential(*mods)
+    return model, fnn.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _fastnn_cnn_step(name: str):
+    """fastnn's graph path on a CNN: ``zero_grad``, ``loss.backward()``, ``step``."""
+    import fastnn as fnn
+
+    model, opt = _fastnn_cnn_model(name)
+    x, y = _cnn_data(name)
+
+    def step():
+        opt.zero_grad()
+        fnn.losses.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step.path, step.model = "graph", model
+    return step
+
+
+def _fastnn_cnn_compiled_step(name: str, fuse_optimizer: bool = False):
+    """``fnn.compile_step`` on a CNN; the graph path when fastnn has none or it raises
+    ``NotCompilable`` (``step.path`` then says why)."""
+    import fastnn as fnn
+
+    compile_step = getattr(fnn, "compile_step", None)
+    if compile_step is None:
+        return _fastnn_cnn_step(name)
+    from fastnn.compiled import NotCompilable
+
+    model, opt = _fastnn_cnn_model(name)
+    x, y = _cnn_data(name)
+    try:
+        compiled = compile_step(model, fnn.losses.cross_entropy, opt,
+                                **({"fuse_optimizer": True} if fuse_optimizer else {}))
+    except NotCompilable as e:
+        step = _fastnn_cnn_step(name)
+        step.path = f"graph (fnn.compile_step raised NotCompilable: {e})"
+        return step
+
+    def step():
+        compiled(x, y)
+
+    step.path, step.model = "compiled", model
+    return step
+
+
+def _gemm_cnn_step(name: str):
+    """Only the matrix products of a CNN's training step (convolutions as im2col products),
+    on NumPy's BLAS: the floor of an im2col design.
+
+    Per convolution with input (C, H, W), output (O, OH, OW), P = OH * OW: the forward
+    ``W (O, C k k) @ cols (C k k, N P)``, the weight gradient ``dz (O, N P) @ cols.T`` and
+    the columns' gradient ``W.T @ dz`` (not for the first layer); per Linear as in
+    ``_gemm_products``. No im2col, col2im, pooling, BatchNorm, activation or optimizer.
+    """
+    import numpy as np
+
+    _, batch, _ = CNN_MODELS[name]
+    rng = np.random.default_rng(0)
+    ops = []  # (A, B, out) for out = A @ B
+    first = True
+    for layer, shape in cnn_shapes(name):
+        kind = layer[0]
+        if kind == "conv":
+            _, o, k, pad = layer
+            c, h, w = shape
+            p = (h + 2 * pad - k + 1) * (w + 2 * pad - k + 1)
+            W = rng.standard_normal((o, c * k * k)).astype(np.float32)
+            cols = rng.standard_normal((c * k * k, batch * p)).astype(np.float32)
+            dz = np.empty((o, batch * p), np.float32)
+            ops.append((W, cols, dz))
+            ops.append((dz, cols.T, np.empty_like(W)))
+            if not first:
+                ops.append((W.T, dz, np.empty_like(cols)))
+            first = False
+        elif kind == "linear":
+            d_in, d_out = shape[0], layer[1]
+            W = rng.standard_normal((d_in, d_out)).astype(np.float32)
+            x = rng.standard_normal((batch, d_in)).astype(np.float32)
+            y = np.empty((batch, d_out), np.float32)
+            ops.append((x, W, y))
+            ops.append((x.T, y, np.empty_like(W)))
+            ops.append((y, W.T, np.empty_like(x)))
+
+    def step():
+        for a, b, out in ops:
+            np.matmul(a, b, out=out)
+
+    return step
+
+
+def _torch_cnn_step(name: str, fused: bool = False):
+    import torch
+
+    torch.manual_seed(0)
+    mods = []
+    for layer, shape in cnn_shapes(name):
+        kind = layer[0]
+        if kind == "conv":
+            mods.append(torch.nn.Conv2d(shape[0], layer[1], layer[2], padding=layer[3]))
+        elif kind == "bn":
+            mods.append(torch.nn.BatchNorm2d(shape[0]))
+        elif kind == "relu":
+            mods.append(torch.nn.ReLU())
+        elif kind == "maxpool":
+            mods.append(torch.nn.MaxPool2d(layer[1]))
+        elif kind == "flatten":
+            mods.append(torch.nn.Flatten())
+        else:
+            mods.append(torch.nn.Linear(shape[0], layer[1]))
+    model = torch.nn.Sequential(*mods)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
+    xn, yn = _cnn_data(name)
+    x, y = torch.from_numpy(xn), torch.from_numpy(yn)
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def _jax_cnn_step(name: str):
+    """One ``jax.jit`` step: forward (``lax.conv_general_dilated`` NCHW/OIHW,
+    ``lax.reduce_window`` max-pool, BatchNorm2d on batch statistics), cross-entropy, grad,
+    Adam. BatchNorm's running statistics are not kept (they do not change the step's
+    result; PyTorch and fastnn update them, a few passes over (C,) vectors)."""
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    params = []
+    for layer, shape in cnn_shapes(name):
+        kind = layer[0]
+        key, k = jax.random.split(key)
+        if kind == "conv":
+            _, o, ks, _ = layer
+            fan_in = shape[0] * ks * ks
+            params.append({"W": jax.random.normal(k, (o, shape[0], ks, ks)) / jnp.sqrt(fan_in),
+                           "b": jnp.zeros(o)})
+        elif kind == "bn":
+            params.append({"g": jnp.ones(shape[0]), "be": jnp.zeros(shape[0])})
+        elif kind == "linear":
+            params.append({"W": jax.random.normal(k, (shape[0], layer[1])) / jnp.sqrt(shape[0]),
+                           "b": jnp.zeros(layer[1])})
+        else:
+            params.append({})
+    layers = [layer for layer, _ in cnn_shapes(name)]
+
+    def loss(params, x, y):
+        h = x
+        for layer, p in zip(layers, params, strict=True):
+            kind = layer[0]
+            if kind == "conv":
+                pad = layer[3]
+                h = jax.lax.conv_general_dilated(h, p["W"], (1, 1), [(pad, pad), (pad, pad)],
+                                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+                h = h + p["b"][None, :, None, None]
+            elif kind == "bn":
+                mu = h.mean((0, 2, 3), keepdims=True)
+                var = h.var((0, 2, 3), keepdims=True)
+                h = (p["g"][None, :, None, None] * (h - mu) / jnp.sqrt(var + 1e-5)
+                     + p["be"][None, :, None, None])
+            elif kind == "relu":
+                h = jax.nn.relu(h)
+            elif kind == "maxpool":
+                s = layer[1]
+                h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, s, s),
+                                          (1, 1, s, s), "VALID")
+            elif kind == "flatten":
+                h = h.reshape(h.shape[0], -1)
+            else:
+                h = h @ p["W"] + p["b"]
+        logp = jax.nn.log_softmax(h)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    def adam(params, grads, m, v, t):
+        m = jax.tree_util.tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, grads)
+        params = jax.tree_util.tree_map(
+            lambda p, m, v: p - 1e-3 * (m / (1 - 0.9**t)) / (jnp.sqrt(v / (1 - 0.999**t)) + 1e-8),
+            params, m, v)
+        return params, m, v
+
+    @jax.jit
+    def train_step(params, m, v, t, x, y):
+        grads = jax.grad(loss)(params, x, y)
+        return adam(params, grads, m, v, t)
+
+    xn, yn = _cnn_data(name)
+    x, y = jnp.asarray(xn), jnp.asarray(yn)
+    state = [params, jax.tree_util.tree_map(jnp.zeros_like, params),
+             jax.tree_util.tree_map(jnp.zeros_like, params), 1.0]
+
+    def step():
+        p, m, v = train_step(state[0], state[1], state[2], state[3], x, y)
+        jax.block_until_ready(p)
+        state[0], state[1], state[2] = p, m, v
+        state[3] += 1.0
+
+    return step
+
+
+_CNN_BUILDERS = {"fastnn": _fastnn_cnn_compiled_step, "fastnn-graph": _fastnn_cnn_step,
+                 "fastnn-fused": lambda n: _fastnn_cnn_compiled_step(n, True),
+                 "gemm": _gemm_cnn_step, "torch": _torch_cnn_step,
+                 "torch-fused": lambda n: _torch_cnn_step(n, True), "jax": _jax_cnn_step}
+
+
 _BUILDERS = {"fastnn": _fastnn_compiled_step, "fastnn-graph": _fastnn_step,
              "fastnn-fused": lambda d, b, n: _fastnn_compiled_step(d, b, n, True),
              "gemm": _gemm_step, "numpy": _numpy_step,
@@ -277,8 +595,26 @@ _BUILDERS = {"fastnn": _fastnn_compiled_step, "fastnn-graph": _fastnn_step,
              "jax": _jax_step}
 
 
+def _max_rss_bytes() -> int:
+    """The process's peak resident set size so far (``ru_maxrss``: KiB on Linux, bytes on
+    macOS)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss) if sys.platform == "darwin" else int(rss) * 1024
+
+
 def _worker(framework: str, dims, batch, bn, repeats: int, threads: int) -> dict:
-    """Runs in its own process: time ``repeats`` steps after a warm-up."""
+    """Runs in its own process: time ``repeats`` steps after a warm-up.
+
+    ``dims`` is an MLP's layer sizes, or the name of a CNN of :data:`CNN_MODELS` (then
+    ``batch`` and ``bn`` are not used). Also measures memory: ``peak_bytes`` is the growth of
+    the process's peak resident set (``ru_maxrss``) from after importing the framework and
+    setting its threads to the end of the timed steps (model, data, compiled code loaded or
+    JIT-compiled, optimizer state, the peak inside a step); for the fastnn entries,
+    ``step_traced_bytes`` is the peak of one more steady-state step under ``tracemalloc``
+    (NumPy's allocations inside a step).
+    """
     if framework == "torch" or framework == "torch-fused":
         import torch
 
@@ -288,10 +624,17 @@ def _worker(framework: str, dims, batch, bn, repeats: int, threads: int) -> dict
 
         fastnn.set_num_threads(threads)
     else:
+        if framework == "jax":
+            import jax  # noqa: F401  (imported before the baseline, as the others are)
+        import numpy  # noqa: F401
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
-    step = _BUILDERS[framework](dims, batch, bn)
+    baseline = _max_rss_bytes()
+    if isinstance(dims, str):
+        step = _CNN_BUILDERS[framework](dims)
+    else:
+        step = _BUILDERS[framework](dims, batch, bn)
     warm = time.perf_counter()
     for _ in range(3):
         step()
@@ -304,7 +647,16 @@ def _worker(framework: str, dims, batch, bn, repeats: int, threads: int) -> dict
         times.append(time.perf_counter() - t0)
         if time.perf_counter() > deadline:
             break
-    return {"times": times, "warmup_seconds": first, "path": getattr(step, "path", None)}
+    out = {"times": times, "warmup_seconds": first, "path": getattr(step, "path", None),
+           "peak_bytes": _max_rss_bytes() - baseline}
+    if framework.startswith("fastnn"):
+        import tracemalloc
+
+        tracemalloc.start()
+        step()
+        out["step_traced_bytes"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return out
 
 
 def _available(framework: str) -> bool:
@@ -348,19 +700,30 @@ def _run_worker(args: list[str], timeout: float, label: str, log) -> dict | None
 
 
 def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: int | None = None,
-              log=None, paths: dict | None = None) -> dict:
+              log=None, paths: dict | None = None, memory: dict | None = None) -> dict:
     """Alternate one process per (round, model, framework); return all step times.
 
-    Returns ``{model name: {framework: [seconds per step, ...]}}``. If ``paths`` is a dict,
-    it receives ``{framework: "compiled" | "graph"}`` for the fastnn entries (which path ran).
+    ``models`` maps a label to ``(dims, batch, bn)`` of an MLP or ``(cnn name, batch, None)``
+    of a CNN of :data:`CNN_MODELS`; a framework without a CNN step (``numpy``) is skipped
+    for CNNs. Returns ``{model label: {framework: [seconds per step, ...]}}``. If ``paths``
+    is a dict, it receives ``{model label: {framework: path}}`` for the fastnn entries
+    (``"compiled"``, ``"graph"`` or ``"graph (...why...)"``); if ``memory`` is a dict,
+    ``{model label: {framework: [peak_bytes per process, ...]}}`` (see :func:`_worker`) and,
+    for the fastnn entries, ``{model label: {framework + " traced": [step_traced_bytes]}}``.
     """
     log = sys.stderr if log is None else log
     threads = threads or os.cpu_count() or 1
     results: dict = {}
     for r in range(rounds):
         for name, (dims, batch, bn) in models.items():
+            cnn = isinstance(dims, str)
             for fw in frameworks:
-                reps = max(3, repeats // 10) if dims[1] >= 2048 else repeats
+                if cnn and fw not in CNN_FRAMEWORKS:
+                    continue
+                if cnn:  # the CIFAR net's step is ~10x LeNet's
+                    reps = max(3, repeats // 5) if dims == "cifar" else repeats
+                else:
+                    reps = max(3, repeats // 10) if dims[1] >= 2048 else repeats
                 out = _run_worker(["--worker", fw, json.dumps([dims, batch, bn, reps,
                                                                threads])],
                                   600, f"{fw} on {name}", log)
@@ -368,15 +731,23 @@ def run_bench(models, frameworks, rounds: int = 3, repeats: int = 50, threads: i
                     continue
                 results.setdefault(name, {}).setdefault(fw, []).extend(out["times"])
                 if paths is not None and out.get("path"):
-                    paths[fw] = out["path"]
+                    paths.setdefault(name, {})[fw] = out["path"]
+                if memory is not None:
+                    mem = memory.setdefault(name, {})
+                    mem.setdefault(fw, []).append(out["peak_bytes"])
+                    if "step_traced_bytes" in out:
+                        mem.setdefault(fw + " traced", []).append(out["step_traced_bytes"])
                 print(f"  round {r + 1}/{rounds} {name} {fw}: "
-                      f"{statistics.median(out['times']) * 1e3:.3f} ms", file=log)
+                      f"{statistics.median(out['times']) * 1e3:.3f} ms, peak "
+                      f"+{out['peak_bytes'] / 2**20:.1f} MiB", file=log)
     return results
 
 
-def format_table(results: dict) -> str:
+def format_table(results: dict, memory: dict | None = None) -> str:
+    """Median step times, their ratios to fastnn and to the GEMM floor, and (with ``memory``
+    from :func:`run_bench`) the median growth of each process's peak RSS in MiB."""
     lines = [f"{'model':<26} {'framework':<12} {'median ms':>10} {'vs fastnn':>10} "
-             f"{'vs GEMM floor':>14}"]
+             f"{'vs GEMM floor':>14}" + (f" {'peak MiB':>9}" if memory is not None else "")]
     for name, by_fw in results.items():
         med = {fw: statistics.median(t) * 1e3 for fw, t in by_fw.items()}
         ours, floor = med.get("fastnn"), med.get("gemm")
@@ -384,7 +755,11 @@ def format_table(results: dict) -> str:
         for fw, ms in med.items():
             rel = f"{ms / ours:.2f}x" if ours else "-"
             fl = f"{ms / floor:.2f}x" if floor else "-"
-            lines.append(f"{label:<26} {fw:<12} {ms:10.3f} {rel:>10} {fl:>14}")
+            line = f"{label:<26} {fw:<12} {ms:10.3f} {rel:>10} {fl:>14}"
+            if memory is not None:
+                peaks = memory.get(name, {}).get(fw)
+                line += f" {statistics.median(peaks) / 2**20:9.1f}" if peaks else f" {'-':>9}"
+            lines.append(line)
             label = ""
     return "\n".join(lines)
 
@@ -633,7 +1008,9 @@ def main(argv=None) -> int:
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--sklearn-worker", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--models", default=DEFAULT_MODELS,
-                   help=f"comma-separated among {', '.join(MODELS)} (default {DEFAULT_MODELS})")
+                   help=f"comma-separated among {', '.join(MODELS)} (MLPs) and "
+                   f"{', '.join(CNN_MODELS)} (CNNs: LeNet-5 on 1x28x28, batch 64; the small "
+                   f"CIFAR net on 3x32x32, batch 128) (default {DEFAULT_MODELS})")
     p.add_argument("--hidden", help="a custom MLP: hidden sizes, e.g. 1024,1024 "
                    "(in-features-...-classes; replaces --models)")
     p.add_argument("--in-features", type=int, default=784, help="inputs of the custom MLP")
@@ -686,8 +1063,13 @@ def main(argv=None) -> int:
             dims, args.batch, not args.no_batchnorm)
     else:
         for m in args.models.split(","):
+            if m in CNN_MODELS:
+                inp, batch, _ = CNN_MODELS[m]
+                models[f"{m} {'x'.join(map(str, inp))} ({batch})"] = (m, batch, None)
+                continue
             if m not in MODELS:
-                return _error(f"unknown model {m!r} (choose among {', '.join(MODELS)})")
+                return _error(f"unknown model {m!r} (choose among "
+                              f"{', '.join([*MODELS, *CNN_MODELS])})")
             dims, batch, bn = MODELS[m]
             models[f"{m} {'-'.join(map(str, dims))} ({batch})"] = MODELS[m]
     frameworks = [f for f in args.frameworks.split(",") if f]
@@ -701,13 +1083,33 @@ def main(argv=None) -> int:
         print(line)
     if missing:
         print(f"not installed, skipped: {', '.join(missing)}")
+    for dims, _, _ in models.values():
+        if isinstance(dims, str):
+            print(cnn_describe(dims))
+            no_cnn = [f for f in frameworks if f not in CNN_FRAMEWORKS]
+            if no_cnn:
+                print(f"  no CNN step in {', '.join(no_cnn)}: skipped for {dims}")
     paths: dict = {}
+    memory: dict = {}
     results = run_bench(models, frameworks, args.rounds, args.repeats, args.threads,
-                        paths=paths)
-    print(format_table(results))
-    if "fastnn" in paths:
-        print("fastnn: " + ("the compiled step (fnn.compile_step)" if paths["fastnn"] ==
-                            "compiled" else "the graph step (this fastnn has no compile_step)"))
+                        paths=paths, memory=memory)
+    print(format_table(results, memory))
+    print("peak MiB: growth of the worker process's peak RSS (ru_maxrss) from after importing "
+          "the framework to the end of its steps (model, data, compiled code, optimizer "
+          "state, the peak inside a step); median over rounds")
+    for label, by_fw in paths.items():
+        if "fastnn" in by_fw:
+            path = by_fw["fastnn"]
+            text = ("the compiled step (fnn.compile_step)" if path == "compiled" else
+                    "the graph step (this fastnn has no compile_step)" if path == "graph" else
+                    "the graph step " + path.removeprefix("graph "))
+            print(f"fastnn: {text} on {label}")
+    for label, by_fw in memory.items():
+        traced = {fw[:-len(" traced")]: statistics.median(b) / 2**20
+                  for fw, b in by_fw.items() if fw.endswith(" traced")}
+        if traced:
+            print(f"{label}: NumPy allocations in one steady-state step (tracemalloc peak): "
+                  + ", ".join(f"{fw} {mib:.1f} MiB" for fw, mib in traced.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f)

@@ -47,9 +47,10 @@ def test_step_table_has_a_positive_row_per_framework(capsys):
     assert code == 0, out
     rows = _rows(out, 27)
     assert set(rows) == {"fastnn", "fastnn-graph", "gemm"}, out
-    for fw, (ms, vs_fastnn, vs_floor) in rows.items():
+    for fw, (ms, vs_fastnn, vs_floor, peak_mib) in rows.items():
         assert float(ms) > 0, (fw, out)
         assert vs_fastnn.endswith("x") and vs_floor.endswith("x")
+        assert float(peak_mib) >= 0, (fw, out)
     assert rows["fastnn"][1] == "1.00x" and rows["gemm"][2] == "1.00x"
     assert "S 784-128-10 (32)" in out
     path = "compiled" if getattr(fnn, "compile_step", None) is not None else "graph"
@@ -216,3 +217,74 @@ def test_sklearn_command_prints_every_variant(capsys):
     for variant, (seconds, epochs, acc, _, _) in rows.items():
         assert float(seconds) > 0 and epochs == "1"
         assert (acc == "-") == variant.startswith("floor")
+
+
+# ------------------------------------------------------------------ the CNNs of issue 27
+
+def test_cnn_models_of_issue_27():
+    assert bench.DEFAULT_MODELS == "S,T,M,W64,L"  # the CNNs only when asked for
+    shapes = {name: bench.cnn_shapes(name) for name in bench.CNN_MODELS}
+    assert bench.CNN_MODELS["lenet"][:2] == ((1, 28, 28), 64)
+    assert bench.CNN_MODELS["cifar"][:2] == ((3, 32, 32), 128)
+    # LeNet-5: 6x28x28 after conv1 (pad 2), 16x5x5 = 400 into the 120-84-10 head.
+    lenet = [(layer, shape) for layer, shape in shapes["lenet"] if layer[0] in ("conv", "linear")]
+    assert [(layer[1], shape) for layer, shape in lenet] == [
+        (6, (1, 28, 28)), (16, (6, 14, 14)), (120, (400,)), (84, (120,)), (10, (84,))]
+    cifar = shapes["cifar"]
+    convs = [(layer[1], shape) for layer, shape in cifar if layer[0] == "conv"]
+    assert convs == [(32, (3, 32, 32)), (32, (32, 32, 32)), (64, (32, 16, 16)),
+                     (64, (64, 16, 16))]
+    assert sum(layer[0] == "bn" for layer, _ in cifar) == 4
+    assert cifar[-1] == (("linear", 10), (4096,))
+    assert "Conv2d(1, 6, 5, padding=2)" in bench.cnn_describe("lenet")
+
+
+@pytest.fixture
+def tiny_cnn_batches(monkeypatch):
+    """The bench's CNNs with batch 4, so that a step takes milliseconds."""
+    tiny = {name: (inp, 4, layers) for name, (inp, _, layers) in bench.CNN_MODELS.items()}
+    monkeypatch.setattr(bench, "CNN_MODELS", tiny)
+
+
+@pytest.mark.parametrize("name", ["lenet", "cifar"])
+def test_fastnn_cnn_workers_run_a_step_and_train(name, tiny_cnn_batches):
+    for fw in ("fastnn", "fastnn-graph", "gemm"):
+        out = bench._worker(fw, name, 4, None, 1, 1)
+        assert len(out["times"]) == 1 and out["times"][0] > 0, (fw, out)
+        assert out["peak_bytes"] >= 0
+        if fw.startswith("fastnn"):
+            assert out["step_traced_bytes"] > 0
+    compiled = bench._fastnn_cnn_compiled_step(name)
+    assert compiled.path == "compiled" or compiled.path.startswith(
+        "graph (fnn.compile_step raised NotCompilable"), compiled.path
+    step = bench._fastnn_cnn_step(name)
+    before = {k: v.copy() for k, v in step.model.state_dict().items()}
+    step()
+    after = step.model.state_dict()
+    assert all(not np.array_equal(before[k], after[k])
+               for k in before if k.endswith("weight"))
+
+
+@pytest.mark.slow  # importing torch or jax and jit-compiling take seconds
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("name", ["lenet", "cifar"])
+def test_torch_and_jax_cnn_workers_run_a_step(framework, name, tiny_cnn_batches):
+    pytest.importorskip(framework)
+    out = bench._worker(framework, name, 4, None, 1, 1)
+    assert len(out["times"]) == 1 and out["times"][0] > 0, (framework, name, out)
+
+
+def test_cnn_table_skips_numpy_and_says_which_fastnn_path_ran(capsys):
+    code = bench.main(["--models", "lenet", "--frameworks", "fastnn,gemm,numpy",
+                       "--rounds", "1", "--repeats", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert set(_rows(out, 27)) == {"fastnn", "gemm"}, out
+    assert "no CNN step in numpy" in out and "lenet 1x28x28 (64)" in out
+    assert re.search(r"fastnn: the (compiled|graph) step.* on lenet 1x28x28 \(64\)", out), out
+    assert "peak MiB" in out
+
+
+def test_unknown_model_names_the_cnns_too(capsys):
+    assert bench.main(["--models", "resnet"]) == 2
+    assert "lenet, cifar" in capsys.readouterr().err
