@@ -990,3 +990,170 @@ def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
     onnx.checker.check_model(proto, full_check=True)
     _atomic_write(path, proto.SerializeToString())
     return proto
+
+
+# ============================================================ a table model on raw columns
+#: Strings a boolean column's cell may hold (pyarrow's CSV reader takes these as booleans).
+_BOOL_SPELLINGS = {"true": ("true", "True", "TRUE", "1"), "false": ("false", "False", "FALSE",
+                                                                   "0")}
+
+
+def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opset: int = 17,
+                      fold_batchnorm: bool = False, probabilities: bool = False,
+                      output_mean=None, output_std=None, log_target: bool = False):
+    """Export a :class:`fastnn.nn.TabularMLP` with its table encoding as one ONNX graph whose
+    inputs are the raw columns.
+
+    Parameters
+    ----------
+    model : the TabularMLP (eval mode is not needed: nothing is run).
+    table : its :class:`fastnn.tabular.TableEncoder` (roles, medians, vocabularies).
+    path : the ``.onnx`` file to write (atomically).
+    input_mean, input_std : the run's standardization (D,) of the encoded matrix (the code
+        columns have mean 0, std 1).
+    opset, fold_batchnorm, probabilities, output_mean, output_std : as for
+        :func:`export_onnx` (they apply to the MLP part).
+    log_target : end with ``exp(y) - 1`` (a ``--target-transform log`` regression).
+
+    Inputs: one per feature column (the ones not dropped), named after it, shape (N, 1):
+
+    - ``tensor(double)`` for a numeric column and for a categorical column of whole numbers
+      (its value is a category and also a continuous feature); NaN is a blank;
+    - ``tensor(string)`` for any other categorical column (text, booleans): the cell's text,
+      the empty string ``""`` a blank. A boolean column takes ``true``/``false`` (also
+      ``True``, ``TRUE``, ``1`` and their ``false`` twins, as the CSV reader does).
+
+    Inside the graph: a blank number becomes the training median (IsNaN, Where) and, for a
+    column that had blanks in training, a 0/1 indicator; each categorical column's text goes
+    through an ``ai.onnx.ml`` LabelEncoder (its vocabulary -> codes from 2, anything else ->
+    1 "unknown", a blank -> 0 if training had blanks, else 1), then a Gather on its embedding
+    table; the continuous block is standardized in double and cast to float; Concat; the MLP
+    as :func:`export_onnx` writes it. Output ``"output"`` (N, M) float32. Date columns are
+    refused (NotImplementedError naming the column). Returns the checked ``onnx.ModelProto``.
+    """
+    onnx = require("onnx", "export_table_onnx")
+    importlib.import_module("onnx.numpy_helper")
+    h, TP = onnx.helper, onnx.TensorProto
+    dates = [c.name for c in table.columns if c.role == "date"]
+    if dates:
+        raise NotImplementedError(
+            f"ONNX export of a table model with a date column ({dates[0]!r}) is not built: the "
+            "graph would need the date parts (year, month, day, ...) computed from the raw "
+            "input; export with --safetensors, or retrain with --drop "
+            + ",".join(dates))
+    n_cont = table.n_continuous
+    mlp = getattr(model, "mlp", None)
+    embeddings = list(getattr(model, "embeddings", []))
+    if mlp is None or len(embeddings) != len(table.cardinalities) \
+            or getattr(model, "n_continuous", None) != n_cont:
+        raise ValueError("export_table_onnx: model must be the TabularMLP of this table "
+                         f"encoding ({n_cont} continuous features, {len(table.cardinalities)} "
+                         "categorical columns)")
+    mean = np.asarray(input_mean, np.float64)
+    std = np.asarray(input_std, np.float64)
+    if mean.shape != (table.n_features,) or std.shape != (table.n_features,):
+        raise ValueError(f"export_table_onnx: input_mean and input_std must have shape "
+                         f"({table.n_features},), got {mean.shape} and {std.shape}")
+    width = n_cont + sum(int(e.weight.shape[1]) for e in embeddings)
+    with tempfile.TemporaryDirectory() as tmp:  # the MLP's graph, as export_onnx writes it
+        body = export_onnx(mlp, os.path.join(tmp, "mlp.onnx"), opset=opset, input_dim=width,
+                           fold_batchnorm=fold_batchnorm, probabilities=probabilities,
+                           output_mean=output_mean, output_std=output_std)
+    g = _GraphBuilder(onnx, int(opset))
+    for node in body.graph.node:  # keep the MLP's names; the preprocessing takes others
+        g._used.update([*node.output, node.name])
+    g._used.update(t.name for t in body.graph.initializer)
+    g._used.update(["input", "output"])
+    inputs, values, indicators, codes = [], [], [], []
+
+    def label_encoder(x: str, keys: list[str], vals: list[int], default: int, base: str) -> str:
+        out = g.name(base)
+        g.nodes.append(h.make_node("LabelEncoder", [x], [out], name=g.name(f"LabelEncoder:{base}"),
+                                   domain="ai.onnx.ml", keys_strings=keys, values_int64s=vals,
+                                   default_int64=default))
+        return out
+
+    def fill(x: str, median: float, base: str) -> tuple[str, str]:
+        """(x with blanks -> median, IsNaN(x))"""
+        blank = g.node("IsNaN", [x], f"{base}.blank")
+        med = g.const(f"{base}.median", [[median]], np.float64)
+        return g.node("Where", [blank, med, x], f"{base}.filled"), blank
+
+    from .tabular import BLANK_CODE, FIRST_CODE, UNKNOWN_CODE
+
+    for c in table.columns:
+        if c.role == "dropped":
+            continue
+        name = g.name(c.name)
+        if name != c.name:
+            raise ValueError(f"export_table_onnx: column name {c.name!r} collides with a name "
+                             "inside the graph; rename the column")
+        numeric_in = c.role == "numeric" or c.also_numeric
+        inputs.append(h.make_tensor_value_info(
+            c.name, TP.DOUBLE if numeric_in else TP.STRING, ["batch", 1]))
+        base = f"{c.name}.enc"
+        if numeric_in:
+            filled, blank = fill(c.name, c.median, base)
+            values.append(filled)
+            if c.indicator:
+                indicators.append(g.node("Cast", [blank], f"{base}.na", to=TP.DOUBLE))
+        if c.role != "categorical":
+            continue
+        vocab = [str(v) for v in c.vocabulary]
+        blank_code = BLANK_CODE if c.blank_seen else UNKNOWN_CODE
+        if c.also_numeric:  # whole numbers: the value's text, as the encoder writes it
+            keys = [float(v) for v in vocab]
+            code = g.name(f"{base}.code")
+            g.nodes.append(h.make_node(
+                "LabelEncoder", [filled], [code], name=g.name(f"LabelEncoder:{base}"),
+                domain="ai.onnx.ml",
+                keys_tensor=onnx.numpy_helper.from_array(np.array(keys, np.float64)),
+                values_tensor=onnx.numpy_helper.from_array(
+                    np.arange(FIRST_CODE, FIRST_CODE + len(keys), dtype=np.int64)),
+                default_tensor=onnx.numpy_helper.from_array(
+                    np.array([UNKNOWN_CODE], np.int64))))
+            code = g.node("Where", [blank, g.const(f"{base}.blank_code", [[blank_code]],
+                                                   np.int64), code], f"{base}.codes")
+        else:
+            keys, vals = [], []
+            for i, v in enumerate(vocab):
+                for spelling in (_BOOL_SPELLINGS.get(v, (v,)) if c.source == "bool" else (v,)):
+                    keys.append(spelling)
+                    vals.append(FIRST_CODE + i)
+            if "" not in vocab:  # the empty string is a blank
+                keys.append("")
+                vals.append(blank_code)
+            code = label_encoder(c.name, keys, vals, UNKNOWN_CODE, f"{base}.codes")
+        codes.append(code)
+
+    parts = []
+    if n_cont:
+        cont = g.node("Concat", values + indicators, "continuous", axis=1) \
+            if len(values + indicators) > 1 else (values + indicators)[0]
+        cont = g.node("Sub", [cont, g.const("continuous_mean", mean[None, :n_cont],
+                                            np.float64)], "continuous.centered")
+        cont = g.node("Div", [cont, g.const("continuous_std", std[None, :n_cont], np.float64)],
+                      "continuous.scaled")
+        parts.append(g.node("Cast", [cont], "continuous.float", to=TP.FLOAT))
+    for j, (code, emb) in enumerate(zip(codes, embeddings, strict=True)):
+        rows = g.node("Gather", [g.const(f"embeddings.{j}.weight", emb.weight.data), code],
+                      f"embeddings.{j}.rows", axis=0)  # (N, 1, dim)
+        parts.append(g.node("Flatten", [rows], f"embeddings.{j}.flat", axis=1))
+    g.nodes.append(h.make_node("Concat", parts, ["input"], name=g.name("Concat:input"), axis=1))
+    nodes = g.nodes + list(body.graph.node)
+    out_info = body.graph.output[0]
+    if log_target:  # exp(y) - 1: the targets' log(1 + y), undone
+        nodes[-1].output[0] = g.name("output.log")
+        ex = g.node("Exp", [nodes[-1].output[0]], "output.exp")
+        nodes.append(g.nodes[-1])
+        nodes.append(h.make_node("Sub", [ex, g.const("one", 1.0)], ["output"],
+                                 name=g.name("Sub:output.expm1")))
+    graph = h.make_graph(nodes, "fastnn_table", inputs, [out_info],
+                         initializer=g.initializers + list(body.graph.initializer))
+    opsets = [h.make_opsetid("", int(opset)), h.make_opsetid("ai.onnx.ml", 4)]
+    proto = h.make_model(graph, opset_imports=opsets, producer_name="fastnn",
+                         producer_version=_version())
+    proto.ir_version = h.find_min_ir_version_for(opsets)
+    onnx.checker.check_model(proto, full_check=True)
+    _atomic_write(path, proto.SerializeToString())
+    return proto
