@@ -998,6 +998,48 @@ _BOOL_SPELLINGS = {"true": ("true", "True", "TRUE", "1"), "false": ("false", "Fa
                                                                    "0")}
 
 
+def _emit_date_parts(g: _GraphBuilder, seconds: str, base: str) -> str:
+    """(N, 6) double: year, month, day, weekday (Monday 0), day of year, elapsed days of
+    ``seconds`` (N, 1) since 1970-01-01 UTC, as :func:`fastnn.tabular._date_parts` gives
+    them. The civil date is Howard Hinnant's ``civil_from_days`` in exact whole-number
+    double arithmetic (Floor of quotients), valid for any day a float64 second count holds."""
+    def c(v):
+        return g.const(f"{base}.k", [[float(v)]], np.float64)
+
+    def op(name, a, b):
+        return g.node(name, [a, b if isinstance(b, str) else c(b)], f"{base}.{name.lower()}")
+
+    def floordiv(a, k):
+        return g.node("Floor", [op("Div", a, k)], f"{base}.floor")
+
+    days = g.node("Floor", [op("Div", seconds, 86400)], f"{base}.days")
+    z = op("Add", days, 719468)  # days since 0000-03-01
+    era = floordiv(z, 146097)  # 400-year eras
+    doe = op("Sub", z, op("Mul", era, 146097))  # day of era [0, 146096]
+    yoe = floordiv(op("Add", op("Sub", op("Sub", doe, floordiv(doe, 1460)), floordiv(doe, 146096)),
+                      floordiv(doe, 36524)), 365)  # year of era [0, 399]
+    doy = op("Sub", doe, op("Sub", op("Add", op("Mul", yoe, 365), floordiv(yoe, 4)),
+                            floordiv(yoe, 100)))  # day of the year from March 1
+    mp = floordiv(op("Add", op("Mul", doy, 5), 2), 153)  # month from March, [0, 11]
+    day = op("Add", op("Sub", doy, floordiv(op("Add", op("Mul", mp, 153), 2), 5)), 1)
+    jan_feb = g.node("Cast", [op("GreaterOrEqual", mp, 10)], f"{base}.janfeb",
+                     to=g.onnx.TensorProto.DOUBLE)
+    month = op("Sub", op("Add", mp, 3), op("Mul", jan_feb, 12))
+    year = op("Add", op("Add", yoe, op("Mul", era, 400)), jan_feb)
+    # day of year: days since January 1 of that year (days_from_civil(year, 1, 1)) + 1
+    y1 = op("Sub", year, 1)
+    era1 = floordiv(y1, 400)
+    yoe1 = op("Sub", y1, op("Mul", era1, 400))
+    jan1 = op("Sub", op("Add", op("Mul", era1, 146097), op("Add", op("Sub", op("Add", op(
+        "Mul", yoe1, 365), floordiv(yoe1, 4)), floordiv(yoe1, 100)), 306)), 719468)
+    dayofyear = op("Add", op("Sub", days, jan1), 1)
+    shifted = op("Add", days, 3)  # 1970-01-01 was a Thursday
+    weekday = op("Sub", shifted, op("Mul", floordiv(shifted, 7), 7))
+    elapsed = op("Div", seconds, 86400)
+    return g.node("Concat", [year, month, day, weekday, dayofyear, elapsed], f"{base}.parts",
+                  axis=1)
+
+
 def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opset: int = 17,
                       fold_batchnorm: bool = False, probabilities: bool = False,
                       output_mean=None, output_std=None, log_target: bool = False):
@@ -1019,6 +1061,8 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
 
     - ``tensor(double)`` for a numeric column and for a categorical column of whole numbers
       (its value is a category and also a continuous feature); NaN is a blank;
+    - ``tensor(double)`` for a date column: seconds since 1970-01-01 UTC (NaN a blank), from
+      which the graph computes year, month, day, weekday, day of year and elapsed days;
     - ``tensor(string)`` for any other categorical column (text, booleans): the cell's text,
       the empty string ``""`` a blank. A boolean column takes ``true``/``false`` (also
       ``True``, ``TRUE``, ``1`` and their ``false`` twins, as the CSV reader does).
@@ -1028,19 +1072,12 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
     through an ``ai.onnx.ml`` LabelEncoder (its vocabulary -> codes from 2, anything else ->
     1 "unknown", a blank -> 0 if training had blanks, else 1), then a Gather on its embedding
     table; the continuous block is standardized in double and cast to float; Concat; the MLP
-    as :func:`export_onnx` writes it. Output ``"output"`` (N, M) float32. Date columns are
-    refused (NotImplementedError naming the column). Returns the checked ``onnx.ModelProto``.
+    as :func:`export_onnx` writes it. Output ``"output"`` (N, M) float32. Returns the checked
+    ``onnx.ModelProto``.
     """
     onnx = require("onnx", "export_table_onnx")
     importlib.import_module("onnx.numpy_helper")
     h, TP = onnx.helper, onnx.TensorProto
-    dates = [c.name for c in table.columns if c.role == "date"]
-    if dates:
-        raise NotImplementedError(
-            f"ONNX export of a table model with a date column ({dates[0]!r}) is not built: the "
-            "graph would need the date parts (year, month, day, ...) computed from the raw "
-            "input; export with --safetensors, or retrain with --drop "
-            + ",".join(dates))
     n_cont = table.n_continuous
     mlp = getattr(model, "mlp", None)
     embeddings = list(getattr(model, "embeddings", []))
@@ -1064,7 +1101,7 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         g._used.update([*node.output, node.name])
     g._used.update(t.name for t in body.graph.initializer)
     g._used.update(["input", "output"])
-    inputs, values, indicators, codes = [], [], [], []
+    inputs, values, indicators, date_parts, codes = [], [], [], [], []
 
     def label_encoder(x: str, keys: list[str], vals: list[int], default: int, base: str) -> str:
         out = g.name(base)
@@ -1088,13 +1125,16 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         if name != c.name:
             raise ValueError(f"export_table_onnx: column name {c.name!r} collides with a name "
                              "inside the graph; rename the column")
-        numeric_in = c.role == "numeric" or c.also_numeric
+        numeric_in = c.role in ("numeric", "date") or c.also_numeric
         inputs.append(h.make_tensor_value_info(
             c.name, TP.DOUBLE if numeric_in else TP.STRING, ["batch", 1]))
         base = f"{c.name}.enc"
         if numeric_in:
             filled, blank = fill(c.name, c.median, base)
-            values.append(filled)
+            if c.role == "date":
+                date_parts.append(_emit_date_parts(g, filled, base))
+            else:
+                values.append(filled)
             if c.indicator:
                 indicators.append(g.node("Cast", [blank], f"{base}.na", to=TP.DOUBLE))
         if c.role != "categorical":
@@ -1128,8 +1168,8 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
 
     parts = []
     if n_cont:
-        cont = g.node("Concat", values + indicators, "continuous", axis=1) \
-            if len(values + indicators) > 1 else (values + indicators)[0]
+        blocks = values + indicators + date_parts  # the encoder's order
+        cont = g.node("Concat", blocks, "continuous", axis=1) if len(blocks) > 1 else blocks[0]
         cont = g.node("Sub", [cont, g.const("continuous_mean", mean[None, :n_cont],
                                             np.float64)], "continuous.centered")
         cont = g.node("Div", [cont, g.const("continuous_std", std[None, :n_cont], np.float64)],

@@ -53,15 +53,20 @@ def _write_shop(path, n, seed, test=False, date=False):
             w.writerow(cells)
 
 
-def _feeds(session, path):
+def _feeds(session, path, dates=()):
     """onnxruntime's inputs from a CSV, as a user would build them: each input column by
-    name, (N, 1); text as it is ("" a blank), numbers as float64 (a blank NaN)."""
+    name, (N, 1); text as it is ("" a blank), numbers as float64 (a blank NaN), ``dates``
+    as float64 seconds since 1970 (a blank NaN)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     feeds = {}
     for i in session.get_inputs():
         cells = [r[i.name] for r in rows]
-        if i.type == "tensor(string)":
+        if i.name in dates:
+            when = np.array([c or "NaT" for c in cells], "datetime64[s]")
+            feeds[i.name] = np.where(np.isnat(when), np.nan, when.astype(np.int64)).astype(
+                np.float64).reshape(-1, 1)
+        elif i.type == "tensor(string)":
             feeds[i.name] = np.array(cells, dtype=object).reshape(-1, 1)
         else:
             feeds[i.name] = np.array([float(c) if c else np.nan for c in cells],
@@ -121,10 +126,47 @@ def test_log_target_regression_graph_in_original_units(shop, tmp_path):
     np.testing.assert_allclose(got[:, 0], want, rtol=1e-5)
 
 
-def test_a_date_column_is_refused_by_name(tmp_path):
+def test_a_date_column_as_seconds(tmp_path):
     _write_shop(tmp_path / "d.csv", 120, 3, date=True)
+    _write_shop(tmp_path / "t.csv", 40, 4, test=True, date=True)
+    text = (tmp_path / "t.csv").read_text().splitlines()
+    text[3] = text[3].rsplit(",", 1)[0] + ","  # a blank date (none in training)
+    (tmp_path / "t.csv").write_text("\n".join(text) + "\n")
     run_training({"data": f"csv:{tmp_path / 'd.csv'}:came_back", "drop": "price",
-                  "epochs": 1, "hidden": "8"}, out=str(tmp_path / "run"), quiet=True)
-    with pytest.raises(NotImplementedError, match="date column .'since'.*--drop since"):
-        export_run(str(tmp_path / "run" / "model.npz"), onnx=str(tmp_path / "m.onnx"))
-    assert not (tmp_path / "m.onnx").exists()
+                  **TINY}, out=str(tmp_path / "run"), quiet=True)
+    ckpt = str(tmp_path / "run" / "model.npz")
+    trained = load_trained(ckpt)
+    assert "since" in [c.name for c in trained.encoding.table.of_role("date")]
+    export_run(ckpt, onnx=str(tmp_path / "m.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    feeds = _feeds(sess, tmp_path / "t.csv", dates=("since",))
+    assert np.isnan(feeds["since"]).sum() == 1
+    got = sess.run(None, feeds)[0]
+    np.testing.assert_allclose(got, trained.scores(str(tmp_path / "t.csv")), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_date_parts_in_the_graph_equal_the_encoders():
+    """The graph's calendar arithmetic against fastnn.tabular's (NumPy's datetime64) over
+    ±1600 years, leap days and times before 1970 included."""
+    onnx = pytest.importorskip("onnx")
+    from fastnn.interop import _emit_date_parts, _GraphBuilder
+    from fastnn.tabular import _date_parts
+
+    h, T = onnx.helper, onnx.TensorProto
+    g = _GraphBuilder(onnx, 17)
+    g.name("s")
+    _emit_date_parts(g, "s", "d")
+    g.nodes[-1].output[0] = "parts"
+    graph = h.make_graph(g.nodes, "dates", [h.make_tensor_value_info("s", T.DOUBLE, ["N", 1])],
+                         [h.make_tensor_value_info("parts", T.DOUBLE, ["N", 6])],
+                         initializer=g.initializers)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    sess = ort.InferenceSession(model.SerializeToString())
+    rng = np.random.default_rng(0)
+    s = np.concatenate([rng.integers(-5 * 10**10, 5 * 10**10, 5000).astype(float),
+                        rng.uniform(-3e9, 3e9, 5000),
+                        [0, -1, 86399, 86400, 951782400, 951868800, 4107542400, -2203891200]])
+    got = sess.run(None, {"s": s.reshape(-1, 1)})[0]
+    np.testing.assert_array_equal(got, _date_parts(s))
