@@ -63,6 +63,7 @@ __all__ = [
     "SafetensorsFileError",
     "UnsupportedLayerError",
     "export_onnx",
+    "export_table_onnx",
     "load_safetensors",
     "load_torch_state_dict",
     "read_safetensors_metadata",
@@ -1063,9 +1064,11 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
       (its value is a category and also a continuous feature); NaN is a blank;
     - ``tensor(double)`` for a date column: seconds since 1970-01-01 UTC (NaN a blank), from
       which the graph computes year, month, day, weekday, day of year and elapsed days;
-    - ``tensor(string)`` for any other categorical column (text, booleans): the cell's text,
-      the empty string ``""`` a blank. A boolean column takes ``true``/``false`` (also
-      ``True``, ``TRUE``, ``1`` and their ``false`` twins, as the CSV reader does).
+    - ``tensor(string)`` for any other categorical column (text, booleans): the cell's text;
+      the empty string ``""`` is a blank, and so are the markers fastnn's CSV reader takes
+      for a blank (pyarrow's ``ConvertOptions().null_values``: ``NA``, ``N/A``, ``null``,
+      ``NaN``, ...) unless training saw them as values. A boolean column takes
+      ``true``/``false`` (also ``True``, ``TRUE``, ``1`` and their ``false`` twins).
 
     Inside the graph: a blank number becomes the training median (IsNaN, Where) and, for a
     column that had blanks in training, a 0/1 indicator; each categorical column's text goes
@@ -1116,7 +1119,12 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         med = g.const(f"{base}.median", [[median]], np.float64)
         return g.node("Where", [blank, med, x], f"{base}.filled"), blank
 
+    from pyarrow.csv import ConvertOptions
+
     from .tabular import BLANK_CODE, FIRST_CODE, UNKNOWN_CODE
+
+    # the cells fastnn's CSV reader (pyarrow's, strings_can_be_null) reads as blank: "" first
+    blank_markers = sorted(ConvertOptions().null_values, key=lambda m: (m != "", m))
 
     for c in table.columns:
         if c.role == "dropped":
@@ -1160,9 +1168,10 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
                 for spelling in (_BOOL_SPELLINGS.get(v, (v,)) if c.source == "bool" else (v,)):
                     keys.append(spelling)
                     vals.append(FIRST_CODE + i)
-            if "" not in vocab:  # the empty string is a blank
-                keys.append("")
-                vals.append(blank_code)
+            for marker in blank_markers:  # a blank, as fastnn's CSV reader takes it
+                if marker not in vocab and marker not in keys:
+                    keys.append(marker)
+                    vals.append(blank_code)
             code = label_encoder(c.name, keys, vals, UNKNOWN_CODE, f"{base}.codes")
         codes.append(code)
 

@@ -32,6 +32,8 @@ def _write_shop(path, n, seed, test=False, date=False):
                 city = ""  # training had blank cities: code 0
             if test and i % 5 == 1:
                 city = "Marseille"  # never seen: unknown
+            if test and i % 17 == 4:
+                city = "NA"  # a blank marker, as the CSV reader takes it
             member = bool(rng.random() < 0.4)
             visits = int(rng.integers(0, 6))
             spent = rng.gamma(2.0, 40.0)
