@@ -1049,7 +1049,8 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
 
     Parameters
     ----------
-    model : the TabularMLP (eval mode is not needed: nothing is run).
+    model : the TabularMLP (or, for a table without categorical columns, the Sequential MLP)
+        that reads the table's encoded matrix (eval mode is not needed: nothing is run).
     table : its :class:`fastnn.tabular.TableEncoder` (roles, medians, vocabularies).
     path : the ``.onnx`` file to write (atomically).
     input_mean, input_std : the run's standardization (D,) of the encoded matrix (the code
@@ -1082,10 +1083,12 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
     importlib.import_module("onnx.numpy_helper")
     h, TP = onnx.helper, onnx.TensorProto
     n_cont = table.n_continuous
-    mlp = getattr(model, "mlp", None)
-    embeddings = list(getattr(model, "embeddings", []))
+    # a table without categorical columns trains a plain MLP (a Sequential) on its matrix
+    plain = not table.cardinalities and not hasattr(model, "mlp")
+    mlp = model if plain else getattr(model, "mlp", None)
+    embeddings = [] if plain else list(getattr(model, "embeddings", []))
     if mlp is None or len(embeddings) != len(table.cardinalities) \
-            or getattr(model, "n_continuous", None) != n_cont:
+            or (not plain and getattr(model, "n_continuous", None) != n_cont):
         raise ValueError("export_table_onnx: model must be the TabularMLP of this table "
                          f"encoding ({n_cont} continuous features, {len(table.cardinalities)} "
                          "categorical columns)")
@@ -1099,11 +1102,17 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         body = export_onnx(mlp, os.path.join(tmp, "mlp.onnx"), opset=opset, input_dim=width,
                            fold_batchnorm=fold_batchnorm, probabilities=probabilities,
                            output_mean=output_mean, output_std=output_std)
+    importlib.import_module("onnx.compose")
+    body = onnx.compose.add_prefix_graph(body.graph, "mlp/")  # the MLP's names, apart
+    columns = table.feature_columns
+    taken = {n for node in body.node for n in (*node.output, node.name)}
+    taken |= {t.name for t in body.initializer} | {"output"}
+    clash = [c for c in columns if c in taken]
+    if clash:
+        raise ValueError(f"export_table_onnx: column {clash[0]!r} has the name of the graph's "
+                         "output or of a tensor of its MLP; rename the column")
     g = _GraphBuilder(onnx, int(opset))
-    for node in body.graph.node:  # keep the MLP's names; the preprocessing takes others
-        g._used.update([*node.output, node.name])
-    g._used.update(t.name for t in body.graph.initializer)
-    g._used.update(["input", "output"])
+    g._used.update([*taken, *columns])  # the inputs keep their names; the rest take others
     inputs, values, indicators, date_parts, codes = [], [], [], [], []
 
     def label_encoder(x: str, keys: list[str], vals: list[int], default: int, base: str) -> str:
@@ -1129,10 +1138,6 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
     for c in table.columns:
         if c.role == "dropped":
             continue
-        name = g.name(c.name)
-        if name != c.name:
-            raise ValueError(f"export_table_onnx: column name {c.name!r} collides with a name "
-                             "inside the graph; rename the column")
         numeric_in = c.role in ("numeric", "date") or c.also_numeric
         inputs.append(h.make_tensor_value_info(
             c.name, TP.DOUBLE if numeric_in else TP.STRING, ["batch", 1]))
@@ -1188,9 +1193,12 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         rows = g.node("Gather", [g.const(f"embeddings.{j}.weight", emb.weight.data), code],
                       f"embeddings.{j}.rows", axis=0)  # (N, 1, dim)
         parts.append(g.node("Flatten", [rows], f"embeddings.{j}.flat", axis=1))
-    g.nodes.append(h.make_node("Concat", parts, ["input"], name=g.name("Concat:input"), axis=1))
-    nodes = g.nodes + list(body.graph.node)
-    out_info = body.graph.output[0]
+    g.nodes.append(h.make_node("Concat", parts, [body.input[0].name],
+                               name=g.name("Concat:features"), axis=1))
+    nodes = g.nodes + list(body.node)
+    out_info = onnx.ValueInfoProto()
+    out_info.CopyFrom(body.output[0])
+    out_info.name = nodes[-1].output[0] = "output"
     if log_target:  # exp(y) - 1: the targets' log(1 + y), undone
         nodes[-1].output[0] = g.name("output.log")
         ex = g.node("Exp", [nodes[-1].output[0]], "output.exp")
@@ -1198,7 +1206,7 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         nodes.append(h.make_node("Sub", [ex, g.const("one", 1.0)], ["output"],
                                  name=g.name("Sub:output.expm1")))
     graph = h.make_graph(nodes, "fastnn_table", inputs, [out_info],
-                         initializer=g.initializers + list(body.graph.initializer))
+                         initializer=g.initializers + list(body.initializer))
     opsets = [h.make_opsetid("", int(opset)), h.make_opsetid("ai.onnx.ml", 4)]
     proto = h.make_model(graph, opset_imports=opsets, producer_name="fastnn",
                          producer_version=_version())

@@ -172,3 +172,24 @@ def test_date_parts_in_the_graph_equal_the_encoders():
                         [0, -1, 86399, 86400, 951782400, 951868800, 4107542400, -2203891200]])
     got = sess.run(None, {"s": s.reshape(-1, 1)})[0]
     np.testing.assert_array_equal(got, _date_parts(s))
+
+
+def test_columns_named_like_the_graphs_tensors(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(5)
+    n = 80
+    x = rng.normal(size=n)
+    kind = rng.choice(["u", "v"], n)
+    data = pa.table({"input": x, "continuous": kind, "y": np.where(x > 0, "hi", "lo")})
+    run_training({"data": data, **TINY}, out=str(tmp_path / "run"), quiet=True, target="y")
+    ckpt = str(tmp_path / "run" / "model.npz")
+    export_run(ckpt, onnx=str(tmp_path / "m.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    assert [i.name for i in sess.get_inputs()] == ["input", "continuous"]
+    got = sess.run(None, {"input": x[:, None], "continuous": kind.astype(object)[:, None]})[0]
+    want = load_trained(ckpt).scores(data)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    bad = pa.table({"output": x, "y": np.where(x > 0, "hi", "lo")})
+    run_training({"data": bad, **TINY}, out=str(tmp_path / "r2"), quiet=True, target="y")
+    with pytest.raises(ValueError, match="column 'output' has the name of the graph's output"):
+        export_run(str(tmp_path / "r2" / "model.npz"), onnx=str(tmp_path / "o.onnx"))
