@@ -63,6 +63,7 @@ __all__ = [
     "SafetensorsFileError",
     "UnsupportedLayerError",
     "export_onnx",
+    "export_table_onnx",
     "load_safetensors",
     "load_torch_state_dict",
     "read_safetensors_metadata",
@@ -984,6 +985,229 @@ def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
         initializer=g.initializers,
     )
     opsets = [h.make_opsetid("", opset)]
+    proto = h.make_model(graph, opset_imports=opsets, producer_name="fastnn",
+                         producer_version=_version())
+    proto.ir_version = h.find_min_ir_version_for(opsets)
+    onnx.checker.check_model(proto, full_check=True)
+    _atomic_write(path, proto.SerializeToString())
+    return proto
+
+
+# ============================================================ a table model on raw columns
+#: Strings a boolean column's cell may hold (pyarrow's CSV reader takes these as booleans).
+_BOOL_SPELLINGS = {"true": ("true", "True", "TRUE", "1"), "false": ("false", "False", "FALSE",
+                                                                   "0")}
+
+
+def _emit_date_parts(g: _GraphBuilder, seconds: str, base: str) -> str:
+    """(N, 6) double: year, month, day, weekday (Monday 0), day of year, elapsed days of
+    ``seconds`` (N, 1) since 1970-01-01 UTC, as :func:`fastnn.tabular._date_parts` gives
+    them. The civil date is Howard Hinnant's ``civil_from_days`` in exact whole-number
+    double arithmetic (Floor of quotients), valid for any day a float64 second count holds."""
+    def c(v):
+        return g.const(f"{base}.k", [[float(v)]], np.float64)
+
+    def op(name, a, b):
+        return g.node(name, [a, b if isinstance(b, str) else c(b)], f"{base}.{name.lower()}")
+
+    def floordiv(a, k):
+        return g.node("Floor", [op("Div", a, k)], f"{base}.floor")
+
+    days = g.node("Floor", [op("Div", seconds, 86400)], f"{base}.days")
+    z = op("Add", days, 719468)  # days since 0000-03-01
+    era = floordiv(z, 146097)  # 400-year eras
+    doe = op("Sub", z, op("Mul", era, 146097))  # day of era [0, 146096]
+    yoe = floordiv(op("Add", op("Sub", op("Sub", doe, floordiv(doe, 1460)), floordiv(doe, 146096)),
+                      floordiv(doe, 36524)), 365)  # year of era [0, 399]
+    doy = op("Sub", doe, op("Sub", op("Add", op("Mul", yoe, 365), floordiv(yoe, 4)),
+                            floordiv(yoe, 100)))  # day of the year from March 1
+    mp = floordiv(op("Add", op("Mul", doy, 5), 2), 153)  # month from March, [0, 11]
+    day = op("Add", op("Sub", doy, floordiv(op("Add", op("Mul", mp, 153), 2), 5)), 1)
+    jan_feb = g.node("Cast", [op("GreaterOrEqual", mp, 10)], f"{base}.janfeb",
+                     to=g.onnx.TensorProto.DOUBLE)
+    month = op("Sub", op("Add", mp, 3), op("Mul", jan_feb, 12))
+    year = op("Add", op("Add", yoe, op("Mul", era, 400)), jan_feb)
+    # day of year: days since January 1 of that year (days_from_civil(year, 1, 1)) + 1
+    y1 = op("Sub", year, 1)
+    era1 = floordiv(y1, 400)
+    yoe1 = op("Sub", y1, op("Mul", era1, 400))
+    jan1 = op("Sub", op("Add", op("Mul", era1, 146097), op("Add", op("Sub", op("Add", op(
+        "Mul", yoe1, 365), floordiv(yoe1, 4)), floordiv(yoe1, 100)), 306)), 719468)
+    dayofyear = op("Add", op("Sub", days, jan1), 1)
+    shifted = op("Add", days, 3)  # 1970-01-01 was a Thursday
+    weekday = op("Sub", shifted, op("Mul", floordiv(shifted, 7), 7))
+    elapsed = op("Div", seconds, 86400)
+    return g.node("Concat", [year, month, day, weekday, dayofyear, elapsed], f"{base}.parts",
+                  axis=1)
+
+
+def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opset: int = 17,
+                      fold_batchnorm: bool = False, probabilities: bool = False,
+                      output_mean=None, output_std=None, log_target: bool = False):
+    """Export a :class:`fastnn.nn.TabularMLP` with its table encoding as one ONNX graph whose
+    inputs are the raw columns.
+
+    Parameters
+    ----------
+    model : the TabularMLP (or, for a table without categorical columns, the Sequential MLP)
+        that reads the table's encoded matrix (eval mode is not needed: nothing is run).
+    table : its :class:`fastnn.tabular.TableEncoder` (roles, medians, vocabularies).
+    path : the ``.onnx`` file to write (atomically).
+    input_mean, input_std : the run's standardization (D,) of the encoded matrix (the code
+        columns have mean 0, std 1).
+    opset, fold_batchnorm, probabilities, output_mean, output_std : as for
+        :func:`export_onnx` (they apply to the MLP part).
+    log_target : end with ``exp(y) - 1`` (a ``--target-transform log`` regression).
+
+    Inputs: one per feature column (the ones not dropped), named after it, shape (N, 1):
+
+    - ``tensor(double)`` for a numeric column and for a categorical column of whole numbers
+      (its value is a category and also a continuous feature); NaN is a blank;
+    - ``tensor(double)`` for a date column: seconds since 1970-01-01 UTC (NaN a blank), from
+      which the graph computes year, month, day, weekday, day of year and elapsed days;
+    - ``tensor(string)`` for any other categorical column (text, booleans): the cell's text;
+      the empty string ``""`` is a blank, and so are the markers fastnn's CSV reader takes
+      for a blank (pyarrow's ``ConvertOptions().null_values``: ``NA``, ``N/A``, ``null``,
+      ``NaN``, ...) unless training saw them as values. A boolean column takes
+      ``true``/``false`` (also ``True``, ``TRUE``, ``1`` and their ``false`` twins).
+
+    Inside the graph: a blank number becomes the training median (IsNaN, Where) and, for a
+    column that had blanks in training, a 0/1 indicator; each categorical column's text goes
+    through an ``ai.onnx.ml`` LabelEncoder (its vocabulary -> codes from 2, anything else ->
+    1 "unknown", a blank -> 0 if training had blanks, else 1), then a Gather on its embedding
+    table; the continuous block is standardized in double and cast to float; Concat; the MLP
+    as :func:`export_onnx` writes it. Output ``"output"`` (N, M) float32. Returns the checked
+    ``onnx.ModelProto``.
+    """
+    onnx = require("onnx", "export_table_onnx")
+    importlib.import_module("onnx.numpy_helper")
+    h, TP = onnx.helper, onnx.TensorProto
+    n_cont = table.n_continuous
+    # a table without categorical columns trains a plain MLP (a Sequential) on its matrix
+    plain = not table.cardinalities and not hasattr(model, "mlp")
+    mlp = model if plain else getattr(model, "mlp", None)
+    embeddings = [] if plain else list(getattr(model, "embeddings", []))
+    if mlp is None or len(embeddings) != len(table.cardinalities) \
+            or (not plain and getattr(model, "n_continuous", None) != n_cont):
+        raise ValueError("export_table_onnx: model must be the TabularMLP of this table "
+                         f"encoding ({n_cont} continuous features, {len(table.cardinalities)} "
+                         "categorical columns)")
+    mean = np.asarray(input_mean, np.float64)
+    std = np.asarray(input_std, np.float64)
+    if mean.shape != (table.n_features,) or std.shape != (table.n_features,):
+        raise ValueError(f"export_table_onnx: input_mean and input_std must have shape "
+                         f"({table.n_features},), got {mean.shape} and {std.shape}")
+    width = n_cont + sum(int(e.weight.shape[1]) for e in embeddings)
+    with tempfile.TemporaryDirectory() as tmp:  # the MLP's graph, as export_onnx writes it
+        body = export_onnx(mlp, os.path.join(tmp, "mlp.onnx"), opset=opset, input_dim=width,
+                           fold_batchnorm=fold_batchnorm, probabilities=probabilities,
+                           output_mean=output_mean, output_std=output_std)
+    importlib.import_module("onnx.compose")
+    body = onnx.compose.add_prefix_graph(body.graph, "mlp/")  # the MLP's names, apart
+    columns = table.feature_columns
+    taken = {n for node in body.node for n in (*node.output, node.name)}
+    taken |= {t.name for t in body.initializer} | {"output"}
+    clash = [c for c in columns if c in taken]
+    if clash:
+        raise ValueError(f"export_table_onnx: column {clash[0]!r} has the name of the graph's "
+                         "output or of a tensor of its MLP; rename the column")
+    g = _GraphBuilder(onnx, int(opset))
+    g._used.update([*taken, *columns])  # the inputs keep their names; the rest take others
+    inputs, values, indicators, date_parts, codes = [], [], [], [], []
+
+    def label_encoder(x: str, keys: list[str], vals: list[int], default: int, base: str) -> str:
+        out = g.name(base)
+        g.nodes.append(h.make_node("LabelEncoder", [x], [out], name=g.name(f"LabelEncoder:{base}"),
+                                   domain="ai.onnx.ml", keys_strings=keys, values_int64s=vals,
+                                   default_int64=default))
+        return out
+
+    def fill(x: str, median: float, base: str) -> tuple[str, str]:
+        """(x with blanks -> median, IsNaN(x))"""
+        blank = g.node("IsNaN", [x], f"{base}.blank")
+        med = g.const(f"{base}.median", [[median]], np.float64)
+        return g.node("Where", [blank, med, x], f"{base}.filled"), blank
+
+    from pyarrow.csv import ConvertOptions
+
+    from .tabular import BLANK_CODE, FIRST_CODE, UNKNOWN_CODE
+
+    # the cells fastnn's CSV reader (pyarrow's, strings_can_be_null) reads as blank: "" first
+    blank_markers = sorted(ConvertOptions().null_values, key=lambda m: (m != "", m))
+
+    for c in table.columns:
+        if c.role == "dropped":
+            continue
+        numeric_in = c.role in ("numeric", "date") or c.also_numeric
+        inputs.append(h.make_tensor_value_info(
+            c.name, TP.DOUBLE if numeric_in else TP.STRING, ["batch", 1]))
+        base = f"{c.name}.enc"
+        if numeric_in:
+            filled, blank = fill(c.name, c.median, base)
+            if c.role == "date":
+                date_parts.append(_emit_date_parts(g, filled, base))
+            else:
+                values.append(filled)
+            if c.indicator:
+                indicators.append(g.node("Cast", [blank], f"{base}.na", to=TP.DOUBLE))
+        if c.role != "categorical":
+            continue
+        vocab = [str(v) for v in c.vocabulary]
+        blank_code = BLANK_CODE if c.blank_seen else UNKNOWN_CODE
+        if c.also_numeric:  # whole numbers: the value's text, as the encoder writes it
+            keys = [float(v) for v in vocab]
+            code = g.name(f"{base}.code")
+            g.nodes.append(h.make_node(
+                "LabelEncoder", [filled], [code], name=g.name(f"LabelEncoder:{base}"),
+                domain="ai.onnx.ml",
+                keys_tensor=onnx.numpy_helper.from_array(np.array(keys, np.float64)),
+                values_tensor=onnx.numpy_helper.from_array(
+                    np.arange(FIRST_CODE, FIRST_CODE + len(keys), dtype=np.int64)),
+                default_tensor=onnx.numpy_helper.from_array(
+                    np.array([UNKNOWN_CODE], np.int64))))
+            code = g.node("Where", [blank, g.const(f"{base}.blank_code", [[blank_code]],
+                                                   np.int64), code], f"{base}.codes")
+        else:
+            keys, vals = [], []
+            for i, v in enumerate(vocab):
+                for spelling in (_BOOL_SPELLINGS.get(v, (v,)) if c.source == "bool" else (v,)):
+                    keys.append(spelling)
+                    vals.append(FIRST_CODE + i)
+            for marker in blank_markers:  # a blank, as fastnn's CSV reader takes it
+                if marker not in vocab and marker not in keys:
+                    keys.append(marker)
+                    vals.append(blank_code)
+            code = label_encoder(c.name, keys, vals, UNKNOWN_CODE, f"{base}.codes")
+        codes.append(code)
+
+    parts = []
+    if n_cont:
+        blocks = values + indicators + date_parts  # the encoder's order
+        cont = g.node("Concat", blocks, "continuous", axis=1) if len(blocks) > 1 else blocks[0]
+        cont = g.node("Sub", [cont, g.const("continuous_mean", mean[None, :n_cont],
+                                            np.float64)], "continuous.centered")
+        cont = g.node("Div", [cont, g.const("continuous_std", std[None, :n_cont], np.float64)],
+                      "continuous.scaled")
+        parts.append(g.node("Cast", [cont], "continuous.float", to=TP.FLOAT))
+    for j, (code, emb) in enumerate(zip(codes, embeddings, strict=True)):
+        rows = g.node("Gather", [g.const(f"embeddings.{j}.weight", emb.weight.data), code],
+                      f"embeddings.{j}.rows", axis=0)  # (N, 1, dim)
+        parts.append(g.node("Flatten", [rows], f"embeddings.{j}.flat", axis=1))
+    g.nodes.append(h.make_node("Concat", parts, [body.input[0].name],
+                               name=g.name("Concat:features"), axis=1))
+    nodes = g.nodes + list(body.node)
+    out_info = onnx.ValueInfoProto()
+    out_info.CopyFrom(body.output[0])
+    out_info.name = nodes[-1].output[0] = "output"
+    if log_target:  # exp(y) - 1: the targets' log(1 + y), undone
+        nodes[-1].output[0] = g.name("output.log")
+        ex = g.node("Exp", [nodes[-1].output[0]], "output.exp")
+        nodes.append(g.nodes[-1])
+        nodes.append(h.make_node("Sub", [ex, g.const("one", 1.0)], ["output"],
+                                 name=g.name("Sub:output.expm1")))
+    graph = h.make_graph(nodes, "fastnn_table", inputs, [out_info],
+                         initializer=g.initializers + list(body.initializer))
+    opsets = [h.make_opsetid("", int(opset)), h.make_opsetid("ai.onnx.ml", 4)]
     proto = h.make_model(graph, opset_imports=opsets, producer_name="fastnn",
                          producer_version=_version())
     proto.ir_version = h.find_min_ir_version_for(opsets)

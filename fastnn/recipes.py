@@ -948,7 +948,9 @@ def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None
     nodes) and outputs what ``fastnn predict --scores`` writes for the same rows: a
     classifier's class scores (``probabilities``: softmax probabilities instead), a
     regressor's values in the original units. The class labels are in the model's
-    ``metadata_props`` (``fastnn.classes``, JSON), as are the feature names.
+    ``metadata_props`` (``fastnn.classes``, JSON), as are the feature names. A table model's
+    graph takes the raw columns instead, one input each, blanks and unseen categories handled
+    inside (:func:`fastnn.interop.export_table_onnx`).
     ``safetensors``: the weights with PyTorch's names and layouts, and the run (task,
     standardization, classes or target scaling, configuration) in ``__metadata__``, so
     ``fastnn predict FILE.safetensors`` and :func:`load_trained` read it like a checkpoint.
@@ -960,29 +962,32 @@ def export_run(checkpoint: str, onnx: str | None = None, safetensors: str | None
     trained = load_trained(checkpoint)
     enc, written = trained.encoding, []
     table = enc.table
-    if onnx is not None and table is not None and (
-            table.continuous_names != [c.name for c in table.columns if c.role == "numeric"]
-            or table.cardinalities):
-        raise NotImplementedError(
-            "ONNX export of a table model with categorical, date or blank-indicator columns "
-            "(a graph reading the raw columns) is not built yet; --safetensors carries the "
-            "whole table encoding, and the checkpoint holds it as plain arrays")
     if onnx is not None:
         from .interop import export_onnx, require
 
         if probabilities and enc.task != "classification":
             raise ConfigError("--probabilities is for classifiers; this is a regression model")
         reg = enc.task == "regression"
-        proto = export_onnx(trained.model, onnx, opset=opset, fold_batchnorm=fold_batchnorm,
-                            probabilities=probabilities, input_mean=enc.standardizer.mean,
-                            input_std=enc.standardizer.std,
-                            output_mean=enc.target_scaler.mean if reg else None,
-                            output_std=enc.target_scaler.std if reg else None)
+        scaled = {"output_mean": enc.target_scaler.mean if reg else None,
+                  "output_std": enc.target_scaler.std if reg else None}
+        if table is not None:  # a graph on the raw columns (see export_table_onnx)
+            from .interop import export_table_onnx
+
+            proto = export_table_onnx(
+                trained.model, table, onnx, input_mean=enc.standardizer.mean,
+                input_std=enc.standardizer.std, opset=opset, fold_batchnorm=fold_batchnorm,
+                probabilities=probabilities,
+                log_target=reg and enc.target_scaler.transform == "log", **scaled)
+        else:
+            proto = export_onnx(trained.model, onnx, opset=opset, fold_batchnorm=fold_batchnorm,
+                                probabilities=probabilities, input_mean=enc.standardizer.mean,
+                                input_std=enc.standardizer.std, **scaled)
         onnx_lib = require("onnx", "ONNX export")
         props = {"fastnn.task": enc.task,
                  "fastnn.outputs": "probabilities" if probabilities else
                  "scores" if not reg else "values",
-                 "fastnn.feature_names": json.dumps(enc.feature_names)}
+                 "fastnn.feature_names": json.dumps(
+                     table.feature_columns if table is not None else enc.feature_names)}
         if not reg:
             props["fastnn.classes"] = json.dumps(enc.classes.labels.tolist())
         else:
