@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import graph as _graph
 from .._dtype import resolve_dtype
 from ..graph import Tensor, node
 
@@ -138,7 +139,8 @@ class Module:
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
-            self.__dict__.pop("_plan", None)  # Sequential's fusion plan is out of date
+            # Sequential's fusion plan (and its chain) is out of date
+            self.__dict__.pop("_plan", None), self.__dict__.pop("_chain", None)
         elif name in self._buffers:
             if value is not None and not isinstance(value, np.ndarray):
                 raise TypeError(f"buffer {name!r} must be an ndarray, got {type(value).__name__}")
@@ -148,7 +150,7 @@ class Module:
     def __delattr__(self, name: str) -> None:
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
-        self.__dict__.pop("_plan", None)
+        self.__dict__.pop("_plan", None), self.__dict__.pop("_chain", None)
         object.__delattr__(self, name)
 
     def register_buffer(self, name: str, value, persistent: bool = True) -> None:
@@ -270,7 +272,7 @@ class Module:
         if module is None:
             self._modules[name] = None
             object.__setattr__(self, name, None)
-            self.__dict__.pop("_plan", None)
+            self.__dict__.pop("_plan", None), self.__dict__.pop("_chain", None)
         else:
             setattr(self, name, module)
 
@@ -604,6 +606,19 @@ class Sequential(Module):
         return plan
 
     def forward(self, x):
+        if _graph.is_grad_enabled():
+            chain = self.__dict__.get("_chain", False)
+            if chain is False:  # made once per layout, with the fusion plan
+                from ._chain import make_chain
+
+                chain = make_chain(self._fusion_plan())
+                object.__setattr__(self, "_chain", chain)
+            if chain is not None:
+                from ._chain import chain_forward
+
+                out = chain_forward(chain, x)
+                if out is not None:
+                    return out
         for m, fused in self._fusion_plan():
             if fused is None:
                 x = m(x)
