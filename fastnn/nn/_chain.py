@@ -21,11 +21,14 @@ on the layers; the input a 2-D C-contiguous array or Tensor of that dtype, one t
 gradient (a data batch), with the first layer's width; the CBLAS products the planned calls
 use available (``kernels.blas.AVAILABLE``).
 
-Buffers: a plan owns every work array of the chain for one batch size. A plan is reused only
-when nothing holds it: neither a graph node (a closure that has not run its non-retaining
-backward) nor the chain's output array (a user's Tensor, a view of it). Reference counts
-tell, as in :class:`fastnn._buffers.BufferPool`; an interpreter that failed that pool's
-check at import gets a new plan every call (slower, never wrong).
+Buffers: a plan owns every work array of the chain for one batch size but the output, which
+comes from the chain's own :class:`fastnn._buffers.BufferPool`. A plan is reused only when no
+graph node holds it (a closure that has not run its non-retaining backward); reference counts
+tell, as in that pool, and an interpreter that failed the pool's check at import gets a new
+plan every call (slower, never wrong). Why the output apart: a training loop's last ``loss``
+is still alive while the next forward runs, and its graph keeps the last output; with the
+output apart, every step runs in the same plan's buffers (as the compiled step does), where
+two plans in turn measured 30% slower (twice the memory the kernels sweep).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import sys
 
 import numpy as np
 
-from .._buffers import MAX_PER_KEY, REUSE_IS_SAFE
+from .._buffers import MAX_PER_KEY, REUSE_IS_SAFE, BufferPool
 from .._dtype import empty_marker
 from ..graph import Tensor, node
 from ..kernels import activations as K_act
@@ -67,15 +70,17 @@ class _Plan:
     are the parameters' gradients); ``pools[i]`` the layer's scratch for the unplanned
     fallback (a gradient that already holds an earlier contribution)."""
 
-    __slots__ = ("fwd", "bwd", "ys", "ds", "dzs", "partials_b", "dxs", "out", "out_refs")
+    __slots__ = ("fwd", "bwd", "ys", "ds", "dzs", "partials_b", "dxs", "out_shape")
 
     def __init__(self, n: int, dt: np.dtype, layers):
         on_pool = _on_pool()
         self.fwd, self.bwd, self.ys, self.ds, self.dzs, self.partials_b, self.dxs = \
             [], [], [], [], [], [], []
+        last = len(layers) - 1
         for i, (lin, code, alpha) in enumerate(layers):
             d_in, m = lin.in_features, lin.out_features
-            y = np.empty((n, m), dt)
+            # the last layer's output comes from the chain's pool at every call (chain_forward)
+            y = np.empty((n, m), dt) if i < last else None
             d = np.empty((n, m), dt) if code != K_act.IDENTITY else empty_marker(dt, m)
             split_k = K_dense.split_k_partial_shape(n, d_in, m)
             partial = np.empty(split_k, dt) if split_k is not None else None
@@ -101,14 +106,14 @@ class _Plan:
             self.dzs.append(dz)
             self.partials_b.append(partial_b)
             self.dxs.append(dx)
-        self.out = self.ys[-1]
+        self.out_shape = (n, layers[-1][0].out_features)
 
 
 class _Chain:
     """A Sequential's fused steps when they are all ``Linear`` layers: (layer, activation
     code, alpha) each, and the plans by batch size."""
 
-    __slots__ = ("layers", "plans", "dtype", "in_features", "op")
+    __slots__ = ("layers", "plans", "dtype", "in_features", "op", "outputs")
 
     def __init__(self, layers, names):
         self.layers = layers
@@ -116,6 +121,10 @@ class _Chain:
         self.dtype = layers[0][0].dtype
         self.in_features = layers[0][0].in_features
         self.op = f"sequential({', '.join(names)})"
+        # The output arrays: apart from the plans, since a user's variable (the last loss,
+        # whose graph keeps its inputs) commonly holds the last output while the next forward
+        # runs; the plan, freed by the backward, is then one set of buffers for every step.
+        self.outputs = BufferPool()
 
     def plan(self, n: int) -> _Plan:
         """A plan for batch size ``n`` that nothing holds (a new one if all are held)."""
@@ -126,13 +135,9 @@ class _Chain:
             plans = self.plans[n] = []
         if REUSE_IS_SAFE:
             for plan in plans:
-                if sys.getrefcount(plan) <= _PLAN_ONLY \
-                        and sys.getrefcount(plan.out) <= plan.out_refs:
+                if sys.getrefcount(plan) <= _PLAN_ONLY:
                     return plan
         plan = _Plan(n, self.dtype, self.layers)
-        # The output array's references while only the plan holds it (its lists, tuples and
-        # attribute), counted the way the test above counts them.
-        plan.out_refs = sys.getrefcount(plan.out)
         if REUSE_IS_SAFE and len(plans) < MAX_PER_KEY:
             plans.append(plan)
         return plan
@@ -194,16 +199,18 @@ def chain_forward(chain: _Chain, x) -> Tensor | None:
     n = X.shape[0]
     plan = chain.plan(n)
     layers, fwd = chain.layers, plan.fwd
-    h = X
+    y = chain.outputs.get("y", plan.out_shape, dt)
+    h, last = X, len(layers) - 1
     for i, (lin, _, _) in enumerate(layers):
         b = lin.bias
+        args = fwd[i] if i < last else fwd[i][:2] + (y,) + fwd[i][3:]
         K_dense.planned_forward(h, weights[i],
-                                b.data if b is not None else empty_marker(dt), *fwd[i])
-        h = fwd[i][2]
-    out = node(plan.out, tuple(params), chain.op)
+                                b.data if b is not None else empty_marker(dt), *args)
+        h = args[2]
+    out = node(y, tuple(params), chain.op)
 
     def backward(g):
-        g = np.ascontiguousarray(g).reshape(plan.out.shape)
+        g = np.ascontiguousarray(g).reshape(plan.out_shape)
         bwd, ys, ds, dzs, partials_b, dxs = (plan.bwd, plan.ys, plan.ds, plan.dzs,
                                              plan.partials_b, plan.dxs)
         for i in range(len(layers) - 1, -1, -1):

@@ -45,7 +45,9 @@ def test_chain_is_one_node_with_the_bits_of_the_layers(dtype):
     assert out._op.startswith("sequential(") and len(out._parents) == 5
     la, pa = _train(a, lambda m, x: m(x), dtype, steps=4)
     la2, _ = _train(a, lambda m, x: m(x), dtype, steps=3)
-    assert len(a._chain.plans[8]) == 2  # reused: the last loss holds one, the next the other
+    # one plan, reused: the last loss (still held) keeps only its output array
+    assert len(a._chain.plans[8]) == 1
+    assert len(a._chain.outputs._bufs[("y", (8, 3), np.dtype(dtype))]) == 2
     a = _model(dtype)
     la, pa = _train(a, lambda m, x: m(x), dtype)
     lb, pb = _train(b, _layer_by_layer, dtype)
