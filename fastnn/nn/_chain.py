@@ -126,6 +126,10 @@ class _Chain:
         # runs; the plan, freed by the backward, is then one set of buffers for every step.
         self.outputs = BufferPool()
 
+    def forward(self, x) -> Tensor | None:
+        """:func:`chain_forward` of this chain."""
+        return chain_forward(self, x)
+
     def plan(self, n: int) -> _Plan:
         """A plan for batch size ``n`` that nothing holds (a new one if all are held)."""
         plans = self.plans.get(n)

@@ -606,17 +606,16 @@ class Sequential(Module):
         return plan
 
     def forward(self, x):
-        if _graph.is_grad_enabled():
+        if _graph._grad_enabled:
+            # A chain of Linear layers runs as one graph node (nn/_chain.py), the same bits.
             chain = self.__dict__.get("_chain", False)
             if chain is False:  # made once per layout, with the fusion plan
-                from ._chain import make_chain
+                from . import _chain
 
-                chain = make_chain(self._fusion_plan())
+                chain = _chain.make_chain(self._fusion_plan())
                 object.__setattr__(self, "_chain", chain)
             if chain is not None:
-                from ._chain import chain_forward
-
-                out = chain_forward(chain, x)
+                out = chain.forward(x)
                 if out is not None:
                     return out
         for m, fused in self._fusion_plan():
