@@ -88,3 +88,46 @@ class CompiledLoop(HandWrittenLoop):
             return super().epoch()
         for xb, yb in self.loader:
             step(xb.data, yb.data)
+
+
+def compare(rounds: int = 100, threads: int = 1) -> dict[str, float]:
+    """Every loop above and the compiled step side by side in this process: ``rounds``
+    epochs each, in a shuffled order every round; returns each one's median time per step
+    over the compiled step's. ``"sequential (layers)"`` is the Sequential with its chain
+    switched off (its layers one by one, the graph path before ``nn/_chain.py``). One
+    thread by default: the compiled step keeps a thread governor that the hand-written loop
+    has not, and on a loaded machine that alone decides the two-thread numbers."""
+    import random
+    import statistics
+    import time
+
+    fnn.set_num_threads(threads)
+    cases = {}
+    for name in _MODELS:
+        bench = HandWrittenLoop()
+        bench.setup(name)
+        cases[name] = bench
+    before = HandWrittenLoop()
+    before.setup("sequential")
+    object.__setattr__(before.model, "_chain", None)
+    cases["sequential (layers)"] = before
+    compiled = CompiledLoop()
+    compiled.setup("sequential")
+    compiled.step.close()  # no governor: the thread count stays as set
+    compiled.step.governor = None
+    cases["compiled"] = compiled
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    order = list(cases.items())
+    for _ in range(rounds):
+        random.shuffle(order)
+        for name, bench in order:
+            t0 = time.perf_counter()
+            bench.epoch()
+            times[name].append(time.perf_counter() - t0)
+    base = statistics.median(times["compiled"])
+    return {k: statistics.median(v) / base for k, v in times.items()}
+
+
+if __name__ == "__main__":
+    for name, ratio in compare().items():
+        print(f"{name:22s} {ratio:.3f} x the compiled step")
