@@ -12,7 +12,10 @@ from ..losses import (
     NLLLoss,
     SmoothL1Loss,
 )
-from . import functional  # noqa: F401  (fnn.nn.functional)
+from . import (
+    _chain,  # noqa: F401  (registers Sequential's chain of Linear layers)
+    functional,  # noqa: F401  (fnn.nn.functional)
+)
 from .conv import (
     AdaptiveAvgPool2d,
     AvgPool2d,

@@ -43,6 +43,7 @@ from ..graph import Tensor, node
 from ..kernels import activations as K_act
 from ..kernels import blas as K_blas
 from ..kernels import dense as K_dense
+from . import module as _module
 from .layers import Activation, Linear
 from .module import Parameter
 
@@ -241,3 +242,6 @@ def chain_forward(chain: _Chain, x) -> Tensor | None:
 
     out.set_backward(backward)
     return out
+
+
+_module.CHAIN["make"] = make_chain  # what Sequential.forward calls (see module.CHAIN)

@@ -532,6 +532,12 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
+#: ``fastnn/nn/_chain.py`` (a Sequential of Linear layers as one graph node) puts its
+#: ``make_chain`` here when ``fastnn.nn`` imports it: it needs the layer classes, which build
+#: on this module, and this module imports nothing above itself.
+CHAIN: dict = {}
+
+
 class Sequential(Module):
     """Modules applied in order; children are named "0", "1", ... as in PyTorch (or by the
     keys of one ``OrderedDict`` argument).
@@ -610,9 +616,8 @@ class Sequential(Module):
             # A chain of Linear layers runs as one graph node (nn/_chain.py), the same bits.
             chain = self.__dict__.get("_chain", False)
             if chain is False:  # made once per layout, with the fusion plan
-                from . import _chain
-
-                chain = _chain.make_chain(self._fusion_plan())
+                make = CHAIN.get("make")
+                chain = make(self._fusion_plan()) if make is not None else None
                 object.__setattr__(self, "_chain", chain)
             if chain is not None:
                 out = chain.forward(x)
