@@ -13,6 +13,7 @@ from ..losses import (
     SmoothL1Loss,
 )
 from . import (
+    _chain,  # noqa: F401  (registers Sequential's chain of Linear layers)
     _torch_layout,  # noqa: F401  (load_state_dict(layout="torch"), from_torch)
     functional,  # noqa: F401  (fnn.nn.functional)
 )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import graph as _graph
 from .._dtype import resolve_dtype
 from ..graph import Tensor, node
 
@@ -144,7 +145,8 @@ class Module:
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
-            self.__dict__.pop("_plan", None)  # Sequential's fusion plan is out of date
+            # Sequential's fusion plan (and its chain) is out of date
+            self.__dict__.pop("_plan", None), self.__dict__.pop("_chain", None)
         elif name in self._buffers:
             if value is not None and not isinstance(value, np.ndarray):
                 raise TypeError(f"buffer {name!r} must be an ndarray, got {type(value).__name__}")
@@ -154,7 +156,7 @@ class Module:
     def __delattr__(self, name: str) -> None:
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
-        self.__dict__.pop("_plan", None)
+        self.__dict__.pop("_plan", None), self.__dict__.pop("_chain", None)
         object.__delattr__(self, name)
 
     def register_buffer(self, name: str, value, persistent: bool = True) -> None:
@@ -276,7 +278,7 @@ class Module:
         if module is None:
             self._modules[name] = None
             object.__setattr__(self, name, None)
-            self.__dict__.pop("_plan", None)
+            self.__dict__.pop("_plan", None), self.__dict__.pop("_chain", None)
         else:
             setattr(self, name, module)
 
@@ -535,6 +537,12 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
+#: ``fastnn/nn/_chain.py`` (a Sequential of Linear layers as one graph node) puts its
+#: ``make_chain`` here when ``fastnn.nn`` imports it: it needs the layer classes, which build
+#: on this module, and this module imports nothing above itself.
+CHAIN: dict = {}
+
+
 class Sequential(Module):
     """Modules applied in order; children are named "0", "1", ... as in PyTorch (or by the
     keys of one ``OrderedDict`` argument).
@@ -607,6 +615,17 @@ class Sequential(Module):
         return plan
 
     def forward(self, x):
+        if _graph._grad_enabled:
+            # A chain of Linear layers runs as one graph node (nn/_chain.py), the same bits.
+            chain = self.__dict__.get("_chain", False)
+            if chain is False:  # made once per layout, with the fusion plan
+                make = CHAIN.get("make")
+                chain = make(self._fusion_plan()) if make is not None else None
+                object.__setattr__(self, "_chain", chain)
+            if chain is not None:
+                out = chain.forward(x)
+                if out is not None:
+                    return out
         for m, fused in self._fusion_plan():
             if fused is None:
                 x = m(x)

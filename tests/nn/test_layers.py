@@ -408,12 +408,16 @@ def test_steady_state_training_step_reuses_activation_buffers():
     x = rand(32, 8).astype(np.float32)
     labels = np.arange(32) % 4
     ids = []
-    for _ in range(4):
-        loss = fnn.losses.cross_entropy(net(x), labels)
+    for _ in range(4):  # the layers one by one (each Linear's pool)
+        loss = fnn.losses.cross_entropy(net[2](fnn.relu(net[0](x))), labels)
         loss.backward()
         ids.append(id(net[0]._pool._bufs[("y", (32, 16), np.dtype(np.float32))][0]))
     assert len(set(ids)) == 1
     assert len(net[0]._pool._bufs[("y", (32, 16), np.dtype(np.float32))]) <= 2
+    for _ in range(4):  # the Sequential as one node (nn/_chain.py): its plans
+        loss = fnn.losses.cross_entropy(net(x), labels)
+        loss.backward()
+    assert len(net._chain.plans[32]) == 1
 
 
 def test_parameter_free_layers_take_dtype_or_keep_the_input_dtype():

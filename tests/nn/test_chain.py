@@ -1,0 +1,119 @@
+"""A Sequential of Linear layers called in grad mode runs as one graph node
+(fastnn/nn/_chain.py): the same bits as the layers one by one, and safe buffers."""
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import nn
+
+
+def _model(dtype, acts=("relu", "tanh")):
+    fnn.manual_seed(0)
+    mods = [nn.Linear(5, 7, dtype=dtype), nn.ReLU(), nn.Linear(7, 6, activation=acts[1],
+                                                                   dtype=dtype),
+            nn.Linear(6, 3, bias=False, dtype=dtype)]
+    return nn.Sequential(*mods)
+
+
+def _layer_by_layer(model, x):
+    """What Sequential.forward did before the chain: one graph node per fused step."""
+    for m, fused in model._fusion_plan():
+        x = m(x) if fused is None else m(x, _fused=fused)
+    return x
+
+
+def _train(model, forward, dtype, steps=4, sizes=(8, 8, 5, 8)):
+    rng = np.random.default_rng(1)
+    opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for n in sizes[:steps]:
+        x = fnn.tensor(rng.standard_normal((n, 5)).astype(dtype))
+        y = fnn.tensor(rng.integers(0, 3, n))
+        opt.zero_grad()
+        loss = fnn.nn.functional.cross_entropy(forward(model, x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses, [p.data.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chain_is_one_node_with_the_bits_of_the_layers(dtype):
+    a, b = _model(dtype), _model(dtype)
+    out = a(fnn.tensor(np.ones((4, 5), dtype)))
+    assert out._op.startswith("sequential(") and len(out._parents) == 5
+    la, pa = _train(a, lambda m, x: m(x), dtype, steps=4)
+    la2, _ = _train(a, lambda m, x: m(x), dtype, steps=3)
+    # one plan, reused: the last loss (still held) keeps only its output array
+    assert len(a._chain.plans[8]) == 1
+    assert len(a._chain.outputs._bufs[("y", (8, 3), np.dtype(dtype))]) == 2
+    a = _model(dtype)
+    la, pa = _train(a, lambda m, x: m(x), dtype)
+    lb, pb = _train(b, _layer_by_layer, dtype)
+    assert la == lb
+    for u, v in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_accumulated_gradients_and_retain_graph_match():
+    a, b = _model("float64"), _model("float64")
+    x = fnn.tensor(np.random.default_rng(2).standard_normal((6, 5)))
+    for m, fwd in ((a, lambda m, x: m(x)), (b, _layer_by_layer)):
+        loss = fwd(m, x).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()  # accumulates into the gradients of the first
+        with pytest.raises(RuntimeError, match="second time"):
+            loss.backward()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, q.grad)
+
+
+def test_parameter_gradients_match_centred_differences():
+    model = _model("float64")
+    x = np.random.default_rng(3).standard_normal((4, 5))
+    loss = (model(x) ** 2).sum()
+    assert model(x)._op.startswith("sequential(")
+    loss.backward()
+    eps = 1e-6
+    for p in model.parameters():
+        flat, grad = p.data.reshape(-1), p.grad.reshape(-1)
+        for i in range(0, flat.size, 7):
+            keep = flat[i]
+            with fnn.no_grad():  # the layers one by one
+                flat[i] = keep + eps
+                up = float((model(x) ** 2).sum().item())
+                flat[i] = keep - eps
+                down = float((model(x) ** 2).sum().item())
+            flat[i] = keep
+            np.testing.assert_allclose(grad[i], (up - down) / (2 * eps), rtol=1e-5, atol=1e-7)
+
+
+def test_an_output_still_held_is_never_overwritten():
+    model = _model("float32")
+    rng = np.random.default_rng(4)
+    x1, x2 = (rng.standard_normal((4, 5)).astype("float32") for _ in range(2))
+    out1 = model(x1)
+    out1.sum().backward()  # frees the graph: only the output array is still held
+    kept = out1.data.copy()
+    out2 = model(x2)
+    np.testing.assert_array_equal(out1.data, kept)
+    assert not np.shares_memory(out1.data, out2.data)
+    del out1
+    out3 = model(x2)  # nothing holds the first plan now: it is reused
+    assert np.array_equal(out3.data, out2.data)
+
+
+def test_falls_back_to_the_layers_when_it_does_not_apply():
+    model = _model("float32")
+    x = fnn.tensor(np.ones((3, 5), "float32"), requires_grad=True)
+    assert not model(x)._op.startswith("sequential(")  # the input needs a gradient
+    assert not model(np.ones((3, 5)))._op.startswith("sequential(")  # a cast: the layers
+    with fnn.no_grad():
+        assert model(np.ones((3, 5), "float32"))._op == ""
+    model[0].weight.requires_grad_(False)
+    assert not model(np.ones((3, 5), "float32"))._op.startswith("sequential(")
+    with pytest.raises(ValueError, match="expected input"):
+        model(np.ones((3, 4), "float32"))
+    bn = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    assert not bn(np.ones((3, 5), "float32"))._op.startswith("sequential(")
