@@ -125,6 +125,18 @@ def test_conv2d_matches_torch(case):
     _parity(layer, _torch_conv(layer, torch.nn.Conv2d), rand(2, c, h, w, seed=1))
 
 
+
+def test_conv2d_in_chunks_of_images_matches_torch(monkeypatch):
+    # the chunked path of large layers, forced at a small shape by lowering its thresholds
+    from fastnn.kernels import conv as K_conv
+
+    monkeypatch.setattr(K_conv, "CHUNK_MIN_BYTES", 0)
+    monkeypatch.setattr(K_conv, "CHUNK_BYTES", 1)  # one image per chunk
+    layer = fnn.Conv2d(3, 4, 3, padding=1, groups=1, dtype=F64)
+    assert K_conv.chunk_plan(5, 3, 6, 7, 3, 3, 8) == 1
+    _parity(layer, _torch_conv(layer, torch.nn.Conv2d), rand(5, 3, 6, 7, seed=3))
+
+
 def test_conv2d_with_fused_relu_matches_torch_sequence():
     layer = fnn.Conv2d(2, 3, 3, padding=1, dtype=F64)
     ours = fnn.Sequential(layer, fnn.ReLU())
