@@ -647,3 +647,16 @@ def batchnorm2d_backward(dy, x, gamma, eps, name="identity", alpha=0.0, beta=Non
     dx, dg, db = batchnorm_backward(_nchw_rows(dy), _nchw_rows(x), gamma, eps, name, alpha,
                                     beta)
     return _rows_nchw(dx, x.shape), dg, db
+
+
+def flip_crop(x, C, H, W, pad, offsets, flips):
+    """kernels/augment.flip_crop: torchvision's RandomCrop(padding=pad) then
+    RandomHorizontalFlip, written with np.pad and slicing; returns a new (B, C*H*W) array."""
+    imgs = x.reshape(-1, C, H, W)
+    padded = np.pad(imgs, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.empty_like(imgs)
+    for n in range(imgs.shape[0]):
+        oy, ox = offsets[n]
+        crop = padded[n, :, oy:oy + H, ox:ox + W]
+        out[n] = crop[:, :, ::-1] if flips[n] else crop
+    return out.reshape(x.shape)

@@ -443,3 +443,40 @@ def test_train_digits_with_a_cnn(tmp_path):
     arch = load_checkpoint(result.files["checkpoint"]).meta["config"]["architecture"]
     assert arch["arch"] == "cnn" and arch["image_shape"] == [1, 8, 8]
     assert isinstance(build_model(arch)[1], fnn.Conv2d)
+
+
+def test_augmented_batches_crop_and_flip_each_training_batch_from_the_seed():
+    from fastnn.data import DataLoader
+    from fastnn.recipes import AugmentedBatches
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 2 * 6 * 6)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+
+    def epoch(seed):
+        batches = AugmentedBatches(DataLoader((X, y), batch_size=4, shuffle=True, seed=seed,
+                                              dtype="float32"), (2, 6, 6))
+        assert len(batches) == 3 and batches.dataset.X is X
+        return [(xb.copy(), yb.copy()) for xb, yb in batches]
+
+    first, again, other = epoch(0), epoch(0), epoch(1)
+    for (xa, ya), (xb, yb) in zip(first, again, strict=True):
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other, strict=False))
+    # every augmented image is a shifted, maybe mirrored copy of its original: zero padding
+    # or pixels of the original, the pixel values drawn from it
+    plain = DataLoader((X, y), batch_size=4, shuffle=True, seed=0, dtype="float32")
+    order = plain.generator.permutation(10)
+    seen = np.concatenate([xb for xb, _ in first])
+    for row, src in zip(seen, order, strict=True):
+        assert np.isin(row[row != 0], X[src]).all()
+
+
+@pytest.mark.slow
+def test_train_with_augment_is_deterministic_per_seed(tmp_path):
+    from fastnn.recipes import run_training
+
+    args = {"data": "digits", "arch": "cnn", "epochs": 1, "hidden": "16", "augment": True}
+    a = run_training(args, out=str(tmp_path / "a"), quiet=True)
+    b = run_training(args, out=str(tmp_path / "b"), quiet=True)
+    assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
