@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["mlp", "cnn"], help="mlp (default), or cnn: a small "
                    "convolutional network for image data (digits, mnist, fashion-mnist, "
                    "cifar10, an npz whose X is (N, C, H, W)), --hidden then sizes its head")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="image data: random crops (zero padding 4) and horizontal flips of "
+                   "the training batches (default: off)")
     p.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: 256,256)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), help="(default: relu)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,

@@ -23,7 +23,7 @@ DEFAULTS = {
     "data": "digits", "task": "auto", "hidden": "256,256", "activation": "relu",
     "batchnorm": True, "dropout": 0.2, "loss": None, "optimizer": "adam", "lr": None,
     "weight_decay": 1e-4, "schedule": "cosine", "epochs": 30, "batch_size": 64, "seed": 0,
-    "val_fraction": 0.1, "dtype": "float32", "arch": "mlp",
+    "val_fraction": 0.1, "dtype": "float32", "arch": "mlp", "augment": False,
     # tables (csv:/parquet: data): a held-out test file, role overrides, embeddings, the
     # target transform, early stopping on the validation loss (0: off)
     "test": None, "categorical": None, "numeric": None, "drop": None, "embedding_dim": None,
@@ -228,6 +228,54 @@ def _cnn_architecture(cfg: dict, data) -> dict:
     if cfg["arch"] != "cnn":
         raise ConfigError(f"--arch must be mlp or cnn, got {cfg['arch']!r}")
     return {"arch": "cnn", "image_shape": list(image_shape(cfg["data"], int(data.n_features)))}
+
+
+#: Zero padding of ``--augment``'s random crops (torchvision's CIFAR recipe).
+AUGMENT_PADDING = 4
+
+
+class AugmentedBatches:
+    """The batches of a :class:`~fastnn.data.DataLoader` of images (rows of (C, H, W)
+    pixels), each randomly cropped with zero padding ``pad`` and flipped horizontally, in
+    place in the loader's batch buffer (``kernels.augment.flip_crop``): ``fastnn train
+    --augment``.
+
+    The crop corners and flips are drawn from the loader's own generator, whose state is in
+    the checkpoint: a seed gives the same run on any number of threads or ranks (every rank
+    draws the whole global batch's numbers), and a resumed run continues the same stream.
+    """
+
+    def __init__(self, loader, image_shape, pad: int = AUGMENT_PADDING):
+        from ._buffers import BufferPool
+
+        self.loader, self.image_shape, self.pad = loader, tuple(image_shape), int(pad)
+        self._pool = BufferPool()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        from .kernels import augment as K_augment
+
+        C, H, W = self.image_shape
+        generator = self.loader.generator
+        for xb, yb in self.loader:
+            n = len(xb)
+            offsets = generator.integers(0, 2 * self.pad + 1, size=(n, 2))
+            flips = (generator.random(n) < 0.5).astype(np.uint8)
+            scratch = self._pool.get("pixels", xb.shape, xb.dtype)
+            K_augment.flip_crop(xb.size)(xb, C, H, W, self.pad, offsets, flips, scratch)
+            yield xb, yb
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+    def state_dict(self) -> dict:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state)
 
 
 # --------------------------------------------------------------------- the encoding
@@ -1028,6 +1076,7 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
             f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}, batch {cfg['batch_size']}"
+            + (", augmented (crops, flips)" if cfg["augment"] else "")
             + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
             + (f"; {step}" if step else ""))
 
@@ -1129,6 +1178,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
             raise ConfigError(f"the checkpoint has {start_epoch} epochs already; ask for more "
                               f"with --epochs N > {start_epoch}")
 
+    batches = AugmentedBatches(loader, image_shape(cfg["data"], int(data.n_features))) \
+        if cfg["augment"] else loader  # only the training batches: validation sees the data
     if out is None:
         out = os.path.dirname(os.path.abspath(resume)) if resume else \
             os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
@@ -1180,7 +1231,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         # A diverging run overflows before its loss turns NaN; fit reports that once.
         with np.errstate(over="ignore", invalid="ignore"):
             if comm is None:
-                fit(model, loss_fn, optimizer, loader, val=data.val, epochs=cfg["epochs"],
+                fit(model, loss_fn, optimizer, batches, val=data.val, epochs=cfg["epochs"],
                     schedule=schedule, quiet=quiet, start_epoch=start_epoch, history=history,
                     callbacks=callbacks, log=log,
                     target_scaler=enc.target_scaler, step=step)
@@ -1194,7 +1245,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                         print(f"fastnn train: early stopping kept epoch {stopper.best_epoch} "
                               f"(val_loss {stopper.best:.4f})", file=log)
             else:
-                _fit_distributed(model, loss_fn, optimizer, loader, data, cfg, schedule,
+                _fit_distributed(model, loss_fn, optimizer, batches, data, cfg, schedule,
                                  comm, sync_batchnorm, save, start_epoch, history, quiet, log)
     except TrainingDiverged as exc:
         kept = f"; the last good checkpoint is {ckpt_path}" if os.path.isfile(ckpt_path) else ""

@@ -657,3 +657,16 @@ def csr_rows_to_dense(data, indices, indptr, rows, shape, dtype):
         for k in range(indptr[r], indptr[r + 1]):
             out[i, indices[k]] += data[k]
     return out.astype(dtype)
+
+
+def flip_crop(x, C, H, W, pad, offsets, flips):
+    """kernels/augment.flip_crop: torchvision's RandomCrop(padding=pad) then
+    RandomHorizontalFlip, written with np.pad and slicing; returns a new (B, C*H*W) array."""
+    imgs = x.reshape(-1, C, H, W)
+    padded = np.pad(imgs, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.empty_like(imgs)
+    for n in range(imgs.shape[0]):
+        oy, ox = offsets[n]
+        crop = padded[n, :, oy:oy + H, ox:ox + W]
+        out[n] = crop[:, :, ::-1] if flips[n] else crop
+    return out.reshape(x.shape)

@@ -82,3 +82,22 @@ def test_cli_distributed_training_with_dropout_has_the_losses_of_one_process(tmp
     assert len(ranks) == len(one) == 3
     for a, b in zip(ranks, one, strict=True):  # float32 training: sums in another order
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6, abs=0)
+
+
+@pytest.mark.slow
+def test_cli_distributed_cnn_has_the_losses_of_one_process(tmp_path):
+    # a small CNN (conv 32-32, BatchNorm2d synchronized over the ranks, pool, head 16) on
+    # digits: 2 ranks take the loss path of one process
+    from conftest import cli_train, run_metrics
+
+    args = ["--arch", "cnn", "--hidden", "16", "--epochs", "2", "--quiet"]
+    proc = mpirun("-m", "fastnn.cli", "train", "--distributed", "--sync-batchnorm",
+                  "--out", str(tmp_path / "ranks"), *args, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, out = cli_train(tmp_path, "one", *args)
+    assert code == 0
+    ranks, one = run_metrics(tmp_path / "ranks")["history"], run_metrics(out)["history"]
+    assert len(ranks) == len(one) == 2
+    for a, b in zip(ranks, one, strict=True):  # float32 training: sums in another order
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=0)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=0)

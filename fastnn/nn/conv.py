@@ -110,9 +110,17 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
     d = pool.get("d" if code != K_act.IDENTITY else "d0",
                  (N if code != K_act.IDENTITY else 0, O, OH, OW), dt)
     direct = K_conv.uses_direct(C, O, groups)  # depthwise: direct loops, no column matrix
+    # a large layer: chunks of images whose column matrix stays in cache (0: batch-wide)
+    chunk = 0 if direct else K_conv.chunk_plan(N, C, OH, OW, kh, kw, np.dtype(dt).itemsize)
     if direct:
         cols = None
         K_conv.depthwise_forward_call(X, W4, b, stride, padding, dilation, code, alpha, y, d)
+    elif chunk:
+        cols = None
+        scratch = K_conv.chunk_scratch_shapes(N, W4.shape, OH, OW, groups, chunk)
+        K_conv.conv2d_forward_chunked(X, W4, b, stride, padding, dilation, groups, code,
+                                      alpha, chunk, pool.get("chunk_cols", scratch["cols"], dt),
+                                      pool.get("chunk_z", scratch["z"], dt), y, d)
     else:
         cols = pool.get("cols", (groups, cg * kh * kw, N * P), dt)
         z = pool.get("z", (O, N * P), dt)
@@ -136,6 +144,13 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
                     g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
                     pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db,
                     dW_into)
+            elif chunk:
+                K_conv.conv2d_backward_chunked(
+                    g, d, X, W4, stride, padding, dilation, groups, chunk,
+                    pool.get("chunk_cols", scratch["cols"], dt),
+                    pool.get("chunk_z", scratch["z"], dt),
+                    pool.get("chunk_dcols", scratch["dcols"], dt),
+                    pool.get("chunk_dW", scratch["dW_tasks"], dt), partial, dx, dW, db, dW_into)
             else:
                 dcols = pool.get("dcols", cols.shape, dt) if dx is not None else None
                 K_conv.conv2d_backward(g, d, cols, W4, stride, padding, dilation,

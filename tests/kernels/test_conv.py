@@ -143,3 +143,86 @@ def test_depthwise_same_bits_on_one_and_two_threads():
         numba.set_num_threads(before)
     for a, b_ in zip(results[0], results[-1], strict=True):
         assert np.array_equal(a, b_)
+
+
+# The chunked path (chunks of images in cache, for large layers) at small shapes: the chunk
+# size and the task cap are lowered through their parameters. (N, C, H, W, O, kh, kw,
+# stride, padding, dilation, groups, images per chunk, max tasks)
+CHUNKED = [
+    (5, 3, 7, 6, 4, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, 2, 16),  # a short last chunk
+    (7, 4, 9, 8, 6, 3, 2, (2, 1), (0, 1, 1, 0), (2, 1), 2, 1, 3),  # tasks of 2-3 chunks, groups
+]
+
+
+def _run_chunked(case, dtype, act, bias=True, accumulate=False, seed=0):
+    n, c, h, w, o, kh, kw, stride, pad, dil, groups, per_chunk, max_tasks = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else np.empty(0, dtype)
+    oh = conv.output_size(h, kh, stride[0], pad[0], pad[1], dil[0])
+    ow = conv.output_size(w, kw, stride[1], pad[2], pad[3], dil[1])
+    shapes = conv.chunk_scratch_shapes(n, W.shape, oh, ow, groups, per_chunk, max_tasks)
+    scratch = {k: np.empty(s, dtype) for k, s in shapes.items()}
+    y = np.empty((n, o, oh, ow), dtype)
+    d = np.empty((n if act != "identity" else 0, o, oh, ow), dtype)
+    conv.conv2d_forward_chunked(x, W, b, stride, pad, dil, groups, CODES[act], 0.0, per_chunk,
+                                scratch["cols"], scratch["z"], y, d, max_tasks=max_tasks)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty(o, dtype) if bias else None
+    acc = np.ones_like(W) if accumulate else None
+    conv.conv2d_backward_chunked(dy, d, x, W, stride, pad, dil, groups, per_chunk,
+                                 scratch["cols"], np.empty(shapes["z"], dtype),
+                                 scratch["dcols"], scratch["dW_tasks"], np.empty((n, o)), dx,
+                                 dW, db, accumulate_dW=acc, max_tasks=max_tasks)
+    return (x, W, b if bias else None, dy), (y, d, dx, acc if accumulate else dW, db)
+
+
+@pytest.mark.parametrize("case", CHUNKED)
+@pytest.mark.parametrize("act", ["identity", "relu"])
+def test_chunked_matches_the_naive_twin(case, act, dtype, tol):
+    stride, pad, dil, groups = case[7:11]
+    (x, W, b, dy), (y, d, dx, dW, db) = _run_chunked(case, dtype, act)
+    y_ref, d_ref = naive.conv2d_forward(x, W, b, stride, pad, dil, groups, act)
+    np.testing.assert_allclose(y, y_ref, rtol=tol["rtol"], atol=tol["atol"] * 10)
+    if act != "identity":
+        np.testing.assert_allclose(d, d_ref, **tol)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, stride, pad, dil, groups,
+                                                   d_ref if act != "identity" else None)
+    for got, ref in ((dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+
+
+def test_chunked_without_bias_accumulates_dW():
+    case = CHUNKED[1]
+    stride, pad, dil, groups = case[7:11]
+    (x, W, _, dy), (y, _, _, acc, _) = _run_chunked(case, np.float64, "identity", bias=False,
+                                                     accumulate=True)
+    np.testing.assert_allclose(y, naive.conv2d_forward(x, W, None, stride, pad, dil,
+                                                       groups)[0], rtol=1e-12, atol=1e-12)
+    _, dW_ref, _ = naive.conv2d_backward(dy, x, W, stride, pad, dil, groups, None)
+    np.testing.assert_allclose(acc, dW_ref + 1.0, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_same_bits_on_one_and_two_threads():
+    case = (9, 6, 12, 12, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1, 2, 16)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            # the parallel variant whatever the size (the serial one is the same loop)
+            results.append(_run_chunked(case, np.float32, "relu")[1])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(results[0], results[-1], strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_chunk_plan_keeps_small_layers_batch_wide():
+    # LeNet-5's convolutions (batch 64): column matrices of 5 and 3.8 MB, batch-wide
+    assert conv.chunk_plan(64, 1, 28, 28, 5, 5, 4) == 0
+    assert conv.chunk_plan(64, 6, 10, 10, 5, 5, 4) == 0
+    # the small CIFAR net's 32->32 convolution (batch 128, 151 MB): one image per chunk
+    assert conv.chunk_plan(128, 32, 32, 32, 3, 3, 4) == 1
+    assert conv.chunk_plan(128, 3, 32, 32, 3, 3, 4) == 4

@@ -125,6 +125,18 @@ def test_conv2d_matches_torch(case):
     _parity(layer, _torch_conv(layer, torch.nn.Conv2d), rand(2, c, h, w, seed=1))
 
 
+
+def test_conv2d_in_chunks_of_images_matches_torch(monkeypatch):
+    # the chunked path of large layers, forced at a small shape by lowering its thresholds
+    from fastnn.kernels import conv as K_conv
+
+    monkeypatch.setattr(K_conv, "CHUNK_MIN_BYTES", 0)
+    monkeypatch.setattr(K_conv, "CHUNK_BYTES", 1)  # one image per chunk
+    layer = fnn.Conv2d(3, 4, 3, padding=1, groups=1, dtype=F64)
+    assert K_conv.chunk_plan(5, 3, 6, 7, 3, 3, 8) == 1
+    _parity(layer, _torch_conv(layer, torch.nn.Conv2d), rand(5, 3, 6, 7, seed=3))
+
+
 def test_conv2d_with_fused_relu_matches_torch_sequence():
     layer = fnn.Conv2d(2, 3, 3, padding=1, dtype=F64)
     ours = fnn.Sequential(layer, fnn.ReLU())
@@ -431,3 +443,40 @@ def test_train_digits_with_a_cnn(tmp_path):
     arch = load_checkpoint(result.files["checkpoint"]).meta["config"]["architecture"]
     assert arch["arch"] == "cnn" and arch["image_shape"] == [1, 8, 8]
     assert isinstance(build_model(arch)[1], fnn.Conv2d)
+
+
+def test_augmented_batches_crop_and_flip_each_training_batch_from_the_seed():
+    from fastnn.data import DataLoader
+    from fastnn.recipes import AugmentedBatches
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 2 * 6 * 6)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+
+    def epoch(seed):
+        batches = AugmentedBatches(DataLoader((X, y), batch_size=4, shuffle=True, seed=seed,
+                                              dtype="float32"), (2, 6, 6))
+        assert len(batches) == 3 and batches.dataset.X is X
+        return [(xb.copy(), yb.copy()) for xb, yb in batches]
+
+    first, again, other = epoch(0), epoch(0), epoch(1)
+    for (xa, ya), (xb, yb) in zip(first, again, strict=True):
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other, strict=False))
+    # every augmented image is a shifted, maybe mirrored copy of its original: zero padding
+    # or pixels of the original, the pixel values drawn from it
+    plain = DataLoader((X, y), batch_size=4, shuffle=True, seed=0, dtype="float32")
+    order = plain.generator.permutation(10)
+    seen = np.concatenate([xb for xb, _ in first])
+    for row, src in zip(seen, order, strict=True):
+        assert np.isin(row[row != 0], X[src]).all()
+
+
+@pytest.mark.slow
+def test_train_with_augment_is_deterministic_per_seed(tmp_path):
+    from fastnn.recipes import run_training
+
+    args = {"data": "digits", "arch": "cnn", "epochs": 1, "hidden": "16", "augment": True}
+    a = run_training(args, out=str(tmp_path / "a"), quiet=True)
+    b = run_training(args, out=str(tmp_path / "b"), quiet=True)
+    assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
