@@ -178,7 +178,38 @@ def _wait(pid: int) -> None:
         pass
 
 
-def warmup(dtypes=("float32", "float64"), verbose: bool = True, parallel: bool = True) -> float:
+def _tiny_cnn_step(dtype) -> None:
+    """One forward/backward through every convolutional layer kind on tiny images: Conv2d by
+    im2col (batch-wide and in chunks of images), depthwise, 1x1; BatchNorm2d, the poolings,
+    Dropout2d; and ``--augment``'s crop-and-flip kernel."""
+    from . import losses, nn
+    from .graph import Tensor
+    from .kernels import augment, conv
+
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, dtype=dtype), nn.BatchNorm2d(4, dtype=dtype), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, groups=4, activation="relu", dtype=dtype),
+        nn.MaxPool2d(2), nn.Dropout2d(0.1, seed=0), nn.Conv2d(4, 4, 1, dtype=dtype),
+        nn.AvgPool2d(1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3, dtype=dtype))
+    x = Tensor(np.linspace(-1.0, 1.0, 144, dtype=dtype).reshape(2, 2, 6, 6),
+               requires_grad=True)
+    labels = np.array([0, 2])
+    thresholds = conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES
+    try:
+        for chunked in (False, True):  # the batch-wide product, then chunks of one image
+            conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES = (0, 1) if chunked else thresholds
+            losses.cross_entropy(model(x), labels).backward()
+    finally:
+        conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES = thresholds
+    model.eval()
+    model(x)
+    rows = x.data.reshape(2, 72).copy()
+    augment.flip_crop(rows.size)(rows, 2, 6, 6, 4, np.array([[0, 8], [4, 4]]),
+                                 np.array([1, 0], np.uint8), np.empty_like(rows))
+
+
+def warmup(dtypes=("float32", "float64"), verbose: bool = True, parallel: bool = True,
+           cnn: bool = False) -> float:
     """Compile (or load from the on-disk cache) the kernels that training uses.
 
     Kernels compile lazily on first use; calling this first moves that cost to a moment of
@@ -189,6 +220,8 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = True, parallel: bool =
     ----------
     dtypes : the dtypes to compile for.
     verbose : print how long it took to stderr.
+    cnn : also the kernels of convolutional networks (convolutions, pooling, BatchNorm2d,
+        Dropout2d, ``--augment``), in this process.
     parallel : with two or more dtypes, a second process warms them up in the opposite
         order, compiling on another core; each kernel is compiled once, by whichever
         process reaches it first (the other loads it from the disk cache).
@@ -212,6 +245,8 @@ def warmup(dtypes=("float32", "float64"), verbose: bool = True, parallel: bool =
                 for k in kernels:
                     k.min_parallel = min_parallel
                 _tiny_training_step(np.dtype(dtype))
+                if cnn:
+                    _tiny_cnn_step(np.dtype(dtype))
     finally:
         for k, t in zip(kernels, thresholds, strict=True):
             k.min_parallel = t

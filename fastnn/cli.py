@@ -141,7 +141,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_warmup(args: argparse.Namespace) -> int:
     import fastnn
 
-    fastnn.warmup(dtypes=args.dtypes, verbose=True)
+    fastnn.warmup(dtypes=args.dtypes, verbose=True, cnn=args.cnn)
     return 0
 
 
@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("warmup", help="compile the kernels now (cached on disk for later runs)")
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    p.add_argument("--cnn", action="store_true",
+                   help="also the kernels of convolutional networks (--arch cnn)")
     p.set_defaults(func=_cmd_warmup)
     return parser
 

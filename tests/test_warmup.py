@@ -65,3 +65,15 @@ def test_the_bundled_digits_load_without_importing_scikit_learn():
     d = load_digits()
     np.testing.assert_array_equal(d.X, sk.data)
     np.testing.assert_array_equal(d.y, sk.target)
+
+
+def test_warmup_with_cnn_runs_every_convolutional_layer_kind():
+    """``fastnn warmup --cnn``: the tiny CNN step goes through conv (batch-wide and chunked),
+    depthwise, pooling, BatchNorm2d, Dropout2d and the augment kernel without error, and
+    leaves the chunk thresholds as they were."""
+    from fastnn import _warmup
+    from fastnn.kernels import conv
+
+    before = conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES
+    _warmup.warmup(dtypes=("float64",), verbose=False, parallel=False, cnn=True)
+    assert (conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES) == before
