@@ -610,7 +610,8 @@ def _change_array(a, how: str):
             return a.astype({"str": "U8", "complex": np.complex128}.get(how, how))
     b = np.array(a, dtype=np.float64 if a.dtype.kind not in "fc" else a.dtype)
     if b.size:
-        b.flat[0] = {"nan": np.nan, "inf": np.inf, "huge": 1e308, "negative": -1.0}[how]
+        with np.errstate(all="ignore"):  # 1e308 into float32 is Inf: meant
+            b.flat[0] = {"nan": np.nan, "inf": np.inf, "huge": 1e308, "negative": -1.0}[how]
     return b
 
 
