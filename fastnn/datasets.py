@@ -389,7 +389,11 @@ def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndar
         return v
     if pa.types.is_boolean(t):
         return np.asarray(col.to_numpy(zero_copy_only=False), bool)
-    names = col.cast(pa.string())
+    try:
+        names = col.cast(pa.string())
+    except pa.ArrowException as exc:  # bytes that are not UTF-8, nested values
+        raise DataError(f"{where}: column {name!r} ({t}) cannot be read as target names: "
+                        f"{exc}") from None
     lengths = pc.utf8_length(names).to_numpy(zero_copy_only=False)
     longest = int(np.argmax(lengths)) if len(lengths) else 0
     # a fixed-width array of names takes (rows x longest name) characters: refused when one
@@ -417,6 +421,11 @@ def load_table(path, target: str | None, features: list[str] | None = None,
     if table is None:
         table = read_table(path, column_types)
     header = list(table.column_names)
+    seen: set[str] = set()
+    twice = next((c for c in header if c in seen or seen.add(c)), None)
+    if twice is not None:
+        raise DataError(f"{where}: the column name {twice!r} appears {header.count(twice)} "
+                        f"times in the header; names must be unique")
     targets: list[str] = []
     if target is not None:
         targets = [target] if target in header else [t.strip() for t in target.split(",")]

@@ -59,7 +59,13 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d, gen_batches, shuffle
-    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils._param_validation import (
+        Interval,
+        InvalidParameterError,
+        Options,
+        StrOptions,
+        validate_parameter_constraints,
+    )
     from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (
@@ -75,7 +81,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from . import losses, nn, optim
-from .data import ArrayDataset, row_taker
+from .data import ArrayDataset, DataError, row_taker
 from .graph import Tensor, exp, no_grad, sigmoid, softmax
 from .kernels.sparse import csr_rows_to_dense
 from .optim.optimizers import sum_of_squares, sum_of_squares_chunks
@@ -373,6 +379,198 @@ class _Network:
 
     def intercepts(self) -> list[np.ndarray]:
         return [lin.bias.data for lin in self.linears]
+
+
+class EstimatorStateError(DataError):
+    """An unpickled MLPClassifier / MLPRegressor whose state is not one a fit leaves: a field
+    missing, of the wrong type, shape or dtype, non-finite, or inconsistent with the others.
+    The message names the field, what it holds and what it should hold."""
+
+
+#: What unpickling may have to refuse while rebuilding the network from a state that passed
+#: the field checks below (a dropout generator's state NumPy rejects, an optimizer state
+#: of another layout): each is reported as an EstimatorStateError naming the field.
+_RESTORE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError,
+                   OverflowError)
+
+
+_MISSING = object()
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.dtype} with shape {value.shape}"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a broken object (a state field of one) may not print
+        text = "(unprintable)"
+    return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
+
+
+def _is_model_dtype(value) -> bool:
+    """The ``dtype`` hyperparameter's values that fit accepts (None, float32, float64)."""
+    if value is None:
+        return True
+    if isinstance(value, np.ndarray):
+        return False
+    try:
+        return np.dtype(value) in _DTYPES.values()
+    except Exception:  # noqa: BLE001 - np.dtype's errors on arbitrary objects vary
+        return False
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
+
+
+class _StateChecker:
+    """The checks of an unpickled estimator's state (``_BaseMLP.__setstate__``)."""
+
+    def __init__(self, est, state: dict):
+        self.name, self.state = type(est).__name__, state
+
+    def fail(self, field: str, value, expected: str):
+        raise EstimatorStateError(f"unpickled {self.name}: {field} is {_describe(value)}; "
+                                  f"expected {expected}")
+
+    def get(self, field: str):
+        if field not in self.state:
+            raise EstimatorStateError(f"unpickled {self.name}: the fitted state has no "
+                                      f"{field}")
+        return self.state[field]
+
+    def int_field(self, field: str, value=_MISSING, equal=None) -> int:
+        value = self.get(field) if value is _MISSING else value
+        if not _is_int(value) or value < 0 or (equal is not None and value != equal):
+            self.fail(field, value, "an integer >= 0" if equal is None else f"{equal}")
+        return int(value)
+
+    def arrays(self, field: str, ndim: int, dtype=None) -> list[np.ndarray]:
+        values = self.get(field)
+        if not isinstance(values, list) or not values:
+            self.fail(field, values, f"a non-empty list of {ndim}-D float arrays")
+        for i, a in enumerate(values):
+            want = dtype or "float32 or float64"
+            if (not isinstance(a, np.ndarray) or a.ndim != ndim or 0 in a.shape
+                    or a.dtype not in (dtype and [dtype] or _DTYPES.values())):
+                self.fail(f"{field}[{i}]", a, f"a non-empty {ndim}-D array of {want}")
+            if not np.isfinite(a).all():
+                self.fail(f"{field}[{i}]", a, "finite values")
+        return values
+
+    def network(self) -> tuple[list, list]:
+        coefs = self.arrays("coefs_", 2)
+        dtype = coefs[0].dtype
+        intercepts = self.arrays("intercepts_", 1, dtype)
+        for i, c in enumerate(coefs):
+            if c.dtype != dtype:
+                self.fail(f"coefs_[{i}]", c, f"{dtype}, the dtype of coefs_[0]")
+            if i and c.shape[0] != coefs[i - 1].shape[1]:
+                self.fail(f"coefs_[{i}]", c, f"{coefs[i - 1].shape[1]} rows, the columns of "
+                                             f"coefs_[{i - 1}]")
+        if len(intercepts) != len(coefs):
+            self.fail("intercepts_", intercepts, f"{len(coefs)} arrays, one per layer")
+        for i, (c, b) in enumerate(zip(coefs, intercepts, strict=True)):
+            if b.shape != (c.shape[1],):
+                self.fail(f"intercepts_[{i}]", b, f"shape {(c.shape[1],)}")
+        self.int_field("n_features_in_", equal=coefs[0].shape[0])
+        self.int_field("n_outputs_", equal=coefs[-1].shape[1])
+        self.int_field("n_layers_", equal=len(coefs) + 1)
+        names = self.state.get("feature_names_in_")
+        if "feature_names_in_" in self.state and not (
+                isinstance(names, np.ndarray) and names.shape == (coefs[0].shape[0],)
+                and all(isinstance(n, str) for n in names.tolist())):
+            self.fail("feature_names_in_", names, f"{coefs[0].shape[0]} column names")
+        return coefs, intercepts
+
+    def snapshot(self, coefs) -> dict:
+        snap = self.get("_net_snapshot")
+        keys = {"arch", "extra", "dropout", "solver", "optimizer", "adam_steps"}
+        if not isinstance(snap, dict) or set(snap) != keys:
+            self.fail("_net_snapshot", snap, f"a dict of {sorted(keys)}")
+        arch = snap["arch"]
+        hidden = [c.shape[1] for c in coefs[:-1]]
+        if not isinstance(arch, dict) or set(arch) != {"hidden", "activation", "batchnorm",
+                                                         "dropout"}:
+            self.fail("_net_snapshot['arch']", arch,
+                      "a dict of 'hidden', 'activation', 'batchnorm', 'dropout'")
+        if arch["hidden"] != hidden or not all(_is_int(h) for h in arch["hidden"]):
+            self.fail("_net_snapshot['arch']['hidden']", arch["hidden"],
+                      f"{hidden}, the hidden layers of coefs_")
+        if not isinstance(arch["activation"], str) or arch["activation"] not in _ACTIVATIONS:
+            self.fail("_net_snapshot['arch']['activation']", arch["activation"],
+                      f"one of {sorted(_ACTIVATIONS)}")
+        if not isinstance(arch["batchnorm"], bool):
+            self.fail("_net_snapshot['arch']['batchnorm']", arch["batchnorm"], "a bool")
+        rates = arch["dropout"]
+        if (not isinstance(rates, list) or len(rates) != len(hidden)
+                or not all(isinstance(r, float) and 0.0 <= r < 1.0 for r in rates)):
+            self.fail("_net_snapshot['arch']['dropout']", rates,
+                      f"a list of {len(hidden)} rates in [0, 1)")
+        if not isinstance(snap["extra"], dict):
+            self.fail("_net_snapshot['extra']", snap["extra"], "a dict of arrays")
+        if not isinstance(snap["dropout"], list):
+            self.fail("_net_snapshot['dropout']", snap["dropout"], "a list of generator states")
+        if snap["solver"] is not None and snap["solver"] not in _STOCHASTIC_SOLVERS:
+            self.fail("_net_snapshot['solver']", snap["solver"],
+                      f"None or one of {list(_STOCHASTIC_SOLVERS)}")
+        if snap["optimizer"] is not None and not isinstance(snap["optimizer"], dict):
+            self.fail("_net_snapshot['optimizer']", snap["optimizer"], "None or a dict")
+        self.int_field("_net_snapshot['adam_steps']", snap["adam_steps"])
+        return snap
+
+    def model_state(self, field: str, given, expected: dict, finite: bool = True) -> None:
+        """``given`` holds exactly the arrays of ``expected`` (names, shapes, kinds)."""
+        if not isinstance(given, dict) or set(given) != set(expected):
+            self.fail(field, given, f"a dict of the arrays {sorted(expected)}")
+        for k, want in expected.items():
+            a = given[k]
+            if (not isinstance(a, np.ndarray) or a.shape != want.shape
+                    or a.dtype.kind != want.dtype.kind):
+                self.fail(f"{field}[{k!r}]", a, f"an array of {want.dtype} with shape "
+                                                f"{want.shape}")
+            if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+                self.fail(f"{field}[{k!r}]", a, "finite values")
+
+    def labels(self, n_outputs: int) -> None:
+        lb = self.get("_label_binarizer")
+        if not isinstance(lb, LabelBinarizer):
+            self.fail("_label_binarizer", lb, "a fitted sklearn LabelBinarizer")
+        d = vars(lb)
+        for key in ("classes_", "y_type_", "sparse_input_", "neg_label", "pos_label",
+                    "sparse_output"):
+            if key not in d:
+                self.fail("_label_binarizer", lb, f"a fitted LabelBinarizer (it has no {key})")
+        classes = d["classes_"]
+        if (not isinstance(classes, np.ndarray) or classes.ndim != 1
+                or classes.dtype.kind not in "biufUO" or len(classes) == 0
+                or (classes.dtype.kind == "O"
+                    and not all(isinstance(c, str | Integral) for c in classes.tolist()))):
+            self.fail("_label_binarizer.classes_", classes, "a 1-D array of class labels")
+        y_type = d["y_type_"]
+        want = {"binary": (1, (1, 2)), "multiclass": (len(classes), (len(classes),)),
+                "multilabel-indicator": (len(classes), (len(classes),))}
+        if not isinstance(y_type, str) or y_type not in want:
+            self.fail("_label_binarizer.y_type_", y_type, f"one of {sorted(want)}")
+        outputs, counts = want[y_type]
+        if n_outputs != outputs or len(classes) not in counts:
+            self.fail("_label_binarizer.classes_", classes,
+                      f"classes fitting {n_outputs} outputs of a {y_type} target")
+        if not (_is_int(d["neg_label"]) and _is_int(d["pos_label"])
+                and d["neg_label"] < d["pos_label"]):
+            self.fail("_label_binarizer.neg_label/pos_label", (d["neg_label"], d["pos_label"]),
+                      "two integers, neg_label < pos_label")
+        if d["sparse_output"] is not False or not isinstance(d["sparse_input_"], bool):
+            self.fail("_label_binarizer.sparse_output/sparse_input_",
+                      (d["sparse_output"], d["sparse_input_"]), "False and a bool")
+        mine = self.get("classes_")
+        if (not isinstance(mine, np.ndarray) or mine.shape != classes.shape
+                or mine.dtype != classes.dtype or not (mine == classes).all()):
+            self.fail("classes_", mine, "the classes of _label_binarizer")
+        act = self.get("out_activation_")
+        expected = "softmax" if y_type == "multiclass" else "logistic"
+        if act != expected:
+            self.fail("out_activation_", act, f"{expected!r} for a {y_type} target")
 
 
 # ------------------------------------------------------------------------- the step
@@ -991,6 +1189,72 @@ class _BaseMLP(BaseEstimator):
             return (sigmoid(t) if act == "logistic" else exp(t)).data
 
     # -------------------------------------------------------------- pickling
+    def __setstate__(self, state):
+        """Check an unpickled state and rebuild the fastnn network from it; anything a fit
+        could not have left raises :class:`EstimatorStateError` naming the field."""
+        if not isinstance(state, dict):
+            raise EstimatorStateError(f"unpickled {type(self).__name__}: the state is "
+                                      f"{_describe(state)}; expected a dict")
+        check = _StateChecker(self, state)
+        params = {}
+        for p in self._get_param_names():
+            if p not in state:
+                raise EstimatorStateError(f"unpickled {type(self).__name__}: the state has "
+                                          f"no hyperparameter {p}")
+            params[p] = state[p]
+        fitted = [k for k in state if k.endswith("_") and not k.startswith("__")]
+        if fitted:
+            try:
+                validate_parameter_constraints(self._parameter_constraints, params,
+                                               caller_name=type(self).__name__)
+            except InvalidParameterError as exc:
+                raise EstimatorStateError(f"unpickled {type(self).__name__}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - a value sklearn's check itself chokes on
+                raise EstimatorStateError(f"unpickled {type(self).__name__}: a hyperparameter "
+                                          f"cannot be checked ({type(exc).__name__}: {exc})"
+                                          ) from None
+            if not _is_model_dtype(params["dtype"]):
+                check.fail("dtype", params["dtype"], "None, 'float32' or 'float64'")
+            coefs, _ = check.network()
+            snap = check.snapshot(coefs)
+            for field in ("n_iter_", "t_"):
+                if field in state:
+                    check.int_field(field)
+            if self._is_classifier():
+                check.labels(coefs[-1].shape[1])
+            else:
+                act = check.get("out_activation_")
+                want = "exp" if params.get("loss") == "poisson" else "identity"
+                if act != want:
+                    check.fail("out_activation_", act, f"{want!r} for loss={params['loss']!r}")
+            if "_net" in state:
+                check.fail("_net", state["_net"], "no network object (a snapshot of arrays)")
+        super().__setstate__(state)
+        if fitted:
+            self._restore_network(check, snap)
+
+    def _restore_network(self, check: _StateChecker, snap: dict) -> None:
+        arch, coefs = snap["arch"], self.coefs_  # a bare network: the names and shapes
+        units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+        net = _Network(_build_model(units, arch["activation"], arch["batchnorm"],
+                                    arch["dropout"], coefs[0].dtype, [0] * len(units)), arch)
+        check.model_state("_net_snapshot['extra']", snap["extra"], net.extra_state())
+        if "_best_state" in self.__dict__:
+            check.model_state("_best_state", self._best_state, net.model.state_dict(),
+                              finite=False)
+        n_dropout = sum(isinstance(m, nn.Dropout) for m in net.model)
+        if len(snap["dropout"]) != n_dropout:
+            check.fail("_net_snapshot['dropout']", snap["dropout"],
+                       f"{n_dropout} generator states, one per Dropout layer")
+        try:
+            self._net = _Network.restore(snap, self.coefs_, self.intercepts_, self)
+        except _RESTORE_ERRORS as exc:
+            raise EstimatorStateError(f"unpickled {type(self).__name__}: _net_snapshot does "
+                                      f"not rebuild the network: {type(exc).__name__}: "
+                                      f"{exc}") from None
+        del self._net_snapshot
+        self.coefs_, self.intercepts_ = self._net.coefs(), self._net.intercepts()
+
     def __getstate__(self):
         state = dict(super().__getstate__())
         net = state.pop("_net", None)

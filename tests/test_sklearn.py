@@ -580,3 +580,72 @@ def test_the_compiled_step_trains_as_the_graph_does(make, monkeypatch):
     assert a.loss_curve_ == b.loss_curve_
     for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
         np.testing.assert_array_equal(ca, cb)
+
+
+# ------------------------------------------------- the unpickled state is checked (issue 28)
+def _fitted_pair():
+    X, y = _multiclass()
+    clf = MLPClassifier(hidden_layer_sizes=(5,), batchnorm=True, dropout=0.2,
+                        activation="prelu", max_iter=2, random_state=0, batch_size=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    return clf, X, y
+
+
+def _unpickle(cls, state):
+    import copyreg
+
+    class Changed:
+        def __reduce__(self):
+            return copyreg._reconstructor, (cls, object, None), state
+
+    return pickle.loads(pickle.dumps(Changed()))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    if hasattr(a, "__dict__") and not isinstance(a, type):
+        return type(a) is type(b) and _same(vars(a), vars(b))
+    return type(a) is type(b) and a == b
+
+
+def test_pickle_round_trip_keeps_every_field_of_the_state():
+    clf, X, _ = _fitted_pair()
+    state = clf.__getstate__()
+    again = pickle.loads(pickle.dumps(clf))
+    for key, value in state.items():
+        if key != "_random_state":  # a RandomState compares by identity: its draws below
+            assert _same(value, again.__getstate__()[key]), key
+    assert again._random_state.randint(1 << 30) == clf._random_state.randint(1 << 30)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda s: s["coefs_"].__setitem__(1, s["coefs_"][1].T), r"coefs_\[1\]"),
+    (lambda s: s["intercepts_"].__setitem__(0, s["intercepts_"][0][:-1]), r"intercepts_\[0\]"),
+    (lambda s: s["coefs_"][0].__setitem__((0, 0), np.nan), "finite"),
+    (lambda s: s.pop("_label_binarizer"), "_label_binarizer"),
+    (lambda s: s.__setitem__("n_features_in_", 7), "n_features_in_"),
+    (lambda s: s.__setitem__("out_activation_", "identity"), "out_activation_"),
+    (lambda s: s["_net_snapshot"]["arch"].__setitem__("activation", "nope"), "activation"),
+    (lambda s: s["_net_snapshot"]["extra"].pop("1.running_var"), "extra"),
+    (lambda s: s["_net_snapshot"].__setitem__("dropout", []), "dropout"),
+    (lambda s: s["_net_snapshot"]["optimizer"]["state"].__setitem__("exp_avg", [np.ones(3)]),
+     "_net_snapshot"),
+    (lambda s: s.__setitem__("learning_rate_init", "fast"), "learning_rate_init"),
+    (lambda s: s.pop("alpha"), "alpha"),
+])
+def test_an_inconsistent_state_is_refused_at_unpickle_time(change, field):
+    from fastnn.sklearn import EstimatorStateError
+
+    clf, X, _ = _fitted_pair()
+    state = pickle.loads(pickle.dumps(clf)).__getstate__()
+    change(state)
+    with pytest.raises(EstimatorStateError, match=field):
+        _unpickle(MLPClassifier, state).predict(X)
+    assert issubclass(EstimatorStateError, ValueError)

@@ -22,6 +22,10 @@ gets the byte-level ones (applied last, on the bytes):
 - IDX: type code, dimension count and sizes changed (a gzipped file mutated inside, then
   recompressed, or its compressed bytes flipped);
 - CIFAR binary: labels out of range, records cut.
+- sklearn estimators (a pickled fitted MLPClassifier / MLPRegressor): any field of the state,
+  nested ones included (the network snapshot, the optimizer state, the LabelBinarizer),
+  deleted or replaced by a value of another type, NaN, Inf or a huge number, and arrays
+  transposed, cut, grown, reshaped or cast to another dtype; structure-aware only.
 """
 
 from __future__ import annotations
@@ -553,15 +557,137 @@ def mutate_cifar(data: bytes, ops) -> bytes:
     return data
 
 
+# --------------------------------------------------------------- sklearn estimators
+#: What a field of an estimator's state is replaced with (by name: Hypothesis prints it).
+STATE_VALUES = ("none", "zero", "minus_one", "huge_int", "half", "nan", "inf", "empty_str",
+                "name", "true", "empty_list", "empty_dict", "tuple", "list_of_none",
+                "empty_array", "square", "strings", "nan64", "int64", "object", "estimator",
+                "random_state")
+#: How an array of the state is changed.
+ARRAY_CHANGES = ("transpose", "drop_row", "add_row", "ravel", "add_dim", "float32", "float64",
+                 "int64", "object", "str", "bool", "complex", "nan", "inf", "empty", "huge",
+                 "list", "negative")
+state_paths = st.lists(st.integers(0, 2**16), min_size=1, max_size=5)
+state_ops = st.one_of(
+    st.tuples(st.just("delete"), state_paths),
+    st.tuples(st.just("set"), state_paths, st.sampled_from(STATE_VALUES)),
+    st.tuples(st.just("array"), state_paths, st.sampled_from(ARRAY_CHANGES)),
+)
+
+
+def _state_value(name: str):
+    import numpy as np
+    from sklearn.preprocessing import LabelBinarizer
+
+    return {"none": None, "zero": 0, "minus_one": -1, "huge_int": 2**63 - 1, "half": 0.5,
+            "nan": float("nan"), "inf": float("inf"), "empty_str": "", "name": "relu",
+            "true": True, "empty_list": [], "empty_dict": {}, "tuple": (1, 2),
+            "list_of_none": [None], "empty_array": np.array([]), "square": np.zeros((2, 2)),
+            "strings": np.array(["a", "b"]), "nan64": np.float64("nan"),
+            "int64": np.int64(3), "object": object(), "estimator": LabelBinarizer(),
+            "random_state": np.random.RandomState(0)}[name]
+
+
+def _change_array(a, how: str):
+    import numpy as np
+
+    if how == "list":
+        return a.tolist()
+    if how == "transpose":
+        return a.T
+    if how == "drop_row":
+        return a[:-1]
+    if how == "add_row":
+        return np.concatenate([a, a[:1]]) if a.ndim else np.stack([a, a])
+    if how == "ravel":
+        return a.ravel()
+    if how == "add_dim":
+        return a[None]
+    if how == "empty":
+        return a[:0]
+    if how in ("float32", "float64", "int64", "object", "str", "bool", "complex"):
+        with np.errstate(all="ignore"):
+            return a.astype({"str": "U8", "complex": np.complex128}.get(how, how))
+    b = np.array(a, dtype=np.float64 if a.dtype.kind not in "fc" else a.dtype)
+    if b.size:
+        with np.errstate(all="ignore"):  # 1e308 into float32 is Inf: meant
+            b.flat[0] = {"nan": np.nan, "inf": np.inf, "huge": 1e308, "negative": -1.0}[how]
+    return b
+
+
+def _edit(node, path, op):
+    """``node`` with ``op`` applied at ``path`` (containers copied on the way down)."""
+    import numpy as np
+    from sklearn.base import BaseEstimator
+
+    children = None
+    if isinstance(node, dict):
+        children = node
+    elif isinstance(node, list | tuple):
+        children = dict(enumerate(node))
+    elif isinstance(node, BaseEstimator):
+        children = vars(node)
+    if path and children:
+        keys = sorted(children, key=str)
+        key = keys[path[0] % len(keys)]
+        if len(path) > 1 and isinstance(children[key], dict | list | tuple | BaseEstimator):
+            new = {**children, key: _edit(children[key], path[1:], op)}
+        elif op[0] == "delete":
+            new = {k: v for k, v in children.items() if k != key}
+        elif op[0] == "set":
+            new = {**children, key: _state_value(op[2])}
+        elif isinstance(children[key], np.ndarray):
+            try:
+                new = {**children, key: _change_array(children[key], op[2])}
+            except (ValueError, TypeError, OverflowError):  # labels of text cast to floats
+                return node
+        else:
+            return node
+        if isinstance(node, dict):
+            return new
+        if isinstance(node, list | tuple):
+            return type(node)(new[k] for k in sorted(new))
+        clone = copy.copy(node)
+        clone.__dict__.clear()
+        clone.__dict__.update(new)
+        return clone
+    return node
+
+
+class _Unpickled:
+    """Pickles as ``cls`` with ``state``: unpickling calls ``cls.__setstate__(state)``."""
+
+    def __init__(self, cls, state):
+        self.cls, self.state = cls, state
+
+    def __reduce__(self):
+        import copyreg
+
+        return copyreg._reconstructor, (self.cls, object, None), self.state
+
+
+def mutate_estimator(data: bytes, ops) -> bytes:
+    """A pickled fitted estimator (a seed: trusted) with fields of its state changed."""
+    import pickle
+
+    est = pickle.loads(data)
+    state = est.__getstate__()
+    for op in ops:
+        state = _edit(state, op[1], op)
+    return pickle.dumps(_Unpickled(type(est), state))
+
+
 # ---------------------------------------------------------------------------- plans
 _SPECIFIC = {"npz": zip_ops, "checkpoint": checkpoint_ops, "npy": npy_ops,
              "safetensors": st_ops, "csv": csv_ops, "parquet": parquet_ops, "idx": idx_ops,
-             "cifar": cifar_ops}
+             "cifar": cifar_ops, "sklearn": state_ops}
 
 
 def plans(reader: str):
     """A mutation plan for ``reader``: 1-4 structure-aware operations, or byte-level ones."""
     structured = st.lists(_SPECIFIC[reader], min_size=1, max_size=4)
+    if reader == "sklearn":  # pickle bytes flipped blindly test pickle, not fastnn
+        return structured
     blind = st.lists(byte_ops, min_size=1, max_size=4)
     both = st.tuples(structured, blind).map(lambda p: p[0] + [("bytes", op) for op in p[1]])
     return st.one_of(structured, blind.map(lambda p: [("bytes", op) for op in p]), both)
@@ -586,6 +712,8 @@ def mutate(reader: str, seed_path: str, data: bytes, plan) -> bytes:
         data = mutate_idx(data, specific, seed_path.endswith(".gz"))
     elif reader == "cifar":
         data = mutate_cifar(data, specific)
+    elif reader == "sklearn":
+        return mutate_estimator(data, specific)
     for op in blind:
         data = apply_bytes(data, op)
     return data

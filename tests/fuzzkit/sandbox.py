@@ -6,7 +6,8 @@ ran out of time. Its answer is one of:
 
 ``ok``        the reader returned a result
 ``refused``   the reader raised fastnn's own error (a ``fastnn.data.DataError``: the readers'
-              ``FileFormatError``, ``CheckpointError``, ``SafetensorsFileError``) naming the file
+              ``FileFormatError``, ``CheckpointError``, ``SafetensorsFileError``) naming the file;
+              for an estimator's unpickled state, ``fastnn.sklearn.EstimatorStateError``
 ``unclear``   anything else: another exception (MemoryError included), with its traceback
 ``crash``     the worker died (a signal, an abort)
 ``timeout``   no answer within the time limit
@@ -70,7 +71,7 @@ def _serve(conn, memory_limit: int) -> None:  # runs in the worker
             from fastnn.data import DataError
 
             msg = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, DataError) and targets.names_file(str(exc), path):
+            if targets.is_clear_refusal(target, exc, path):
                 conn.send(("refused", msg[:2000]))
             elif isinstance(exc, DataError):
                 conn.send(("unclear", f"fastnn's error without the file's name: {msg[:2000]}"))

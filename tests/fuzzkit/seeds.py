@@ -83,7 +83,36 @@ def write_seeds(directory: str) -> dict[str, list[str]]:
     seeds["cifar"] = [join("cifar.bin")]
 
     seeds["checkpoint"], seeds["safetensors"] = _trained(directory, X, y, rng)
+    seeds["sklearn"] = _estimators(directory, X, y)
     return seeds
+
+
+def _estimators(directory: str, X, y) -> list[str]:
+    """Pickled fitted estimators: a multiclass classifier with BatchNorm, dropout, PReLU and
+    Adam's state; a binary classifier with string labels and SGD's momentum; a two-output
+    regressor fitted by L-BFGS in float32."""
+    import pickle
+    import warnings
+
+    from fastnn.sklearn import MLPClassifier, MLPRegressor
+
+    fits = (
+        (MLPClassifier(hidden_layer_sizes=(4,), batchnorm=True, dropout=0.2,
+                       activation="prelu", max_iter=2, random_state=0), X, y),
+        (MLPClassifier(hidden_layer_sizes=(3, 2), solver="sgd", max_iter=2, random_state=0),
+         X[:, :3], np.array(["cat", "dog"])[y % 2]),
+        (MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=3, dtype="float32",
+                      random_state=0), X[:, :2], X[:, 2:4].astype(np.float64)),
+    )
+    paths = []
+    for i, (est, X_fit, y_fit) in enumerate(fits):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X_fit, y_fit)
+        paths.append(os.path.join(directory, f"estimator{i}.pkl"))
+        with open(paths[-1], "wb") as f:
+            pickle.dump(est, f)
+    return paths
 
 
 def _trained(directory: str, X, y, rng) -> tuple[list[str], list[str]]:

@@ -19,6 +19,8 @@ ENTRY_POINTS = {
     "checkpoint": "fastnn.recipes.load_trained(FILE), then predict and scores on 3 rows",
     "safetensors": "fastnn.recipes.load_trained(FILE) and fastnn.load_safetensors(FILE, "
                    "model), then predict",
+    "sklearn": "pickle.load(FILE) of a fastnn.sklearn estimator whose state was changed, "
+               "then predict (and predict_proba) on 3 rows",
 }
 
 
@@ -34,7 +36,7 @@ SEED_ARCHITECTURES = (
 def warm_up() -> None:
     """Import the readers and compile what a seed's prediction uses, before the limit."""
     import fastnn  # noqa: F401
-    from fastnn import datasets, recipes  # noqa: F401
+    from fastnn import datasets, recipes, sklearn  # noqa: F401
     from fastnn.nn import Linear
 
     Linear(3, 2)(np.zeros((2, 3), np.float32))
@@ -42,6 +44,18 @@ def warm_up() -> None:
 
 def names_file(message: str, path: str) -> bool:
     return path in message or os.path.basename(path) in message
+
+
+def is_clear_refusal(target: str, exc: BaseException, path: str) -> bool:
+    """fastnn's own error: for a file, a DataError naming the file; for an estimator's
+    unpickled state (no file of fastnn's), an EstimatorStateError (naming the field)."""
+    from fastnn.data import DataError
+
+    if target == "sklearn":
+        from fastnn.sklearn import EstimatorStateError
+
+        return isinstance(exc, EstimatorStateError)
+    return isinstance(exc, DataError) and names_file(str(exc), path)
 
 
 def _touch(a) -> str:
@@ -116,4 +130,16 @@ def run(target: str, path: str) -> str:
                 if not names_file(str(exc), path):
                     raise
         return _predict(recipes.load_trained(path))
+    if target == "sklearn":
+        import pickle
+
+        with open(path, "rb") as f:
+            est = pickle.load(f)  # the harness's own pickle: a state it changed
+        n = int(getattr(est, "n_features_in_", 3))
+        X = np.linspace(-1, 1, 3 * n).reshape(3, n)
+        with np.errstate(all="ignore"):
+            out = _touch(est.predict(X))
+            if hasattr(est, "predict_proba"):
+                out += " " + _touch(est.predict_proba(X))
+        return out
     raise ValueError(f"no fuzz target {target!r}")
