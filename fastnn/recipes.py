@@ -1315,6 +1315,8 @@ def describe_counts(counts: dict) -> str:
             bits.append(f"{c['blank']} blank{'s' if c['blank'] > 1 else ''} filled{new}")
         if c.get("unknown"):
             bits.append(f"{c['unknown']} unknown categor{'ies' if c['unknown'] > 1 else 'y'}")
+        if c.get("clipped"):
+            bits.append(f"{c['clipped']} clipped to the training range")
         parts.append(f"{name}: {', '.join(bits)}")
     return "; ".join(parts) if parts else "no blanks, no unknown categories"
 

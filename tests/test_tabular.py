@@ -125,6 +125,35 @@ def test_numbers_typed_differently_in_a_later_file_map_to_the_same_codes():
     np.testing.assert_array_equal(a, c)
 
 
+def test_row_numbers_of_a_split_table_are_an_identifier_but_spread_unique_numbers_are_not():
+    n = 40
+    rng = np.random.default_rng(1)
+    t = _table(
+        split_id=pa.array(rng.permutation(np.arange(1, 61))[:n]),  # 40 of the row numbers 1..60
+        year=pa.array(1900 + 2 * np.arange(n)),  # unique, but not row numbers: a feature
+        x=rng.normal(size=n))
+    enc = TableEncoder.fit(t)
+    assert _roles(enc) == {"split_id": "dropped", "year": "numeric", "x": "numeric"}
+    assert next(c for c in enc.columns if c.name == "split_id").why.startswith("identifier")
+
+
+def test_numbers_outside_the_training_range_are_clipped_and_counted():
+    train = _table(x=pa.array([0.5, 4.25, 9.5, None] * 6), k=pa.array([1, 2, 3] * 8))
+    enc = TableEncoder.fit(train)
+    assert enc.continuous_names == ["x", "k", "x_na"]
+    later = _table(x=pa.array([-5.0, 20.0, 3.0, None]), k=pa.array([7, 2, 0, 3]))
+    counts = {}
+    X = enc.transform(later, counts)
+    np.testing.assert_array_equal(X[:, 0], [0.5, 9.5, 3.0, 4.25])  # clipped; blank: median
+    np.testing.assert_array_equal(X[:, 1], [3.0, 2.0, 1.0, 3.0])  # the whole-number value
+    assert X[0, 3] == UNKNOWN_CODE and X[2, 3] == UNKNOWN_CODE  # ...while 7 and 0 are unknown
+    assert counts == {"x": {"clipped": 2, "blank": 1}, "k": {"clipped": 2, "unknown": 2}}
+    record, arrays = enc.state()
+    again = TableEncoder.from_state(json.loads(json.dumps(record)), arrays)
+    np.testing.assert_array_equal(again.transform(later), X)
+    np.testing.assert_array_equal(enc.transform(train), again.transform(train))
+
+
 # ---------------------------------------------------------------------- the module
 def test_tabular_mlp_forward_backward_and_padding_row():
     fnn.manual_seed(0)
