@@ -1071,7 +1071,8 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
       ``NaN``, ...) unless training saw them as values. A boolean column takes
       ``true``/``false`` (also ``True``, ``TRUE``, ``1`` and their ``false`` twins).
 
-    Inside the graph: a blank number becomes the training median (IsNaN, Where) and, for a
+    Inside the graph: a blank number becomes the training median (IsNaN, Where), then is
+    clipped to the training range (Clip) and, for a
     column that had blanks in training, a 0/1 indicator; each categorical column's text goes
     through an ``ai.onnx.ml`` LabelEncoder (its vocabulary -> codes from 2, anything else ->
     1 "unknown", a blank -> 0 if training had blanks, else 1), then a Gather on its embedding
@@ -1146,6 +1147,10 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
             filled, blank = fill(c.name, c.median, base)
             if c.role == "date":
                 date_parts.append(_emit_date_parts(g, filled, base))
+            elif c.low is not None:  # clipped to the training range, as the encoder does
+                values.append(g.node("Clip", [filled, g.const(f"{base}.low", c.low, np.float64),
+                                              g.const(f"{base}.high", c.high, np.float64)],
+                                     f"{base}.clipped"))
             else:
                 values.append(filled)
             if c.indicator:

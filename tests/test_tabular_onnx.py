@@ -50,6 +50,8 @@ def _write_shop(path, n, seed, test=False, date=False):
                     cells[2] = "" if i % 12 == 3 else "9"  # visits: a blank; an unseen value
                 if i % 8 == 5:
                     cells[4] = ""  # age had no blanks in training
+                if i % 9 == 4:
+                    cells[4] = "250.0"  # far outside the training range: clipped
             if date:
                 cells.append(f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}")
             w.writerow(cells)
@@ -95,6 +97,7 @@ def test_classifier_graph_equals_predict_scores(shop, tmp_path):
     # the test file does hold what the graph must handle
     assert counts["city"]["unknown"] and counts["member"]["filled_unseen_blank"]
     assert counts["age"]["filled_unseen_blank"] and counts["visits"]["unknown"]
+    assert counts["age"]["clipped"]
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
     types = {i.name: i.type for i in sess.get_inputs()}
     assert types == {"city": "tensor(string)", "member": "tensor(string)",
