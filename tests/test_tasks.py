@@ -27,6 +27,7 @@ from fastnn.tasks import (
     (np.arange(12.0).reshape(6, 2), "regression"),          # two target columns
     (np.arange(442) % 214, "regression"),                  # diabetes: 214 values in 442 rows
     (np.arange(100_000) % 1000, "classification"),         # 1000 classes, 100 rows each
+    (np.arange(43_152) % 10_500 + 326, "regression"),      # diamonds-like prices: > 1000
 ])
 def test_auto_task(y, task):
     got, why = infer_task(y)
