@@ -138,8 +138,8 @@ def announce_compilation(stream=None) -> bool:
     global _announced
     if cache_is_warm():
         return False
-    print("fastnn: compiling the kernels for the first time (about half a minute; they "
-          "are cached on disk for later runs)", file=stream or sys.stderr, flush=True)
+    print("fastnn: compiling the kernels for the first time (about 20 s on two cores; "
+          "they are cached on disk for later runs)", file=stream or sys.stderr, flush=True)
     _announced = True
     return True
 
