@@ -23,7 +23,6 @@ from ..kernels import activations as K_act
 from ..kernels import batchnorm as K_bn
 from ..kernels import conv as K_conv
 from ..kernels import pool as K_pool
-from ..random import new_generator
 from .layers import (
     Activation,
     BatchNorm1d,
@@ -31,6 +30,7 @@ from .layers import (
     _cast_free_input,
     _grad_out,
     dropout_forward_into,
+    init_dropout,
     make_activation,
 )
 from .module import Module, Parameter
@@ -609,12 +609,7 @@ class Dropout2d(Module):
 
     def __init__(self, p: float = 0.5, seed: int | None = None, dtype=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout2d: p must be a probability in [0, 1), got {p!r}")
-        self.p = float(p)
-        self.dtype = None if dtype is None else resolve_dtype(dtype)
-        self.generator = new_generator(seed)
-        self._pool = BufferPool()
+        init_dropout(self, p, seed, dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -827,6 +827,18 @@ class Flatten(Module):
 
 
 # ------------------------------------------------------------------- Dropout, noise
+def init_dropout(layer: Module, p, seed: int | None, dtype) -> None:
+    """The state every dropout layer keeps (Dropout, Dropout2d): ``p`` checked, the dtype,
+    the layer's own seeded generator and its buffer pool."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{type(layer).__name__}: p must be a probability in [0, 1), "
+                         f"got {p!r}")
+    layer.p = float(p)
+    layer.dtype = None if dtype is None else resolve_dtype(dtype)
+    layer.generator = new_generator(seed)
+    layer._pool = BufferPool()
+
+
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability p and scale the rest
     by 1/(1-p); the identity in evaluation.
@@ -847,12 +859,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, seed: int | None = None, dtype=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
-        self.p = float(p)
-        self.dtype = None if dtype is None else resolve_dtype(dtype)
-        self.generator = new_generator(seed)
-        self._pool = BufferPool()
+        init_dropout(self, p, seed, dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -347,6 +347,8 @@ def test_fit_trains_a_cnn_on_the_graph_path():
                            fnn.BatchNorm2d(4), fnn.ReLU(), fnn.MaxPool2d(2), fnn.Flatten(),
                            fnn.Linear(64, 2))
     opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+    import fastnn.train  # noqa: F401  (a submodule: imported, not only reached as fnn.train)
+
     step = fnn.train.LocalStep(model, opt)
     assert "no compiled form" in step.prepare(fnn.losses.cross_entropy)
     history = fnn.train.fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3,
