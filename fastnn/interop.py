@@ -613,6 +613,23 @@ class _GraphBuilder:
         return out
 
 
+def _emit_batchnorm(g: _GraphBuilder, x: str, m, where: str, base: str) -> str:
+    """ONNX's BatchNormalization (running statistics; ones and zeros where not affine) for a
+    BatchNorm1d or BatchNorm2d ``m``, then its fused activation."""
+    c = m.num_features
+    gamma = m.weight.data if m.affine else np.ones(c)
+    beta = m.bias.data if m.affine else np.zeros(c)
+    y = g.node("BatchNormalization",
+               [x, g.const(_join(where, "weight" if m.affine else "ones"), gamma),
+                g.const(_join(where, "bias" if m.affine else "zeros"), beta),
+                g.const(_join(where, "running_mean"), m.running_mean),
+                g.const(_join(where, "running_var"), m.running_var)],
+               f"{base}.batchnorm", epsilon=float(m.eps))
+    if m.activation is not None:
+        y = _emit_activation(g, y, m.activation, base)
+    return y
+
+
 def _emit_activation(g: _GraphBuilder, x: str, act, base: str) -> str:
     t = type(act)
     if t is L.Identity:
@@ -747,18 +764,7 @@ def _emit_conv_layer(g: _GraphBuilder, x: str, m, where: str, base: str, feat, n
         if not m.track_running_stats:
             refuse("track_running_stats=False normalizes by batch statistics even in eval "
                    "mode; ONNX's BatchNormalization needs running statistics")
-        c = m.num_features
-        gamma = m.weight.data if m.affine else np.ones(c)
-        beta = m.bias.data if m.affine else np.zeros(c)
-        y = g.node("BatchNormalization",
-                   [x, g.const(_join(where, "weight" if m.affine else "ones"), gamma),
-                    g.const(_join(where, "bias" if m.affine else "zeros"), beta),
-                    g.const(_join(where, "running_mean"), m.running_mean),
-                    g.const(_join(where, "running_var"), m.running_var)],
-                   f"{base}.batchnorm", epsilon=float(m.eps))
-        if m.activation is not None:
-            y = _emit_activation(g, y, m.activation, base)
-        return y, feat, 0
+        return _emit_batchnorm(g, x, m, where, base), feat, 0
     expect(len(feat) == 3, "(C, H, W)")
     c, h, w = feat
     if t is C.AdaptiveAvgPool2d:
@@ -923,17 +929,7 @@ def export_onnx(model: Module, path, opset: int = 17, input_dim=None,
                     f"export_onnx: layer {base!r} is a BatchNorm1d(track_running_stats=False), "
                     f"which normalizes each batch by its own statistics even in eval mode; "
                     f"ONNX's BatchNormalization needs running statistics")
-            c = m.num_features
-            gamma = m.weight.data if m.affine else np.ones(c)
-            beta = m.bias.data if m.affine else np.zeros(c)
-            x = g.node("BatchNormalization",
-                       [x, g.const(_join(where, "weight" if m.affine else "ones"), gamma),
-                        g.const(_join(where, "bias" if m.affine else "zeros"), beta),
-                        g.const(_join(where, "running_mean"), m.running_mean),
-                        g.const(_join(where, "running_var"), m.running_var)],
-                       f"{base}.batchnorm", epsilon=float(m.eps))
-            if m.activation is not None:
-                x = _emit_activation(g, x, m.activation, base)
+            x = _emit_batchnorm(g, x, m, where, base)
         elif t is L.PReLU:
             shared = m.num_parameters == 1
             if not shared:
