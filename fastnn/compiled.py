@@ -1,4 +1,5 @@
-"""The compiled training step: a ``Sequential`` MLP's step as a precomputed plan of kernel calls.
+"""The compiled training step: a ``Sequential``'s step (an MLP or a CNN) as a precomputed plan of
+kernel calls.
 
 The graph path builds, at every step, a Tensor and a backward closure per layer, asks a pool
 for each buffer and walks the graph backwards; for a small model that Python work costs as
@@ -30,14 +31,27 @@ block splits and scratch shapes, so the two paths give the same bits after any n
 steps (``tests/test_compiled.py`` checks every layer, loss and optimizer). The optimizer's
 update is elementwise, so updating a layer at a time gives the bits of one update over all.
 
+Convolutional networks compile too: their stages (``Conv2d``, ``Conv1d``, ``MaxPool2d``,
+``AvgPool2d``, ``AdaptiveAvgPool2d``, ``BatchNorm2d`` with its fused activation, ``Dropout2d``,
+``Unflatten``) call the same ``*_forward -> (out, cache)`` / ``*_backward`` functions of
+:mod:`fastnn.nn.conv` that the layers' graph nodes call, with the layer's own buffer pool:
+one way through the kernels rather than a copy of their calls. A CNN's step is dominated by
+its convolutions, so there the compiled step saves the graph's Python work (Tensors, closures,
+the backward walk) rather than arithmetic.
+
 What compiles: a :class:`fastnn.nn.Sequential` of ``Linear`` (any activation),
 ``BatchNorm1d`` (2-D input, no synchronized statistics), the activations, ``PReLU``, ``Dropout``,
-``Identity`` and ``Flatten``, all parameters in one dtype, trainable, and all in the
-optimizer (one of fastnn's); any loss (cross-entropy and the mean squared error run as one
-kernel; any other loss runs as its graph node on the plan's output). A batch the plan cannot
+``Identity``, ``Flatten`` (start_dim 1, end_dim -1), ``Unflatten`` (not of the batch
+dimension), ``Conv2d``, ``Conv1d``, ``MaxPool2d`` (without ``return_indices``),
+``AvgPool2d``, ``AdaptiveAvgPool2d``, ``BatchNorm2d`` (no synchronized statistics) and
+``Dropout2d``, all parameters in one dtype, trainable, and all in the optimizer (one of
+fastnn's), whose output is (N, C); any loss (cross-entropy and the mean squared error run as
+one kernel; any other loss runs as its graph node on the plan's output). Plans are made per
+batch shape (a CNN with adaptive pooling takes several image sizes). A batch the plan cannot
 take as it is (another dtype, a non-contiguous array, a Tensor that needs a cast, the model
-in evaluation mode, a batch of one with BatchNorm) runs on the graph path instead, which
-validates it and gives the same result. :func:`compile_step` raises :class:`NotCompilable`
+or a BatchNorm or dropout layer in evaluation mode, a batch of one with BatchNorm, images a
+layer does not take) runs on the graph path instead, which validates it and gives the same
+result (or raises the same error). :func:`compile_step` raises :class:`NotCompilable`
 (saying why) for a model that cannot compile at all; :func:`fastnn.fit` then uses the graph.
 """
 
@@ -860,7 +874,8 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,
     Parameters
     ----------
     model : a :class:`fastnn.nn.Sequential` of Linear, BatchNorm1d, activations, Dropout,
-        Identity, Flatten (see the module docstring).
+        Identity, Flatten, Unflatten, Conv2d, Conv1d, the poolings, BatchNorm2d, Dropout2d
+        (see the module docstring).
     loss_fn : ``loss_fn(outputs, targets) -> scalar Tensor``; ``fnn.losses.cross_entropy``
         and ``mse_loss`` (and their classes with default options) run as one kernel.
     optimizer : a fastnn optimizer over exactly the model's parameters.
@@ -873,7 +888,8 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,
 
     Returns
     -------
-    CompiledStep : ``step(x, y) -> float``, x (N, D), y (N,) labels or (N, K) targets.
+    CompiledStep : ``step(x, y) -> float``, x (N, D) rows or (N, C, H, W) images (what the
+        model's first layer takes), y (N,) labels or (N, K) targets.
         The same bits as the graph path's step, after any number of steps.
 
     Raises

@@ -334,9 +334,9 @@ def test_lenet5_adam_steps_match_torch():
                                    atol=1e-9)
 
 
-def test_fit_trains_a_cnn_on_the_graph_path():
-    """fit's default step falls back to the graph (no compiled form of Conv2d) and learns
-    which half of an 8x8 image is brighter."""
+def test_fit_trains_a_cnn_on_the_compiled_step():
+    """fit's default step compiles the CNN (tests/test_compiled_cnn.py: the graph's bits) and
+    learns which half of an 8x8 image is brighter."""
     rng = np.random.default_rng(1)
     X = rng.random((256, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 2, 256)
@@ -350,7 +350,7 @@ def test_fit_trains_a_cnn_on_the_graph_path():
     import fastnn.train  # noqa: F401  (a submodule: imported, not only reached as fnn.train)
 
     step = fnn.train.LocalStep(model, opt)
-    assert "no compiled form" in step.prepare(fnn.losses.cross_entropy)
+    assert step.prepare(fnn.losses.cross_entropy) is None  # None: no reason not to compile
     history = fnn.train.fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3,
                             batch_size=32, quiet=True, step=step)
     assert history[-1]["accuracy"] > 0.95
