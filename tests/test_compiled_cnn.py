@@ -172,3 +172,19 @@ def test_fit_compiles_a_cnn_and_gives_the_graphs_history():
             assert r1[key] == r2[key], key
     for key in s1:
         np.testing.assert_array_equal(s1[key], s2[key])
+
+
+def test_a_layer_put_in_evaluation_mode_runs_on_the_graph():
+    """The plan is training's: a BatchNorm2d or Dropout2d in eval() on its own (the model in
+    training) sends the batch to the graph path, which uses the running statistics."""
+    X, y = images(n=16)
+    a, b = model("dropouts-prelu"), model("conv-bn-relu-maxpool")
+    for m in (a, b):
+        opt = fnn.optim.SGD(m.parameters(), lr=0.1)
+        step = fnn.compile_step(m, fnn.losses.cross_entropy, opt)
+        assert step.accepts(X, y)
+        for layer in m:
+            if isinstance(layer, (nn.BatchNorm2d, nn.Dropout2d)):
+                layer.eval()
+        assert m.training and not step.accepts(X, y)
+        assert np.isfinite(step(X, y))
