@@ -1,4 +1,5 @@
-"""The compiled training step: a ``Sequential`` MLP's step as a precomputed plan of kernel calls.
+"""The compiled training step: a ``Sequential``'s step (an MLP or a CNN) as a precomputed plan of
+kernel calls.
 
 The graph path builds, at every step, a Tensor and a backward closure per layer, asks a pool
 for each buffer and walks the graph backwards; for a small model that Python work costs as
@@ -30,14 +31,27 @@ block splits and scratch shapes, so the two paths give the same bits after any n
 steps (``tests/test_compiled.py`` checks every layer, loss and optimizer). The optimizer's
 update is elementwise, so updating a layer at a time gives the bits of one update over all.
 
+Convolutional networks compile too: their stages (``Conv2d``, ``Conv1d``, ``MaxPool2d``,
+``AvgPool2d``, ``AdaptiveAvgPool2d``, ``BatchNorm2d`` with its fused activation, ``Dropout2d``,
+``Unflatten``) call the same ``*_forward -> (out, cache)`` / ``*_backward`` functions of
+:mod:`fastnn.nn.conv` that the layers' graph nodes call, with the layer's own buffer pool:
+one way through the kernels rather than a copy of their calls. A CNN's step is dominated by
+its convolutions, so there the compiled step saves the graph's Python work (Tensors, closures,
+the backward walk) rather than arithmetic.
+
 What compiles: a :class:`fastnn.nn.Sequential` of ``Linear`` (any activation),
 ``BatchNorm1d`` (2-D input, no synchronized statistics), the activations, ``PReLU``, ``Dropout``,
-``Identity`` and ``Flatten``, all parameters in one dtype, trainable, and all in the
-optimizer (one of fastnn's); any loss (cross-entropy and the mean squared error run as one
-kernel; any other loss runs as its graph node on the plan's output). A batch the plan cannot
+``Identity``, ``Flatten`` (start_dim 1, end_dim -1), ``Unflatten`` (not of the batch
+dimension), ``Conv2d``, ``Conv1d``, ``MaxPool2d`` (without ``return_indices``),
+``AvgPool2d``, ``AdaptiveAvgPool2d``, ``BatchNorm2d`` (no synchronized statistics) and
+``Dropout2d``, all parameters in one dtype, trainable, and all in the optimizer (one of
+fastnn's), whose output is (N, C); any loss (cross-entropy and the mean squared error run as
+one kernel; any other loss runs as its graph node on the plan's output). Plans are made per
+batch shape (a CNN with adaptive pooling takes several image sizes). A batch the plan cannot
 take as it is (another dtype, a non-contiguous array, a Tensor that needs a cast, the model
-in evaluation mode, a batch of one with BatchNorm) runs on the graph path instead, which
-validates it and gives the same result. :func:`compile_step` raises :class:`NotCompilable`
+or a BatchNorm or dropout layer in evaluation mode, a batch of one with BatchNorm, images a
+layer does not take) runs on the graph path instead, which validates it and gives the same
+result (or raises the same error). :func:`compile_step` raises :class:`NotCompilable`
 (saying why) for a model that cannot compile at all; :func:`fastnn.fit` then uses the graph.
 """
 
@@ -59,8 +73,11 @@ from .kernels import activations as K_act
 from .kernels import batchnorm as K_bn
 from .kernels import blas as K_blas
 from .kernels import chain as K_chain
+from .kernels import conv as K_conv
 from .kernels import dense as K_dense
 from .kernels import losses as K_loss
+from .kernels import pool as K_pool
+from .nn import conv as _conv
 from .nn import layers as _layers
 from .optim.optimizers import Optimizer
 
@@ -90,7 +107,10 @@ class _LinearStage:
         self.alpha = act.alpha if act is not None else 0.0
         self.in_features, self.out_features = layer.in_features, layer.out_features
 
-    def buffers(self, n: int, dt, need_dx: bool, width: int) -> _Buffers:
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        return (self.out_features,) if in_shape == (self.in_features,) else None
+
+    def buffers(self, n: int, dt, need_dx: bool, in_shape: tuple) -> _Buffers:
         b, m, d_in = _Buffers(), self.out_features, self.in_features
         b.y = np.empty((n, m), dt)
         b.d = np.empty((n, m), dt) if self.code != K_act.IDENTITY else empty_marker(dt, m)
@@ -160,9 +180,11 @@ class _BatchNormStage:
         act = act or layer.activation
         self.code = act.code if act is not None else K_act.IDENTITY
         self.alpha = act.alpha if act is not None else 0.0
-        self.in_features = self.out_features = layer.num_features
 
-    def buffers(self, n: int, dt, need_dx: bool, width: int) -> _Buffers:
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        return in_shape if in_shape == (self.layer.num_features,) else None
+
+    def buffers(self, n: int, dt, need_dx: bool, in_shape: tuple) -> _Buffers:
         b, c = _Buffers(), self.layer.num_features
         b.y, b.d, b.xhat = (np.empty((n, c), dt) for _ in range(3))
         b.d_backward = b.d if self.code != K_act.IDENTITY else empty_marker(dt, c)
@@ -210,12 +232,14 @@ class _ElementwiseStage:
     (``activation_backward``), for the activations and dropout alike."""
 
     params: list = []
-    in_features = out_features = None
 
-    def buffers(self, n, dt, need_dx, width):
-        b = _Buffers()
-        b.y, b.local = np.empty((n, width), dt), np.empty((n, width), dt)
-        b.dx = np.empty((n, width), dt) if need_dx else None
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        return in_shape
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b, shape = _Buffers(), (n, *in_shape)
+        b.y, b.local = np.empty(shape, dt), np.empty(shape, dt)
+        b.dx = np.empty(shape, dt) if need_dx else None
         return b
 
     def backward(self, g, b):
@@ -246,24 +270,26 @@ class _DropoutStage(_ElementwiseStage):
 
     def forward(self, x, b):
         _layers.dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
-                                     b.y.reshape(-1), b.local.reshape(-1), x.shape[1])
+                                     b.y.reshape(-1), b.local.reshape(-1), x.size // x.shape[0])
         return b.y
 
 
 class _PReLUStage:
     """PReLU with a learned slope, shared or one per unit (``PReLU.forward``'s calls)."""
 
-    in_features = out_features = None
-
     def __init__(self, layer: nn.PReLU):
         self.layer, self.params = layer, [layer.weight]
 
-    def buffers(self, n, dt, need_dx, width):
-        b, k = _Buffers(), self.layer.num_parameters
-        b.y = np.empty((n, width), dt)
-        b.dx = np.empty((n, width), dt) if need_dx else None
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        k = self.layer.num_parameters  # one slope per unit: (N, k) inputs, as the layer
+        return in_shape if k == 1 or in_shape == (k,) else None
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b, k, shape = _Buffers(), self.layer.num_parameters, (n, *in_shape)
+        b.y = np.empty(shape, dt)
+        b.dx = np.empty(shape, dt) if need_dx else None
         b.dx_arg = b.dx.reshape(-1, k) if need_dx else empty_marker(dt, k)
-        b.partial = np.empty((K_dense.n_chunks(n * width // k), k))
+        b.partial = np.empty((K_dense.n_chunks(b.y.size // k), k))
         return b
 
     def forward(self, x, b):
@@ -280,12 +306,240 @@ class _PReLUStage:
         return b.dx
 
 
+# ----------------------------------------------------------------------------- CNN stages
+# Each calls the ``*_forward`` / ``*_backward`` pair that its layer's graph node calls
+# (``fastnn.nn.conv``), with the layer's own buffer pool: one way through the kernels, so
+# the bits are the graph's and any change to how the layer calls its kernels reaches both.
+# ``b.cache`` is dropped at the start of every step (``CompiledStep.run``), so that the pool
+# hands the same arrays out again.
+class _ConvStage:
+    """Conv2d or Conv1d (+ a fused activation): ``conv2d_forward`` / ``conv2d_backward``."""
+
+    def __init__(self, layer, act):
+        self.layer = layer
+        self.params = [p for p in (layer.weight, layer.bias) if p is not None]
+        act = act or layer.activation
+        self.code = act.code if act is not None else K_act.IDENTITY
+        self.alpha = act.alpha if act is not None else 0.0
+        self.stride, self.padding, self.dilation = layer.conv2d_arguments()
+        self.one_d = isinstance(layer, nn.Conv1d)
+
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        layer = self.layer
+        if len(in_shape) != (2 if self.one_d else 3) or in_shape[0] != layer.in_channels:
+            return None
+        h, w = (1, in_shape[1]) if self.one_d else in_shape[1:]
+        kh, kw = (1, *layer.kernel_size) if self.one_d else layer.kernel_size
+        (sh, sw), (pt, pb, pl, pr), (dh, dw) = self.stride, self.padding, self.dilation
+        oh = K_conv.output_size(h, kh, sh, pt, pb, dh)
+        ow = K_conv.output_size(w, kw, sw, pl, pr, dw)
+        if oh <= 0 or ow <= 0:  # the graph raises for it
+            return None
+        return (layer.out_channels, ow) if self.one_d else (layer.out_channels, oh, ow)
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b = _Buffers()
+        b.x4 = (n, in_shape[0], 1, in_shape[1]) if self.one_d else (n, *in_shape)
+        b.in_shape, b.out_shape = (n, *in_shape), (n, *self.out_shape(in_shape))
+        b.need_dx, b.cache = need_dx, None
+        return b
+
+    def forward(self, x, b):
+        layer = self.layer
+        y, b.cache = _conv.conv2d_forward(
+            x.reshape(b.x4), layer.weight.data, None if layer.bias is None else layer.bias.data,
+            self.stride, self.padding, self.dilation, layer.groups, self.code, self.alpha,
+            layer._pool)
+        return y.reshape(b.out_shape)
+
+    def backward(self, g, b):
+        layer = self.layer
+        dx = _conv.conv2d_backward(g, b.cache, layer.weight.grad_buffer, None,
+                                   None if layer.bias is None else layer.bias.grad_buffer,
+                                   b.need_dx, layer._pool)
+        return None if dx is None else dx.reshape(b.in_shape)
+
+
+class _BatchNorm2dStage:
+    """Training-mode BatchNorm2d (+ a fused activation): ``batchnorm2d_forward`` /
+    ``batchnorm2d_backward``."""
+
+    def __init__(self, layer: nn.BatchNorm2d, act):
+        self.layer = layer
+        self.params = [layer.weight, layer.bias] if layer.affine else []
+        act = act or layer.activation
+        self.code = act.code if act is not None else K_act.IDENTITY
+        self.alpha = act.alpha if act is not None else 0.0
+
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        return in_shape if len(in_shape) == 3 and in_shape[0] == self.layer.num_features \
+            else None
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b = _Buffers()
+        c, h, w = in_shape
+        b.rows, b.in_shape = (n, c, h * w), (n, *in_shape)
+        # as the graph: keep xhat when a gradient flows into the input or the parameters
+        b.need_dx, b.needs_grad, b.cache = need_dx, need_dx or self.layer.affine, None
+        return b
+
+    def forward(self, x, b):
+        layer = self.layer
+        gamma = layer.weight.data if layer.affine else layer._ones
+        beta = layer.bias.data if layer.affine else layer._zeros
+        momentum, rm, rv = layer.running_update()
+        y, b.cache = _conv.batchnorm2d_forward(
+            x.reshape(b.rows), gamma, beta, layer.eps, momentum or 0.0, rm, rv, self.code,
+            self.alpha, True, b.needs_grad, layer._pool)
+        return y.reshape(b.in_shape)
+
+    def backward(self, g, b):
+        layer = self.layer
+        dx, dgamma, dbeta = _conv.batchnorm2d_backward(g, b.cache, b.need_dx, layer._pool)
+        if layer.affine:
+            layer.weight.grad_buffer[...] = dgamma
+            layer.bias.grad_buffer[...] = dbeta
+        return None if dx is None else dx.reshape(b.in_shape)
+
+
+class _PoolStage:
+    """MaxPool2d, AvgPool2d or AdaptiveAvgPool2d: the (N*C, H, W) planes through the
+    layer's ``*_forward`` / ``*_backward`` pair."""
+
+    params: list = []
+
+    def __init__(self, layer):
+        self.layer = layer
+        if isinstance(layer, nn.MaxPool2d):
+            self.fwd, self.bwd = _conv.max_pool2d_forward, _conv.max_pool2d_backward
+            self.args = (layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                         layer.ceil_mode)
+        elif isinstance(layer, nn.AvgPool2d):
+            self.fwd, self.bwd = _conv.avg_pool2d_forward, _conv.avg_pool2d_backward
+            self.args = (layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                         layer.count_include_pad, layer.divisor_override)
+        else:
+            self.fwd = _conv.adaptive_avg_pool2d_forward
+            self.bwd = _conv.adaptive_avg_pool2d_backward
+            self.args = (layer.output_size,)
+
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        if len(in_shape) != 3 or not all(in_shape):
+            return None
+        c, h, w = in_shape
+        layer = self.layer
+        if isinstance(layer, nn.AdaptiveAvgPool2d):
+            try:
+                return (c, *_conv.adaptive_output_size(layer.output_size, h, w))
+            except ValueError:  # the graph raises for it
+                return None
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        dh, dw = getattr(layer, "dilation", (1, 1))
+        if ph > kh // 2 or pw > kw // 2:
+            return None
+        oh = K_pool.pool_output_size(h, kh, sh, ph, dh, layer.ceil_mode)
+        ow = K_pool.pool_output_size(w, kw, sw, pw, dw, layer.ceil_mode)
+        return (c, oh, ow) if oh > 0 and ow > 0 else None
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b = _Buffers()
+        c, h, w = in_shape
+        b.planes, b.in_shape = (n * c, h, w), (n, *in_shape)
+        b.out_shape, b.cache = (n, *self.out_shape(in_shape)), None
+        return b
+
+    def forward(self, x, b):
+        y, b.cache = self.fwd(x.reshape(b.planes), *self.args, self.layer._pool)
+        return y.reshape(b.out_shape)
+
+    def backward(self, g, b):
+        return self.bwd(g, b.cache, self.layer._pool).reshape(b.in_shape)
+
+
+class _Dropout2dStage:
+    """Channel dropout in training: ``dropout2d_forward`` / ``dropout2d_backward`` (the same
+    draws as the graph node)."""
+
+    params: list = []
+
+    def __init__(self, layer: nn.Dropout2d):
+        self.layer = layer
+
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        return in_shape
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b = _Buffers()
+        b.cache = None
+        return b
+
+    def forward(self, x, b):
+        layer = self.layer
+        y, b.cache = _conv.dropout2d_forward(x, layer.p, layer.generator, layer._pool)
+        return y
+
+    def backward(self, g, b):
+        return _conv.dropout2d_backward(g, b.cache, self.layer._pool)
+
+
+class _ReshapeStage:
+    """Flatten or Unflatten: a view of the batch in another shape, and of its gradient."""
+
+    params: list = []
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def out_shape(self, in_shape: tuple) -> tuple | None:
+        layer = self.layer
+        if isinstance(layer, nn.Flatten):  # start_dim 1, end_dim -1 (see _stage)
+            return (math.prod(in_shape),)
+        dim = layer.dim if layer.dim >= 0 else layer.dim + len(in_shape) + 1
+        sizes = layer.unflattened_size
+        if not 1 <= dim <= len(in_shape):  # (dim 0 would split the batch)
+            return None
+        size = in_shape[dim - 1]
+        known = math.prod(v for v in sizes if v != -1)
+        if -1 in sizes:
+            if size % known:
+                return None
+            sizes = tuple(size // known if v == -1 else v for v in sizes)
+        elif known != size:
+            return None
+        return (*in_shape[:dim - 1], *sizes, *in_shape[dim:])
+
+    def buffers(self, n, dt, need_dx, in_shape):
+        b = _Buffers()
+        b.in_shape, b.out_shape = (n, *in_shape), (n, *self.out_shape(in_shape))
+        return b
+
+    def forward(self, x, b):
+        return x.reshape(b.out_shape)
+
+    def backward(self, g, b):
+        return g.reshape(b.in_shape)
+
+
 def _stage(module, fused):
     """The stage of one entry of ``Sequential.fused_layers()``, or None for a no-op."""
     if isinstance(module, nn.Linear):
         return _LinearStage(module, fused)
     if type(module) is nn.BatchNorm1d:  # not BatchNorm2d, its (N, C, H, W) subclass
         return _BatchNormStage(module, fused)
+    if type(module) is nn.BatchNorm2d:
+        return _BatchNorm2dStage(module, fused)
+    if isinstance(module, (nn.Conv2d, nn.Conv1d)):
+        return _ConvStage(module, fused)
+    if isinstance(module, nn.MaxPool2d):
+        if module.return_indices:
+            raise NotCompilable("MaxPool2d(return_indices=True) returns a pair")
+        return _PoolStage(module)
+    if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        return _PoolStage(module)
+    if isinstance(module, nn.Dropout2d):
+        return None if module.p == 0.0 else _Dropout2dStage(module)
+    if isinstance(module, nn.Unflatten):
+        return _ReshapeStage(module)
     if isinstance(module, _layers.Activation):
         return None if module.code == K_act.IDENTITY else _ActivationStage(module)
     if isinstance(module, nn.PReLU):
@@ -293,7 +547,7 @@ def _stage(module, fused):
     if isinstance(module, nn.Dropout):
         return None if module.p == 0.0 else _DropoutStage(module)
     if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
-        return None  # a no-op on the (N, D) batches the plan takes
+        return _ReshapeStage(module)
     raise NotCompilable(f"{type(module).__name__} has no compiled form")
 
 
@@ -431,14 +685,9 @@ class CompiledStep:
                 raise NotCompilable(f"{type(m).__name__} computes in {m.dtype}, the model's "
                                     f"parameters are {self.dtype}")
         self.loss = _loss(loss_fn)
-        widths = [s.in_features for s in self.stages if s.in_features is not None]
-        self.in_features = widths[0] if widths else None
-        # Each stage's input width: a stage without its own sizes keeps its input's.
-        self.widths, width = [], self.in_features
-        for s in self.stages:
-            self.widths.append(width)
-            width = s.out_features if s.out_features is not None else width
-        self.out_features = width
+        # sample shape (the batch's without N) -> each stage's input shape and the output's,
+        # or None for a shape the layers do not take (the graph path raises for it)
+        self._shapes: dict[tuple, tuple | None] = {}
         self.fuse_optimizer = fuse_optimizer
         self.updates = [optimizer.partial_update(s.params) if fuse_optimizer and s.params
                         else None for s in self.stages]
@@ -452,7 +701,11 @@ class CompiledStep:
         has_params = [bool(s.params) for s in self.stages]
         self.need_dx = [any(has_params[:i]) for i in range(len(self.stages))]
         self.first_backward = min((i for i, h in enumerate(has_params) if h), default=0)
-        self.batchnorms = [s.layer for s in self.stages if isinstance(s, _BatchNormStage)]
+        self.batchnorms = [s.layer for s in self.stages
+                           if isinstance(s, (_BatchNormStage, _BatchNorm2dStage))]
+        # the layers that compute otherwise in evaluation mode (the plan is training's)
+        self.moded = self.batchnorms + [s.layer for s in self.stages
+                                        if isinstance(s, (_DropoutStage, _Dropout2dStage))]
         self._plans: dict[int, tuple] = {}
         self.governor = None
         if adaptive_threads and K_blas.AVAILABLE:
@@ -464,7 +717,7 @@ class CompiledStep:
 
     # ------------------------------------------------------------------ public face
     def __call__(self, x, y) -> float:
-        """One training step on the batch x (N, D), y; returns the loss value."""
+        """One training step on the batch x (N, ...), y; returns the loss value."""
         t0 = time.perf_counter()
         if not self.accepts(x, y):
             value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
@@ -482,10 +735,12 @@ class CompiledStep:
 
     def accepts(self, x, y) -> bool:
         """Whether the plan takes this batch as it is (else the graph path runs it)."""
-        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype == self.dtype
-                and x.flags.c_contiguous and x.shape[1] == self.in_features and x.shape[0]
-                and self.model.training and len(y) == x.shape[0]
-                and self.loss.accepts(self.out_features, y)):
+        if not (isinstance(x, np.ndarray) and x.ndim >= 2 and x.dtype == self.dtype
+                and x.flags.c_contiguous and x.shape[0] and self.model.training
+                and len(y) == x.shape[0]):
+            return False
+        shapes = self.shapes(x.shape[1:])
+        if shapes is None or not self.loss.accepts(shapes[-1][0], y):
             return False
         if self.batchnorms:
             if x.shape[0] < 2:
@@ -493,7 +748,27 @@ class CompiledStep:
             for layer in self.batchnorms:
                 if layer.statistics_comm is not None:
                     return False
+        for layer in self.moded:  # a layer put in evaluation mode on its own
+            if not layer.training:
+                return False
         return True
+
+    def shapes(self, sample_shape: tuple) -> tuple | None:
+        """Each stage's input sample shape, then the output's (C,), for batches of samples
+        of ``sample_shape``; None when a layer does not take it or the output is not (N, C)."""
+        shapes = self._shapes.get(sample_shape, False)
+        if shapes is False:
+            shapes, shape = [], tuple(sample_shape)
+            for s in self.stages:
+                shapes.append(shape)
+                shape = s.out_shape(shape)
+                if shape is None:
+                    break
+            shapes = tuple(shapes) + (shape,) if shape is not None and len(shape) == 1 \
+                else None
+            if len(self._shapes) < 64:  # a few shapes in any real run
+                self._shapes[tuple(sample_shape)] = shapes
+        return shapes
 
     def run(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """The step on a batch that :meth:`accepts`; returns (loss value, outputs (N, C))."""
@@ -503,14 +778,17 @@ class CompiledStep:
                 flat.sync()
                 break
         plan = self._plans.get(x.shape[0])
-        if plan is None:
-            if len(self._plans) >= _MAX_PLANS:  # batch sizes that keep changing: drop the
-                del self._plans[next(iter(self._plans))]  # oldest plan and its buffers
-            plan = self._plans[x.shape[0]] = self._plan(x.shape[0])
-        buffers, loss_buffers, chain = plan
+        if plan is None or plan[3] != x.shape[1:]:
+            if plan is None and len(self._plans) >= _MAX_PLANS:  # batch sizes that keep
+                del self._plans[next(iter(self._plans))]  # changing: drop the oldest plan
+            plan = self._plans[x.shape[0]] = self._plan(x.shape)
+        buffers, loss_buffers, chain, _ = plan
+        for b in buffers:  # last step's arrays, free for the layers' pools to hand out again
+            b.cache = None
         by_stages = chain is None
         if chain is not None:  # forward, loss and backward in one call
-            bad, value = K_chain.dense_chain_step(x, self.loss.labels(y), chain[0], chain[1],
+            bad, value = K_chain.dense_chain_step(x.reshape(x.shape[0], -1),
+                                                  self.loss.labels(y), chain[0], chain[1],
                                                   loss_buffers.grad, loss_buffers.partial,
                                                   chain[2])
             h = buffers[-1].y
@@ -544,23 +822,29 @@ class CompiledStep:
         value, out = self.run(x, y)
         return value, count_correct(out, y) if y.dtype.kind in "iu" else None
 
-    def _plan(self, n: int):
-        dt = self.dtype
-        buffers = [s.buffers(n, dt, self.need_dx[i], self.widths[i])
+    def _plan(self, shape: tuple):
+        """The buffers for batches of ``shape`` (one that :meth:`shapes` takes): (stage
+        buffers, loss buffers, the chain's arguments or None, the sample shape)."""
+        n, dt, shapes = shape[0], self.dtype, self.shapes(shape[1:])
+        buffers = [s.buffers(n, dt, self.need_dx[i], shapes[i])
                    for i, s in enumerate(self.stages)]
-        loss_buffers = self.loss.buffers(n, self.out_features, dt)
-        return buffers, loss_buffers, self._chain(buffers, n)
+        loss_buffers = self.loss.buffers(n, shapes[-1][0], dt)
+        return buffers, loss_buffers, self._chain(buffers, n, shapes[-1][0]), shape[1:]
 
-    def _chain(self, buffers, n: int):
+    def _chain(self, buffers, n: int, out_features: int):
         """``kernels.chain.dense_chain_step``'s layer arguments for these buffers, when the
-        plan is a chain of planned ``Linear`` stages under the plain cross-entropy (and the
-        update is not fused into the backward); else None."""
-        if self.fuse_optimizer or not isinstance(self.loss, _CrossEntropy) or not all(
-                isinstance(s, _LinearStage) and b.planned
-                for s, b in zip(self.stages, buffers, strict=True)):
+        plan is a chain of planned ``Linear`` stages (after any Flatten in front, a view)
+        under the plain cross-entropy (and the update is not fused into the backward); else
+        None."""
+        stages = self.stages
+        front = next((i for i, s in enumerate(stages) if not isinstance(s, _ReshapeStage)),
+                     len(stages))
+        if self.fuse_optimizer or not isinstance(self.loss, _CrossEntropy) or front == len(
+                stages) or not all(isinstance(s, _LinearStage) and b.planned for s, b in zip(
+                    stages[front:], buffers[front:], strict=True)):
             return None
         fwd, bwd = [], []
-        for b in buffers:
+        for b in buffers[front:]:
             code, alpha, y, d, partial, parts, product_par, pass_par = b.fwd_args
             # One Numba type for every layer's tuple: Python ints, floats and bools as such.
             fwd.append((b.W, b.bias, int(code), float(alpha), y, d, partial, int(parts),
@@ -568,7 +852,7 @@ class CompiledStep:
             dz, partial_b, dx, dW, db, sums_par, dw_parts, dw_par, dx_parts, dx_par = b.bwd_args
             bwd.append((dz, partial_b, dx, dW, db, bool(sums_par), int(dw_parts), bool(dw_par),
                         int(dx_parts), bool(dx_par)))
-        loss_parallel = K_loss.softmax_cross_entropy(n * self.out_features) \
+        loss_parallel = K_loss.softmax_cross_entropy(n * out_features) \
             is K_loss.softmax_cross_entropy.parallel
         # Start Numba's thread pool first (a no-op once started): the chain's code loaded
         # from the on-disk cache calls into the parallel runtime, whose symbols are bound only
@@ -590,7 +874,8 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,
     Parameters
     ----------
     model : a :class:`fastnn.nn.Sequential` of Linear, BatchNorm1d, activations, Dropout,
-        Identity, Flatten (see the module docstring).
+        Identity, Flatten, Unflatten, Conv2d, Conv1d, the poolings, BatchNorm2d, Dropout2d
+        (see the module docstring).
     loss_fn : ``loss_fn(outputs, targets) -> scalar Tensor``; ``fnn.losses.cross_entropy``
         and ``mse_loss`` (and their classes with default options) run as one kernel.
     optimizer : a fastnn optimizer over exactly the model's parameters.
@@ -603,7 +888,8 @@ def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,
 
     Returns
     -------
-    CompiledStep : ``step(x, y) -> float``, x (N, D), y (N,) labels or (N, K) targets.
+    CompiledStep : ``step(x, y) -> float``, x (N, D) rows or (N, C, H, W) images (what the
+        model's first layer takes), y (N,) labels or (N, K) targets.
         The same bits as the graph path's step, after any number of steps.
 
     Raises

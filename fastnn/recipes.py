@@ -211,6 +211,42 @@ def build_cnn(image_shape, hidden, n_outputs: int, activation: str = "relu",
     return nn.Sequential(*layers, *head)
 
 
+def standardize_per_channel(standardizer, X: np.ndarray, rows, image_shape) -> None:
+    """Refit ``standardizer`` (a fitted :class:`fastnn.data.Standardizer` of rows of pixels)
+    to one mean and one standard deviation per image channel, over all pixels of the training
+    images ``X[rows]`` (X (N, C*H*W) in (C, H, W) order), each repeated over its channel's
+    pixels: the statistics a CNN's inputs get in ``fastnn train --arch cnn``.
+
+    Per pixel (the MLP's standardization), a border pixel that is nearly always 0 is scaled
+    by its own tiny deviation, so the few images that touch it show there a value far larger
+    than anywhere else, and a convolution, which slides the same weights over every pixel,
+    sees the border differently from the middle. One scale per channel keeps the image's
+    contrast: measured on the bundled digits (docs/cnn.md, "Digits"), seeds 0-4 gave test
+    accuracy 0.9889-0.9972 (mean 0.9939) against 0.9833-0.9944 (mean 0.9911) per pixel.
+    The fitted arrays keep their (C*H*W,) shape, so checkpoints and predictions read them as
+    before. Statistics in float64, block by block (no copy of X)."""
+    from .data import block_rows
+
+    c = int(image_shape[0])
+    planes = X.reshape(len(X), c, -1)
+    rows = np.arange(len(X)) if rows is None else np.sort(np.asarray(rows))
+    step = block_rows(X)
+    shift, s1, s2, count = None, 0.0, 0.0, 0
+    for lo in range(0, len(rows), step):
+        block = planes[rows[lo:lo + step]].astype(np.float64)
+        if shift is None:  # shifted sums: the variance does not cancel catastrophically
+            shift = block.mean(axis=(0, 2))
+        centred = block - shift[:, None]
+        s1 = s1 + centred.sum(axis=(0, 2))
+        s2 = s2 + np.square(centred).sum(axis=(0, 2))
+        count += block.shape[0] * block.shape[2]
+    mean = shift + s1 / count
+    std = np.sqrt(np.maximum(s2 / count - (s1 / count) ** 2, 0.0))
+    std = np.where(std > 0, std, 1.0)  # a constant channel is left unscaled
+    pixels = planes.shape[2]
+    standardizer.mean, standardizer.std = np.repeat(mean, pixels), np.repeat(std, pixels)
+
+
 def _model_summary(cfg: dict, n_in: int, n_out: int, spec: str, mlp: str = "MLP") -> str:
     """"MLP 64-256-256-10", or for --arch cnn "CNN 1x8x8 conv 32-32 pool, head 256-256-10"."""
     head = f"{'-'.join(map(str, cfg['hidden']))}-{n_out}"
@@ -1122,6 +1158,9 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     enc = data.encoding
     if data.train is None:
         raise DataError(f"{data.spec}: nothing to train on")
+    if ckpt is None and cfg["arch"] == "cnn":  # images: one mean and scale per channel
+        standardize_per_channel(enc.standardizer, data.train.X, data.train.rows,
+                                image_shape(cfg["data"], int(data.n_features)))
     if comm is not None and enc.task != "classification":
         raise NotImplementedError("--distributed trains classifiers only; regression runs "
                                   "in one process")

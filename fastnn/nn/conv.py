@@ -81,30 +81,37 @@ def conv_padding(padding, kernel_size, stride, dilation, owner: str) -> tuple[in
 
 
 # ------------------------------------------------------------------------------ Conv
-def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, stride,
-                padding, dilation, groups: int, act: Activation | None, pool: BufferPool,
-                out_shape=None) -> Tensor:
-    """y = act(conv2d(x, W) + b) as one graph node (``kernels.conv``).
+def conv2d_forward(X: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride,
+                   padding, dilation, groups: int, code: int, alpha: float,
+                   pool: BufferPool) -> tuple[np.ndarray, tuple]:
+    """y = act(conv2d(X, W) + b) by ``kernels.conv``: the one forward of Conv2d and Conv1d
+    (their graph node and the compiled step's stage both call it).
 
-    ``X`` is x's data as a C-contiguous (N, C, H, W) array (a Conv1d input (N, C, L) is
-    (N, C, 1, L)); ``weight`` has (O, C/G, kh, kw) elements in that order (a Conv1d weight is
-    (O, C/G, k)); stride, dilation (2,), padding (top, bottom, left, right). ``out_shape``:
-    the output's shape (default (N, O, OH, OW)).
+    Parameters
+    ----------
+    X : (N, C, H, W) C-contiguous (a Conv1d input (N, C, L) as (N, C, 1, L)).
+    weight : (O, C/G, kh, kw) elements in that order (a Conv1d weight (O, C/G, k)).
+    bias : (O,) or None. stride, dilation : (2,). padding : (top, bottom, left, right).
+    groups : G. code, alpha : the fused activation (``kernels.activations``).
+    pool : where the output and work arrays come from.
+
+    Returns
+    -------
+    y : (N, O, OH, OW), from ``pool``.
+    cache : what :func:`conv2d_backward` needs.
     """
     N, C, H, Wd = X.shape
     O = weight.shape[0]
     dt = weight.dtype
     kh, kw = (1, weight.shape[2]) if weight.ndim == 3 else weight.shape[2:]
     cg = C // groups
-    W4 = np.ascontiguousarray(weight.data).reshape(O, cg, kh, kw)
+    W4 = np.ascontiguousarray(weight).reshape(O, cg, kh, kw)
     OH = K_conv.output_size(H, kh, stride[0], padding[0], padding[1], dilation[0])
     OW = K_conv.output_size(Wd, kw, stride[1], padding[2], padding[3], dilation[1])
     if OH <= 0 or OW <= 0:
         raise ValueError(f"conv: input of spatial size {(H, Wd)} (padded by {padding}) is "
                          f"smaller than the dilated kernel {(kh, kw)} (dilation {dilation})")
-    code = act.code if act is not None else K_act.IDENTITY
-    alpha = act.alpha if act is not None else 0.0
-    b = bias.data if bias is not None else np.empty(0, dt)
+    b = bias if bias is not None else np.empty(0, dt)
     P = OH * OW
     y = pool.get("y", (N, O, OH, OW), dt)
     d = pool.get("d" if code != K_act.IDENTITY else "d0",
@@ -112,11 +119,10 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
     direct = K_conv.uses_direct(C, O, groups)  # depthwise: direct loops, no column matrix
     # a large layer: chunks of images whose column matrix stays in cache (0: batch-wide)
     chunk = 0 if direct else K_conv.chunk_plan(N, C, OH, OW, kh, kw, np.dtype(dt).itemsize)
+    scratch = cols = None
     if direct:
-        cols = None
         K_conv.depthwise_forward_call(X, W4, b, stride, padding, dilation, code, alpha, y, d)
     elif chunk:
-        cols = None
         scratch = K_conv.chunk_scratch_shapes(N, W4.shape, OH, OW, groups, chunk)
         K_conv.conv2d_forward_chunked(X, W4, b, stride, padding, dilation, groups, code,
                                       alpha, chunk, pool.get("chunk_cols", scratch["cols"], dt),
@@ -126,36 +132,71 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
         z = pool.get("z", (O, N * P), dt)
         K_conv.conv2d_forward(X, W4, b, stride, padding, dilation, groups, code, alpha, cols,
                               z, y, d)
+    return y, (X, W4, stride, padding, dilation, groups, d, direct, chunk, scratch, cols)
+
+
+def conv2d_backward(dy, cache: tuple, dW: np.ndarray | None, dW_into: np.ndarray | None,
+                    db: np.ndarray | None, need_dx: bool, pool: BufferPool):
+    """The gradients of :func:`conv2d_forward` from dy = d(loss)/dy (N, O, OH, OW).
+
+    The weight gradient (O, C/G, kh, kw) is written into ``dW``, or added into ``dW_into``
+    when ``dW`` is None (a product with beta = 1); the bias gradient (O,) into ``db`` (None:
+    no bias). Returns dx (N, C, H, W) from ``pool``, or None when not ``need_dx``.
+    """
+    X, W4, stride, padding, dilation, groups, d, direct, chunk, scratch, cols = cache
+    N = X.shape[0]
+    O, _, kh, kw = W4.shape
+    dt = W4.dtype
+    OH, OW = d.shape[2:]  # (d is (0, O, OH, OW) without an activation)
+    g = np.ascontiguousarray(dy, dtype=dt).reshape(N, O, OH, OW)
+    P = OH * OW
+    partial = pool.get("partial", (N, O), np.float64)
+    dx = pool.get("dx", X.shape, dt) if need_dx else None
+    if direct:
+        K_conv.depthwise_backward_call(
+            g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
+            pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db, dW_into)
+    elif chunk:
+        K_conv.conv2d_backward_chunked(
+            g, d, X, W4, stride, padding, dilation, groups, chunk,
+            pool.get("chunk_cols", scratch["cols"], dt), pool.get("chunk_z", scratch["z"], dt),
+            pool.get("chunk_dcols", scratch["dcols"], dt),
+            pool.get("chunk_dW", scratch["dW_tasks"], dt), partial, dx, dW, db, dW_into)
+    else:
+        dcols = pool.get("dcols", cols.shape, dt) if dx is not None else None
+        K_conv.conv2d_backward(g, d, cols, W4, stride, padding, dilation,
+                               pool.get("dz", (O, N * P), dt), partial, dcols, dx, dW, db,
+                               dW_into)
+    return dx
+
+
+def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, stride,
+                padding, dilation, groups: int, act: Activation | None, pool: BufferPool,
+                out_shape=None) -> Tensor:
+    """y = act(conv2d(x, W) + b) as one graph node (:func:`conv2d_forward`,
+    :func:`conv2d_backward`).
+
+    ``X`` is x's data as a C-contiguous (N, C, H, W) array (a Conv1d input (N, C, L) is
+    (N, C, 1, L)); ``weight`` has (O, C/G, kh, kw) elements in that order (a Conv1d weight is
+    (O, C/G, k)); stride, dilation (2,), padding (top, bottom, left, right). ``out_shape``:
+    the output's shape (default (N, O, OH, OW)).
+    """
+    code = act.code if act is not None else K_act.IDENTITY
+    alpha = act.alpha if act is not None else 0.0
+    y, cache = conv2d_forward(X, weight.data, bias.data if bias is not None else None, stride,
+                              padding, dilation, groups, code, alpha, pool)
     parents = (x, weight) if bias is None else (x, weight, bias)
-    shape = out_shape if out_shape is not None else (N, O, OH, OW)
+    shape = out_shape if out_shape is not None else y.shape
     out = node(y.reshape(shape), parents, "conv" if act is None else f"conv+{act.name}")
     if out.requires_grad:
+        O, dt = y.shape[1], y.dtype
 
         def backward(g):
-            g = np.ascontiguousarray(g, dtype=dt).reshape(N, O, OH, OW)
-            partial = pool.get("partial", (N, O), np.float64)
             dW, dW_into = _grad_out(weight)  # the product adds into dW_into (beta = 1)
             db = db_into = None
             if bias is not None:
                 db, db_into = _grad_out(bias, lambda: pool.get("db", (O,), dt))
-            dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
-            if direct:
-                K_conv.depthwise_backward_call(
-                    g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
-                    pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db,
-                    dW_into)
-            elif chunk:
-                K_conv.conv2d_backward_chunked(
-                    g, d, X, W4, stride, padding, dilation, groups, chunk,
-                    pool.get("chunk_cols", scratch["cols"], dt),
-                    pool.get("chunk_z", scratch["z"], dt),
-                    pool.get("chunk_dcols", scratch["dcols"], dt),
-                    pool.get("chunk_dW", scratch["dW_tasks"], dt), partial, dx, dW, db, dW_into)
-            else:
-                dcols = pool.get("dcols", cols.shape, dt) if dx is not None else None
-                K_conv.conv2d_backward(g, d, cols, W4, stride, padding, dilation,
-                                       pool.get("dz", (O, N * P), dt), partial, dcols, dx, dW,
-                                       db, dW_into)
+            dx = conv2d_backward(g, cache, dW, dW_into, db, x.requires_grad, pool)
             if db_into is not None:
                 db_into += db
             if dx is not None:
@@ -242,6 +283,14 @@ class _ConvNd(Module):
         """Whether :class:`Sequential` may run this layer and ``nxt`` as one fused kernel."""
         return self.activation is None and isinstance(nxt, Activation)
 
+    def conv2d_arguments(self) -> tuple[tuple[int, int], tuple[int, ...], tuple[int, int]]:
+        """(stride, padding (top, bottom, left, right), dilation) as :func:`conv2d_forward`
+        takes them (a Conv1d as a convolution of height 1)."""
+        if self._dims == 1:
+            (s,), (d,), (lo, hi) = self.stride, self.dilation, self._pads
+            return (1, s), (0, 0, lo, hi), (1, d)
+        return self.stride, self._pads, self.dilation
+
 
 class Conv2d(_ConvNd):
     """2-D convolution (PyTorch's cross-correlation), NCHW, with a fused activation:
@@ -273,8 +322,9 @@ class Conv2d(_ConvNd):
             raise ValueError(f"{self._describe()}: expected input of shape (N, "
                              f"{self.in_channels}, H, W), got {x.shape}")
         X = np.ascontiguousarray(x.data)
-        return conv2d_node(x, X, self.weight, self.bias, self.stride, self._pads,
-                           self.dilation, self.groups, _fused or self.activation, self._pool)
+        stride, padding, dilation = self.conv2d_arguments()
+        return conv2d_node(x, X, self.weight, self.bias, stride, padding, dilation,
+                           self.groups, _fused or self.activation, self._pool)
 
 
 class Conv1d(_ConvNd):
@@ -298,7 +348,8 @@ class Conv1d(_ConvNd):
         X = np.ascontiguousarray(x.data).reshape(n, c, 1, length)
         (k,), (s,), (d,), (lo, hi) = self.kernel_size, self.stride, self.dilation, self._pads
         out_len = K_conv.output_size(length, k, s, lo, hi, d)
-        return conv2d_node(x, X, self.weight, self.bias, (1, s), (0, 0, lo, hi), (1, d),
+        stride, padding, dilation = self.conv2d_arguments()
+        return conv2d_node(x, X, self.weight, self.bias, stride, padding, dilation,
                            self.groups, _fused or self.activation, self._pool,
                            out_shape=(n, self.out_channels, out_len))
 
@@ -316,10 +367,11 @@ def _planes(layer_name: str, x: Tensor) -> tuple[Tensor, np.ndarray, bool]:
     return x, np.ascontiguousarray(x.data).reshape(-1, h, w), single
 
 
-def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
-                    pool: BufferPool, return_indices: bool = False):
-    """MaxPool2d of x (N, C, H, W) or (C, H, W) as one graph node (``kernels.pool``)."""
-    x, X, _ = _planes("MaxPool2d", x)
+def max_pool2d_forward(X: np.ndarray, kernel_size, stride, padding, dilation,
+                       ceil_mode: bool, pool: BufferPool) -> tuple[np.ndarray, tuple]:
+    """MaxPool2d of the C-contiguous planes X (P, H, W) by ``kernels.pool``: the one forward
+    of the layer's graph node and the compiled step's stage. Returns (y (P, OH, OW) from
+    ``pool``, cache for :func:`max_pool2d_backward`: the argmax (P, OH, OW) int64 among it)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     if ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"MaxPool2d: padding {padding} must be at most half of kernel_size "
@@ -334,26 +386,43 @@ def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode
     y = pool.get("y", (X.shape[0], oh, ow), dt)
     arg = pool.get("arg", (X.shape[0], oh, ow), np.int64)
     K_pool.max_pool2d_forward(y.size * kh * kw)(X, kh, kw, sh, sw, ph, pw, dh, dw, y, arg)
-    shape = (*x.shape[:-2], oh, ow)
+    return y, (X.shape, dt, arg)
+
+
+def max_pool2d_backward(dy, cache: tuple, pool: BufferPool) -> np.ndarray:
+    """dx (P, H, W) from ``pool``: dy (P, OH, OW) (any layout) routed to each window's max."""
+    x_shape, dt, arg = cache
+    dx = pool.get("dx", x_shape, dt)
+    K_pool.max_pool2d_backward(dx.size)(
+        np.ascontiguousarray(dy, dtype=dt).reshape(arg.shape), arg, dx)
+    return dx
+
+
+def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool,
+                    pool: BufferPool, return_indices: bool = False):
+    """MaxPool2d of x (N, C, H, W) or (C, H, W) as one graph node (:func:`max_pool2d_forward`,
+    :func:`max_pool2d_backward`)."""
+    x, X, _ = _planes("MaxPool2d", x)
+    y, cache = max_pool2d_forward(X, kernel_size, stride, padding, dilation, ceil_mode, pool)
+    shape = (*x.shape[:-2], *y.shape[1:])
     out = node(y.reshape(shape), (x,), "max_pool2d")
     if out.requires_grad:
 
         def backward(g):
-            dx = pool.get("dx", X.shape, dt)
-            K_pool.max_pool2d_backward(dx.size)(
-                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), arg, dx)
-            x.accumulate_grad(dx.reshape(x.shape), owned=True)
+            x.accumulate_grad(max_pool2d_backward(g, cache, pool).reshape(x.shape), owned=True)
 
         out.set_backward(backward)
     if return_indices:
-        return out, Tensor(arg.reshape(shape).copy())
+        return out, Tensor(cache[2].reshape(shape).copy())
     return out
 
 
-def avg_pool2d_node(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
-                    count_include_pad: bool, divisor_override, pool: BufferPool) -> Tensor:
-    """AvgPool2d of x (N, C, H, W) or (C, H, W) as one graph node (``kernels.pool``)."""
-    x, X, _ = _planes("AvgPool2d", x)
+def avg_pool2d_forward(X: np.ndarray, kernel_size, stride, padding, ceil_mode: bool,
+                       count_include_pad: bool, divisor_override,
+                       pool: BufferPool) -> tuple[np.ndarray, tuple]:
+    """AvgPool2d of the C-contiguous planes X (P, H, W) by ``kernels.pool``: the one forward
+    of the layer's graph node and the compiled step's stage. Returns (y (P, OH, OW) from
+    ``pool``, cache for :func:`avg_pool2d_backward`)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     if ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"AvgPool2d: padding {padding} must be at most half of kernel_size "
@@ -371,44 +440,82 @@ def avg_pool2d_node(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
     y = pool.get("y", (X.shape[0], oh, ow), dt)
     include = bool(count_include_pad)
     K_pool.avg_pool2d_forward(y.size * kh * kw)(X, kh, kw, sh, sw, ph, pw, include, divisor, y)
-    out = node(y.reshape(*x.shape[:-2], oh, ow), (x,), "avg_pool2d")
+    return y, (X.shape, dt, y.shape, kh, kw, sh, sw, ph, pw, include, divisor)
+
+
+def avg_pool2d_backward(dy, cache: tuple, pool: BufferPool) -> np.ndarray:
+    """dx (P, H, W) from ``pool``: dy (P, OH, OW) (any layout) spread over each window."""
+    x_shape, dt, y_shape, kh, kw, sh, sw, ph, pw, include, divisor = cache
+    dx = pool.get("dx", x_shape, dt)
+    K_pool.avg_pool2d_backward(dx.size)(
+        np.ascontiguousarray(dy, dtype=dt).reshape(y_shape), kh, kw, sh, sw, ph, pw,
+        include, divisor, dx)
+    return dx
+
+
+def avg_pool2d_node(x: Tensor, kernel_size, stride, padding, ceil_mode: bool,
+                    count_include_pad: bool, divisor_override, pool: BufferPool) -> Tensor:
+    """AvgPool2d of x (N, C, H, W) or (C, H, W) as one graph node (:func:`avg_pool2d_forward`,
+    :func:`avg_pool2d_backward`)."""
+    x, X, _ = _planes("AvgPool2d", x)
+    y, cache = avg_pool2d_forward(X, kernel_size, stride, padding, ceil_mode,
+                                  count_include_pad, divisor_override, pool)
+    out = node(y.reshape(*x.shape[:-2], *y.shape[1:]), (x,), "avg_pool2d")
     if out.requires_grad:
 
         def backward(g):
-            dx = pool.get("dx", X.shape, dt)
-            K_pool.avg_pool2d_backward(dx.size)(
-                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), kh, kw, sh, sw, ph, pw,
-                include, divisor, dx)
-            x.accumulate_grad(dx.reshape(x.shape), owned=True)
+            x.accumulate_grad(avg_pool2d_backward(g, cache, pool).reshape(x.shape), owned=True)
 
         out.set_backward(backward)
     return out
 
 
-def adaptive_avg_pool2d_node(x: Tensor, output_size, pool: BufferPool) -> Tensor:
-    """AdaptiveAvgPool2d of x (N, C, H, W) or (C, H, W) to ``output_size`` (an int, or a pair
-    whose None entries keep the input's size) as one graph node."""
-    x, X, _ = _planes("AdaptiveAvgPool2d", x)
-    h, w = X.shape[1:]
+def adaptive_output_size(output_size, h: int, w: int) -> tuple[int, int]:
+    """AdaptiveAvgPool2d's (OH, OW) for (h, w) planes: ``output_size`` an int, or a pair whose
+    None entries keep the input's size."""
     sizes = (output_size, output_size) if not isinstance(output_size, (tuple, list)) \
         else tuple(output_size)
     if len(sizes) != 2:
         raise ValueError(f"AdaptiveAvgPool2d: output_size must be an int or a pair, got "
                          f"{output_size!r}")
     oh, ow = (h if sizes[0] is None else sizes[0]), (w if sizes[1] is None else sizes[1])
-    oh = _positive_int(oh, "output_size", "AdaptiveAvgPool2d")
-    ow = _positive_int(ow, "output_size", "AdaptiveAvgPool2d")
+    return (_positive_int(oh, "output_size", "AdaptiveAvgPool2d"),
+            _positive_int(ow, "output_size", "AdaptiveAvgPool2d"))
+
+
+def adaptive_avg_pool2d_forward(X: np.ndarray, output_size,
+                                pool: BufferPool) -> tuple[np.ndarray, tuple]:
+    """AdaptiveAvgPool2d of the C-contiguous planes X (P, H, W) by ``kernels.pool``: the one
+    forward of the layer's graph node and the compiled step's stage. Returns (y (P, OH, OW)
+    from ``pool``, cache for :func:`adaptive_avg_pool2d_backward`)."""
+    oh, ow = adaptive_output_size(output_size, *X.shape[1:])
     dt = X.dtype
     y = pool.get("y", (X.shape[0], oh, ow), dt)
     K_pool.adaptive_avg_pool2d_forward(X.size)(X, y)
-    out = node(y.reshape(*x.shape[:-2], oh, ow), (x,), "adaptive_avg_pool2d")
+    return y, (X.shape, dt, y.shape)
+
+
+def adaptive_avg_pool2d_backward(dy, cache: tuple, pool: BufferPool) -> np.ndarray:
+    """dx (P, H, W) from ``pool``: dy (P, OH, OW) (any layout) spread over each window."""
+    x_shape, dt, y_shape = cache
+    dx = pool.get("dx", x_shape, dt)
+    K_pool.adaptive_avg_pool2d_backward(dx.size)(
+        np.ascontiguousarray(dy, dtype=dt).reshape(y_shape), dx)
+    return dx
+
+
+def adaptive_avg_pool2d_node(x: Tensor, output_size, pool: BufferPool) -> Tensor:
+    """AdaptiveAvgPool2d of x (N, C, H, W) or (C, H, W) to ``output_size`` (an int, or a pair
+    whose None entries keep the input's size) as one graph node
+    (:func:`adaptive_avg_pool2d_forward`, :func:`adaptive_avg_pool2d_backward`)."""
+    x, X, _ = _planes("AdaptiveAvgPool2d", x)
+    y, cache = adaptive_avg_pool2d_forward(X, output_size, pool)
+    out = node(y.reshape(*x.shape[:-2], *y.shape[1:]), (x,), "adaptive_avg_pool2d")
     if out.requires_grad:
 
         def backward(g):
-            dx = pool.get("dx", X.shape, dt)
-            K_pool.adaptive_avg_pool2d_backward(dx.size)(
-                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), dx)
-            x.accumulate_grad(dx.reshape(x.shape), owned=True)
+            x.accumulate_grad(adaptive_avg_pool2d_backward(g, cache, pool).reshape(x.shape),
+                              owned=True)
 
         out.set_backward(backward)
     return out
@@ -493,6 +600,63 @@ class AdaptiveAvgPool2d(Module):
 
 
 # --------------------------------------------------------------------------- BatchNorm2d
+def batchnorm2d_forward(X: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+                        momentum: float, running_mean: np.ndarray, running_var: np.ndarray,
+                        code: int, alpha: float, batch_stats: bool, needs_grad: bool,
+                        pool: BufferPool) -> tuple[np.ndarray, tuple]:
+    """y = act(gamma * (x - mean) / sqrt(var + eps) + beta) per channel of X (n, c, L) by
+    ``kernels.batchnorm``: the one forward of BatchNorm2d's graph node and the compiled step's
+    stage.
+
+    ``batch_stats``: normalize with the batch's statistics, and update ``running_mean`` /
+    ``running_var`` ((0,) arrays: none to update) with ``momentum``; else with the running
+    statistics. ``needs_grad``: keep what :func:`batchnorm2d_backward` needs. Returns
+    (y (n, c, L) from ``pool``, cache).
+    """
+    n, c, L = X.shape
+    dt = gamma.dtype
+    y = pool.get("y", (n, c, L), dt)
+    d = pool.get("d", (n, c, L), dt)  # always written by the kernels
+    d_backward = d if code != K_act.IDENTITY else d[:0]  # identity: dz = dy
+    xhat = inv_std = None
+    if batch_stats:
+        xhat = pool.get("xhat", (n, c, L), dt) if needs_grad else y[:0]
+        inv_std = pool.get("inv_std", (c,), dt)
+        K_bn.batchnorm2d_forward_train(
+            X, gamma, beta, eps, momentum, running_mean, running_var, code, alpha, y, xhat, d,
+            pool.get("mean", (c,), dt), inv_std, pool.get("partial", (n, 2, c), np.float64),
+            pool.get("stats", (3, c), np.float64))
+    else:
+        K_bn.batchnorm2d_forward_eval(X, gamma, beta, eps, running_mean, running_var, code,
+                                      alpha, y, d)
+        if needs_grad:
+            inv_std = (1.0 / np.sqrt(running_var + eps)).astype(dt)
+            xhat = (X - running_mean[:, None]) * inv_std[:, None]
+    return y, (X.shape, gamma, d_backward, xhat, inv_std, batch_stats)
+
+
+def batchnorm2d_backward(dy, cache: tuple, need_dx: bool, pool: BufferPool):
+    """The gradients of :func:`batchnorm2d_forward` from dy (n, c, L) (any layout): (dx
+    (n, c, L) or None when not ``need_dx``, dgamma (c,), dbeta (c,)), each from ``pool``."""
+    x_shape, gamma, d_backward, xhat, inv_std, batch_stats = cache
+    n, c, L = x_shape
+    dt = gamma.dtype
+    g = np.ascontiguousarray(dy, dtype=dt).reshape(n, c, L)
+    dx = pool.get("dx", x_shape, dt) if need_dx else None
+    dgamma, dbeta = pool.get("dgamma", (c,), dt), pool.get("dbeta", (c,), dt)
+    if batch_stats:
+        K_bn.batchnorm2d_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
+                                  pool.get("partial_b", (n, 2, c), np.float64),
+                                  pool.get("sums_b", (2, c), np.float64))
+    else:  # fixed statistics: an affine map per channel
+        dz = g * d_backward if d_backward.shape[0] else g
+        np.sum(dz, axis=(0, 2), out=dbeta)
+        np.sum(dz * xhat, axis=(0, 2), out=dgamma)
+        if dx is not None:
+            np.multiply(dz, (gamma * inv_std)[:, None], out=dx)
+    return dx, dgamma, dbeta
+
+
 class BatchNorm2d(BatchNorm1d):
     """Batch normalization of (N, C, H, W) images per channel over N, H and W, PyTorch's
     BatchNorm2d: the arguments, attributes, running statistics (``momentum=None``: the
@@ -503,6 +667,18 @@ class BatchNorm2d(BatchNorm1d):
 
     def _describe(self) -> str:
         return f"BatchNorm2d({self.num_features})"
+
+    def running_update(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """(momentum, running_mean, running_var) for one training forward with the batch's
+        statistics, counting the batch in ``num_batches_tracked`` (``momentum=None``: the
+        cumulative average); without running statistics, (0, empty, empty)."""
+        if not self.track_running_stats:
+            return 0.0, np.empty(0, self.dtype), np.empty(0, self.dtype)
+        self.num_batches_tracked += 1
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 1.0 / float(self.num_batches_tracked)
+        return momentum, self.running_mean, self.running_var
 
     def forward(self, x, _fused: Activation | None = None):
         x = _as_input(self, x, min_ndim=4, max_ndim=4)
@@ -521,58 +697,27 @@ class BatchNorm2d(BatchNorm1d):
         act = _fused or self.activation
         code = act.code if act is not None else K_act.IDENTITY
         alpha = act.alpha if act is not None else 0.0
-        L = h * w
-        X = np.ascontiguousarray(x.data).reshape(n, c, L)
-        dt, pool = self.dtype, self._pool
+        X = np.ascontiguousarray(x.data).reshape(n, c, h * w)
         gamma = self.weight.data if self.affine else self._ones
         beta = self.bias.data if self.affine else self._zeros
         params = (self.weight, self.bias) if self.affine else ()
         needs_grad = is_grad_enabled() and (x.requires_grad or bool(params))
-        y = pool.get("y", (n, c, L), dt)
-        d = pool.get("d", (n, c, L), dt)  # always written by the kernels
-        d_backward = d if code != K_act.IDENTITY else d[:0]  # identity: dz = dy
         if use_batch_stats:
-            xhat = pool.get("xhat", (n, c, L), dt) if needs_grad else y[:0]
-            inv_std = pool.get("inv_std", (c,), dt)
-            momentum = self.momentum
-            if self.training and self.track_running_stats:
-                self.num_batches_tracked += 1
-                if momentum is None:
-                    momentum = 1.0 / float(self.num_batches_tracked)
-                rm, rv = self.running_mean, self.running_var
-            else:
-                rm = rv = np.empty(0, dt)
-            K_bn.batchnorm2d_forward_train(
-                X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha, y, xhat, d,
-                pool.get("mean", (c,), dt), inv_std,
-                pool.get("partial", (n, 2, c), np.float64),
-                pool.get("stats", (3, c), np.float64))
+            if self.training:
+                momentum, rm, rv = self.running_update()
+            else:  # no running statistics: nothing to update
+                momentum, rm, rv = 0.0, np.empty(0, self.dtype), np.empty(0, self.dtype)
         else:
-            K_bn.batchnorm2d_forward_eval(X, gamma, beta, self.eps, self.running_mean,
-                                          self.running_var, code, alpha, y, d)
-            if needs_grad:
-                inv_std = (1.0 / np.sqrt(self.running_var + self.eps)).astype(dt)
-                xhat = (X - self.running_mean[:, None]) * inv_std[:, None]
+            momentum, rm, rv = 0.0, self.running_mean, self.running_var
+        y, cache = batchnorm2d_forward(X, gamma, beta, self.eps, momentum or 0.0, rm, rv,
+                                       code, alpha, use_batch_stats, needs_grad, self._pool)
         out = node(y.reshape(x.shape), (x, *params),
                    "batchnorm2d" if act is None else f"batchnorm2d+{act.name}")
         if out.requires_grad:
-            weight, bias = self.weight, self.bias
+            weight, bias, pool = self.weight, self.bias, self._pool
 
             def backward(g):
-                g = np.ascontiguousarray(g, dtype=dt).reshape(n, c, L)
-                dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
-                dgamma, dbeta = pool.get("dgamma", (c,), dt), pool.get("dbeta", (c,), dt)
-                if use_batch_stats:
-                    K_bn.batchnorm2d_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma,
-                                              dbeta, pool.get("partial_b", (n, 2, c),
-                                                              np.float64),
-                                              pool.get("sums_b", (2, c), np.float64))
-                else:  # fixed statistics: an affine map per channel
-                    dz = g * d_backward if d_backward.shape[0] else g
-                    np.sum(dz, axis=(0, 2), out=dbeta)
-                    np.sum(dz * xhat, axis=(0, 2), out=dgamma)
-                    if dx is not None:
-                        np.multiply(dz, (gamma * inv_std)[:, None], out=dx)
+                dx, dgamma, dbeta = batchnorm2d_backward(g, cache, x.requires_grad, pool)
                 if weight is not None and weight.requires_grad:
                     weight.accumulate_grad(dgamma, owned=True)
                 if bias is not None and bias.requires_grad:
@@ -585,20 +730,47 @@ class BatchNorm2d(BatchNorm1d):
 
 
 # ----------------------------------------------------------------------------- Dropout2d
+def dropout2d_forward(X: np.ndarray, p: float, generator: np.random.Generator,
+                      pool: BufferPool) -> tuple[np.ndarray, np.ndarray]:
+    """Channel dropout of the C-contiguous X (N, C, *): each (image, channel) is zeroed with
+    probability p and the others scaled by 1 / (1 - p); the mask of channel c of image n is
+    dropout's (``dropout_forward_into``) for row n, unit c. The one forward of Dropout2d's
+    graph node and the compiled step's stage. Returns (y, the scaled mask (N, C, 1, ...)
+    (the cache: the local gradient)), both from ``pool``."""
+    n, c = X.shape[:2]
+    ones = np.ones(n * c, X.dtype)
+    keep = pool.get("keep", ones.shape, X.dtype)
+    mask = pool.get("mask", ones.shape, X.dtype)
+    dropout_forward_into(ones, p, generator, keep, mask, c)
+    mask = mask.reshape(n, c, *(1,) * (X.ndim - 2))
+    y = pool.get("y", X.shape, X.dtype)
+    np.multiply(X, mask, out=y)
+    return y, mask
+
+
+def dropout2d_backward(dy, mask: np.ndarray, pool: BufferPool) -> np.ndarray:
+    """dx = dy * mask (dy (N, C, *), any layout), from ``pool``."""
+    dx = pool.get("dx", dy.shape, mask.dtype)
+    np.multiply(dy, mask, out=dx)
+    return dx
+
+
 def dropout2d_node(x: Tensor, p: float, generator: np.random.Generator,
                    pool: BufferPool) -> Tensor:
-    """Channel dropout of x (N, C, *): each (image, channel) is zeroed with
-    probability p and the others scaled by 1 / (1 - p); the mask of channel c of image n is
-    dropout's (``dropout_forward_into``) for row n, unit c."""
+    """Channel dropout of x (N, C, *) as one graph node (:func:`dropout2d_forward`,
+    :func:`dropout2d_backward`)."""
     if x.ndim < 2:
         raise ValueError(f"Dropout2d: expected an input of at least 2 dimensions, got shape "
                          f"{x.shape}")
-    n, c = x.shape[:2]
-    ones = np.ones(n * c, x.dtype)
-    keep = pool.get("keep", ones.shape, x.dtype)
-    mask = pool.get("mask", ones.shape, x.dtype)
-    dropout_forward_into(ones, p, generator, keep, mask, c)
-    return x * Tensor(mask.reshape(n, c, *(1,) * (x.ndim - 2)).copy())
+    y, mask = dropout2d_forward(np.ascontiguousarray(x.data), p, generator, pool)
+    out = node(y, (x,), "dropout2d")
+    if out.requires_grad:
+
+        def backward(g):
+            x.accumulate_grad(dropout2d_backward(g, mask, pool), owned=True)
+
+        out.set_backward(backward)
+    return out
 
 
 class Dropout2d(Module):

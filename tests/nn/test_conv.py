@@ -334,9 +334,9 @@ def test_lenet5_adam_steps_match_torch():
                                    atol=1e-9)
 
 
-def test_fit_trains_a_cnn_on_the_graph_path():
-    """fit's default step falls back to the graph (no compiled form of Conv2d) and learns
-    which half of an 8x8 image is brighter."""
+def test_fit_trains_a_cnn_on_the_compiled_step():
+    """fit's default step compiles the CNN (tests/test_compiled_cnn.py: the graph's bits) and
+    learns which half of an 8x8 image is brighter."""
     rng = np.random.default_rng(1)
     X = rng.random((256, 1, 8, 8)).astype(np.float32)
     y = rng.integers(0, 2, 256)
@@ -350,7 +350,7 @@ def test_fit_trains_a_cnn_on_the_graph_path():
     import fastnn.train  # noqa: F401  (a submodule: imported, not only reached as fnn.train)
 
     step = fnn.train.LocalStep(model, opt)
-    assert "no compiled form" in step.prepare(fnn.losses.cross_entropy)
+    assert step.prepare(fnn.losses.cross_entropy) is None  # None: no reason not to compile
     history = fnn.train.fit(model, fnn.losses.cross_entropy, opt, (X, y), epochs=3,
                             batch_size=32, quiet=True, step=step)
     assert history[-1]["accuracy"] > 0.95
@@ -432,6 +432,30 @@ def test_build_cnn_fits_each_image_shape():
         model = build_cnn(shape, [16], 10, dtype="float32")
         assert sum(isinstance(m, fnn.Conv2d) for m in model) == convs
         assert model(np.zeros((2, int(np.prod(shape))), np.float32)).shape == (2, 10)
+
+
+def test_cnn_inputs_are_standardized_per_channel():
+    """--arch cnn: one mean and one scale per channel over the training images' pixels
+    (docs/cnn.md, "Digits"), in the per-pixel arrays a checkpoint keeps."""
+    from fastnn.data import Standardizer
+    from fastnn.recipes import standardize_per_channel
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((30, 2 * 3 * 4)) * np.repeat([1.0, 50.0], 12) + np.repeat([0.0, 7.0], 12))
+    X = X.astype(np.float32)
+    rows = np.array([5, 1, 20, 7, 3, 11])
+    std = Standardizer().fit(X, rows=rows)
+    standardize_per_channel(std, X, rows, (2, 3, 4))
+    planes = X[rows].astype(np.float64).reshape(len(rows), 2, 12)
+    assert std.mean.shape == std.std.shape == (24,)
+    np.testing.assert_allclose(std.mean, np.repeat(planes.mean(axis=(0, 2)), 12), rtol=1e-12)
+    np.testing.assert_allclose(std.std, np.repeat(planes.std(axis=(0, 2)), 12), rtol=1e-12)
+    out = std.transform(X[rows], dtype="float64").reshape(len(rows), 2, 12)
+    np.testing.assert_allclose(out.mean(axis=(0, 2)), 0, atol=1e-6)
+    np.testing.assert_allclose(out.std(axis=(0, 2)), 1, rtol=1e-6)
+    constant = Standardizer().fit(np.ones((4, 8)))
+    standardize_per_channel(constant, np.ones((4, 8)), None, (2, 2, 2))
+    assert (constant.std == 1).all() and (constant.mean == 1).all()
 
 
 @pytest.mark.slow
