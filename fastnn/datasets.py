@@ -277,7 +277,9 @@ def read_table(path: str, column_types: dict | None = None):
         if str(path).lower().endswith((".parquet", ".pq")):
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            # pre_buffer=False: a local file is read as its columns are decoded (the whole
+            # file read first raised the peak memory by a tenth, and was no faster)
+            table = pq.read_table(path, pre_buffer=False)
         else:
             import pyarrow.csv as pcsv
 
@@ -303,6 +305,9 @@ def read_table(path: str, column_types: dict | None = None):
         raise DataError(f"{path}: cannot read it as {_format(path)} ({what})") from None
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
+    # the reader's scratch memory back to the system (what pyarrow's allocator can give
+    # back): the encoded matrix that follows comes on top of what is kept
+    pa.default_memory_pool().release_unused()
     return table
 
 

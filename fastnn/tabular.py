@@ -143,11 +143,12 @@ class _Interleave:
     at a time: one strided pass over the matrix per G columns instead of per column (a
     column written straight into ``out[:, j]`` touches a cache line per row: measured 45
     such writes into a (1,000,000, 45) matrix cost more than all the encoding), while the
-    buffer stays G columns (8: 64 MB at a million rows) however wide the table is."""
+    buffer stays G columns (4: 32 MB at a million rows; 8 measured 0.1x the encoded
+    arrays more peak memory) however wide the table is."""
 
     BLOCK_ROWS = 8192
 
-    def __init__(self, out: np.ndarray, group: int = 8):
+    def __init__(self, out: np.ndarray, group: int = 4):
         self.out, self.j, self.k = out, 0, 0
         self.buf = np.empty((max(1, min(group, out.shape[1])), out.shape[0]), out.dtype)
 
@@ -160,6 +161,19 @@ class _Interleave:
         if self.k == len(self.buf):
             self.flush()
 
+    def map(self, fill, columns: list) -> list:
+        """``fill(column, dst)`` for each column in order, ``dst`` its buffer row, a group
+        of columns at a time on fastnn's threads (see :func:`_map_columns`); the results."""
+        results = []
+        self.flush()
+        for start in range(0, len(columns), len(self.buf)):
+            group = columns[start:start + len(self.buf)]
+            rows = list(zip(group, self.buf, strict=False))
+            results += _map_columns(lambda job: fill(*job), rows, len(self.out))
+            self.k = len(group)
+            self.flush()
+        return results
+
     def put(self, values: np.ndarray) -> None:
         self.slot()[...] = values
         self.commit()
@@ -169,9 +183,17 @@ class _Interleave:
             # in blocks of rows that stay in cache: NumPy copies a transposed array in the
             # source's order, striding through the whole matrix per column (measured 30x
             # slower than these blocks at a million rows)
-            cols, step = slice(self.j, self.j + self.k), self.BLOCK_ROWS
-            for r in range(0, len(self.out), step):
-                self.out[r:r + step, cols] = self.buf[:self.k, r:r + step].T
+            # (the row ranges on fastnn's threads: the first write of a fresh matrix is
+            # mostly page faults, which the threads take in parallel)
+            cols, step, n = slice(self.j, self.j + self.k), self.BLOCK_ROWS, len(self.out)
+            buf, out = self.buf[:self.k], self.out
+            span = -(-n // (8 * step)) * step  # 8 ranges of whole blocks
+
+            def copy(lo):
+                for r in range(lo, min(n, lo + span), step):
+                    out[r:r + step, cols] = buf[:, r:r + step].T
+
+            _map_columns(copy, list(range(0, n, span)) if n else [], n * self.k // 8)
             self.j, self.k = self.j + self.k, 0
 
     def skip(self, width: int) -> int:
@@ -296,57 +318,13 @@ class TableEncoder:
         fit_index = None if rows is None else np.sort(np.asarray(rows))
         fit_rows = None if rows is None else pa.array(fit_index)
         enc = cls()
-        for name in names:
-            raw = _undict(table.column(name))
-            kind = _kind(raw.type)
-            # integers, reals and text have a vectorized path (one conversion to NumPy, or
-            # one hashing pass for text); other kinds take the general one
-            values = _float_values(raw) if kind in ("integer", "float") else None
-            codes = _text_codes(raw) if kind == "text" else None
-            col = raw if values is not None or codes is not None else _plain(raw)
-            info = _facts(col, values, codes)
-            role, why = _decide(col, name, categorical, numeric, drop, info)
-            cr = ColumnRole(name, role, why, info["distinct"], info["missing"], info["kind"])
-            enc.columns.append(cr)
-            if role == "numeric" and values is not None:
-                part = values if fit_index is None else values[fit_index]
-                filled = part[~np.isnan(part)]
-                cr.indicator = len(filled) < len(part)
-                cr.median = float(np.median(filled, overwrite_input=True)) if len(filled) \
-                    else 0.0
-                cr.low, cr.high = _range(filled, cr.median)
-                continue
-            if role == "categorical" and codes is not None and cr.source == "text":
-                index, distinct = codes
-                part = index if fit_index is None else index[fit_index]
-                present = np.zeros(len(distinct) + 1, bool)
-                present[part] = True  # index -1 (a blank) marks the last slot
-                cr.blank_seen = bool(present[-1])
-                vocab = distinct.filter(pa.array(present[:-1])) if not present[:-1].all() \
-                    else distinct
-                cr.vocabulary = np.sort(np.asarray(vocab.to_numpy(zero_copy_only=False),
-                                                   dtype=str))
-                continue
-            col = _plain(raw)
-            part = col if fit_rows is None else col.take(fit_rows)
-            if role in ("numeric", "date"):
-                values = _as_float(part, name, date=role == "date")
-                blank = np.isnan(values)
-                cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
-                cr.indicator = bool(blank.any())
-                if role == "numeric":
-                    cr.low, cr.high = _range(values[~blank], cr.median)
-            elif role == "categorical":
-                if why.endswith(_WHOLE_NOTE):  # whole numbers: the value counts too
-                    values = _as_float(part, name, lenient=True)
-                    blank = np.isnan(values)
-                    cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
-                    cr.also_numeric = True
-                    cr.low, cr.high = _range(values[~blank], cr.median)
-                text = _as_text(part, cr.source)
-                cr.blank_seen = bool(text.null_count)
-                vocab = _pa()[1].unique(text.drop_null()).to_numpy(zero_copy_only=False)
-                cr.vocabulary = np.sort(np.asarray(vocab, dtype=str))
+
+        def fit_column(name):
+            return _fit_column(table.column(name), name, fit_index, fit_rows,
+                               categorical, numeric, drop)
+
+        enc.columns = _map_columns(fit_column, names, table.num_rows)
+        pa.default_memory_pool().release_unused()  # (see fastnn.datasets.read_table)
         if not any(c.role != "dropped" for c in enc.columns):
             raise DataError("every feature column was dropped (" + "; ".join(
                 f"{c.name}: {c.why}" for c in enc.columns) + "); say which to keep with "
@@ -437,24 +415,46 @@ class TableEncoder:
         counts = counts if counts is not None else {}
         write = _Interleave(out)
         numeric, dates = self.valued(), self.of_role("date")
-        blanks = {}
-        for c in numeric:
+
+        def numeric_column(c, dst):
+            """Fill ``dst`` with column ``c``'s values; (blanks (N,) bool, values clipped)."""
             raw = _undict(table.column(c.name))
             if not c.also_numeric and _kind(raw.type) in ("integer", "float"):
                 values = _float_values(raw)  # read-only maybe: filled into the buffer row
             else:
                 values = _as_float(_plain(raw), c.name, lenient=c.also_numeric)
             blank = np.isnan(values)
-            dst = write.slot()
             dst[...] = values
             dst[blank] = c.median
+            outside = 0
             if c.low is not None:
                 outside = int(np.count_nonzero(dst < c.low)) + \
                     int(np.count_nonzero(dst > c.high))
                 if outside:
                     np.clip(dst, c.low, c.high, out=dst)
-                    counts.setdefault(c.name, {})["clipped"] = outside
-            write.commit()
+            return blank, outside
+
+        pa, pc = _pa()
+
+        def code_column(c, dst):
+            """Fill ``dst`` with categorical column ``c``'s codes; (blanks, unknowns)."""
+            text = _as_text(_plain(table.column(c.name)), c.source)
+            idx = pc.index_in(text, value_set=pa.array(c.vocabulary, pa.string()))
+            n_blank, n_unmatched = text.null_count, idx.null_count
+            # a code past the reserved ones for a known value, UNKNOWN_CODE for the rest
+            dst[...] = np.asarray(pc.fill_null(idx, UNKNOWN_CODE - FIRST_CODE).to_numpy(
+                zero_copy_only=False))
+            dst += FIRST_CODE
+            if n_blank and c.blank_seen:
+                dst[np.asarray(text.is_null().to_numpy(zero_copy_only=False), bool)] = \
+                    BLANK_CODE
+            return n_blank, n_unmatched - n_blank
+
+        blanks = {}
+        for c, (blank, outside) in zip(numeric, write.map(numeric_column, numeric),
+                                       strict=True):
+            if outside:
+                counts.setdefault(c.name, {})["clipped"] = outside
             blanks[c.name] = blank
         date_values = {}
         for c in dates:
@@ -476,27 +476,17 @@ class TableEncoder:
                 counts.setdefault(name, {})["blank"] = k
                 if not by_name[name].indicator:
                     counts[name]["filled_unseen_blank"] = k
-        pa, pc = _pa()
-        for c in self.of_role("categorical"):
-            text = _as_text(_plain(table.column(c.name)), c.source)
-            idx = pc.index_in(text, value_set=pa.array(c.vocabulary, pa.string()))
-            n_blank, n_unmatched = text.null_count, idx.null_count
-            dst = write.slot()
-            # a code past the reserved ones for a known value, UNKNOWN_CODE for the rest
-            dst[...] = np.asarray(pc.fill_null(idx, UNKNOWN_CODE - FIRST_CODE).to_numpy(
-                zero_copy_only=False))
-            dst += FIRST_CODE
-            if n_blank and c.blank_seen:
-                dst[np.asarray(text.is_null().to_numpy(zero_copy_only=False), bool)] = \
-                    BLANK_CODE
-            write.commit()
+        categorical = self.of_role("categorical")
+        for c, (n_blank, n_unknown) in zip(categorical, write.map(code_column, categorical),
+                                           strict=True):
             if n_blank:
                 counts.setdefault(c.name, {})["blank"] = n_blank
                 if not c.blank_seen:
                     counts[c.name]["filled_unseen_blank"] = n_blank
-            if n_unmatched > n_blank:
-                counts.setdefault(c.name, {})["unknown"] = n_unmatched - n_blank
+            if n_unknown:
+                counts.setdefault(c.name, {})["unknown"] = n_unknown
         write.flush()
+        pa.default_memory_pool().release_unused()  # (see fastnn.datasets.read_table)
         return out
 
     # ------------------------------------------------------------------- reports
@@ -558,6 +548,84 @@ class TableEncoder:
         return enc
 
 
+def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
+                drop) -> ColumnRole:
+    """One column's role (from all of ``column``) and fitted statistics (from its rows
+    ``fit_index``, sorted, also as an Arrow array ``fit_rows``; None: all)."""
+    pa, _ = _pa()
+    raw = _undict(column)
+    kind = _kind(raw.type)
+    # integers, reals and text have a vectorized path (one conversion to NumPy, or
+    # one hashing pass for text); other kinds take the general one
+    values = _float_values(raw) if kind in ("integer", "float") else None
+    codes = _text_codes(raw) if kind == "text" else None
+    col = raw if values is not None or codes is not None else _plain(raw)
+    info = _facts(col, values, codes)
+    role, why = _decide(col, name, categorical, numeric, drop, info)
+    cr = ColumnRole(name, role, why, info["distinct"], info["missing"], info["kind"])
+    if role == "numeric" and values is not None:
+        part = values if fit_index is None else values[fit_index]
+        filled = part[~np.isnan(part)]
+        cr.indicator = len(filled) < len(part)
+        cr.median = float(np.median(filled, overwrite_input=True)) if len(filled) \
+            else 0.0
+        cr.low, cr.high = _range(filled, cr.median)
+        return cr
+    if role == "categorical" and codes is not None and cr.source == "text":
+        index, distinct = codes
+        part = index if fit_index is None else index[fit_index]
+        present = np.zeros(len(distinct) + 1, bool)
+        present[part] = True  # index -1 (a blank) marks the last slot
+        cr.blank_seen = bool(present[-1])
+        vocab = distinct.filter(pa.array(present[:-1])) if not present[:-1].all() \
+            else distinct
+        cr.vocabulary = np.sort(np.asarray(vocab.to_numpy(zero_copy_only=False),
+                                           dtype=str))
+        return cr
+    col = _plain(raw)
+    part = col if fit_rows is None else col.take(fit_rows)
+    if role in ("numeric", "date"):
+        values = _as_float(part, name, date=role == "date")
+        blank = np.isnan(values)
+        cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
+        cr.indicator = bool(blank.any())
+        if role == "numeric":
+            cr.low, cr.high = _range(values[~blank], cr.median)
+    elif role == "categorical":
+        if why.endswith(_WHOLE_NOTE):  # whole numbers: the value counts too
+            values = _as_float(part, name, lenient=True)
+            blank = np.isnan(values)
+            cr.median = float(np.median(values[~blank])) if (~blank).any() else 0.0
+            cr.also_numeric = True
+            cr.low, cr.high = _range(values[~blank], cr.median)
+        text = _as_text(part, cr.source)
+        cr.blank_seen = bool(text.null_count)
+        vocab = _pa()[1].unique(text.drop_null()).to_numpy(zero_copy_only=False)
+        cr.vocabulary = np.sort(np.asarray(vocab, dtype=str))
+    return cr
+
+
+#: A table with at least this many cells is encoded a column per thread (fastnn's thread
+#: budget); below it, the threads cost more than they save.
+PARALLEL_CELLS = 1 << 18
+
+
+def _map_columns(fn, items: list, n_rows: int) -> list:
+    """``[fn(item) for item in items]``, on fastnn's thread budget when the table is large
+    (Arrow's and NumPy's loops release the GIL); the first error in ``items``' order is
+    raised, as the sequential loop would."""
+    from ._threads import get_num_threads
+
+    threads = min(get_num_threads(), len(items)) if n_rows * len(items) >= PARALLEL_CELLS \
+        else 1
+    if threads <= 1:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, items))
+
+
 def _facts(col, values: np.ndarray | None = None, codes=None) -> dict:
     """Kind, share missing, distinct values (blanks not counted; Arrow's notion of equal:
     0.0 and -0.0 differ), rows and blanks of a column; ``values``: the column as float64 with
@@ -615,7 +683,9 @@ def _decide(col, name: str, categorical, numeric, drop, f: dict) -> tuple[str, s
     whole = kind == "integer"
     if kind == "float":
         v = f["values"] if f.get("values") is not None else col.to_numpy(zero_copy_only=False)
-        whole = bool(np.array_equal(v, np.round(v), equal_nan=True))
+        # the first rows first: a column of real numbers rarely gets past them
+        whole = all(np.array_equal(part, np.round(part), equal_nan=True)
+                    for part in (v[:1024], v[1024:]))
     if whole:
         if n >= MIN_ROWS_FOR_ID and distinct == n and kind == "integer":
             lo, hi = pc.min_max(col).values()
