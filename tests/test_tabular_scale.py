@@ -45,3 +45,21 @@ def test_peak_memory_of_reading_and_encoding_a_large_mixed_csv(tmp_path):
     assert mem["peak_bytes"] <= budget, (
         f"peak {mem['peak_bytes'] / 2**20:.0f} MiB over {BOUND}x (encoded "
         f"{mem['encoded_bytes'] / 2**20:.0f} MiB + model {mem['model_bytes'] / 2**20:.1f} MiB)")
+
+
+def test_the_tables_report_gives_medians_ratios_and_the_memory_bound():
+    results = {
+        "files": {"csv": "t.csv", "parquet": "t.parquet", "csv_bytes": 2**20,
+                  "parquet_bytes": 2**19},
+        "timing": {"pandas read_csv": [2.0, 4.0, 3.0], "fastnn csv": [3.0, 3.3, 9.0],
+                   "fastnn csv read": [1.0, 1.0, 1.0]},
+        "memory csv": {"peak_bytes": 900 * 2**20, "encoded_bytes": 350 * 2**20,
+                       "model_bytes": 10 * 2**20, "shape": [1000, 45]},
+        "epochs": {"TabularMLP": [2.0, 2.2, 9.0], "MLP": [2.0, 2.0, 2.0],
+                   "steps": {"TabularMLP": "graph (why)", "MLP": "compiled"},
+                   "rows": 1000, "batch": 32, "width": 217},
+    }
+    text = bench.format_tables_report(results)
+    assert "fastnn csv" in text and "1.10x" in text  # median 3.3 against pandas' 3.0
+    assert "2.50x the encoded arrays" in text  # 900 / (350 + 10)
+    assert "TabularMLP 2.20 s" in text and "1.10x" in text.splitlines()[-1]
