@@ -117,7 +117,7 @@ def _undict(col):
 
 def _float_values(col) -> np.ndarray:
     """An integer or real column (not dictionary-encoded) as float64 (N,), NaN for blanks
-    (nulls and NaN alike): one conversion, shared by the facts, the fit and the transform.
+    (nulls and NaN alike): one conversion, shared by the column's facts and its fit.
     Possibly read-only (Arrow's own buffer)."""
     pa, _ = _pa()
     if col.type != pa.float64():
@@ -180,11 +180,11 @@ class _Interleave:
 
     def flush(self) -> None:
         if self.k:
-            # in blocks of rows that stay in cache: NumPy copies a transposed array in the
+            # In blocks of rows that stay in cache: NumPy copies a transposed array in the
             # source's order, striding through the whole matrix per column (measured 30x
-            # slower than these blocks at a million rows)
-            # (the row ranges on fastnn's threads: the first write of a fresh matrix is
-            # mostly page faults, which the threads take in parallel)
+            # slower than these blocks at a million rows). Ranges of blocks go to fastnn's
+            # threads: the first write of a fresh matrix is mostly page faults, which the
+            # threads take in parallel.
             cols, step, n = slice(self.j, self.j + self.k), self.BLOCK_ROWS, len(self.out)
             buf, out = self.buf[:self.k], self.out
             span = -(-n // (8 * step)) * step  # 8 ranges of whole blocks
@@ -614,10 +614,11 @@ def _map_columns(fn, items: list, n_rows: int) -> list:
     """``[fn(item) for item in items]``, on fastnn's thread budget when the table is large
     (Arrow's and NumPy's loops release the GIL); the first error in ``items``' order is
     raised, as the sequential loop would."""
+    if n_rows * len(items) < PARALLEL_CELLS or len(items) < 2:
+        return [fn(item) for item in items]
     from ._threads import get_num_threads
 
-    threads = min(get_num_threads(), len(items)) if n_rows * len(items) >= PARALLEL_CELLS \
-        else 1
+    threads = min(get_num_threads(), len(items))
     if threads <= 1:
         return [fn(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
