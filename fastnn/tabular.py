@@ -121,7 +121,9 @@ def _float_values(col) -> np.ndarray:
     Possibly read-only (Arrow's own buffer)."""
     pa, _ = _pa()
     if col.type != pa.float64():
-        col = col.cast(pa.float64())
+        # unsafe: whole numbers beyond 2**53 round to the nearest float64 (an identifier of
+        # such numbers is counted on its own values, and dropped, before this matters)
+        col = col.cast(pa.float64(), safe=False)
     return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
 
 
@@ -420,11 +422,10 @@ class TableEncoder:
             """Fill ``dst`` with column ``c``'s values; (blanks (N,) bool, values clipped)."""
             raw = _undict(table.column(c.name))
             if not c.also_numeric and _kind(raw.type) in ("integer", "float"):
-                values = _float_values(raw)  # read-only maybe: filled into the buffer row
+                dst[...] = _float_values(raw)
             else:
-                values = _as_float(_plain(raw), c.name, lenient=c.also_numeric)
-            blank = np.isnan(values)
-            dst[...] = values
+                dst[...] = _as_float(_plain(raw), c.name, lenient=c.also_numeric)
+            blank = np.isnan(dst)
             dst[blank] = c.median
             outside = 0
             if c.low is not None:
@@ -637,9 +638,12 @@ def _facts(col, values: np.ndarray | None = None, codes=None) -> dict:
     out = {"kind": _kind(col.type), "rows": n, "values": values}
     if values is not None:
         blank = int(np.count_nonzero(np.isnan(values)))
-        # Arrow's hashing (as count_distinct's on the column): all NaN are one value, which
-        # is not counted; unique is 2x faster than count_distinct here
-        distinct = len(pc.unique(pa.array(values))) - (blank > 0) if n else 0
+        if out["kind"] == "integer":  # exact beyond 2**53, where float64 merges values
+            distinct = int(pc.count_distinct(col).as_py()) if n else 0
+        else:
+            # Arrow's hashing (as count_distinct's on the column): all NaN are one value,
+            # which is not counted; unique is 2x faster than count_distinct here
+            distinct = len(pc.unique(pa.array(values))) - (blank > 0) if n else 0
     elif codes is not None:
         blank = int(np.count_nonzero(codes[0] < 0))
         distinct = len(codes[1])

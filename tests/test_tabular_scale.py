@@ -63,3 +63,41 @@ def test_the_tables_report_gives_medians_ratios_and_the_memory_bound():
     assert "fastnn csv" in text and "1.10x" in text  # median 3.3 against pandas' 3.0
     assert "2.50x the encoded arrays" in text  # 900 / (350 + 10)
     assert "TabularMLP 2.20 s" in text and "1.10x" in text.splitlines()[-1]
+
+
+def test_the_threaded_chunked_path_encodes_as_the_plain_one(monkeypatch):
+    """The same table in one chunk, sequentially, and in many chunks on threads (as a large
+    CSV is read): the same roles, statistics, matrix and counts; whole numbers beyond 2**53
+    (an identifier) are counted exactly; NaN and nulls are both blanks."""
+    from fastnn import tabular
+
+    rng = np.random.default_rng(0)
+    n = 300
+    real = rng.normal(size=n)
+    real[::7] = np.nan
+    t = pa.table({
+        "real": pa.array(real, mask=np.arange(n) % 11 == 0),
+        "zeros": pa.array(np.where(np.arange(n) % 2, 0.0, -0.0) + rng.integers(0, 2, n)),
+        "count": pa.array(rng.integers(0, 500, n)),
+        "few": pa.array(rng.integers(0, 4, n)),
+        "word": pa.array([f"w{k}" for k in rng.integers(0, 30, n)], pa.string(),
+                         mask=rng.random(n) < 0.1),
+        "big_id": pa.array([2**60 + i for i in range(n)]),
+    })
+    rows = rng.permutation(n)[:200]
+    enc = tabular.TableEncoder.fit(t, rows=rows)
+    counts: dict = {}
+    X = enc.transform(t, counts)
+    roles = {c.name: (c.role, c.distinct) for c in enc.columns}
+    assert roles["big_id"][0] == "dropped" and roles["big_id"][1] == n
+    assert next(c for c in enc.columns if c.name == "real").missing == pytest.approx(
+        np.mean(np.isnan(real) | (np.arange(n) % 11 == 0)))
+
+    monkeypatch.setattr(tabular, "PARALLEL_CELLS", 0)
+    chunked = pa.Table.from_batches(t.to_batches(max_chunksize=37))
+    enc2 = tabular.TableEncoder.fit(chunked, rows=rows)
+    counts2: dict = {}
+    X2 = enc2.transform(chunked, counts2)
+    assert enc2.state()[0] == enc.state()[0]
+    np.testing.assert_array_equal(X2, X)
+    assert counts2 == counts and X2.flags.c_contiguous
