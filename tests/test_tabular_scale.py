@@ -28,13 +28,13 @@ def test_the_generated_table_has_its_columns_categories_and_blanks():
     assert set(np.unique(t.column("target").to_numpy())) == {0, 1}
 
 
-@pytest.mark.slow
 def test_peak_memory_of_reading_and_encoding_a_large_mixed_csv(tmp_path):
     """300,000 rows of 20 real and 5 text columns (10 to 10,000 categories, 5% blanks), read
     from CSV and encoded as ``fastnn train`` does, in a fresh process: its peak RSS grows by
     at most 2.5x the encoded arrays (X float64 and y) plus the model's parameters (measured
     2.2x here; Parquet 2.4x, whose reader keeps more of its scratch memory at this size:
-    ``fastnn bench --tables`` reports both at a million rows)."""
+    ``fastnn bench --tables`` reports both at a million rows). About 5 s on a busy 2-core
+    machine, most of it writing the files."""
     path = bench.mixed_table_files(str(tmp_path), 300_000)[0]
     proc = subprocess.run([sys.executable, "-m", "fastnn.bench", "--tables-worker", "memory",
                            json.dumps([path])], capture_output=True, text=True, timeout=600)
