@@ -18,6 +18,11 @@ installed. Each worker also reports its peak memory (the growth of its peak RSS,
 way; there ``gemm`` is the im2col products of the convolutions and the Linear products, and
 ``numpy`` has no CNN step.
 
+``fastnn bench --tables`` times reading and encoding a generated 1,000,000-row mixed table
+(CSV and Parquet) against pandas' ``read_csv`` of the same file, measures the peak memory,
+and times an epoch of ``TabularMLP`` against an MLP of the same width (see
+:func:`run_tables_bench`).
+
 ``fastnn bench --sklearn`` times something else: a whole ``fit`` of
 ``fastnn.sklearn.MLPClassifier`` against scikit-learn's ``MLPClassifier`` with the same
 settings (see :data:`PROBLEMS`), each fit in its own process, alternated over rounds, next to
@@ -964,6 +969,274 @@ def format_sklearn_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------------------------
+# fastnn bench --tables: reading and encoding a large mixed table, its memory, and an epoch.
+
+#: The generated table of ``fastnn bench --tables``: real columns (every fourth one skewed,
+#: exp of a normal), text columns with these numbers of categories, blanks in every feature
+#: column, and a 0/1 target.
+TABLE_NUMERIC = 20
+TABLE_CATEGORIES = (10, 100, 1_000, 5_000, 10_000)
+TABLE_BLANKS = 0.05
+TABLE_ROWS = 1_000_000
+
+
+def make_mixed_table(n_rows: int = TABLE_ROWS, seed: int = 0):
+    """The benchmark's table (a ``pyarrow.Table``): ``num0..num19`` (float64, 4 decimals),
+    ``cat0..cat4`` (text ``t<j>_<k>``, :data:`TABLE_CATEGORIES` values), 5% blanks in each,
+    and ``target`` (0/1, a function of a few columns plus noise)."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    cols, score = {}, np.zeros(n_rows)
+    for j in range(TABLE_NUMERIC):
+        v = rng.standard_normal(n_rows)
+        if j < 3:
+            score += v
+        v = np.exp(v) if j % 4 == 3 else v * (j + 1) + j
+        cols[f"num{j}"] = pa.array(np.round(v, 4), mask=rng.random(n_rows) < TABLE_BLANKS)
+    for j, k in enumerate(TABLE_CATEGORIES):
+        codes = rng.integers(0, k, n_rows).astype(np.int32)
+        score += 0.5 * np.sin(codes)
+        names = pa.array([f"t{j}_{i}" for i in range(k)])
+        cols[f"cat{j}"] = pa.DictionaryArray.from_arrays(
+            pa.array(codes, mask=rng.random(n_rows) < TABLE_BLANKS), names).cast(pa.string())
+    cols["target"] = pa.array((score + rng.standard_normal(n_rows) > 0).astype(np.int64))
+    return pa.table(cols)
+
+
+def mixed_table_files(directory: str, n_rows: int = TABLE_ROWS, seed: int = 0):
+    """(CSV path, Parquet path) of :func:`make_mixed_table` in ``directory``, written once
+    (kept for later runs)."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.join(directory, f"mixed_{n_rows}_{seed}")
+    paths = (stem + ".csv", stem + ".parquet")
+    if not all(os.path.isfile(p) for p in paths):
+        table = make_mixed_table(n_rows, seed)
+        for path, write in zip(paths, (pcsv.write_csv, pq.write_table), strict=True):
+            write(table, path + ".part")
+            os.replace(path + ".part", path)
+    return paths
+
+
+def read_and_encode(path: str, target: str = "target"):
+    """What ``fastnn train --data csv:PATH:TARGET`` (or ``parquet:``) does to a table before
+    training: read it (:func:`fastnn.datasets.load_table`), fit the column roles, medians
+    and vocabularies on the training rows (the seeded split of a run without a test file)
+    and encode every row. Returns (X (N, D) float64, y, encoder, {"read": s, "encode": s})."""
+    from .data import split_rows
+    from .datasets import load_table
+    from .recipes import TEST_FRACTION
+    from .tabular import TableEncoder
+
+    t0 = time.perf_counter()
+    split = load_table(path, target)
+    t1 = time.perf_counter()
+    n = split.table.num_rows
+    train_rows, _ = split_rows(n, TEST_FRACTION, seed=1, name="test fraction")
+    train_rows, _ = split_rows(n, 0.1, seed=0, rows=train_rows, name="val fraction")
+    encoder = TableEncoder.fit(split.table, rows=train_rows)
+    X = encoder.transform(split.table)
+    t2 = time.perf_counter()
+    return X, split.y, encoder, {"read": t1 - t0, "encode": t2 - t1}
+
+
+def _tables_timing_worker(csv_path: str, parquet_path: str, rounds: int) -> dict:
+    """In one process, alternated ``rounds`` times: pandas' ``read_csv`` of the CSV (when
+    pandas is installed), then fastnn's read and encode of the CSV and of the Parquet file.
+    Returns {entry: [seconds, ...]} (fastnn's entries also as ``... read`` and ``...
+    encode``)."""
+    import gc
+    import importlib.util
+
+    import numpy  # noqa: F401  (imported before timing, as pandas imports it)
+
+    has_pandas = importlib.util.find_spec("pandas") is not None
+    if has_pandas:
+        import pandas as pd
+    import pyarrow  # noqa: F401
+
+    out: dict = {}
+    for _ in range(rounds):
+        if has_pandas:
+            t0 = time.perf_counter()
+            frame = pd.read_csv(csv_path)
+            out.setdefault("pandas read_csv", []).append(time.perf_counter() - t0)
+            del frame
+            gc.collect()
+        for label, path in (("fastnn csv", csv_path), ("fastnn parquet", parquet_path)):
+            t0 = time.perf_counter()
+            X, _, _, parts = read_and_encode(path)
+            out.setdefault(label, []).append(time.perf_counter() - t0)
+            for k, v in parts.items():
+                out.setdefault(f"{label} {k}", []).append(v)
+            del X
+            gc.collect()
+    return out
+
+
+def _tables_memory_worker(path: str) -> dict:
+    """In a fresh process: the growth of the peak RSS (``ru_maxrss``) from after the imports
+    and a first read and encode of a 1,000-row table of the same format (which loads
+    pyarrow's reader and starts its threads and allocator: a fixed ~55 MB whatever the
+    table's size) to the end of reading and encoding ``path`` and building the default
+    tabular model, against the bytes of the encoded arrays (X and y) and the model's
+    parameters."""
+    import tempfile
+
+    import numpy as np
+    import pyarrow  # noqa: F401
+    import pyarrow.csv  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    from .nn.tabular import TabularMLP
+
+    with tempfile.TemporaryDirectory() as tmp:
+        small = mixed_table_files(tmp, 1000)[0 if path.lower().endswith(".csv") else 1]
+        read_and_encode(small)
+    baseline = _max_rss_bytes()
+    X, y, enc, _ = read_and_encode(path)
+    model = TabularMLP(enc.n_continuous, enc.cardinalities, hidden=(256, 256),
+                       out_features=2, dropout=0.1)
+    model_bytes = sum(p.data.nbytes for p in model.parameters())
+    return {"peak_bytes": _max_rss_bytes() - baseline,
+            "encoded_bytes": int(X.nbytes + np.asarray(y).nbytes), "model_bytes": model_bytes,
+            "shape": list(X.shape)}
+
+
+def _tables_epoch_worker(parquet_path: str, rounds: int, rows: int | None) -> dict:
+    """In one process: epochs of the default tabular model (``TabularMLP``: embeddings of the
+    codes, (256, 256), BatchNorm, dropout 0.1, Adam) on the encoded table, alternated with
+    epochs of a plain MLP (``fastnn.train.build_mlp``, the same hidden layers) on a numeric
+    table of the same width into the first Linear (the continuous columns plus the
+    embeddings' widths), the same rows and batch size (``fastnn train``'s for this many
+    rows). Returns {model: [seconds per epoch, ...], "steps": {model: "compiled" | "graph
+    (why)"}}."""
+    import numpy as np
+
+    from . import losses
+    from .data import ArrayDataset, Standardizer
+    from .nn.tabular import TabularMLP
+    from .optim import Adam
+    from .random import manual_seed
+    from .recipes import tabular_batch_size
+    from .train import LocalStep, build_mlp, fit
+
+    X, y, enc, _ = read_and_encode(parquet_path)
+    if rows is not None:
+        X, y = X[:rows], y[:rows]
+    k = enc.n_continuous
+    std = Standardizer().fit(X[:, :k])
+    X[:, :k] = (X[:, :k] - std.mean) / std.std
+    tab_width = k + sum(TabularMLP(k, enc.cardinalities).embedding_dims)
+    rng = np.random.default_rng(0)
+    X_num = rng.standard_normal((len(X), tab_width))
+    batch = tabular_batch_size(len(X))
+    manual_seed(0)
+    models = {
+        "TabularMLP": (TabularMLP(k, enc.cardinalities, hidden=(256, 256), out_features=2,
+                                  dropout=0.1), X),
+        "MLP": (build_mlp(tab_width, [256, 256], 2, "relu", True, 0.1, "float32"), X_num),
+    }
+    out: dict = {"steps": {}, "batch": batch, "rows": len(X), "width": tab_width}
+    for r in range(rounds + 1):  # the first round compiles and warms up: not counted
+        for name, (model, data) in models.items():
+            opt = Adam(model.parameters(), lr=1e-3)
+            step = LocalStep(model, opt)
+            t0 = time.perf_counter()
+            fit(model, losses.cross_entropy, opt, ArrayDataset(data, y, check=False),
+                epochs=1, batch_size=batch, quiet=True, step=step)
+            if r:
+                out.setdefault(name, []).append(time.perf_counter() - t0)
+            out["steps"][name] = "compiled" if step.compiled_step is not None else \
+                f"graph ({step.not_compiled_because})"
+    return out
+
+
+def run_tables_bench(n_rows: int = TABLE_ROWS, rounds: int = 3, directory: str | None = None,
+                     epoch_rows: int | None = None, log=None) -> dict:
+    """The ``--tables`` benchmark: files made once in ``directory`` (default: a folder in the
+    temporary directory), then one process timing the reads (:func:`_tables_timing_worker`),
+    one fresh process per format measuring memory, and one timing epochs. Returns the
+    workers' results."""
+    import tempfile
+
+    log = sys.stderr if log is None else log
+    directory = directory or os.path.join(tempfile.gettempdir(), "fastnn-bench-tables")
+    print(f"  writing/reusing the {n_rows:,}-row table in {directory}", file=log)
+    csv_path, parquet_path = mixed_table_files(directory, n_rows)
+    results: dict = {"files": {"csv": csv_path, "parquet": parquet_path,
+                               "csv_bytes": os.path.getsize(csv_path),
+                               "parquet_bytes": os.path.getsize(parquet_path)}}
+    runs = (("timing", ["timing", json.dumps([csv_path, parquet_path, rounds])]),
+            ("memory csv", ["memory", json.dumps([csv_path])]),
+            ("memory parquet", ["memory", json.dumps([parquet_path])]),
+            ("epochs", ["epoch", json.dumps([parquet_path, rounds, epoch_rows])]))
+    for label, args in runs:
+        print(f"  {label} ...", file=log)
+        results[label] = _run_worker(["--tables-worker", *args], 3600, label, log)
+    return results
+
+
+def format_tables_report(results: dict) -> str:
+    """The ``--tables`` figures as text: medians, ratios, memory."""
+    lines = []
+    f = results["files"]
+    lines.append(f"files: {f['csv']} ({f['csv_bytes'] / 2**20:.0f} MiB), {f['parquet']} "
+                 f"({f['parquet_bytes'] / 2**20:.0f} MiB)")
+    timing = results.get("timing")
+    if timing:
+        med = {k: statistics.median(v) for k, v in timing.items()}
+        ref = med.get("pandas read_csv")
+        lines.append(f"{'read (+ encode)':<34} {'median s':>9} {'vs pandas read_csv':>19}")
+        for k, v in med.items():
+            rel = f"{v / ref:.2f}x" if ref else "-"
+            lines.append(f"{k:<34} {v:9.2f} {rel:>19}")
+        if ref is None:
+            lines.append("pandas is not installed: no pandas read_csv to compare with")
+    for fmt in ("csv", "parquet"):
+        mem = results.get(f"memory {fmt}")
+        if mem:
+            enc, model = mem["encoded_bytes"], mem["model_bytes"]
+            lines.append(f"peak memory, {fmt}: {mem['peak_bytes'] / 2**20:.0f} MiB = "
+                         f"{mem['peak_bytes'] / (enc + model):.2f}x the encoded arrays "
+                         f"({enc / 2**20:.0f} MiB, X {mem['shape'][0]}x{mem['shape'][1]} "
+                         f"float64 and y) plus the model ({model / 2**20:.2f} MiB)")
+    ep = results.get("epochs")
+    if ep:
+        tab, mlp = statistics.median(ep["TabularMLP"]), statistics.median(ep["MLP"])
+        lines.append(f"epoch of {ep['rows']:,} rows, batch {ep['batch']}: TabularMLP "
+                     f"{tab:.2f} s ({ep['steps']['TabularMLP']}), MLP of the same width "
+                     f"({ep['width']} inputs) {mlp:.2f} s ({ep['steps']['MLP']}): "
+                     f"{tab / mlp:.2f}x")
+    return "\n".join(lines)
+
+
+def _main_tables(args) -> int:
+    if args.rows < 1000:
+        return _error(f"--rows must be at least 1000, got {args.rows}")
+    if args.epoch_rows is not None and args.epoch_rows < 100:
+        return _error(f"--epoch-rows must be at least 100, got {args.epoch_rows}")
+    print("reading and encoding a generated mixed table (20 real and 5 text columns, "
+          f"{', '.join(map(str, TABLE_CATEGORIES))} categories, 5% blanks): "
+          "fastnn = load_table + TableEncoder fit (training rows) + transform, what "
+          "`fastnn train --data csv:FILE:target` does before training; pandas = "
+          f"pandas.read_csv alone; medians of {args.rounds} alternated rounds in one process")
+    results = run_tables_bench(args.rows, args.rounds, args.table_dir, args.epoch_rows)
+    print(format_tables_report(results))
+    print("peak memory: growth of a fresh process's peak RSS (ru_maxrss) from after its "
+          "imports and a first 1,000-row read of the same format (pyarrow's reader loaded, "
+          "its threads started) to the end of reading, encoding and building the model")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh)
+    return 0
+
+
 def _error(msg: str) -> int:
     print(f"fastnn bench: error: {msg}", file=sys.stderr)
     return 2
@@ -1033,7 +1306,24 @@ def main(argv=None) -> int:
                    help=f"with --sklearn: comma-separated among {', '.join(PROBLEMS)}")
     p.add_argument("--max-iter", type=int,
                    help="with --sklearn: override each problem's max_iter (a quick look)")
+    p.add_argument("--tables", action="store_true",
+                   help="time reading and encoding a generated 1,000,000-row mixed table "
+                   "(CSV and Parquet) against pandas' read_csv, its peak memory, and an "
+                   "epoch of TabularMLP against an MLP of the same width")
+    p.add_argument("--rows", type=int, default=TABLE_ROWS,
+                   help=f"with --tables: rows of the table (default {TABLE_ROWS:,})")
+    p.add_argument("--table-dir", help="with --tables: where the table's files are kept "
+                   "(default: a folder in the temporary directory)")
+    p.add_argument("--epoch-rows", type=int,
+                   help="with --tables: train the epochs on the first rows only")
+    p.add_argument("--tables-worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.tables_worker:
+        kind, payload = args.tables_worker
+        worker = {"timing": _tables_timing_worker, "memory": _tables_memory_worker,
+                  "epoch": _tables_epoch_worker}[kind]
+        print(json.dumps(worker(*json.loads(payload))))
+        return 0
     if args.worker:
         fw, spec = args.worker
         dims, batch, bn, reps, threads = json.loads(spec)
@@ -1050,6 +1340,8 @@ def main(argv=None) -> int:
             return _error(f"--{opt.replace('_', '-')} must be at least 1, got {value}")
     if args.sklearn:
         return _main_sklearn(args)
+    if args.tables:
+        return _main_tables(args)
     models = {}
     if args.hidden:
         try:

@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_gradcheck)
 
     sub.add_parser("bench", help="time a training step (fastnn against the GEMM floor, NumPy, "
-                   "PyTorch and JAX) or, with --sklearn, an estimator's fit against "
-                   "scikit-learn's (see fastnn bench --help)", add_help=False)
+                   "PyTorch and JAX), with --sklearn an estimator's fit against "
+                   "scikit-learn's, or with --tables reading and encoding a million-row "
+                   "mixed table against pandas (see fastnn bench --help)", add_help=False)
 
     p = sub.add_parser("info", help="versions, threads, BLAS and the kernel cache")
     p.set_defaults(func=_cmd_info)

@@ -277,7 +277,9 @@ def read_table(path: str, column_types: dict | None = None):
         if str(path).lower().endswith((".parquet", ".pq")):
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            # pre_buffer=False: a local file is read as its columns are decoded (the whole
+            # file read first raised the peak memory by a tenth, and was no faster)
+            table = pq.read_table(path, pre_buffer=False)
         else:
             import pyarrow.csv as pcsv
 
@@ -303,15 +305,61 @@ def read_table(path: str, column_types: dict | None = None):
         raise DataError(f"{path}: cannot read it as {_format(path)} ({what})") from None
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
+    # the reader's scratch memory back to the system (what pyarrow's allocator can give
+    # back): the encoded matrix that follows comes on top of what is kept
+    pa.default_memory_pool().release_unused()
     return table
+
+
+#: The bytes of a CSV whose types are inferred first (see :func:`_read_csv`).
+CSV_SAMPLE_BYTES = 1 << 20
 
 
 def _read_csv(pcsv, path: str, column_types: dict | None):
     """pyarrow's CSV reader with blocks large enough for the longest row: a row may be as
-    long as the file (memory stays bounded by the file's size), never cut by a block."""
+    long as the file (memory stays bounded by the file's size), never cut by a block.
+
+    A large file's column types are first inferred from its first :data:`CSV_SAMPLE_BYTES`
+    (whole rows) and the whole file is read with them, which skips the inference (measured:
+    a third of the reader's CPU time on a million rows of 20 real and 5 text columns). The
+    result is the same table: pyarrow infers a column's type as the first of its list
+    (null, integer, boolean, date, time, timestamp, real, text) into which every value
+    converts; a type that converts the whole file converted the sample, and every earlier
+    one failed on the sample, so on the file too. If the typed read fails (a later row
+    needs a wider type), the file is read again with inference."""
+    size = os.path.getsize(path)
+    if size > 4 * CSV_SAMPLE_BYTES:
+        types = _sample_types(pcsv, path)
+        if types:
+            try:
+                return _read_csv_blocks(pcsv, path, {**types, **(column_types or {})}, size)
+            except Exception:  # noqa: BLE001  (any failure: the inferring read decides)
+                pass
+    return _read_csv_blocks(pcsv, path, column_types, size)
+
+
+def _sample_types(pcsv, path: str) -> dict:
+    """The column types pyarrow infers from the first rows of ``path`` (its first
+    :data:`CSV_SAMPLE_BYTES`, cut after the last whole line), columns all blank there left
+    out; {} if that part cannot be read."""
+    import pyarrow as pa
+
+    with open(path, "rb") as f:
+        head = f.read(CSV_SAMPLE_BYTES)
+    cut = head.rfind(b"\n")
+    if cut <= 0 or head.count(b"\n", 0, cut) < 2:
+        return {}
+    try:
+        sample = pcsv.read_csv(pa.py_buffer(head[:cut + 1]), convert_options=pcsv.ConvertOptions(
+            strings_can_be_null=True))
+    except Exception:  # noqa: BLE001  (the whole read reports it)
+        return {}
+    return {f.name: f.type for f in sample.schema if not pa.types.is_null(f.type)}
+
+
+def _read_csv_blocks(pcsv, path: str, column_types: dict | None, size: int):
     convert = pcsv.ConvertOptions(strings_can_be_null=True, column_types=column_types or {})
     block = 1 << 22
-    size = os.path.getsize(path)
     while True:
         try:
             return pcsv.read_csv(path, read_options=pcsv.ReadOptions(block_size=block),

@@ -289,3 +289,37 @@ def test_csv_field_of_50_mb(tmp_path):
     long_number.write_text("a,target\n0." + "0" * 200_000 + "1,x\n2,y\n")
     s = datasets.load_spec(f"csv:{long_number}:target")
     assert s.table.num_rows == 2 and s.table.column("a")[1].as_py() == 2.0
+
+
+def test_csv_types_from_a_sample_give_the_inferred_table(tmp_path, monkeypatch):
+    """A large CSV is read with the types of its first rows; the table is the one pyarrow's
+    own inference gives, also where a later row needs a wider type (then the file is read
+    again with inference)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.csv as pcsv
+
+    monkeypatch.setattr(datasets, "CSV_SAMPLE_BYTES", 200)
+    used = []
+    sample_types = datasets._sample_types
+    monkeypatch.setattr(datasets, "_sample_types",
+                        lambda *a: used.append(sample_types(*a)) or used[-1])
+    head = "n,real,later_blank,word,day\n"
+    rows = [f"{i},{i / 4},,w{i % 7},2020-01-{1 + i % 28:02d}" for i in range(200)]
+    cases = {
+        "same": rows,
+        "int then real": rows[:150] + ["1.5,0.5,,w,2020-02-01"] + rows[150:],
+        "int then text": rows + ["x,0.5,,w,2020-02-01"],
+        "blank then numbers": rows[:100] + [r[:-len(",w0,2020-01-01")] + "7,w,2020-01-01"
+                                            for r in rows[100:]],
+        "date then timestamp": rows + ["1,0.5,,w,2020-02-01 10:00:00"],
+    }
+    for name, body in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.csv"
+        path.write_text(head + "\n".join(body) + "\n")
+        got = datasets.read_table(str(path))
+        want = pcsv.read_csv(str(path), convert_options=pcsv.ConvertOptions(
+            strings_can_be_null=True))
+        assert got.schema == want.schema, name
+        assert got.equals(want), name
+    assert len(used) == len(cases) and all(used), used
+    assert used[0]["n"] == pa.int64() and "later_blank" not in used[0]
