@@ -158,10 +158,13 @@ class _LinearStage:
         lin = self.layer
         weight, bias = lin.weight, lin.bias
         dt = W.dtype
-        dW, dW_into = weight.grad_destination()
+        # (a parameter switched off for this walk, ``backward(inputs=...)``: scratch)
+        dW, dW_into = weight.grad_destination() if weight.requires_grad \
+            else (np.empty(W.shape, dt), None)
         db = db_into = None
         if bias is not None:
-            db, db_into = bias.grad_destination(lambda m=bias.shape[0]: np.empty(m, dt))
+            db, db_into = bias.grad_destination(lambda m=bias.shape[0]: np.empty(m, dt)) \
+                if bias.requires_grad else (np.empty(bias.shape, dt), None)
         if dW_into is None and g.dtype == dt:
             K_dense.planned_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx, dW,
                                      db if db is not None else empty_marker(dt), *s.bwd)
@@ -218,9 +221,14 @@ class _BatchNormStage:
         beta = layer.bias.data if layer.affine else s.zeros
         momentum = layer.momentum
         if layer.track_running_stats:
-            layer.num_batches_tracked += 1
+            # The layer's count, in place (as ``+=`` on the attribute does, without the
+            # module's __setattr__: 1.8 µs a step).
+            count = layer.num_batches_tracked
+            count += 1
+            if count is not layer.num_batches_tracked:  # not an array: set it
+                layer.num_batches_tracked = count
             if momentum is None:
-                momentum = 1.0 / float(layer.num_batches_tracked)
+                momentum = 1.0 / float(count)
             rm, rv = layer.running_mean, layer.running_var
         else:
             rm = rv = empty_marker(x.dtype)
@@ -233,9 +241,11 @@ class _BatchNormStage:
         layer = self.layer
         weight, bias = layer.weight, layer.bias
         dgamma, dbeta, dg_into, db_into = s.dgamma, s.dbeta, None, None
-        if layer.affine:
-            dgamma, dg_into = weight.grad_destination(lambda: s.dgamma)
-            dbeta, db_into = bias.grad_destination(lambda: s.dbeta)
+        if layer.affine:  # (a parameter switched off for this walk: scratch)
+            if weight.requires_grad:
+                dgamma, dg_into = weight.grad_destination(lambda: s.dgamma)
+            if bias.requires_grad:
+                dbeta, db_into = bias.grad_destination(lambda: s.dbeta)
         K_bn.planned_backward(g, s.d_backward, s.xhat, gamma, s.inv_std, s.dx, dgamma, dbeta,
                               s.partial_b, s.sums, s.on_pool)
         if dg_into is not None:
@@ -336,7 +346,8 @@ class _PReLUStage:
         X = x.reshape(-1, k)
         s.backward(np.ascontiguousarray(g).reshape(X.shape), X, w.data, s.dx_arg, s.partial)
         dw = s.partial.sum(axis=0)
-        w.accumulate_grad(dw.sum(keepdims=True) if k == 1 else dw, owned=True)
+        if w.requires_grad:
+            w.accumulate_grad(dw.sum(keepdims=True) if k == 1 else dw, owned=True)
         return s.dx
 
 
@@ -385,7 +396,7 @@ class _Chain:
     """A Sequential's fused steps as stages, and the plans by batch size."""
 
     __slots__ = ("stages", "plans", "dtype", "in_features", "out_features", "widths", "op",
-                 "outputs", "first_param", "only_linear", "n_min")
+                 "outputs", "first_param", "only_linear", "n_min", "checked", "generation")
 
     def __init__(self, stages, dtype, widths, out_features):
         self.stages = stages
@@ -402,15 +413,15 @@ class _Chain:
         # whose graph keeps its inputs) commonly holds the last output while the next forward
         # runs; the plan, freed by the backward, is then one set of buffers for every step.
         self.outputs = BufferPool()
+        # A chain of Linear layers: what its last full check saw, and how many it passed
+        # (``_linear_ready``; kept argument tuples are of one generation).
+        self.checked, self.generation = None, 0
 
     @property
     def layers(self):
         """The chain's Linear stages as (layer, activation code, alpha)."""
         return [(s.layer, s.code, s.alpha) for s in self.stages if type(s) is _LinearStage]
 
-    def forward(self, x) -> Tensor | None:
-        """:func:`chain_forward` of this chain."""
-        return chain_forward(self, x)
 
     def plan(self, n: int) -> _Plan:
         """A plan for batch size ``n`` that nothing holds (a new one if all are held)."""
@@ -480,16 +491,21 @@ def chain_forward(chain: _Chain, x) -> Tensor | None:
     if not (X.ndim == 2 and X.dtype == dt and X.flags.c_contiguous
             and X.shape[1] == chain.in_features and X.shape[0] >= chain.n_min):
         return None
-    params: list = []
     stages = chain.stages
+    if chain.only_linear:
+        params = _linear_ready(chain)
+        if params is None:
+            return None
+        plan = chain.plan(X.shape[0])
+        return _linear_chain(chain, plan, X, chain.outputs.get("y", plan.out_shape, dt),
+                             params)
+    params: list = []
     for st in stages:
         if not st.ready(dt, params):
             return None
     n = X.shape[0]
     plan = chain.plan(n)
     y = chain.outputs.get("y", plan.out_shape, dt)
-    if chain.only_linear:
-        return _linear_chain(chain, plan, X, y, params)
     sps = plan.stages
     # Each stage's input, and what its backward needs of its forward (the weight as it was,
     # gamma), so that a parameter the user replaces in between changes nothing.
@@ -513,9 +529,39 @@ def chain_forward(chain: _Chain, x) -> Tensor | None:
     return out
 
 
+def _linear_ready(chain: _Chain):
+    """The parameters of a chain of Linear layers as a tuple, or None when a layer does not
+    qualify. The full checks (``_LinearStage.ready``) run when something changed since the
+    last call that passed them: a hook, a replaced Parameter or array, requires_grad."""
+    seen = chain.checked
+    if seen is not None:
+        for lin, W, b, Wd, bd in seen[0]:
+            if lin._hooks is not None or lin.weight is not W or lin.bias is not b \
+                    or W.data is not Wd or not W.requires_grad:
+                break
+            if b is not None and (b.data is not bd or not b.requires_grad):
+                break
+        else:
+            return seen[1]
+    params: list = []
+    dt = chain.dtype
+    for st in chain.stages:
+        if not st.ready(dt, params):
+            chain.checked = None
+            return None
+    layers = tuple((st.layer, st.layer.weight, st.layer.bias, st.layer.weight.data,
+                    st.layer.bias.data if st.layer.bias is not None else None)
+                   for st in chain.stages)
+    chain.checked = (layers, tuple(params))
+    chain.generation += 1
+    return chain.checked[1]
+
+
 def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
     """A chain of Linear layers only: the forward as one jitted call, and the backward as
-    one when every gradient goes where it is written (no earlier contribution to add to)."""
+    one when every gradient goes where it is written (no earlier contribution to add to).
+    The calls' argument tuples are kept between calls (per plan and output array) while
+    the parameters' arrays stay the same."""
     stages, sps, dt = chain.stages, plan.stages, chain.dtype
     if plan.linear is None:  # the parts of the calls' arguments that stay
         # Start Numba's thread pool first (a no-op once started): the chain's code loaded from
@@ -529,36 +575,64 @@ def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
             sums_par, dw_parts, dw_par, dx_parts, dx_par = s.bwd
             bwd_fixed.append((s.dz, s.partial_b, s.dx, bool(sums_par), int(dw_parts),
                               bool(dw_par), int(dx_parts), bool(dx_par)))
-        plan.linear = (fwd_fixed, bwd_fixed)
-    fwd_fixed, bwd_fixed = plan.linear
+        plan.linear = (fwd_fixed, bwd_fixed, [], [None])
+    fwd_fixed, bwd_fixed, fwd_kept, bwd_kept = plan.linear
     last = len(stages) - 1
-    fwd, weights = [], []
-    for i, st in enumerate(stages):
-        lin = st.layer
-        W, b = lin.weight.data, lin.bias
-        code, alpha, d, partial, parts, product_par, pass_par = fwd_fixed[i]
-        weights.append(W)
-        fwd.append((W, b.data if b is not None else empty_marker(dt), code, alpha,
-                    sps[i].y if i < last else y, d, partial, parts, product_par, pass_par))
-    fwd = tuple(fwd)
+    # Kept: every layer's tuple but the last's, whose output array changes (the chain's
+    # pool's: holding it here would keep the pool from reusing it).
+    if fwd_kept and fwd_kept[0] == chain.generation:
+        head, tail = fwd_kept[1], fwd_kept[2]
+    else:
+        fwd = []
+        for i, st in enumerate(stages):
+            lin = st.layer
+            b = lin.bias
+            code, alpha, d, partial, parts, product_par, pass_par = fwd_fixed[i]
+            fwd.append((lin.weight.data, b.data if b is not None else empty_marker(dt), code,
+                        alpha, sps[i].y, d, partial, parts, product_par, pass_par))
+        head, tail = tuple(fwd[:-1]), fwd[-1][:4] + fwd[-1][5:]
+        fwd_kept[:] = [chain.generation, head, tail]
+    fwd = (*head, (*tail[:4], y, *tail[4:]))
     K_chain.dense_chain_forward(X, fwd)
-    out = node(y, tuple(params), chain.op)
+    out = node(y, params, chain.op)
+    generation = chain.generation
 
     def backward(g):
         g = np.ascontiguousarray(g).reshape(plan.out_shape)
-        if g.dtype == dt and g.flags.writeable and all(_fresh(p) for p in params):
-            # every gradient is written where it goes: the whole backward in one call
-            bwd = []
-            for i, st in enumerate(stages):
-                lin = st.layer
-                dW = lin.weight.grad_destination()[0]
-                db = lin.bias.grad_destination()[0] if lin.bias is not None \
-                    else empty_marker(dt)
-                dz, partial_b, dx, sums_par, dw_parts, dw_par, dx_parts, dx_par = bwd_fixed[i]
-                bwd.append((dz, partial_b, dx, dW, db, sums_par, dw_parts, dw_par, dx_parts,
-                            dx_par))
-            K_chain.dense_chain_backward(g, X, fwd, tuple(bwd))
-            return
+        if g.dtype == dt and g.flags.writeable:
+            bwd = bwd_kept[0]
+            if bwd is not None and bwd[0] == generation:
+                # the steady state: every gradient None, to go into its parameter's buffer
+                homes = bwd[1]
+                for p, home in zip(params, homes):  # noqa: B905 (same length)
+                    if p.grad is not None or p.grad_buffer is not home \
+                            or not p.requires_grad:
+                        break
+                else:
+                    for p, home in zip(params, homes):  # noqa: B905
+                        p.grad = home
+                        p._zeroed_grad = None
+                    K_chain.dense_chain_backward(g, X, fwd, bwd[2])
+                    return
+            if all(p.requires_grad and _fresh(p) for p in params):
+                # every gradient is written where it goes: the whole backward in one call
+                at_home = all(p.grad is None and p.grad_buffer is not None for p in params)
+                bwd = []
+                for i, st in enumerate(stages):
+                    lin = st.layer
+                    dW = lin.weight.grad_destination()[0]
+                    db = lin.bias.grad_destination()[0] if lin.bias is not None \
+                        else empty_marker(dt)
+                    dz, partial_b, dx, sums_par, dw_parts, dw_par, dx_parts, dx_par = \
+                        bwd_fixed[i]
+                    bwd.append((dz, partial_b, dx, dW, db, sums_par, dw_parts, dw_par,
+                                dx_parts, dx_par))
+                bwd = tuple(bwd)
+                if at_home:
+                    bwd_kept[0] = (generation, tuple(p.grad for p in params), bwd)
+                K_chain.dense_chain_backward(g, X, fwd, bwd)
+                return
+        weights = [f[0] for f in fwd]
         for i in range(last, -1, -1):  # some gradient to add to: layer by layer
             g = stages[i].backward(g, sps[i - 1].y if i else X, sps[i], weights[i])
 
@@ -572,4 +646,5 @@ def _fresh(p: Parameter) -> bool:
     return p.grad is None or p._zeroed_grad is p.grad
 
 
+_Chain.forward = chain_forward  # (a method without a frame of its own)
 _module.CHAIN["make"] = make_chain  # what Sequential.forward calls (see module.CHAIN)

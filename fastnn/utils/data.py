@@ -36,6 +36,7 @@ from concurrent.futures import TimeoutError as _FutureTimeout
 import numpy as np
 
 from .._buffers import BufferPool
+from .._threads import LOOP_CLOCK
 from ..graph import Tensor, _const
 from ..random import Generator, numpy_generator
 from ._rows import take_rows
@@ -666,7 +667,13 @@ class DataLoader:
             return fast
         if self.num_workers > 0:
             return self._worker_batches()
-        return (self._fetch(indices) for indices in self._index_batches())
+        return self._fetched_batches()
+
+    def _fetched_batches(self):
+        for indices in self._index_batches():
+            batch = self._fetch(indices)
+            LOOP_CLOCK.mark()  # a training step may start now (fastnn._threads.LoopClock)
+            yield batch
 
     def __del__(self):
         workers = getattr(self, "_workers", None)
@@ -699,7 +706,9 @@ class DataLoader:
             if rows is not None:
                 batches = (rows[idx] for idx in batches)
         for idx in batches:
-            yield [_const(a) for a in gather(idx)]
+            batch = [_const(a) for a in gather(idx)]
+            LOOP_CLOCK.mark()  # a training step may start now (fastnn._threads.LoopClock)
+            yield batch
 
     # -- the general path: __getitem__ and collate_fn
     def _index_batches(self):
@@ -739,9 +748,11 @@ class DataLoader:
     @staticmethod
     def _result(future, timeout):
         try:
-            return future.result(timeout=timeout)
+            batch = future.result(timeout=timeout)
         except _FutureTimeout:
             raise RuntimeError(f"DataLoader timed out after {timeout} seconds") from None
+        LOOP_CLOCK.mark()  # a training step may start now (fastnn._threads.LoopClock)
+        return batch
 
     # -- iterable data sets
     def _iterable_batches(self):
