@@ -309,6 +309,11 @@ def main(argv=None) -> None:
                         help="threads for every loop (default: the cores)")
     parser.add_argument("--busy", action="store_true",
                         help="keep one core busy with another process meanwhile")
+    parser.add_argument("--governed", action="store_true",
+                        help="also time the loops one process each with their thread "
+                             "governors (always with --busy)")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the in-process comparison")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -323,7 +328,7 @@ def main(argv=None) -> None:
         return _governed_worker(sizes[0], args.worker, threads)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
-        if not args.busy:
+        if not args.no_compare:
             print(f"in one process, {threads} thread(s), governors off, medians of "
                   f"{args.rounds} rounds (ms per step):")
             res = compare(sizes, args.rounds, threads)
@@ -332,7 +337,7 @@ def main(argv=None) -> None:
                 for case, t in row.items():
                     print(f"  {size:4s} {case:34s} {t * 1e3:8.3f} ms  {t / base:6.3f} x compiled")
         workers: dict[str, list[str]] = {}
-        if args.busy:
+        if args.busy or args.governed:
             for size in sizes:
                 for how in ("loop", "loop-ungoverned", "fit"):
                     workers[f"{how} {size}"] = ["--worker", how, "--sizes", size,
