@@ -9,14 +9,16 @@ batch 128 with BatchNorm; ReLU after each hidden layer), Adam, cross-entropy, 20
 ``model``: ``"sequential"`` (the Sequential itself), ``"wrapped"`` (a custom Module whose
 forward calls a Sequential) or ``"layers"`` (a custom Module calling its layers one by one).
 
-Run as a script, it prints the table of ``docs/pytorch.md`` ("Speed of a hand-written
+Run as a script, it prints the tables of ``docs/pytorch.md`` ("Speed of a hand-written
 loop"): every loop side by side in this process (medians per step, each loop's epochs in a
-shuffled order every round), PyTorch running the same script in a second process that
-alternates with this one, and with ``--busy`` the same while another process keeps one core
-busy (``B=asv_bench/benchmarks/bench_loop.py``)::
+shuffled order every round, the thread governors off); then, one process each and taking
+turns, the hand-written loop with its thread governor, the compiled step with fit's
+governor and PyTorch running the same script; with ``--busy`` (also the loop without its
+governor) while another process keeps one core busy (``B=asv_bench/benchmarks/bench_loop.py``)::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE uv run python $B
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE uv run python $B --busy
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE uv run python $B --threads 1
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE uv run python $B --governed
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE uv run python $B --busy --no-compare
 """
 
 from __future__ import annotations
@@ -310,8 +312,8 @@ def main(argv=None) -> None:
     parser.add_argument("--busy", action="store_true",
                         help="keep one core busy with another process meanwhile")
     parser.add_argument("--governed", action="store_true",
-                        help="also time the loops one process each with their thread "
-                             "governors (always with --busy)")
+                        help="also time the hand-written loop without its thread governor, "
+                             "in a process of its own (always with --busy)")
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the in-process comparison")
     parser.add_argument("--no-torch", action="store_true")
@@ -337,9 +339,14 @@ def main(argv=None) -> None:
                 for case, t in row.items():
                     print(f"  {size:4s} {case:34s} {t * 1e3:8.3f} ms  {t / base:6.3f} x compiled")
         workers: dict[str, list[str]] = {}
-        if args.busy or args.governed:
+        # The loops one process each, alternating with PyTorch's: the hand-written loop
+        # (with its governor) and the compiled step (with fit's); without them too with
+        # --busy or --governed.
+        hows = ("loop", "loop-ungoverned", "fit") if args.busy or args.governed \
+            else ("loop", "fit")
+        if not args.no_torch or args.governed or args.busy:
             for size in sizes:
-                for how in ("loop", "loop-ungoverned", "fit"):
+                for how in hows:
                     workers[f"{how} {size}"] = ["--worker", how, "--sizes", size,
                                                 "--threads", str(threads)]
         if not args.no_torch:
