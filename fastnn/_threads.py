@@ -26,10 +26,10 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     n = min(n, numba.config.NUMBA_NUM_THREADS)
+    LOOP_CLOCK.reset()  # (first: its governor gives back the old budget)
     numba.set_num_threads(n)
     _limits = threadpool_limits(limits=n)
     _budget = n
-    LOOP_CLOCK.reset()
 
 
 def thread_budget() -> int:

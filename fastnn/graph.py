@@ -1648,8 +1648,11 @@ def run_backward(roots, gradients, retain_graph: bool | None = None,
             order = _topological_order(roots)
             for nd in order:
                 nd.grad = None  # gradients of intermediate nodes are per call
-            root.accumulate_grad(_ONE[root.data.dtype].reshape(root.data.shape).copy(),
-                                 owned=True)
+            seed = _ONE[root.data.dtype].reshape(root.data.shape).copy()
+            if root.grad is None and type(root) is Tensor:
+                root.grad = seed  # (accumulate_grad's first assignment of an owned array)
+            else:
+                root.accumulate_grad(seed, owned=True)
             for nd in reversed(order):
                 if nd.grad is not None:
                     nd._backward(nd.grad)

@@ -165,3 +165,13 @@ def test_a_batchnorm_chain_respects_backward_inputs():
     out.sum().backward(inputs=[model[3].weight])
     assert model[3].weight.grad is not None
     assert model[0].weight.grad is None and model[1].weight.grad is None
+
+
+def test_set_num_threads_wins_over_the_governor_it_replaces(two_threads):
+    _threads.LOOP_CLOCK.mark()
+    _threads.LOOP_CLOCK.step_done()
+    _threads.LOOP_CLOCK.governor._set(1)
+    fnn.set_num_threads(2)
+    assert numba.get_num_threads() == 2 and _threads.LOOP_CLOCK.governor is None
+    fnn.set_num_threads(1)
+    assert numba.get_num_threads() == 1
