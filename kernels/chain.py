@@ -81,33 +81,3 @@ def dense_chain_step(x, labels, fwd, bwd, dlogits, loss_partial, loss_parallel):
     planned_backward(g, fwd[0][5], x, fwd[0][0], dz, partial_b, dx, dW, db, sums_par,
                      dw_parts, dw_par, dx_parts, dx_par)
     return bad, np.float64(value)
-
-
-@jit
-def dense_chain_forward(x, fwd):
-    """The forward of every layer of :func:`dense_chain_step` alone: x (N, D_0), ``fwd`` the
-    layers' argument tuples (module docstring). What a ``Sequential`` of ``Linear`` layers
-    called in grad mode runs (``fastnn/nn/_chain.py``): the same calls, in the same order."""
-    n_layers = len(fwd)
-    W, b, code, alpha, y, d, partial, parts, product_parallel, pass_parallel = fwd[0]
-    planned_forward(x, W, b, code, alpha, y, d, partial, parts, product_parallel, pass_parallel)
-    for i in range(1, n_layers):
-        W, b, code, alpha, y, d, partial, parts, product_parallel, pass_parallel = fwd[i]
-        planned_forward(fwd[i - 1][4], W, b, code, alpha, y, d, partial, parts,
-                        product_parallel, pass_parallel)
-
-
-@jit
-def dense_chain_backward(g, x, fwd, bwd):
-    """The backward of every layer of :func:`dense_chain_step` alone, from ``g`` (N, M_last)
-    = d(loss)/d(last output): the calls of its backward half, in the same order, for the
-    forward that :func:`dense_chain_forward` ran with ``fwd`` on ``x``."""
-    n_layers = len(fwd)
-    for i in range(n_layers - 1, 0, -1):
-        dz, partial_b, dx, dW, db, sums_par, dw_parts, dw_par, dx_parts, dx_par = bwd[i]
-        planned_backward(g, fwd[i][5], fwd[i - 1][4], fwd[i][0], dz, partial_b, dx, dW, db,
-                         sums_par, dw_parts, dw_par, dx_parts, dx_par)
-        g = dx
-    dz, partial_b, dx, dW, db, sums_par, dw_parts, dw_par, dx_parts, dx_par = bwd[0]
-    planned_backward(g, fwd[0][5], x, fwd[0][0], dz, partial_b, dx, dW, db, sums_par,
-                     dw_parts, dw_par, dx_parts, dx_par)

@@ -14,8 +14,10 @@ are made once per batch size (:class:`_Plan`), and each layer's forward and back
 jitted call that runs the very kernels of the layer's graph node with the same arguments,
 block splits and scratch shapes: the same bits as the layer-by-layer graph
 (``tests/nn/test_chain.py``). The chain is one graph node: one closure, one entry in the
-backward walk. A chain of ``Linear`` layers only runs its whole forward and its whole backward
-as one jitted call each (``kernels.chain.dense_chain_forward`` / ``dense_chain_backward``).
+backward walk. For a chain of ``Linear`` layers only, the calls' argument tuples are kept from
+call to call. (Not one jitted call for all the layers, as ``kernels.chain.dense_chain_step``
+makes for the compiled step: Numba types a tuple of layers by its length, so every new depth
+compiled anew, measured 30 s on this machine, for about 1 µs a layer less.)
 
 Steps (``Sequential._fusion_plan`` entries) that chain: ``Linear`` (with its own or a following
 activation), ``BatchNorm1d`` in training (with a fused activation; batch statistics, running
@@ -46,7 +48,6 @@ from __future__ import annotations
 
 import sys
 
-import numba
 import numpy as np
 
 from .._buffers import MAX_PER_KEY, REUSE_IS_SAFE, BufferPool
@@ -55,7 +56,6 @@ from ..graph import Tensor, node
 from ..kernels import activations as K_act
 from ..kernels import batchnorm as K_bn
 from ..kernels import blas as K_blas
-from ..kernels import chain as K_chain
 from ..kernels import dense as K_dense
 from . import module as _module
 from .layers import Activation, BatchNorm1d, Dropout, Flatten, Linear, PReLU, dropout_forward_into
@@ -377,9 +377,8 @@ def _stage(m, fused):
 # ----------------------------------------------------------------------------- the plan
 class _Plan:
     """Every work array of the chain for one batch size: one :class:`_StagePlan` per stage;
-    ``linear``: for a chain of Linear layers only, the argument tuples of
-    ``kernels.chain.dense_chain_forward`` / ``dense_chain_backward`` (those that do not
-    change from call to call)."""
+    ``linear``: for a chain of Linear layers only, the parts of the layers' planned calls'
+    arguments that do not change from call to call, and the tuples kept (``_linear_chain``)."""
 
     __slots__ = ("stages", "out_shape", "linear")
 
@@ -558,16 +557,12 @@ def _linear_ready(chain: _Chain):
 
 
 def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
-    """A chain of Linear layers only: the forward as one jitted call, and the backward as
-    one when every gradient goes where it is written (no earlier contribution to add to).
-    The calls' argument tuples are kept between calls (per plan and output array) while
-    the parameters' arrays stay the same."""
+    """A chain of Linear layers only: ``planned_forward`` per layer, and ``planned_backward``
+    per layer when every gradient goes where it is written (no earlier contribution to add
+    to). The calls' argument tuples are kept between calls (per plan) while the parameters'
+    arrays stay the same."""
     stages, sps, dt = chain.stages, plan.stages, chain.dtype
     if plan.linear is None:  # the parts of the calls' arguments that stay
-        # Start Numba's thread pool first (a no-op once started): the chain's code loaded from
-        # the on-disk cache calls into the parallel runtime, whose symbols are bound only when
-        # the pool starts (``kernels/chain.py``).
-        numba.get_num_threads()
         fwd_fixed, bwd_fixed = [], []
         for st, s in zip(stages, sps, strict=True):
             fwd_fixed.append((int(st.code), float(st.alpha), s.d, s.partial, s.parts,
@@ -593,7 +588,10 @@ def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
         head, tail = tuple(fwd[:-1]), fwd[-1][:4] + fwd[-1][5:]
         fwd_kept[:] = [chain.generation, head, tail]
     fwd = (*head, (*tail[:4], y, *tail[4:]))
-    K_chain.dense_chain_forward(X, fwd)
+    h = X
+    for args in fwd:
+        K_dense.planned_forward(h, *args)
+        h = args[4]
     out = node(y, params, chain.op)
     generation = chain.generation
 
@@ -612,7 +610,7 @@ def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
                     for p, home in zip(params, homes):  # noqa: B905
                         p.grad = home
                         p._zeroed_grad = None
-                    K_chain.dense_chain_backward(g, X, fwd, bwd[2])
+                    _linear_backward(g, X, fwd, bwd[2])
                     return
             if all(p.requires_grad and _fresh(p) for p in params):
                 # every gradient is written where it goes: the whole backward in one call
@@ -630,7 +628,7 @@ def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
                 bwd = tuple(bwd)
                 if at_home:
                     bwd_kept[0] = (generation, tuple(p.grad for p in params), bwd)
-                K_chain.dense_chain_backward(g, X, fwd, bwd)
+                _linear_backward(g, X, fwd, bwd)
                 return
         weights = [f[0] for f in fwd]
         for i in range(last, -1, -1):  # some gradient to add to: layer by layer
@@ -638,6 +636,18 @@ def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
 
     out.set_backward(backward)
     return out
+
+
+def _linear_backward(g, X, fwd, bwd) -> None:
+    """Every Linear layer's ``planned_backward`` from the last to the first: ``fwd[i]`` and
+    ``bwd[i]`` are layer i's arguments (``planned_forward``'s after its input;
+    ``planned_backward``'s after dy, d, x, W)."""
+    for i in range(len(fwd) - 1, 0, -1):
+        f = fwd[i]
+        K_dense.planned_backward(g, f[5], fwd[i - 1][4], f[0], *bwd[i])
+        g = bwd[i][2]
+    f = fwd[0]
+    K_dense.planned_backward(g, f[5], X, f[0], *bwd[0])
 
 
 def _fresh(p: Parameter) -> bool:
