@@ -164,7 +164,8 @@ class LoaderOnly(HandWrittenLoop):
         self.epoch()
 
 
-def compare(sizes=SIZES, rounds: int = 30, threads: int = 1) -> dict[str, dict[str, float]]:
+def compare(sizes=SIZES, rounds: int = 30, threads: int = 1,
+            only: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Every loop above side by side in this process: ``rounds`` epochs each, in a shuffled
     order every round; returns, per size, each loop's median time per step in seconds.
 
@@ -188,9 +189,11 @@ def compare(sizes=SIZES, rounds: int = 30, threads: int = 1) -> dict[str, dict[s
         compiled.step.governor = None
         cases[(size, "compiled step")] = compiled
         for loader in ("tensor", "array"):
-            only = LoaderOnly()
-            only.setup(size, loader)
-            cases[(size, f"loader alone ({loader})")] = only
+            alone = LoaderOnly()
+            alone.setup(size, loader)
+            cases[(size, f"loader alone ({loader})")] = alone
+    if only:  # some of the loops (by the names the table prints)
+        cases = {k: v for k, v in cases.items() if k[1] in only}
     times: dict[tuple, list[float]] = {k: [] for k in cases}
     order = list(cases.items())
     for _ in range(rounds):
@@ -316,6 +319,9 @@ def main(argv=None) -> None:
                              "in a process of its own (always with --busy)")
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the in-process comparison")
+    parser.add_argument("--only", default=None,
+                        help="the in-process comparison of only these loops, comma-separated "
+                             "(e.g. 'sequential,compiled step')")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -333,7 +339,8 @@ def main(argv=None) -> None:
         if not args.no_compare:
             print(f"in one process, {threads} thread(s), governors off, medians of "
                   f"{args.rounds} rounds (ms per step):")
-            res = compare(sizes, args.rounds, threads)
+            res = compare(sizes, args.rounds, threads,
+                          args.only.split(",") if args.only else None)
             for size, row in res.items():
                 base = row["compiled step"]
                 for case, t in row.items():
