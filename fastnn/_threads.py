@@ -9,21 +9,37 @@ only where NumPy's BLAS cannot be called from the pool).
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 
 import numba
 from threadpoolctl import threadpool_limits
 
 _limits = None
+#: The thread budget: what ``set_num_threads`` set (None: Numba's default, all cores). A
+#: governor that lowered Numba's count for a while reads its budget here, not from Numba.
+_budget: int | None = None
 
 
 def set_num_threads(n: int) -> None:
     """Use at most ``n`` threads, in BLAS and in Numba's kernels (default: all cores)."""
-    global _limits
+    global _limits, _budget
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     n = min(n, numba.config.NUMBA_NUM_THREADS)
+    LOOP_CLOCK.reset()  # (first: its governor gives back the old budget)
     numba.set_num_threads(n)
     _limits = threadpool_limits(limits=n)
+    _budget = n
+
+
+def thread_budget() -> int:
+    """The budget ``set_num_threads`` set (default: Numba's thread count), whatever count a
+    governor runs on at the moment."""
+    if _budget is not None:
+        return _budget
+    # Numba's count, unless the hand-written loops' governor lowered it for a while
+    governor = LOOP_CLOCK.governor
+    return governor.budget if governor is not None else numba.get_num_threads()
 
 
 def get_num_threads() -> int:
@@ -69,9 +85,12 @@ class ThreadGovernor:
     ABANDON_AFTER = 2
     #: A probe starts early when two steps this close together were slow.
     SLOW_SPAN = 8
+    #: A probe ends early when its steps at the other count have taken this many times the
+    #: recent median per step of the whole probe (see ``record``).
+    CAP = 3.0
 
     def __init__(self, budget: int | None = None, interval: int = 64, probe: int = 6):
-        self.budget = budget if budget is not None else get_num_threads()
+        self.budget = budget if budget is not None else thread_budget()
         self.enabled = self.budget > 1
         # The first probe comes early (a loaded machine shows from the first steps), then
         # every ``interval`` steps, growing fourfold while the choice holds.
@@ -91,6 +110,12 @@ class ThreadGovernor:
 
     def record(self, seconds: float) -> None:
         """The duration of the step that just ran (at the thread count this set)."""
+        # A loop that times its own steps (fit's, a compiled step's): the hand-written
+        # loop's clock (LOOP_CLOCK) leaves the thread count to it.
+        LOOP_CLOCK.governed = True
+        self._record(seconds)
+
+    def _record(self, seconds: float) -> None:
         if not self.enabled:
             return
         if self._skip:
@@ -105,6 +130,14 @@ class ThreadGovernor:
                 # other count is clearly slower from its first steps (one thread: 1.4x to
                 # 1.9x a scikit-learn step here; a switch needs under 0.9x), so the rest of
                 # the probe would only cost time.
+                self._set(self.current)
+                self._confirmed()
+            elif len(trial) < self.probe and self._median is not None \
+                    and sum(trial) > self.CAP * self.probe * self._median:
+                # The other count has already cost more than its whole probe could win back
+                # (measured: a starved pool's step 50 to 200 times the one-thread step, so
+                # that six of them every 64 steps cost more than the 64 steps themselves):
+                # keep the current count.
                 self._set(self.current)
                 self._confirmed()
             elif len(trial) == self.probe:
@@ -137,7 +170,13 @@ class ThreadGovernor:
         # scheduler slice), and the stalls are what the run pays.
         other = sum(self._trial[:self.probe]) / self.probe
         mine = sum(self._trial[self.probe:]) / self.probe
-        if other < 0.9 * mine:  # clearly faster: switch, and look again soon
+        # From one thread to the budget, the typical step too must be faster: one stall of
+        # the one-thread steps (a descheduled process) made the budget's mean look better,
+        # and each such switch back to a starved pool cost about a second (measured on a
+        # loaded 2-core machine: 13 switches in 1,300 steps).
+        typical = self.current == self.budget or \
+            _median(self._trial[:self.probe]) < _median(self._trial[self.probe:])
+        if other < 0.9 * mine and typical:  # clearly faster: switch, and look again soon
             self.current = self._other()
             self._recent = deque(self._trial[:self.probe], maxlen=self.WINDOW)
             self._median = None
@@ -162,3 +201,75 @@ class ThreadGovernor:
 def _median(values: list[float]) -> float:
     s = sorted(values)
     return s[len(s) // 2]
+
+
+class LoopClock:
+    """The steps of a hand-written training loop, timed for ONE process-wide
+    :class:`ThreadGovernor`, so that such a loop gets the protection that ``fit``'s steps have.
+
+    Why: a PyTorch-style loop (``for xb, yb in loader: opt.zero_grad(); loss_fn(model(xb),
+    yb).backward(); opt.step()``) has no step object that could time itself; measured with
+    another process keeping one of this machine's two cores busy, its steps on two threads
+    took several times those on one (see ``docs/pytorch.md``). The loop's own calls mark the
+    step instead: :meth:`mark` when a batch is handed out (``DataLoader``) and at
+    ``optimizer.zero_grad()``, :meth:`step_done` at the end of ``optimizer.step()``. A step
+    is the time from the last mark (or the last step's end) to the step's end: the forward,
+    backward and update, without the gaps a loop leaves between its epochs (an evaluation
+    loop draws its own batches, which mark). Every optimizer of the process feeds the same
+    governor: one thread count, one judge of it.
+
+    A loop whose steps a governor already times (``fit``, a compiled step with
+    ``adaptive_threads``) records into that governor (``ThreadGovernor.record``), which
+    says so here: the clock then records nothing for those steps, so that two governors
+    never set the thread count in turn. Off (``enabled`` False) when the budget is one
+    thread or the products cannot run on Numba's pool (``kernels.blas.AVAILABLE``): then the
+    thread count is not the governor's to choose.
+    """
+
+    __slots__ = ("start", "governor", "governed", "enabled")
+
+    def __init__(self):
+        self.start: float | None = None
+        self.governor: ThreadGovernor | None = None
+        self.governed = False
+        self.enabled = True
+
+    def reset(self) -> None:
+        """Forget the governor (a new thread budget: the next step makes a new one)."""
+        if self.governor is not None:
+            self.governor.restore()
+        self.governor, self.start, self.enabled = None, None, True
+
+    def mark(self) -> None:
+        """A step may start now (a batch was handed out; the gradients were zeroed)."""
+        self.start = perf_counter()
+
+    def step_done(self) -> None:
+        """An optimizer's step just ended: record the step's time."""
+        now = perf_counter()
+        start, self.start = self.start, now
+        if self.governed:  # a governed loop timed this step itself
+            self.governed = False
+            return
+        if start is None or not self.enabled:
+            return
+        governor = self.governor
+        if governor is None:
+            governor = self._make()
+            if governor is None:
+                return
+        governor._record(now - start)
+
+    def _make(self) -> ThreadGovernor | None:
+        from .kernels import blas
+
+        budget = thread_budget()
+        if budget < 2 or not blas.AVAILABLE:
+            self.enabled = False
+            return None
+        self.governor = ThreadGovernor(budget)
+        return self.governor
+
+
+#: The process's one clock of hand-written loops (and through it, their one governor).
+LOOP_CLOCK = LoopClock()

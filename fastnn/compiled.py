@@ -717,8 +717,10 @@ class CompiledStep:
 
     # ------------------------------------------------------------------ public face
     def __call__(self, x, y) -> float:
-        """One training step on the batch x (N, ...), y; returns the loss value."""
+        """One training step on the batch x (N, ...), y (arrays, or the Tensors a DataLoader
+        yields); returns the loss value."""
         t0 = time.perf_counter()
+        x, y = _arrays(x, y)
         if not self.accepts(x, y):
             value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
         else:
@@ -735,6 +737,7 @@ class CompiledStep:
 
     def accepts(self, x, y) -> bool:
         """Whether the plan takes this batch as it is (else the graph path runs it)."""
+        x, y = _arrays(x, y)
         if not (isinstance(x, np.ndarray) and x.ndim >= 2 and x.dtype == self.dtype
                 and x.flags.c_contiguous and x.shape[0] and self.model.training
                 and len(y) == x.shape[0]):
@@ -865,6 +868,16 @@ class CompiledStep:
                           for s in self.stages)
         return (f"CompiledStep([{names}], loss={type(self.loss).__name__.strip('_')}, "
                 f"optimizer={type(self.optimizer).__name__}, fused={self.fuse_optimizer})")
+
+
+def _arrays(x, y):
+    """A batch's Tensors (a DataLoader's) as their arrays; a Tensor that requires grad stays
+    (the graph path computes its gradient)."""
+    if isinstance(x, Tensor) and not x.requires_grad:
+        x = x.data
+    if isinstance(y, Tensor) and not y.requires_grad:
+        y = y.data
+    return x, y
 
 
 def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,

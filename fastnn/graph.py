@@ -1482,7 +1482,12 @@ def node(data: np.ndarray, parents: tuple[Tensor, ...], op: str) -> Tensor:
     out.data = data
     out.grad = None
     out._backward = None
-    needs = _grad_enabled and any(p.requires_grad for p in parents)
+    needs = False
+    if _grad_enabled:
+        for p in parents:  # (a loop, not any() over a generator: every op pays this)
+            if p.requires_grad:
+                needs = True
+                break
     out.requires_grad = needs
     out._parents = parents if needs else ()
     out._op = op if needs else ""
@@ -1523,6 +1528,10 @@ def _topological_order(roots) -> list[Tensor]:
     the nodes it was computed from. Leaves need no place in the order: their gradients
     arrive through their consumers' backward. Iterative, so a deep graph cannot hit Python's
     recursion limit."""
+    if len(roots) == 1:
+        order = _path_order(roots[0])
+        if order is not None:
+            return order
     order: list[Tensor] = []
     visited: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)
@@ -1540,6 +1549,37 @@ def _topological_order(roots) -> list[Tensor]:
             if parent._backward is not None and id(parent) not in visited:
                 stack.append((parent, False))
     return order
+
+
+def _path_order(root: Tensor) -> list[Tensor] | None:
+    """The order of a graph whose op nodes form one path (each node computed from at most
+    one other op node): a training step's ``loss(model(x))`` with its model one fused node,
+    or a plain chain of layers. None for any other graph (then the general walk). Why apart:
+    this walk needs no visited set and no stack (measured: 1.5 µs against 4 µs a step)."""
+    order = []
+    nd = root if root._backward is not None else None
+    while nd is not None:
+        order.append(nd)
+        nxt = None
+        for parent in nd._parents:
+            if parent._backward is not None:
+                if nxt is not None:
+                    return None
+                nxt = parent
+        nd = nxt
+    order.reverse()
+    return order
+
+
+class _Ones(dict):
+    """A 0-d 1 of each dtype (the seed of a scalar's backward, copied)."""
+
+    def __missing__(self, dtype):
+        one = self[dtype] = np.ones((), dtype)
+        return one
+
+
+_ONE = _Ones()
 
 
 def _seed(root: Tensor, gradient) -> np.ndarray:
@@ -1601,6 +1641,25 @@ def run_backward(roots, gradients, retain_graph: bool | None = None,
     if retain_graph is None:
         retain_graph = create_graph
     roots = list(roots)
+    if len(roots) == 1 and inputs is None and gradients[0] is None:
+        # ``loss.backward()``, a training loop's every step: the same walk, fewer steps
+        root = roots[0]
+        if root.requires_grad and root.data.size == 1:
+            order = _topological_order(roots)
+            for nd in order:
+                nd.grad = None  # gradients of intermediate nodes are per call
+            seed = _ONE[root.data.dtype].reshape(root.data.shape).copy()
+            if root.grad is None and type(root) is Tensor:
+                root.grad = seed  # (accumulate_grad's first assignment of an owned array)
+            else:
+                root.accumulate_grad(seed, owned=True)
+            for nd in reversed(order):
+                if nd.grad is not None:
+                    nd._backward(nd.grad)
+            if not retain_graph:
+                for nd in order:
+                    nd._backward = _freed  # drops the closure and the values it saved
+            return
     seeds = [_seed(r, g) for r, g in zip(roots, gradients, strict=True)]
     order = _topological_order(roots)
     switched: list[Tensor] = []

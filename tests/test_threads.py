@@ -111,3 +111,36 @@ def test_lone_slow_steps_on_a_quiet_machine_set_off_no_probe():
     drive(hiccups, cost, 5000)
     assert hiccups.current == 2 and hiccups.switches == 0
     assert hiccups.log.count(1) == quiet.log.count(1)
+
+
+def test_a_probe_of_a_starved_pool_ends_at_its_first_step():
+    gov = Clocked(interval=16)
+    # two threads starved (100x), one thread fine: the governor settles on one thread
+    drive(gov, lambda t: 0.1 if t == 2 else 0.001, 40)
+    assert gov.current == 1
+    at_two = []
+    threads = 1
+    for _ in range(3000):
+        gov.record(0.1 if threads == 2 else 0.001)
+        at_two.append(threads == 2)
+        threads = gov.log[-1] if gov.log else threads
+    runs = [len(r) for r in "".join("2" if a else "." for a in at_two).split(".") if r]
+    assert runs and max(runs) == 1  # each probe: one step at two threads, not six
+    assert gov.current == 1 and gov.switches == 1
+
+
+def test_one_stalled_step_at_one_thread_does_not_send_the_loop_back_to_a_starved_pool():
+    gov = Clocked(interval=16)
+    drive(gov, lambda t: 0.1 if t == 2 else 0.001, 40)
+    assert gov.current == 1
+    # a probe where two threads happen to run unstarved (the other process descheduled)
+    # but one thread's steps include one stall: the mean says two threads, the typical
+    # step not
+    gov._median = 0.001
+    gov._phase, gov._probe_by_slow_steps, gov._trial = True, True, []
+    for t in [0.0011] * 6:  # at two threads
+        gov._record(t)
+    assert gov._phase  # (not cut short)
+    for t in [0.001, 0.001, 0.05, 0.001, 0.001, 0.001]:  # at one thread, one stall
+        gov._record(t)
+    assert gov.current == 1 and gov.switches == 1

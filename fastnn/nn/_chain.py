@@ -1,25 +1,38 @@
-"""A ``Sequential`` of ``Linear`` layers called in grad mode as ONE graph node.
+"""A ``Sequential`` called in grad mode as ONE graph node: its layers' kernels run from a plan
+made once per batch size.
 
 Why: a PyTorch-style hand-written loop (``loss_fn(model(xb), yb).backward()``) runs the graph
 path, which for every layer builds a Tensor and a backward closure, asks a pool for five or
-six work arrays and lets ``dense_forward`` / ``dense_backward`` choose, at every call, which
-product and which variant (serial or on the pool) of each pass to run. For a small MLP that
-Python work costs about as much as the arithmetic (measured: 64-128-10, Adam, batch 128, the
-loop took 1.5x to 2x the compiled step of ``fnn.compile_step``).
+six work arrays and lets ``dense_forward`` / ``dense_backward`` (and BatchNorm's) choose, at
+every call, which product and which variant (serial or on the pool) of each pass to run. For a
+small MLP that Python work costs about as much as the arithmetic (measured: 64-128-10, Adam,
+batch 128, the loop took 1.5x to 2x the compiled step of ``fnn.compile_step``; with
+BatchNorm, 256-64-64-10 batch 256, 1.6x).
 
-Here, as in the compiled step, those choices are made once per batch size
-(:class:`_Plan`), and each layer's forward and backward is one jitted call
-(``kernels.dense.planned_forward`` / ``planned_backward``), which runs the very kernels of
-``dense_forward`` / ``dense_backward`` with the same arguments, block splits and scratch
-shapes: the same bits as the layer-by-layer graph (``tests/nn/test_chain.py``). The chain is
-one graph node: one closure, one entry in the backward walk.
+Here, as in the compiled step (``fastnn.compiled``, whose stages these mirror), those choices
+are made once per batch size (:class:`_Plan`), and each layer's forward and backward is one
+jitted call that runs the very kernels of the layer's graph node with the same arguments,
+block splits and scratch shapes: the same bits as the layer-by-layer graph
+(``tests/nn/test_chain.py``). The chain is one graph node: one closure, one entry in the
+backward walk. For a chain of ``Linear`` layers only, the calls' argument tuples are kept from
+call to call. (Not one jitted call for all the layers, as ``kernels.chain.dense_chain_step``
+makes for the compiled step: Numba types a tuple of layers by its length, so every new depth
+compiled anew, measured 30 s on this machine, for about 1 µs a layer less.)
 
-When it runs (:func:`chain_forward` returns None otherwise, and the layers run one by one):
-grad mode on, every fused step a ``Linear`` (with its own or a following activation) whose
-parameters are fastnn Parameters that all require grad, C-contiguous, of one dtype; no hooks
-on the layers; the input a 2-D C-contiguous array or Tensor of that dtype, one that needs no
-gradient (a data batch), with the first layer's width; the CBLAS products the planned calls
-use available (``kernels.blas.AVAILABLE``).
+Steps (``Sequential._fusion_plan`` entries) that chain: ``Linear`` (with its own or a following
+activation), ``BatchNorm1d`` in training (with a fused activation; batch statistics, running
+statistics updated as the layer does), a standalone activation, ``Dropout`` in training (the
+layer's own draws), ``PReLU``; ``Identity`` and ``Flatten()`` are no-ops on the (N, D) batches
+the chain takes. Anything else (a custom module, LayerNorm, a convolution) and the Sequential
+runs its layers one by one.
+
+When it runs (:func:`chain_forward` returns None otherwise, and the layers run one by one,
+which validate the input and give the same numbers): grad mode on; every parameter a fastnn
+Parameter that requires grad, C-contiguous, of the chain's one dtype; no hooks on the layers;
+every BatchNorm1d and Dropout in training mode (BatchNorm1d without ``sync_statistics``, a
+Dropout with p > 0); the input a 2-D C-contiguous array or Tensor of that dtype, at least 2
+rows when there is a BatchNorm1d, one that needs no gradient (a data batch), with the first
+layer's width; the CBLAS products the planned calls use available (``kernels.blas.AVAILABLE``).
 
 Buffers: a plan owns every work array of the chain for one batch size but the output, which
 comes from the chain's own :class:`fastnn._buffers.BufferPool`. A plan is reused only when no
@@ -41,10 +54,11 @@ from .._buffers import MAX_PER_KEY, REUSE_IS_SAFE, BufferPool
 from .._dtype import empty_marker
 from ..graph import Tensor, node
 from ..kernels import activations as K_act
+from ..kernels import batchnorm as K_bn
 from ..kernels import blas as K_blas
 from ..kernels import dense as K_dense
 from . import module as _module
-from .layers import Activation, Linear
+from .layers import Activation, BatchNorm1d, Dropout, Flatten, Linear, PReLU, dropout_forward_into
 from .module import Parameter
 
 # References to a plan that ``_Chain.plan`` itself holds while it checks it: the plans'
@@ -64,72 +78,349 @@ def _on_pool():
     return _ON_POOL
 
 
-class _Plan:
-    """Every work array of the chain for one batch size, and each layer's planned-call
-    arguments: ``fwd[i]`` are ``planned_forward``'s after x, W, b; ``bwd[i]``
-    ``planned_backward``'s after dy, d, x, W (with dW and db left to the call, since they
-    are the parameters' gradients); ``pools[i]`` the layer's scratch for the unplanned
-    fallback (a gradient that already holds an earlier contribution)."""
+def _is_param(p, dt) -> bool:
+    """A Parameter the chain may write the gradient of: requires grad, C-contiguous, ``dt``."""
+    return type(p) is Parameter and p.requires_grad and p.data.dtype == dt \
+        and p.data.flags.c_contiguous
 
-    __slots__ = ("fwd", "bwd", "ys", "ds", "dzs", "partials_b", "dxs", "out_shape")
 
-    def __init__(self, n: int, dt: np.dtype, layers):
+class _StagePlan:
+    """One stage's work arrays for one batch size (attributes set by the stage)."""
+
+
+# ----------------------------------------------------------------------------- stages
+class _LinearStage:
+    """y = act(x @ W + b): ``linear_node``'s kernels as ``planned_forward`` /
+    ``planned_backward`` calls (``dense_forward`` / ``dense_backward`` with their choices
+    made once per batch size)."""
+
+    has_params = True
+
+    def __init__(self, lin: Linear, act):
+        self.layer = lin
+        act = act or lin.activation
+        self.code = act.code if act is not None else K_act.IDENTITY
+        self.alpha = act.alpha if act is not None else 0.0
+        self.in_features, self.out_features = lin.in_features, lin.out_features
+        self.name = "linear" if self.code == K_act.IDENTITY else f"linear+{act.name}"
+
+    def ready(self, dt, params: list) -> bool:
+        lin = self.layer
+        if lin._hooks is not None or lin.dtype != dt:
+            return False
+        W, b = lin.weight, lin.bias
+        if not _is_param(W, dt):
+            return False
+        params.append(W)
+        if b is not None:
+            if not _is_param(b, dt):
+                return False
+            params.append(b)
+        return True
+
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
+        s, d_in, m = _StagePlan(), self.in_features, self.out_features
         on_pool = _on_pool()
-        self.fwd, self.bwd, self.ys, self.ds, self.dzs, self.partials_b, self.dxs = \
-            [], [], [], [], [], [], []
-        last = len(layers) - 1
-        for i, (lin, code, alpha) in enumerate(layers):
-            d_in, m = lin.in_features, lin.out_features
-            # the last layer's output comes from the chain's pool at every call (chain_forward)
-            y = np.empty((n, m), dt) if i < last else None
-            d = np.empty((n, m), dt) if code != K_act.IDENTITY else empty_marker(dt, m)
-            split_k = K_dense.split_k_partial_shape(n, d_in, m)
-            partial = np.empty(split_k, dt) if split_k is not None else None
-            dz = np.empty((n, m), dt) if d.shape[0] else d
-            partial_b = np.empty((K_dense.n_chunks(n), m))
-            dx = np.empty((n, d_in), dt) if i > 0 else np.empty((0, d_in), dt)
-            # The choices dense_forward / dense_backward make at every call, made once.
-            if partial is not None:
-                product, parts = K_blas.gemm_split_k(n * m * d_in), partial.shape[0] + 1
-            else:
-                product, parts = K_blas.gemm_kernel(n, m, d_in)
-            elementwise = (K_dense.bias_activation_forward if code != K_act.IDENTITY
-                           else K_dense.add_bias)(n * m)
-            dw_product, dw_parts = K_blas.gemm_kernel(d_in, m, n)
-            dx_product, dx_parts = K_blas.gemm_kernel(n, d_in, m)
-            self.fwd.append((code, alpha, y, d,
-                             partial if partial is not None else np.empty((0, 1, 1), dt),
-                             parts, product in on_pool, elementwise in on_pool))
-            self.bwd.append((K_dense.dz_and_bias_grad(n * m) in on_pool, dw_parts,
-                             dw_product in on_pool, dx_parts, dx_product in on_pool))
-            self.ys.append(y)
-            self.ds.append(d)
-            self.dzs.append(dz)
-            self.partials_b.append(partial_b)
-            self.dxs.append(dx)
-        self.out_shape = (n, layers[-1][0].out_features)
+        s.y = np.empty((n, m), dt) if not last else None  # the last output: the chain's pool
+        s.d = np.empty((n, m), dt) if self.code != K_act.IDENTITY else empty_marker(dt, m)
+        split_k = K_dense.split_k_partial_shape(n, d_in, m)
+        partial = np.empty(split_k, dt) if split_k is not None else None
+        s.dz = np.empty((n, m), dt) if s.d.shape[0] else s.d
+        s.partial_b = np.empty((K_dense.n_chunks(n), m))
+        s.dx = np.empty((n, d_in), dt) if need_dx else np.empty((0, d_in), dt)
+        # The choices dense_forward / dense_backward make at every call, made once.
+        if partial is not None:
+            product, parts = K_blas.gemm_split_k(n * m * d_in), partial.shape[0] + 1
+        else:
+            product, parts = K_blas.gemm_kernel(n, m, d_in)
+        elementwise = (K_dense.bias_activation_forward if self.code != K_act.IDENTITY
+                       else K_dense.add_bias)(n * m)
+        dw_product, dw_parts = K_blas.gemm_kernel(d_in, m, n)
+        dx_product, dx_parts = K_blas.gemm_kernel(n, d_in, m)
+        s.partial = partial if partial is not None else np.empty((0, 1, 1), dt)
+        s.parts, s.product_par = int(parts), product in on_pool
+        s.pass_par = elementwise in on_pool
+        s.bwd = (K_dense.dz_and_bias_grad(n * m) in on_pool, int(dw_parts),
+                 dw_product in on_pool, int(dx_parts), dx_product in on_pool)
+        return s
+
+    def forward(self, x, s, y):
+        """Returns the weight it multiplied by (what the backward needs)."""
+        b, W = self.layer.bias, self.layer.weight.data
+        dt = y.dtype
+        K_dense.planned_forward(x, W,
+                                b.data if b is not None else empty_marker(dt), self.code,
+                                self.alpha, y, s.d, s.partial, s.parts, s.product_par,
+                                s.pass_par)
+        return W
+
+    def backward(self, g, x, s, W):
+        lin = self.layer
+        weight, bias = lin.weight, lin.bias
+        dt = W.dtype
+        # (a parameter switched off for this walk, ``backward(inputs=...)``: scratch)
+        dW, dW_into = weight.grad_destination() if weight.requires_grad \
+            else (np.empty(W.shape, dt), None)
+        db = db_into = None
+        if bias is not None:
+            db, db_into = bias.grad_destination(lambda m=bias.shape[0]: np.empty(m, dt)) \
+                if bias.requires_grad else (np.empty(bias.shape, dt), None)
+        if dW_into is None and g.dtype == dt:
+            K_dense.planned_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx, dW,
+                                     db if db is not None else empty_marker(dt), *s.bwd)
+        else:  # a gradient that holds an earlier contribution: the GEMM adds into it
+            K_dense.dense_backward(g, s.d, x, W, s.dz, s.partial_b,
+                                   s.dx if s.dx.shape[0] else None, dW, db, dW_into)
+        if db_into is not None:
+            db_into += db
+        return s.dx
+
+
+class _BatchNormStage:
+    """Training-mode BatchNorm1d (+ activation): ``BatchNorm1d``'s training kernels as one
+    planned call each way (``kernels.batchnorm.planned_*``)."""
+
+    def __init__(self, layer: BatchNorm1d, act):
+        self.layer = layer
+        self.has_params = layer.affine
+        act = act or layer.activation
+        self.code = act.code if act is not None else K_act.IDENTITY
+        self.alpha = act.alpha if act is not None else 0.0
+        self.in_features = self.out_features = layer.num_features
+        self.name = "batchnorm" if act is None else f"batchnorm+{act.name}"
+
+    def ready(self, dt, params: list) -> bool:
+        layer = self.layer
+        if layer._hooks is not None or layer.dtype != dt or not layer.training \
+                or layer._sync is not None:
+            return False
+        if layer.affine:
+            if not (_is_param(layer.weight, dt) and _is_param(layer.bias, dt)):
+                return False
+            params += (layer.weight, layer.bias)
+        return True
+
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
+        s, c = _StagePlan(), self.layer.num_features
+        s.y = np.empty((n, c), dt) if not last else None
+        s.xhat, s.d = np.empty((n, c), dt), np.empty((n, c), dt)
+        s.d_backward = s.d if self.code != K_act.IDENTITY else empty_marker(dt, c)
+        s.mean, s.inv_std = np.empty(c, dt), np.empty(c, dt)
+        s.partial = np.empty((K_bn.n_chunks(n), 2, c))
+        s.stats, s.sums = np.empty((3, c)), np.empty((2, c))
+        s.partial_b = np.empty((K_bn.n_chunks(n), 2, c))
+        s.ones, s.zeros = np.ones(c, dt), np.zeros(c, dt)  # gamma, beta when not affine
+        s.dgamma, s.dbeta = np.empty(c, dt), np.empty(c, dt)
+        s.dx = np.empty((n, c), dt) if need_dx else np.empty((0, c), dt)
+        s.on_pool = K_bn.planned_on_pool(n, c)
+        return s
+
+    def forward(self, x, s, y):
+        layer = self.layer
+        gamma = layer.weight.data if layer.affine else s.ones
+        beta = layer.bias.data if layer.affine else s.zeros
+        momentum = layer.momentum
+        if layer.track_running_stats:
+            # The layer's count, in place (as ``+=`` on the attribute does, without the
+            # module's __setattr__: 1.8 µs a step).
+            count = layer.num_batches_tracked
+            count += 1
+            if count is not layer.num_batches_tracked:  # not an array: set it
+                layer.num_batches_tracked = count
+            if momentum is None:
+                momentum = 1.0 / float(count)
+            rm, rv = layer.running_mean, layer.running_var
+        else:
+            rm = rv = empty_marker(x.dtype)
+        K_bn.planned_forward_train(x, gamma, beta, layer.eps, momentum or 0.0, rm, rv,
+                                   self.code, self.alpha, y, s.xhat, s.d, s.mean, s.inv_std,
+                                   s.partial, s.stats, s.on_pool)
+        return gamma
+
+    def backward(self, g, x, s, gamma):
+        layer = self.layer
+        weight, bias = layer.weight, layer.bias
+        dgamma, dbeta, dg_into, db_into = s.dgamma, s.dbeta, None, None
+        if layer.affine:  # (a parameter switched off for this walk: scratch)
+            if weight.requires_grad:
+                dgamma, dg_into = weight.grad_destination(lambda: s.dgamma)
+            if bias.requires_grad:
+                dbeta, db_into = bias.grad_destination(lambda: s.dbeta)
+        K_bn.planned_backward(g, s.d_backward, s.xhat, gamma, s.inv_std, s.dx, dgamma, dbeta,
+                              s.partial_b, s.sums, s.on_pool)
+        if dg_into is not None:
+            dg_into += dgamma
+        if db_into is not None:
+            db_into += dbeta
+        return s.dx
+
+
+class _ElementwiseStage:
+    """A stage without parameters that keeps its input's width: y = f(x) and a local
+    gradient in the forward pass; the backward multiplies by it (``activation_backward``),
+    for the activations and dropout alike."""
+
+    has_params = False
+    in_features = out_features = None
+
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
+        s = _StagePlan()
+        s.y = np.empty((n, width), dt) if not last else None
+        s.local = np.empty((n, width), dt)
+        s.dx = np.empty((n, width), dt) if need_dx else None
+        s.forward = K_act.activation_forward(n * width)
+        s.backward = K_act.activation_backward(n * width)
+        return s
+
+    def backward(self, g, x, s, saved):
+        s.backward(np.ascontiguousarray(g).reshape(-1), s.local.reshape(-1), s.dx.reshape(-1))
+        return s.dx
+
+
+class _ActivationStage(_ElementwiseStage):
+    """A standalone activation (``activation_node``'s calls)."""
+
+    def __init__(self, layer: Activation):
+        self.layer, self.code, self.alpha, self.name = layer, layer.code, layer.alpha, layer.name
+
+    def ready(self, dt, params: list) -> bool:
+        layer = self.layer
+        return layer._hooks is None and (layer.dtype is None or layer.dtype == dt)
+
+    def forward(self, x, s, y):
+        s.forward(self.code, self.alpha, x.reshape(-1), y.reshape(-1), s.local.reshape(-1))
+
+
+class _DropoutStage(_ElementwiseStage):
+    """Inverted dropout in training (``dropout_node``'s calls: the same draws); the local
+    gradient is the scaled mask."""
+
+    name = "dropout"
+
+    def __init__(self, layer: Dropout):
+        self.layer = layer
+
+    def ready(self, dt, params: list) -> bool:
+        layer = self.layer
+        return layer._hooks is None and layer.training and layer.p > 0.0 \
+            and (layer.dtype is None or layer.dtype == dt)
+
+    def forward(self, x, s, y):
+        dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
+                             y.reshape(-1), s.local.reshape(-1), x.shape[1])
+
+
+class _PReLUStage:
+    """PReLU with a learned slope, shared or one per unit (``PReLU.forward``'s calls)."""
+
+    has_params = True
+    in_features = out_features = None
+    name = "prelu"
+
+    def __init__(self, layer: PReLU):
+        self.layer = layer
+
+    def ready(self, dt, params: list) -> bool:
+        layer = self.layer
+        if layer._hooks is not None or layer.dtype != dt or not _is_param(layer.weight, dt):
+            return False
+        params.append(layer.weight)
+        return True
+
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
+        s, k = _StagePlan(), self.layer.num_parameters
+        s.y = np.empty((n, width), dt) if not last else None
+        s.dx = np.empty((n, width), dt) if need_dx else None
+        s.dx_arg = s.dx.reshape(-1, k) if need_dx else empty_marker(dt, k)
+        s.partial = np.empty((K_dense.n_chunks(n * width // k), k))
+        s.forward = K_act.prelu_forward(n * width)
+        s.backward = K_act.prelu_backward(n * width)
+        return s
+
+    def forward(self, x, s, y):
+        k = self.layer.num_parameters
+        s.forward(x.reshape(-1, k), self.layer.weight.data, y.reshape(-1, k))
+
+    def backward(self, g, x, s, saved):
+        w, k = self.layer.weight, self.layer.num_parameters
+        X = x.reshape(-1, k)
+        s.backward(np.ascontiguousarray(g).reshape(X.shape), X, w.data, s.dx_arg, s.partial)
+        dw = s.partial.sum(axis=0)
+        if w.requires_grad:
+            w.accumulate_grad(dw.sum(keepdims=True) if k == 1 else dw, owned=True)
+        return s.dx
+
+
+def _stage(m, fused):
+    """The stage of one fusion-plan entry; None for a no-op; False when it cannot chain."""
+    if type(m) is Linear:
+        if fused is not None and not isinstance(fused, Activation):
+            return False
+        return _LinearStage(m, fused)
+    if type(m) is BatchNorm1d:
+        if fused is not None and not isinstance(fused, Activation):
+            return False
+        return _BatchNormStage(m, fused)
+    if fused is not None:
+        return False
+    if isinstance(m, Activation) and type(m).forward is Activation.forward:
+        return None if m.code == K_act.IDENTITY else _ActivationStage(m)
+    if type(m) is Dropout:
+        return _DropoutStage(m)
+    if type(m) is PReLU:
+        return _PReLUStage(m)
+    if type(m) is Flatten and m.start_dim == 1 and m.end_dim == -1:
+        return None  # a no-op on (N, D)
+    return False
+
+
+# ----------------------------------------------------------------------------- the plan
+class _Plan:
+    """Every work array of the chain for one batch size: one :class:`_StagePlan` per stage;
+    ``linear``: for a chain of Linear layers only, the parts of the layers' planned calls'
+    arguments that do not change from call to call, and the tuples kept (``_linear_chain``)."""
+
+    __slots__ = ("stages", "out_shape", "linear")
+
+    def __init__(self, n: int, dt: np.dtype, chain: _Chain):
+        self.stages = []
+        last = len(chain.stages) - 1
+        for i, (st, width) in enumerate(zip(chain.stages, chain.widths, strict=True)):
+            self.stages.append(st.buffers(n, dt, i > chain.first_param, width, i == last))
+        self.out_shape = (n, chain.out_features)
+        self.linear = None
 
 
 class _Chain:
-    """A Sequential's fused steps when they are all ``Linear`` layers: (layer, activation
-    code, alpha) each, and the plans by batch size."""
+    """A Sequential's fused steps as stages, and the plans by batch size."""
 
-    __slots__ = ("layers", "plans", "dtype", "in_features", "op", "outputs")
+    __slots__ = ("stages", "plans", "dtype", "in_features", "out_features", "widths", "op",
+                 "outputs", "first_param", "only_linear", "n_min", "checked", "generation")
 
-    def __init__(self, layers, names):
-        self.layers = layers
+    def __init__(self, stages, dtype, widths, out_features):
+        self.stages = stages
         self.plans: dict[int, list[_Plan]] = {}
-        self.dtype = layers[0][0].dtype
-        self.in_features = layers[0][0].in_features
-        self.op = f"sequential({', '.join(names)})"
+        self.dtype = dtype
+        self.widths, self.in_features, self.out_features = widths, widths[0], out_features
+        self.op = f"sequential({', '.join(s.name for s in stages)})"
+        # The stages before the first one with parameters need no backward (the input needs
+        # no gradient); that one needs no input gradient.
+        self.first_param = next(i for i, s in enumerate(stages) if s.has_params)
+        self.only_linear = all(type(s) is _LinearStage for s in stages)
+        self.n_min = 2 if any(type(s) is _BatchNormStage for s in stages) else 1
         # The output arrays: apart from the plans, since a user's variable (the last loss,
         # whose graph keeps its inputs) commonly holds the last output while the next forward
         # runs; the plan, freed by the backward, is then one set of buffers for every step.
         self.outputs = BufferPool()
+        # A chain of Linear layers: what its last full check saw, and how many it passed
+        # (``_linear_ready``; kept argument tuples are of one generation).
+        self.checked, self.generation = None, 0
 
-    def forward(self, x) -> Tensor | None:
-        """:func:`chain_forward` of this chain."""
-        return chain_forward(self, x)
+    @property
+    def layers(self):
+        """The chain's Linear stages as (layer, activation code, alpha)."""
+        return [(s.layer, s.code, s.alpha) for s in self.stages if type(s) is _LinearStage]
+
 
     def plan(self, n: int) -> _Plan:
         """A plan for batch size ``n`` that nothing holds (a new one if all are held)."""
@@ -142,7 +433,7 @@ class _Chain:
             for plan in plans:
                 if sys.getrefcount(plan) <= _PLAN_ONLY:
                     return plan
-        plan = _Plan(n, self.dtype, self.layers)
+        plan = _Plan(n, self.dtype, self)
         if REUSE_IS_SAFE and len(plans) < MAX_PER_KEY:
             plans.append(plan)
         return plan
@@ -150,25 +441,37 @@ class _Chain:
 
 def make_chain(fusion_plan) -> _Chain | None:
     """The chain of a Sequential's fusion plan ``[(module, fused activation or None)]``, or
-    None when a step is not a ``Linear`` (or the blocked products are not available)."""
+    None when a step cannot chain (see the module docstring), no step has parameters, the
+    widths do not follow (the layers' own forward raises the shape error), or the blocked
+    products are not available."""
     if not K_blas.AVAILABLE or not fusion_plan:
         return None
-    layers, names = [], []
+    stages = []
     for m, fused in fusion_plan:
-        if type(m) is not Linear or (fused is not None and not isinstance(fused, Activation)):
+        st = _stage(m, fused)
+        if st is False:
             return None
-        act = fused or m.activation
-        layers.append((m, act.code if act is not None else K_act.IDENTITY,
-                       act.alpha if act is not None else 0.0))
-        names.append("linear" if act is None or act.code == K_act.IDENTITY
-                     else f"linear+{act.name}")
-    dts = {lin.dtype for lin, _, _ in layers}
+        if st is not None:
+            stages.append(st)
+    if not stages or not any(s.has_params for s in stages):
+        return None
+    dts = {s.layer.dtype for s in stages if type(s) in (_LinearStage, _BatchNormStage,
+                                                        _PReLUStage)}
     if len(dts) != 1:
         return None
-    for (a, _, _), (b, _, _) in zip(layers, layers[1:], strict=False):
-        if a.out_features != b.in_features:
-            return None  # the layers' own forward raises the shape error
-    return _Chain(layers, names)
+    # Each stage's input width: a stage without its own sizes keeps its input's.
+    first = next((s.in_features for s in stages if s.in_features is not None), None)
+    if first is None:  # only PReLU stages: widths unknown
+        return None
+    widths, width = [], first
+    for s in stages:
+        if s.in_features is not None and s.in_features != width:
+            return None
+        if type(s) is _PReLUStage and s.layer.num_parameters not in (1, width):
+            return None
+        widths.append(width)
+        width = s.out_features if s.out_features is not None else width
+    return _Chain(stages, dts.pop(), widths, width)
 
 
 def chain_forward(chain: _Chain, x) -> Tensor | None:
@@ -185,63 +488,173 @@ def chain_forward(chain: _Chain, x) -> Tensor | None:
     else:
         return None
     if not (X.ndim == 2 and X.dtype == dt and X.flags.c_contiguous
-            and X.shape[1] == chain.in_features and X.shape[0] > 0):
+            and X.shape[1] == chain.in_features and X.shape[0] >= chain.n_min):
         return None
-    params, weights = [], []
-    for lin, _, _ in chain.layers:
-        if lin._hooks is not None or lin.dtype != dt:
+    stages = chain.stages
+    if chain.only_linear:
+        params = _linear_ready(chain)
+        if params is None:
             return None
-        W, b = lin.weight, lin.bias
-        if not (type(W) is Parameter and W.requires_grad and W.data.dtype == dt
-                and W.data.flags.c_contiguous):
+        plan = chain.plan(X.shape[0])
+        return _linear_chain(chain, plan, X, chain.outputs.get("y", plan.out_shape, dt),
+                             params)
+    params: list = []
+    for st in stages:
+        if not st.ready(dt, params):
             return None
-        params.append(W)
-        weights.append(W.data)
-        if b is not None:
-            if not (type(b) is Parameter and b.requires_grad and b.data.dtype == dt):
-                return None
-            params.append(b)
     n = X.shape[0]
     plan = chain.plan(n)
-    layers, fwd = chain.layers, plan.fwd
     y = chain.outputs.get("y", plan.out_shape, dt)
-    h, last = X, len(layers) - 1
-    for i, (lin, _, _) in enumerate(layers):
-        b = lin.bias
-        args = fwd[i] if i < last else fwd[i][:2] + (y,) + fwd[i][3:]
-        K_dense.planned_forward(h, weights[i],
-                                b.data if b is not None else empty_marker(dt), *args)
-        h = args[2]
-    out = node(y, tuple(params), chain.op)
+    sps = plan.stages
+    # Each stage's input, and what its backward needs of its forward (the weight as it was,
+    # gamma), so that a parameter the user replaces in between changes nothing.
+    inputs, saved = [], []
+    h, last = X, len(stages) - 1
+    for i, st in enumerate(stages):
+        s = sps[i]
+        out = s.y if i < last else y
+        inputs.append(h)
+        saved.append(st.forward(h, s, out))
+        h = out
+    first = chain.first_param
 
     def backward(g):
         g = np.ascontiguousarray(g).reshape(plan.out_shape)
-        bwd, ys, ds, dzs, partials_b, dxs = (plan.bwd, plan.ys, plan.ds, plan.dzs,
-                                             plan.partials_b, plan.dxs)
-        for i in range(len(layers) - 1, -1, -1):
-            lin = layers[i][0]
-            weight, bias = lin.weight, lin.bias
-            xi = ys[i - 1] if i else X
-            W = weights[i]
-            dW, dW_into = weight.grad_destination()
-            db = db_into = None
-            if bias is not None:
-                db, db_into = bias.grad_destination(
-                    lambda m=bias.shape[0]: np.empty(m, dt))
-            if dW_into is None and g.dtype == dt:
-                sums_par, dw_parts, dw_par, dx_parts, dx_par = bwd[i]
-                K_dense.planned_backward(g, ds[i], xi, W, dzs[i], partials_b[i], dxs[i], dW,
-                                         db if db is not None else empty_marker(dt),
-                                         sums_par, dw_parts, dw_par, dx_parts, dx_par)
-            else:  # a gradient that holds an earlier contribution: the GEMM adds into it
-                K_dense.dense_backward(g, ds[i], xi, W, dzs[i], partials_b[i],
-                                       dxs[i] if i else None, dW, db, dW_into)
-            if db_into is not None:
-                db_into += db
-            g = dxs[i]
+        for i in range(last, first - 1, -1):
+            g = stages[i].backward(g, inputs[i], sps[i], saved[i])
+
+    out = node(y, tuple(params), chain.op)
+    out.set_backward(backward)
+    return out
+
+
+def _linear_ready(chain: _Chain):
+    """The parameters of a chain of Linear layers as a tuple, or None when a layer does not
+    qualify. The full checks (``_LinearStage.ready``) run when something changed since the
+    last call that passed them: a hook, a replaced Parameter or array, requires_grad."""
+    seen = chain.checked
+    if seen is not None:
+        for lin, W, b, Wd, bd in seen[0]:
+            if lin._hooks is not None or lin.weight is not W or lin.bias is not b \
+                    or W.data is not Wd or not W.requires_grad:
+                break
+            if b is not None and (b.data is not bd or not b.requires_grad):
+                break
+        else:
+            return seen[1]
+    params: list = []
+    dt = chain.dtype
+    for st in chain.stages:
+        if not st.ready(dt, params):
+            chain.checked = None
+            return None
+    layers = tuple((st.layer, st.layer.weight, st.layer.bias, st.layer.weight.data,
+                    st.layer.bias.data if st.layer.bias is not None else None)
+                   for st in chain.stages)
+    chain.checked = (layers, tuple(params))
+    chain.generation += 1
+    return chain.checked[1]
+
+
+def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
+    """A chain of Linear layers only: ``planned_forward`` per layer, and ``planned_backward``
+    per layer when every gradient goes where it is written (no earlier contribution to add
+    to). The calls' argument tuples are kept between calls (per plan) while the parameters'
+    arrays stay the same."""
+    stages, sps, dt = chain.stages, plan.stages, chain.dtype
+    if plan.linear is None:  # the parts of the calls' arguments that stay
+        fwd_fixed, bwd_fixed = [], []
+        for st, s in zip(stages, sps, strict=True):
+            fwd_fixed.append((int(st.code), float(st.alpha), s.d, s.partial, s.parts,
+                              bool(s.product_par), bool(s.pass_par)))
+            sums_par, dw_parts, dw_par, dx_parts, dx_par = s.bwd
+            bwd_fixed.append((s.dz, s.partial_b, s.dx, bool(sums_par), int(dw_parts),
+                              bool(dw_par), int(dx_parts), bool(dx_par)))
+        plan.linear = (fwd_fixed, bwd_fixed, [], [None])
+    fwd_fixed, bwd_fixed, fwd_kept, bwd_kept = plan.linear
+    last = len(stages) - 1
+    # Kept: every layer's tuple but the last's, whose output array changes (the chain's
+    # pool's: holding it here would keep the pool from reusing it).
+    if fwd_kept and fwd_kept[0] == chain.generation:
+        head, tail = fwd_kept[1], fwd_kept[2]
+    else:
+        fwd = []
+        for i, st in enumerate(stages):
+            lin = st.layer
+            b = lin.bias
+            code, alpha, d, partial, parts, product_par, pass_par = fwd_fixed[i]
+            fwd.append((lin.weight.data, b.data if b is not None else empty_marker(dt), code,
+                        alpha, sps[i].y, d, partial, parts, product_par, pass_par))
+        head, tail = tuple(fwd[:-1]), fwd[-1][:4] + fwd[-1][5:]
+        fwd_kept[:] = [chain.generation, head, tail]
+    fwd = (*head, (*tail[:4], y, *tail[4:]))
+    h = X
+    for args in fwd:
+        K_dense.planned_forward(h, *args)
+        h = args[4]
+    out = node(y, params, chain.op)
+    generation = chain.generation
+
+    def backward(g):
+        g = np.ascontiguousarray(g).reshape(plan.out_shape)
+        if g.dtype == dt and g.flags.writeable:
+            bwd = bwd_kept[0]
+            if bwd is not None and bwd[0] == generation:
+                # the steady state: every gradient None, to go into its parameter's buffer
+                homes = bwd[1]
+                for p, home in zip(params, homes):  # noqa: B905 (same length)
+                    if p.grad is not None or p.grad_buffer is not home \
+                            or not p.requires_grad:
+                        break
+                else:
+                    for p, home in zip(params, homes):  # noqa: B905
+                        p.grad = home
+                        p._zeroed_grad = None
+                    _linear_backward(g, X, fwd, bwd[2])
+                    return
+            if all(p.requires_grad and _fresh(p) for p in params):
+                # every gradient is written where it goes: the whole backward in one call
+                at_home = all(p.grad is None and p.grad_buffer is not None for p in params)
+                bwd = []
+                for i, st in enumerate(stages):
+                    lin = st.layer
+                    dW = lin.weight.grad_destination()[0]
+                    db = lin.bias.grad_destination()[0] if lin.bias is not None \
+                        else empty_marker(dt)
+                    dz, partial_b, dx, sums_par, dw_parts, dw_par, dx_parts, dx_par = \
+                        bwd_fixed[i]
+                    bwd.append((dz, partial_b, dx, dW, db, sums_par, dw_parts, dw_par,
+                                dx_parts, dx_par))
+                bwd = tuple(bwd)
+                if at_home:
+                    bwd_kept[0] = (generation, tuple(p.grad for p in params), bwd)
+                _linear_backward(g, X, fwd, bwd)
+                return
+        weights = [f[0] for f in fwd]
+        for i in range(last, -1, -1):  # some gradient to add to: layer by layer
+            g = stages[i].backward(g, sps[i - 1].y if i else X, sps[i], weights[i])
 
     out.set_backward(backward)
     return out
 
 
+def _linear_backward(g, X, fwd, bwd) -> None:
+    """Every Linear layer's ``planned_backward`` from the last to the first: ``fwd[i]`` and
+    ``bwd[i]`` are layer i's arguments (``planned_forward``'s after its input;
+    ``planned_backward``'s after dy, d, x, W)."""
+    for i in range(len(fwd) - 1, 0, -1):
+        f = fwd[i]
+        K_dense.planned_backward(g, f[5], fwd[i - 1][4], f[0], *bwd[i])
+        g = bwd[i][2]
+    f = fwd[0]
+    K_dense.planned_backward(g, f[5], X, f[0], *bwd[0])
+
+
+def _fresh(p: Parameter) -> bool:
+    """Whether ``p.grad_destination()`` would hand out an array to write the gradient into
+    (no earlier contribution to add to)."""
+    return p.grad is None or p._zeroed_grad is p.grad
+
+
+_Chain.forward = chain_forward  # (a method without a frame of its own)
 _module.CHAIN["make"] = make_chain  # what Sequential.forward calls (see module.CHAIN)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import kernels as _kernels
 from .._dtype import empty_marker
+from .._threads import LOOP_CLOCK
 from ..graph import Tensor, enable_grad
 from ..kernels import blas as _blas
 from ..kernels import optim as K
@@ -86,8 +87,10 @@ class FlatBuffer:
         part of ``grad`` is now zeros, and marked so: see ``Parameter.mark_grad_zeroed``).
         """
         missing = []
+        # (zip without strict and mark_grad_zeroed inlined: this runs at every step, for
+        # every parameter; the three lists have one entry per parameter by construction)
         for (p, lo, hi), dv, gv in zip(self.spans, self.data_views, self.grad_views,
-                                       strict=True):
+                                       strict=False):
             if p.data is not dv:
                 if p.data.shape != dv.shape:
                     raise ValueError(
@@ -96,14 +99,16 @@ class FlatBuffer:
                     )
                 dv[...] = p.data
                 p.data = dv
-            none = p.grad is None
-            if none:
+            g = p.grad
+            if g is None:
                 gv.fill(0)
                 missing.append((lo, hi))
-            elif p.grad is not gv:
-                gv[...] = p.grad
-            p.grad = gv
-            p.mark_grad_zeroed(none)
+                p.grad = p._zeroed_grad = gv
+                continue
+            if g is not gv:
+                gv[...] = g
+                p.grad = gv
+            p._zeroed_grad = None
         return missing
 
     def kernel(self, k: _kernels.Kernel):
@@ -287,7 +292,11 @@ class Optimizer:
         no pass over memory; the next backward writes each gradient straight into the flat
         buffer, and a parameter that gets none counts as a zero gradient in ``step()``.
         ``set_to_none=False`` fills the buffer with zeros (one fill per dtype).
+
+        A training step may start here: see ``fastnn._threads.LoopClock`` (the thread count
+        of a hand-written loop).
         """
+        LOOP_CLOCK.mark()
         for flat in self._flats:
             if set_to_none:
                 for p in flat.params:
@@ -450,6 +459,9 @@ class Optimizer:
                 flat.data[lo:hi] = data
                 for name, bufs in self.state.items():
                     bufs[k][lo:hi] = state[name] if name in state else 0
+        # The end of a hand-written loop's step: its time goes to the process's one thread
+        # governor (``fastnn._threads.LoopClock``), as fit's steps go to fit's.
+        LOOP_CLOCK.step_done()
         return loss
 
     # ----------------------------------------------------------------- state

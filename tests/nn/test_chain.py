@@ -1,5 +1,6 @@
-"""A Sequential of Linear layers called in grad mode runs as one graph node
-(fastnn/nn/_chain.py): the same bits as the layers one by one, and safe buffers."""
+"""A Sequential called in grad mode runs as one graph node (fastnn/nn/_chain.py): the same
+bits as the layers one by one (Linear, BatchNorm1d, activations, Dropout, PReLU, Identity,
+Flatten), and safe buffers."""
 
 import numpy as np
 import pytest
@@ -116,4 +117,85 @@ def test_falls_back_to_the_layers_when_it_does_not_apply():
     with pytest.raises(ValueError, match="expected input"):
         model(np.ones((3, 4), "float32"))
     bn = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    assert bn(np.ones((3, 5), "float32"))._op == "sequential(linear, batchnorm, linear)"
+    bn.eval()  # running statistics: the layers
     assert not bn(np.ones((3, 5), "float32"))._op.startswith("sequential(")
+    bn.train()
+    with pytest.raises(ValueError, match="more than 1 sample"):  # the layer's own error
+        bn(np.ones((1, 5), "float32"))
+    drop = nn.Sequential(nn.Linear(5, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    drop.eval()
+    assert not drop(np.ones((3, 5), "float32"))._op.startswith("sequential(")
+    other = nn.Sequential(nn.Linear(5, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    assert not other(np.ones((3, 5), "float32"))._op.startswith("sequential(")
+
+
+def _mixed(dtype, kind):
+    fnn.manual_seed(0)
+    f = {"dtype": dtype}
+    if kind == "bn":  # fit's MLP: Linear, BatchNorm1d + ReLU
+        mods = [nn.Linear(5, 8, **f), nn.BatchNorm1d(8, **f), nn.ReLU(), nn.Linear(8, 6, **f),
+                nn.BatchNorm1d(6, momentum=None, **f), nn.Tanh(), nn.Linear(6, 3, **f)]
+    elif kind == "bn_plain":  # BatchNorm1d without affine / running statistics, and last
+        mods = [nn.Linear(5, 8, **f), nn.BatchNorm1d(8, affine=False, **f), nn.GELU(),
+                nn.Linear(8, 3, **f), nn.BatchNorm1d(3, track_running_stats=False, **f)]
+    elif kind == "dropout":  # dropout and standalone activations, a no-op or two
+        mods = [nn.Flatten(), nn.Dropout(0.2), nn.Linear(5, 8, **f), nn.Identity(),
+                nn.Dropout(0.3), nn.ReLU(), nn.SiLU(), nn.Linear(8, 3, activation="elu", **f)]
+    else:  # PReLU shared and per unit, last stage not a Linear
+        mods = [nn.Linear(5, 8, **f), nn.PReLU(**f), nn.Linear(8, 3, **f),
+                nn.PReLU(3, init=0.1, **f)]
+    return nn.Sequential(*mods)
+
+
+@pytest.mark.parametrize("kind", ["bn", "bn_plain", "dropout", "prelu"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mixed_chains_have_the_bits_of_the_layers(kind, dtype):
+    a, b = _mixed(dtype, kind), _mixed(dtype, kind)
+    out = a(fnn.tensor(np.ones((4, 5), dtype)))
+    assert out._op.startswith("sequential(")
+    a, b = _mixed(dtype, kind), _mixed(dtype, kind)
+    la, pa = _train(a, lambda m, x: m(x), dtype, sizes=(8, 8, 5, 8))
+    lb, pb = _train(b, _layer_by_layer, dtype, sizes=(8, 8, 5, 8))
+    assert la == lb
+    for u, v in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(u, v)
+    for (name, u), (_, v) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        np.testing.assert_array_equal(u, v, err_msg=name)  # running statistics too
+    for m, n in zip(a, b, strict=True):  # dropout drew as many keys
+        if isinstance(m, nn.Dropout):
+            assert m.generator.bit_generator.state == n.generator.bit_generator.state
+
+
+@pytest.mark.parametrize("kind", ["bn", "dropout", "prelu"])
+def test_mixed_chains_accumulate_and_retain_as_the_layers(kind):
+    a, b = _mixed("float64", kind), _mixed("float64", kind)
+    x = fnn.tensor(np.random.default_rng(2).standard_normal((6, 5)))
+    for m, fwd in ((a, lambda m, x: m(x)), (b, _layer_by_layer)):
+        loss = (fwd(m, x) ** 2).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()  # accumulates into the gradients of the first
+        (fwd(m, x) ** 2).sum().backward()  # and a new forward adds too
+    assert a(x)._op.startswith("sequential(")
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, q.grad)
+
+
+def test_batchnorm_chain_gradients_match_centred_differences():
+    model = _mixed("float64", "bn")
+    model[4].momentum = 0.1
+    x = np.random.default_rng(3).standard_normal((6, 5))
+    loss = (model(x) ** 2).sum()
+    assert model(x)._op.startswith("sequential(")
+    loss.backward()
+    eps = 1e-6
+    for p in model.parameters():
+        flat, grad = p.data.reshape(-1), p.grad.reshape(-1)
+        for i in range(0, flat.size, 5):
+            keep = flat[i]
+            flat[i] = keep + eps
+            up = float((model(x) ** 2).sum().item())
+            flat[i] = keep - eps
+            down = float((model(x) ** 2).sum().item())
+            flat[i] = keep
+            np.testing.assert_allclose(grad[i], (up - down) / (2 * eps), rtol=1e-5, atol=1e-7)
