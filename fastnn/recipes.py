@@ -33,7 +33,8 @@ DEFAULTS = {
 #: measurement on real tables (docs/tabular.md, asv_bench/real_tables.py). The settings
 #: that are None here depend on the number of training rows: :func:`tabular_recipe`.
 TABULAR_DEFAULTS = {"hidden": None, "dropout": 0.1, "weight_decay": None, "epochs": 200,
-                    "patience": None, "batch_size": None, "schedule": "plateau"}
+                    "patience": None, "batch_size": None, "schedule": "plateau",
+                    "target_transform": "auto"}
 #: A table with at least this many training rows gets the large-table settings of
 #: :func:`tabular_recipe`.
 LARGE_TABLE_ROWS = 20_000
@@ -554,7 +555,8 @@ def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 
     (:class:`fastnn.tabular.TableEncoder`; ``roles`` = ``{"categorical": [...],
     "numeric": [...], "drop": [...]}`` overrides), medians and vocabularies are fitted on
     the training rows. ``test``: a file (or table) with the same columns, target included,
-    that is the test part. ``target_transform``: ``none`` or ``log`` (regression).
+    that is the test part. ``target_transform``: ``none``, ``log`` (regression) or ``auto``
+    (:func:`auto_target_transform` of the training targets; ``none`` for classes).
     ``counts`` (a dict) receives the blanks filled and unknown categories met, per column,
     outside the training rows.
     """
@@ -648,7 +650,7 @@ def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 
         names = {"feature_names": split.feature_names, "target_names": split.target_names,
                  "table": table}
         if kind == "classification":
-            if target_transform != "none":
+            if target_transform not in ("none", "auto"):
                 raise ConfigError(f"--target-transform {target_transform} is for regression; "
                                   f"this is a classification task ({why})")
             # A test file's labels must be the training file's (an unseen one is an error
@@ -656,6 +658,8 @@ def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 
             classes = Classes.fit(y) if test_split is not None else Classes.fit(y, y_test)
             encoding = Encoding(kind, standardizer, classes=classes, **names)
         else:
+            if target_transform == "auto":
+                target_transform = auto_target_transform(y if train_rows is None else y[train_rows])
             check_target_transform(target_transform)
             scaler = TargetScaler(transform=target_transform).fit(y, rows=train_rows)
             encoding = Encoding(kind, standardizer, target_scaler=scaler, **names)
@@ -676,6 +680,33 @@ def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 
         test_part = ArrayDataset(X, y_enc, rows=test_rows, transform=encoding.standardizer,
                                  check=False)
     return PreparedData(name, parts[0], parts[1], test_part, encoding, why)
+
+
+#: ``--target-transform auto`` takes the log of a target whose training values are all
+#: positive and whose skewness is above this (on fewer than LARGE_TABLE_ROWS rows).
+AUTO_LOG_SKEW = 1.0
+
+
+def auto_target_transform(y) -> str:
+    """What ``--target-transform auto`` (the tables' default) chooses from the training
+    rows' targets ``y`` (N,) or (N, T): ``log`` for a positive, right-skewed target (every
+    value > 0, sample skewness above :data:`AUTO_LOG_SKEW` in every column) on fewer than
+    :data:`LARGE_TABLE_ROWS` rows, else ``none``.
+
+    Measured (docs/tabular.md): the log raised the Ames house prices' test R² from 0.811 to
+    0.830 (1,051 training rows, skewness 1.75) and lowered ISLP's wages from 0.311 to 0.298
+    (2,160 rows, 1.66; both far above the issue's bar) and diamonds' from 0.979 to 0.977
+    (38,837 rows, 1.62), hence the size limit."""
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(len(y), -1)
+    if not 3 <= len(y) < LARGE_TABLE_ROWS or not np.all(y > 0):
+        return "none"
+    centred = y - y.mean(axis=0)
+    sd = np.sqrt((centred ** 2).mean(axis=0))
+    if np.any(sd == 0):
+        return "none"
+    skew = (centred ** 3).mean(axis=0) / sd ** 3
+    return "log" if np.all(skew > AUTO_LOG_SKEW) else "none"
 
 
 def load_features(source, encoding: Encoding | None = None,
@@ -774,8 +805,8 @@ def resolve_config(given: dict, recorded: dict | None = None,
          "zero (no early stopping) or a positive integer"),
         ("embedding_dim", cfg["embedding_dim"] is None or isinstance(cfg["embedding_dim"], int)
          and cfg["embedding_dim"] >= 1, "a positive integer"),
-        ("target_transform", cfg["target_transform"] in TARGET_TRANSFORMS,
-         f"one of {', '.join(TARGET_TRANSFORMS)}"),
+        ("target_transform", cfg["target_transform"] in (*TARGET_TRANSFORMS, "auto"),
+         f"one of {', '.join(TARGET_TRANSFORMS)}, auto"),
         ("dropout", 0 <= cfg["dropout"] < 1, "in [0, 1)"),
         ("val_fraction", 0 <= cfg["val_fraction"] < 1, "in [0, 1)"),
         ("lr", cfg["lr"] > 0, "positive"),

@@ -78,3 +78,33 @@ def test_table_run_steps_the_plateau_schedule(tmp_path):
     assert result.metrics["config"]["architecture"]["hidden"] == [32]
     assert lrs[0] == pytest.approx(0.05)
     assert min(lrs) < 0.05 and all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_auto_target_transform_rule():
+    from fastnn.recipes import auto_target_transform
+
+    rng = np.random.default_rng(0)
+    prices = np.exp(rng.normal(12, 0.5, 500))  # positive, skewness about 1.7
+    assert auto_target_transform(prices) == "log"
+    assert auto_target_transform(np.stack([prices, prices], axis=1)) == "log"
+    assert auto_target_transform(rng.normal(size=500)) == "none"  # symmetric
+    assert auto_target_transform(np.append(prices, -1.0)) == "none"  # not all positive
+    assert auto_target_transform(np.full(10, 3.0)) == "none"  # constant
+    large = np.exp(rng.normal(0, 0.5, LARGE_TABLE_ROWS))
+    assert auto_target_transform(large) == "none"  # measured: the log hurt large tables
+
+
+def test_auto_target_transform_in_a_run(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 200
+    x = rng.normal(size=n)
+    price = np.exp(1.0 + 0.8 * x + rng.normal(scale=0.1, size=n))
+    path = tmp_path / "p.csv"
+    path.write_text("x,price\n" + "".join(f"{a:.4f},{b:.4f}\n"
+                                          for a, b in zip(x, price, strict=True)))
+    result = run_training({"data": f"csv:{path}:price", "hidden": "8", "epochs": 2},
+                          out=str(tmp_path / "run"), quiet=True)
+    assert result.metrics["config"]["task"]["target_transform"] == "log"
+    kinds = run_training({"data": f"csv:{path}:price", "hidden": "8", "epochs": 1,
+                          "target_transform": "none"}, out=str(tmp_path / "r2"), quiet=True)
+    assert kinds.metrics["config"]["task"]["target_transform"] == "none"
