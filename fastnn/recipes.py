@@ -1140,7 +1140,11 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
             f"{_model_summary(cfg, n_in, enc.n_outputs, data.spec, model)} "
             f"{cfg['activation']}{' +BN' if cfg['batchnorm'] else ''}, {cfg['dtype']}; "
             f"loss {loss}, {cfg['optimizer']} lr={cfg['lr']:g}, schedule {cfg['schedule']}, "
-            f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}, batch {cfg['batch_size']}"
+            f"{cfg['epochs']} epoch{'s' if cfg['epochs'] != 1 else ''}"
+            + (f" (early stopping, patience {cfg['patience']})" if cfg.get("patience") else "")
+            + f", batch {cfg['batch_size']}"
+            + (f", target log(1 + y){' (auto)' if cfg.get('target_transform') == 'auto' else ''}"
+               if getattr(enc.target_scaler, "transform", "none") == "log" else "")
             + (", augmented (crops, flips)" if cfg["augment"] else "")
             + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
             + (f"; {step}" if step else ""))
