@@ -110,7 +110,9 @@ Baselines of the unseen tables (seeds 1-5): wage HistGradientBoosting 0.3097, ML
 
 house_prices' test R² hangs on one row (``Id`` 1299, 5,642 square feet sold for 160,000).
 ``--speed N`` times the whole ``fastnn train`` process against the whole scikit-learn MLP
-pipeline process on the same files (docs/tabular.md, "Speed").
+pipeline process on the same files (docs/tabular.md, "Speed"): on diamonds, ``--speed 3``,
+medians 48.9 s against 651.8 s, 13.3x (per repeat 5.3x, 13.3x, 14.1x; a shared machine,
+load average 5-7).
 """
 
 from __future__ import annotations
