@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="image data: random crops (zero padding 4) and horizontal flips of "
                    "the training batches (default: off)")
-    p.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: 256,256)")
+    p.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: "
+                   "256,256; tables: 256,256, or 128,128 from 20,000 training rows)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), help="(default: relu)")
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
                    help="BatchNorm1d after each hidden Linear (default: on)")
@@ -185,9 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default), l1 or huber")
     p.add_argument("--optimizer", choices=list(DEFAULT_LR), help="(default: adam)")
     p.add_argument("--lr", type=float, help="learning rate (default: per optimizer, adam 2e-3)")
-    p.add_argument("--weight-decay", type=float, dest="weight_decay", help="(default: 1e-4)")
+    p.add_argument("--weight-decay", type=float, dest="weight_decay", help="(default: "
+                   "1e-4; tables: 1e-3, or 1e-4 from 20,000 training rows)")
     p.add_argument("--schedule", choices=list(SCHEDULES),
-                   help="(default: cosine, defined over the run's --epochs; tables: none)")
+                   help="(default: cosine, defined over the run's --epochs; tables: plateau: the "
+                   "lr divided by 5 after 3 epochs without a lower validation loss)")
     p.add_argument("--epochs", type=int, help="(default: 30; tables: up to 200, see --patience; "
                    "with --resume, the new total: a larger number continues on the schedule "
                    "of the longer run)")
@@ -207,12 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--embedding-dim", type=int, dest="embedding_dim", help="width of every "
                    "categorical column's embedding (default: min(50, round(1.6 n^0.56)) for n "
                    "categories)")
-    g.add_argument("--target-transform", choices=["none", "log"], dest="target_transform",
+    g.add_argument("--target-transform", choices=["none", "log", "auto"],
+                   dest="target_transform",
                    help="regression: train on log(1 + y), report in the original units "
-                   "(default: none)")
+                   "(default: none; tables: auto, the log for a positive target of skewness "
+                   "above 1 on fewer than 20,000 training rows)")
     g.add_argument("--patience", type=int, help="stop when the validation loss has not "
                    "improved for this many epochs and keep the best epoch's weights; 0: off "
-                   "(default: 20 for tables, else 0)")
+                   "(default: tables 10, or 8 from 20,000 training rows; else 0)")
     p.add_argument("--out", help="output directory (default: runs/<timestamp>, or the "
                    "resumed checkpoint's directory)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT")
