@@ -110,11 +110,22 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
     d = pool.get("d" if code != K_act.IDENTITY else "d0",
                  (N if code != K_act.IDENTITY else 0, O, OH, OW), dt)
     direct = K_conv.uses_direct(C, O, groups)  # depthwise: direct loops, no column matrix
+    # stride 1: shifted products on the padded images, no column matrix
+    shifted = not direct and K_conv.uses_shifted(stride, groups)
     # a large layer: chunks of images whose column matrix stays in cache (0: batch-wide)
-    chunk = 0 if direct else K_conv.chunk_plan(N, C, OH, OW, kh, kw, np.dtype(dt).itemsize)
+    chunk = 0 if direct or shifted else K_conv.chunk_plan(N, C, OH, OW, kh, kw,
+                                                          np.dtype(dt).itemsize)
     if direct:
         cols = None
         K_conv.depthwise_forward_call(X, W4, b, stride, padding, dilation, code, alpha, y, d)
+    elif shifted:
+        cols = None
+        per_chunk = K_conv.shifted_plan(N, C, O, H, Wd, padding, np.dtype(dt).itemsize)
+        s_shapes = K_conv.shifted_scratch_shapes(N, C, H, Wd, W4.shape, padding, per_chunk)
+        K_conv.conv2d_forward_shifted(
+            X, W4, b, padding, dilation, code, alpha, per_chunk,
+            pool.get("shifted_xp", s_shapes["xp"], dt), pool.get("shifted_zg", s_shapes["zg"], dt),
+            pool.get("shifted_w", s_shapes["w_taps"], dt), y, d)
     elif chunk:
         cols = None
         scratch = K_conv.chunk_scratch_shapes(N, W4.shape, OH, OW, groups, chunk)
@@ -143,6 +154,15 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
                 K_conv.depthwise_backward_call(
                     g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
                     pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db,
+                    dW_into)
+            elif shifted:
+                K_conv.conv2d_backward_shifted(
+                    g, d, X, W4, padding, dilation, per_chunk,
+                    pool.get("shifted_xp", s_shapes["xp"], dt),
+                    pool.get("shifted_zg", s_shapes["zg"], dt),
+                    pool.get("shifted_dxp", s_shapes["dxp"], dt),
+                    pool.get("shifted_w", s_shapes["w_taps"], dt),
+                    pool.get("shifted_dW", s_shapes["dW_tasks"], dt), partial, dx, dW, db,
                     dW_into)
             elif chunk:
                 K_conv.conv2d_backward_chunked(

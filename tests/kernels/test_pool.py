@@ -15,6 +15,7 @@ MAX_CASES = [
     (7, 7, (3, 3), (2, 2), (1, 1), (1, 1), True),
     (9, 8, (3, 2), (2, 1), (1, 0), (2, 1), False),
     (5, 6, (2, 3), (3, 2), (1, 1), (1, 1), True),
+    (5, 7, (2, 2), (2, 2), (0, 0), (1, 1), True),  # 2x2 with a partial last window: general
 ]
 
 
@@ -42,6 +43,23 @@ def test_max_pool(case, dtype, tol):
     pool.max_pool2d_backward(dx.size)(dy.reshape(6, *y.shape[2:]), arg,
                                       dx.reshape(6, h, w))
     np.testing.assert_allclose(dx, back(dy), **tol)
+
+
+def test_max_pool_2x2_fast_path_ties_and_nans_in_every_position(dtype):
+    # the unrolled 2x2 stride-2 loop: ties (the first in scan order wins) and a NaN in each
+    # of the four window positions, against the naive twin's general scan
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, (2, 4, 8, 10)).astype(dtype)  # many equal values
+    for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        x[0, k, 2 + i, 4 + j] = np.nan
+    y, arg = _max(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    y_ref, back = naive.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    np.testing.assert_array_equal(y, y_ref.astype(dtype))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = np.empty_like(x)
+    pool.max_pool2d_backward(dx.size)(dy.reshape(8, 4, 5), arg, dx.reshape(8, 8, 10))
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(back(dy)))
+    np.testing.assert_allclose(dx, back(dy), equal_nan=True)
 
 
 def test_max_pool_propagates_nan():
