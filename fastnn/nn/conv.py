@@ -549,10 +549,12 @@ class BatchNorm2d(BatchNorm1d):
         params = (self.weight, self.bias) if self.affine else ()
         needs_grad = is_grad_enabled() and (x.requires_grad or bool(params))
         y = pool.get("y", (n, c, L), dt)
-        d = pool.get("d", (n, c, L), dt)  # always written by the kernels
+        # training keeps neither xhat nor d: the backward recomputes them from X
+        d = pool.get("d", (0 if use_batch_stats else n, c, L), dt)
         d_backward = d if code != K_act.IDENTITY else d[:0]  # identity: dz = dy
         if use_batch_stats:
-            xhat = pool.get("xhat", (n, c, L), dt) if needs_grad else y[:0]
+            xhat = y[:0]
+            mean = pool.get("mean", (c,), dt)
             inv_std = pool.get("inv_std", (c,), dt)
             momentum = self.momentum
             if self.training and self.track_running_stats:
@@ -564,7 +566,7 @@ class BatchNorm2d(BatchNorm1d):
                 rm = rv = np.empty(0, dt)
             K_bn.batchnorm2d_forward_train(
                 X, gamma, beta, self.eps, momentum or 0.0, rm, rv, code, alpha, y, xhat, d,
-                pool.get("mean", (c,), dt), inv_std,
+                mean, inv_std,
                 pool.get("partial", (n, 2, c), np.float64),
                 pool.get("stats", (3, c), np.float64))
         else:
@@ -583,10 +585,11 @@ class BatchNorm2d(BatchNorm1d):
                 dx = pool.get("dx", X.shape, dt) if x.requires_grad else None
                 dgamma, dbeta = pool.get("dgamma", (c,), dt), pool.get("dbeta", (c,), dt)
                 if use_batch_stats:
-                    K_bn.batchnorm2d_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma,
-                                              dbeta, pool.get("partial_b", (n, 2, c),
-                                                              np.float64),
-                                              pool.get("sums_b", (2, c), np.float64))
+                    K_bn.batchnorm2d_backward_recompute(
+                        g, X, mean, gamma, beta, inv_std, code, alpha,
+                        dx if dx is not None else pool.get("dz", X.shape, dt), dgamma, dbeta,
+                        pool.get("partial_b", (n, 2, c), np.float64),
+                        pool.get("sums_b", (2, c), np.float64), want_dx=dx is not None)
                 else:  # fixed statistics: an affine map per channel
                     dz = g * d_backward if d_backward.shape[0] else g
                     np.sum(dz, axis=(0, 2), out=dbeta)

@@ -139,6 +139,34 @@ def test_batchnorm2d_train_forward_and_backward(act, dtype, tol):
                                atol=tol["atol"] * 30)
 
 
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
+def test_batchnorm2d_backward_recompute_without_xhat_and_d(act, dtype, tol):
+    # the training forward keeping neither xhat nor d, the backward recomputing both from x:
+    # the same y as the forward that keeps them, gradients as the naive twin's
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 2 + 10).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, 4).astype(dtype)
+    beta = rng.standard_normal(4).astype(dtype)
+    y_kept = _bn2d(x, gamma, beta, np.zeros(4, dtype), np.ones(4, dtype), act)[0]
+    X = x.reshape(3, 4, 30)
+    y = np.empty_like(X)
+    mean, inv = np.empty(4, dtype), np.empty(4, dtype)
+    bn.batchnorm2d_forward_train(X, gamma, beta, 1e-5, 0.1, mean[:0], mean[:0], CODES[act],
+                                 0.0, y, X[:0], X[:0], mean, inv, np.empty((3, 2, 4)),
+                                 np.empty((3, 4)))
+    np.testing.assert_array_equal(y, y_kept)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dx, dg, db = np.full_like(X, np.nan), np.empty_like(gamma), np.empty_like(beta)
+    bn.batchnorm2d_backward_recompute(dy.reshape(X.shape), X, mean, gamma, beta, inv,
+                                      CODES[act], 0.0, dx, dg, db, np.empty((3, 2, 4)),
+                                      np.empty((2, 4)))
+    dx_ref, dg_ref, db_ref = naive.batchnorm2d_backward(dy, x, gamma, 1e-5, act, beta=beta)
+    np.testing.assert_allclose(dg, dg_ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+    np.testing.assert_allclose(db, db_ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+    np.testing.assert_allclose(dx.reshape(x.shape), dx_ref, rtol=tol["rtol"] * 10,
+                               atol=tol["atol"] * 30)
+
+
 def test_batchnorm2d_eval(dtype, tol):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 4, 4)).astype(dtype)
@@ -163,7 +191,14 @@ def test_same_bits_on_one_and_two_threads(dtype):
             y, arg = _max(x, (3, 3), (2, 2), (1, 1), (1, 1), True)
             yb = _bn2d(x, np.ones(16, dtype), np.zeros(16, dtype), np.zeros(16, dtype),
                        np.ones(16, dtype), "relu")
-            results.append((y, arg, *yb))
+            X = x.reshape(8, 16, 144)
+            mean = X.mean(axis=(0, 2)).astype(dtype)
+            dx, dg, db = np.empty_like(X), np.empty(16, dtype), np.empty(16, dtype)
+            bn.batchnorm2d_backward_recompute(X[::-1].copy(), X, mean, np.ones(16, dtype),
+                                              np.zeros(16, dtype), yb[3], CODES["relu"], 0.0,
+                                              dx, dg, db, np.empty((8, 2, 16)),
+                                              np.empty((2, 16)))
+            results.append((y, arg, *yb, dx, dg, db))
     finally:
         numba.set_num_threads(before)
     for a, b in zip(results[0], results[-1], strict=True):
