@@ -34,6 +34,7 @@ product that ``blas.gemm`` splits over fastnn's pool (column blocks), where N pr
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -641,19 +642,17 @@ def shifted_plan(N: int, C: int, O: int, H: int, W: int, padding, itemsize: int)
     return max(1, min(N, SHIFTED_CHUNK_BYTES // per_image))
 
 
-def shifted_scratch_shapes(N: int, C: int, H: int, W: int, weight_shape, padding,
-                           images_per_chunk: int, max_tasks: int = MAX_TASKS) -> dict:
-    """Shapes of the scratch arrays of the shifted products, per task (at most ``max_tasks``):
-    the chunk's padded images ``xp`` (tasks, C, m Hp Wp), the output grid ``zg`` (tasks, O,
-    m Hp Wp) (the forward's z, the backward's dz), the padded input gradient ``dxp`` (as
-    xp), the weights by tap ``w_taps`` (kh kw, O, C) and the per-task weight gradients
-    ``dW_tasks`` (tasks, kh kw, O, C); m = images_per_chunk."""
-    O, _, kh, kw = weight_shape
-    pt, pb, pl, pr = padding
-    length = images_per_chunk * (H + pt + pb) * (W + pl + pr)
+def shifted_scratch_shapes(N: int, weight_shape, images_per_chunk: int,
+                           max_tasks: int = MAX_TASKS) -> dict:
+    """Shapes of the scratch arrays of the shifted products that outlive a task: the weights
+    by tap ``w_taps`` (kh kw, O, C) and the per-task weight gradients ``dW_tasks`` (tasks,
+    kh kw, O, C) (at most ``max_tasks`` tasks). The chunk-sized buffers (padded images,
+    output grid, padded input gradient) are allocated inside the kernels, one set per
+    worker thread for the length of the call: kept per task, as the chunked im2col path
+    keeps its columns, they held 7 to 13 MB per layer of the small CIFAR net for good."""
+    O, C, kh, kw = weight_shape
     tasks = chunk_tasks(N, images_per_chunk, max_tasks)
-    return {"xp": (tasks, C, length), "zg": (tasks, O, length), "dxp": (tasks, C, length),
-            "w_taps": (kh * kw, O, C), "dW_tasks": (tasks, kh * kw, O, C)}
+    return {"w_taps": (kh * kw, O, C), "dW_tasks": (tasks, kh * kw, O, C)}
 
 
 @jit
@@ -685,7 +684,7 @@ def _pad_images(x, n0, n1, pt, pl, Wp, plane, xp):
 
 @kernel(min_parallel=PARALLEL_MIN_WORK)
 def shifted_forward(x, w_taps, b, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code, alpha,
-                    images_per_chunk, tasks, xp, zg, y, d):
+                    images_per_chunk, tasks, workers, y, d):
     """:func:`conv2d_forward` for stride 1 by shifted products. For each chunk of m images
     n0 <= n < n1: the padded images into xp (C, m plane); with q = (n - n0) plane + oh Wp +
     ow and off_t = i dh Wp + j dw for tap t = i kw + j,
@@ -693,54 +692,71 @@ def shifted_forward(x, w_taps, b, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code, a
     per tap, accumulating, over q < (m - 1) plane + (OH - 1) Wp + OW); then
     y[n, o, oh OW + ow] = act(zg[o, q] + b[o]), d = act'(.).
 
-    x (N, C, H, W); w_taps (kh kw, O, C); b (O,) or (0,); xp (tasks, C, >= m plane),
-    zg (tasks, O, same length) scratch; y, d (N, O, OH OW) (d untouched for the identity).
+    x (N, C, H, W); w_taps (kh kw, O, C); b (O,) or (0,); y, d (N, O, OH OW) (d untouched
+    for the identity).
 
-    Parallel over tasks (runs of consecutive chunks), as :func:`chunked_forward`.
+    Tasks (runs of consecutive chunks) as :func:`chunked_forward`; parallel over workers,
+    each running a contiguous run of tasks in its own scratch (xp (C, m plane), zg (O,
+    m plane), allocated here): a task's result depends on the task alone, not on which or
+    how many workers run it. ``workers``: at most the pool's threads (a jitted
+    ``numba.get_num_threads()`` would keep the kernel out of the disk cache).
     """
-    N = x.shape[0]
-    KK, O, C = w_taps.shape
-    L = xp.shape[2]
+    N, C = x.shape[0], x.shape[1]
+    KK, O, _ = w_taps.shape
+    L = images_per_chunk * plane
     n_chunks = (N + images_per_chunk - 1) // images_per_chunk
     has_bias = b.shape[0] == O
     blas_threads = hold_blas_to_one_thread()
-    for t in prange(tasks):
-        xp_t, z_t = xp[t], zg[t]
-        xp_t[:, :] = 0  # the padding positions; the images are written chunk by chunk
-        first, end = _chunk_bounds(n_chunks, tasks, t)
-        for chunk in range(first, end):
-            n0 = chunk * images_per_chunk
-            n1 = min(N, n0 + images_per_chunk)
-            _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
-            ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
-            for tap in range(KK):
-                off = (tap // kw) * dh * Wp + (tap % kw) * dw
-                # zg (O, ncols) (+)= W_tap (O, C) @ xp[:, off:off + ncols]
-                _cblas(_NO_TRANS, _NO_TRANS, O, ncols, C, w_taps, tap * O * C, C, xp_t, off, L,
-                       0.0 if tap == 0 else 1.0, z_t, 0, L)
-            for n in range(n0, n1):
-                base = (n - n0) * plane
-                for o in range(O):
-                    zrow = z_t[o]
-                    dst = y[n, o]
-                    for oh in range(OH):
-                        src = zrow[base + oh * Wp:base + oh * Wp + OW]
-                        out = dst[oh * OW:(oh + 1) * OW]
-                        if has_bias:
-                            bo = b[o]
-                            for ow in range(OW):
-                                out[ow] = src[ow] + bo
-                        else:
-                            for ow in range(OW):
-                                out[ow] = src[ow]
-                    if code != IDENTITY:
-                        activation_row(code, alpha, dst, d[n, o])
+    for wk in prange(workers):
+        xp_t = np.zeros((C, L), x.dtype)  # the padding positions stay zero
+        z_t = np.empty((O, L), x.dtype)
+        for t in range(tasks * wk // workers, tasks * (wk + 1) // workers):
+            _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane, OH,
+                                  OW, code, alpha, images_per_chunk, n_chunks, tasks, t, xp_t,
+                                  z_t, y, d)
     restore_blas_threads(blas_threads)
+
+
+@jit
+def _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code,
+                          alpha, images_per_chunk, n_chunks, tasks, t, xp_t, z_t, y, d):
+    """Task t of :func:`shifted_forward` in the scratch xp_t, z_t."""
+    N = x.shape[0]
+    KK, O, C = w_taps.shape
+    L = xp_t.shape[1]
+    first, end = _chunk_bounds(n_chunks, tasks, t)
+    for chunk in range(first, end):
+        n0 = chunk * images_per_chunk
+        n1 = min(N, n0 + images_per_chunk)
+        _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
+        ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
+        for tap in range(KK):
+            off = (tap // kw) * dh * Wp + (tap % kw) * dw
+            # zg (O, ncols) (+)= W_tap (O, C) @ xp[:, off:off + ncols]
+            _cblas(_NO_TRANS, _NO_TRANS, O, ncols, C, w_taps, tap * O * C, C, xp_t, off, L,
+                   0.0 if tap == 0 else 1.0, z_t, 0, L)
+        for n in range(n0, n1):
+            base = (n - n0) * plane
+            for o in range(O):
+                zrow = z_t[o]
+                dst = y[n, o]
+                for oh in range(OH):
+                    src = zrow[base + oh * Wp:base + oh * Wp + OW]
+                    out = dst[oh * OW:(oh + 1) * OW]
+                    if has_bias:
+                        bo = b[o]
+                        for ow in range(OW):
+                            out[ow] = src[ow] + bo
+                    else:
+                        for ow in range(OW):
+                            out[ow] = src[ow]
+                if code != IDENTITY:
+                    activation_row(code, alpha, dst, d[n, o])
 
 
 @kernel(min_parallel=PARALLEL_MIN_WORK)
 def shifted_backward(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
-                     images_per_chunk, tasks, want_dx, xp, zg, dxp, partial_b, dW_tasks, dx):
+                     images_per_chunk, tasks, workers, want_dx, partial_b, dW_tasks, dx):
     """Gradients of :func:`shifted_forward`, chunk by chunk (m images n0 <= n < n1):
 
     - zg[o, q] = dy[n, o, oh OW + ow] d[...] (dy alone when d has no images) on the grid
@@ -752,73 +768,89 @@ def shifted_backward(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
       taps in order, dxp zeroed first; dx[n, c, h, w] = dxp[c, (n - n0) plane + (h + pt) Wp
       + w + pl].
 
-    dy, d (N, O, OH OW); x, dx (N, C, H, W); w_taps (kh kw, O, C); xp, dxp (tasks, C, L),
-    zg (tasks, O, L) scratch; partial_b (N, O) float64; dW_tasks (tasks, kh kw, O, C).
+    dy, d (N, O, OH OW); x, dx (N, C, H, W); w_taps (kh kw, O, C); partial_b (N, O)
+    float64; dW_tasks (tasks, kh kw, O, C).
 
-    Parallel over tasks: each writes its own images of dx and partial_b and its own partial
-    weight gradient, added by the caller in task order (:func:`sum_tasks`).
+    Parallel over workers as :func:`shifted_forward` (scratch xp, dxp (C, m plane), zg
+    (O, m plane) per worker, allocated here); each task writes its own images of dx and
+    partial_b and its own partial weight gradient, added by the caller in task order
+    (:func:`sum_tap_tasks`).
     """
+    N, C = x.shape[0], x.shape[1]
+    KK, O, _ = w_taps.shape
+    L = images_per_chunk * plane
+    n_chunks = (N + images_per_chunk - 1) // images_per_chunk
+    blas_threads = hold_blas_to_one_thread()
+    for wk in prange(workers):
+        xp_t = np.zeros((C, L), x.dtype)  # the padding positions stay zero
+        z_t = np.zeros((O, L), x.dtype)  # the dropped positions of the grid stay zero
+        dxp_t = np.empty((C if want_dx else 0, L), x.dtype)
+        for t in range(tasks * wk // workers, tasks * (wk + 1) // workers):
+            _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
+                                   images_per_chunk, n_chunks, tasks, t, want_dx, xp_t, z_t,
+                                   dxp_t, partial_b, dW_tasks, dx)
+    restore_blas_threads(blas_threads)
+
+
+@jit
+def _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
+                           images_per_chunk, n_chunks, tasks, t, want_dx, xp_t, z_t, dxp_t,
+                           partial_b, dW_tasks, dx):
+    """Task t of :func:`shifted_backward` in the scratch xp_t, z_t, dxp_t."""
     N = x.shape[0]
     KK, O, C = w_taps.shape
     H, W = x.shape[2], x.shape[3]
-    L = xp.shape[2]
-    n_chunks = (N + images_per_chunk - 1) // images_per_chunk
+    L = xp_t.shape[1]
     use_d = d.shape[0] == N
-    blas_threads = hold_blas_to_one_thread()
-    for t in prange(tasks):
-        xp_t, z_t, dxp_t = xp[t], zg[t], dxp[t]
-        xp_t[:, :] = 0
-        z_t[:, :] = 0  # the dropped positions of the grid stay zero
-        first, end = _chunk_bounds(n_chunks, tasks, t)
-        for chunk in range(first, end):
-            n0 = chunk * images_per_chunk
-            n1 = min(N, n0 + images_per_chunk)
-            for n in range(n0, n1):
-                base = (n - n0) * plane
-                for o in range(O):
-                    g_ = dy[n, o]
-                    zrow = z_t[o]
-                    s = 0.0
-                    for oh in range(OH):
-                        dst = zrow[base + oh * Wp:base + oh * Wp + OW]
-                        src = g_[oh * OW:(oh + 1) * OW]
-                        if use_d:
-                            h_ = d[n, o, oh * OW:(oh + 1) * OW]
-                            for ow in range(OW):
-                                v = src[ow] * h_[ow]
-                                dst[ow] = v
-                                s += np.float64(v)
-                        else:
-                            for ow in range(OW):
-                                v = src[ow]
-                                dst[ow] = v
-                                s += np.float64(v)
-                    partial_b[n, o] = s
-            _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
-            ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
-            beta = 0.0 if chunk == first else 1.0
+    first, end = _chunk_bounds(n_chunks, tasks, t)
+    for chunk in range(first, end):
+        n0 = chunk * images_per_chunk
+        n1 = min(N, n0 + images_per_chunk)
+        for n in range(n0, n1):
+            base = (n - n0) * plane
+            for o in range(O):
+                g_ = dy[n, o]
+                zrow = z_t[o]
+                s = 0.0
+                for oh in range(OH):
+                    dst = zrow[base + oh * Wp:base + oh * Wp + OW]
+                    src = g_[oh * OW:(oh + 1) * OW]
+                    if use_d:
+                        h_ = d[n, o, oh * OW:(oh + 1) * OW]
+                        for ow in range(OW):
+                            v = src[ow] * h_[ow]
+                            dst[ow] = v
+                            s += np.float64(v)
+                    else:
+                        for ow in range(OW):
+                            v = src[ow]
+                            dst[ow] = v
+                            s += np.float64(v)
+                partial_b[n, o] = s
+        _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
+        ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
+        beta = 0.0 if chunk == first else 1.0
+        for tap in range(KK):
+            off = (tap // kw) * dh * Wp + (tap % kw) * dw
+            # dW_tap (O, C) (+)= zg (O, ncols) @ xp[:, off:off + ncols]^T
+            _cblas(_NO_TRANS, _TRANS, O, C, ncols, z_t, 0, L, xp_t, off, L, beta,
+                   dW_tasks[t], tap * O * C, C)
+        if want_dx:
+            dxp_t[:, :(n1 - n0) * plane] = 0
             for tap in range(KK):
                 off = (tap // kw) * dh * Wp + (tap % kw) * dw
-                # dW_tap (O, C) (+)= zg (O, ncols) @ xp[:, off:off + ncols]^T
-                _cblas(_NO_TRANS, _TRANS, O, C, ncols, z_t, 0, L, xp_t, off, L, beta,
-                       dW_tasks[t], tap * O * C, C)
-            if want_dx:
-                dxp_t[:, :(n1 - n0) * plane] = 0
-                for tap in range(KK):
-                    off = (tap // kw) * dh * Wp + (tap % kw) * dw
-                    # dxp[:, off:off + ncols] += W_tap^T (C, O) @ zg (O, ncols)
-                    _cblas(_TRANS, _NO_TRANS, C, ncols, O, w_taps, tap * O * C, C, z_t, 0, L,
-                           1.0, dxp_t, off, L)
-                for n in range(n0, n1):
-                    base = (n - n0) * plane + pt * Wp + pl
-                    for c in range(C):
-                        src_plane = dxp_t[c]
-                        for h in range(H):
-                            row = dx[n, c, h]
-                            at = base + h * Wp
-                            for w in range(W):
-                                row[w] = src_plane[at + w]
-    restore_blas_threads(blas_threads)
+                # dxp[:, off:off + ncols] += W_tap^T (C, O) @ zg (O, ncols)
+                _cblas(_TRANS, _NO_TRANS, C, ncols, O, w_taps, tap * O * C, C, z_t, 0, L,
+                       1.0, dxp_t, off, L)
+            for n in range(n0, n1):
+                base = (n - n0) * plane + pt * Wp + pl
+                for c in range(C):
+                    src_plane = dxp_t[c]
+                    for h in range(H):
+                        row = dx[n, c, h]
+                        at = base + h * Wp
+                        for w in range(W):
+                            row[w] = src_plane[at + w]
 
 
 @kernel
@@ -844,6 +876,11 @@ def sum_tap_tasks(dW_tasks, target, beta):
                         target[o, c, i, j] = s
 
 
+def _workers(tasks: int) -> int:
+    """Workers of a shifted call: one per thread of the pool, at most one per task."""
+    return max(1, min(tasks, numba.get_num_threads()))
+
+
 def _shifted_geometry(x_shape, weight_shape, padding, dilation, OH, OW):
     (_, _, H, W), (_, _, kh, kw) = x_shape, weight_shape
     pt, pb, pl, pr = padding
@@ -852,7 +889,7 @@ def _shifted_geometry(x_shape, weight_shape, padding, dilation, OH, OW):
 
 
 def conv2d_forward_shifted(x, weight, bias, padding, dilation, code, alpha, images_per_chunk,
-                           xp, zg, w_taps, y, d, max_tasks: int = MAX_TASKS) -> None:
+                           w_taps, y, d, max_tasks: int = MAX_TASKS) -> None:
     """:func:`conv2d_forward` for stride 1 and groups 1 by shifted products (no im2col).
 
     Parameters
@@ -860,8 +897,8 @@ def conv2d_forward_shifted(x, weight, bias, padding, dilation, code, alpha, imag
     x, weight, bias, padding, dilation, code, alpha, y, d : as :func:`conv2d_forward`
         (stride (1, 1) and groups 1 implied; see :func:`uses_shifted`).
     images_per_chunk : images per chunk (:func:`shifted_plan`).
-    xp, zg, w_taps : scratch of ``shifted_scratch_shapes(...)`` ``["xp"]``, ``["zg"]``,
-        ``["w_taps"]``; nothing in them is needed by the backward pass.
+    w_taps : scratch of ``shifted_scratch_shapes(...)["w_taps"]`` (not needed by the
+        backward pass).
     max_tasks : at most this many tasks (must be the scratch's).
     """
     N, O = x.shape[0], weight.shape[0]
@@ -872,12 +909,12 @@ def conv2d_forward_shifted(x, weight, bias, padding, dilation, code, alpha, imag
     work = y.size * weight.shape[1] * kh * kw
     shifted_forward(work if tasks > 1 else 0)(
         x, w_taps, bias, kw, dilation[0], dilation[1], padding[0], padding[2], Wp, plane,
-        OH, OW, code, alpha, images_per_chunk, tasks, xp[:tasks], zg[:tasks],
+        OH, OW, code, alpha, images_per_chunk, tasks, _workers(tasks),
         y.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW))
 
 
-def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chunk, xp, zg,
-                            dxp, w_taps, dW_tasks, partial, dx, dW, db, accumulate_dW=None,
+def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chunk, w_taps,
+                            dW_tasks, partial, dx, dW, db, accumulate_dW=None,
                             max_tasks: int = MAX_TASKS) -> None:
     """Gradients of :func:`conv2d_forward_shifted` given dy = dL/dy.
 
@@ -887,8 +924,7 @@ def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chun
         as :func:`conv2d_backward` (dx None to skip it).
     x : (N, C, H, W) the forward's input (its padded copy is rebuilt chunk by chunk).
     images_per_chunk, max_tasks : as the forward.
-    xp, zg, dxp, w_taps, dW_tasks : scratch of ``shifted_scratch_shapes(...)`` (dxp unused
-        when dx is None).
+    w_taps, dW_tasks : scratch of ``shifted_scratch_shapes(...)``.
     """
     N, O, OH, OW = dy.shape
     kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding, dilation, OH, OW)
@@ -903,8 +939,8 @@ def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chun
     shifted_backward(work if tasks > 1 else 0)(
         dy.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW), x, w_taps, kw,
         dilation[0], dilation[1], padding[0], padding[2], Wp, plane, OH, OW,
-        images_per_chunk, tasks, want_dx, xp[:tasks], zg[:tasks], dxp[:tasks], partial,
-        dW_tasks[:tasks], dx if want_dx else x[:0])
+        images_per_chunk, tasks, _workers(tasks), want_dx, partial, dW_tasks[:tasks],
+        dx if want_dx else x[:0])
     if db is not None:
         _sum_images(partial, db)
     sum_tap_tasks(target.size)(dW_tasks[:tasks], target.reshape(weight.shape),

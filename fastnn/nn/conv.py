@@ -121,11 +121,9 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
     elif shifted:
         cols = None
         per_chunk = K_conv.shifted_plan(N, C, O, H, Wd, padding, np.dtype(dt).itemsize)
-        s_shapes = K_conv.shifted_scratch_shapes(N, C, H, Wd, W4.shape, padding, per_chunk)
-        K_conv.conv2d_forward_shifted(
-            X, W4, b, padding, dilation, code, alpha, per_chunk,
-            pool.get("shifted_xp", s_shapes["xp"], dt), pool.get("shifted_zg", s_shapes["zg"], dt),
-            pool.get("shifted_w", s_shapes["w_taps"], dt), y, d)
+        s_shapes = K_conv.shifted_scratch_shapes(N, W4.shape, per_chunk)
+        K_conv.conv2d_forward_shifted(X, W4, b, padding, dilation, code, alpha, per_chunk,
+                                      pool.get("shifted_w", s_shapes["w_taps"], dt), y, d)
     elif chunk:
         cols = None
         scratch = K_conv.chunk_scratch_shapes(N, W4.shape, OH, OW, groups, chunk)
@@ -158,9 +156,6 @@ def conv2d_node(x: Tensor, X: np.ndarray, weight: Tensor, bias: Tensor | None, s
             elif shifted:
                 K_conv.conv2d_backward_shifted(
                     g, d, X, W4, padding, dilation, per_chunk,
-                    pool.get("shifted_xp", s_shapes["xp"], dt),
-                    pool.get("shifted_zg", s_shapes["zg"], dt),
-                    pool.get("shifted_dxp", s_shapes["dxp"], dt),
                     pool.get("shifted_w", s_shapes["w_taps"], dt),
                     pool.get("shifted_dW", s_shapes["dW_tasks"], dt), partial, dx, dW, db,
                     dW_into)

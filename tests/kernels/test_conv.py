@@ -247,21 +247,21 @@ def _run_shifted(case, dtype, act, bias=True, accumulate=False, want_dx=True, se
     b = rng.standard_normal(o).astype(dtype) if bias else np.empty(0, dtype)
     oh = conv.output_size(h, kh, 1, pad[0], pad[1], dil[0])
     ow = conv.output_size(w, kw, 1, pad[2], pad[3], dil[1])
-    shapes = conv.shifted_scratch_shapes(n, c, h, w, W.shape, pad, per_chunk, max_tasks)
+    shapes = conv.shifted_scratch_shapes(n, W.shape, per_chunk, max_tasks)
     # scratch full of NaN: the kernels must write every value they read
     s = {k: np.full(shape, np.nan, dtype) for k, shape in shapes.items()}
     y = np.empty((n, o, oh, ow), dtype)
     d = np.empty((n if act != "identity" else 0, o, oh, ow), dtype)
-    conv.conv2d_forward_shifted(x, W, b, pad, dil, CODES[act], 0.0, per_chunk, s["xp"],
-                                s["zg"], s["w_taps"], y, d, max_tasks=max_tasks)
+    conv.conv2d_forward_shifted(x, W, b, pad, dil, CODES[act], 0.0, per_chunk, s["w_taps"], y,
+                                d, max_tasks=max_tasks)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx = np.empty_like(x) if want_dx else None
     dW, db = np.empty_like(W), np.empty(o, dtype) if bias else None
     acc = np.ones_like(W) if accumulate else None
     s = {k: np.full(shape, np.nan, dtype) for k, shape in shapes.items()}
-    conv.conv2d_backward_shifted(dy, d, x, W, pad, dil, per_chunk, s["xp"], s["zg"], s["dxp"],
-                                 s["w_taps"], s["dW_tasks"], np.empty((n, o)), dx, dW, db,
-                                 accumulate_dW=acc, max_tasks=max_tasks)
+    conv.conv2d_backward_shifted(dy, d, x, W, pad, dil, per_chunk, s["w_taps"], s["dW_tasks"],
+                                 np.empty((n, o)), dx, dW, db, accumulate_dW=acc,
+                                 max_tasks=max_tasks)
     return (x, W, b if bias else None, dy), (y, d, dx, acc if accumulate else dW, db)
 
 
