@@ -616,6 +616,11 @@ def conv2d_backward_chunked(dy, d, x, weight, stride, padding, dilation, groups,
 #: Target size (bytes) of one chunk's padded images plus its output grid.
 SHIFTED_CHUNK_BYTES = 512 << 10
 
+#: Columns (output grid positions) per block of the products: each block's taps run back
+#: to back, so that block of the output (or of dz) stays in cache across the kh kw
+#: products (0: the chunk's columns at once).
+SHIFTED_COL_BLOCK = 512
+
 
 def uses_shifted(stride, groups: int) -> bool:
     """Whether a convolution runs the shifted products (:func:`conv2d_forward_shifted`):
@@ -684,7 +689,7 @@ def _pad_images(x, n0, n1, pt, pl, Wp, plane, xp):
 
 @kernel(min_parallel=PARALLEL_MIN_WORK)
 def shifted_forward(x, w_taps, b, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code, alpha,
-                    images_per_chunk, tasks, workers, y, d):
+                    images_per_chunk, tasks, workers, col_block, xp, zg, y, d):
     """:func:`conv2d_forward` for stride 1 by shifted products. For each chunk of m images
     n0 <= n < n1: the padded images into xp (C, m plane); with q = (n - n0) plane + oh Wp +
     ow and off_t = i dh Wp + j dw for tap t = i kw + j,
@@ -696,30 +701,30 @@ def shifted_forward(x, w_taps, b, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code, a
     for the identity).
 
     Tasks (runs of consecutive chunks) as :func:`chunked_forward`; parallel over workers,
-    each running a contiguous run of tasks in its own scratch (xp (C, m plane), zg (O,
-    m plane), allocated here): a task's result depends on the task alone, not on which or
-    how many workers run it. ``workers``: at most the pool's threads (a jitted
-    ``numba.get_num_threads()`` would keep the kernel out of the disk cache).
+    each running a contiguous run of tasks in its own scratch xp[wk] (C, m plane), zero
+    (the padding positions are never written), and zg[wk] (O, m plane): a task's result
+    depends on the task alone, not on which or how many workers run it. ``workers``: at
+    most the pool's threads (a jitted ``numba.get_num_threads()`` would keep the kernel out
+    of the disk cache).
     """
-    N, C = x.shape[0], x.shape[1]
-    KK, O, _ = w_taps.shape
-    L = images_per_chunk * plane
+    N = x.shape[0]
+    O = w_taps.shape[1]
     n_chunks = (N + images_per_chunk - 1) // images_per_chunk
     has_bias = b.shape[0] == O
     blas_threads = hold_blas_to_one_thread()
     for wk in prange(workers):
-        xp_t = np.zeros((C, L), x.dtype)  # the padding positions stay zero
-        z_t = np.empty((O, L), x.dtype)
+        xp_t, z_t = xp[wk], zg[wk]
         for t in range(tasks * wk // workers, tasks * (wk + 1) // workers):
             _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane, OH,
-                                  OW, code, alpha, images_per_chunk, n_chunks, tasks, t, xp_t,
-                                  z_t, y, d)
+                                  OW, code, alpha, images_per_chunk, n_chunks, tasks, t,
+                                  col_block, xp_t, z_t, y, d)
     restore_blas_threads(blas_threads)
 
 
 @jit
 def _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code,
-                          alpha, images_per_chunk, n_chunks, tasks, t, xp_t, z_t, y, d):
+                          alpha, images_per_chunk, n_chunks, tasks, t, col_block, xp_t, z_t,
+                          y, d):
     """Task t of :func:`shifted_forward` in the scratch xp_t, z_t."""
     N = x.shape[0]
     KK, O, C = w_taps.shape
@@ -730,11 +735,14 @@ def _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane,
         n1 = min(N, n0 + images_per_chunk)
         _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
         ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
-        for tap in range(KK):
-            off = (tap // kw) * dh * Wp + (tap % kw) * dw
-            # zg (O, ncols) (+)= W_tap (O, C) @ xp[:, off:off + ncols]
-            _cblas(_NO_TRANS, _NO_TRANS, O, ncols, C, w_taps, tap * O * C, C, xp_t, off, L,
-                   0.0 if tap == 0 else 1.0, z_t, 0, L)
+        step = col_block if col_block > 0 else ncols
+        for k0 in range(0, ncols, step):
+            k = min(ncols, k0 + step) - k0
+            for tap in range(KK):
+                off = (tap // kw) * dh * Wp + (tap % kw) * dw
+                # zg[:, k0:k0+k] (+)= W_tap (O, C) @ xp[:, off+k0:off+k0+k]
+                _cblas(_NO_TRANS, _NO_TRANS, O, k, C, w_taps, tap * O * C, C, xp_t, off + k0,
+                       L, 0.0 if tap == 0 else 1.0, z_t, k0, L)
         for n in range(n0, n1):
             base = (n - n0) * plane
             for o in range(O):
@@ -756,7 +764,8 @@ def _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane,
 
 @kernel(min_parallel=PARALLEL_MIN_WORK)
 def shifted_backward(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
-                     images_per_chunk, tasks, workers, want_dx, partial_b, dW_tasks, dx):
+                     images_per_chunk, tasks, workers, col_block, want_dx, xp, zg, dxp,
+                     partial_b, dW_tasks, dx):
     """Gradients of :func:`shifted_forward`, chunk by chunk (m images n0 <= n < n1):
 
     - zg[o, q] = dy[n, o, oh OW + ow] d[...] (dy alone when d has no images) on the grid
@@ -771,31 +780,27 @@ def shifted_backward(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
     dy, d (N, O, OH OW); x, dx (N, C, H, W); w_taps (kh kw, O, C); partial_b (N, O)
     float64; dW_tasks (tasks, kh kw, O, C).
 
-    Parallel over workers as :func:`shifted_forward` (scratch xp, dxp (C, m plane), zg
-    (O, m plane) per worker, allocated here); each task writes its own images of dx and
-    partial_b and its own partial weight gradient, added by the caller in task order
-    (:func:`sum_tap_tasks`).
+    Parallel over workers as :func:`shifted_forward` (scratch xp[wk], zg[wk] zero, as
+    the dropped positions of the grid must stay; dxp[wk] (C or 0, m plane)); each task
+    writes its own images of dx and partial_b and its own partial weight gradient, added by
+    the caller in task order (:func:`sum_tap_tasks`).
     """
-    N, C = x.shape[0], x.shape[1]
-    KK, O, _ = w_taps.shape
-    L = images_per_chunk * plane
+    N = x.shape[0]
     n_chunks = (N + images_per_chunk - 1) // images_per_chunk
     blas_threads = hold_blas_to_one_thread()
     for wk in prange(workers):
-        xp_t = np.zeros((C, L), x.dtype)  # the padding positions stay zero
-        z_t = np.zeros((O, L), x.dtype)  # the dropped positions of the grid stay zero
-        dxp_t = np.empty((C if want_dx else 0, L), x.dtype)
+        xp_t, z_t, dxp_t = xp[wk], zg[wk], dxp[wk]
         for t in range(tasks * wk // workers, tasks * (wk + 1) // workers):
             _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
-                                   images_per_chunk, n_chunks, tasks, t, want_dx, xp_t, z_t,
-                                   dxp_t, partial_b, dW_tasks, dx)
+                                   images_per_chunk, n_chunks, tasks, t, col_block, want_dx,
+                                   xp_t, z_t, dxp_t, partial_b, dW_tasks, dx)
     restore_blas_threads(blas_threads)
 
 
 @jit
 def _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
-                           images_per_chunk, n_chunks, tasks, t, want_dx, xp_t, z_t, dxp_t,
-                           partial_b, dW_tasks, dx):
+                           images_per_chunk, n_chunks, tasks, t, col_block, want_dx, xp_t,
+                           z_t, dxp_t, partial_b, dW_tasks, dx):
     """Task t of :func:`shifted_backward` in the scratch xp_t, z_t, dxp_t."""
     N = x.shape[0]
     KK, O, C = w_taps.shape
@@ -829,19 +834,24 @@ def _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, 
                 partial_b[n, o] = s
         _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
         ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
-        beta = 0.0 if chunk == first else 1.0
-        for tap in range(KK):
-            off = (tap // kw) * dh * Wp + (tap % kw) * dw
-            # dW_tap (O, C) (+)= zg (O, ncols) @ xp[:, off:off + ncols]^T
-            _cblas(_NO_TRANS, _TRANS, O, C, ncols, z_t, 0, L, xp_t, off, L, beta,
-                   dW_tasks[t], tap * O * C, C)
+        step = col_block if col_block > 0 else ncols
         if want_dx:
             dxp_t[:, :(n1 - n0) * plane] = 0
+        for k0 in range(0, ncols, step):
+            k = min(ncols, k0 + step) - k0
+            beta = 0.0 if chunk == first and k0 == 0 else 1.0
             for tap in range(KK):
                 off = (tap // kw) * dh * Wp + (tap % kw) * dw
-                # dxp[:, off:off + ncols] += W_tap^T (C, O) @ zg (O, ncols)
-                _cblas(_TRANS, _NO_TRANS, C, ncols, O, w_taps, tap * O * C, C, z_t, 0, L,
-                       1.0, dxp_t, off, L)
+                # dW_tap (O, C) (+)= zg[:, k0:k0+k] @ xp[:, off+k0:off+k0+k]^T
+                _cblas(_NO_TRANS, _TRANS, O, C, k, z_t, k0, L, xp_t, off + k0, L, beta,
+                       dW_tasks[t], tap * O * C, C)
+            if want_dx:
+                for tap in range(KK):
+                    off = (tap // kw) * dh * Wp + (tap % kw) * dw
+                    # dxp[:, off+k0:off+k0+k] += W_tap^T (C, O) @ zg[:, k0:k0+k]
+                    _cblas(_TRANS, _NO_TRANS, C, k, O, w_taps, tap * O * C, C, z_t, k0, L,
+                           1.0, dxp_t, off + k0, L)
+        if want_dx:
             for n in range(n0, n1):
                 base = (n - n0) * plane + pt * Wp + pl
                 for c in range(C):
@@ -905,11 +915,16 @@ def conv2d_forward_shifted(x, weight, bias, padding, dilation, code, alpha, imag
     OH, OW = y.shape[2], y.shape[3]
     kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding, dilation, OH, OW)
     tasks = chunk_tasks(N, images_per_chunk, max_tasks)
+    workers = _workers(tasks)
     _weight_taps(weight, w_taps)
+    # per worker and for this call only (calloc'd zero: the padding positions stay zero)
+    L = images_per_chunk * plane
+    xp = np.zeros((workers, x.shape[1], L), x.dtype)
+    zg = np.empty((workers, O, L), x.dtype)
     work = y.size * weight.shape[1] * kh * kw
     shifted_forward(work if tasks > 1 else 0)(
         x, w_taps, bias, kw, dilation[0], dilation[1], padding[0], padding[2], Wp, plane,
-        OH, OW, code, alpha, images_per_chunk, tasks, _workers(tasks),
+        OH, OW, code, alpha, images_per_chunk, tasks, workers, SHIFTED_COL_BLOCK, xp, zg,
         y.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW))
 
 
@@ -933,13 +948,21 @@ def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chun
         raise ValueError(f"conv2d_backward_shifted: the weight gradient must be "
                          f"C-contiguous, got strides {target.strides}")
     tasks = chunk_tasks(N, images_per_chunk, max_tasks)
+    workers = _workers(tasks)
     _weight_taps(weight, w_taps)
     want_dx = dx is not None
+    # per worker and for this call only; xp and zg zero (padding, dropped grid positions)
+    L = images_per_chunk * plane
+    C = x.shape[1]
+    xp = np.zeros((workers, C, L), x.dtype)
+    zg = np.zeros((workers, O, L), x.dtype)
+    dxp = np.empty((workers, C if want_dx else 0, L), x.dtype)
     work = dy.size * weight.shape[1] * kh * kw
     shifted_backward(work if tasks > 1 else 0)(
         dy.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW), x, w_taps, kw,
         dilation[0], dilation[1], padding[0], padding[2], Wp, plane, OH, OW,
-        images_per_chunk, tasks, _workers(tasks), want_dx, partial, dW_tasks[:tasks],
+        images_per_chunk, tasks, workers, SHIFTED_COL_BLOCK, want_dx, xp, zg, dxp, partial,
+        dW_tasks[:tasks],
         dx if want_dx else x[:0])
     if db is not None:
         _sum_images(partial, db)
