@@ -614,7 +614,7 @@ def conv2d_backward_chunked(dy, d, x, weight, stride, padding, dilation, groups,
 # every stride-1 layer tried, from one input channel to 64.
 
 #: Target size (bytes) of one chunk's padded images plus its output grid.
-SHIFTED_CHUNK_BYTES = 512 << 10
+SHIFTED_CHUNK_BYTES = 256 << 10
 
 #: Columns (output grid positions) per block of the products: each block's taps run back
 #: to back, so that block of the output (or of dz) stays in cache across the kh kw
