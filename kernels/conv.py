@@ -1,5 +1,14 @@
-"""2-D convolution (PyTorch's Conv2d, NCHW) by im2col and one BLAS product, bias and
-activation fused.
+"""2-D convolution (PyTorch's Conv2d, NCHW), bias and activation fused, by one of three
+algorithms (the caller picks by :func:`uses_direct`, :func:`uses_shifted`, :func:`chunk_plan`):
+
+- stride 1, groups 1 (every layer of LeNet-5 and of the small CIFAR net): shifted products on
+  the zero-padded images, no column matrix (:func:`conv2d_forward_shifted`, below);
+- depthwise (groups == C == O): direct loops (:func:`depthwise_forward_call`);
+- otherwise (strided, grouped): im2col and BLAS products, batch-wide for a small layer
+  (:func:`conv2d_forward`, described here) or chunk by chunk in cache for a large one
+  (:func:`conv2d_forward_chunked`).
+
+The formula, for all three:
 
     z[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j]
                       * x[n, g*Cg + c, oh*sh - pt + i*dh, ow*sw - pl + j*dw]
@@ -891,7 +900,8 @@ def _workers(tasks: int) -> int:
     return max(1, min(tasks, numba.get_num_threads()))
 
 
-def _shifted_geometry(x_shape, weight_shape, padding, dilation, OH, OW):
+def _shifted_geometry(x_shape, weight_shape, padding):
+    """(kh, kw, Wp, Hp Wp): the kernel and the padded image's row length and size."""
     (_, _, H, W), (_, _, kh, kw) = x_shape, weight_shape
     pt, pb, pl, pr = padding
     Wp = W + pl + pr
@@ -913,7 +923,7 @@ def conv2d_forward_shifted(x, weight, bias, padding, dilation, code, alpha, imag
     """
     N, O = x.shape[0], weight.shape[0]
     OH, OW = y.shape[2], y.shape[3]
-    kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding, dilation, OH, OW)
+    kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding)
     tasks = chunk_tasks(N, images_per_chunk, max_tasks)
     workers = _workers(tasks)
     _weight_taps(weight, w_taps)
@@ -942,7 +952,7 @@ def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chun
     w_taps, dW_tasks : scratch of ``shifted_scratch_shapes(...)``.
     """
     N, O, OH, OW = dy.shape
-    kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding, dilation, OH, OW)
+    kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding)
     target = accumulate_dW if accumulate_dW is not None else dW
     if not target.flags.c_contiguous:
         raise ValueError(f"conv2d_backward_shifted: the weight gradient must be "
