@@ -347,7 +347,10 @@ def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode
                          f"kernel_size {kernel_size} (dilation {dilation}, padding {padding})")
     dt = X.dtype
     y = pool.get("y", (X.shape[0], oh, ow), dt)
-    arg = pool.get("arg", (X.shape[0], oh, ow), np.int64)
+    # MaxPool2d(2) keeps no argmax: its backward finds the winners again from X
+    recompute = not return_indices and K_pool.is_2x2(kernel_size, stride, padding, dilation,
+                                                     ceil_mode, (h, w))
+    arg = pool.get("arg", (0 if recompute else X.shape[0], oh, ow), np.int64)
     K_pool.max_pool2d_forward(y.size * kh * kw)(X, kh, kw, sh, sw, ph, pw, dh, dw, y, arg)
     shape = (*x.shape[:-2], oh, ow)
     out = node(y.reshape(shape), (x,), "max_pool2d")
@@ -355,8 +358,11 @@ def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode
 
         def backward(g):
             dx = pool.get("dx", X.shape, dt)
-            K_pool.max_pool2d_backward(dx.size)(
-                np.ascontiguousarray(g, dtype=dt).reshape(y.shape), arg, dx)
+            g = np.ascontiguousarray(g, dtype=dt).reshape(y.shape)
+            if recompute:
+                K_pool.max_pool2d_2x2_backward(dx.size)(g, X, dx)
+            else:
+                K_pool.max_pool2d_backward(dx.size)(g, arg, dx)
             x.accumulate_grad(dx.reshape(x.shape), owned=True)
 
         out.set_backward(backward)

@@ -62,6 +62,27 @@ def test_max_pool_2x2_fast_path_ties_and_nans_in_every_position(dtype):
     np.testing.assert_allclose(dx, back(dy), equal_nan=True)
 
 
+def test_max_pool_2x2_without_arg_recomputes_the_winners(dtype):
+    # the forward keeping no argmax, the backward finding the winners again from x: the
+    # same y and the same dx (bits) as with the argmax kept; ties and NaNs included
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, (2, 3, 9, 8)).astype(dtype)  # odd H: the last row is dropped
+    x[0, 0, 2, 3] = x[1, 2, 5, 0] = np.nan
+    assert pool.is_2x2((2, 2), (2, 2), (0, 0), (1, 1), False, (9, 8))
+    assert not pool.is_2x2((2, 2), (2, 2), (0, 0), (1, 1), True, (9, 8))
+    y, arg = _max(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    X = x.reshape(6, 9, 8)
+    y2 = np.empty((6, 4, 4), dtype)
+    pool.max_pool2d_forward(y2.size)(X, 2, 2, 2, 2, 0, 0, 1, 1, y2, np.empty((0, 4, 4),
+                                                                              np.int64))
+    np.testing.assert_array_equal(y2, y.reshape(6, 4, 4))
+    dy = rng.standard_normal((6, 4, 4)).astype(dtype)
+    dx_kept, dx = np.empty_like(X), np.full_like(X, np.nan)
+    pool.max_pool2d_backward(dx.size)(dy, arg, dx_kept)
+    pool.max_pool2d_2x2_backward(dx.size)(dy, X, dx)
+    np.testing.assert_array_equal(dx, dx_kept)
+
+
 def test_max_pool_propagates_nan():
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 1, 1] = np.nan
