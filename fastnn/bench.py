@@ -594,6 +594,7 @@ CNN_PROFILED = [
     ("batchnorm", "batchnorm2d_backward_recompute", "BatchNorm2d backward"),
     ("pool", "max_pool2d_forward", "max-pool forward"),
     ("pool", "max_pool2d_backward", "max-pool backward"),
+    ("pool", "max_pool2d_2x2_backward", "max-pool backward"),
 ]
 
 
