@@ -587,6 +587,90 @@ def _jax_cnn_step(name: str):
     return step
 
 
+#: The kernel entry points :func:`cnn_kernel_profile` times: (module, function, label).
+CNN_PROFILED = [
+    ("conv", "conv2d_forward_shifted", "conv forward (shifted products)"),
+    ("conv", "conv2d_backward_shifted", "conv backward (shifted products)"),
+    ("conv", "conv2d_forward_chunked", "conv forward (chunked im2col)"),
+    ("conv", "conv2d_backward_chunked", "conv backward (chunked im2col)"),
+    ("conv", "conv2d_forward", "conv forward (batch-wide im2col)"),
+    ("conv", "conv2d_backward", "conv backward (batch-wide im2col)"),
+    ("batchnorm", "batchnorm2d_forward_train", "BatchNorm2d forward"),
+    ("batchnorm", "batchnorm2d_backward_recompute", "BatchNorm2d backward"),
+    ("pool", "max_pool2d_forward", "max-pool forward"),
+    ("pool", "max_pool2d_backward", "max-pool backward"),
+    ("pool", "max_pool2d_2x2_backward", "max-pool backward"),
+]
+
+
+def cnn_kernel_profile(name: str, threads: int | None = None, steps: int = 5) -> dict:
+    """Where the time of a graph step of a CNN of :data:`CNN_MODELS` goes, kernel by kernel.
+
+    Wraps the kernel entry points of :data:`CNN_PROFILED` (in this process only, restored
+    afterwards), runs three warm-up steps and ``steps`` timed ones, and returns
+    ``{"step": median seconds, label: median seconds per step, ..., "other": the rest}``
+    ("other": the Linear layer, the loss, Adam, zero_grad and the graph's bookkeeping).
+    The wrappers cost a few microseconds a call; fastnn's own timing of a step is
+    ``fastnn bench``. Run it in a fresh process for numbers that mean something::
+
+        python -c "from fastnn.bench import cnn_kernel_profile as p; print(p('cifar', 1))"
+    """
+    import fastnn
+    from fastnn.kernels import batchnorm, conv, pool
+
+    if threads:
+        fastnn.set_num_threads(threads)
+    modules = {"conv": conv, "batchnorm": batchnorm, "pool": pool}
+    spent: dict = {}
+    saved = []
+
+    def timed(fn, label):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    class TimedKernel:  # a Kernel is called as kernel(work)(arguments)
+        def __init__(self, kernel, label):
+            self.kernel, self.label = kernel, label
+
+        def __call__(self, work):
+            return timed(self.kernel(work), self.label)
+
+    for mod_name, fn_name, label in CNN_PROFILED:
+        mod = modules[mod_name]
+        fn = getattr(mod, fn_name, None)
+        if fn is None:
+            continue
+        saved.append((mod, fn_name, fn))
+        wrapped = TimedKernel(fn, label) if hasattr(fn, "serial") else timed(fn, label)
+        setattr(mod, fn_name, wrapped)
+    try:
+        step = _fastnn_cnn_step(name)
+        for _ in range(3):
+            step()
+        per: dict = {}
+        totals = []
+        for _ in range(steps):
+            spent.clear()
+            t0 = time.perf_counter()
+            step()
+            totals.append(time.perf_counter() - t0)
+            for label, seconds in spent.items():
+                per.setdefault(label, []).append(seconds)
+    finally:
+        for mod, fn_name, fn in saved:
+            setattr(mod, fn_name, fn)
+    out = {"step": statistics.median(totals)}
+    for label, seconds in sorted(per.items(), key=lambda kv: -statistics.median(kv[1])):
+        out[label] = statistics.median(seconds)
+    out["other"] = out["step"] - sum(v for k, v in out.items() if k != "step")
+    return out
+
+
 _CNN_BUILDERS = {"fastnn": _fastnn_cnn_compiled_step, "fastnn-graph": _fastnn_cnn_step,
                  "fastnn-fused": lambda n: _fastnn_cnn_compiled_step(n, True),
                  "gemm": _gemm_cnn_step, "torch": _torch_cnn_step,

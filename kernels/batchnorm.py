@@ -34,7 +34,7 @@ from numba import prange
 from ._jit import ROWS_PER_CHUNK, jit, kernel
 from ._jit import row_chunks as n_chunks  # noqa: F401  (rows of the ``partial`` scratch)
 from ._typed import typed
-from .activations import activation_row
+from .activations import IDENTITY, activation_row
 
 # The column reductions below take four rows per sweep over their accumulators: a sweep
 # per row loads and stores both float64 accumulators for every element, which measured 2.3x
@@ -394,14 +394,17 @@ def _shifted_sums_nchw(x, shift, partial):
 
 @kernel
 def _normalize_activate_nchw(code, alpha, x, mean, inv_std, gamma, beta, y, xhat, d):
-    """y = act(gamma (x - mean) inv_std + beta), d = act'(.), xhat when it has N images.
+    """y = act(gamma (x - mean) inv_std + beta); d = act'(.) and xhat when they have N
+    images (else the backward recomputes them: :func:`batchnorm2d_backward_recompute`).
     x, y, d, xhat (N, C, L). Parallel over (image, channel) rows."""
     N, C, L = x.shape
     store_xhat = xhat.shape[0] == N
+    store_d = d.shape[0] == N
     for t in prange(N * C):
         n = t // C
         c = t % C
         src, dst = x[n, c], y[n, c]
+        drow = d[n, c] if store_d else np.empty_like(dst)
         m, s, gm, bt = mean[c], inv_std[c], gamma[c], beta[c]
         if store_xhat:
             hrow = xhat[n, c]
@@ -412,7 +415,7 @@ def _normalize_activate_nchw(code, alpha, x, mean, inv_std, gamma, beta, y, xhat
         else:
             for i in range(L):
                 dst[i] = gm * ((src[i] - m) * s) + bt
-        activation_row(code, alpha, dst, d[n, c])
+        activation_row(code, alpha, dst, drow)
 
 
 @kernel(reassociate=True)
@@ -471,8 +474,11 @@ def batchnorm2d_forward_train(x, gamma, beta, eps, momentum, running_mean, runni
     x : (N, C, L) C-contiguous (L = H * W), N * L >= 2. gamma, beta : (C,).
     eps, momentum : PyTorch's meaning (the caller turns momentum None into 1 / batches).
     running_mean, running_var : (C,) updated in place (unbiased variance); (0,) to skip.
-    code, alpha : the fused activation. y, d : (N, C, L) outputs (d the local gradient).
-    xhat : (N, C, L) kept for backward, or (0, C, L). mean, inv_std : (C,) outputs.
+    code, alpha : the fused activation. y : (N, C, L) output.
+    d : (N, C, L) the local gradient act'(.), or (0, C, L) not to keep it.
+    xhat : (N, C, L) kept for backward, or (0, C, L). With neither kept (two arrays the
+        size of x fewer), :func:`batchnorm2d_backward_recompute` recomputes both from x.
+    mean, inv_std : (C,) outputs.
     partial : (N, 2, C) float64 scratch. stats : (3, C) float64 scratch.
 
     Returns the number of samples per channel, M = N * L.
@@ -509,3 +515,95 @@ def batchnorm2d_backward(dy, d, xhat, gamma, inv_std, dx, dgamma, dbeta, partial
     dgamma[:] = sums[1]
     if dx is not None:
         _input_grad_nchw(dy.size)(dy, d, xhat, gamma, inv_std, dbeta, dgamma, N * L, dx)
+
+
+# ------------------------------------------------- BatchNorm2d backward without xhat and d
+# Training keeps x anyway (it is the previous layer's output, which that layer's backward
+# reads), so xhat = (x - mean) inv_std and d = act'(gamma xhat + beta) need not be stored:
+# recomputing them from x, by the forward's own expressions (the same bits), costs a few
+# operations per element where keeping them cost two arrays the size of x (for the small
+# CIFAR net, 96 MB of its step's memory) and two more passes of writes and reads.
+
+
+@jit(reassociate=True)
+def _sum_and_dot(a, b):
+    """(sum_i a[i], sum_i a[i] b[i]) in float64: a pure reduction (stores nothing)."""
+    s0 = 0.0
+    s1 = 0.0
+    for i in range(a.shape[0]):
+        v = np.float64(a[i])
+        s0 += v
+        s1 += v * b[i]
+    return s0, s1
+
+
+@kernel
+def _recomputed_dz_sums_nchw(dy, x, mean, inv_std, gamma, beta, code, alpha, dz, partial):
+    """dz = dy * act'(gamma xhat + beta) with xhat = (x - mean) inv_std recomputed (dz = dy
+    for the identity); partial[n, 0, c] = sum_l dz, partial[n, 1, c] = sum_l dz xhat
+    (float64). dy, x, dz (N, C, L). Parallel over images: each owns partial[n]."""
+    N, C, L = dy.shape
+    for n in prange(N):
+        hrow = np.empty_like(x[n, 0])
+        zrow = np.empty_like(x[n, 0])
+        drow = np.empty_like(x[n, 0])
+        for c in range(C):
+            src, g, out = x[n, c], dy[n, c], dz[n, c]
+            m, s, gm, bt = mean[c], inv_std[c], gamma[c], beta[c]
+            for i in range(L):
+                h = (src[i] - m) * s  # the forward's expressions: the same bits
+                hrow[i] = h
+                zrow[i] = gm * h + bt
+            if code != IDENTITY:
+                activation_row(code, alpha, zrow, drow)
+                for i in range(L):
+                    out[i] = g[i] * drow[i]
+            else:
+                for i in range(L):
+                    out[i] = g[i]
+            s0, s1 = _sum_and_dot(out, hrow)
+            partial[n, 0, c] = s0
+            partial[n, 1, c] = s1
+
+
+@kernel
+def _input_grad_recomputed_nchw(dz, x, mean, inv_std, gamma, dbeta, dgamma, m_total, dx):
+    """dx = gamma inv_std (dz - (dbeta + xhat dgamma) / M), xhat = (x - mean) inv_std
+    recomputed; dx may be dz itself (each element is read, then written). dz, x, dx
+    (N, C, L). Parallel over (image, channel) rows."""
+    N, C, L = dz.shape
+    inv_m = typed(dz[0, 0, 0], 1.0 / m_total)
+    for t in prange(N * C):
+        n = t // C
+        c = t % C
+        g, src, out = dz[n, c], x[n, c], dx[n, c]
+        m, s = mean[c], inv_std[c]
+        scale, db, dg = gamma[c] * s, dbeta[c], dgamma[c]
+        for i in range(L):
+            h = (src[i] - m) * s
+            out[i] = scale * (g[i] - inv_m * (db + h * dg))
+
+
+def batchnorm2d_backward_recompute(dy, x, mean, gamma, beta, inv_std, code, alpha, dx,
+                                   dgamma, dbeta, partial, sums, want_dx: bool = True) -> None:
+    """Gradients of :func:`batchnorm2d_forward_train` run without keeping xhat and d.
+
+    Parameters
+    ----------
+    dy, x : (N, C, L) the output's gradient and the forward's input (unchanged since).
+    mean, inv_std : (C,) the forward's outputs. gamma, beta : (C,) as the forward.
+    code, alpha : the forward's activation.
+    dx : (N, C, L) receives dL/dx; first it holds dz = dy * act'(.) (so it is needed, as
+        scratch, even with ``want_dx`` False).
+    dgamma, dbeta : (C,) outputs. partial (N, 2, C), sums (2, C) : float64 scratch.
+    want_dx : False to stop after dgamma and dbeta (dx then holds dz).
+    """
+    N, C, L = dy.shape
+    _recomputed_dz_sums_nchw(dy.size)(dy, x, mean, inv_std, gamma, beta, code, alpha, dx,
+                                      partial)
+    sum_chunks(partial, sums)
+    dbeta[:] = sums[0]
+    dgamma[:] = sums[1]
+    if want_dx:
+        _input_grad_recomputed_nchw(dy.size)(dx, x, mean, inv_std, gamma, dbeta, dgamma,
+                                             N * L, dx)

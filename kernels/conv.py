@@ -1,5 +1,14 @@
-"""2-D convolution (PyTorch's Conv2d, NCHW) by im2col and one BLAS product, bias and
-activation fused.
+"""2-D convolution (PyTorch's Conv2d, NCHW), bias and activation fused, by one of three
+algorithms (the caller picks by :func:`uses_direct`, :func:`uses_shifted`, :func:`chunk_plan`):
+
+- stride 1, groups 1 (every layer of LeNet-5 and of the small CIFAR net): shifted products on
+  the zero-padded images, no column matrix (:func:`conv2d_forward_shifted`, below);
+- depthwise (groups == C == O): direct loops (:func:`depthwise_forward_call`);
+- otherwise (strided, grouped): im2col and BLAS products, batch-wide for a small layer
+  (:func:`conv2d_forward`, described here) or chunk by chunk in cache for a large one
+  (:func:`conv2d_forward_chunked`).
+
+The formula, for all three:
 
     z[n, o, oh, ow] = b[o] + sum_{c, i, j} W[o, c, i, j]
                       * x[n, g*Cg + c, oh*sh - pt + i*dh, ow*sw - pl + j*dw]
@@ -34,6 +43,7 @@ product that ``blas.gemm`` splits over fastnn's pool (column blocks), where N pr
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -587,6 +597,393 @@ def conv2d_backward_chunked(dy, d, x, weight, stride, padding, dilation, groups,
     flat = target.reshape(-1)
     sum_tasks(flat.size)(dW_tasks[:tasks].reshape(tasks, -1), flat,
                          1.0 if accumulate_dW is not None else 0.0)
+
+
+# ------------------------------------------------------- stride 1: shifted products, no im2col
+# For a stride-1 convolution the column matrix is redundant: laid out on the zero-padded
+# input's grid (Hp = H + pt + pb rows of Wp = W + pl + pr), tap (i, j) of output position
+# q = oh Wp + ow reads the padded input at q + off(i, j), off(i, j) = i dh Wp + j dw. So the
+# padded images, stored flat per channel, ARE every tap's rows of the column matrix, each
+# shifted by a constant, and the product W @ cols splits into kh kw products
+#
+#     z[:, q] = sum over taps t = (i, j) of W_t (O, C) @ xp[:, q + off_t]       (all q at once)
+#
+# each reading a strided window of xp (leading dimension: the images' length) in place:
+# no im2col, no col2im, no column matrix (9 C values per output pixel for a 3x3 kernel),
+# only a zero-padded copy of the images (about C values per pixel). The output lives on the
+# same padded grid: the Wp - OW columns past each row's end (and, between the images of a
+# chunk, the rows past OH) are computed and dropped (6% more products for one 32x32 image
+# padded by 1 a chunk, 12 to 19% at 16x16 with one or two images a chunk).
+# Backward runs the same shifts: dW_t (O, C) = dz (O, q) @ xp[:, q + off_t]^T (dz on the
+# grid, zero at the dropped positions), and dxp[:, q + off_t] += W_t^T (C, O) @ dz (O, q),
+# tap by tap into windows of a padded gradient, whose interior is dx.
+#
+# Chunks of images and tasks as in the chunked im2col path above (the same determinism:
+# single-threaded BLAS calls on chunks cut by the data's size, per-task partial weight
+# gradients added in task order). Measured (see :func:`uses_shifted`) it beat im2col on
+# every stride-1 layer tried, from one input channel to 64.
+
+#: Target size (bytes) of one chunk's padded images plus its output grid. Measured (forward
+#: + backward, one thread, batch 128, medians of 7 alternated calls, images per chunk 1 / 2
+#: / 3 / 4): 32->32 at 32x32 138 / 134 / 150 / 157 ms; 32->64 at 16x16 79 / 89 / 89 / 95;
+#: 64->64 at 16x16 159 / 159 / 184 / 176. 256 KB gives 1, 2 and 1 images there.
+SHIFTED_CHUNK_BYTES = 256 << 10
+
+#: Columns (output grid positions) per block of the products: each block's taps run back
+#: to back, so that block of the output (or of dz) stays in cache across the kh kw
+#: products (0: the chunk's columns at once). Measured (one thread, batch 128, medians of
+#: 7, blocks of 0 / 256 / 512 / 1024 columns): the 32->32 layer's backward at 32x32
+#: 99 / 67 / 66 / 98 ms, its forward 38 / 36 / 29 / 35; the 16x16 layers within 10%.
+SHIFTED_COL_BLOCK = 512
+
+
+def uses_shifted(stride, groups: int) -> bool:
+    """Whether a convolution runs the shifted products (:func:`conv2d_forward_shifted`):
+    stride 1 and groups 1 (depthwise convolutions take the direct loops first).
+
+    Measured (forward + backward with a fused ReLU, float32, one thread, medians of 5 to 9
+    alternated calls on the shared, loaded 2-core machine; the shifted products against the
+    path taken before, the chunked or batch-wide im2col): the small CIFAR net's layers
+    (batch 128, 3x3, padding 1) 3->32 at 32x32 22 against 31 ms, 32->32 at 32x32 182 / 249,
+    32->64 at 16x16 55 / 66, 64->64 at 16x16 113 / 137; LeNet-5's (batch 64, 5x5) 1->6 at
+    28x28 padding 2 6.4 / 7.3, 6->16 at 14x14 2.7 / 4.3; batch 32, 3x3 at 16x16: 8->16 1.6 /
+    7.6, 16->16 10.4 / 14.6. Even with one input channel (a product with inner dimension 1
+    per tap) the copy that im2col makes costs more than the short products.
+    """
+    return tuple(stride) == (1, 1) and groups == 1
+
+
+def shifted_plan(N: int, C: int, O: int, H: int, W: int, padding, itemsize: int) -> int:
+    """Images per chunk of the shifted products: as many as keep one chunk's padded images
+    and output grid within :data:`SHIFTED_CHUNK_BYTES` (at least 1, at most N). Follows the
+    data's size only, never the thread count."""
+    pt, pb, pl, pr = padding
+    per_image = (C + O) * (H + pt + pb) * (W + pl + pr) * itemsize
+    return max(1, min(N, SHIFTED_CHUNK_BYTES // per_image))
+
+
+def shifted_scratch_shapes(N: int, weight_shape, images_per_chunk: int,
+                           max_tasks: int = MAX_TASKS) -> dict:
+    """Shapes of the scratch arrays of the shifted products that outlive a task: the weights
+    by tap ``w_taps`` (kh kw, O, C) and the per-task weight gradients ``dW_tasks`` (tasks,
+    kh kw, O, C) (at most ``max_tasks`` tasks). The chunk-sized buffers (padded images,
+    output grid, padded input gradient) are allocated by the entry points, one set per
+    worker thread for the length of the call: kept per task, as the chunked im2col path
+    keeps its columns, they held 7 to 13 MB per layer of the small CIFAR net for good."""
+    O, C, kh, kw = weight_shape
+    tasks = chunk_tasks(N, images_per_chunk, max_tasks)
+    return {"w_taps": (kh * kw, O, C), "dW_tasks": (tasks, kh * kw, O, C)}
+
+
+@jit
+def _weight_taps(weight, w_taps):
+    """w_taps[i*kw + j, o, c] = weight[o, c, i, j]: each tap's (O, C) matrix contiguous."""
+    O, C, kh, kw = weight.shape
+    for i in range(kh):
+        for j in range(kw):
+            for o in range(O):
+                for c in range(C):
+                    w_taps[i * kw + j, o, c] = weight[o, c, i, j]
+
+
+@jit
+def _pad_images(x, n0, n1, pt, pl, Wp, plane, xp):
+    """xp[c, (n - n0) plane + (h + pt) Wp + w + pl] = x[n, c, h, w] for n0 <= n < n1; the
+    padding positions of xp are not written (the caller zeroed them)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for n in range(n0, n1):
+        base = (n - n0) * plane + pt * Wp + pl
+        for c in range(C):
+            dst = xp[c]
+            for h in range(H):
+                row = x[n, c, h]
+                at = base + h * Wp
+                for w in range(W):
+                    dst[at + w] = row[w]
+
+
+@kernel(min_parallel=PARALLEL_MIN_WORK)
+def shifted_forward(x, w_taps, b, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code, alpha,
+                    images_per_chunk, tasks, workers, col_block, xp, zg, y, d):
+    """:func:`conv2d_forward` for stride 1 by shifted products. For each chunk of m images
+    n0 <= n < n1: the padded images into xp (C, m plane); with q = (n - n0) plane + oh Wp +
+    ow and off_t = i dh Wp + j dw for tap t = i kw + j,
+    zg[o, q] = sum_t sum_c w_taps[t, o, c] xp[c, q + off_t] (one single-threaded BLAS call
+    per tap, accumulating, over q < (m - 1) plane + (OH - 1) Wp + OW); then
+    y[n, o, oh OW + ow] = act(zg[o, q] + b[o]), d = act'(.).
+
+    x (N, C, H, W); w_taps (kh kw, O, C); b (O,) or (0,); y, d (N, O, OH OW) (d untouched
+    for the identity).
+
+    Tasks (runs of consecutive chunks) as :func:`chunked_forward`; parallel over workers,
+    each running a contiguous run of tasks in its own scratch xp[wk] (C, m plane), zero
+    (the padding positions are never written), and zg[wk] (O, m plane): a task's result
+    depends on the task alone, not on which or how many workers run it. ``workers``: at
+    most the pool's threads (a jitted ``numba.get_num_threads()`` would keep the kernel out
+    of the disk cache).
+    """
+    N = x.shape[0]
+    O = w_taps.shape[1]
+    n_chunks = (N + images_per_chunk - 1) // images_per_chunk
+    has_bias = b.shape[0] == O
+    blas_threads = hold_blas_to_one_thread()
+    for wk in prange(workers):
+        xp_t, z_t = xp[wk], zg[wk]
+        for t in range(tasks * wk // workers, tasks * (wk + 1) // workers):
+            _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane, OH,
+                                  OW, code, alpha, images_per_chunk, n_chunks, tasks, t,
+                                  col_block, xp_t, z_t, y, d)
+    restore_blas_threads(blas_threads)
+
+
+@jit
+def _shifted_forward_task(x, w_taps, b, has_bias, kw, dh, dw, pt, pl, Wp, plane, OH, OW, code,
+                          alpha, images_per_chunk, n_chunks, tasks, t, col_block, xp_t, z_t,
+                          y, d):
+    """Task t of :func:`shifted_forward` in the scratch xp_t, z_t."""
+    N = x.shape[0]
+    KK, O, C = w_taps.shape
+    L = xp_t.shape[1]
+    first, end = _chunk_bounds(n_chunks, tasks, t)
+    for chunk in range(first, end):
+        n0 = chunk * images_per_chunk
+        n1 = min(N, n0 + images_per_chunk)
+        _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
+        ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
+        step = col_block if col_block > 0 else ncols
+        for k0 in range(0, ncols, step):
+            k = min(ncols, k0 + step) - k0
+            for tap in range(KK):
+                off = (tap // kw) * dh * Wp + (tap % kw) * dw
+                # zg[:, k0:k0+k] (+)= W_tap (O, C) @ xp[:, off+k0:off+k0+k]
+                _cblas(_NO_TRANS, _NO_TRANS, O, k, C, w_taps, tap * O * C, C, xp_t, off + k0,
+                       L, 0.0 if tap == 0 else 1.0, z_t, k0, L)
+        for n in range(n0, n1):
+            base = (n - n0) * plane
+            for o in range(O):
+                zrow = z_t[o]
+                dst = y[n, o]
+                for oh in range(OH):
+                    src = zrow[base + oh * Wp:base + oh * Wp + OW]
+                    out = dst[oh * OW:(oh + 1) * OW]
+                    if has_bias:
+                        bo = b[o]
+                        for ow in range(OW):
+                            out[ow] = src[ow] + bo
+                    else:
+                        for ow in range(OW):
+                            out[ow] = src[ow]
+                if code != IDENTITY:
+                    activation_row(code, alpha, dst, d[n, o])
+
+
+@kernel(min_parallel=PARALLEL_MIN_WORK)
+def shifted_backward(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
+                     images_per_chunk, tasks, workers, col_block, want_dx, xp, zg, dxp,
+                     partial_b, dW_tasks, dx):
+    """Gradients of :func:`shifted_forward`, chunk by chunk (m images n0 <= n < n1):
+
+    - zg[o, q] = dy[n, o, oh OW + ow] d[...] (dy alone when d has no images) on the grid
+      (zero at the dropped positions) and partial_b[n, o] = its sum over (oh, ow), float64;
+    - xp: the chunk's padded images, recomputed from x;
+    - dW_tasks[t, tap] (+)= zg (O, ncols) @ xp[:, off_tap:off_tap + ncols]^T: the task's
+      first chunk writes, the next ones add, in chunk order;
+    - with ``want_dx``: dxp[:, off_tap:off_tap + ncols] += W_tap^T (C, O) @ zg (O, ncols),
+      taps in order, dxp zeroed first; dx[n, c, h, w] = dxp[c, (n - n0) plane + (h + pt) Wp
+      + w + pl].
+
+    dy, d (N, O, OH OW); x, dx (N, C, H, W); w_taps (kh kw, O, C); partial_b (N, O)
+    float64; dW_tasks (tasks, kh kw, O, C).
+
+    Parallel over workers as :func:`shifted_forward` (scratch xp[wk], zg[wk] zero, as
+    the dropped positions of the grid must stay; dxp[wk] (C or 0, m plane)); each task
+    writes its own images of dx and partial_b and its own partial weight gradient, added by
+    the caller in task order (:func:`sum_tap_tasks`).
+    """
+    N = x.shape[0]
+    n_chunks = (N + images_per_chunk - 1) // images_per_chunk
+    blas_threads = hold_blas_to_one_thread()
+    for wk in prange(workers):
+        xp_t, z_t, dxp_t = xp[wk], zg[wk], dxp[wk]
+        for t in range(tasks * wk // workers, tasks * (wk + 1) // workers):
+            _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
+                                   images_per_chunk, n_chunks, tasks, t, col_block, want_dx,
+                                   xp_t, z_t, dxp_t, partial_b, dW_tasks, dx)
+    restore_blas_threads(blas_threads)
+
+
+@jit
+def _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, OW,
+                           images_per_chunk, n_chunks, tasks, t, col_block, want_dx, xp_t,
+                           z_t, dxp_t, partial_b, dW_tasks, dx):
+    """Task t of :func:`shifted_backward` in the scratch xp_t, z_t, dxp_t."""
+    N = x.shape[0]
+    KK, O, C = w_taps.shape
+    H, W = x.shape[2], x.shape[3]
+    L = xp_t.shape[1]
+    use_d = d.shape[0] == N
+    first, end = _chunk_bounds(n_chunks, tasks, t)
+    for chunk in range(first, end):
+        n0 = chunk * images_per_chunk
+        n1 = min(N, n0 + images_per_chunk)
+        for n in range(n0, n1):
+            base = (n - n0) * plane
+            for o in range(O):
+                g_ = dy[n, o]
+                zrow = z_t[o]
+                s = 0.0
+                for oh in range(OH):
+                    dst = zrow[base + oh * Wp:base + oh * Wp + OW]
+                    src = g_[oh * OW:(oh + 1) * OW]
+                    if use_d:
+                        h_ = d[n, o, oh * OW:(oh + 1) * OW]
+                        for ow in range(OW):
+                            v = src[ow] * h_[ow]
+                            dst[ow] = v
+                            s += np.float64(v)
+                    else:
+                        for ow in range(OW):
+                            v = src[ow]
+                            dst[ow] = v
+                            s += np.float64(v)
+                partial_b[n, o] = s
+        _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
+        ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
+        step = col_block if col_block > 0 else ncols
+        if want_dx:
+            dxp_t[:, :(n1 - n0) * plane] = 0
+        for k0 in range(0, ncols, step):
+            k = min(ncols, k0 + step) - k0
+            beta = 0.0 if chunk == first and k0 == 0 else 1.0
+            for tap in range(KK):
+                off = (tap // kw) * dh * Wp + (tap % kw) * dw
+                # dW_tap (O, C) (+)= zg[:, k0:k0+k] @ xp[:, off+k0:off+k0+k]^T
+                _cblas(_NO_TRANS, _TRANS, O, C, k, z_t, k0, L, xp_t, off + k0, L, beta,
+                       dW_tasks[t], tap * O * C, C)
+            if want_dx:
+                for tap in range(KK):
+                    off = (tap // kw) * dh * Wp + (tap % kw) * dw
+                    # dxp[:, off+k0:off+k0+k] += W_tap^T (C, O) @ zg[:, k0:k0+k]
+                    _cblas(_TRANS, _NO_TRANS, C, k, O, w_taps, tap * O * C, C, z_t, k0, L,
+                           1.0, dxp_t, off + k0, L)
+        if want_dx:
+            for n in range(n0, n1):
+                base = (n - n0) * plane + pt * Wp + pl
+                for c in range(C):
+                    src_plane = dxp_t[c]
+                    for h in range(H):
+                        row = dx[n, c, h]
+                        at = base + h * Wp
+                        for w in range(W):
+                            row[w] = src_plane[at + w]
+
+
+@kernel
+def sum_tap_tasks(dW_tasks, target, beta):
+    """target[o, c, i, j] = beta target[o, c, i, j] + sum over tasks t, in order, of
+    dW_tasks[t, i kw + j, o, c]. dW_tasks (T, kh kw, O, C); target (O, C, kh, kw); beta 0
+    (write) or 1 (accumulate).
+
+    Parallel over output channels: each element's sum runs in the fixed task order.
+    """
+    T = dW_tasks.shape[0]
+    O, C, kh, kw = target.shape
+    for o in prange(O):
+        for c in range(C):
+            for i in range(kh):
+                for j in range(kw):
+                    s = dW_tasks[0, i * kw + j, o, c]
+                    for t in range(1, T):
+                        s += dW_tasks[t, i * kw + j, o, c]
+                    if beta != 0.0:
+                        target[o, c, i, j] = target[o, c, i, j] + s
+                    else:
+                        target[o, c, i, j] = s
+
+
+def _workers(tasks: int) -> int:
+    """Workers of a shifted call: one per thread of the pool, at most one per task."""
+    return max(1, min(tasks, numba.get_num_threads()))
+
+
+def _shifted_geometry(x_shape, weight_shape, padding):
+    """(kh, kw, Wp, Hp Wp): the kernel and the padded image's row length and size."""
+    (_, _, H, W), (_, _, kh, kw) = x_shape, weight_shape
+    pt, pb, pl, pr = padding
+    Wp = W + pl + pr
+    return kh, kw, Wp, (H + pt + pb) * Wp
+
+
+def conv2d_forward_shifted(x, weight, bias, padding, dilation, code, alpha, images_per_chunk,
+                           w_taps, y, d, max_tasks: int = MAX_TASKS) -> None:
+    """:func:`conv2d_forward` for stride 1 and groups 1 by shifted products (no im2col).
+
+    Parameters
+    ----------
+    x, weight, bias, padding, dilation, code, alpha, y, d : as :func:`conv2d_forward`
+        (stride (1, 1) and groups 1 implied; see :func:`uses_shifted`).
+    images_per_chunk : images per chunk (:func:`shifted_plan`).
+    w_taps : scratch of ``shifted_scratch_shapes(...)["w_taps"]`` (not needed by the
+        backward pass).
+    max_tasks : at most this many tasks (must be the scratch's).
+    """
+    N, O = x.shape[0], weight.shape[0]
+    OH, OW = y.shape[2], y.shape[3]
+    kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding)
+    tasks = chunk_tasks(N, images_per_chunk, max_tasks)
+    workers = _workers(tasks)
+    _weight_taps(weight, w_taps)
+    # per worker and for this call only (calloc'd zero: the padding positions stay zero)
+    L = images_per_chunk * plane
+    xp = np.zeros((workers, x.shape[1], L), x.dtype)
+    zg = np.empty((workers, O, L), x.dtype)
+    work = y.size * weight.shape[1] * kh * kw
+    shifted_forward(work if tasks > 1 else 0)(
+        x, w_taps, bias, kw, dilation[0], dilation[1], padding[0], padding[2], Wp, plane,
+        OH, OW, code, alpha, images_per_chunk, tasks, workers, SHIFTED_COL_BLOCK, xp, zg,
+        y.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW))
+
+
+def conv2d_backward_shifted(dy, d, x, weight, padding, dilation, images_per_chunk, w_taps,
+                            dW_tasks, partial, dx, dW, db, accumulate_dW=None,
+                            max_tasks: int = MAX_TASKS) -> None:
+    """Gradients of :func:`conv2d_forward_shifted` given dy = dL/dy.
+
+    Parameters
+    ----------
+    dy, d, weight, padding, dilation, partial, dx, dW, db, accumulate_dW :
+        as :func:`conv2d_backward` (dx None to skip it).
+    x : (N, C, H, W) the forward's input (its padded copy is rebuilt chunk by chunk).
+    images_per_chunk, max_tasks : as the forward.
+    w_taps, dW_tasks : scratch of ``shifted_scratch_shapes(...)``.
+    """
+    N, O, OH, OW = dy.shape
+    kh, kw, Wp, plane = _shifted_geometry(x.shape, weight.shape, padding)
+    target = accumulate_dW if accumulate_dW is not None else dW
+    if not target.flags.c_contiguous:
+        raise ValueError(f"conv2d_backward_shifted: the weight gradient must be "
+                         f"C-contiguous, got strides {target.strides}")
+    tasks = chunk_tasks(N, images_per_chunk, max_tasks)
+    workers = _workers(tasks)
+    _weight_taps(weight, w_taps)
+    want_dx = dx is not None
+    # per worker and for this call only; xp and zg zero (padding, dropped grid positions)
+    L = images_per_chunk * plane
+    C = x.shape[1]
+    xp = np.zeros((workers, C, L), x.dtype)
+    zg = np.zeros((workers, O, L), x.dtype)
+    dxp = np.empty((workers, C if want_dx else 0, L), x.dtype)
+    work = dy.size * weight.shape[1] * kh * kw
+    shifted_backward(work if tasks > 1 else 0)(
+        dy.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW), x, w_taps, kw,
+        dilation[0], dilation[1], padding[0], padding[2], Wp, plane, OH, OW,
+        images_per_chunk, tasks, workers, SHIFTED_COL_BLOCK, want_dx, xp, zg, dxp, partial,
+        dW_tasks[:tasks],
+        dx if want_dx else x[:0])
+    if db is not None:
+        _sum_images(partial, db)
+    sum_tap_tasks(target.size)(dW_tasks[:tasks], target.reshape(weight.shape),
+                               1.0 if accumulate_dW is not None else 0.0)
 
 
 # ------------------------------------------------------------------ depthwise, direct

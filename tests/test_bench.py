@@ -288,3 +288,17 @@ def test_cnn_table_skips_numpy_and_says_which_fastnn_path_ran(capsys):
 def test_unknown_model_names_the_cnns_too(capsys):
     assert bench.main(["--models", "resnet"]) == 2
     assert "lenet, cifar" in capsys.readouterr().err
+
+
+def test_cnn_kernel_profile_names_where_the_time_goes(tiny_cnn_batches):
+    from fastnn.kernels import conv
+
+    shifted = conv.conv2d_forward_shifted
+    out = bench.cnn_kernel_profile("cifar", threads=1, steps=1)
+    assert conv.conv2d_forward_shifted is shifted  # the wrappers are taken off again
+    assert out["step"] > 0
+    for label in ("conv forward (shifted products)", "conv backward (shifted products)",
+                  "BatchNorm2d forward", "BatchNorm2d backward", "max-pool forward",
+                  "max-pool backward"):
+        assert 0 < out[label] < out["step"], (label, out)
+    assert "other" in out

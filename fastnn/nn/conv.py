@@ -117,11 +117,19 @@ def conv2d_forward(X: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
     d = pool.get("d" if code != K_act.IDENTITY else "d0",
                  (N if code != K_act.IDENTITY else 0, O, OH, OW), dt)
     direct = K_conv.uses_direct(C, O, groups)  # depthwise: direct loops, no column matrix
+    # stride 1: shifted products on the padded images, no column matrix
+    shifted = not direct and K_conv.uses_shifted(stride, groups)
     # a large layer: chunks of images whose column matrix stays in cache (0: batch-wide)
-    chunk = 0 if direct else K_conv.chunk_plan(N, C, OH, OW, kh, kw, np.dtype(dt).itemsize)
-    scratch = cols = None
+    chunk = 0 if direct or shifted else K_conv.chunk_plan(N, C, OH, OW, kh, kw,
+                                                          np.dtype(dt).itemsize)
+    scratch = cols = per_chunk = None
     if direct:
         K_conv.depthwise_forward_call(X, W4, b, stride, padding, dilation, code, alpha, y, d)
+    elif shifted:
+        per_chunk = K_conv.shifted_plan(N, C, O, H, Wd, padding, np.dtype(dt).itemsize)
+        scratch = K_conv.shifted_scratch_shapes(N, W4.shape, per_chunk)
+        K_conv.conv2d_forward_shifted(X, W4, b, padding, dilation, code, alpha, per_chunk,
+                                      pool.get("shifted_w", scratch["w_taps"], dt), y, d)
     elif chunk:
         scratch = K_conv.chunk_scratch_shapes(N, W4.shape, OH, OW, groups, chunk)
         K_conv.conv2d_forward_chunked(X, W4, b, stride, padding, dilation, groups, code,
@@ -132,7 +140,8 @@ def conv2d_forward(X: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, s
         z = pool.get("z", (O, N * P), dt)
         K_conv.conv2d_forward(X, W4, b, stride, padding, dilation, groups, code, alpha, cols,
                               z, y, d)
-    return y, (X, W4, stride, padding, dilation, groups, d, direct, chunk, scratch, cols)
+    return y, (X, W4, stride, padding, dilation, groups, d, direct, shifted, per_chunk, chunk,
+               scratch, cols)
 
 
 def conv2d_backward(dy, cache: tuple, dW: np.ndarray | None, dW_into: np.ndarray | None,
@@ -143,7 +152,8 @@ def conv2d_backward(dy, cache: tuple, dW: np.ndarray | None, dW_into: np.ndarray
     when ``dW`` is None (a product with beta = 1); the bias gradient (O,) into ``db`` (None:
     no bias). Returns dx (N, C, H, W) from ``pool``, or None when not ``need_dx``.
     """
-    X, W4, stride, padding, dilation, groups, d, direct, chunk, scratch, cols = cache
+    X, W4, stride, padding, dilation, groups, d, direct, shifted, per_chunk, chunk, scratch, \
+        cols = cache
     N = X.shape[0]
     O, _, kh, kw = W4.shape
     dt = W4.dtype
@@ -156,6 +166,11 @@ def conv2d_backward(dy, cache: tuple, dW: np.ndarray | None, dW_into: np.ndarray
         K_conv.depthwise_backward_call(
             g, d, X, W4, stride, padding, dilation, pool.get("dz", g.shape, dt),
             pool.get("partial_w", (N, O, kh * kw), np.float64), partial, dx, dW, db, dW_into)
+    elif shifted:
+        K_conv.conv2d_backward_shifted(
+            g, d, X, W4, padding, dilation, per_chunk,
+            pool.get("shifted_w", scratch["w_taps"], dt),
+            pool.get("shifted_dW", scratch["dW_tasks"], dt), partial, dx, dW, db, dW_into)
     elif chunk:
         K_conv.conv2d_backward_chunked(
             g, d, X, W4, stride, padding, dilation, groups, chunk,
@@ -368,10 +383,13 @@ def _planes(layer_name: str, x: Tensor) -> tuple[Tensor, np.ndarray, bool]:
 
 
 def max_pool2d_forward(X: np.ndarray, kernel_size, stride, padding, dilation,
-                       ceil_mode: bool, pool: BufferPool) -> tuple[np.ndarray, tuple]:
+                       ceil_mode: bool, pool: BufferPool,
+                       keep_argmax: bool = False) -> tuple[np.ndarray, tuple]:
     """MaxPool2d of the C-contiguous planes X (P, H, W) by ``kernels.pool``: the one forward
     of the layer's graph node and the compiled step's stage. Returns (y (P, OH, OW) from
-    ``pool``, cache for :func:`max_pool2d_backward`: the argmax (P, OH, OW) int64 among it)."""
+    ``pool``, cache for :func:`max_pool2d_backward`: X and the argmax (P, OH, OW) int64 among
+    it; a 2x2 stride-2 pool keeps a (0, OH, OW) argmax unless ``keep_argmax``, its backward
+    finding the winners again from X by the forward's comparisons)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     if ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"MaxPool2d: padding {padding} must be at most half of kernel_size "
@@ -384,17 +402,23 @@ def max_pool2d_forward(X: np.ndarray, kernel_size, stride, padding, dilation,
                          f"kernel_size {kernel_size} (dilation {dilation}, padding {padding})")
     dt = X.dtype
     y = pool.get("y", (X.shape[0], oh, ow), dt)
-    arg = pool.get("arg", (X.shape[0], oh, ow), np.int64)
+    # MaxPool2d(2) keeps no argmax: its backward finds the winners again from X
+    recompute = not keep_argmax and K_pool.is_2x2(kernel_size, stride, padding, dilation,
+                                                  ceil_mode, (h, w))
+    arg = pool.get("arg", (0 if recompute else X.shape[0], oh, ow), np.int64)
     K_pool.max_pool2d_forward(y.size * kh * kw)(X, kh, kw, sh, sw, ph, pw, dh, dw, y, arg)
-    return y, (X.shape, dt, arg)
+    return y, (X, y.shape, arg, recompute)
 
 
 def max_pool2d_backward(dy, cache: tuple, pool: BufferPool) -> np.ndarray:
     """dx (P, H, W) from ``pool``: dy (P, OH, OW) (any layout) routed to each window's max."""
-    x_shape, dt, arg = cache
-    dx = pool.get("dx", x_shape, dt)
-    K_pool.max_pool2d_backward(dx.size)(
-        np.ascontiguousarray(dy, dtype=dt).reshape(arg.shape), arg, dx)
+    X, y_shape, arg, recompute = cache
+    dx = pool.get("dx", X.shape, X.dtype)
+    g = np.ascontiguousarray(dy, dtype=X.dtype).reshape(y_shape)
+    if recompute:
+        K_pool.max_pool2d_2x2_backward(dx.size)(g, X, dx)
+    else:
+        K_pool.max_pool2d_backward(dx.size)(g, arg, dx)
     return dx
 
 
@@ -403,7 +427,8 @@ def max_pool2d_node(x: Tensor, kernel_size, stride, padding, dilation, ceil_mode
     """MaxPool2d of x (N, C, H, W) or (C, H, W) as one graph node (:func:`max_pool2d_forward`,
     :func:`max_pool2d_backward`)."""
     x, X, _ = _planes("MaxPool2d", x)
-    y, cache = max_pool2d_forward(X, kernel_size, stride, padding, dilation, ceil_mode, pool)
+    y, cache = max_pool2d_forward(X, kernel_size, stride, padding, dilation, ceil_mode, pool,
+                                  keep_argmax=return_indices)
     shape = (*x.shape[:-2], *y.shape[1:])
     out = node(y.reshape(shape), (x,), "max_pool2d")
     if out.requires_grad:
@@ -616,15 +641,17 @@ def batchnorm2d_forward(X: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps:
     n, c, L = X.shape
     dt = gamma.dtype
     y = pool.get("y", (n, c, L), dt)
-    d = pool.get("d", (n, c, L), dt)  # always written by the kernels
+    # batch statistics keep neither xhat nor d: the backward recomputes them from X
+    d = pool.get("d", (0 if batch_stats else n, c, L), dt)
     d_backward = d if code != K_act.IDENTITY else d[:0]  # identity: dz = dy
-    xhat = inv_std = None
+    xhat = inv_std = mean = None
     if batch_stats:
-        xhat = pool.get("xhat", (n, c, L), dt) if needs_grad else y[:0]
+        xhat = y[:0]
+        mean = pool.get("mean", (c,), dt)
         inv_std = pool.get("inv_std", (c,), dt)
         K_bn.batchnorm2d_forward_train(
             X, gamma, beta, eps, momentum, running_mean, running_var, code, alpha, y, xhat, d,
-            pool.get("mean", (c,), dt), inv_std, pool.get("partial", (n, 2, c), np.float64),
+            mean, inv_std, pool.get("partial", (n, 2, c), np.float64),
             pool.get("stats", (3, c), np.float64))
     else:
         K_bn.batchnorm2d_forward_eval(X, gamma, beta, eps, running_mean, running_var, code,
@@ -632,22 +659,25 @@ def batchnorm2d_forward(X: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps:
         if needs_grad:
             inv_std = (1.0 / np.sqrt(running_var + eps)).astype(dt)
             xhat = (X - running_mean[:, None]) * inv_std[:, None]
-    return y, (X.shape, gamma, d_backward, xhat, inv_std, batch_stats)
+    return y, (X, gamma, beta, code, alpha, mean, d_backward, xhat, inv_std, batch_stats)
 
 
 def batchnorm2d_backward(dy, cache: tuple, need_dx: bool, pool: BufferPool):
     """The gradients of :func:`batchnorm2d_forward` from dy (n, c, L) (any layout): (dx
     (n, c, L) or None when not ``need_dx``, dgamma (c,), dbeta (c,)), each from ``pool``."""
-    x_shape, gamma, d_backward, xhat, inv_std, batch_stats = cache
+    X, gamma, beta, code, alpha, mean, d_backward, xhat, inv_std, batch_stats = cache
+    x_shape = X.shape
     n, c, L = x_shape
     dt = gamma.dtype
     g = np.ascontiguousarray(dy, dtype=dt).reshape(n, c, L)
     dx = pool.get("dx", x_shape, dt) if need_dx else None
     dgamma, dbeta = pool.get("dgamma", (c,), dt), pool.get("dbeta", (c,), dt)
     if batch_stats:
-        K_bn.batchnorm2d_backward(g, d_backward, xhat, gamma, inv_std, dx, dgamma, dbeta,
-                                  pool.get("partial_b", (n, 2, c), np.float64),
-                                  pool.get("sums_b", (2, c), np.float64))
+        K_bn.batchnorm2d_backward_recompute(
+            g, X, mean, gamma, beta, inv_std, code, alpha,
+            dx if dx is not None else pool.get("dz", x_shape, dt), dgamma, dbeta,
+            pool.get("partial_b", (n, 2, c), np.float64),
+            pool.get("sums_b", (2, c), np.float64), want_dx=dx is not None)
     else:  # fixed statistics: an affine map per channel
         dz = g * d_backward if d_backward.shape[0] else g
         np.sum(dz, axis=(0, 2), out=dbeta)

@@ -226,3 +226,91 @@ def test_chunk_plan_keeps_small_layers_batch_wide():
     # the small CIFAR net's 32->32 convolution (batch 128, 151 MB): one image per chunk
     assert conv.chunk_plan(128, 32, 32, 32, 3, 3, 4) == 1
     assert conv.chunk_plan(128, 3, 32, 32, 3, 3, 4) == 4
+
+
+# The shifted products (stride 1, groups 1: no column matrix), at small shapes with small
+# chunks and task caps. (N, C, H, W, O, kh, kw, padding, dilation, images per chunk,
+# max tasks)
+SHIFTED = [
+    (5, 3, 7, 6, 4, 3, 3, (1, 1, 1, 1), (1, 1), 2, 16),  # a short last chunk
+    (7, 4, 9, 8, 6, 3, 2, (0, 1, 2, 0), (2, 1), 1, 3),  # asymmetric, dilated, tasks of 2-3
+    (3, 5, 6, 6, 3, 1, 1, (0, 0, 0, 0), (1, 1), 3, 16),  # 1x1, one chunk
+    (2, 2, 5, 7, 3, 5, 4, (2, 2, 1, 2), (1, 1), 1, 16),  # a kernel as large as the input
+]
+
+
+def _run_shifted(case, dtype, act, bias=True, accumulate=False, want_dx=True, seed=0):
+    n, c, h, w, o, kh, kw, pad, dil, per_chunk, max_tasks = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((o, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else np.empty(0, dtype)
+    oh = conv.output_size(h, kh, 1, pad[0], pad[1], dil[0])
+    ow = conv.output_size(w, kw, 1, pad[2], pad[3], dil[1])
+    shapes = conv.shifted_scratch_shapes(n, W.shape, per_chunk, max_tasks)
+    # scratch full of NaN: the kernels must write every value they read
+    s = {k: np.full(shape, np.nan, dtype) for k, shape in shapes.items()}
+    y = np.empty((n, o, oh, ow), dtype)
+    d = np.empty((n if act != "identity" else 0, o, oh, ow), dtype)
+    conv.conv2d_forward_shifted(x, W, b, pad, dil, CODES[act], 0.0, per_chunk, s["w_taps"], y,
+                                d, max_tasks=max_tasks)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = np.empty_like(x) if want_dx else None
+    dW, db = np.empty_like(W), np.empty(o, dtype) if bias else None
+    acc = np.ones_like(W) if accumulate else None
+    s = {k: np.full(shape, np.nan, dtype) for k, shape in shapes.items()}
+    conv.conv2d_backward_shifted(dy, d, x, W, pad, dil, per_chunk, s["w_taps"], s["dW_tasks"],
+                                 np.empty((n, o)), dx, dW, db, accumulate_dW=acc,
+                                 max_tasks=max_tasks)
+    return (x, W, b if bias else None, dy), (y, d, dx, acc if accumulate else dW, db)
+
+
+@pytest.mark.parametrize("case", SHIFTED)
+@pytest.mark.parametrize("act", ["identity", "relu"])
+def test_shifted_matches_the_naive_twin(case, act, dtype, tol):
+    pad, dil = case[7:9]
+    (x, W, b, dy), (y, d, dx, dW, db) = _run_shifted(case, dtype, act)
+    y_ref, d_ref = naive.conv2d_forward(x, W, b, (1, 1), pad, dil, 1, act)
+    np.testing.assert_allclose(y, y_ref, rtol=tol["rtol"], atol=tol["atol"] * 10)
+    if act != "identity":
+        np.testing.assert_allclose(d, d_ref, **tol)
+    dx_ref, dW_ref, db_ref = naive.conv2d_backward(dy, x, W, (1, 1), pad, dil, 1,
+                                                   d_ref if act != "identity" else None)
+    for got, ref in ((dx, dx_ref), (dW, dW_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+
+
+def test_shifted_without_bias_or_dx_accumulates_dW():
+    case = SHIFTED[1]
+    pad, dil = case[7:9]
+    (x, W, _, dy), (y, _, dx, acc, db) = _run_shifted(case, np.float64, "identity",
+                                                      bias=False, accumulate=True,
+                                                      want_dx=False)
+    assert dx is None and db is None
+    np.testing.assert_allclose(y, naive.conv2d_forward(x, W, None, (1, 1), pad, dil, 1)[0],
+                               rtol=1e-12, atol=1e-12)
+    _, dW_ref, _ = naive.conv2d_backward(dy, x, W, (1, 1), pad, dil, 1, None)
+    np.testing.assert_allclose(acc, dW_ref + 1.0, rtol=1e-12, atol=1e-12)
+
+
+def test_shifted_same_bits_on_one_and_two_threads():
+    case = (9, 16, 10, 10, 8, 3, 3, (1, 1, 1, 1), (1, 1), 2, 16)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            got = _run_shifted(case, np.float32, "relu")[1]
+            # and without dx (a first layer), each call on the parallel variant
+            got_no_dx = _run_shifted(case, np.float32, "identity", want_dx=False)[1]
+            results.append(got + tuple(a for a in got_no_dx if a is not None))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(results[0], results[-1], strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_uses_shifted_only_for_stride_one_and_groups_one():
+    assert conv.uses_shifted((1, 1), 1)
+    assert not conv.uses_shifted((2, 1), 1)
+    assert not conv.uses_shifted((1, 1), 2)

@@ -15,6 +15,7 @@ MAX_CASES = [
     (7, 7, (3, 3), (2, 2), (1, 1), (1, 1), True),
     (9, 8, (3, 2), (2, 1), (1, 0), (2, 1), False),
     (5, 6, (2, 3), (3, 2), (1, 1), (1, 1), True),
+    (5, 7, (2, 2), (2, 2), (0, 0), (1, 1), True),  # 2x2 with a partial last window: general
 ]
 
 
@@ -42,6 +43,44 @@ def test_max_pool(case, dtype, tol):
     pool.max_pool2d_backward(dx.size)(dy.reshape(6, *y.shape[2:]), arg,
                                       dx.reshape(6, h, w))
     np.testing.assert_allclose(dx, back(dy), **tol)
+
+
+def test_max_pool_2x2_fast_path_ties_and_nans_in_every_position(dtype):
+    # the unrolled 2x2 stride-2 loop: ties (the first in scan order wins) and a NaN in each
+    # of the four window positions, against the naive twin's general scan
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, (2, 4, 8, 10)).astype(dtype)  # many equal values
+    for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        x[0, k, 2 + i, 4 + j] = np.nan
+    y, arg = _max(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    y_ref, back = naive.max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    np.testing.assert_array_equal(y, y_ref.astype(dtype))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = np.empty_like(x)
+    pool.max_pool2d_backward(dx.size)(dy.reshape(8, 4, 5), arg, dx.reshape(8, 8, 10))
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(back(dy)))
+    np.testing.assert_allclose(dx, back(dy), equal_nan=True)
+
+
+def test_max_pool_2x2_without_arg_recomputes_the_winners(dtype):
+    # the forward keeping no argmax, the backward finding the winners again from x: the
+    # same y and the same dx (bits) as with the argmax kept; ties and NaNs included
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, (2, 3, 9, 8)).astype(dtype)  # odd H: the last row is dropped
+    x[0, 0, 2, 3] = x[1, 2, 5, 0] = np.nan
+    assert pool.is_2x2((2, 2), (2, 2), (0, 0), (1, 1), False, (9, 8))
+    assert not pool.is_2x2((2, 2), (2, 2), (0, 0), (1, 1), True, (9, 8))
+    y, arg = _max(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    X = x.reshape(6, 9, 8)
+    y2 = np.empty((6, 4, 4), dtype)
+    pool.max_pool2d_forward(y2.size)(X, 2, 2, 2, 2, 0, 0, 1, 1, y2, np.empty((0, 4, 4),
+                                                                              np.int64))
+    np.testing.assert_array_equal(y2, y.reshape(6, 4, 4))
+    dy = rng.standard_normal((6, 4, 4)).astype(dtype)
+    dx_kept, dx = np.empty_like(X), np.full_like(X, np.nan)
+    pool.max_pool2d_backward(dx.size)(dy, arg, dx_kept)
+    pool.max_pool2d_2x2_backward(dx.size)(dy, X, dx)
+    np.testing.assert_array_equal(dx, dx_kept)
 
 
 def test_max_pool_propagates_nan():
@@ -121,6 +160,34 @@ def test_batchnorm2d_train_forward_and_backward(act, dtype, tol):
                                atol=tol["atol"] * 30)
 
 
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
+def test_batchnorm2d_backward_recompute_without_xhat_and_d(act, dtype, tol):
+    # the training forward keeping neither xhat nor d, the backward recomputing both from x:
+    # the same y as the forward that keeps them, gradients as the naive twin's
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((3, 4, 5, 6)) * 2 + 10).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, 4).astype(dtype)
+    beta = rng.standard_normal(4).astype(dtype)
+    y_kept = _bn2d(x, gamma, beta, np.zeros(4, dtype), np.ones(4, dtype), act)[0]
+    X = x.reshape(3, 4, 30)
+    y = np.empty_like(X)
+    mean, inv = np.empty(4, dtype), np.empty(4, dtype)
+    bn.batchnorm2d_forward_train(X, gamma, beta, 1e-5, 0.1, mean[:0], mean[:0], CODES[act],
+                                 0.0, y, X[:0], X[:0], mean, inv, np.empty((3, 2, 4)),
+                                 np.empty((3, 4)))
+    np.testing.assert_array_equal(y, y_kept)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dx, dg, db = np.full_like(X, np.nan), np.empty_like(gamma), np.empty_like(beta)
+    bn.batchnorm2d_backward_recompute(dy.reshape(X.shape), X, mean, gamma, beta, inv,
+                                      CODES[act], 0.0, dx, dg, db, np.empty((3, 2, 4)),
+                                      np.empty((2, 4)))
+    dx_ref, dg_ref, db_ref = naive.batchnorm2d_backward(dy, x, gamma, 1e-5, act, beta=beta)
+    np.testing.assert_allclose(dg, dg_ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+    np.testing.assert_allclose(db, db_ref, rtol=tol["rtol"] * 10, atol=tol["atol"] * 30)
+    np.testing.assert_allclose(dx.reshape(x.shape), dx_ref, rtol=tol["rtol"] * 10,
+                               atol=tol["atol"] * 30)
+
+
 def test_batchnorm2d_eval(dtype, tol):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 4, 4)).astype(dtype)
@@ -145,7 +212,14 @@ def test_same_bits_on_one_and_two_threads(dtype):
             y, arg = _max(x, (3, 3), (2, 2), (1, 1), (1, 1), True)
             yb = _bn2d(x, np.ones(16, dtype), np.zeros(16, dtype), np.zeros(16, dtype),
                        np.ones(16, dtype), "relu")
-            results.append((y, arg, *yb))
+            X = x.reshape(8, 16, 144)
+            mean = X.mean(axis=(0, 2)).astype(dtype)
+            dx, dg, db = np.empty_like(X), np.empty(16, dtype), np.empty(16, dtype)
+            bn.batchnorm2d_backward_recompute(X[::-1].copy(), X, mean, np.ones(16, dtype),
+                                              np.zeros(16, dtype), yb[3], CODES["relu"], 0.0,
+                                              dx, dg, db, np.empty((8, 2, 16)),
+                                              np.empty((2, 16)))
+            results.append((y, arg, *yb, dx, dg, db))
     finally:
         numba.set_num_threads(before)
     for a, b in zip(results[0], results[-1], strict=True):
