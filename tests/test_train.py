@@ -109,3 +109,34 @@ def test_a_nan_loss_stops_before_the_step_updates_anything():
     for before, after in zip(kept, model.state_dict().values(), strict=True):
         np.testing.assert_array_equal(before, after)  # the NaN step changed nothing
     assert opt.flat_state_dict()["steps"] == [2]  # two updates, not three
+
+
+def test_a_cnn_is_evaluated_in_small_batches_with_the_same_numbers():
+    # A CNN's activations are its images times their channels: evaluation caps its batches
+    # (IMAGE_EVAL_ROWS) and the numbers are those of one batch of every row.
+    import fastnn as fnn
+    from fastnn.train import IMAGE_EVAL_ROWS, eval_batch_size, evaluate_metrics, predict
+
+    fnn.manual_seed(0)
+    cnn = fnn.nn.Sequential(fnn.nn.Unflatten(1, (1, 4, 4)),
+                            fnn.nn.Conv2d(1, 2, 3, padding=1, dtype="float64"),
+                            fnn.nn.MaxPool2d(2), fnn.nn.Flatten(),
+                            fnn.nn.Linear(8, 3, dtype="float64"))
+    mlp = fnn.nn.Sequential(fnn.nn.Linear(4, 3))
+    assert eval_batch_size(cnn, 4096) == IMAGE_EVAL_ROWS
+    assert eval_batch_size(cnn, 100) == 100
+    assert eval_batch_size(mlp, 4096) == 4096
+    rng = np.random.default_rng(0)
+    n = IMAGE_EVAL_ROWS + 7
+    X, y = rng.standard_normal((n, 1, 4, 4)), rng.integers(0, 3, n)
+    loss_fn = fnn.nn.CrossEntropyLoss()
+    m = evaluate_metrics(cnn, loss_fn, (X, y), batch_size=4096)
+    cnn.eval()
+    with fnn.no_grad():
+        out = cnn(fnn.tensor(X.reshape(len(X), -1))).data
+    ref = -np.log(np.exp(out - out.max(1, keepdims=True))
+                  / np.exp(out - out.max(1, keepdims=True)).sum(1, keepdims=True))
+    assert m["loss"] == pytest.approx(ref[np.arange(len(y)), y].mean(), rel=1e-12)
+    assert m["accuracy"] == pytest.approx((out.argmax(1) == y).mean())
+    np.testing.assert_allclose(predict(cnn, X, batch_size=4096).reshape(out.shape), out,
+                               rtol=1e-12)
