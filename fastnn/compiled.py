@@ -70,13 +70,13 @@ from ._dtype import empty_marker
 from ._graph_step import NonFiniteLoss, count_correct, graph_step
 from .graph import Tensor
 from .kernels import activations as K_act
-from .kernels import batchnorm as K_bn
 from .kernels import blas as K_blas
 from .kernels import chain as K_chain
 from .kernels import conv as K_conv
 from .kernels import dense as K_dense
 from .kernels import losses as K_loss
 from .kernels import pool as K_pool
+from .nn import _stages
 from .nn import conv as _conv
 from .nn import layers as _layers
 from .optim.optimizers import Optimizer
@@ -95,6 +95,8 @@ class _Buffers:
     """One stage's buffers for one batch size (attributes set by the stage)."""
 
 
+# The dense stages' work arrays and kernel calls are ``fastnn.nn._stages``'s, which the hand-
+# written loop's chain (``fastnn.nn._chain``) calls too: one place for both paths.
 class _LinearStage:
     """y = act(x @ W + b): ``dense_forward`` / ``dense_backward``'s kernel calls, with their
     choices (which GEMM, how many blocks, serial or parallel passes) made once per batch
@@ -102,23 +104,15 @@ class _LinearStage:
 
     def __init__(self, layer: nn.Linear, act):
         self.layer, self.params = layer, [p for p in (layer.weight, layer.bias) if p is not None]
-        act = act or layer.activation
-        self.code = act.code if act is not None else K_act.IDENTITY
-        self.alpha = act.alpha if act is not None else 0.0
+        self.code, self.alpha = _stages.fused_activation(layer, act)
         self.in_features, self.out_features = layer.in_features, layer.out_features
 
     def out_shape(self, in_shape: tuple) -> tuple | None:
         return (self.out_features,) if in_shape == (self.in_features,) else None
 
     def buffers(self, n: int, dt, need_dx: bool, in_shape: tuple) -> _Buffers:
-        b, m, d_in = _Buffers(), self.out_features, self.in_features
-        b.y = np.empty((n, m), dt)
-        b.d = np.empty((n, m), dt) if self.code != K_act.IDENTITY else empty_marker(dt, m)
-        split_k = K_dense.split_k_partial_shape(n, d_in, m)
-        b.partial = np.empty(split_k, dt) if split_k is not None else None
-        b.dz = np.empty((n, m), dt) if b.d.shape[0] else b.d
-        b.partial_b = np.empty((K_dense.n_chunks(n), m))
-        b.dx = np.empty((n, d_in), dt) if need_dx else None
+        b = _stages.linear_buffers(n, dt, self.in_features, self.out_features, self.code,
+                                   need_dx)
         has_bias = self.layer.bias is not None
         # The parameters' arrays are the optimizer's flat views, bound here once
         # (``CompiledStep.run`` copies an array a user assigned back into its view first).
@@ -126,30 +120,14 @@ class _LinearStage:
         b.W, b.dW = layer.weight.data, layer.weight.grad_buffer
         b.bias = layer.bias.data if has_bias else empty_marker(dt)
         b.db = layer.bias.grad_buffer if has_bias else None
-        # The choices ``dense_forward`` / ``dense_backward`` make at every call (which product,
-        # how many blocks, serial or on the pool), made here once and handed to one jitted
-        # call per direction (``kernels.dense.planned_*``). Without NumPy's CBLAS to call
-        # from the pool (``blas.AVAILABLE``), the layer's own functions run.
-        b.planned = K_blas.AVAILABLE
+        # One jitted call per direction (``kernels.dense.planned_*``) with the choices made
+        # in ``linear_buffers``. Without NumPy's CBLAS to call from the pool
+        # (``blas.AVAILABLE``), the layer's own functions run.
         if b.planned:
-            on_pool = (K_blas.gemm_blocks.parallel, K_blas.gemm_split_k.parallel,
-                       K_dense.bias_activation_forward.parallel, K_dense.add_bias.parallel,
-                       K_dense.dz_and_bias_grad.parallel)
-            if b.partial is not None:
-                product, parts = K_blas.gemm_split_k(n * m * d_in), b.partial.shape[0] + 1
-            else:
-                product, parts = K_blas.gemm_kernel(n, m, d_in)
-            elementwise = (K_dense.bias_activation_forward if self.code != K_act.IDENTITY
-                           else K_dense.add_bias)(n * m)
-            dw_product, dw_parts = K_blas.gemm_kernel(d_in, m, n)
-            dx_product, dx_parts = K_blas.gemm_kernel(n, d_in, m)
-            b.fwd_args = (self.code, self.alpha, b.y, b.d,
-                          b.partial if b.partial is not None else np.empty((0, 1, 1), dt),
-                          parts, product in on_pool, elementwise in on_pool)
-            b.bwd_args = (b.dz, b.partial_b, b.dx if need_dx else np.empty((0, d_in), dt),
-                          b.dW, b.db if has_bias else empty_marker(dt),
-                          K_dense.dz_and_bias_grad(n * m) in on_pool, dw_parts,
-                          dw_product in on_pool, dx_parts, dx_product in on_pool)
+            b.fwd_args = (self.code, self.alpha, b.y, b.d, b.partial_arg, b.parts,
+                          b.product_par, b.pass_par)
+            b.bwd_args = (b.dz, b.partial_b, b.dx_arg, b.dW,
+                          b.db if has_bias else empty_marker(dt), *b.bwd)
         return b
 
     def forward(self, x, b):
@@ -177,53 +155,23 @@ class _BatchNormStage:
     def __init__(self, layer: nn.BatchNorm1d, act):
         self.layer = layer
         self.params = [layer.weight, layer.bias] if layer.affine else []
-        act = act or layer.activation
-        self.code = act.code if act is not None else K_act.IDENTITY
-        self.alpha = act.alpha if act is not None else 0.0
+        self.code, self.alpha = _stages.fused_activation(layer, act)
 
     def out_shape(self, in_shape: tuple) -> tuple | None:
         return in_shape if in_shape == (self.layer.num_features,) else None
 
     def buffers(self, n: int, dt, need_dx: bool, in_shape: tuple) -> _Buffers:
-        b, c = _Buffers(), self.layer.num_features
-        b.y, b.d, b.xhat = (np.empty((n, c), dt) for _ in range(3))
-        b.d_backward = b.d if self.code != K_act.IDENTITY else empty_marker(dt, c)
-        b.mean, b.inv_std = np.empty(c, dt), np.empty(c, dt)
-        b.partial = np.empty((K_bn.n_chunks(n), 2, c))
-        b.stats, b.sums = np.empty((3, c)), np.empty((2, c))
-        b.partial_b = np.empty((K_bn.n_chunks(n), 2, c))
-        b.ones, b.zeros = np.ones(c, dt), np.zeros(c, dt)  # gamma, beta when not affine
-        b.dgamma, b.dbeta = np.empty(c, dt), np.empty(c, dt)
-        b.dx = np.empty((n, c), dt) if need_dx else None
-        b.dx_or_none = b.dx if need_dx else np.empty((0, c), dt)
-        b.on_pool = K_bn.planned_on_pool(n, c)
-        return b
+        return _stages.batchnorm_buffers(n, dt, self.layer.num_features, self.code, need_dx)
 
     def forward(self, x, b):
-        layer = self.layer
-        gamma = layer.weight.data if layer.affine else b.ones
-        beta = layer.bias.data if layer.affine else b.zeros
-        momentum = layer.momentum
-        if layer.track_running_stats:
-            layer.num_batches_tracked += 1
-            if momentum is None:
-                momentum = 1.0 / float(layer.num_batches_tracked)
-            rm, rv = layer.running_mean, layer.running_var
-        else:
-            rm = rv = empty_marker(x.dtype)
-        K_bn.planned_forward_train(x, gamma, beta, layer.eps, momentum or 0.0, rm, rv,
-                                   self.code, self.alpha, b.y, b.xhat, b.d, b.mean,
-                                   b.inv_std, b.partial, b.stats, b.on_pool)
-        b.gamma = gamma
+        b.gamma = _stages.batchnorm_forward_train(self.layer, self.code, self.alpha, x, b, b.y)
         return b.y
 
     def backward(self, g, b):
         layer = self.layer
         dgamma = layer.weight.grad_buffer if layer.affine else b.dgamma
         dbeta = layer.bias.grad_buffer if layer.affine else b.dbeta
-        K_bn.planned_backward(g, b.d_backward, b.xhat, b.gamma, b.inv_std, b.dx_or_none,
-                              dgamma, dbeta, b.partial_b, b.sums, b.on_pool)
-        return b.dx
+        return _stages.batchnorm_backward(g, b, b.gamma, dgamma, dbeta)
 
 
 class _ElementwiseStage:
@@ -237,16 +185,10 @@ class _ElementwiseStage:
         return in_shape
 
     def buffers(self, n, dt, need_dx, in_shape):
-        b, shape = _Buffers(), (n, *in_shape)
-        b.y, b.local = np.empty(shape, dt), np.empty(shape, dt)
-        b.dx = np.empty(shape, dt) if need_dx else None
-        return b
+        return _stages.elementwise_buffers((n, *in_shape), dt, need_dx)
 
     def backward(self, g, b):
-        if b.dx is None:
-            return None
-        K_act.activation_backward(g.size)(g.reshape(-1), b.local.reshape(-1), b.dx.reshape(-1))
-        return b.dx
+        return _stages.elementwise_backward(g, b)
 
 
 class _ActivationStage(_ElementwiseStage):
@@ -256,8 +198,7 @@ class _ActivationStage(_ElementwiseStage):
         self.code, self.alpha = layer.code, layer.alpha
 
     def forward(self, x, b):
-        K_act.activation_forward(x.size)(self.code, self.alpha, x.reshape(-1),
-                                         b.y.reshape(-1), b.local.reshape(-1))
+        _stages.activation_forward(self.code, self.alpha, x, b, b.y)
         return b.y
 
 
@@ -269,8 +210,7 @@ class _DropoutStage(_ElementwiseStage):
         self.layer = layer
 
     def forward(self, x, b):
-        _layers.dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
-                                     b.y.reshape(-1), b.local.reshape(-1), x.size // x.shape[0])
+        _stages.dropout_forward(self.layer, x, b, b.y)
         return b.y
 
 
@@ -285,24 +225,15 @@ class _PReLUStage:
         return in_shape if k == 1 or in_shape == (k,) else None
 
     def buffers(self, n, dt, need_dx, in_shape):
-        b, k, shape = _Buffers(), self.layer.num_parameters, (n, *in_shape)
-        b.y = np.empty(shape, dt)
-        b.dx = np.empty(shape, dt) if need_dx else None
-        b.dx_arg = b.dx.reshape(-1, k) if need_dx else empty_marker(dt, k)
-        b.partial = np.empty((K_dense.n_chunks(b.y.size // k), k))
-        return b
+        return _stages.prelu_buffers((n, *in_shape), self.layer.num_parameters, dt, need_dx)
 
     def forward(self, x, b):
-        k = self.layer.num_parameters
-        b.x = x.reshape(-1, k)
-        K_act.prelu_forward(x.size)(b.x, self.layer.weight.data, b.y.reshape(-1, k))
+        b.x = x
+        _stages.prelu_forward(self.layer, x, b, b.y)
         return b.y
 
     def backward(self, g, b):
-        X, w = b.x, self.layer.weight
-        K_act.prelu_backward(X.size)(g.reshape(X.shape), X, w.data, b.dx_arg, b.partial)
-        dw = b.partial.sum(axis=0)
-        w.grad_buffer[...] = dw.sum(keepdims=True) if w.shape[0] == 1 else dw
+        self.layer.weight.grad_buffer[...] = _stages.prelu_backward(self.layer, g, b.x, b)
         return b.dx
 
 
@@ -318,9 +249,7 @@ class _ConvStage:
     def __init__(self, layer, act):
         self.layer = layer
         self.params = [p for p in (layer.weight, layer.bias) if p is not None]
-        act = act or layer.activation
-        self.code = act.code if act is not None else K_act.IDENTITY
-        self.alpha = act.alpha if act is not None else 0.0
+        self.code, self.alpha = _stages.fused_activation(layer, act)
         self.stride, self.padding, self.dilation = layer.conv2d_arguments()
         self.one_d = isinstance(layer, nn.Conv1d)
 
@@ -367,9 +296,7 @@ class _BatchNorm2dStage:
     def __init__(self, layer: nn.BatchNorm2d, act):
         self.layer = layer
         self.params = [layer.weight, layer.bias] if layer.affine else []
-        act = act or layer.activation
-        self.code = act.code if act is not None else K_act.IDENTITY
-        self.alpha = act.alpha if act is not None else 0.0
+        self.code, self.alpha = _stages.fused_activation(layer, act)
 
     def out_shape(self, in_shape: tuple) -> tuple | None:
         return in_shape if len(in_shape) == 3 and in_shape[0] == self.layer.num_features \

@@ -9,7 +9,7 @@ small MLP that Python work costs about as much as the arithmetic (measured: 64-1
 batch 128, the loop took 1.5x to 2x the compiled step of ``fnn.compile_step``; with
 BatchNorm, 256-64-64-10 batch 256, 1.6x).
 
-Here, as in the compiled step (``fastnn.compiled``, whose stages these mirror), those choices
+Here, as in the compiled step (``fastnn.compiled``; both call ``fastnn.nn._stages``), those choices
 are made once per batch size (:class:`_Plan`), and each layer's forward and backward is one
 jitted call that runs the very kernels of the layer's graph node with the same arguments,
 block splits and scratch shapes: the same bits as the layer-by-layer graph
@@ -54,29 +54,17 @@ from .._buffers import MAX_PER_KEY, REUSE_IS_SAFE, BufferPool
 from .._dtype import empty_marker
 from ..graph import Tensor, node
 from ..kernels import activations as K_act
-from ..kernels import batchnorm as K_bn
 from ..kernels import blas as K_blas
 from ..kernels import dense as K_dense
+from . import _stages
 from . import module as _module
-from .layers import Activation, BatchNorm1d, Dropout, Flatten, Linear, PReLU, dropout_forward_into
+from ._stages import StageBuffers
+from .layers import Activation, BatchNorm1d, Dropout, Flatten, Linear, PReLU
 from .module import Parameter
 
 # References to a plan that ``_Chain.plan`` itself holds while it checks it: the plans'
 # list, the loop variable and getrefcount's own argument (``_buffers._POOL_ONLY``'s rule).
 _PLAN_ONLY = 3
-
-_ON_POOL = None
-
-
-def _on_pool():
-    """The kernel variants that run on the thread pool (as ``fastnn.compiled`` lists them)."""
-    global _ON_POOL
-    if _ON_POOL is None:
-        _ON_POOL = (K_blas.gemm_blocks.parallel, K_blas.gemm_split_k.parallel,
-                    K_dense.bias_activation_forward.parallel, K_dense.add_bias.parallel,
-                    K_dense.dz_and_bias_grad.parallel)
-    return _ON_POOL
-
 
 def _is_param(p, dt) -> bool:
     """A Parameter the chain may write the gradient of: requires grad, C-contiguous, ``dt``."""
@@ -84,11 +72,10 @@ def _is_param(p, dt) -> bool:
         and p.data.flags.c_contiguous
 
 
-class _StagePlan:
-    """One stage's work arrays for one batch size (attributes set by the stage)."""
-
-
 # ----------------------------------------------------------------------------- stages
+# Each stage's work arrays and kernel calls are ``fastnn.nn._stages``'s, which the compiled
+# step's stages call too; a stage here adds what the graph node needs: the checks that the
+# call qualifies (``ready``) and where the parameters' gradients go.
 class _LinearStage:
     """y = act(x @ W + b): ``linear_node``'s kernels as ``planned_forward`` /
     ``planned_backward`` calls (``dense_forward`` / ``dense_backward`` with their choices
@@ -98,10 +85,9 @@ class _LinearStage:
 
     def __init__(self, lin: Linear, act):
         self.layer = lin
-        act = act or lin.activation
-        self.code = act.code if act is not None else K_act.IDENTITY
-        self.alpha = act.alpha if act is not None else 0.0
+        self.code, self.alpha = _stages.fused_activation(lin, act)
         self.in_features, self.out_features = lin.in_features, lin.out_features
+        act = act or lin.activation
         self.name = "linear" if self.code == K_act.IDENTITY else f"linear+{act.name}"
 
     def ready(self, dt, params: list) -> bool:
@@ -118,31 +104,10 @@ class _LinearStage:
             params.append(b)
         return True
 
-    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
-        s, d_in, m = _StagePlan(), self.in_features, self.out_features
-        on_pool = _on_pool()
-        s.y = np.empty((n, m), dt) if not last else None  # the last output: the chain's pool
-        s.d = np.empty((n, m), dt) if self.code != K_act.IDENTITY else empty_marker(dt, m)
-        split_k = K_dense.split_k_partial_shape(n, d_in, m)
-        partial = np.empty(split_k, dt) if split_k is not None else None
-        s.dz = np.empty((n, m), dt) if s.d.shape[0] else s.d
-        s.partial_b = np.empty((K_dense.n_chunks(n), m))
-        s.dx = np.empty((n, d_in), dt) if need_dx else np.empty((0, d_in), dt)
-        # The choices dense_forward / dense_backward make at every call, made once.
-        if partial is not None:
-            product, parts = K_blas.gemm_split_k(n * m * d_in), partial.shape[0] + 1
-        else:
-            product, parts = K_blas.gemm_kernel(n, m, d_in)
-        elementwise = (K_dense.bias_activation_forward if self.code != K_act.IDENTITY
-                       else K_dense.add_bias)(n * m)
-        dw_product, dw_parts = K_blas.gemm_kernel(d_in, m, n)
-        dx_product, dx_parts = K_blas.gemm_kernel(n, d_in, m)
-        s.partial = partial if partial is not None else np.empty((0, 1, 1), dt)
-        s.parts, s.product_par = int(parts), product in on_pool
-        s.pass_par = elementwise in on_pool
-        s.bwd = (K_dense.dz_and_bias_grad(n * m) in on_pool, int(dw_parts),
-                 dw_product in on_pool, int(dx_parts), dx_product in on_pool)
-        return s
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> StageBuffers:
+        # (the last output: the chain's pool's)
+        return _stages.linear_buffers(n, dt, self.in_features, self.out_features, self.code,
+                                      need_dx, with_y=not last)
 
     def forward(self, x, s, y):
         """Returns the weight it multiplied by (what the backward needs)."""
@@ -150,7 +115,7 @@ class _LinearStage:
         dt = y.dtype
         K_dense.planned_forward(x, W,
                                 b.data if b is not None else empty_marker(dt), self.code,
-                                self.alpha, y, s.d, s.partial, s.parts, s.product_par,
+                                self.alpha, y, s.d, s.partial_arg, s.parts, s.product_par,
                                 s.pass_par)
         return W
 
@@ -166,11 +131,10 @@ class _LinearStage:
             db, db_into = bias.grad_destination(lambda m=bias.shape[0]: np.empty(m, dt)) \
                 if bias.requires_grad else (np.empty(bias.shape, dt), None)
         if dW_into is None and g.dtype == dt:
-            K_dense.planned_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx, dW,
+            K_dense.planned_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx_arg, dW,
                                      db if db is not None else empty_marker(dt), *s.bwd)
         else:  # a gradient that holds an earlier contribution: the GEMM adds into it
-            K_dense.dense_backward(g, s.d, x, W, s.dz, s.partial_b,
-                                   s.dx if s.dx.shape[0] else None, dW, db, dW_into)
+            K_dense.dense_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx, dW, db, dW_into)
         if db_into is not None:
             db_into += db
         return s.dx
@@ -183,10 +147,9 @@ class _BatchNormStage:
     def __init__(self, layer: BatchNorm1d, act):
         self.layer = layer
         self.has_params = layer.affine
-        act = act or layer.activation
-        self.code = act.code if act is not None else K_act.IDENTITY
-        self.alpha = act.alpha if act is not None else 0.0
+        self.code, self.alpha = _stages.fused_activation(layer, act)
         self.in_features = self.out_features = layer.num_features
+        act = act or layer.activation
         self.name = "batchnorm" if act is None else f"batchnorm+{act.name}"
 
     def ready(self, dt, params: list) -> bool:
@@ -200,42 +163,12 @@ class _BatchNormStage:
             params += (layer.weight, layer.bias)
         return True
 
-    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
-        s, c = _StagePlan(), self.layer.num_features
-        s.y = np.empty((n, c), dt) if not last else None
-        s.xhat, s.d = np.empty((n, c), dt), np.empty((n, c), dt)
-        s.d_backward = s.d if self.code != K_act.IDENTITY else empty_marker(dt, c)
-        s.mean, s.inv_std = np.empty(c, dt), np.empty(c, dt)
-        s.partial = np.empty((K_bn.n_chunks(n), 2, c))
-        s.stats, s.sums = np.empty((3, c)), np.empty((2, c))
-        s.partial_b = np.empty((K_bn.n_chunks(n), 2, c))
-        s.ones, s.zeros = np.ones(c, dt), np.zeros(c, dt)  # gamma, beta when not affine
-        s.dgamma, s.dbeta = np.empty(c, dt), np.empty(c, dt)
-        s.dx = np.empty((n, c), dt) if need_dx else np.empty((0, c), dt)
-        s.on_pool = K_bn.planned_on_pool(n, c)
-        return s
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> StageBuffers:
+        return _stages.batchnorm_buffers(n, dt, self.layer.num_features, self.code, need_dx,
+                                         with_y=not last)
 
     def forward(self, x, s, y):
-        layer = self.layer
-        gamma = layer.weight.data if layer.affine else s.ones
-        beta = layer.bias.data if layer.affine else s.zeros
-        momentum = layer.momentum
-        if layer.track_running_stats:
-            # The layer's count, in place (as ``+=`` on the attribute does, without the
-            # module's __setattr__: 1.8 µs a step).
-            count = layer.num_batches_tracked
-            count += 1
-            if count is not layer.num_batches_tracked:  # not an array: set it
-                layer.num_batches_tracked = count
-            if momentum is None:
-                momentum = 1.0 / float(count)
-            rm, rv = layer.running_mean, layer.running_var
-        else:
-            rm = rv = empty_marker(x.dtype)
-        K_bn.planned_forward_train(x, gamma, beta, layer.eps, momentum or 0.0, rm, rv,
-                                   self.code, self.alpha, y, s.xhat, s.d, s.mean, s.inv_std,
-                                   s.partial, s.stats, s.on_pool)
-        return gamma
+        return _stages.batchnorm_forward_train(self.layer, self.code, self.alpha, x, s, y)
 
     def backward(self, g, x, s, gamma):
         layer = self.layer
@@ -246,13 +179,12 @@ class _BatchNormStage:
                 dgamma, dg_into = weight.grad_destination(lambda: s.dgamma)
             if bias.requires_grad:
                 dbeta, db_into = bias.grad_destination(lambda: s.dbeta)
-        K_bn.planned_backward(g, s.d_backward, s.xhat, gamma, s.inv_std, s.dx, dgamma, dbeta,
-                              s.partial_b, s.sums, s.on_pool)
+        dx = _stages.batchnorm_backward(g, s, gamma, dgamma, dbeta)
         if dg_into is not None:
             dg_into += dgamma
         if db_into is not None:
             db_into += dbeta
-        return s.dx
+        return dx
 
 
 class _ElementwiseStage:
@@ -263,18 +195,11 @@ class _ElementwiseStage:
     has_params = False
     in_features = out_features = None
 
-    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
-        s = _StagePlan()
-        s.y = np.empty((n, width), dt) if not last else None
-        s.local = np.empty((n, width), dt)
-        s.dx = np.empty((n, width), dt) if need_dx else None
-        s.forward = K_act.activation_forward(n * width)
-        s.backward = K_act.activation_backward(n * width)
-        return s
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> StageBuffers:
+        return _stages.elementwise_buffers((n, width), dt, need_dx, with_y=not last)
 
     def backward(self, g, x, s, saved):
-        s.backward(np.ascontiguousarray(g).reshape(-1), s.local.reshape(-1), s.dx.reshape(-1))
-        return s.dx
+        return _stages.elementwise_backward(g, s)
 
 
 class _ActivationStage(_ElementwiseStage):
@@ -288,7 +213,7 @@ class _ActivationStage(_ElementwiseStage):
         return layer._hooks is None and (layer.dtype is None or layer.dtype == dt)
 
     def forward(self, x, s, y):
-        s.forward(self.code, self.alpha, x.reshape(-1), y.reshape(-1), s.local.reshape(-1))
+        _stages.activation_forward(self.code, self.alpha, x, s, y)
 
 
 class _DropoutStage(_ElementwiseStage):
@@ -306,8 +231,7 @@ class _DropoutStage(_ElementwiseStage):
             and (layer.dtype is None or layer.dtype == dt)
 
     def forward(self, x, s, y):
-        dropout_forward_into(x.reshape(-1), self.layer.p, self.layer.generator,
-                             y.reshape(-1), s.local.reshape(-1), x.shape[1])
+        _stages.dropout_forward(self.layer, x, s, y)
 
 
 class _PReLUStage:
@@ -327,27 +251,18 @@ class _PReLUStage:
         params.append(layer.weight)
         return True
 
-    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> _StagePlan:
-        s, k = _StagePlan(), self.layer.num_parameters
-        s.y = np.empty((n, width), dt) if not last else None
-        s.dx = np.empty((n, width), dt) if need_dx else None
-        s.dx_arg = s.dx.reshape(-1, k) if need_dx else empty_marker(dt, k)
-        s.partial = np.empty((K_dense.n_chunks(n * width // k), k))
-        s.forward = K_act.prelu_forward(n * width)
-        s.backward = K_act.prelu_backward(n * width)
-        return s
+    def buffers(self, n: int, dt, need_dx: bool, width: int, last: bool) -> StageBuffers:
+        return _stages.prelu_buffers((n, width), self.layer.num_parameters, dt, need_dx,
+                                     with_y=not last)
 
     def forward(self, x, s, y):
-        k = self.layer.num_parameters
-        s.forward(x.reshape(-1, k), self.layer.weight.data, y.reshape(-1, k))
+        _stages.prelu_forward(self.layer, x, s, y)
 
     def backward(self, g, x, s, saved):
-        w, k = self.layer.weight, self.layer.num_parameters
-        X = x.reshape(-1, k)
-        s.backward(np.ascontiguousarray(g).reshape(X.shape), X, w.data, s.dx_arg, s.partial)
-        dw = s.partial.sum(axis=0)
+        w = self.layer.weight
+        dw = _stages.prelu_backward(self.layer, g, x, s)
         if w.requires_grad:
-            w.accumulate_grad(dw.sum(keepdims=True) if k == 1 else dw, owned=True)
+            w.accumulate_grad(dw, owned=True)
         return s.dx
 
 
@@ -376,7 +291,7 @@ def _stage(m, fused):
 
 # ----------------------------------------------------------------------------- the plan
 class _Plan:
-    """Every work array of the chain for one batch size: one :class:`_StagePlan` per stage;
+    """Every work array of the chain for one batch size: one ``StageBuffers`` per stage;
     ``linear``: for a chain of Linear layers only, the parts of the layers' planned calls'
     arguments that do not change from call to call, and the tuples kept (``_linear_chain``)."""
 
@@ -565,10 +480,10 @@ def _linear_chain(chain: _Chain, plan: _Plan, X, y, params) -> Tensor:
     if plan.linear is None:  # the parts of the calls' arguments that stay
         fwd_fixed, bwd_fixed = [], []
         for st, s in zip(stages, sps, strict=True):
-            fwd_fixed.append((int(st.code), float(st.alpha), s.d, s.partial, s.parts,
+            fwd_fixed.append((int(st.code), float(st.alpha), s.d, s.partial_arg, s.parts,
                               bool(s.product_par), bool(s.pass_par)))
             sums_par, dw_parts, dw_par, dx_parts, dx_par = s.bwd
-            bwd_fixed.append((s.dz, s.partial_b, s.dx, bool(sums_par), int(dw_parts),
+            bwd_fixed.append((s.dz, s.partial_b, s.dx_arg, bool(sums_par), int(dw_parts),
                               bool(dw_par), int(dx_parts), bool(dx_par)))
         plan.linear = (fwd_fixed, bwd_fixed, [], [None])
     fwd_fixed, bwd_fixed, fwd_kept, bwd_kept = plan.linear
