@@ -16,7 +16,7 @@ def plan(dtype, n, widths=(40, 64, 32, 5), acts=("relu", "tanh")):
                                                   strict=True))]
     model = fnn.Sequential(*layers)
     step = fnn.compile_step(model, fnn.losses.cross_entropy, fnn.optim.SGD(model.parameters()))
-    buffers, loss_buffers, chain = step._plan(n)
+    buffers, loss_buffers, chain, _ = step._plan((n, widths[0]))
     return buffers, loss_buffers, chain
 
 
