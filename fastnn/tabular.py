@@ -707,44 +707,51 @@ def _fresh_matrix(n: int, d: int) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, nbytes), np.float64).reshape(n, d)
 
 
+#: Source columns encoded in one pass over the matrix (:func:`_encode_blocks`): a wider
+#: table takes a pass per group of this many, which keeps each thread's buffer at
+#: ENCODE_GROUP x ENCODE_BLOCK_ROWS float64 (4 MiB) however wide the table is.
+ENCODE_GROUP = 32
+
+
 def _encode_blocks(sources: list, codes_at: int, plan: tuple, out: np.ndarray):
     """Fill ``out`` (N, D) block of rows by block of rows (:data:`ENCODE_BLOCK_ROWS`): each
     source's rows into a (sources, rows) buffer, then one ``kernels.rows.encode_block``
     pass writes them, filled, clipped and with their blank indicators, into the block's rows
-    of ``out``. Blocks go to fastnn's threads, a buffer each (the Arrow and NumPy calls
-    that gather a block release the GIL, and so does the kernel). Returns (per value
-    source (blanks, clipped) (codes_at, 2) int64, per code source (blanks, unknowns))."""
+    of ``out`` (up to :data:`ENCODE_GROUP` sources a pass). Blocks go to fastnn's threads, a
+    buffer each (the Arrow and NumPy calls that gather a block release the GIL, and so does
+    the kernel). Returns (per value source (blanks, clipped) (codes_at, 2) int64, per code
+    source (blanks, unknowns))."""
     n = len(out)
     step = ENCODE_BLOCK_ROWS
     starts = list(range(0, n, step))
     k_rows = K_rows.ENCODE_CHUNK_ROWS
     lock = threading.Lock()
     totals = np.zeros((len(sources), 2), np.int64)
-    code_totals = np.zeros((len(sources) - codes_at, 2), np.int64)
-    buffers = threading.local()
+    for g0 in range(0, len(sources), ENCODE_GROUP):
+        group = sources[g0:g0 + ENCODE_GROUP]
+        group_plan = tuple(p[g0:g0 + ENCODE_GROUP] for p in plan)
+        buffers = threading.local()
 
-    def block(lo):
-        hi = min(n, lo + step)
-        buf = getattr(buffers, "buf", None)
-        if buf is None:
-            buf = buffers.buf = np.empty((len(sources), step), np.float64)
-            buffers.counts = np.empty(((step + k_rows - 1) // k_rows, len(sources), 2),
-                                      np.int64)
-        src = buf[:, :hi - lo]
-        code_counts = np.zeros_like(code_totals)
-        for c, s in enumerate(sources):
-            got = s.fill(lo, hi, src[c])
-            if c >= codes_at:
-                code_counts[c - codes_at] = got
-        chunk_counts = buffers.counts[:(hi - lo + k_rows - 1) // k_rows]
-        chunk_counts[...] = 0
-        K_rows.encode_block.serial(src, *plan, out[lo:hi], chunk_counts)
-        with lock:
-            totals[...] += chunk_counts.sum(axis=0)
-            code_totals[...] += code_counts
+        def block(lo, group=group, group_plan=group_plan, buffers=buffers, g0=g0):
+            hi = min(n, lo + step)
+            buf = getattr(buffers, "buf", None)
+            if buf is None:
+                buf = buffers.buf = np.empty((len(group), step), np.float64)
+                buffers.counts = np.empty(((step + k_rows - 1) // k_rows, len(group), 2),
+                                          np.int64)
+            src = buf[:, :hi - lo]
+            counts = buffers.counts[:(hi - lo + k_rows - 1) // k_rows]
+            counts[...] = 0
+            code_counts = [s.fill(lo, hi, src[c]) for c, s in enumerate(group)]
+            K_rows.encode_block.serial(src, *group_plan, out[lo:hi], counts)
+            with lock:
+                totals[g0:g0 + len(group)] += counts.sum(axis=0)
+                for c, got in enumerate(code_counts):
+                    if g0 + c >= codes_at:  # a code source: (blanks, unknowns)
+                        totals[g0 + c] += got
 
-    _map_columns(block, starts, n * len(sources))
-    return totals[:codes_at], [tuple(int(v) for v in row) for row in code_totals]
+        _map_columns(block, starts, n * len(group))
+    return totals[:codes_at], [tuple(int(v) for v in row) for row in totals[codes_at:]]
 
 
 #: A table with at least this many cells is encoded a column per thread (fastnn's thread

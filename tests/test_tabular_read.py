@@ -107,7 +107,7 @@ def test_dictionary_encoded_text_encodes_as_plain_text(variant, monkeypatch):
     assert got[1] == want[1] and want[1]["word"]["unknown"] and want[1]["city"]["unknown"]
 
 
-def test_blocks_and_threads_give_the_matrix_of_one_block(monkeypatch):
+def test_blocks_groups_and_threads_give_the_matrix_of_one_block(monkeypatch):
     t = _mixed(1000)
     rows = np.arange(0, 1000, 3)
     enc = TableEncoder.fit(t, rows=rows)
@@ -117,6 +117,10 @@ def test_blocks_and_threads_give_the_matrix_of_one_block(monkeypatch):
     many = _encode(enc, t)
     np.testing.assert_array_equal(many[0], one[0])
     assert many[1] == one[1] and many[0].flags.c_contiguous
+    monkeypatch.setattr(tabular, "ENCODE_GROUP", 3)  # a wide table: passes of 3 sources
+    narrow = _encode(enc, t)
+    np.testing.assert_array_equal(narrow[0], one[0])
+    assert narrow[1] == one[1]
 
 
 def test_a_large_matrix_is_mapped_with_small_pages(monkeypatch):
