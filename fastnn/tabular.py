@@ -146,8 +146,10 @@ def _dictionary(col):
     pa, pc = _pa()
     if isinstance(col, pa.Array):
         col = pa.chunked_array([col])
-    if pa.types.is_dictionary(col.type) and any(c.dictionary.null_count for c in col.chunks):
-        col = col.cast(col.type.value_type)  # a blank entry (Arrow cannot unify those)
+    if pa.types.is_dictionary(col.type) and (
+            any(c.dictionary.null_count for c in col.chunks)  # Arrow cannot unify those
+            or sum(len(c.dictionary) for c in col.chunks) > len(col)):  # a slice of a table
+        col = col.cast(col.type.value_type)
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col.cast(pa.string()))
     return col.unify_dictionaries() if col.num_chunks > 1 else col
@@ -245,19 +247,16 @@ class _Codes:
         dcol = _dictionary(col if _kind(col.type) == "text" and c.source != "bool"
                            else _as_text(_plain(col), c.source))
         dictionary = dcol.chunk(0).dictionary if dcol.num_chunks else pa.array([], pa.string())
-        idx = pc.index_in(dictionary.cast(pa.string()),
-                          value_set=pa.array(c.vocabulary, pa.string()))
+        idx = pc.index_in(dictionary.cast(pa.string()), value_set=c.arrow_vocabulary())
         known = np.asarray(pc.fill_null(idx, UNKNOWN_CODE - FIRST_CODE).to_numpy(
             zero_copy_only=False), np.float64) + FIRST_CODE
-        blank = np.asarray(dictionary.is_null().to_numpy(zero_copy_only=False), bool)
-        blank_code = BLANK_CODE if c.blank_seen else UNKNOWN_CODE
-        # entry -1 (the last): a blank row
-        self.code = np.append(np.where(blank, blank_code, known), blank_code)
-        self.blank = np.append(blank, True)
+        # entry -1 (the last): a blank row (a dictionary has no blank entry: _dictionary)
+        self.code = np.append(known, BLANK_CODE if c.blank_seen else UNKNOWN_CODE)
+        self.blank = np.zeros(len(self.code), bool)
+        self.blank[-1] = True
         self.unknown = self.code == UNKNOWN_CODE
-        self.unknown &= ~self.blank
+        self.unknown[-1] = False
         self.pieces = _Pieces(dcol)
-        self.blanks = self.unknowns = 0
 
     def fill(self, lo: int, hi: int, dst: np.ndarray) -> tuple[int, int]:
         """Codes of rows [lo, hi) into ``dst``; (blanks, unknowns) among them."""
@@ -362,6 +361,14 @@ class ColumnRole:
     #: real numbers: more than DISTINCT_SHOWN distinct values (``distinct`` is then
     #: DISTINCT_SHOWN + 1, a lower bound; shown as ">1000")
     many_distinct: bool = False
+    #: (vocabulary, the same as an Arrow array): made once for every transform
+    _arrow: tuple | None = field(default=None, compare=False, repr=False)
+
+    def arrow_vocabulary(self):
+        """:attr:`vocabulary` as an Arrow string array (made once)."""
+        if self._arrow is None or self._arrow[0] is not self.vocabulary:
+            self._arrow = (self.vocabulary, _pa()[0].array(self.vocabulary, _pa()[0].string()))
+        return self._arrow[1]
 
     @property
     def shown_distinct(self) -> int | str:
