@@ -1112,7 +1112,7 @@ def read_and_encode(path: str, target: str = "target"):
     training: read it (:func:`fastnn.datasets.load_table`), fit the column roles, medians
     and vocabularies on the training rows (the seeded split of a run without a test file)
     and encode every row. Returns (X (N, D) float64, y, encoder, {"read": s, "encode": s,
-    "cpu": {"read": s, "encode": s}}): wall seconds, and the process's CPU seconds (all its
+    "read_cpu": s, "encode_cpu": s}): wall seconds, and the process's CPU seconds (all its
     threads)."""
     from .data import split_rows
     from .datasets import load_table
@@ -1129,7 +1129,7 @@ def read_and_encode(path: str, target: str = "target"):
     X = encoder.transform(split.table)
     t2, c2 = time.perf_counter(), time.process_time()
     return X, split.y, encoder, {"read": t1 - t0, "encode": t2 - t1,
-                                 "cpu": {"read": c1 - c0, "encode": c2 - c1}}
+                                 "read_cpu": c1 - c0, "encode_cpu": c2 - c1}
 
 
 def _tables_timing_worker(csv_path: str, parquet_path: str, rounds: int) -> dict:
@@ -1166,7 +1166,7 @@ def _tables_timing_worker(csv_path: str, parquet_path: str, rounds: int) -> dict
             cpu.setdefault(label, []).append(time.process_time() - c0)
             for k in ("read", "encode"):
                 out.setdefault(f"{label} {k}", []).append(parts[k])
-                cpu.setdefault(f"{label} {k}", []).append(parts["cpu"][k])
+                cpu.setdefault(f"{label} {k}", []).append(parts[f"{k}_cpu"])
             del X
             gc.collect()
     out["cpu"] = cpu
