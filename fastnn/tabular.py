@@ -743,10 +743,11 @@ def _encode_blocks(sources: list, codes_at: int, plan: tuple, out: np.ndarray):
             hi = min(n, lo + step)
             buf = getattr(buffers, "buf", None)
             if buf is None:
-                buf = buffers.buf = np.empty((len(group), step), np.float64)
+                buf = buffers.buf = np.empty(len(group) * step, np.float64)
                 buffers.counts = np.empty(((step + k_rows - 1) // k_rows, len(group), 2),
                                           np.int64)
-            src = buf[:, :hi - lo]
+            # C-ordered for the last, shorter block too: one compiled signature of the kernel
+            src = buf[:len(group) * (hi - lo)].reshape(len(group), hi - lo)
             counts = buffers.counts[:(hi - lo + k_rows - 1) // k_rows]
             counts[...] = 0
             code_counts = [s.fill(lo, hi, src[c]) for c, s in enumerate(group)]
