@@ -572,8 +572,8 @@ class TableEncoder:
 
     # ------------------------------------------------------------------- reports
     def role_rows(self) -> list[dict]:
-        """One record per column: name, role, distinct, missing share, why (and for a
-        categorical column its embedding rows)."""
+        """One record per column: name, role, distinct (the text ">1000" for a column of
+        real numbers with many: :data:`DISTINCT_SHOWN`), missing share, why."""
         return [{"name": c.name, "role": c.role, "distinct": c.shown_distinct,
                  "missing": round(c.missing, 4), "why": c.why} for c in self.columns]
 
