@@ -1111,29 +1111,34 @@ def read_and_encode(path: str, target: str = "target"):
     """What ``fastnn train --data csv:PATH:TARGET`` (or ``parquet:``) does to a table before
     training: read it (:func:`fastnn.datasets.load_table`), fit the column roles, medians
     and vocabularies on the training rows (the seeded split of a run without a test file)
-    and encode every row. Returns (X (N, D) float64, y, encoder, {"read": s, "encode": s})."""
+    and encode every row. Returns (X (N, D) float64, y, encoder, {"read": s, "encode": s,
+    "read_cpu": s, "encode_cpu": s}): wall seconds, and the process's CPU seconds (all its
+    threads)."""
     from .data import split_rows
     from .datasets import load_table
     from .recipes import TEST_FRACTION
     from .tabular import TableEncoder
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     split = load_table(path, target)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     n = split.table.num_rows
     train_rows, _ = split_rows(n, TEST_FRACTION, seed=1, name="test fraction")
     train_rows, _ = split_rows(n, 0.1, seed=0, rows=train_rows, name="val fraction")
     encoder = TableEncoder.fit(split.table, rows=train_rows)
     X = encoder.transform(split.table)
-    t2 = time.perf_counter()
-    return X, split.y, encoder, {"read": t1 - t0, "encode": t2 - t1}
+    t2, c2 = time.perf_counter(), time.process_time()
+    return X, split.y, encoder, {"read": t1 - t0, "encode": t2 - t1,
+                                 "read_cpu": c1 - c0, "encode_cpu": c2 - c1}
 
 
 def _tables_timing_worker(csv_path: str, parquet_path: str, rounds: int) -> dict:
     """In one process, alternated ``rounds`` times: pandas' ``read_csv`` of the CSV (when
     pandas is installed), then fastnn's read and encode of the CSV and of the Parquet file.
-    Returns {entry: [seconds, ...]} (fastnn's entries also as ``... read`` and ``...
-    encode``)."""
+    Returns {entry: [wall seconds, ...]} (fastnn's entries also as ``... read`` and ``...
+    encode``) and under "cpu" the same entries' CPU seconds (the process's, all threads:
+    on a machine shared with other jobs, the wall time of a multi-threaded reader depends
+    on the load more than its CPU time does)."""
     import gc
     import importlib.util
 
@@ -1145,21 +1150,26 @@ def _tables_timing_worker(csv_path: str, parquet_path: str, rounds: int) -> dict
     import pyarrow  # noqa: F401
 
     out: dict = {}
+    cpu: dict = {}
     for _ in range(rounds):
         if has_pandas:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             frame = pd.read_csv(csv_path)
             out.setdefault("pandas read_csv", []).append(time.perf_counter() - t0)
+            cpu.setdefault("pandas read_csv", []).append(time.process_time() - c0)
             del frame
             gc.collect()
         for label, path in (("fastnn csv", csv_path), ("fastnn parquet", parquet_path)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             X, _, _, parts = read_and_encode(path)
             out.setdefault(label, []).append(time.perf_counter() - t0)
-            for k, v in parts.items():
-                out.setdefault(f"{label} {k}", []).append(v)
+            cpu.setdefault(label, []).append(time.process_time() - c0)
+            for k in ("read", "encode"):
+                out.setdefault(f"{label} {k}", []).append(parts[k])
+                cpu.setdefault(f"{label} {k}", []).append(parts[f"{k}_cpu"])
             del X
             gc.collect()
+    out["cpu"] = cpu
     return out
 
 
@@ -1274,12 +1284,17 @@ def format_tables_report(results: dict) -> str:
                  f"({f['parquet_bytes'] / 2**20:.0f} MiB)")
     timing = results.get("timing")
     if timing:
-        med = {k: statistics.median(v) for k, v in timing.items()}
-        ref = med.get("pandas read_csv")
-        lines.append(f"{'read (+ encode)':<34} {'median s':>9} {'vs pandas read_csv':>19}")
+        cpu = {k: statistics.median(v) for k, v in timing.get("cpu", {}).items()}
+        med = {k: statistics.median(v) for k, v in timing.items() if k != "cpu"}
+        ref, cpu_ref = med.get("pandas read_csv"), cpu.get("pandas read_csv")
+        lines.append(f"{'read (+ encode)':<34} {'median s':>9} {'vs pandas read_csv':>19}"
+                     f" {'CPU s':>7} {'CPU vs pandas':>14}")
         for k, v in med.items():
             rel = f"{v / ref:.2f}x" if ref else "-"
-            lines.append(f"{k:<34} {v:9.2f} {rel:>19}")
+            c = cpu.get(k)
+            c_text = "-" if c is None else f"{c:.2f}"
+            c_rel = f"{c / cpu_ref:.2f}x" if c is not None and cpu_ref else "-"
+            lines.append(f"{k:<34} {v:9.2f} {rel:>19} {c_text:>7} {c_rel:>14}")
         if ref is None:
             lines.append("pandas is not installed: no pandas read_csv to compare with")
     for fmt in ("csv", "parquet"):

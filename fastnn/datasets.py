@@ -264,8 +264,10 @@ def read_table(path: str, column_types: dict | None = None):
     CSV is read by pyarrow: typed (integers, reals, booleans, dates and timestamps, text),
     multi-threaded, blank cells and ``NA``/``NaN``/``null`` as blanks (text columns too).
     ``column_types`` (column -> Arrow type) types those columns as given (a trained model's
-    way). Any read error becomes DataError naming the file and what pyarrow says (for a CSV
-    the offending row's text, or the column and value).
+    way). Text columns of a Parquet file, and of a CSV larger than 4 MiB, are read
+    dictionary-encoded (``dictionary<int32, string>``; see :func:`_text_as_dictionary`).
+    Any read error becomes DataError naming the file and what pyarrow says (for a CSV the
+    offending row's text, or the column and value).
     """
     import pyarrow as pa
 
@@ -278,8 +280,12 @@ def read_table(path: str, column_types: dict | None = None):
             import pyarrow.parquet as pq
 
             # pre_buffer=False: a local file is read as its columns are decoded (the whole
-            # file read first raised the peak memory by a tenth, and was no faster)
-            table = pq.read_table(path, pre_buffer=False)
+            # file read first raised the peak memory by a tenth, and was no faster); text
+            # dictionary-encoded (see _text_as_dictionary)
+            schema = pq.read_schema(path)
+            table = pq.read_table(path, pre_buffer=False, read_dictionary=[
+                f.name for f in schema if pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)])
         else:
             import pyarrow.csv as pcsv
 
@@ -332,10 +338,23 @@ def _read_csv(pcsv, path: str, column_types: dict | None):
         types = _sample_types(pcsv, path)
         if types:
             try:
-                return _read_csv_blocks(pcsv, path, {**types, **(column_types or {})}, size)
+                return _read_csv_blocks(pcsv, path, _text_as_dictionary(
+                    {**types, **(column_types or {})}), size)
             except Exception:  # noqa: BLE001  (any failure: the inferring read decides)
                 pass
     return _read_csv_blocks(pcsv, path, column_types, size)
+
+
+def _text_as_dictionary(types: dict) -> dict:
+    """Column types with text read dictionary-encoded (each block of rows gets its values'
+    dictionary and an int32 index per row): the codes, the distinct count and the
+    vocabulary of :mod:`fastnn.tabular` then hash each block's dictionary (a few thousand
+    values) instead of every row's text, and the table is smaller. The values are the same
+    text (``table.column(name).cast(pa.string())`` is the plain column)."""
+    import pyarrow as pa
+
+    return {name: pa.dictionary(pa.int32(), pa.string()) if pa.types.is_string(t) else t
+            for name, t in types.items()}
 
 
 def _sample_types(pcsv, path: str) -> dict:

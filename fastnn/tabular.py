@@ -49,11 +49,13 @@ medians for blanks).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .data import DataError
+from .kernels import rows as K_rows
 from .nn.tabular import embedding_size
 from .tasks import AUTO_MAX_SMALL_CLASSES
 
@@ -61,6 +63,15 @@ from .tasks import AUTO_MAX_SMALL_CLASSES
 BLANK_CODE, UNKNOWN_CODE, FIRST_CODE = 0, 1, 2
 #: Text with at least this share of distinct values among its non-blank cells is free text.
 FREE_TEXT_SHARE = 0.9
+#: A column of real numbers (not all whole) with more than DISTINCT_SHOWN distinct values
+#: among its first DISTINCT_HEAD_ROWS cells shows its distinct count as ">1000" (in the role
+#: table, ``columns.json`` and the checkpoint: :attr:`ColumnRole.many_distinct`) instead of
+#: counting every cell: the count decides nothing for such a column (only whole numbers and
+#: text have rules on it), and an exact count hashes every cell (about 30 ms a column of a
+#: million rows: 0.6 s of CPU for 20 such columns, a sixth of reading and encoding the
+#: table of ``fastnn bench --tables``).
+DISTINCT_SHOWN = 1000
+DISTINCT_HEAD_ROWS = 8192
 #: The identifier and free-text rules need at least this many rows (a tiny table says little).
 MIN_ROWS_FOR_ID = 20
 #: Date parts, in the order of their columns.
@@ -127,82 +138,141 @@ def _float_values(col) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
 
 
-def _text_codes(col) -> tuple[np.ndarray, object]:
-    """A text column (not dictionary-encoded) as (index (N,) int32 into its distinct
-    values, -1 for a blank; the distinct values as an Arrow string array, in order of first
-    appearance): one hashing pass gives the distinct count, the vocabulary of any rows and
-    the blanks."""
+def _dictionary(col):
+    """A text column (string, or dictionary-encoded text) as a ChunkedArray of dictionary
+    type whose chunks share one dictionary: a column read dictionary-encoded (as
+    :func:`fastnn.datasets.read_table` reads text) has its chunks' dictionaries unified,
+    which hashes the dictionaries, not the rows; other text is hashed once."""
     pa, pc = _pa()
-    encoded = pc.dictionary_encode(col.cast(pa.string())).combine_chunks()
-    index = encoded.indices
-    if index.null_count:
-        index = pc.fill_null(index, -1)
-    return np.asarray(index.to_numpy(zero_copy_only=False)), encoded.dictionary
+    if isinstance(col, pa.Array):
+        col = pa.chunked_array([col])
+    if pa.types.is_dictionary(col.type) and (
+            any(c.dictionary.null_count for c in col.chunks)  # Arrow cannot unify those
+            or sum(len(c.dictionary) for c in col.chunks) > len(col)):  # a slice of a table
+        col = col.cast(col.type.value_type)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col.cast(pa.string()))
+    return col.unify_dictionaries() if col.num_chunks > 1 else col
 
 
-class _Interleave:
-    """Writes whole columns into a C-ordered (N, D) matrix through a (G, N) buffer, G columns
-    at a time: one strided pass over the matrix per G columns instead of per column (a
-    column written straight into ``out[:, j]`` touches a cache line per row: measured 45
-    such writes into a (1,000,000, 45) matrix cost more than all the encoding), while the
-    buffer stays G columns (4: 32 MB at a million rows; 8 measured 0.1x the encoded
-    arrays more peak memory) however wide the table is."""
+def _indices(col) -> np.ndarray:
+    """The dictionary indices of a :func:`_dictionary` column as one NumPy array, -1 for
+    a blank row."""
+    pa, pc = _pa()
+    parts = []
+    for chunk in col.chunks:
+        index = chunk.indices
+        if index.null_count:
+            index = pc.fill_null(index, -1)
+        parts.append(np.asarray(index.to_numpy(zero_copy_only=False)))
+    if not parts:
+        return np.zeros(0, np.int32)
+    index = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return index.astype(np.int64) if index.dtype.kind == "u" else index
 
-    BLOCK_ROWS = 8192
 
-    def __init__(self, out: np.ndarray, group: int = 4):
-        self.out, self.j, self.k = out, 0, 0
-        self.buf = np.empty((max(1, min(group, out.shape[1])), out.shape[0]), out.dtype)
+def _text_codes(col) -> tuple[np.ndarray, object]:
+    """A text column (string or dictionary-encoded) as (index (N,) into its distinct values,
+    -1 for a blank; the distinct values that occur, an Arrow string array): the distinct
+    count, the vocabulary of any rows and the blanks from one hashing pass (of the rows, or
+    for a dictionary-encoded column of its chunks' dictionaries)."""
+    pa, pc = _pa()
+    encoded = _dictionary(col)
+    dictionary = encoded.chunk(0).dictionary.cast(pa.string()) if encoded.num_chunks \
+        else pa.array([], pa.string())
+    if dictionary.null_count or (len(dictionary) and pc.count_distinct(dictionary).as_py()
+                                 < len(dictionary)):
+        # a dictionary with a blank or a value twice (legal in Arrow; no reader here makes
+        # one): the decoded text, hashed
+        encoded = _dictionary(encoded.cast(pa.string()))
+        dictionary = encoded.chunk(0).dictionary if encoded.num_chunks else dictionary
+    index = _indices(encoded)
+    used = np.zeros(len(dictionary) + 1, bool)
+    used[index] = True  # index -1 (a blank) marks the last slot
+    if not used[:-1].all():  # values a dictionary holds but no row uses
+        keep = used[:-1]
+        renumber = np.append(np.cumsum(keep) - 1, -1).astype(index.dtype)
+        index = renumber[index]
+        dictionary = dictionary.filter(pa.array(keep))
+    return index, dictionary
 
-    def slot(self) -> np.ndarray:
-        """The (N,) buffer row of the next column (fill it, then :meth:`commit`)."""
-        return self.buf[self.k]
 
-    def commit(self) -> None:
-        self.k += 1
-        if self.k == len(self.buf):
-            self.flush()
+#: Rows of the matrix :meth:`TableEncoder.transform` encodes at a time: the block's source
+#: columns, one float64 row each ((columns, rows): 16,384 rows of 25 columns are 3.3 MB), are
+#: gathered from the table and then written into the matrix by one kernel pass.
+ENCODE_BLOCK_ROWS = 16384
 
-    def map(self, fill, columns: list) -> list:
-        """``fill(column, dst)`` for each column in order, ``dst`` its buffer row, a group
-        of columns at a time on fastnn's threads (see :func:`_map_columns`); the results."""
-        results = []
-        self.flush()
-        for start in range(0, len(columns), len(self.buf)):
-            group = columns[start:start + len(self.buf)]
-            rows = list(zip(group, self.buf, strict=False))
-            results += _map_columns(lambda job: fill(*job), rows, len(self.out))
-            self.k = len(group)
-            self.flush()
-        return results
 
-    def put(self, values: np.ndarray) -> None:
-        self.slot()[...] = values
-        self.commit()
+class _Pieces:
+    """The chunks of an Arrow column that cover rows [lo, hi), as (offset into the block,
+    Arrow array) pairs, found from the chunks' row offsets."""
 
-    def flush(self) -> None:
-        if self.k:
-            # In blocks of rows that stay in cache: NumPy copies a transposed array in the
-            # source's order, striding through the whole matrix per column (measured 30x
-            # slower than these blocks at a million rows). Ranges of blocks go to fastnn's
-            # threads: the first write of a fresh matrix is mostly page faults, which the
-            # threads take in parallel.
-            cols, step, n = slice(self.j, self.j + self.k), self.BLOCK_ROWS, len(self.out)
-            buf, out = self.buf[:self.k], self.out
-            span = -(-n // (8 * step)) * step  # 8 ranges of whole blocks
+    def __init__(self, col):
+        self.chunks = list(col.chunks)
+        self.starts = np.cumsum([0] + [len(c) for c in self.chunks])
 
-            def copy(lo):
-                for r in range(lo, min(n, lo + span), step):
-                    out[r:r + step, cols] = buf[:, r:r + step].T
+    def __call__(self, lo: int, hi: int):
+        k = max(0, int(np.searchsorted(self.starts, lo, side="right")) - 1)
+        while k < len(self.chunks) and self.starts[k] < hi:
+            a, b = max(lo, int(self.starts[k])), min(hi, int(self.starts[k + 1]))
+            if b > a:
+                yield a - lo, self.chunks[k].slice(a - int(self.starts[k]), b - a)
+            k += 1
 
-            _map_columns(copy, list(range(0, n, span)) if n else [], n * self.k // 8)
-            self.j, self.k = self.j + self.k, 0
 
-    def skip(self, width: int) -> int:
-        """Columns written directly into ``out`` (date parts): their first index."""
-        self.flush()
-        self.j += width
-        return self.j - width
+class _Values:
+    """A numeric source: an integer or real Arrow column read block by block (NaN for a
+    blank), or a column already converted (``full``, float64 (N,))."""
+
+    def __init__(self, col=None, full: np.ndarray | None = None):
+        self.full = full
+        self.pieces = None if col is None else _Pieces(col)
+
+    def fill(self, lo: int, hi: int, dst: np.ndarray) -> None:
+        if self.full is not None:
+            dst[...] = self.full[lo:hi]
+            return
+        for at, piece in self.pieces(lo, hi):
+            dst[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+
+
+class _Codes:
+    """A categorical source: the column dictionary-encoded (:func:`_dictionary`), each
+    dictionary entry's code looked up once (its vocabulary position + FIRST_CODE, or
+    UNKNOWN_CODE; a blank: BLANK_CODE when training had blanks, else UNKNOWN_CODE), then
+    block by block the rows' codes and their blanks and unknowns counted."""
+
+    def __init__(self, c: ColumnRole, col):
+        pa, pc = _pa()
+        dcol = _dictionary(col if _kind(col.type) == "text" and c.source != "bool"
+                           else _as_text(_plain(col), c.source))
+        dictionary = dcol.chunk(0).dictionary if dcol.num_chunks else pa.array([], pa.string())
+        idx = pc.index_in(dictionary.cast(pa.string()), value_set=c.arrow_vocabulary())
+        known = np.asarray(pc.fill_null(idx, UNKNOWN_CODE - FIRST_CODE).to_numpy(
+            zero_copy_only=False), np.float64) + FIRST_CODE
+        # entry -1 (the last): a blank row (a dictionary has no blank entry: _dictionary)
+        self.code = np.append(known, BLANK_CODE if c.blank_seen else UNKNOWN_CODE)
+        self.blank = np.zeros(len(self.code), bool)
+        self.blank[-1] = True
+        self.unknown = self.code == UNKNOWN_CODE
+        self.unknown[-1] = False
+        self.pieces = _Pieces(dcol)
+
+    def fill(self, lo: int, hi: int, dst: np.ndarray) -> tuple[int, int]:
+        """Codes of rows [lo, hi) into ``dst``; (blanks, unknowns) among them."""
+        pa, pc = _pa()
+        blanks = unknowns = 0
+        for at, piece in self.pieces(lo, hi):
+            index = piece.indices
+            if index.null_count:
+                index = pc.fill_null(index, -1)
+            index = np.asarray(index.to_numpy(zero_copy_only=False))
+            if index.dtype.kind == "u":
+                index = index.astype(np.int64)
+            np.take(self.code, index, out=dst[at:at + len(index)])
+            blanks += int(np.count_nonzero(self.blank[index]))
+            unknowns += int(np.count_nonzero(self.unknown[index]))
+        return blanks, unknowns
 
 
 _WHOLE_NOTE = ", also as a number"
@@ -288,6 +358,22 @@ class ColumnRole:
     #: are clipped to it
     low: float | None = None
     high: float | None = None
+    #: real numbers: more than DISTINCT_SHOWN distinct values (``distinct`` is then
+    #: DISTINCT_SHOWN + 1, a lower bound; shown as ">1000")
+    many_distinct: bool = False
+    #: (vocabulary, the same as an Arrow array): made once for every transform
+    _arrow: tuple | None = field(default=None, compare=False, repr=False)
+
+    def arrow_vocabulary(self):
+        """:attr:`vocabulary` as an Arrow string array (made once)."""
+        if self._arrow is None or self._arrow[0] is not self.vocabulary:
+            self._arrow = (self.vocabulary, _pa()[0].array(self.vocabulary, _pa()[0].string()))
+        return self._arrow[1]
+
+    @property
+    def shown_distinct(self) -> int | str:
+        """The distinct count as the role table and ``columns.json`` show it."""
+        return f">{DISTINCT_SHOWN}" if self.many_distinct else self.distinct
 
     @property
     def n_codes(self) -> int:
@@ -413,88 +499,82 @@ class TableEncoder:
             raise DataError(f"no column {missing[0]!r}, which the model takes as a feature; "
                             f"the columns are {list(table.column_names)}")
         n = table.num_rows
-        out = np.empty((n, self.n_features), np.float64)
+        out = _fresh_matrix(n, self.n_features)
         counts = counts if counts is not None else {}
-        write = _Interleave(out)
-        numeric, dates = self.valued(), self.of_role("date")
+        pa, _ = _pa()
+        valued, dates, categorical = self.valued(), self.of_role("date"), \
+            self.of_role("categorical")
+        names = self.continuous_names
+        where = {name: j for j, name in enumerate(names)}
+        inf = float("inf")
 
-        def numeric_column(c, dst):
-            """Fill ``dst`` with column ``c``'s values; (blanks (N,) bool, values clipped)."""
+        # The sources of the kernel's columns (kernels.rows.encode_block), in this order:
+        # the continuous values, the dates' values (only their blank indicators and
+        # counts: their parts are written after), the category codes.
+        sources, dest, fill, low, high, mark = [], [], [], [], [], []
+
+        def source(src, j, f=0.0, a=-inf, b=inf, indicator=None):
+            sources.append(src)
+            dest.append(j)
+            fill.append(f)
+            low.append(a)
+            high.append(b)
+            mark.append(where.get(f"{indicator}_na", -1) if indicator else -1)
+
+        for c in valued:
             raw = _undict(table.column(c.name))
-            if not c.also_numeric and _kind(raw.type) in ("integer", "float"):
-                dst[...] = _float_values(raw)
+            if not c.also_numeric and (pa.types.is_integer(raw.type)
+                                       or pa.types.is_floating(raw.type)):
+                src = _Values(raw)  # converted block by block
+            elif not c.also_numeric and _kind(raw.type) == "float":  # decimals
+                src = _Values(full=_float_values(raw))
             else:
-                dst[...] = _as_float(_plain(raw), c.name, lenient=c.also_numeric)
-            blank = np.isnan(dst)
-            dst[blank] = c.median
-            outside = 0
-            if c.low is not None:
-                outside = int(np.count_nonzero(dst < c.low)) + \
-                    int(np.count_nonzero(dst > c.high))
-                if outside:
-                    np.clip(dst, c.low, c.high, out=dst)
-            return blank, outside
-
-        pa, pc = _pa()
-
-        def code_column(c, dst):
-            """Fill ``dst`` with categorical column ``c``'s codes; (blanks, unknowns)."""
-            text = _as_text(_plain(table.column(c.name)), c.source)
-            idx = pc.index_in(text, value_set=pa.array(c.vocabulary, pa.string()))
-            n_blank, n_unmatched = text.null_count, idx.null_count
-            # a code past the reserved ones for a known value, UNKNOWN_CODE for the rest
-            dst[...] = np.asarray(pc.fill_null(idx, UNKNOWN_CODE - FIRST_CODE).to_numpy(
-                zero_copy_only=False))
-            dst += FIRST_CODE
-            if n_blank and c.blank_seen:
-                dst[np.asarray(text.is_null().to_numpy(zero_copy_only=False), bool)] = \
-                    BLANK_CODE
-            return n_blank, n_unmatched - n_blank
-
-        blanks = {}
-        for c, (blank, outside) in zip(numeric, write.map(numeric_column, numeric),
-                                       strict=True):
-            if outside:
-                counts.setdefault(c.name, {})["clipped"] = outside
-            blanks[c.name] = blank
+                src = _Values(full=_as_float(_plain(raw), c.name, lenient=c.also_numeric))
+            source(src, where[c.name], c.median,
+                   *((c.low, c.high) if c.low is not None else (-inf, inf)),
+                   indicator=c.name if c.indicator else None)
         date_values = {}
         for c in dates:
             values = _as_float(_plain(table.column(c.name)), c.name, date=True)
-            blank = np.isnan(values)
-            values[blank] = c.median
             date_values[c.name] = values
-            blanks[c.name] = blank
-        for c in self.columns:
-            if c.indicator:
-                write.put(blanks[c.name])
-        for c in dates:
-            j = write.skip(len(DATE_PARTS))
-            out[:, j:j + len(DATE_PARTS)] = _date_parts(date_values[c.name])
-        by_name = {c.name: c for c in self.columns}
-        for name, blank in blanks.items():
-            k = int(np.count_nonzero(blank))
-            if k and not by_name[name].also_numeric:
-                counts.setdefault(name, {})["blank"] = k
-                if not by_name[name].indicator:
-                    counts[name]["filled_unseen_blank"] = k
-        categorical = self.of_role("categorical")
-        for c, (n_blank, n_unknown) in zip(categorical, write.map(code_column, categorical),
-                                           strict=True):
+            source(_Values(full=values), -1, c.median,
+                   indicator=c.name if c.indicator else None)
+        for k, c in enumerate(categorical):
+            source(_Codes(c, table.column(c.name)), self.n_continuous + k)
+        plan = (np.array(dest, np.int64), np.array(fill, np.float64),
+                np.array(low, np.float64), np.array(high, np.float64),
+                np.array(mark, np.int64))
+        codes_at = len(valued) + len(dates)
+        totals, code_totals = _encode_blocks(sources, codes_at, plan, out)
+        for c in dates:  # the parts of the median-filled dates
+            values = date_values[c.name]
+            values[np.isnan(values)] = c.median
+            j = where[f"{c.name}_{DATE_PARTS[0]}"]
+            out[:, j:j + len(DATE_PARTS)] = _date_parts(values)
+
+        for c, (_, outside) in zip(valued, totals, strict=False):
+            if outside:
+                counts.setdefault(c.name, {})["clipped"] = int(outside)
+        for c, (blank, _) in zip(valued + dates, totals, strict=False):
+            if blank and not c.also_numeric:
+                counts.setdefault(c.name, {})["blank"] = int(blank)
+                if not c.indicator:
+                    counts[c.name]["filled_unseen_blank"] = int(blank)
+        for c, (n_blank, n_unknown) in zip(categorical, code_totals, strict=True):
             if n_blank:
                 counts.setdefault(c.name, {})["blank"] = n_blank
                 if not c.blank_seen:
                     counts[c.name]["filled_unseen_blank"] = n_blank
             if n_unknown:
                 counts.setdefault(c.name, {})["unknown"] = n_unknown
-        write.flush()
         pa.default_memory_pool().release_unused()  # (see fastnn.datasets.read_table)
         return out
 
     # ------------------------------------------------------------------- reports
     def role_rows(self) -> list[dict]:
-        """One record per column: name, role, distinct, missing share, why (and for a
-        categorical column its embedding rows)."""
-        return [{"name": c.name, "role": c.role, "distinct": c.distinct,
+        """One record per column: name, role, distinct (the text ">1000" for a column of
+        real numbers with many: :data:`DISTINCT_SHOWN`), missing share, why."""
+        return [{"name": c.name, "role": c.role, "distinct": c.shown_distinct,
                  "missing": round(c.missing, 4), "why": c.why} for c in self.columns]
 
     def role_table(self, embedding_dims: list[int] | None = None) -> str:
@@ -503,7 +583,8 @@ class TableEncoder:
         rows = [("column", "role", "distinct", "missing", "why")]
         for c in self.columns:
             why = c.why + (f"; embedding {c.n_codes}x{dims[c.name]}" if c.name in dims else "")
-            rows.append((c.name, c.role, str(c.distinct), f"{100 * c.missing:.1f}%", why))
+            rows.append((c.name, c.role, str(c.shown_distinct), f"{100 * c.missing:.1f}%",
+                         why))
         widths = [max(len(r[k]) for r in rows) for k in range(4)]
         return "\n".join("  ".join(r[k].ljust(widths[k]) for k in range(4)) + "  " + r[4]
                          for r in rows)
@@ -518,7 +599,8 @@ class TableEncoder:
                            "distinct": c.distinct, "missing": c.missing, "source": c.source,
                            "median": c.median, "indicator": c.indicator,
                            "blank_seen": c.blank_seen, "also_numeric": c.also_numeric,
-                           "low": c.low, "high": c.high})
+                           "low": c.low, "high": c.high,
+                           **({"many_distinct": True} if c.many_distinct else {})})
             if c.vocabulary is not None:
                 arrays[f"vocab/{i}"] = np.asarray(c.vocabulary, dtype=str)
         return {"columns": record, "codes": {"blank": BLANK_CODE, "unknown": UNKNOWN_CODE,
@@ -543,7 +625,8 @@ class TableEncoder:
                     bool(r["blank_seen"]), None if vocab is None else vocab.astype(str),
                     bool(r.get("also_numeric", False)),
                     None if r.get("low") is None else float(r["low"]),
-                    None if r.get("high") is None else float(r["high"])))
+                    None if r.get("high") is None else float(r["high"]),
+                    bool(r.get("many_distinct", False))))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"a damaged table encoding ({exc})") from None
         return enc
@@ -554,8 +637,9 @@ def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
     """One column's role (from all of ``column``) and fitted statistics (from its rows
     ``fit_index``, sorted, also as an Arrow array ``fit_rows``; None: all)."""
     pa, _ = _pa()
-    raw = _undict(column)
-    kind = _kind(raw.type)
+    kind = _kind(column.type)
+    # text stays dictionary-encoded if it was read so (see _text_codes)
+    raw = column if kind == "text" else _undict(column)
     # integers, reals and text have a vectorized path (one conversion to NumPy, or
     # one hashing pass for text); other kinds take the general one
     values = _float_values(raw) if kind in ("integer", "float") else None
@@ -563,7 +647,10 @@ def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
     col = raw if values is not None or codes is not None else _plain(raw)
     info = _facts(col, values, codes)
     role, why = _decide(col, name, categorical, numeric, drop, info)
-    cr = ColumnRole(name, role, why, info["distinct"], info["missing"], info["kind"])
+    cr = ColumnRole(name, role, why, info["distinct"], info["missing"], info["kind"],
+                    many_distinct=info.get("many", False))
+    if role == "dropped":
+        return cr
     if role == "numeric" and values is not None:
         part = values if fit_index is None else values[fit_index]
         filled = part[~np.isnan(part)]
@@ -606,6 +693,75 @@ def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
     return cr
 
 
+#: A matrix of at least this many bytes is allocated with :func:`_fresh_matrix`'s own
+#: mapping of 4 KB pages.
+SMALL_PAGES_BYTES = 64 << 20
+
+
+def _fresh_matrix(n: int, d: int) -> np.ndarray:
+    """An uninitialized (n, d) float64 C-ordered matrix. A large one is an anonymous memory
+    mapping of its own (4 KB pages), not NumPy's allocation, which asks the kernel for huge
+    pages (``madvise(MADV_HUGEPAGE)``): where the kernel then compacts memory to find
+    them (``/sys/kernel/mm/transparent_hugepage/defrag`` = ``madvise``, this project's
+    machine), the first write of a fresh 343 MiB matrix took 0.07 to 1.2 s, most often
+    about 1 s, against 0.26 to 0.38 s with 4 KB pages (each in a fresh process). The memory
+    goes back to the system when the array is freed, as NumPy's does."""
+    nbytes = n * d * 8
+    if nbytes < SMALL_PAGES_BYTES:
+        return np.empty((n, d), np.float64)
+    import mmap
+
+    return np.frombuffer(mmap.mmap(-1, nbytes), np.float64).reshape(n, d)
+
+
+#: Source columns encoded in one pass over the matrix (:func:`_encode_blocks`): a wider
+#: table takes a pass per group of this many, which keeps each thread's buffer at
+#: ENCODE_GROUP x ENCODE_BLOCK_ROWS float64 (4 MiB) however wide the table is.
+ENCODE_GROUP = 32
+
+
+def _encode_blocks(sources: list, codes_at: int, plan: tuple, out: np.ndarray):
+    """Fill ``out`` (N, D) block of rows by block of rows (:data:`ENCODE_BLOCK_ROWS`): each
+    source's rows into a (sources, rows) buffer, then one ``kernels.rows.encode_block``
+    pass writes them, filled, clipped and with their blank indicators, into the block's rows
+    of ``out`` (up to :data:`ENCODE_GROUP` sources a pass). Blocks go to fastnn's threads, a
+    buffer each (the Arrow and NumPy calls that gather a block release the GIL, and so does
+    the kernel). Returns (per value source (blanks, clipped) (codes_at, 2) int64, per code
+    source (blanks, unknowns))."""
+    n = len(out)
+    step = ENCODE_BLOCK_ROWS
+    starts = list(range(0, n, step))
+    k_rows = K_rows.ENCODE_CHUNK_ROWS
+    lock = threading.Lock()
+    totals = np.zeros((len(sources), 2), np.int64)
+    for g0 in range(0, len(sources), ENCODE_GROUP):
+        group = sources[g0:g0 + ENCODE_GROUP]
+        group_plan = tuple(p[g0:g0 + ENCODE_GROUP] for p in plan)
+        buffers = threading.local()
+
+        def block(lo, group=group, group_plan=group_plan, buffers=buffers, g0=g0):
+            hi = min(n, lo + step)
+            buf = getattr(buffers, "buf", None)
+            if buf is None:
+                buf = buffers.buf = np.empty(len(group) * step, np.float64)
+                buffers.counts = np.empty(((step + k_rows - 1) // k_rows, len(group), 2),
+                                          np.int64)
+            # C-ordered for the last, shorter block too: one compiled signature of the kernel
+            src = buf[:len(group) * (hi - lo)].reshape(len(group), hi - lo)
+            counts = buffers.counts[:(hi - lo + k_rows - 1) // k_rows]
+            counts[...] = 0
+            code_counts = [s.fill(lo, hi, src[c]) for c, s in enumerate(group)]
+            K_rows.encode_block.serial(src, *group_plan, out[lo:hi], counts)
+            with lock:
+                totals[g0:g0 + len(group)] += counts.sum(axis=0)
+                for c, got in enumerate(code_counts):
+                    if g0 + c >= codes_at:  # a code source: (blanks, unknowns)
+                        totals[g0 + c] += got
+
+        _map_columns(block, starts, n * len(group))
+    return totals[:codes_at], [tuple(int(v) for v in row) for row in totals[codes_at:]]
+
+
 #: A table with at least this many cells is encoded a column per thread (fastnn's thread
 #: budget); below it, the threads cost more than they save.
 PARALLEL_CELLS = 1 << 18
@@ -643,7 +799,14 @@ def _facts(col, values: np.ndarray | None = None, codes=None) -> dict:
         else:
             # Arrow's hashing (as count_distinct's on the column): all NaN are one value,
             # which is not counted; unique is 2x faster than count_distinct here
-            distinct = len(pc.unique(pa.array(values))) - (blank > 0) if n else 0
+            out["whole"] = _whole(values)
+            head = values[:DISTINCT_HEAD_ROWS]
+            if not out["whole"] and n > len(head) and \
+                    len(pc.unique(pa.array(head))) - bool(np.isnan(head).any()) > \
+                    DISTINCT_SHOWN:
+                distinct, out["many"] = DISTINCT_SHOWN + 1, True
+            else:
+                distinct = len(pc.unique(pa.array(values))) - (blank > 0) if n else 0
     elif codes is not None:
         blank = int(np.count_nonzero(codes[0] < 0))
         distinct = len(codes[1])
@@ -653,6 +816,13 @@ def _facts(col, values: np.ndarray | None = None, codes=None) -> dict:
         distinct = int(pc.count_distinct(col).as_py()) if n and blank < n else 0
     out.update(missing=blank / n if n else 0.0, distinct=distinct, blank=blank)
     return out
+
+
+def _whole(values: np.ndarray) -> bool:
+    """Whether every value (float64, NaN for blanks) is a whole number."""
+    # the first rows first: a column of real numbers rarely gets past them
+    return all(np.array_equal(part, np.round(part), equal_nan=True)
+               for part in (values[:1024], values[1024:]))
 
 
 def _decide(col, name: str, categorical, numeric, drop, f: dict) -> tuple[str, str]:
@@ -687,10 +857,7 @@ def _decide(col, name: str, categorical, numeric, drop, f: dict) -> tuple[str, s
         return "categorical", "text"
     whole = kind == "integer"
     if kind == "float":
-        v = f["values"] if f.get("values") is not None else col.to_numpy(zero_copy_only=False)
-        # the first rows first: a column of real numbers rarely gets past them
-        whole = all(np.array_equal(part, np.round(part), equal_nan=True)
-                    for part in (v[:1024], v[1024:]))
+        whole = f["whole"] if "whole" in f else _whole(col.to_numpy(zero_copy_only=False))
     if whole:
         if n >= MIN_ROWS_FOR_ID and distinct == n and kind == "integer":
             lo, hi = pc.min_max(col).values()

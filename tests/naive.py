@@ -461,6 +461,22 @@ def gather_values(values, idx):
     return np.array([values[i] for i in idx], dtype=np.asarray(values).dtype)
 
 
+def encode_block(src, dest, fill, low, high, mark, width):
+    """kernels/rows.py's encode_block, one NumPy step at a time: (out (R, width), NaN where
+    no source writes; blanks (C,); clipped (C,))."""
+    blank = np.isnan(src)
+    v = np.where(blank, fill[:, None], src)
+    clipped = (v < low[:, None]) | (v > high[:, None])
+    v = np.clip(v, low[:, None], high[:, None])
+    out = np.full((src.shape[1], width), np.nan)
+    for c in range(len(src)):
+        if dest[c] >= 0:
+            out[:, dest[c]] = v[c]
+        if mark[c] >= 0:
+            out[:, mark[c]] = blank[c].astype(np.float64)
+    return out, blank.sum(axis=1), clipped.sum(axis=1)
+
+
 # ------------------------------------------------------------------ convolution, pooling
 def _pad_nchw(x, pt, pb, pl, pr, value=0.0):
     n, c, h, w = x.shape

@@ -319,6 +319,10 @@ def test_csv_types_from_a_sample_give_the_inferred_table(tmp_path, monkeypatch):
         got = datasets.read_table(str(path))
         want = pcsv.read_csv(str(path), convert_options=pcsv.ConvertOptions(
             strings_can_be_null=True))
+        # the sample-typed read takes text dictionary-encoded: the same text, decoded
+        got = pa.table({c: got.column(c).cast(got.column(c).type.value_type)
+                        if pa.types.is_dictionary(got.column(c).type) else got.column(c)
+                        for c in got.column_names})
         assert got.schema == want.schema, name
         assert got.equals(want), name
     assert len(used) == len(cases) and all(used), used

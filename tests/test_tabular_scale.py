@@ -52,7 +52,8 @@ def test_the_tables_report_gives_medians_ratios_and_the_memory_bound():
         "files": {"csv": "t.csv", "parquet": "t.parquet", "csv_bytes": 2**20,
                   "parquet_bytes": 2**19},
         "timing": {"pandas read_csv": [2.0, 4.0, 3.0], "fastnn csv": [3.0, 3.3, 9.0],
-                   "fastnn csv read": [1.0, 1.0, 1.0]},
+                   "fastnn csv read": [1.0, 1.0, 1.0],
+                   "cpu": {"pandas read_csv": [1.0, 1.0, 1.0], "fastnn csv": [1.5, 1.7, 1.6]}},
         "memory csv": {"peak_bytes": 900 * 2**20, "encoded_bytes": 350 * 2**20,
                        "model_bytes": 10 * 2**20, "shape": [1000, 45]},
         "epochs": {"TabularMLP": [2.0, 2.2, 9.0], "MLP": [2.0, 2.0, 2.0],
@@ -61,6 +62,9 @@ def test_the_tables_report_gives_medians_ratios_and_the_memory_bound():
     }
     text = bench.format_tables_report(results)
     assert "fastnn csv" in text and "1.10x" in text  # median 3.3 against pandas' 3.0
+    row = next(line for line in text.splitlines() if line.startswith("fastnn csv "))
+    assert row.split()[-2:] == ["1.60", "1.60x"]  # CPU: 1.6 s against pandas' 1.0
+    assert next(line for line in text.splitlines() if "csv read" in line).split()[-1] == "-"
     assert "2.50x the encoded arrays" in text  # 900 / (350 + 10)
     assert "TabularMLP 2.20 s" in text and "1.10x" in text.splitlines()[-1]
 

@@ -56,3 +56,27 @@ def test_gather_values_matches_naive(dtype):
     out = np.zeros(77, dtype)
     rows.gather_values(values, idx, out)
     np.testing.assert_array_equal(out, naive.gather_values(values, idx))
+
+
+@pytest.mark.parametrize("n_rows", [1, 255, 256, 1000])
+def test_encode_block_matches_naive(n_rows):
+    """Blanks filled, values clipped (inf bounds: none), indicators written, a source that
+    writes only its indicator (dest -1), counts per chunk of rows; both variants."""
+    rng = np.random.default_rng(4)
+    n_src, width = 6, 9
+    src = rng.standard_normal((n_src, n_rows)) * 3
+    src[rng.random(src.shape) < 0.2] = np.nan
+    src[5] = rng.integers(0, 7, n_rows)  # codes: no blanks, no bounds
+    dest = np.array([0, 1, 2, -1, 3, 8], np.int64)
+    mark = np.array([4, -1, 5, 6, 7, -1], np.int64)
+    fill = np.array([0.5, -1.0, 2.0, 0.0, 0.25, 0.0])
+    low = np.array([-2.0, -np.inf, -1.0, -np.inf, -4.0, -np.inf])
+    high = np.array([2.0, np.inf, 1.5, np.inf, 0.0, np.inf])
+    want, blanks, clipped = naive.encode_block(src, dest, fill, low, high, mark, width)
+    chunks = -(-n_rows // rows.ENCODE_CHUNK_ROWS)
+    for variant in (rows.encode_block.serial, rows.encode_block.parallel):
+        out = np.full((n_rows, width), np.nan)
+        counts = np.zeros((chunks, n_src, 2), np.int64)
+        variant(src, dest, fill, low, high, mark, out, counts)
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(counts.sum(axis=0), np.stack([blanks, clipped], 1))
