@@ -85,6 +85,7 @@ def _cmd_evaluate(args) -> int:
         from .recipes import describe_counts
 
         rows.append(("filled", describe_counts(counts)))
+    rows += [("note", note) for note in data.notes]
     rows += [(k.replace("r2", "R²"), f"{v:.4f}") for k, v in metrics.items()]
     _print_rows(rows)
     return 0

@@ -68,6 +68,10 @@ class Split:
     #: CSV and Parquet: the raw feature columns (a ``pyarrow.Table``; ``X`` is None), which
     #: :class:`fastnn.tabular.TableEncoder` turns into numbers.
     table: object = None
+    #: Tables read with ``blank_target="drop"``: how many rows were left out because their
+    #: target is blank, and the first one's place ("line 12" of a CSV, else "row 10").
+    left_out: int = 0
+    first_left_out: str = ""
 
 
 # ------------------------------------------------------------------------------- IDX
@@ -345,6 +349,17 @@ def _read_csv(pcsv, path: str, column_types: dict | None):
     return _read_csv_blocks(pcsv, path, column_types, size)
 
 
+#: Date formats a CSV column is read as dates in, besides ISO 8601 (2012-01-31, with a time
+#: or not): year first with slashes, as spreadsheets and many exports write them (Seattle's
+#: weather in vega_datasets: 2012/01/31). Day-first and month-first dates (01/02/2012) are
+#: left as text: which one a file means cannot be told from a column that fits both.
+DATE_FORMATS = ("%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M")
+
+
+def _timestamp_parsers(pcsv) -> list:
+    return [pcsv.ISO8601, *DATE_FORMATS]
+
+
 def _text_as_dictionary(types: dict) -> dict:
     """Column types with text read dictionary-encoded (each block of rows gets its values'
     dictionary and an int32 index per row): the codes, the distinct count and the
@@ -370,14 +385,15 @@ def _sample_types(pcsv, path: str) -> dict:
         return {}
     try:
         sample = pcsv.read_csv(pa.py_buffer(head[:cut + 1]), convert_options=pcsv.ConvertOptions(
-            strings_can_be_null=True))
+            strings_can_be_null=True, timestamp_parsers=_timestamp_parsers(pcsv)))
     except Exception:  # noqa: BLE001  (the whole read reports it)
         return {}
     return {f.name: f.type for f in sample.schema if not pa.types.is_null(f.type)}
 
 
 def _read_csv_blocks(pcsv, path: str, column_types: dict | None, size: int):
-    convert = pcsv.ConvertOptions(strings_can_be_null=True, column_types=column_types or {})
+    convert = pcsv.ConvertOptions(strings_can_be_null=True, column_types=column_types or {},
+                                  timestamp_parsers=_timestamp_parsers(pcsv))
     block = 1 << 22
     while True:
         try:
@@ -474,7 +490,7 @@ def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndar
 
 
 def load_table(path, target: str | None, features: list[str] | None = None,
-               column_types: dict | None = None) -> Split:
+               column_types: dict | None = None, blank_target: str = "error") -> Split:
     """A CSV or Parquet file (or a pandas DataFrame / pyarrow Table) as a Split whose
     ``table`` holds the feature columns (raw, typed; see :mod:`fastnn.tabular`) and ``y``
     the target.
@@ -482,7 +498,15 @@ def load_table(path, target: str | None, features: list[str] | None = None,
     ``target`` names the target column (or several, comma-separated: all numeric); None
     reads features only. The features are every other column, or the columns named in
     ``features`` (a trained model's; a target column in the file is then ignored).
+
+    ``blank_target``: a row whose target is blank raises DataError naming its line
+    (``"error"``), or is left out (``"drop"``: what a training or test file's rows without a
+    label are good for), counted in the Split's ``left_out`` and ``first_left_out``; a file
+    whose every target is blank raises either way.
     """
+    if blank_target not in ("error", "drop"):
+        raise ValueError(f"load_table: blank_target must be 'error' or 'drop', got "
+                         f"{blank_target!r}")
     table = as_table(path)
     where = "the table" if table is not None else str(path)
     if table is None:
@@ -511,6 +535,9 @@ def load_table(path, target: str | None, features: list[str] | None = None,
         raise DataError(f"{where}: no feature columns besides the target {targets}")
     csv_lines = where != "the table" and _format(path) == "CSV"
     y = None
+    left_out, first_left_out = 0, ""
+    if targets and blank_target == "drop":
+        table, left_out, first_left_out = _drop_blank_targets(table, targets, where, csv_lines)
     if targets:
         cols = [target_values(table.column(t), t, where, csv_lines) for t in targets]
         if len(cols) == 1:
@@ -523,7 +550,33 @@ def load_table(path, target: str | None, features: list[str] | None = None,
             y = np.stack([c.astype(np.float64) for c in cols], axis=1)
     return Split(None, y, name="parquet" if _format(path) == "Parquet" else "csv",
                  feature_names=names, target_names=targets or None,
-                 table=table.select(names))
+                 table=table.select(names), left_out=left_out, first_left_out=first_left_out)
+
+
+def _drop_blank_targets(table, targets: list[str], where: str, csv_lines: bool):
+    """(``table`` without the rows whose target (any of ``targets``) is blank or NaN, how
+    many, where the first was)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = None
+    for t in targets:
+        col = table.column(t)
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        ok = pc.is_valid(col)
+        if pa.types.is_floating(col.type):
+            ok = pc.and_(ok, pc.invert(pc.is_nan(col)))
+        keep = ok if keep is None else pc.and_(keep, ok)
+    keep = np.asarray(keep.to_numpy(zero_copy_only=False), bool)
+    if keep.all():
+        return table, 0, ""
+    if not keep.any():
+        raise DataError(f"{where}: every row's target ({', '.join(map(repr, targets))}) is "
+                        "blank; nothing to train or score on")
+    row = int(np.argmin(keep))
+    at = f"line {row + 2}" if csv_lines else f"row {row}"
+    return table.filter(pa.array(keep)), int((~keep).sum()), at
 
 
 def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:

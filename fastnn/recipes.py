@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -490,6 +490,9 @@ class PreparedData:
     test: ArrayDataset | None
     encoding: Encoding
     why: str = ""
+    #: What was left out of the files, said before training or scoring (rows whose target
+    #: is blank).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_features(self) -> int:
@@ -518,18 +521,19 @@ def _load(spec, target: str | None, encoding: Encoding | None):
             target = ",".join(encoding.target_names)
         if target is None:
             raise ConfigError("a table needs target= (the name of its target column)")
-        return load_table(spec, target, features=_model_columns(encoding))
+        return load_table(spec, target, features=_model_columns(encoding),
+                          blank_target="drop")
     if _is_table_spec(spec):
         path, target = split_csv_spec(spec.partition(":")[2])
         if encoding is not None:  # the model's columns, by name; typed as in training
             target = target or ",".join(encoding.target_names or []) or None
             types = encoding.table.column_types() if encoding.table is not None else None
             return load_table(path, target, features=_model_columns(encoding),
-                              column_types=types)
+                              column_types=types, blank_target="drop")
         if target is None:
             raise DataError(f"{spec.partition(':')[0]} spec needs a target column: "
                             f"{spec.partition(':')[0]}:FILE:TARGET, got {spec!r}")
-        return load_table(path, target)
+        return load_table(path, target, blank_target="drop")
     return load_spec(spec)
 
 
@@ -611,7 +615,7 @@ def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 
         types = encoding.table.column_types() if encoding is not None and \
             encoding.table is not None else None
         test_split = load_table(test, ",".join(names), features=split.feature_names,
-                                column_types=types)
+                                column_types=types, blank_target="drop")
     y, y_test = split.y, split.y_test
     if table_split:
         n = split.table.num_rows
@@ -715,7 +719,11 @@ def prepare_data(spec, task: str = "auto", seed: int = 0, val_fraction: float = 
     else:
         test_part = ArrayDataset(X, y_enc, rows=test_rows, transform=encoding.standardizer,
                                  check=False)
-    return PreparedData(name, parts[0], parts[1], test_part, encoding, why)
+    notes = [f"left out {s.left_out} row{'s' * (s.left_out > 1)} of {what} whose target "
+             f"({', '.join(s.target_names or [])}) is blank (the first: {s.first_left_out})"
+             for what, s in (("the data", split), ("the test file", test_split))
+             if s is not None and s.left_out]
+    return PreparedData(name, parts[0], parts[1], test_part, encoding, why, notes)
 
 
 #: ``--target-transform auto`` takes the log of a target whose training values are all
@@ -1315,6 +1323,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         how = "data-parallel graph step"
     if not quiet:
         print(f"fastnn train: {describe(data, cfg, threads, how)}", file=log)
+    for note in data.notes if rank0 else ():  # lost rows are said even with --quiet
+        print(f"fastnn train: {note}", file=log)
     if table is not None:
         dims = arch.get("embedding_dims")
         if not quiet:

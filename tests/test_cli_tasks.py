@@ -148,9 +148,18 @@ def test_csv_labels_and_empty_label_cell(tmp_path, capsys):
     assert "all rows, 90 samples" in capsys.readouterr().out
     rows[5] = rows[5].rsplit(",", 1)[0] + ","
     (tmp_path / "e.csv").write_text("\n".join(rows) + "\n")
-    code, _ = _train(tmp_path, "e", "--data", f"csv:{tmp_path / 'e.csv'}:species")
-    assert code == 2
-    assert "line 6, column 'species': the target is empty" in capsys.readouterr().err
+    # a row without a label is left out of training, and said (pandas' dropna(subset=...))
+    code, out = _train(tmp_path, "e", "--data", f"csv:{tmp_path / 'e.csv'}:species",
+                       "--epochs", "2")
+    assert code == 0
+    assert ("fastnn train: left out 1 row of the data whose target (species) is blank (the "
+            "first: line 6)") in capsys.readouterr().err
+    assert main(["evaluate", str(out / "model.npz"), "--all"]) == 0
+    said = capsys.readouterr().out
+    assert "all rows, 89 samples" in said and "left out 1 row of the data" in said
+    (tmp_path / "b.csv").write_text(rows[0] + "\n" + "1,2,3,\n" * 3)
+    code, _ = _train(tmp_path, "b", "--data", f"csv:{tmp_path / 'b.csv'}:species")
+    assert code == 2 and "every row's target ('species') is blank" in capsys.readouterr().err
 
 
 def test_evaluate_a_whole_new_file_and_a_test_only_npz(tmp_path, capsys):

@@ -327,3 +327,24 @@ def test_csv_types_from_a_sample_give_the_inferred_table(tmp_path, monkeypatch):
         assert got.equals(want), name
     assert len(used) == len(cases) and all(used), used
     assert used[0]["n"] == pa.int64() and "later_blank" not in used[0]
+
+
+def test_csv_dates_with_slashes_and_blank_targets(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    p = tmp_path / "w.csv"
+    p.write_text("day,when,x,y\n2012/01/31,2012/01/31 13:05,1.5,a\n2012/02/29,,2.5,\n"
+                 "2013/12/01,2013/12/01 00:00,,b\n")
+    s = datasets.load_table(str(p), "y", blank_target="drop")
+    assert s.table.schema.field("day").type == pa.timestamp("s")
+    assert s.table.schema.field("when").type == pa.timestamp("s")
+    assert [d.isoformat() for d in s.table.column("day").to_pylist()] == [
+        "2012-01-31T00:00:00", "2013-12-01T00:00:00"]
+    assert s.table.column("when").to_pylist()[0].isoformat() == "2012-01-31T13:05:00"
+    assert s.y.tolist() == ["a", "b"] and (s.left_out, s.first_left_out) == (1, "line 3")
+    with pytest.raises(DataError, match=r"line 3, column 'y': the target is empty"):
+        datasets.load_table(str(p), "y")  # the default: an error naming the line
+    with pytest.raises(ValueError, match="blank_target must be"):
+        datasets.load_table(str(p), "y", blank_target="skip")
+    # day-first or month-first dates stay text (which one is meant cannot be told)
+    p.write_text("d,y\n01/02/2012,1\n03/04/2012,2\n")
+    assert datasets.load_table(str(p), "y").table.schema.field("d").type == pa.string()
