@@ -126,7 +126,9 @@ class _LinearStage:
                                 s.pass_par)
         return W
 
-    def backward(self, g, x, s, W):
+    def backward(self, g, x, s, W, dx=None):
+        """The input gradient (``s.dx``, or ``dx`` when given: an array of its shape to
+        write it into)."""
         lin = self.layer
         weight, bias = lin.weight, lin.bias
         dt = W.dtype
@@ -137,14 +139,18 @@ class _LinearStage:
         if bias is not None:
             db, db_into = bias.grad_destination(lambda m=bias.shape[0]: np.empty(m, dt)) \
                 if bias.requires_grad else (np.empty(bias.shape, dt), None)
+        if dx is None:
+            dx, dx_arg = s.dx, s.dx_arg
+        else:
+            dx_arg = dx
         if dW_into is None and g.dtype == dt:
-            K_dense.planned_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx_arg, dW,
+            K_dense.planned_backward(g, s.d, x, W, s.dz, s.partial_b, dx_arg, dW,
                                      db if db is not None else empty_marker(dt), *s.bwd)
         else:  # a gradient that holds an earlier contribution: the GEMM adds into it
-            K_dense.dense_backward(g, s.d, x, W, s.dz, s.partial_b, s.dx, dW, db, dW_into)
+            K_dense.dense_backward(g, s.d, x, W, s.dz, s.partial_b, dx, dW, db, dW_into)
         if db_into is not None:
             db_into += db
-        return s.dx
+        return dx
 
 
 class _BatchNormStage:
@@ -306,12 +312,14 @@ class _Plan:
 
     def __init__(self, n: int, dt: np.dtype, chain: _Chain, input_grad: bool = False):
         # ``input_grad``: the input needs a gradient, so every stage computes its input's
-        # (else the stages up to the first with parameters need none).
+        # (else the stages up to the first with parameters need none); a first Linear
+        # writes it into an array of the chain's pool (``chain_forward``), not the plan's.
         self.stages = []
         last = len(chain.stages) - 1
         for i, (st, width) in enumerate(zip(chain.stages, chain.widths, strict=True)):
-            self.stages.append(st.buffers(n, dt, input_grad or i > chain.first_param, width,
-                                          i == last))
+            need_dx = i > chain.first_param or (
+                input_grad and (i > 0 or type(st) is not _LinearStage))
+            self.stages.append(st.buffers(n, dt, need_dx, width, i == last))
         self.out_shape = (n, chain.out_features)
         self.linear = None
 
@@ -444,15 +452,24 @@ def chain_forward(chain: _Chain, x) -> Tensor | None:
         inputs.append(h)
         saved.append(st.forward(h, s, out))
         h = out
-    first = 0 if input_grad else chain.first_param
+    first = chain.first_param
+    if input_grad:
+        first = 1 if type(stages[0]) is _LinearStage else 0
 
     def backward(g):
         g = np.ascontiguousarray(g).reshape(plan.out_shape)
         for i in range(last, first - 1, -1):
             g = stages[i].backward(g, inputs[i], sps[i], saved[i])
-        if input_grad and x.requires_grad:
-            # (the plan's array: the input gets a copy of it, or adds it to its gradient)
-            x.accumulate_grad(g)
+        if input_grad:
+            if first:  # a Linear first: its input gradient goes straight into an array of
+                # the chain's pool (one nobody holds), which the input keeps or adds
+                dx = chain.outputs.get("dx", X.shape, dt)
+                g = stages[0].backward(g, X, sps[0], saved[0], dx)
+                owned = True
+            else:  # the plan's array (overwritten by the next step): the input copies it
+                owned = False
+            if x.requires_grad:
+                x.accumulate_grad(g, owned=owned)
 
     out = node(y, (x, *params) if input_grad else tuple(params), chain.op)
     out.set_backward(backward)
