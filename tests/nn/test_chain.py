@@ -271,3 +271,35 @@ def test_an_input_gradient_matches_centred_differences():
         flat[i] = keep
         np.testing.assert_allclose(x.grad.reshape(-1)[i], (up - down) / (2 * eps), rtol=1e-5,
                                    atol=1e-7)
+
+
+def test_tabular_mlp_trains_through_the_chain_with_the_bits_of_the_layers():
+    """TabularMLP's Sequential after the cat of its embeddings (an input that needs a
+    gradient) runs as one chain node; Adam steps give the bits of the layers one by one."""
+
+    def layers_forward(model, x):  # TabularMLP.forward with the Sequential layer by layer
+        k = model.n_continuous
+        parts = [fnn.tensor(np.ascontiguousarray(x[:, :k]))]
+        parts += [e(np.ascontiguousarray(x[:, k + j]).astype(np.int64))
+                  for j, e in enumerate(model.embeddings)]
+        return _layer_by_layer(model.mlp, fnn.cat(parts, dim=1))
+
+    runs = []
+    for forward in (lambda m, x: m(x), layers_forward):
+        fnn.manual_seed(3)
+        model = nn.TabularMLP(3, [7, 300], hidden=(16, 8), out_features=3, dropout=0.2)
+        opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+        rng = np.random.default_rng(9)
+        ops = []
+        for n in (12, 12, 7):
+            x = np.concatenate([rng.standard_normal((n, 3)), rng.integers(0, 7, (n, 1)),
+                                rng.integers(0, 300, (n, 1))], axis=1).astype(np.float32)
+            opt.zero_grad()
+            out = forward(model, x)
+            ops.append(out._op)
+            fnn.nn.functional.cross_entropy(out, fnn.tensor(rng.integers(0, 3, n))).backward()
+            opt.step()
+        runs.append((ops, [p.data.copy() for p in model.parameters()]))
+    assert all(op.startswith("sequential(") for op in runs[0][0])
+    for u, v in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(u, v)
