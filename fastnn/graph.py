@@ -2028,12 +2028,15 @@ def cat(tensors, dim: int = 0) -> Tensor:
                          f"({exc})") from None
     out = _node(data, tuple(ts), "cat")
     if out.requires_grad:
-        bounds = np.cumsum([0] + [t.shape[d] for t in ts])
+        bounds = np.cumsum([0] + [t.shape[d] for t in ts]).tolist()
+        lead = (slice(None),) * d
 
         def backward(g):
             for t, lo, hi in zip(ts, bounds[:-1], bounds[1:], strict=True):
                 if t.requires_grad:
-                    t.accumulate_grad(np.take(g, np.arange(lo, hi), axis=d), owned=True)
+                    # a copy of the slice (2.5x faster than np.take with a range of indices:
+                    # 5 embeddings of TabularMLP, 130 -> 50 µs)
+                    t.accumulate_grad(g[(*lead, slice(lo, hi))].copy(), owned=True)
 
         out._backward = backward
     return out

@@ -302,3 +302,17 @@ def test_cnn_kernel_profile_names_where_the_time_goes(tiny_cnn_batches):
                   "max-pool backward"):
         assert 0 < out[label] < out["step"], (label, out)
     assert "other" in out
+
+
+def test_the_tables_report_gives_the_epochs_cpu_time_ratio():
+    results = {
+        "files": {"csv": "t.csv", "parquet": "t.parquet", "csv_bytes": 2**20,
+                  "parquet_bytes": 2**19},
+        "epochs": {"TabularMLP": [2.0, 2.2, 9.0], "MLP": [2.0, 2.0, 2.0],
+                   "cpu": {"TabularMLP": [1.5, 1.2, 1.4], "MLP": [1.0, 1.1, 0.9]},
+                   "steps": {"TabularMLP": "graph (why)", "MLP": "compiled"},
+                   "rows": 1000, "batch": 32, "width": 217},
+    }
+    lines = bench.format_tables_report(results).splitlines()
+    assert "TabularMLP 2.20 s" in lines[-2] and "1.10x" in lines[-2]
+    assert lines[-1] == "  CPU time of those epochs: TabularMLP 1.40 s, MLP 1.00 s: 1.40x"

@@ -523,3 +523,21 @@ def test_activation_by_an_unknown_name_lists_the_names():
     with pytest.raises(ValueError, match=r"unknown name 'softmax' \(softmax is not elementwise"
                        r".*relu"):
         fnn.activation(fnn.Tensor([1.0]), "softmax")
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_cat_hands_each_part_its_own_slice_of_the_gradient(dim):
+    rng = np.random.default_rng(8)
+    parts = [fnn.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=rg)
+             for s, rg in (((2, 3, 4), True), ((2, 3, 4), False), ((2, 3, 4), True))]
+    out = fnn.cat(parts, dim=dim)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(g)
+    pieces = np.split(g, 3, axis=dim)
+    for p, piece in zip(parts, pieces, strict=True):
+        if p.requires_grad:
+            np.testing.assert_array_equal(p.grad, piece)
+            assert p.grad.flags.c_contiguous and not np.shares_memory(p.grad, g)
+        else:
+            assert p.grad is None
+    assert not np.shares_memory(parts[0].grad, parts[2].grad)

@@ -790,10 +790,13 @@ def embedding_node(indices, weight: Tensor, padding_idx: int | None,
         def backward(g):
             g = np.ascontiguousarray(g, dtype=W.dtype).reshape(flat.size, dim)
             dW, add_to = _grad_out(weight)
+            chunk_start = pool.get("chunk_start", (K_emb.n_table_chunks(v) + 1,), np.int64)
+            order = pool.get("order", flat.shape, np.int64)
             if add_to is not None:  # a gradient already there: add into it
-                K_emb.embedding_backward(g.size)(flat, g, pad, add_to, True)
+                K_emb.embedding_backward(g.size)(flat, g, pad, add_to, True, chunk_start,
+                                                 order)
                 return
-            K_emb.embedding_backward(g.size)(flat, g, pad, dW, False)
+            K_emb.embedding_backward(g.size)(flat, g, pad, dW, False, chunk_start, order)
             if not isinstance(weight, Parameter):
                 weight.accumulate_grad(dW, owned=True)
 

@@ -107,8 +107,6 @@ def test_an_output_still_held_is_never_overwritten():
 
 def test_falls_back_to_the_layers_when_it_does_not_apply():
     model = _model("float32")
-    x = fnn.tensor(np.ones((3, 5), "float32"), requires_grad=True)
-    assert not model(x)._op.startswith("sequential(")  # the input needs a gradient
     assert not model(np.ones((3, 5)))._op.startswith("sequential(")  # a cast: the layers
     with fnn.no_grad():
         assert model(np.ones((3, 5), "float32"))._op == ""
@@ -199,3 +197,109 @@ def test_batchnorm_chain_gradients_match_centred_differences():
             down = float((model(x) ** 2).sum().item())
             flat[i] = keep
             np.testing.assert_allclose(grad[i], (up - down) / (2 * eps), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["linear", "bn", "bn_plain", "dropout", "prelu"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_input_that_needs_a_gradient_runs_as_the_chain_with_the_bits_of_the_layers(
+        kind, dtype):
+    make = (lambda: _model(dtype)) if kind == "linear" else (lambda: _mixed(dtype, kind))
+    runs = []
+    for forward in (lambda m, x: m(x), _layer_by_layer):
+        model = make()
+        opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+        rng = np.random.default_rng(5)
+        grads, ops = [], []
+        for n in (8, 8, 5, 8):
+            x = fnn.tensor(rng.standard_normal((n, 5)).astype(dtype), requires_grad=True)
+            h = x * 2.0  # a graph node that needs a gradient
+            y = fnn.tensor(rng.integers(0, 3, n))
+            opt.zero_grad()
+            out = forward(model, h)
+            ops.append(out._op)
+            loss = fnn.nn.functional.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            grads.append(x.grad)
+        runs.append((grads, [p.data.copy() for p in model.parameters()], ops))
+    (ga, pa, ops), (gb, pb, _) = runs
+    assert all(op.startswith("sequential(") for op in ops)
+    for u, v in zip(ga + pa, gb + pb, strict=True):
+        np.testing.assert_array_equal(u, v)
+    # every step's input gradient is its own array (never the plan's, overwritten later)
+    assert len({id(g) for g in ga}) == len(ga)
+    assert not any(np.shares_memory(u, v) for i, u in enumerate(ga) for v in ga[i + 1:])
+
+
+@pytest.mark.parametrize("kind", ["linear", "bn", "dropout"])
+def test_an_input_gradient_accumulates_and_follows_backward_inputs(kind):
+    make = (lambda: _model("float64")) if kind == "linear" else (lambda: _mixed("float64", kind))
+    a, b = make(), make()
+    xs = [fnn.tensor(np.random.default_rng(6).standard_normal((6, 5)), requires_grad=True)
+          for _ in range(2)]
+    for m, fwd, x in ((a, lambda m, x: m(x), xs[0]), (b, _layer_by_layer, xs[1])):
+        loss = (fwd(m, x) ** 2).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()  # accumulates into the gradients of the first
+        (fwd(m, x) ** 2).sum().backward()  # and a new forward adds too
+    assert a(xs[0])._op.startswith("sequential(")
+    np.testing.assert_array_equal(xs[0].grad, xs[1].grad)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, q.grad)
+    x = fnn.tensor(np.ones((6, 5)), requires_grad=True)
+    first = next(iter(a.parameters()))
+    (a(x) ** 2).sum().backward(inputs=[first])  # the input switched off for this walk
+    assert x.grad is None
+
+
+def test_an_input_gradient_matches_centred_differences():
+    model = _mixed("float64", "bn")
+    model[4].momentum = 0.1
+    x0 = np.random.default_rng(7).standard_normal((6, 5))
+    x = fnn.tensor(x0.copy(), requires_grad=True)
+    out = model(x)
+    assert out._op.startswith("sequential(")
+    (out ** 2).sum().backward()
+    eps = 1e-6
+    flat = x0.reshape(-1)
+    for i in range(0, flat.size, 3):
+        keep = flat[i]
+        flat[i] = keep + eps
+        up = float((model(x0) ** 2).sum().item())
+        flat[i] = keep - eps
+        down = float((model(x0) ** 2).sum().item())
+        flat[i] = keep
+        np.testing.assert_allclose(x.grad.reshape(-1)[i], (up - down) / (2 * eps), rtol=1e-5,
+                                   atol=1e-7)
+
+
+def test_tabular_mlp_trains_through_the_chain_with_the_bits_of_the_layers():
+    """TabularMLP's Sequential after the cat of its embeddings (an input that needs a
+    gradient) runs as one chain node; Adam steps give the bits of the layers one by one."""
+
+    def layers_forward(model, x):  # TabularMLP.forward with the Sequential layer by layer
+        k = model.n_continuous
+        parts = [fnn.tensor(np.ascontiguousarray(x[:, :k]))]
+        parts += [e(np.ascontiguousarray(x[:, k + j]).astype(np.int64))
+                  for j, e in enumerate(model.embeddings)]
+        return _layer_by_layer(model.mlp, fnn.cat(parts, dim=1))
+
+    runs = []
+    for forward in (lambda m, x: m(x), layers_forward):
+        fnn.manual_seed(3)
+        model = nn.TabularMLP(3, [7, 300], hidden=(16, 8), out_features=3, dropout=0.2)
+        opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+        rng = np.random.default_rng(9)
+        ops = []
+        for n in (12, 12, 7):
+            x = np.concatenate([rng.standard_normal((n, 3)), rng.integers(0, 7, (n, 1)),
+                                rng.integers(0, 300, (n, 1))], axis=1).astype(np.float32)
+            opt.zero_grad()
+            out = forward(model, x)
+            ops.append(out._op)
+            fnn.nn.functional.cross_entropy(out, fnn.tensor(rng.integers(0, 3, n))).backward()
+            opt.step()
+        runs.append((ops, [p.data.copy() for p in model.parameters()]))
+    assert all(op.startswith("sequential(") for op in runs[0][0])
+    for u, v in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_array_equal(u, v)
