@@ -82,7 +82,10 @@ from .nn import layers as _layers
 from .optim.optimizers import Optimizer
 
 #: Plans (buffers for one batch size) a step keeps: a training loop uses two (its batch
-#: size and the last, smaller batch).
+#: size and the last, smaller batch). The dense stages' plans own their arrays, so this
+#: bounds them; the CNN stages' arrays come from their layers' pools, which bound them
+#: (``_buffers.MAX_SHAPES_PER_ROLE``): a plan holds them only from its step's forward to its
+#: backward (``b.cache``), so a shape the pool drops stays valid for the step using it.
 _MAX_PLANS = 4
 
 
