@@ -182,27 +182,30 @@ def _wait(pid: int) -> None:
 
 def _tiny_cnn_step(dtype) -> None:
     """One forward/backward through every convolutional layer kind on tiny images: Conv2d by
-    im2col (batch-wide and in chunks of images), depthwise, 1x1; BatchNorm2d, the poolings,
-    Dropout2d; and ``--augment``'s crop-and-flip kernel."""
+    the shifted products (stride 1: the 3x3 and the 1x1 layers, all of ``fastnn train
+    --arch cnn``'s), the direct depthwise loops and the batch-wide im2col product (the
+    stride-2 layer: strided and grouped convolutions of a small layer); BatchNorm2d, the
+    poolings, Dropout2d; and ``--augment``'s crop-and-flip kernel.
+
+    Not the chunked im2col (a strided layer with 8 MB of columns or more,
+    ``kernels.conv.chunk_plan``): it compiles at its first use. Measured with a cold kernel
+    cache on the shared 2-core machine (``warmup(cnn=True)`` on a cache holding the MLP
+    kernels, one run each): 96.9 s without the stride-2 layer, 121.3 s with it, 147.5 s
+    with it run in chunks too; the MLP kernels alone 88.7 s.
+    """
     from . import losses, nn
     from .graph import Tensor
-    from .kernels import augment, conv
+    from .kernels import augment
 
     model = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1, dtype=dtype), nn.BatchNorm2d(4, dtype=dtype), nn.ReLU(),
         nn.Conv2d(4, 4, 3, padding=1, groups=4, activation="relu", dtype=dtype),
         nn.MaxPool2d(2), nn.Dropout2d(0.1, seed=0), nn.Conv2d(4, 4, 1, dtype=dtype),
+        nn.Conv2d(4, 4, 2, stride=2, dtype=dtype),  # (3, 3) -> (1, 1) by im2col
         nn.AvgPool2d(1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3, dtype=dtype))
     x = Tensor(np.linspace(-1.0, 1.0, 144, dtype=dtype).reshape(2, 2, 6, 6),
                requires_grad=True)
-    labels = np.array([0, 2])
-    thresholds = conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES
-    try:
-        for chunked in (False, True):  # the batch-wide product, then chunks of one image
-            conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES = (0, 1) if chunked else thresholds
-            losses.cross_entropy(model(x), labels).backward()
-    finally:
-        conv.CHUNK_MIN_BYTES, conv.CHUNK_BYTES = thresholds
+    losses.cross_entropy(model(x), np.array([0, 2])).backward()
     model.eval()
     model(x)
     rows = x.data.reshape(2, 72).copy()

@@ -82,7 +82,10 @@ from .nn import layers as _layers
 from .optim.optimizers import Optimizer
 
 #: Plans (buffers for one batch size) a step keeps: a training loop uses two (its batch
-#: size and the last, smaller batch).
+#: size and the last, smaller batch). The dense stages' plans own their arrays, so this
+#: bounds them; the CNN stages' arrays come from their layers' pools, which bound them
+#: (``_buffers.MAX_SHAPES_PER_ROLE``): a plan holds them only from its step's forward to its
+#: backward (``b.cache``), so a shape the pool drops stays valid for the step using it.
 _MAX_PLANS = 4
 
 
@@ -647,11 +650,11 @@ class CompiledStep:
         """One training step on the batch x (N, ...), y (arrays, or the Tensors a DataLoader
         yields); returns the loss value."""
         t0 = time.perf_counter()
-        x, y = _arrays(x, y)
-        if not self.accepts(x, y):
-            value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
-        else:
+        x, y, fits = self._batch(x, y)
+        if fits:
             value = self.run(x, y)[0]
+        else:
+            value = graph_step(self.model, self.loss_fn, self.optimizer, x, y)[0]
         if self.governor is not None:
             self.governor.record(time.perf_counter() - t0)
         return value
@@ -664,24 +667,35 @@ class CompiledStep:
 
     def accepts(self, x, y) -> bool:
         """Whether the plan takes this batch as it is (else the graph path runs it)."""
-        x, y = _arrays(x, y)
+        return self._batch(x, y)[2]
+
+    def _batch(self, x, y) -> tuple:
+        """(x, y, whether the plan takes them as they are): the one place that unwraps a
+        batch and tests it, for both :meth:`__call__` and :meth:`accepts`.
+
+        A DataLoader's Tensors become their arrays; a Tensor that requires grad stays (the
+        graph path computes its gradient, so the plan does not take it)."""
+        if isinstance(x, Tensor) and not x.requires_grad:
+            x = x.data
+        if isinstance(y, Tensor) and not y.requires_grad:
+            y = y.data
         if not (isinstance(x, np.ndarray) and x.ndim >= 2 and x.dtype == self.dtype
                 and x.flags.c_contiguous and x.shape[0] and self.model.training
                 and len(y) == x.shape[0]):
-            return False
+            return x, y, False
         shapes = self.shapes(x.shape[1:])
         if shapes is None or not self.loss.accepts(shapes[-1][0], y):
-            return False
+            return x, y, False
         if self.batchnorms:
             if x.shape[0] < 2:
-                return False
+                return x, y, False
             for layer in self.batchnorms:
                 if layer.statistics_comm is not None:
-                    return False
+                    return x, y, False
         for layer in self.moded:  # a layer put in evaluation mode on its own
             if not layer.training:
-                return False
-        return True
+                return x, y, False
+        return x, y, True
 
     def shapes(self, sample_shape: tuple) -> tuple | None:
         """Each stage's input sample shape, then the output's (C,), for batches of samples
@@ -795,16 +809,6 @@ class CompiledStep:
                           for s in self.stages)
         return (f"CompiledStep([{names}], loss={type(self.loss).__name__.strip('_')}, "
                 f"optimizer={type(self.optimizer).__name__}, fused={self.fuse_optimizer})")
-
-
-def _arrays(x, y):
-    """A batch's Tensors (a DataLoader's) as their arrays; a Tensor that requires grad stays
-    (the graph path computes its gradient)."""
-    if isinstance(x, Tensor) and not x.requires_grad:
-        x = x.data
-    if isinstance(y, Tensor) and not y.requires_grad:
-        y = y.data
-    return x, y
 
 
 def compile_step(model, loss_fn, optimizer, *, fuse_optimizer: bool = False,

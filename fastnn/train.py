@@ -126,8 +126,11 @@ def _model_dtype(model) -> np.dtype:
 
 #: Rows per evaluation batch at most for a model with image layers: a row's activations are
 #: its image times the channels (4,096 MNIST-sized rows through a 32-channel convolution
-#: hold 411 MB per activation, and each batch size gets its own buffers: an MNIST-shaped
-#: run peaked at 7.8 GB evaluating in batches of 4,096; 256 keeps a layer's under 26 MB).
+#: hold 411 MB per activation; an MNIST-shaped run peaked at 7.8 GB evaluating in batches of
+#: 4,096; 256 keeps a layer's under 26 MB). Still needed now that the layers' buffer pools
+#: keep only a few batch sizes each (``_buffers.MAX_SHAPES_PER_ROLE``, which was not so when
+#: the cap came in): the pools' bound stops other batch sizes' buffers from piling up, but
+#: the peak is one batch's own activations, and only this cap bounds that.
 IMAGE_EVAL_ROWS = 256
 
 

@@ -201,35 +201,62 @@ def bias_activation_nchw(code, alpha, z, b, y, d):
             activation_row(code, alpha, dst, d[n, o])
 
 
+@jit
+def _dz_plane(dy, d, n, o, rows, row_len, dst, row_stride):
+    """One (image, channel) plane of dz = dy * d, written into ``dst``, and its sum: for
+    r < rows and k < row_len,
+
+        dst[r*row_stride + k] = dy[n, o, r*row_len + k] * d[n, o, r*row_len + k]
+
+    (dy alone when d has no images: the identity has no local gradient); returns the sum of
+    the values written, in float64, added in the order written (r, then k).
+
+    dy, d (N, O, rows*row_len), d may be (0, O, rows*row_len); dst 1-D with at least
+    (rows - 1)*row_stride + row_len values. ``row_stride`` row_len packs the plane
+    (the im2col and depthwise layouts); a larger one spreads its rows over a wider grid
+    (the shifted products' padded grid, where the positions between rows stay untouched).
+
+    Serial: it is the body of one iteration of its callers' parallel loops over (image,
+    channel) planes (or over tasks of whole chunks of images), so each plane's sum runs in
+    one fixed order on one thread, and the bias gradient's partial sum of a plane has the
+    same bits on any number of threads. The shared step of every convolution's backward
+    pass (:func:`dz_and_bias_partial`, :func:`chunked_backward`, the shifted products'
+    tasks and :func:`depthwise_backward_weight`).
+    """
+    g = dy[n, o]
+    use_d = d.shape[0] == dy.shape[0]
+    s = 0.0
+    for r in range(rows):
+        src = g[r * row_len:(r + 1) * row_len]
+        out = dst[r * row_stride:r * row_stride + row_len]
+        if use_d:
+            h = d[n, o, r * row_len:(r + 1) * row_len]
+            for k in range(row_len):
+                v = src[k] * h[k]
+                out[k] = v
+                s += np.float64(v)
+        else:
+            for k in range(row_len):
+                v = src[k]
+                out[k] = v
+                s += np.float64(v)
+    return s
+
+
 @kernel
 def dz_and_bias_partial(dy, d, dz, partial):
     """dz[o, n*P + p] = dy[n, o, p] * d[n, o, p] (dy alone when d has no images) and
-    partial[n, o] = sum_p dz[o, n*P + p] in float64. dy, d (N, O, P); dz (O, N*P);
-    partial (N, O) float64.
+    partial[n, o] = sum_p dz[o, n*P + p] in float64 (:func:`_dz_plane`). dy, d (N, O, P);
+    dz (O, N*P); partial (N, O) float64.
 
     Parallel over (image, channel) pairs: each writes its own stretch of dz and its own
     entry of ``partial``; the bias gradient adds ``partial`` over images in order.
     """
     N, O, P = dy.shape
-    use_d = d.shape[0] == N
     for t in prange(N * O):
         n = t // O
         o = t % O
-        g = dy[n, o]
-        dst = dz[o, n * P:(n + 1) * P]
-        s = 0.0
-        if use_d:
-            h = d[n, o]
-            for p in range(P):
-                v = g[p] * h[p]
-                dst[p] = v
-                s += np.float64(v)
-        else:
-            for p in range(P):
-                v = g[p]
-                dst[p] = v
-                s += np.float64(v)
-        partial[n, o] = s
+        partial[n, o] = _dz_plane(dy, d, n, o, 1, P, dz[o, n * P:(n + 1) * P], P)
 
 
 @jit
@@ -472,7 +499,6 @@ def chunked_backward(dy, d, x, W2, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, image
     Cg = C // G
     cP = images_per_chunk * P
     n_chunks = (N + images_per_chunk - 1) // images_per_chunk
-    use_d = d.shape[0] == N
     blas_threads = hold_blas_to_one_thread()
     for t in prange(tasks):
         cols_t, dz_t, dcols_t = cols[t], dz[t], dcols[t]
@@ -483,21 +509,8 @@ def chunked_backward(dy, d, x, W2, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, image
             mP = (n1 - n0) * P
             for n in range(n0, n1):
                 for o in range(O):
-                    g_ = dy[n, o]
-                    dst = dz_t[o, (n - n0) * P:(n - n0 + 1) * P]
-                    s = 0.0
-                    if use_d:
-                        h = d[n, o]
-                        for p in range(P):
-                            v = g_[p] * h[p]
-                            dst[p] = v
-                            s += np.float64(v)
-                    else:
-                        for p in range(P):
-                            v = g_[p]
-                            dst[p] = v
-                            s += np.float64(v)
-                    partial_b[n, o] = s
+                    partial_b[n, o] = _dz_plane(dy, d, n, o, 1, P,
+                                                dz_t[o, (n - n0) * P:(n - n0 + 1) * P], P)
             _im2col_images(x, n0, n1, kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, cols_t)
             beta = 0.0 if chunk == first else 1.0
             for g in range(G):
@@ -821,7 +834,6 @@ def _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, 
     KK, O, C = w_taps.shape
     H, W = x.shape[2], x.shape[3]
     L = xp_t.shape[1]
-    use_d = d.shape[0] == N
     first, end = _chunk_bounds(n_chunks, tasks, t)
     for chunk in range(first, end):
         n0 = chunk * images_per_chunk
@@ -829,24 +841,7 @@ def _shifted_backward_task(dy, d, x, w_taps, kw, dh, dw, pt, pl, Wp, plane, OH, 
         for n in range(n0, n1):
             base = (n - n0) * plane
             for o in range(O):
-                g_ = dy[n, o]
-                zrow = z_t[o]
-                s = 0.0
-                for oh in range(OH):
-                    dst = zrow[base + oh * Wp:base + oh * Wp + OW]
-                    src = g_[oh * OW:(oh + 1) * OW]
-                    if use_d:
-                        h_ = d[n, o, oh * OW:(oh + 1) * OW]
-                        for ow in range(OW):
-                            v = src[ow] * h_[ow]
-                            dst[ow] = v
-                            s += np.float64(v)
-                    else:
-                        for ow in range(OW):
-                            v = src[ow]
-                            dst[ow] = v
-                            s += np.float64(v)
-                partial_b[n, o] = s
+                partial_b[n, o] = _dz_plane(dy, d, n, o, OH, OW, z_t[o, base:], Wp)
         _pad_images(x, n0, n1, pt, pl, Wp, plane, xp_t)
         ncols = (n1 - n0 - 1) * plane + (OH - 1) * Wp + OW
         step = col_block if col_block > 0 else ncols
@@ -1048,31 +1043,26 @@ def depthwise_forward(code, alpha, x, w, b, sh, sw, pt, pl, dh, dw, y, d):
 
 
 @kernel
-def depthwise_backward_weight(dy, d, x, kw, sh, sw, pt, pl, dh, dw, dz, partial_w, partial_b):
-    """dz = dy * d (dy when d has no images); partial_b[n, o] = sum dz[n, o] and
-    partial_w[n, o, i*kw + j] = sum_{oh, ow} dz[n, o, oh, ow] x[n, o // mult, tap (i, j)]
-    (float64). dy, d, dz (N, O, OH, OW); x (N, C, H, W); partial_w (N, O, kh*kw);
-    partial_b (N, O).
+def depthwise_backward_weight(dy, d, x, OW, kw, sh, sw, pt, pl, dh, dw, dz, partial_w,
+                              partial_b):
+    """dz = dy * d (dy when d has no images) and partial_b[n, o] = sum dz[n, o]
+    (:func:`_dz_plane`); partial_w[n, o, i*kw + j] = sum_{oh, ow} dz[n, o, oh OW + ow]
+    x[n, o // mult, tap (i, j)] (float64). dy, d, dz (N, O, OH*OW) (d may have no images);
+    x (N, C, H, W); partial_w (N, O, kh*kw); partial_b (N, O).
 
     Parallel over (image, output channel) planes; the caller adds the partial sums over
     images in order (deterministic).
     """
-    N, O, OH, OW = dy.shape
+    N, O, P = dy.shape
+    OH = P // OW
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     mult = O // C
     kk = partial_w.shape[2]
-    use_d = d.shape[0] == N
     for t in prange(N * O):
         n = t // O
         o = t % O
-        g, z = dy[n, o], dz[n, o]
-        s = 0.0
-        for oh in range(OH):
-            for ow in range(OW):
-                v = g[oh, ow] * d[n, o, oh, ow] if use_d else g[oh, ow]
-                z[oh, ow] = v
-                s += np.float64(v)
-        partial_b[n, o] = s
+        z = dz[n, o]
+        partial_b[n, o] = _dz_plane(dy, d, n, o, 1, P, z, P)
         plane = x[n, o // mult]
         for r in range(kk):
             i = r // kw
@@ -1084,7 +1074,7 @@ def depthwise_backward_weight(dy, d, x, kw, sh, sw, pt, pl, dh, dw, dz, partial_
                 h = oh * sh - pt + i * dh
                 if h < 0 or h >= H:
                     continue
-                xrow, zrow = plane[h], z[oh]
+                xrow, zrow = plane[h], z[oh * OW:(oh + 1) * OW]
                 for ow in range(lo, hi):
                     acc += np.float64(zrow[ow] * xrow[ow * sw + off_w])
             partial_w[n, o, r] = acc
@@ -1139,13 +1129,19 @@ def depthwise_forward_call(x, weight, bias, stride, padding, dilation, code, alp
 
 def depthwise_backward_call(dy, d, x, weight, stride, padding, dilation, dz, partial_w,
                             partial_b, dx, dW, db, accumulate_dW=None) -> None:
-    """:func:`conv2d_backward` for groups == C by the direct loops: dz (N, O, OH, OW),
-    partial_w (N, O, kh*kw) and partial_b (N, O) float64 scratch; dx None to skip it."""
+    """:func:`conv2d_backward` for groups == C by the direct loops: dz (N, O, OH, OW)
+    C-contiguous, partial_w (N, O, kh*kw) and partial_b (N, O) float64 scratch; dx None to
+    skip it."""
     (sh, sw), (dh, dw), (pt, _pb, pl, _pr) = stride, dilation, padding
     O, _, kh, kw = weight.shape
+    N, _, OH, OW = dy.shape
+    if not dz.flags.c_contiguous:  # a reshape would copy: the kernel would write the copy
+        raise ValueError(f"depthwise_backward_call: dz must be C-contiguous, got strides "
+                         f"{dz.strides}")
     work = dy.size * kh * kw
-    depthwise_backward_weight(work)(dy, d, x, kw, sh, sw, pt, pl, dh, dw, dz, partial_w,
-                                    partial_b)
+    depthwise_backward_weight(work)(
+        dy.reshape(N, O, OH * OW), d.reshape(d.shape[0], O, OH * OW), x, OW, kw, sh, sw, pt,
+        pl, dh, dw, dz.reshape(N, O, OH * OW), partial_w, partial_b)
     if db is not None:
         _sum_images(partial_b, db)
     sums = np.empty(O * kh * kw)

@@ -537,6 +537,17 @@ def conv2d_backward(dy, x, W, stride, padding, dilation, groups, d=None):
     return dx, dW, dz.sum(axis=(0, 2, 3))
 
 
+def conv_dz_and_bias_partial(dy, d=None):
+    """(dz, partial) of the convolutions' backward step: dz (O, N*P) = dy * d transposed
+    from (N, O, P) (dy alone without d) and partial (N, O) = dz's sum over each image's P
+    positions, in float64. dz is the product in dy's own dtype (one rounding, as the kernel
+    stores it)."""
+    n, o, p = dy.shape
+    z = dy if d is None else dy * d
+    dz = np.ascontiguousarray(z.transpose(1, 0, 2)).reshape(o, n * p)
+    return dz, _f64(z).sum(axis=2)
+
+
 def pool_output_size(size, k, s, p, dil, ceil_mode):
     """PyTorch's pooling_output_shape."""
     out = (size + 2 * p - dil * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1

@@ -374,3 +374,20 @@ def test_plans_are_capped():
         assert len(step._plans) <= compiled._MAX_PLANS
     assert sorted(step._plans) == list(range(2 + 2 * compiled._MAX_PLANS,
                                               2 + 3 * compiled._MAX_PLANS))
+
+
+def test_a_loaders_tensors_run_on_the_plan_and_a_tensor_needing_grad_on_the_graph():
+    # __call__ and accepts() unwrap and test a batch in one place (CompiledStep._batch)
+    X, y = data()
+    a, b = mlp("L relu L"), mlp("L relu L")
+    oa, ob = adam(a.parameters()), adam(b.parameters())
+    step = fnn.compile_step(b, fnn.losses.cross_entropy, ob)
+    xt = fnn.Tensor(X[:32])
+    assert step.accepts(xt, y[:32])
+    assert graph_step(a, fnn.losses.cross_entropy, oa, X[:32], y[:32]) == step(xt, y[:32])
+    assert list(step._plans) == [32]  # it ran on the plan
+    xg = fnn.Tensor(X[:16], requires_grad=True)
+    assert not step.accepts(xg, y[:16])
+    assert graph_step(a, fnn.losses.cross_entropy, oa, X[:16], y[:16]) == step(xg, y[:16])
+    assert list(step._plans) == [32] and xg.grad is not None  # the graph ran it
+    np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)

@@ -89,6 +89,36 @@ def test_same_bits_on_one_and_two_threads(dtype):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("with_d", [True, False])
+def test_dz_and_bias_partial_matches_the_naive_twin(with_d, dtype, tol):
+    rng = np.random.default_rng(5)
+    n, o, p = 3, 4, 7
+    dy = rng.standard_normal((n, o, p)).astype(dtype)
+    d = rng.standard_normal((n, o, p)).astype(dtype) if with_d else np.empty((0, o, p), dtype)
+    dz, partial = np.full((o, n * p), np.nan, dtype), np.full((n, o), np.nan)
+    conv.dz_and_bias_partial.serial(dy, d, dz, partial)
+    dz_ref, partial_ref = naive.conv_dz_and_bias_partial(dy, d if with_d else None)
+    assert np.array_equal(dz, dz_ref)  # one product, one rounding: the same bits
+    np.testing.assert_allclose(partial, partial_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_dz_plane_spreads_rows_over_a_wider_grid():
+    # the shifted products' layout: rows of OW values every Wp positions, the gaps untouched
+    rng = np.random.default_rng(6)
+    n, o, rows, row_len, stride = 2, 3, 4, 5, 7
+    dy = rng.standard_normal((n, o, rows * row_len))
+    d = rng.standard_normal((n, o, rows * row_len))
+    dst = np.full((rows - 1) * stride + row_len + 2, np.nan)
+    s = conv._dz_plane(dy, d, 1, 2, rows, row_len, dst, stride)
+    want = (dy[1, 2] * d[1, 2]).reshape(rows, row_len)
+    grid = np.full(((rows - 1) * stride + row_len + 2 + stride - 1) // stride * stride, np.nan)
+    grid[:dst.size] = dst
+    grid = grid.reshape(-1, stride)
+    assert np.array_equal(grid[:rows, :row_len], want)
+    assert np.isnan(grid[:rows - 1, row_len:]).all() and np.isnan(dst[-2:]).all()
+    np.testing.assert_allclose(s, want.sum(), rtol=1e-12)
+
+
 DEPTHWISE = [  # (N, C, H, W, multiplier, kh, kw, stride, padding, dilation)
     (2, 3, 7, 6, 1, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
     (2, 2, 8, 9, 2, 2, 3, (2, 1), (0, 1, 2, 0), (1, 2)),
