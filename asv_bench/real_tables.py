@@ -122,6 +122,7 @@ import importlib
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -289,17 +290,19 @@ def fastnn_refusal(meta: dict) -> str | None:
     return None
 
 
-def run_fastnn(meta: dict, seed: int, out: Path, threads: int | None = None) -> dict:
+def run_fastnn(meta: dict, seed: int, out: Path, threads: int | None = None,
+               extra: list[str] | None = None, label: str = "fastnn") -> dict:
     """``fastnn train`` on the raw files, timed as a whole process; raises RuntimeError with
     fastnn's message when the CLI refuses the files. The task is given (``--task``), as the
     baselines are given it: diamonds' ``price`` (11,602 distinct whole numbers in 53,940 rows)
     falls between ``--task auto``'s two rules, which then asks."""
-    run_dir = out / meta["table"] / f"fastnn_seed{seed}"
+    run_dir = out / meta["table"] / f"{label}_seed{seed}"
     cmd = [sys.executable, "-m", "fastnn.cli", "train",
            "--data", f"csv:{meta['train']}:{meta['target']}", "--test", meta["test"],
            "--task", meta["task"], "--seed", str(seed), "--quiet", "--out", str(run_dir)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    cmd += list(extra or [])
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -330,7 +333,8 @@ def run_process(cmd: list[str]) -> tuple[float, float]:
     return seconds, cpu
 
 
-def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None) -> dict:
+def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None,
+          extra: list[str] | None = None) -> dict:
     """The whole ``fastnn train`` command against the whole scikit-learn MLP pipeline as a
     process (this script with ``--models mlp --reuse-split``: Python, pandas and
     scikit-learn start-up, reading both CSV files, the fit, the test predictions),
@@ -345,6 +349,7 @@ def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None) -
                   "--out", str(out / meta["table"] / "speed_fastnn")]
     if threads is not None:
         fastnn_cmd += ["--threads", str(threads)]
+    fastnn_cmd += list(extra or [])
     times = {"fastnn": [], "mlp": []}
     cpu = {"fastnn": [], "mlp": []}
     load = []
@@ -392,6 +397,13 @@ def main(argv=None) -> int:
                              "default: no limit). On a loaded machine the OpenMP threads of "
                              "HistGradientBoosting wait for each other: one 1,047-row fit "
                              "took 0.1 to 113 s here")
+    parser.add_argument("--fastnn-args", default="", metavar="ARGS",
+                        help="extra `fastnn train` options for --fastnn and --speed, one "
+                             "string (e.g. \"--numeric-encoding none\"); the runs go to "
+                             "OUT/TABLE/LABEL_seedS with --fastnn-label")
+    parser.add_argument("--fastnn-label", default="fastnn",
+                        help="the name of fastnn's runs in OUT and results.json (default: "
+                             "fastnn)")
     parser.add_argument("--split-only", action="store_true", help="write the files, train nothing")
     parser.add_argument("--reuse-split", action="store_true",
                         help="read the files an earlier run wrote in OUT instead of writing them")
@@ -427,7 +439,8 @@ def main(argv=None) -> int:
         if args.split_only:
             continue
         if args.speed:
-            entry["speed"] = s = speed(meta, seeds[0], args.speed, args.out, args.threads)
+            entry["speed"] = s = speed(meta, seeds[0], args.speed, args.out, args.threads,
+                                       shlex.split(args.fastnn_args))
             print(f"  speed: median fastnn train {s['median']['fastnn']:.1f} s, scikit-learn "
                   f"MLP pipeline {s['median']['mlp']:.1f} s: {s['ratio']:.1f}x "
                   f"(CPU seconds: {s['cpu_ratio']:.1f}x)", flush=True)
@@ -445,15 +458,21 @@ def main(argv=None) -> int:
             refusal = fastnn_refusal(meta)
             if refusal is not None:
                 print(f"  fastnn: skipped: {refusal}", flush=True)
-                entry["models"]["fastnn"] = {"skipped": refusal}
+                entry["models"][args.fastnn_label] = {"skipped": refusal}
             else:
                 try:
-                    runs = [run_fastnn(meta, seed, args.out, args.threads) for seed in seeds]
+                    runs = []
+                    for seed in seeds:
+                        runs.append(run_fastnn(meta, seed, args.out, args.threads,
+                                               shlex.split(args.fastnn_args),
+                                               args.fastnn_label))
+                        print(f"  {args.fastnn_label} seed {seed}: {runs[-1]['score']:.4f} "
+                              f"({runs[-1]['fit_seconds']:.1f} s)", flush=True)
                 except RuntimeError as exc:
                     print(f"  fastnn: skipped: the CLI refused the raw files: {exc}", flush=True)
-                    entry["models"]["fastnn"] = {"skipped": str(exc)}
+                    entry["models"][args.fastnn_label] = {"skipped": str(exc)}
                 else:
-                    entry["models"]["fastnn"] = summarize(runs)
+                    entry["models"][args.fastnn_label] = summarize(runs)
         results_path.write_text(json.dumps(results, indent=2))  # after every table
     results_path.write_text(json.dumps(results, indent=2))
     metric = {"classification": "accuracy", "regression": "R2"}
