@@ -34,7 +34,7 @@ DEFAULTS = {
 #: that are None here depend on the number of training rows: :func:`tabular_recipe`.
 TABULAR_DEFAULTS = {"hidden": None, "dropout": 0.1, "weight_decay": None, "epochs": 200,
                     "patience": None, "batch_size": None, "schedule": "plateau",
-                    "target_transform": "auto", "numeric_encoding": "ple"}
+                    "target_transform": "auto", "numeric_encoding": "ple", "numeric_bins": None}
 #: A table with at least this many training rows gets the large-table settings of
 #: :func:`tabular_recipe`.
 LARGE_TABLE_ROWS = 20_000
@@ -884,7 +884,13 @@ def tabular_recipe(n_train: int) -> dict:
     - from :data:`LARGE_TABLE_ROWS` on: hidden 128,128 (a quarter of the arithmetic per
       row: the same scores on the large tables measured, in less time), weight decay 1e-4
       (many rows regularize already), patience 8;
-    - the batch size of :func:`tabular_batch_size`.
+    - the batch size of :func:`tabular_batch_size`;
+    - the continuous features' piecewise-linear encoding (``--numeric-encoding ple``) with
+      at most 8 quantile bins per feature below :data:`LARGE_TABLE_ROWS` and 48 from there
+      on: measured on seven real tables, 8 bins raised the small tables' mean scores or
+      kept them within a test row or two (48 bins let the Ames house prices overfit: R²
+      0.77 on one seed), while adult and diamonds needed 48 (with 8 or 16 they stayed
+      below their bars).
 
     Everything else is :data:`TABULAR_DEFAULTS`: dropout 0.1, Adam at 2e-3 divided by 5
     after 3 epochs without progress (``plateau``), up to 200 epochs, the best epoch's weights
@@ -893,7 +899,8 @@ def tabular_recipe(n_train: int) -> dict:
     return {"hidden": [128, 128] if large else [256, 256],
             "weight_decay": 1e-4 if large else 1e-3,
             "patience": 8 if large else 10,
-            "batch_size": tabular_batch_size(n_train)}
+            "batch_size": tabular_batch_size(n_train),
+            "numeric_bins": 48 if large else 8}
 
 
 def table_numeric_bins(train, standardizer, n_continuous: int, n_bins: int,
