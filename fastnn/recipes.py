@@ -813,6 +813,8 @@ def resolve_config(given: dict, recorded: dict | None = None,
         value = given.get(key)
         if key in ARCHITECTURE:
             before = recorded.get("architecture", {}).get(key)
+            if key == "numeric_encoding" and before is None and recorded:
+                before = "none"  # a checkpoint from before the encoding existed
         elif key == "task":
             before = recorded.get("task", {}).get("kind")
         else:

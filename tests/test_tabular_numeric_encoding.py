@@ -8,7 +8,13 @@ import pytest
 
 from fastnn.cli import main
 from fastnn.nn import PiecewiseLinearEncoding, TabularMLP, quantile_bins
-from fastnn.recipes import ConfigError, export_run, load_trained, run_training
+from fastnn.recipes import (
+    ConfigError,
+    export_run,
+    load_trained,
+    resolve_config,
+    run_training,
+)
 
 pa = pytest.importorskip("pyarrow")
 
@@ -119,3 +125,10 @@ def test_quantile_bins_of_a_standardized_column_equal_the_raw_ones_mapped():
     raw = PiecewiseLinearEncoding(quantile_bins(x, 10), dtype=np.float64)
     scaled = PiecewiseLinearEncoding(quantile_bins((x - mean) / std, 10), dtype=np.float64)
     np.testing.assert_allclose(raw(x).data, scaled((x - mean) / std).data, atol=1e-9)
+
+
+def test_a_checkpoint_from_before_the_encoding_resumes_without_it():
+    recorded = {"architecture": {"hidden": [16], "dropout": 0.1}, "data": {"spec": "csv:t.csv:y"},
+                "run": {}}
+    assert resolve_config({"epochs": 5}, recorded)["numeric_encoding"] == "none"
+    assert resolve_config({"data": "csv:t.csv:y"})["numeric_encoding"] == "ple"
