@@ -1196,7 +1196,7 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
         cont = g.node("Cast", [cont], "continuous.float", to=TP.FLOAT)
         if ple is not None:  # PiecewiseLinearEncoding, in float32 as the model computes it
             feature, left, bin_width, lower, upper = ple.constants()
-            dt = ple.edges.dtype
+            dt = np.float32  # the graph's continuous block is float32 (as the MLP's weights)
             cont = g.node("Gather", [cont, g.const("numeric_encoding.feature", feature,
                                                    np.int64)], "numeric_encoding.columns",
                           axis=1)
@@ -1208,8 +1208,6 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
                           "numeric_encoding.above")
             cont = g.node("Min", [cont, g.const("numeric_encoding.upper", upper[None], dt)],
                           "numeric_encoding.encoded")
-            if dt != np.float32:
-                cont = g.node("Cast", [cont], "numeric_encoding.float", to=TP.FLOAT)
         parts.append(cont)
     for j, (code, emb) in enumerate(zip(codes, embeddings, strict=True)):
         rows = g.node("Gather", [g.const(f"embeddings.{j}.weight", emb.weight.data), code],
