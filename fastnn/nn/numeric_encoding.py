@@ -35,9 +35,9 @@ def quantile_bins(X, n_bins: int = 48, dtype=np.float64) -> list[np.ndarray]:
     (NumPy's default linear interpolation, as ``torch.quantile``), repeated edges removed.
 
     So a column with few distinct values gets few bins (a 0/1 indicator one bin, a column
-    of ``k`` values at most ``k - 1``). A constant column
-    (one distinct value ``v``) gets the single bin ``[v, v + max(1, |v|)]``. Blank (NaN) cells are
-    ignored; a column with no finite value raises ValueError. ``dtype``: the edges are
+    of ``k`` values at most ``k - 1``). A constant column (one distinct value ``v``) gets
+    the single bin ``[v, v + max(1, |v|)]``. Blank (NaN) cells are ignored; a column with
+    no finite value raises ValueError. ``dtype``: the edges are
     rounded to it before repeated ones are removed (float32 for a float32 model, so that
     they stay strictly increasing there).
 
