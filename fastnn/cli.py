@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--numeric-bins", type=int, dest="numeric_bins", metavar="N",
                    help="--numeric-encoding ple: at most N quantile bins per continuous "
                    "feature (fewer where quantiles repeat, e.g. 1 for a 0/1 column; "
-                   "default: 8, or 96 from 20,000 training rows)")
+                   "default: 8, or 48 from 20,000 training rows)")
     g.add_argument("--target-transform", choices=["none", "log", "auto"],
                    dest="target_transform",
                    help="regression: train on log(1 + y), report in the original units "

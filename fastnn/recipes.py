@@ -888,12 +888,13 @@ def tabular_recipe(n_train: int) -> dict:
       (many rows regularize already), patience 8;
     - the batch size of :func:`tabular_batch_size`;
     - the continuous features' piecewise-linear encoding (``--numeric-encoding ple``) with
-      at most 8 quantile bins per feature below :data:`LARGE_TABLE_ROWS` and 96 from there
+      at most 8 quantile bins per feature below :data:`LARGE_TABLE_ROWS` and 48 from there
       on: measured on seven real tables, 8 bins raised the small tables' mean scores or
       kept them within a test row or two (48 bins let the Ames house prices overfit: R²
       0.77 on one seed), while adult and diamonds needed more (with 8 or 16 they stayed
-      below their bars; adult gained up to 192 bins, diamonds was best at 48 to 64 and
-      stayed above its bar at 96).
+      below their bars). Adult gained further up to 192 bins, diamonds was best at 48 to
+      64; 96 cost 1.5x the whole diamonds run against 1.1x for 48 (a wider first layer),
+      too close to the issue's speed bar.
 
     Everything else is :data:`TABULAR_DEFAULTS`: dropout 0.1, Adam at 2e-3 divided by 5
     after 3 epochs without progress (``plateau``), up to 200 epochs, the best epoch's weights
@@ -903,7 +904,7 @@ def tabular_recipe(n_train: int) -> dict:
             "weight_decay": 1e-4 if large else 1e-3,
             "patience": 8 if large else 10,
             "batch_size": tabular_batch_size(n_train),
-            "numeric_bins": 96 if large else 8}
+            "numeric_bins": 48 if large else 8}
 
 
 def table_numeric_bins(train, standardizer, n_continuous: int, n_bins: int,
