@@ -115,7 +115,10 @@ house_prices' test R² hangs on one row (``Id`` 1299, 5,642 square feet sold for
 ``--speed N`` times the whole ``fastnn train`` process against the whole scikit-learn MLP
 pipeline process on the same files (docs/tabular.md, "Speed"): on diamonds, ``--speed 3``,
 medians 48.9 s against 651.8 s, 13.3x (per repeat 5.3x, 13.3x, 14.1x; a shared machine,
-load average 5-7).
+load average 5-7). With the piecewise-linear encoding (48 bins), ``--speed 1`` twice at
+lighter moments: 8.1x (30.9 s against 249.7 s, load 2.9) and 2.3x (19.5 s against 45.2 s,
+load 1.7): scikit-learn's fit gains far more than fastnn from a quieter machine, so the
+ratio on a quiet machine is in doubt (docs/tabular.md, "Speed").
 """
 
 from __future__ import annotations
