@@ -65,8 +65,10 @@ that are not numeric), each over ``--seeds`` (default 1-5), with the fit's wall 
   (standardized target: trained on raw prices in the thousands, Adam's default step needs
   hundreds of epochs to reach the scale).
 - ``fastnn`` (with ``--fastnn``): ``fastnn train --data csv:TRAIN:TARGET --test TEST --seed S
-  --quiet --out DIR``, default settings otherwise, timed as a whole process (start-up
-  included); its ``metrics.json`` gives ``test_accuracy`` or ``test_r2``. If this fastnn's
+  --quiet --out DIR``, default settings otherwise (``--fastnn-args "..."`` adds options, e.g.
+  ``"--numeric-encoding none"``, and ``--fastnn-label NAME`` keeps those runs apart in OUT
+  and results.json), timed as a whole process (start-up included); its ``metrics.json``
+  gives ``test_accuracy`` or ``test_r2``. If this fastnn's
   CLI does not accept raw CSV files or ``--test`` yet, the script says so and skips it.
 
 Accuracy for classification, R² for regression, on the test file. The script prints a
@@ -89,20 +91,21 @@ diamonds        43152/10788  R²        0.9813 (0.9811-0.9817)    0.9807 (0.9788
 
 The MLP fits took 1 to 22 minutes each on adult and diamonds (the load came and went).
 
-fastnn's tabular default (``fastnn.recipes.tabular_recipe``, chosen with this script), seeds
-1-5, one thread, against the issue's bars (the per-seed table and how the default was chosen
-are in docs/tabular.md):
+fastnn's tabular default (``fastnn.recipes.tabular_recipe``, chosen with this script; since
+the piecewise-linear encoding of the numbers, ``--numeric-encoding ple``), seeds 1-5, one
+thread, against the issue's bars (the per-seed table, the default before the encoding and
+how both were chosen are in docs/tabular.md):
 
 ==============  ===========================================  ======  =======================
 table           fastnn, seeds 1-5 (mean)                     bar     met?
 ==============  ===========================================  ======  =======================
-penguins        0.9855 0.9855 1.0000 0.9855 0.9710 (0.9855)  0.9565  yes
-titanic         0.8321 0.8206 0.8092 0.8321 0.8435 (0.8275)  0.8206  on the mean (seed 3 no)
-adult           0.8478 0.8440 0.8497 0.8457 0.8472 (0.8469)  0.8527  no (0.6 points short)
-house_prices    0.8171 0.8286 0.8512 0.8219 0.8322 (0.8302)  0.819   yes (seed 1: 0.817)
-diamonds        0.9791 0.9799 0.9804 0.9790 0.9797 (0.9796)  0.9807  0.001 short of the MLP
-wage (unseen)   0.2984 0.2789 0.3132 0.2994 0.3000 (0.2980)  0.1927  yes (MLP 0.1427)
-oj (unseen)     0.8318 0.8411 0.8692 0.8224 0.8271 (0.8383)  0.8149  yes (MLP 0.8196)
+penguins        0.9710 0.9710 0.9855 0.9855 0.9855 (0.9797)  0.9565  yes
+titanic         0.8511 0.8130 0.8244 0.8359 0.8473 (0.8343)  0.8206  on the mean (seed 2 no)
+adult           0.8535 0.8537 0.8566 0.8518 0.8586 (0.8548)  0.8527  on the mean (seed 4 no)
+house_prices    0.8507 0.8774 0.8634 0.8441 0.8309 (0.8533)  0.819   yes
+diamonds        0.9814 0.9813 0.9810 0.9810 0.9815 (0.9812)  0.9807  yes
+wage            0.3023 0.2911 0.3232 0.2922 0.3026 (0.3023)  0.1927  yes (MLP 0.1427)
+oj              0.8224 0.8411 0.8318 0.8271 0.8271 (0.8299)  0.8149  yes (MLP 0.8196)
 ==============  ===========================================  ======  =======================
 
 Baselines of the unseen tables (seeds 1-5): wage HistGradientBoosting 0.3097, MLP 0.1427
@@ -112,7 +115,10 @@ house_prices' test R² hangs on one row (``Id`` 1299, 5,642 square feet sold for
 ``--speed N`` times the whole ``fastnn train`` process against the whole scikit-learn MLP
 pipeline process on the same files (docs/tabular.md, "Speed"): on diamonds, ``--speed 3``,
 medians 48.9 s against 651.8 s, 13.3x (per repeat 5.3x, 13.3x, 14.1x; a shared machine,
-load average 5-7).
+load average 5-7). With the piecewise-linear encoding (48 bins), ``--speed 1`` twice at
+lighter moments: 8.1x (30.9 s against 249.7 s, load 2.9) and 2.3x (19.5 s against 45.2 s,
+load 1.7): scikit-learn's fit gains far more than fastnn from a quieter machine, so the
+ratio on a quiet machine is in doubt (docs/tabular.md, "Speed").
 """
 
 from __future__ import annotations
@@ -122,6 +128,7 @@ import importlib
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -289,17 +296,19 @@ def fastnn_refusal(meta: dict) -> str | None:
     return None
 
 
-def run_fastnn(meta: dict, seed: int, out: Path, threads: int | None = None) -> dict:
+def run_fastnn(meta: dict, seed: int, out: Path, threads: int | None = None,
+               extra: list[str] | None = None, label: str = "fastnn") -> dict:
     """``fastnn train`` on the raw files, timed as a whole process; raises RuntimeError with
     fastnn's message when the CLI refuses the files. The task is given (``--task``), as the
     baselines are given it: diamonds' ``price`` (11,602 distinct whole numbers in 53,940 rows)
     falls between ``--task auto``'s two rules, which then asks."""
-    run_dir = out / meta["table"] / f"fastnn_seed{seed}"
+    run_dir = out / meta["table"] / f"{label}_seed{seed}"
     cmd = [sys.executable, "-m", "fastnn.cli", "train",
            "--data", f"csv:{meta['train']}:{meta['target']}", "--test", meta["test"],
            "--task", meta["task"], "--seed", str(seed), "--quiet", "--out", str(run_dir)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
+    cmd += list(extra or [])
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -330,7 +339,8 @@ def run_process(cmd: list[str]) -> tuple[float, float]:
     return seconds, cpu
 
 
-def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None) -> dict:
+def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None,
+          extra: list[str] | None = None) -> dict:
     """The whole ``fastnn train`` command against the whole scikit-learn MLP pipeline as a
     process (this script with ``--models mlp --reuse-split``: Python, pandas and
     scikit-learn start-up, reading both CSV files, the fit, the test predictions),
@@ -345,6 +355,7 @@ def speed(meta: dict, seed: int, repeats: int, out: Path, threads: int | None) -
                   "--out", str(out / meta["table"] / "speed_fastnn")]
     if threads is not None:
         fastnn_cmd += ["--threads", str(threads)]
+    fastnn_cmd += list(extra or [])
     times = {"fastnn": [], "mlp": []}
     cpu = {"fastnn": [], "mlp": []}
     load = []
@@ -392,6 +403,13 @@ def main(argv=None) -> int:
                              "default: no limit). On a loaded machine the OpenMP threads of "
                              "HistGradientBoosting wait for each other: one 1,047-row fit "
                              "took 0.1 to 113 s here")
+    parser.add_argument("--fastnn-args", default="", metavar="ARGS",
+                        help="extra `fastnn train` options for --fastnn and --speed, one "
+                             "string (e.g. \"--numeric-encoding none\"); the runs go to "
+                             "OUT/TABLE/LABEL_seedS with --fastnn-label")
+    parser.add_argument("--fastnn-label", default="fastnn",
+                        help="the name of fastnn's runs in OUT and results.json (default: "
+                             "fastnn)")
     parser.add_argument("--split-only", action="store_true", help="write the files, train nothing")
     parser.add_argument("--reuse-split", action="store_true",
                         help="read the files an earlier run wrote in OUT instead of writing them")
@@ -427,7 +445,8 @@ def main(argv=None) -> int:
         if args.split_only:
             continue
         if args.speed:
-            entry["speed"] = s = speed(meta, seeds[0], args.speed, args.out, args.threads)
+            entry["speed"] = s = speed(meta, seeds[0], args.speed, args.out, args.threads,
+                                       shlex.split(args.fastnn_args))
             print(f"  speed: median fastnn train {s['median']['fastnn']:.1f} s, scikit-learn "
                   f"MLP pipeline {s['median']['mlp']:.1f} s: {s['ratio']:.1f}x "
                   f"(CPU seconds: {s['cpu_ratio']:.1f}x)", flush=True)
@@ -445,15 +464,21 @@ def main(argv=None) -> int:
             refusal = fastnn_refusal(meta)
             if refusal is not None:
                 print(f"  fastnn: skipped: {refusal}", flush=True)
-                entry["models"]["fastnn"] = {"skipped": refusal}
+                entry["models"][args.fastnn_label] = {"skipped": refusal}
             else:
                 try:
-                    runs = [run_fastnn(meta, seed, args.out, args.threads) for seed in seeds]
+                    runs = []
+                    for seed in seeds:
+                        runs.append(run_fastnn(meta, seed, args.out, args.threads,
+                                               shlex.split(args.fastnn_args),
+                                               args.fastnn_label))
+                        print(f"  {args.fastnn_label} seed {seed}: {runs[-1]['score']:.4f} "
+                              f"({runs[-1]['fit_seconds']:.1f} s)", flush=True)
                 except RuntimeError as exc:
                     print(f"  fastnn: skipped: the CLI refused the raw files: {exc}", flush=True)
-                    entry["models"]["fastnn"] = {"skipped": str(exc)}
+                    entry["models"][args.fastnn_label] = {"skipped": str(exc)}
                 else:
-                    entry["models"]["fastnn"] = summarize(runs)
+                    entry["models"][args.fastnn_label] = summarize(runs)
         results_path.write_text(json.dumps(results, indent=2))  # after every table
     results_path.write_text(json.dumps(results, indent=2))
     metric = {"classification": "accuracy", "regression": "R2"}

@@ -211,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--embedding-dim", type=int, dest="embedding_dim", help="width of every "
                    "categorical column's embedding (default: min(50, round(1.6 n^0.56)) for n "
                    "categories)")
+    g.add_argument("--numeric-encoding", choices=["ple", "none"], dest="numeric_encoding",
+                   help="ple: each continuous feature enters the network as its "
+                   "piecewise-linear encoding over quantile bins of the training rows "
+                   "(fastnn.nn.PiecewiseLinearEncoding, Gorishniy et al. 2022); none: as it "
+                   "is (default: ple)")
+    g.add_argument("--numeric-bins", type=int, dest="numeric_bins", metavar="N",
+                   help="--numeric-encoding ple: at most N quantile bins per continuous "
+                   "feature (fewer where quantiles repeat, e.g. 1 for a 0/1 column; "
+                   "default: 8, or 48 from 20,000 training rows)")
     g.add_argument("--target-transform", choices=["none", "log", "auto"],
                    dest="target_transform",
                    help="regression: train on log(1 + y), report in the original units "

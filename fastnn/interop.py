@@ -1072,8 +1072,10 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
     column that had blanks in training, a 0/1 indicator; each categorical column's text goes
     through an ``ai.onnx.ml`` LabelEncoder (its vocabulary -> codes from 2, anything else ->
     1 "unknown", a blank -> 0 if training had blanks, else 1), then a Gather on its embedding
-    table; the continuous block is standardized in double and cast to float; Concat; the MLP
-    as :func:`export_onnx` writes it. Output ``"output"`` (N, M) float32. Returns the checked
+    table; the continuous block is standardized in double and cast to float (and, for a
+    model with a ``numeric_encoding``, piecewise-linear encoded: Gather of each component's
+    column, Sub, Div, Max, Min with the module's constants); Concat; the MLP as
+    :func:`export_onnx` writes it. Output ``"output"`` (N, M) float32. Returns the checked
     ``onnx.ModelProto``.
     """
     onnx = require("onnx", "export_table_onnx")
@@ -1094,7 +1096,9 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
     if mean.shape != (table.n_features,) or std.shape != (table.n_features,):
         raise ValueError(f"export_table_onnx: input_mean and input_std must have shape "
                          f"({table.n_features},), got {mean.shape} and {std.shape}")
-    width = n_cont + sum(int(e.weight.shape[1]) for e in embeddings)
+    ple = None if plain else getattr(model, "numeric_encoding", None)
+    n_numeric = n_cont if ple is None else ple.out_features
+    width = n_numeric + sum(int(e.weight.shape[1]) for e in embeddings)
     with tempfile.TemporaryDirectory() as tmp:  # the MLP's graph, as export_onnx writes it
         body = export_onnx(mlp, os.path.join(tmp, "mlp.onnx"), opset=opset, input_dim=width,
                            fold_batchnorm=fold_batchnorm, probabilities=probabilities,
@@ -1189,7 +1193,22 @@ def export_table_onnx(model: Module, table, path, *, input_mean, input_std, opse
                                             np.float64)], "continuous.centered")
         cont = g.node("Div", [cont, g.const("continuous_std", std[None, :n_cont], np.float64)],
                       "continuous.scaled")
-        parts.append(g.node("Cast", [cont], "continuous.float", to=TP.FLOAT))
+        cont = g.node("Cast", [cont], "continuous.float", to=TP.FLOAT)
+        if ple is not None:  # PiecewiseLinearEncoding, in float32 as the model computes it
+            feature, left, bin_width, lower, upper = ple.constants()
+            dt = np.float32  # the graph's continuous block is float32 (as the MLP's weights)
+            cont = g.node("Gather", [cont, g.const("numeric_encoding.feature", feature,
+                                                   np.int64)], "numeric_encoding.columns",
+                          axis=1)
+            cont = g.node("Sub", [cont, g.const("numeric_encoding.left", left[None], dt)],
+                          "numeric_encoding.shifted")
+            cont = g.node("Div", [cont, g.const("numeric_encoding.width", bin_width[None], dt)],
+                          "numeric_encoding.scaled")
+            cont = g.node("Max", [cont, g.const("numeric_encoding.lower", lower[None], dt)],
+                          "numeric_encoding.above")
+            cont = g.node("Min", [cont, g.const("numeric_encoding.upper", upper[None], dt)],
+                          "numeric_encoding.encoded")
+        parts.append(cont)
     for j, (code, emb) in enumerate(zip(codes, embeddings, strict=True)):
         rows = g.node("Gather", [g.const(f"embeddings.{j}.weight", emb.weight.data), code],
                       f"embeddings.{j}.rows", axis=0)  # (N, 1, dim)

@@ -28,9 +28,9 @@ def test_batch_size_rule():
 def test_size_rule():
     small, large = tabular_recipe(LARGE_TABLE_ROWS - 1), tabular_recipe(LARGE_TABLE_ROWS)
     assert small == {"hidden": [256, 256], "weight_decay": 1e-3, "patience": 10,
-                     "batch_size": tabular_batch_size(LARGE_TABLE_ROWS - 1)}
+                     "batch_size": tabular_batch_size(LARGE_TABLE_ROWS - 1), "numeric_bins": 8}
     assert large == {"hidden": [128, 128], "weight_decay": 1e-4, "patience": 8,
-                     "batch_size": 256}
+                     "batch_size": 256, "numeric_bins": 48}
 
 
 def test_table_data_gets_the_tabular_defaults():

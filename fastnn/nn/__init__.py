@@ -52,6 +52,7 @@ from .layers import (
     make_activation,
 )
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .numeric_encoding import PiecewiseLinearEncoding, quantile_bins
 from .tabular import TabularMLP
 
 __all__ = [
@@ -71,6 +72,8 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Embedding",
+    "PiecewiseLinearEncoding",
+    "quantile_bins",
     "Flatten",
     "GaussianNoise",
     "HuberLoss",

@@ -16,6 +16,7 @@ import numpy as np
 from ..graph import Tensor, cat
 from .layers import BatchNorm1d, Dropout, Embedding, Linear, PReLU, make_activation
 from .module import Module, ModuleList, Sequential
+from .numeric_encoding import PiecewiseLinearEncoding
 
 
 def embedding_size(n_categories: int) -> int:
@@ -42,16 +43,25 @@ class TabularMLP(Module):
     padding_idx : the code whose embedding row is held at zero and gets no gradient (the
         table encoder's "unknown", 1), or None.
     dtype : float32 (default) or float64.
+    numeric_bins : None (default: the continuous features enter the MLP as they are), or
+        one array of bin edges per continuous feature: they enter through
+        ``PiecewiseLinearEncoding(numeric_bins)`` (Gorishniy et al. 2022), ``T_j``
+        components for a feature with ``T_j + 1`` edges (edges from
+        :func:`fastnn.nn.quantile_bins` of the training rows, on the same scale as the
+        input), or an int list ``T_j`` per feature: placeholder edges that a loaded state
+        dict fills (how a checkpoint rebuilds the model).
 
     ``forward(x)``: x (N, n_continuous + len(cardinalities)) -> (N, out_features). The codes
     must be whole numbers in range (an out-of-range code raises, as Embedding does).
-    Submodules: ``embeddings`` (a ModuleList of Embedding) and ``mlp`` (a Sequential).
+    Submodules: ``embeddings`` (a ModuleList of Embedding), ``numeric_encoding`` (the
+    PiecewiseLinearEncoding, or None) and ``mlp`` (a Sequential).
     """
 
     def __init__(self, n_continuous: int, cardinalities: Sequence[int] = (),
                  embedding_dims: Sequence[int] | None = None, hidden: Sequence[int] = (256, 256),
                  out_features: int = 1, activation: str = "relu", batchnorm: bool = True,
-                 dropout: float = 0.0, padding_idx: int | None = 1, dtype=None):
+                 dropout: float = 0.0, padding_idx: int | None = 1, dtype=None,
+                 numeric_bins: Sequence | None = None):
         super().__init__()
         if isinstance(n_continuous, bool) or not isinstance(n_continuous, (int, np.integer)) \
                 or n_continuous < 0:
@@ -73,8 +83,22 @@ class TabularMLP(Module):
         self.embeddings = ModuleList([Embedding(c, d, padding_idx=p, dtype=dtype)
                                       for c, d, p in zip(cardinalities, embedding_dims, pad,
                                                          strict=True)])
+        if numeric_bins is None:
+            self.numeric_encoding = None
+        else:
+            if len(numeric_bins) != self.n_continuous:
+                raise ValueError(f"TabularMLP: {len(numeric_bins)} numeric_bins for "
+                                 f"{self.n_continuous} continuous features")
+            if not self.n_continuous:
+                raise ValueError("TabularMLP: numeric_bins given but no continuous features")
+            counts = all(isinstance(b, (int, np.integer)) and not isinstance(b, bool)
+                         for b in numeric_bins)
+            self.numeric_encoding = (PiecewiseLinearEncoding.from_counts(numeric_bins, dtype)
+                                     if counts else PiecewiseLinearEncoding(numeric_bins, dtype))
         layers: list[Module] = []
-        width = self.n_continuous + sum(embedding_dims)
+        n_numeric = self.n_continuous if self.numeric_encoding is None \
+            else self.numeric_encoding.out_features
+        width = n_numeric + sum(embedding_dims)
         for h in hidden:
             layers.append(Linear(width, h, dtype=dtype))
             if batchnorm:
@@ -99,7 +123,7 @@ class TabularMLP(Module):
                              f"code columns), got {data.shape}")
         k = self.n_continuous
         if not self.cardinalities:
-            return self.mlp(x)
+            return self.mlp(x if self.numeric_encoding is None else self.numeric_encoding(x))
         codes = data[:, k:]
         if codes.dtype.kind == "f":
             if not (np.isfinite(codes).all() and (codes == np.round(codes)).all()):
@@ -108,10 +132,14 @@ class TabularMLP(Module):
         parts = [x[:, :k] if isinstance(x, Tensor) else data[:, :k]] if k else []
         parts = [p if isinstance(p, Tensor) else Tensor(np.ascontiguousarray(
             p, dtype=self.embeddings[0].weight.dtype)) for p in parts]
+        if parts and self.numeric_encoding is not None:
+            parts[0] = self.numeric_encoding(parts[0])
         parts += [emb(np.ascontiguousarray(codes[:, j]))
                   for j, emb in enumerate(self.embeddings)]
         return self.mlp(cat(parts, dim=1))
 
     def extra_repr(self) -> str:
         return (f"n_continuous={self.n_continuous}, cardinalities={self.cardinalities}, "
-                f"embedding_dims={self.embedding_dims}")
+                f"embedding_dims={self.embedding_dims}"
+                + ("" if self.numeric_encoding is None else
+                   f", numeric_bins={self.numeric_encoding.n_bins}"))
