@@ -511,7 +511,9 @@ class _StateChecker:
             self.fail("_net_snapshot['extra']", snap["extra"], "a dict of arrays")
         if not isinstance(snap["dropout"], list):
             self.fail("_net_snapshot['dropout']", snap["dropout"], "a list of generator states")
-        if snap["solver"] is not None and snap["solver"] not in _STOCHASTIC_SOLVERS:
+        solver = snap["solver"]  # a str before `in`: an array would compare elementwise
+        if solver is not None and (not isinstance(solver, str)
+                                   or solver not in _STOCHASTIC_SOLVERS):
             self.fail("_net_snapshot['solver']", snap["solver"],
                       f"None or one of {list(_STOCHASTIC_SOLVERS)}")
         if snap["optimizer"] is not None and not isinstance(snap["optimizer"], dict):

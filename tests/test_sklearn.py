@@ -635,6 +635,9 @@ def test_pickle_round_trip_keeps_every_field_of_the_state():
     (lambda s: s["_net_snapshot"]["arch"].__setitem__("activation", "nope"), "activation"),
     (lambda s: s["_net_snapshot"]["extra"].pop("1.running_var"), "extra"),
     (lambda s: s["_net_snapshot"].__setitem__("dropout", []), "dropout"),
+    # an array where a name belongs (found by the fuzzer: `in` compared it elementwise)
+    (lambda s: s["_net_snapshot"].__setitem__("solver", np.zeros(0)), r"\['solver'\]"),
+    (lambda s: s["_net_snapshot"].__setitem__("solver", "lbfgs"), r"\['solver'\]"),
     (lambda s: s["_net_snapshot"]["optimizer"]["state"].__setitem__("exp_avg", [np.ones(3)]),
      "_net_snapshot"),
     (lambda s: s.__setitem__("learning_rate_init", "fast"), "learning_rate_init"),
