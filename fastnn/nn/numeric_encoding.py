@@ -133,9 +133,19 @@ class PiecewiseLinearEncoding(Module):
     def constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(feature, left, width, lower, upper)``, each (sum_j T_j,): the input column of
         each component, its bin's left edge and width, and its clipping bounds (-inf/+inf
-        where a side is not clipped). Derived from ``edges`` at each call, so they follow a
-        loaded state."""
+        where a side is not clipped). Derived from ``edges`` and kept with a copy of the
+        edges they came from: a loaded state (new edges) derives them again, a training step
+        only compares the edges (sum_j (T_j + 1) values) instead of rebuilding them feature by
+        feature. Read-only: the arrays are shared between calls."""
         edges = np.asarray(self.edges)
+        kept = self.__dict__.get("_derived")
+        if kept is not None and kept[0].dtype == edges.dtype and np.array_equal(kept[0], edges):
+            return kept[1]
+        derived = self._derive(edges)
+        self.__dict__["_derived"] = (edges.copy(), derived)
+        return derived
+
+    def _derive(self, edges: np.ndarray):
         dtype = edges.dtype
         feature, left, width, lower, upper = [], [], [], [], []
         start = 0

@@ -130,10 +130,11 @@ class TabularMLP(Module):
                 raise ValueError("TabularMLP: the code columns must hold whole numbers")
             codes = codes.astype(np.int64)
         parts = [x[:, :k] if isinstance(x, Tensor) else data[:, :k]] if k else []
+        if parts and self.numeric_encoding is not None:
+            # the encoding converts and gathers its input itself: no copy before it
+            parts[0] = self.numeric_encoding(parts[0])
         parts = [p if isinstance(p, Tensor) else Tensor(np.ascontiguousarray(
             p, dtype=self.embeddings[0].weight.dtype)) for p in parts]
-        if parts and self.numeric_encoding is not None:
-            parts[0] = self.numeric_encoding(parts[0])
         parts += [emb(np.ascontiguousarray(codes[:, j]))
                   for j, emb in enumerate(self.embeddings)]
         return self.mlp(cat(parts, dim=1))
