@@ -915,6 +915,13 @@ def tabular_recipe(n_train: int) -> dict:
             "numeric_bins": 48 if large else 8}
 
 
+def _encodes_numbers(table: TableEncoder | None, cfg: dict) -> bool:
+    """Whether a run's model encodes continuous features piecewise-linearly: a table with
+    some, and ``numeric_encoding`` ``ple``."""
+    return table is not None and table.n_continuous > 0 and \
+        cfg.get("numeric_encoding") == "ple"
+
+
 def table_numeric_bins(train, standardizer, n_continuous: int, n_bins: int,
                        dtype: str = "float32") -> list[np.ndarray]:
     """The :class:`fastnn.nn.PiecewiseLinearEncoding` bin edges of a table's continuous
@@ -1218,8 +1225,8 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
         f"{enc.n_outputs} target{'s' if enc.n_outputs > 1 else ''}"
     loss = cfg["loss"] or LOSSES[enc.task][0]
     model = "MLP"
-    if enc.table is not None and (enc.table.cardinalities or (
-            enc.table.n_continuous and cfg.get("numeric_encoding") == "ple")):
+    encoded = _encodes_numbers(enc.table, cfg)
+    if enc.table is not None and (enc.table.cardinalities or encoded):
         k = len(enc.table.cardinalities)
         model = (f"TabularMLP ({enc.table.n_continuous} continuous + {k} "
                  f"embedding{'s' if k > 1 else ''})")
@@ -1232,8 +1239,7 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
             + (f" (early stopping, patience {cfg['patience']})" if cfg.get("patience") else "")
             + f", batch {cfg['batch_size']}"
             + (f", continuous features piecewise-linear encoded ({cfg['numeric_bins']} "
-               "quantile bins at most)" if enc.table is not None and enc.table.n_continuous
-               and cfg.get("numeric_encoding") == "ple" else "")
+               "quantile bins at most)" if encoded else "")
             + (f", target log(1 + y){' (auto)' if cfg.get('target_transform') == 'auto' else ''}"
                if getattr(enc.target_scaler, "transform", "none") == "log" else "")
             + (", augmented (crops, flips)" if cfg["augment"] else "")
@@ -1305,7 +1311,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                                         for c in table.cardinalities],
                      "embedding_dim": cfg["embedding_dim"]})
     numeric_bins = None
-    if table is not None and table.n_continuous and cfg["numeric_encoding"] == "ple":
+    if _encodes_numbers(table, cfg):
         numeric_bins = table_numeric_bins(data.train, enc.standardizer, table.n_continuous,
                                           cfg["numeric_bins"], cfg["dtype"])
         arch.update({"n_continuous": table.n_continuous,
