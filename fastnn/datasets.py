@@ -454,10 +454,7 @@ def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndar
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    if pa.types.is_floating(col.type):
-        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    col = _target_column(col)
     if col.null_count:
         row = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
         at = f"line {row + 2}" if csv_lines else f"row {row}"
@@ -553,6 +550,19 @@ def load_table(path, target: str | None, features: list[str] | None = None,
                  table=table.select(names), left_out=left_out, first_left_out=first_left_out)
 
 
+def _target_column(col):
+    """A target column plain (not dictionary-encoded) with NaN as blank: what
+    :func:`target_values` reads and what a blank target is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_floating(col.type):
+        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    return col
+
+
 def _drop_blank_targets(table, targets: list[str], where: str, csv_lines: bool):
     """(``table`` without the rows whose target (any of ``targets``) is blank or NaN, how
     many, where the first was)."""
@@ -561,12 +571,7 @@ def _drop_blank_targets(table, targets: list[str], where: str, csv_lines: bool):
 
     keep = None
     for t in targets:
-        col = table.column(t)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
-        ok = pc.is_valid(col)
-        if pa.types.is_floating(col.type):
-            ok = pc.and_(ok, pc.invert(pc.is_nan(col)))
+        ok = pc.is_valid(_target_column(table.column(t)))
         keep = ok if keep is None else pc.and_(keep, ok)
     keep = np.asarray(keep.to_numpy(zero_copy_only=False), bool)
     if keep.all():
