@@ -233,7 +233,41 @@ class _Values:
             dst[...] = self.full[lo:hi]
             return
         for at, piece in self.pieces(lo, hi):
-            dst[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+            parts = _primitive_parts(piece)
+            if parts is None:
+                dst[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+            else:
+                K_rows.values_from_arrow(*parts, dst[at:at + len(piece)])
+
+
+#: Arrow types whose values buffer :func:`_primitive_parts` hands to the kernels as NumPy.
+_PRIMITIVE = {"double": np.float64, "float": np.float32, "int8": np.int8, "int16": np.int16,
+              "int32": np.int32, "int64": np.int64, "uint8": np.uint8, "uint16": np.uint16,
+              "uint32": np.uint32, "uint64": np.uint64}
+_NO_BITS = np.zeros(0, np.uint8)
+
+
+def _primitive_parts(arr):
+    """(values (R,) NumPy view of the Arrow array's buffer, validity bitmap (uint8; (0,)
+    without blanks), its first bit) of an integer or real Arrow array, what
+    ``kernels.rows.values_from_arrow`` and ``codes_from_arrow`` read; None for another type
+    or buffers too short for the array (then Arrow's own conversion decides)."""
+    dtype = _PRIMITIVE.get(str(arr.type))
+    if dtype is None:
+        return None
+    buffers = arr.buffers()
+    n, offset = len(arr), arr.offset
+    if len(buffers) != 2 or buffers[1] is None:
+        return None
+    itemsize = np.dtype(dtype).itemsize
+    if buffers[1].size < (offset + n) * itemsize:
+        return None
+    data = np.frombuffer(buffers[1], dtype, count=n, offset=offset * itemsize)
+    if not arr.null_count:
+        return data, _NO_BITS, 0
+    if buffers[0] is None or buffers[0].size * 8 < offset + n:
+        return None
+    return data, np.frombuffer(buffers[0], np.uint8), offset
 
 
 class _Codes:
@@ -264,6 +298,17 @@ class _Codes:
         blanks = unknowns = 0
         for at, piece in self.pieces(lo, hi):
             index = piece.indices
+            parts = _primitive_parts(index)
+            if parts is not None:
+                got = K_rows.codes_from_arrow(*parts, self.code, self.unknown,
+                                              dst[at:at + len(index)])
+                if got[0] < 0:
+                    raise DataError(f"a damaged dictionary-encoded column: row {lo + at + got[1]}"
+                                    f" has the index {index[got[1]].as_py()} into a dictionary "
+                                    f"of {len(self.code) - 1} values")
+                blanks += got[0]
+                unknowns += got[1]
+                continue
             if index.null_count:
                 index = pc.fill_null(index, -1)
             index = np.asarray(index.to_numpy(zero_copy_only=False))

@@ -174,3 +174,59 @@ def values_between(values, lo, hi, out):
         out[k] = v  # kept only if inside: k moves on (k <= i < N)
         k += (v >= lo) & (v <= hi)
     return below, k
+
+
+@jit
+def values_from_arrow(data, valid, bit0, out):
+    """A piece of an Arrow integer or real column as float64, NaN for a blank.
+
+        out[i] = float64(data[i]) if bit (bit0 + i) of valid is set else NaN
+
+    data (R,) the values buffer of the piece (any integer or real dtype; a blank's value is
+    whatever the buffer holds, never read); valid (B,) uint8 Arrow's validity bitmap (least
+    significant bit first), or (0,) when the piece has no blanks; bit0 the piece's offset
+    into the bitmap; out (R,) float64. The caller (``fastnn.tabular``) checks that the
+    bitmap holds bits bit0 .. bit0 + R - 1. Why a kernel: Arrow's conversion to NumPy made a
+    new array for every block of every column, which was then copied into the block's
+    buffer; here the buffer is written once. Serial: a thread fills a block of rows.
+    """
+    n = out.shape[0]
+    if valid.shape[0] == 0:
+        for i in range(n):
+            out[i] = data[i]
+        return
+    for i in range(n):
+        b = bit0 + i
+        out[i] = data[i] if (valid[b >> 3] >> (b & 7)) & 1 else np.nan
+
+
+@jit
+def codes_from_arrow(index, valid, bit0, code, unknown, out):
+    """A piece of a dictionary-encoded Arrow column as the codes of its entries.
+
+        out[i] = code[index[i]] if bit (bit0 + i) of valid is set else code[-1]
+
+    index (R,) the piece's dictionary indices (int8/16/32/64); valid, bit0 as for
+    :func:`values_from_arrow`; code (V + 1,) float64 the code of each of the V dictionary
+    entries, then a blank's; unknown (V + 1,) bool: whether the entry's code counts as
+    unknown; out (R,) float64. Returns (blanks, unknowns), or (-1, i) when index[i] lies
+    outside 0..V-1 (a damaged file: the caller raises). Serial: a thread fills a block of
+    rows.
+    """
+    n = out.shape[0]
+    v = code.shape[0] - 1
+    blanks = 0
+    unknowns = 0
+    has_valid = valid.shape[0] > 0
+    for i in range(n):
+        b = bit0 + i
+        if has_valid and not (valid[b >> 3] >> (b & 7)) & 1:
+            out[i] = code[v]
+            blanks += 1
+            continue
+        k = np.int64(index[i])
+        if k < 0 or k >= v:
+            return -1, i
+        out[i] = code[k]
+        unknowns += unknown[k]
+    return blanks, unknowns

@@ -117,3 +117,64 @@ def test_fitted_numbers_are_numpys(monkeypatch):
             assert np.array_equal(got, want) and np.array_equal(np.signbit(got),
                                                                  np.signbit(want)), c.name
             assert c.indicator == (len(filled) < len(part))
+
+
+@pytest.mark.parametrize("typ", [pa.float64(), pa.float32(), pa.int64(), pa.int32(),
+                                 pa.uint8(), pa.int16()])
+@pytest.mark.parametrize("blanks", [True, False])
+def test_values_from_arrow_equals_arrows_conversion(typ, blanks):
+    """Slices at offsets that are not whole bytes of the bitmap, with and without blanks."""
+    from fastnn.tabular import _primitive_parts
+
+    rng = np.random.default_rng(6)
+    v = rng.integers(0, 100, 300).astype(typ.to_pandas_dtype())
+    arr = pa.array(v, typ, mask=(rng.random(300) < 0.3) if blanks else None)
+    for lo, hi in ((0, 300), (3, 250), (13, 14), (7, 7)):
+        piece = arr.slice(lo, hi - lo)
+        parts = _primitive_parts(piece)
+        assert parts is not None
+        out = np.full(hi - lo, -1.0)
+        K_rows.values_from_arrow(*parts, out)
+        want = np.asarray(piece.to_numpy(zero_copy_only=False), np.float64)
+        np.testing.assert_array_equal(out, want)
+    assert _primitive_parts(pa.array([1.5], pa.float16())) is None
+
+
+def test_codes_from_arrow_counts_and_refuses_a_bad_index():
+    from fastnn.tabular import _primitive_parts
+
+    code = np.array([2.0, 1.0, 3.0, 0.0])  # three entries, then a blank's code
+    unknown = code == 1.0
+    index = pa.array([0, 1, None, 2, 1, None, 0], pa.int32())
+    for lo in (0, 1, 5):
+        piece = index.slice(lo)
+        out = np.full(len(piece), -1.0)
+        blanks, unknowns = K_rows.codes_from_arrow(*_primitive_parts(piece), code, unknown,
+                                                   out)
+        filled = np.asarray(pc_fill(piece), np.int64)
+        np.testing.assert_array_equal(out, code[filled])
+        assert blanks == piece.null_count
+        assert unknowns == int(np.count_nonzero(filled == 1))
+    out = np.empty(3)
+    got = K_rows.codes_from_arrow(*_primitive_parts(pa.array([0, 3, 1], pa.int32())), code,
+                                  unknown, out)
+    assert got == (-1, 1)
+
+
+def pc_fill(piece):
+    import pyarrow.compute as pc
+
+    return pc.fill_null(piece, -1).to_numpy(zero_copy_only=False)
+
+
+def test_a_dictionary_index_outside_its_dictionary_is_a_data_error():
+    """A damaged dictionary-encoded column (an index past its dictionary, as a hostile file
+    may hold) is refused by name, never read out of bounds."""
+    from fastnn.data import DataError
+
+    good = pa.table({"c": pa.array(["a", "b", "c"] * 10), "x": pa.array(np.arange(30.0) % 7)})
+    enc = tabular.TableEncoder.fit(good)
+    damaged = pa.DictionaryArray.from_arrays(pa.array([0, 5, 1] * 10, pa.int32()),
+                                             pa.array(["a", "b", "c", "d"]), safe=False)
+    with pytest.raises(DataError, match="row 1 has the index 5 into a dictionary of 4"):
+        enc.transform(pa.table({"c": damaged, "x": pa.array(np.arange(30.0))}))
