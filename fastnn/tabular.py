@@ -233,7 +233,41 @@ class _Values:
             dst[...] = self.full[lo:hi]
             return
         for at, piece in self.pieces(lo, hi):
-            dst[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+            parts = _primitive_parts(piece)
+            if parts is None:
+                dst[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+            else:
+                K_rows.values_from_arrow(*parts, dst[at:at + len(piece)])
+
+
+#: Arrow types whose values buffer :func:`_primitive_parts` hands to the kernels as NumPy.
+_PRIMITIVE = {"double": np.float64, "float": np.float32, "int8": np.int8, "int16": np.int16,
+              "int32": np.int32, "int64": np.int64, "uint8": np.uint8, "uint16": np.uint16,
+              "uint32": np.uint32, "uint64": np.uint64}
+_NO_BITS = np.zeros(0, np.uint8)
+
+
+def _primitive_parts(arr):
+    """(values (R,) NumPy view of the Arrow array's buffer, validity bitmap (uint8; (0,)
+    without blanks), its first bit) of an integer or real Arrow array, what
+    ``kernels.rows.values_from_arrow`` and ``codes_from_arrow`` read; None for another type
+    or buffers too short for the array (then Arrow's own conversion decides)."""
+    dtype = _PRIMITIVE.get(str(arr.type))
+    if dtype is None:
+        return None
+    buffers = arr.buffers()
+    n, offset = len(arr), arr.offset
+    if len(buffers) != 2 or buffers[1] is None:
+        return None
+    itemsize = np.dtype(dtype).itemsize
+    if buffers[1].size < (offset + n) * itemsize:
+        return None
+    data = np.frombuffer(buffers[1], dtype, count=n, offset=offset * itemsize)
+    if not arr.null_count:
+        return data, _NO_BITS, 0
+    if buffers[0] is None or buffers[0].size * 8 < offset + n:
+        return None
+    return data, np.frombuffer(buffers[0], np.uint8), offset
 
 
 class _Codes:
@@ -264,6 +298,17 @@ class _Codes:
         blanks = unknowns = 0
         for at, piece in self.pieces(lo, hi):
             index = piece.indices
+            parts = _primitive_parts(index)
+            if parts is not None:
+                got = K_rows.codes_from_arrow(*parts, self.code, self.unknown,
+                                              dst[at:at + len(index)])
+                if got[0] < 0:
+                    raise DataError(f"a damaged dictionary-encoded column: row {lo + at + got[1]}"
+                                    f" has the index {index[got[1]].as_py()} into a dictionary "
+                                    f"of {len(self.code) - 1} values")
+                blanks += got[0]
+                unknowns += got[1]
+                continue
             if index.null_count:
                 index = pc.fill_null(index, -1)
             index = np.asarray(index.to_numpy(zero_copy_only=False))
@@ -403,7 +448,15 @@ class TableEncoder:
             raise DataError(f"column {sorted(both)[0]!r} is given two roles (--categorical, "
                             "--numeric, --drop)")
         pa, _ = _pa()
-        fit_index = None if rows is None else np.sort(np.asarray(rows))
+        fit_index = None if rows is None else _sorted_rows(np.asarray(rows), table.num_rows)
+        if fit_index is not None:
+            if fit_index.ndim != 1 or (len(fit_index) and fit_index.dtype.kind not in "iu"):
+                raise ValueError(f"TableEncoder.fit: rows must be a 1-D array of row "
+                                 f"indices, got {fit_index.dtype} of shape {fit_index.shape}")
+            if len(fit_index) and not 0 <= fit_index[0] <= fit_index[-1] < table.num_rows:
+                raise ValueError(f"TableEncoder.fit: rows must lie in 0..{table.num_rows - 1}"
+                                 f", got {int(fit_index[0])}..{int(fit_index[-1])}")
+            fit_index = fit_index.astype(np.int64, copy=False)
         fit_rows = None if rows is None else pa.array(fit_index)
         enc = cls()
 
@@ -652,12 +705,17 @@ def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
     if role == "dropped":
         return cr
     if role == "numeric" and values is not None:
-        part = values if fit_index is None else values[fit_index]
-        filled = part[~np.isnan(part)]
-        cr.indicator = len(filled) < len(part)
-        cr.median = float(np.median(filled, overwrite_input=True)) if len(filled) \
-            else 0.0
-        cr.low, cr.high = _range(filled, cr.median)
+        every = fit_index is None
+        rows = np.zeros(0, np.int64) if every else fit_index
+        n_fit = len(values) if every else len(rows)
+        filled = np.empty(n_fit, np.float64)
+        m, low, high = K_rows.filled_values(values, rows, every, filled)
+        filled = filled[:m]
+        cr.indicator = m < n_fit
+        cr.median = _median(filled) if m else 0.0
+        if m and (low == 0.0 or high == 0.0):  # -0.0 or 0.0: the one NumPy returns
+            low, high = float(filled.min()), float(filled.max())
+        cr.low, cr.high = (float(low), float(high)) if m else (cr.median, cr.median)
         return cr
     if role == "categorical" and codes is not None and cr.source == "text":
         index, distinct = codes
@@ -871,6 +929,60 @@ def _decide(col, name: str, categorical, numeric, drop, f: dict) -> tuple[str, s
                                    f"{AUTO_MAX_SMALL_CLASSES}){_WHOLE_NOTE}")
         return "numeric", f"{distinct} distinct whole numbers"
     return "numeric", "real numbers"
+
+
+def _sorted_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """``np.sort(rows)``; rows of a table of ``n`` rows each at most once (a split's) in
+    one pass over a mask of the table's rows instead of a sort (a tenth of the time)."""
+    if rows.ndim == 1 and rows.dtype.kind in "iu" and len(rows) and \
+            0 <= rows.min() and rows.max() < n:
+        mask = np.zeros(n, bool)
+        mask[rows] = True
+        if np.count_nonzero(mask) == len(rows):
+            return np.flatnonzero(mask)
+    return np.sort(rows)
+
+
+#: A column of fewer non-blank values than this takes NumPy's median directly
+#: (:func:`_median`).
+MEDIAN_BRACKET_FROM = 1 << 14
+#: Values of the column's sample (one every len // MEDIAN_SAMPLE) that bracket its median.
+MEDIAN_SAMPLE = 4096
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median(values)`` of float64 values without NaN, to the bit, in a fraction of
+    its time on a long column: a sample (every k-th value, sorted) brackets the middle
+    ranks between two of its values lo <= hi (four standard deviations of a sample
+    quantile on each side), one pass (``kernels.rows.values_between``) counts the values
+    below lo and keeps those within [lo, hi] (about 6 % of them), and NumPy's partition
+    finds the middle ranks among those. The middle values are order statistics, the same
+    whichever way they are found (NumPy's median is their mean, (a + b) / 2 of the two
+    middle ones for an even count, the middle one for an odd); only the sign of a zero can
+    depend on the way (-0.0 == 0.0), so a zero median is NumPy's own. A bracket that
+    misses the middle (a column ordered against the sample's stride) also falls back to
+    NumPy. ``values`` is not changed.
+
+    Measured on the table of ``fastnn bench --tables`` (720,000 training rows): NumPy's
+    median took about 15 ms a column, 0.30 s of the fit's 0.94 s (one thread, profiled);
+    with the rest of the numeric fit in one kernel pass, the fit took 0.34 s."""
+    m = len(values)
+    if m >= MEDIAN_BRACKET_FROM:
+        sample = np.sort(values[::m // MEDIAN_SAMPLE])
+        s = len(sample)
+        k_lo, k_hi = (m - 1) // 2, m // 2  # the middle ranks (equal for an odd count)
+        at = k_lo * s // m
+        margin = int(2 * np.sqrt(s)) + 2  # a sample quantile's rank: sd sqrt(s) / 2
+        lo, hi = sample[max(at - margin, 0)], sample[min(at + margin, s - 1)]
+        inside = np.empty(m, np.float64)
+        below, k = K_rows.values_between(values, lo, hi, inside)
+        inside = inside[:k]
+        if below <= k_lo and k_hi < below + k:
+            part = np.partition(inside, [k_lo - below, k_hi - below])
+            a, b = part[k_lo - below], part[k_hi - below]
+            if a != 0.0 and b != 0.0:
+                return float(a) if k_lo == k_hi else float((a + b) / 2)
+    return float(np.median(values))
 
 
 def _range(values: np.ndarray, median: float) -> tuple[float, float]:

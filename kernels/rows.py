@@ -118,3 +118,115 @@ def encode_block(src, dest, fill, low, high, mark, out, counts):
                     out[i, m] = 1.0 if blank else 0.0
             counts[k, c, 0] = blanks
             counts[k, c, 1] = clipped
+
+
+@jit
+def filled_values(values, rows, every, out):
+    """The non-blank values of a column's fitted rows, and their range, in one pass.
+
+        out[:m] = [values[r] for r in rows if values[r] is not NaN]   (in rows' order)
+
+    values (N,) float64, NaN for a blank; rows (R,) int64 indices into values (any order),
+    ignored when ``every`` is True (then every row, in order); out (R,) float64, (N,) when
+    ``every``. Returns (m, smallest, largest) of out[:m] (inf, -inf when m is 0); where
+    -0.0 and 0.0 both occur, which one is the smallest or largest is either (the caller,
+    ``fastnn.tabular``, asks NumPy when a bound is zero).
+
+    Why a kernel: the fit of a numeric column took NumPy's gather, NaN test, boolean
+    selection, minimum and maximum, five passes over the column; here one. Serial: the
+    columns are fitted a column per thread.
+    """
+    n = values.shape[0] if every else rows.shape[0]
+    m = 0
+    lo = np.inf
+    hi = -np.inf
+    for i in range(n):
+        v = values[i] if every else values[rows[i]]
+        if v == v:
+            out[m] = v
+            m += 1
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+    return m, lo, hi
+
+
+@jit
+def values_between(values, lo, hi, out):
+    """How many values lie below ``lo``, and those within [lo, hi], in one pass.
+
+        below = count of values[i] < lo;   out[:k] = [v for v in values if lo <= v <= hi]
+
+    values (N,) float64 without NaN; lo <= hi float64; out (N,) float64. Returns
+    (below, k). Why a kernel: the median of a long column (``fastnn.tabular``'s fit) brackets
+    its middle values between two values of a sample and partitions only the values in
+    between; in NumPy the bracket took five passes and three temporary arrays. Serial: the
+    columns are fitted a column per thread.
+    """
+    below = 0
+    k = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        # without branches: whether a value falls below, inside or above is a coin toss
+        # near the median (a branch per value mispredicted about every other time, 3x slower)
+        below += v < lo
+        out[k] = v  # kept only if inside: k moves on (k <= i < N)
+        k += (v >= lo) & (v <= hi)
+    return below, k
+
+
+@jit
+def values_from_arrow(data, valid, bit0, out):
+    """A piece of an Arrow integer or real column as float64, NaN for a blank.
+
+        out[i] = float64(data[i]) if bit (bit0 + i) of valid is set else NaN
+
+    data (R,) the values buffer of the piece (any integer or real dtype; a blank's value is
+    whatever the buffer holds, never read); valid (B,) uint8 Arrow's validity bitmap (least
+    significant bit first), or (0,) when the piece has no blanks; bit0 the piece's offset
+    into the bitmap; out (R,) float64. The caller (``fastnn.tabular``) checks that the
+    bitmap holds bits bit0 .. bit0 + R - 1. Why a kernel: Arrow's conversion to NumPy made a
+    new array for every block of every column, which was then copied into the block's
+    buffer; here the buffer is written once. Serial: a thread fills a block of rows.
+    """
+    n = out.shape[0]
+    if valid.shape[0] == 0:
+        for i in range(n):
+            out[i] = data[i]
+        return
+    for i in range(n):
+        b = bit0 + i
+        out[i] = data[i] if (valid[b >> 3] >> (b & 7)) & 1 else np.nan
+
+
+@jit
+def codes_from_arrow(index, valid, bit0, code, unknown, out):
+    """A piece of a dictionary-encoded Arrow column as the codes of its entries.
+
+        out[i] = code[index[i]] if bit (bit0 + i) of valid is set else code[-1]
+
+    index (R,) the piece's dictionary indices (int8/16/32/64); valid, bit0 as for
+    :func:`values_from_arrow`; code (V + 1,) float64 the code of each of the V dictionary
+    entries, then a blank's; unknown (V + 1,) bool: whether the entry's code counts as
+    unknown; out (R,) float64. Returns (blanks, unknowns), or (-1, i) when index[i] lies
+    outside 0..V-1 (a damaged file: the caller raises). Serial: a thread fills a block of
+    rows.
+    """
+    n = out.shape[0]
+    v = code.shape[0] - 1
+    blanks = 0
+    unknowns = 0
+    has_valid = valid.shape[0] > 0
+    for i in range(n):
+        b = bit0 + i
+        if has_valid and not (valid[b >> 3] >> (b & 7)) & 1:
+            out[i] = code[v]
+            blanks += 1
+            continue
+        k = np.int64(index[i])
+        if k < 0 or k >= v:
+            return -1, i
+        out[i] = code[k]
+        unknowns += unknown[k]
+    return blanks, unknowns
