@@ -477,6 +477,46 @@ def encode_block(src, dest, fill, low, high, mark, width):
     return out, blank.sum(axis=1), clipped.sum(axis=1)
 
 
+def filled_values(values, rows, every):
+    """kernels/rows.py's filled_values: (the non-blank values of the fitted rows in their
+    order, smallest, largest), by boolean selection (inf, -inf when none)."""
+    part = np.asarray(values, np.float64) if every else np.asarray(values, np.float64)[rows]
+    kept = part[~np.isnan(part)]
+    return kept, (kept.min() if len(kept) else np.inf), (kept.max() if len(kept) else -np.inf)
+
+
+def values_between(values, lo, hi):
+    """kernels/rows.py's values_between: (count below lo, the values within [lo, hi])."""
+    values = np.asarray(values, np.float64)
+    return int(np.count_nonzero(values < lo)), values[(values >= lo) & (values <= hi)]
+
+
+def _valid_bits(valid, bit0, n):
+    """Bits bit0 .. bit0 + n - 1 of an Arrow validity bitmap (all set when it is empty)."""
+    if len(valid) == 0:
+        return np.ones(n, bool)
+    bits = np.unpackbits(np.asarray(valid, np.uint8), bitorder="little")
+    return bits[bit0:bit0 + n].astype(bool)
+
+
+def values_from_arrow(data, valid, bit0, n):
+    """kernels/rows.py's values_from_arrow: data as float64, NaN where the bitmap's bit is
+    clear."""
+    return np.where(_valid_bits(valid, bit0, n), np.asarray(data[:n], np.float64), np.nan)
+
+
+def codes_from_arrow(index, valid, bit0, code, unknown):
+    """kernels/rows.py's codes_from_arrow: (codes, blanks, unknowns), or None when an index
+    lies outside the dictionary."""
+    n = len(index)
+    ok = _valid_bits(valid, bit0, n)
+    k = np.asarray(index, np.int64)
+    if np.any((k[ok] < 0) | (k[ok] >= len(code) - 1)):
+        return None
+    k = np.where(ok, k, len(code) - 1)
+    return code[k], int(np.count_nonzero(~ok)), int(np.count_nonzero(unknown[k] & ok))
+
+
 # ------------------------------------------------------------------ convolution, pooling
 def _pad_nchw(x, pt, pb, pl, pr, value=0.0):
     n, c, h, w = x.shape
