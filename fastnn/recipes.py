@@ -32,12 +32,22 @@ DEFAULTS = {
 #: What a table (csv:/parquet: data) gets where the user did not say: chosen by
 #: measurement on real tables (docs/tabular.md, asv_bench/real_tables.py). The settings
 #: that are None here depend on the number of training rows: :func:`tabular_recipe`.
-TABULAR_DEFAULTS = {"hidden": None, "dropout": 0.1, "weight_decay": None, "epochs": 200,
-                    "patience": None, "batch_size": None, "schedule": "plateau",
+TABULAR_DEFAULTS = {"hidden": None, "dropout": 0.1, "weight_decay": None, "epochs": None,
+                    "patience": None, "batch_size": None, "schedule": None,
+                    "val_fraction": None,
                     "target_transform": "auto", "numeric_encoding": "ple", "numeric_bins": None}
 #: A table with at least this many training rows gets the large-table settings of
 #: :func:`tabular_recipe`.
 LARGE_TABLE_ROWS = 20_000
+#: A table with fewer training rows than this (counted with :data:`TABLE_VAL_FRACTION` held
+#: out) trains on every row for a fixed number of epochs: its validation split would be
+#: too small to choose an epoch (:func:`tabular_recipe`).
+SMALL_TABLE_ROWS = 500
+#: The validation share of a table that is not small (the early stopping and the plateau
+#: schedule follow its loss).
+TABLE_VAL_FRACTION = 0.1
+#: The fixed number of epochs (cosine schedule) of a small table.
+SMALL_TABLE_EPOCHS = 100
 #: Settings that define the model (a checkpoint rebuilds it from them).
 ARCHITECTURE = ("hidden", "activation", "batchnorm", "dropout", "dtype", "arch",
                 "embedding_dim", "numeric_encoding", "numeric_bins")
@@ -863,7 +873,8 @@ def resolve_config(given: dict, recorded: dict | None = None,
         ("target_transform", cfg["target_transform"] in (*TARGET_TRANSFORMS, "auto"),
          f"one of {', '.join(TARGET_TRANSFORMS)}, auto"),
         ("dropout", 0 <= cfg["dropout"] < 1, "in [0, 1)"),
-        ("val_fraction", 0 <= cfg["val_fraction"] < 1, "in [0, 1)"),
+        ("val_fraction", cfg["val_fraction"] is not None and 0 <= cfg["val_fraction"] < 1,
+         "in [0, 1)"),
         ("lr", cfg["lr"] > 0, "positive"),
         ("weight_decay", cfg["weight_decay"] is not None and cfg["weight_decay"] >= 0,
          "zero or positive"),
@@ -908,11 +919,15 @@ def tabular_recipe(n_train: int) -> dict:
     after 3 epochs without progress (``plateau``), up to 200 epochs, the best epoch's weights
     kept."""
     large = n_train >= LARGE_TABLE_ROWS
+    small = n_train < SMALL_TABLE_ROWS
     return {"hidden": [128, 128] if large else [256, 256],
             "weight_decay": 1e-4 if large else 1e-3,
-            "patience": 8 if large else 10,
+            "patience": 8 if large else 0 if small else 10,
             "batch_size": tabular_batch_size(n_train),
-            "numeric_bins": 48 if large else 8}
+            "numeric_bins": 48 if large else 8,
+            "val_fraction": 0.0 if small else TABLE_VAL_FRACTION,
+            "epochs": SMALL_TABLE_EPOCHS if small else 200,
+            "schedule": "cosine" if small else "plateau"}
 
 
 def _encodes_numbers(table: TableEncoder | None, cfg: dict) -> bool:
@@ -1281,10 +1296,23 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     cfg = resolve_config(given, ckpt.meta["config"] if ckpt is not None else None)
     encoding = Encoding.from_checkpoint(ckpt) if ckpt is not None else None
     counts: dict = {}
-    data = prepare_data(cfg["data"], cfg["task"], cfg["seed"], cfg["val_fraction"], encoding,
-                        test=cfg["test"], target=target,
-                        roles={k: cfg[k] for k in ("categorical", "numeric", "drop")},
-                        target_transform=cfg["target_transform"], counts=counts)
+
+    def prepare(val_fraction):
+        counts.clear()
+        return prepare_data(cfg["data"], cfg["task"], cfg["seed"], val_fraction, encoding,
+                            test=cfg["test"], target=target,
+                            roles={k: cfg[k] for k in ("categorical", "numeric", "drop")},
+                            target_transform=cfg["target_transform"], counts=counts)
+
+    by_size = cfg["val_fraction"] is None  # a table's: held out as a larger table's first
+    data = prepare(TABLE_VAL_FRACTION if by_size else cfg["val_fraction"])
+    recipe = tabular_recipe(len(data.train))  # the size rule counts the rows of a 10 % split
+    if by_size:
+        # Asked for early stopping (--patience), a small table keeps a validation split.
+        cfg["val_fraction"] = recipe["val_fraction"] if not cfg["patience"] else \
+            TABLE_VAL_FRACTION
+        if cfg["val_fraction"] != TABLE_VAL_FRACTION:  # a small table: every row trains
+            data = prepare(cfg["val_fraction"])
     enc = data.encoding
     if data.train is None:
         raise DataError(f"{data.spec}: nothing to train on")
@@ -1294,7 +1322,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     if comm is not None and enc.task != "classification":
         raise NotImplementedError("--distributed trains classifiers only; regression runs "
                                   "in one process")
-    for key, value in tabular_recipe(len(data.train)).items():
+    for key, value in recipe.items():
         if cfg.get(key) is None:  # a table's default by its size
             cfg[key] = value
     loss_fn = make_loss(cfg["loss"], enc.task)
