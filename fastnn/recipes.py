@@ -953,7 +953,8 @@ def tabular_recipe(n_train: int) -> dict:
             "numeric_bins": 48 if large else 8,
             "val_fraction": 0.0 if small else TABLE_VAL_FRACTION,
             "epochs": SMALL_TABLE_EPOCHS if small else 200,
-            "schedule": "cosine" if small else "plateau"}
+            "schedule": "cosine" if small else "plateau",
+            "refit": not small and not large}
 
 
 def _encodes_numbers(table: TableEncoder | None, cfg: dict) -> bool:
@@ -1348,9 +1349,13 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     if comm is not None and enc.task != "classification":
         raise NotImplementedError("--distributed trains classifiers only; regression runs "
                                   "in one process")
-    for key, value in recipe.items():
-        if cfg.get(key) is None:  # a table's default by its size
-            cfg[key] = value
+    by_recipe = {key for key in recipe if key != "refit" and cfg.get(key) is None}
+    for key in by_recipe:  # a table's default by its size
+        cfg[key] = recipe[key]
+    # Early stopping that the recipe chose picks the epoch count; the run is then trained
+    # again on every row for that many epochs (tabular_recipe: ``refit``).
+    refit = recipe["refit"] and by_size and {"patience", "epochs", "schedule"} <= by_recipe \
+        and ckpt is None and comm is None
     loss_fn = make_loss(cfg["loss"], enc.task)
     arch = {"input_dim": int(data.n_features), "hidden": cfg["hidden"],
             "n_outputs": enc.n_outputs, "activation": cfg["activation"],
@@ -1492,6 +1497,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     finally:
         if helper is not None:
             _prewarm.stop(helper)
+    if refit and stopper is not None and stopper.best_epoch >= 1:
+        return _refit(given, cfg, stopper.best_epoch, history, out, quiet, threads, log, target)
     seconds = time.perf_counter() - t0
     test = TrainedModel(model, enc, config, ckpt_path)
     kept: list = []
@@ -1510,6 +1517,30 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                                        result.metrics["importance"], metric)
         if note:
             result.notes["importance"] = note
+    return result
+
+
+def _refit(given: dict, cfg: dict, best_epoch: int, history: list, out: str, quiet: bool,
+           threads, log, target) -> RunResult:
+    """Train a table run again on every training row (no validation split) for the
+    ``best_epoch`` epochs its early stopping chose, on a cosine schedule over them, with the
+    first run's size-dependent settings (the larger row count could cross a size rule), into
+    the same ``out``; the first run's history is kept in ``metrics.json`` (``refit``)."""
+    from . import reports
+
+    if not quiet:
+        print(f"fastnn train: early stopping chose epoch {best_epoch} on the validation "
+              f"split; training again on every row for {best_epoch} epoch"
+              f"{'s' * (best_epoch > 1)} (cosine schedule)", file=log)
+    again = {**given, "val_fraction": 0.0, "patience": 0, "epochs": best_epoch,
+             "schedule": "cosine",
+             **{k: cfg[k] for k in ("hidden", "weight_decay", "batch_size", "numeric_bins")}}
+    result = run_training(again, out=out, quiet=quiet, threads=threads, log=log, target=target)
+    result.metrics["refit"] = {"best_epoch": best_epoch,
+                               "val_fraction": TABLE_VAL_FRACTION,
+                               "patience": cfg["patience"],
+                               "early_stopping_history": history}
+    reports.write_json(result.files["metrics"], result.metrics)
     return result
 
 

@@ -28,6 +28,9 @@ def _table(path, n, seed=0):
 
 
 def test_size_rule_around_the_small_threshold():
+    assert tabular_recipe(SMALL_TABLE_ROWS - 1)["refit"] is False
+    assert tabular_recipe(SMALL_TABLE_ROWS)["refit"] is True
+    assert tabular_recipe(LARGE_TABLE_ROWS)["refit"] is False
     small, medium = tabular_recipe(SMALL_TABLE_ROWS - 1), tabular_recipe(SMALL_TABLE_ROWS)
     large = tabular_recipe(LARGE_TABLE_ROWS)
     assert (small["val_fraction"], small["patience"], small["schedule"]) == (0.0, 0, "cosine")
@@ -90,3 +93,31 @@ def test_a_given_validation_share_is_kept(tmp_path, counting):
                            "val_fraction": 0.2}, out=str(tmp_path / "run"), quiet=True)
     assert result.metrics["config"]["run"]["val_fraction"] == 0.2
     assert counting == [150 - 30 - 24]
+
+
+def test_mid_size_table_early_stops_then_trains_again_on_every_row(tmp_path, counting):
+    n = SMALL_TABLE_ROWS + SMALL_TABLE_ROWS // 5  # 600: 540 train and 60 validation rows
+    train = _table(tmp_path / "train.csv", n)
+    test = _table(tmp_path / "test.csv", 50, seed=1)
+    result = run_training({"data": f"csv:{train}:y", "test": str(test), "hidden": "16"},
+                          out=str(tmp_path / "run"), quiet=True)
+    m = result.metrics
+    first = m["refit"]["early_stopping_history"]
+    val = [h["val_loss"] for h in first]
+    best = m["refit"]["best_epoch"]
+    assert counting == [n - n // 10, n]  # the early-stopped run, then every row
+    assert best == first[int(np.argmin(val))]["epoch"] and best < len(first)
+    run = m["config"]["run"]
+    assert (run["val_fraction"], run["patience"], run["schedule"]) == (0.0, 0, "cosine")
+    assert run["epochs"] == best and m["epochs"] == best == len(m["history"])
+    # the first run's size-dependent settings, not the larger row count's
+    assert run["batch_size"] == tabular_recipe(n - n // 10)["batch_size"]
+
+
+def test_given_patience_on_a_mid_size_table_is_not_refitted(tmp_path, counting):
+    n = SMALL_TABLE_ROWS + SMALL_TABLE_ROWS // 5
+    train = _table(tmp_path / "train.csv", n)
+    result = run_training({"data": f"csv:{train}:y", "hidden": "16", "patience": 2},
+                          out=str(tmp_path / "run"), quiet=True)
+    assert len(counting) == 1 and "refit" not in result.metrics
+    assert result.metrics["config"]["run"]["val_fraction"] == TABLE_VAL_FRACTION
