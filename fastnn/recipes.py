@@ -1341,7 +1341,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                             roles={k: cfg[k] for k in ("categorical", "numeric", "drop")},
                             target_transform=cfg["target_transform"], counts=counts)
 
-    by_size = cfg["val_fraction"] is None  # a table's: held out as a larger table's first
+    # None: a table's validation share, by its size; first split as a larger table's (10 %)
+    by_size = cfg["val_fraction"] is None
     data = prepare(TABLE_VAL_FRACTION if by_size else cfg["val_fraction"])
     recipe = tabular_recipe(len(data.train))  # the size rule counts the rows of a 10 % split
     if by_size:
