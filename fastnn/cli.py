@@ -191,15 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "1e-4; tables: 1e-3, or 1e-4 from 20,000 training rows)")
     p.add_argument("--schedule", choices=list(SCHEDULES),
                    help="(default: cosine, defined over the run's --epochs; tables: plateau: the "
-                   "lr divided by 5 after 3 epochs without a lower validation loss)")
-    p.add_argument("--epochs", type=int, help="(default: 30; tables: up to 200, see --patience; "
+                   "lr divided by 5 after 3 epochs without a lower validation loss; cosine "
+                   "below 500 training rows)")
+    p.add_argument("--epochs", type=int, help="(default: 30; tables: up to 200, see --patience, or "
+                   "100 below 500 training rows; "
                    "with --resume, the new total: a larger number continues on the schedule "
                    "of the longer run)")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="(default: 64; tables: "
                    "about 1/64 of the training rows, 32 to 512)")
     p.add_argument("--seed", type=int, help="(default: 0)")
     p.add_argument("--threads", type=int, help="thread budget (default: all cores)")
-    p.add_argument("--val-fraction", type=float, dest="val_fraction", help="(default: 0.1)")
+    p.add_argument("--val-fraction", type=float, dest="val_fraction", help="(default: 0.1; "
+                   "tables below 500 training rows: 0, unless --patience is given)")
     p.add_argument("--dtype", choices=["float32", "float64"], help="(default: float32)")
     g = p.add_argument_group("tables (csv:FILE:TARGET, parquet:FILE:TARGET)")
     g.add_argument("--test", metavar="FILE", help="a held-out test file (CSV or Parquet, the "
@@ -227,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "above 1 on fewer than 20,000 training rows)")
     g.add_argument("--patience", type=int, help="stop when the validation loss has not "
                    "improved for this many epochs and keep the best epoch's weights; 0: off "
-                   "(default: tables 10, or 8 from 20,000 training rows; else 0)")
+                   "(default: tables 10, or 8 from 20,000 training rows, or 0 below 500; "
+                   "else 0). Tables of 500 to 20,000 rows without --patience then train "
+                   "again on every row for the epochs it chose")
     p.add_argument("--out", help="output directory (default: runs/<timestamp>, or the "
                    "resumed checkpoint's directory)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT")

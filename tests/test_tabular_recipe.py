@@ -27,10 +27,15 @@ def test_batch_size_rule():
 
 def test_size_rule():
     small, large = tabular_recipe(LARGE_TABLE_ROWS - 1), tabular_recipe(LARGE_TABLE_ROWS)
+    # (below SMALL_TABLE_ROWS: tests/test_recipes_small_tables.py)
     assert small == {"hidden": [256, 256], "weight_decay": 1e-3, "patience": 10,
-                     "batch_size": tabular_batch_size(LARGE_TABLE_ROWS - 1), "numeric_bins": 8}
+                     "batch_size": tabular_batch_size(LARGE_TABLE_ROWS - 1), "numeric_bins": 8,
+                     "val_fraction": 0.1, "epochs": 200, "schedule": "plateau",
+                     "refit": True}
     assert large == {"hidden": [128, 128], "weight_decay": 1e-4, "patience": 8,
-                     "batch_size": 256, "numeric_bins": 48}
+                     "batch_size": 256, "numeric_bins": 48,
+                     "val_fraction": 0.1, "epochs": 200, "schedule": "plateau",
+                     "refit": False}
 
 
 def test_table_data_gets_the_tabular_defaults():
@@ -68,8 +73,11 @@ def test_table_run_steps_the_plateau_schedule(tmp_path):
     rows = [f"{k},{v:.4f},{t}\n" for k, v, t in zip(kind, x, y, strict=True)]
     path.write_text("kind,x,y\n" + "".join(rows))
     # a large lr on a target of noise: the validation loss stops falling within a few epochs
+    # (240 rows is a small table, whose default is a cosine schedule without a validation
+    # split: both asked for here)
     result = run_training({"data": f"csv:{path}:y", "hidden": "32", "epochs": 12,
-                           "patience": 0, "lr": 0.05}, out=str(tmp_path / "run"), quiet=True)
+                           "patience": 0, "lr": 0.05, "schedule": "plateau",
+                           "val_fraction": 0.1}, out=str(tmp_path / "run"), quiet=True)
     lrs = [h["lr"] for h in result.metrics["history"]]
     run = result.metrics["config"]["run"]
     assert run["schedule"] == "plateau"
