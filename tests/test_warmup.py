@@ -87,6 +87,8 @@ def test_warmup_with_cnn_runs_every_convolutional_layer_kind(monkeypatch):
 
     for name in entry_points:
         monkeypatch.setattr(conv, name, counting(name, getattr(conv, name)))
-    _warmup.warmup(dtypes=("float64",), verbose=False, parallel=False, cnn=True)
+    # float32, the default dtype: the suite's CNN tests compile these kernels in float32 (in
+    # float64, used by no other test, this test compiled ten CNN kernels of its own: ~45 s)
+    _warmup.warmup(dtypes=("float32",), verbose=False, parallel=False, cnn=True)
     # all but the chunked im2col (large strided layers; it compiles at its first use)
     assert calls == set(entry_points) - {"conv2d_forward_chunked", "conv2d_backward_chunked"}
