@@ -15,6 +15,43 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# FASTNN_TEST_COMPILE_LOG=path: one JSON line per Numba compilation in this process (the test
+# that caused it, the function, its argument types, the nesting depth, the seconds), to find
+# the kernel signatures that a single test compiles for itself (on a clean clone the cache is
+# cold and compiling is about half of the suite's time). Off: nothing is registered.
+if os.environ.get("FASTNN_TEST_COMPILE_LOG"):
+    import time
+
+    import numba.core.event
+
+    _compile_log = open(os.environ["FASTNN_TEST_COMPILE_LOG"], "a")  # noqa: SIM115
+    _running_test = ["<collection>"]
+
+    class _CompileLog(numba.core.event.Listener):
+        def __init__(self):
+            self.started = []
+
+        def on_start(self, event):
+            self.started.append(time.perf_counter())
+
+        def on_end(self, event):
+            seconds = time.perf_counter() - self.started.pop()
+            py_func = getattr((event.data or {}).get("dispatcher"), "py_func", None)
+            _compile_log.write(json.dumps({
+                "test": _running_test[0], "depth": len(self.started), "seconds": seconds,
+                "function": f"{getattr(py_func, '__module__', '?')}."
+                            f"{getattr(py_func, '__qualname__', '?')}",
+                "args": str((event.data or {}).get("args"))}) + "\n")
+            _compile_log.flush()
+
+    numba.core.event.register("numba:compile", _CompileLog())
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        _running_test[0] = item.nodeid
+        yield
+        _running_test[0] = "<between tests>"
+
 
 def write_idx(path, arr, gz=False):
     """An IDX file (MNIST's format) holding ``arr`` (uint8)."""

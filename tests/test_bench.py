@@ -3,7 +3,7 @@
 Nothing here asserts a speed: the machine is shared and the figures are the benchmark's job.
 """
 
-import io
+import json
 import re
 import warnings
 
@@ -195,21 +195,15 @@ def test_step_table_ratios():
     assert rows["gemm"] == ["1.000", "0.50x", "1.00x"]
 
 
-def test_run_sklearn_bench_alternates_worker_processes():
-    log = io.StringIO()
-    results = bench.run_sklearn_bench({"tiny": TINY}, ["fastnn-float32", "floor-float32"],
-                                      rounds=1, threads=1, log=log)
-    assert set(results["tiny"]) == {"fastnn-float32", "floor-float32"}, log.getvalue()
-    fit, = results["tiny"]["fastnn-float32"]
-    assert fit["seconds"] > 0 and 0 <= fit["accuracy"] <= 1
-    assert results["tiny"]["floor-float32"][0]["steps"] == 6
-
-
 @pytest.mark.slow
-def test_sklearn_command_prints_every_variant(capsys):
+def test_sklearn_command_prints_every_variant(capsys, tmp_path):
+    """The --sklearn command end to end; its --json figures are run_sklearn_bench's, one worker
+    process per (round, problem, variant) (each worker costs a process start, an import of
+    scikit-learn and fastnn and a warm-up fit: one run checks the table and the figures)."""
     code = bench.main(["--sklearn", "--problems", "digits", "--max-iter", "1", "--rounds", "1",
-                       "--threads", "1"])
-    out = capsys.readouterr().out
+                       "--threads", "1", "--json", str(tmp_path / "figures.json")])
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
     assert "warm-up fit" in out
     rows = _rows(out, 11)
@@ -217,6 +211,14 @@ def test_sklearn_command_prints_every_variant(capsys):
     for variant, (seconds, epochs, acc, _, _) in rows.items():
         assert float(seconds) > 0 and epochs == "1"
         assert (acc == "-") == variant.startswith("floor")
+    # run_sklearn_bench's figures: one round of every variant, each from its worker, logged
+    results = json.loads((tmp_path / "figures.json").read_text())["sklearn"]["digits"]
+    assert set(results) == set(bench.SKLEARN_VARIANTS), captured.err
+    fit, = results["fastnn-float32"]
+    assert fit["seconds"] > 0 and 0 <= fit["accuracy"] <= 1 and fit["epochs"] == 1
+    # digits: 1,437 training rows, an epoch of 7 batches of 200 and one of 37
+    assert results["floor-float32"][0]["steps"] == results["floor-float64"][0]["steps"] == 8
+    assert "round 1/1 digits fastnn-float32" in captured.err
 
 
 # ------------------------------------------------------------------ the CNNs of issue 27

@@ -1,6 +1,5 @@
 """fastnn.distributed under a real MPI job of 2 ranks (mpi4py + MPICH from PyPI)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -48,18 +47,6 @@ def test_a_failing_rank_ends_the_job_with_a_message():
     assert time.perf_counter() - t0 < 60
 
 
-def test_cli_distributed_training_writes_one_set_of_outputs(tmp_path):
-    out = tmp_path / "run"
-    proc = mpirun("-m", "fastnn.cli", "train", "--distributed", "--sync-batchnorm",
-                  "--hidden", "32", "--epochs", "3", "--out", str(out), "--quiet", timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.8
-    assert proc.stdout.count("test accuracy") == 1  # only rank 0 reports
-    with np.load(out / "model.npz") as f:
-        assert "model/0.weight" in f.files
-
-
 @pytest.mark.parametrize("dtype,batch", [("float64", 17), ("float64", 16), ("float32", 15)])
 def test_two_ranks_with_dropout_equal_one_process(dtype, batch):
     # Dropout numbers rows globally: every step's loss is one process's (the script also
@@ -69,13 +56,22 @@ def test_two_ranks_with_dropout_equal_one_process(dtype, batch):
     assert proc.stdout.startswith("OK")
 
 
-def test_cli_distributed_training_with_dropout_has_the_losses_of_one_process(tmp_path):
+def test_cli_distributed_training_writes_one_set_of_outputs_with_the_losses_of_one_process(
+        tmp_path):
+    """``fastnn train --distributed`` (with dropout, whose masks are numbered over the global
+    batch): one set of outputs from rank 0, and every epoch's loss that of one process. One
+    MPI run for both checks (each run of 2 ranks costs two cold imports and kernel loads)."""
     from conftest import cli_train, run_metrics
 
     args = ["--hidden", "32", "--epochs", "3", "--dropout", "0.3", "--quiet"]
     proc = mpirun("-m", "fastnn.cli", "train", "--distributed", "--sync-batchnorm",
                   "--out", str(tmp_path / "ranks"), *args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = run_metrics(tmp_path / "ranks")
+    assert metrics["epochs"] == 3 and metrics["test_accuracy"] > 0.8
+    assert proc.stdout.count("test accuracy") == 1  # only rank 0 reports
+    with np.load(tmp_path / "ranks" / "model.npz") as f:
+        assert "model/0.weight" in f.files
     code, out = cli_train(tmp_path, "one", *args)
     assert code == 0
     ranks, one = run_metrics(tmp_path / "ranks")["history"], run_metrics(out)["history"]

@@ -20,13 +20,13 @@ def _run(code, cache):
 
 
 def test_a_compile_pause_is_announced_once_and_a_warm_cache_says_nothing(tmp_path):
-    # One small kernel (an activation) compiles for about a second here, so the test lowers
-    # the threshold; two calls with other dtypes compile twice, and it is said once.
+    # One tiny kernel (the losses' ordered sum) compiles for a fraction of a second, so the
+    # test lowers the threshold; two calls with other dtypes compile twice, and it is said
+    # once. (An activation kernel did the same in ~8 s of compiling, in a cache of its own.)
     code = ("import numpy as np, time, fastnn._warmup as w; w.NOTICE_AFTER = 0.01\n"
-            "from fastnn.kernels import activations as A\n"
+            "from fastnn.kernels import losses\n"
             "for dt in (np.float32, np.float64):\n"
-            "    x = np.zeros(4, dt)\n"
-            "    A.activation_forward.serial(A.RELU, 0.0, x, x.copy(), x.copy())\n"
+            "    losses._ordered_sum(np.zeros(4, dt))\n"
             "time.sleep(0.2)\n")
     try:
         err = _run(code, tmp_path / "cache")
@@ -87,6 +87,8 @@ def test_warmup_with_cnn_runs_every_convolutional_layer_kind(monkeypatch):
 
     for name in entry_points:
         monkeypatch.setattr(conv, name, counting(name, getattr(conv, name)))
-    _warmup.warmup(dtypes=("float64",), verbose=False, parallel=False, cnn=True)
+    # float32, the default dtype: the suite's CNN tests compile these kernels in float32 (in
+    # float64, used by no other test, this test compiled ten CNN kernels of its own: ~45 s)
+    _warmup.warmup(dtypes=("float32",), verbose=False, parallel=False, cnn=True)
     # all but the chunked im2col (large strided layers; it compiles at its first use)
     assert calls == set(entry_points) - {"conv2d_forward_chunked", "conv2d_backward_chunked"}
