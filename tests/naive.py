@@ -737,3 +737,16 @@ def flip_crop(x, C, H, W, pad, offsets, flips):
         crop = padded[n, :, oy:oy + H, ox:ox + W]
         out[n] = crop[:, :, ::-1] if flips[n] else crop
     return out.reshape(x.shape)
+
+
+def tabular_input_forward(x, n_continuous, feature, left, width, lower, upper, tables, dtype):
+    """kernels/tabular_input.py: the piecewise-linear components of the continuous columns
+    (convert to ``dtype``, subtract, divide, clip: NumPy's order) then, for each code column
+    j, the rows of ``tables[j]`` at its codes, side by side; returns (out (N, W), codes
+    (C, N)). Written with NumPy fancy indexing and concatenate, one part after another."""
+    x = np.asarray(x)
+    enc = x[:, :n_continuous].astype(dtype)[:, feature]
+    enc = np.minimum(np.maximum((enc - left) / width, lower), upper)
+    codes = x[:, n_continuous:].T.astype(np.int64)
+    parts = [enc] + [np.asarray(t)[c] for t, c in zip(tables, codes, strict=True)]
+    return np.concatenate(parts, axis=1).astype(dtype), codes

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..graph import Tensor, cat
+from .._buffers import BufferPool
+from ..graph import Tensor, cat, node
+from ..kernels import embedding as K_emb
+from ..kernels import tabular_input as K_in
 from .layers import BatchNorm1d, Dropout, Embedding, Linear, PReLU, make_activation
-from .module import Module, ModuleList, Sequential
+from .module import Module, ModuleList, Parameter, Sequential
 from .numeric_encoding import PiecewiseLinearEncoding
 
 
@@ -121,9 +124,75 @@ class TabularMLP(Module):
             raise ValueError(f"TabularMLP: input must have shape (N, {self.in_features}) "
                              f"({self.n_continuous} continuous + {len(self.cardinalities)} "
                              f"code columns), got {data.shape}")
-        k = self.n_continuous
         if not self.cardinalities:
             return self.mlp(x if self.numeric_encoding is None else self.numeric_encoding(x))
+        if not (isinstance(x, Tensor) and x.requires_grad) and data.dtype.kind == "f":
+            first = self._first_input(data)
+            if first is not None:
+                return self.mlp(first)
+        return self.mlp(self._first_input_graph(x, data))
+
+    def _encoding_constants(self, dtype):
+        """``(feature, left, width, lower, upper)`` of the continuous columns' part of the
+        first input: the piecewise-linear encoding's, or (without one) those that copy the
+        ``n_continuous`` features unchanged (left 0, width 1, no clipping)."""
+        if self.numeric_encoding is not None:
+            return self.numeric_encoding.constants()
+        kept = self.__dict__.get("_identity_constants")
+        if kept is None or kept[1].dtype != dtype:
+            k = self.n_continuous
+            kept = (np.arange(k, dtype=np.int64), np.zeros(k, dtype), np.ones(k, dtype),
+                    np.full(k, -np.inf, dtype), np.full(k, np.inf, dtype))
+            self.__dict__["_identity_constants"] = kept
+        return kept
+
+    def _first_input(self, data: np.ndarray) -> Tensor | None:
+        """The first Linear's input (N, W) from the float rows ``data`` in one kernel
+        (``kernels/tabular_input.py``): the encoded continuous features and the embedding rows
+        written into one matrix, no per-column arrays and no concatenation; its backward
+        scatters the gradient's columns of each table into that table's gradient. None when a
+        code is not a whole number in range (the graph path then raises the error)."""
+        weights = tuple(emb.weight for emb in self.embeddings)
+        dtype = weights[0].data.dtype
+        if any(w.data.dtype != dtype or not w.data.flags.c_contiguous for w in weights):
+            return None
+        feature, left, width, lower, upper = self._encoding_constants(dtype)
+        if left.dtype != dtype:
+            return None
+        pool = self.__dict__.get("_input_pool")
+        if pool is None:
+            pool = self.__dict__["_input_pool"] = BufferPool()
+        n = data.shape[0]
+        dims = self.embedding_dims
+        offsets = np.cumsum([len(feature)] + dims[:-1]).astype(np.int64)
+        out = np.empty((n, len(feature) + sum(dims)), dtype)
+        codes = np.empty((len(weights), n), np.int64)
+        tables = tuple(w.data for w in weights)
+        x = np.ascontiguousarray(data)
+        if n and not K_in.tabular_input_forward(out.size)(x, self.n_continuous, feature, left,
+                                                          width, lower, upper, tables,
+                                                          offsets, codes, out):
+            return None
+        result = node(out, weights, "tabular_input")
+        if result.requires_grad:
+            pads = [-1 if emb.padding_idx is None else emb.padding_idx
+                    for emb in self.embeddings]
+
+            def backward(g):
+                for j, w in enumerate(weights):
+                    if not w.requires_grad:
+                        continue
+                    lo = int(offsets[j])
+                    gj = np.ascontiguousarray(g[:, lo:lo + dims[j]], dtype=dtype)
+                    _embedding_grad(w, codes[j], gj, pads[j], pool, j)
+
+            result.set_backward(backward)
+        return result
+
+    def _first_input_graph(self, x, data: np.ndarray) -> Tensor:
+        """The first Linear's input as graph ops (embedding nodes and ``cat``): for an input
+        that needs a gradient, and to raise the error of a bad code."""
+        k = self.n_continuous
         codes = data[:, k:]
         if codes.dtype.kind == "f":
             if not (np.isfinite(codes).all() and (codes == np.round(codes)).all()):
@@ -137,10 +206,25 @@ class TabularMLP(Module):
             p, dtype=self.embeddings[0].weight.dtype)) for p in parts]
         parts += [emb(np.ascontiguousarray(codes[:, j]))
                   for j, emb in enumerate(self.embeddings)]
-        return self.mlp(cat(parts, dim=1))
+        return cat(parts, dim=1)
 
     def extra_repr(self) -> str:
         return (f"n_continuous={self.n_continuous}, cardinalities={self.cardinalities}, "
                 f"embedding_dims={self.embedding_dims}"
                 + ("" if self.numeric_encoding is None else
                    f", numeric_bins={self.numeric_encoding.n_bins}"))
+
+
+def _embedding_grad(weight: Parameter, codes: np.ndarray, g: np.ndarray, pad: int,
+                    pool: BufferPool, j: int) -> None:
+    """Add the gradient ``g`` (N, D) of the rows at ``codes`` (N,) into ``weight``'s gradient,
+    as ``Embedding``'s backward does (``kernels/embedding.py``: deterministic on any number
+    of threads; the ``pad`` row, if >= 0, gets none)."""
+    v = weight.shape[0]
+    chunk_start = pool.get(f"chunk_start{j}", (K_emb.n_table_chunks(v) + 1,), np.int64)
+    order = pool.get(f"order{j}", codes.shape, np.int64)
+    dW, add_to = weight.grad_destination()
+    if add_to is not None:  # a gradient already there: add into it
+        K_emb.embedding_backward(g.size)(codes, g, pad, add_to, True, chunk_start, order)
+    else:
+        K_emb.embedding_backward(g.size)(codes, g, pad, dW, False, chunk_start, order)
