@@ -27,6 +27,11 @@ AUTO_MIN_DISTINCT_FRACTION = 0.25
 #: More distinct whole-number values than this are a quantity, not classes, whatever the
 #: rows (a classifier auto-detected over thousands of sparse classes helps nobody).
 AUTO_MAX_CLASSES = 1000
+#: More than AUTO_MAX_SMALL_CLASSES distinct whole numbers that fill less than this fraction
+#: of the integers between their smallest and largest are a quantity (counts, prices), not
+#: classes: class labels are numbered without gaps (0..C-1, 1..C), counts leave them (a
+#: bike-share table's hourly riders: 570 values over 1..977 in 6,916 rows).
+AUTO_MIN_RANGE_FILL = 0.9
 
 
 class TaskError(DataError):
@@ -61,7 +66,9 @@ def infer_task(y, task: str = "auto", name: str = "y") -> tuple[str, str]:
     and several target columns, are regression; whole numbers are classes when they take
     at most 20 distinct values or at least 10 samples per value on average, regression
     when they take more distinct values than a quarter of the rows or more than 1,000
-    (prices in whole units: diamonds' 11,602 in 53,940 rows), and otherwise
+    (prices in whole units: diamonds' 11,602 in 53,940 rows) or more than 20 that leave
+    gaps in their range (fewer than 90 % of the integers from the smallest to the largest:
+    counts), and otherwise
     :class:`TaskError` asks for ``--task``. An explicit ``task`` is checked against the
     data (strings cannot be regressed; fractional values are not classes).
     """
@@ -97,12 +104,19 @@ def infer_task(y, task: str = "auto", name: str = "y") -> tuple[str, str]:
         return "classification", f"labels are {what}"
     if not whole:
         return "regression", "the target has fractional values"
-    n, k = len(y), len(np.unique(y))
-    if k <= AUTO_MAX_SMALL_CLASSES or n >= AUTO_MIN_SAMPLES_PER_CLASS * k:
+    values = np.unique(y)
+    n, k = len(y), len(values)
+    span = float(values[-1]) - float(values[0]) + 1.0
+    gaps = k > AUTO_MAX_SMALL_CLASSES and k < AUTO_MIN_RANGE_FILL * span
+    if k <= AUTO_MAX_SMALL_CLASSES or n >= AUTO_MIN_SAMPLES_PER_CLASS * k and not gaps:
         return "classification", f"{k} distinct whole-number labels in {n} rows"
     if k > AUTO_MIN_DISTINCT_FRACTION * n or k > AUTO_MAX_CLASSES:
         return "regression", (f"{k} distinct whole-number values in {n} rows: too many to be "
                               "classes (--task classification to override)")
+    if gaps:
+        return "regression", (f"{k} distinct whole-number values over {values[0]}..{values[-1]}"
+                              " with gaps, as counts have (class labels are numbered without):"
+                              " a quantity (--task classification to override)")
     raise TaskError(f"{name} has {k} distinct whole-number values in {n} rows: classes or a "
                     "quantity? Say which with --task classification or --task regression")
 

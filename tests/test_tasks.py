@@ -28,6 +28,13 @@ from fastnn.tasks import (
     (np.arange(442) % 214, "regression"),                  # diabetes: 214 values in 442 rows
     (np.arange(100_000) % 1000, "classification"),         # 1000 classes, 100 rows each
     (np.arange(43_152) % 10_500 + 326, "regression"),      # diamonds-like prices: > 1000
+    # counts: 363 values with gaps over 1..977, 12 rows each (10 per value would make
+    # them classes without the gap rule; the bike-share riders' shape)
+    (np.repeat(np.unique(np.round(np.geomspace(1, 977, 800))), 12), "regression"),
+    (np.arange(6916) % 570 + 1, "classification"),         # 570 labels 1..570, no gaps
+    (np.repeat(np.arange(0, 60, 2), 20), "regression"),    # 30 even values: half the range
+    (np.repeat(np.r_[0:20, 100], 20), "regression"),       # 21 values over 0..100
+    (np.repeat(np.r_[0:40, 41:45], 20), "classification"),  # one label missing: 44 of 45
 ])
 def test_auto_task(y, task):
     got, why = infer_task(y)
