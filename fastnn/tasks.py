@@ -68,7 +68,8 @@ def infer_task(y, task: str = "auto", name: str = "y") -> tuple[str, str]:
     when they take more distinct values than a quarter of the rows or more than 1,000
     (prices in whole units: diamonds' 11,602 in 53,940 rows) or more than 20 that leave
     gaps in their range (fewer than 90 % of the integers from the smallest to the largest:
-    counts), and otherwise
+    counts), and otherwise (a quarter of more than 20 values seen under 5 times each
+    counts against classes too)
     :class:`TaskError` asks for ``--task``. An explicit ``task`` is checked against the
     data (strings cannot be regressed; fractional values are not classes).
     """
@@ -104,11 +105,16 @@ def infer_task(y, task: str = "auto", name: str = "y") -> tuple[str, str]:
         return "classification", f"labels are {what}"
     if not whole:
         return "regression", "the target has fractional values"
-    values = np.unique(y)
+    values, per_value = np.unique(y, return_counts=True)
     n, k = len(y), len(values)
     span = float(values[-1]) - float(values[0]) + 1.0
     gaps = k > AUTO_MAX_SMALL_CLASSES and k < AUTO_MIN_RANGE_FILL * span
-    if k <= AUTO_MAX_SMALL_CLASSES or n >= AUTO_MIN_SAMPLES_PER_CLASS * k and not gaps:
+    # many values seen only a few times each: the long tail of a count, rarely classes (on
+    # average 10 rows a value, but a quarter of them under 5: not classes, ask)
+    tail = k > AUTO_MAX_SMALL_CLASSES and \
+        np.percentile(per_value, 25) < AUTO_MIN_SAMPLES_PER_CLASS / 2
+    if k <= AUTO_MAX_SMALL_CLASSES or n >= AUTO_MIN_SAMPLES_PER_CLASS * k and not gaps \
+            and not tail:
         return "classification", f"{k} distinct whole-number labels in {n} rows"
     if k > AUTO_MIN_DISTINCT_FRACTION * n or k > AUTO_MAX_CLASSES:
         return "regression", (f"{k} distinct whole-number values in {n} rows: too many to be "

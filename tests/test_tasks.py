@@ -45,6 +45,11 @@ def test_auto_refuses_to_guess_between_and_names_task():
     y = np.arange(1000) % 200  # 200 values, 5 rows each: neither rule applies
     with pytest.raises(TaskError, match="--task classification or --task regression"):
         infer_task(y)
+    # 40 labels without gaps, 12 rows each on average, but half of them seen twice: a
+    # count's long tail or rare classes: asked
+    tailed = np.r_[np.repeat(np.arange(20), 22), np.repeat(np.arange(20, 40), 2)]
+    with pytest.raises(TaskError, match="--task classification or --task regression"):
+        infer_task(tailed)
     assert infer_task(y, "regression")[0] == "regression"
     assert infer_task(y, "classification")[0] == "classification"
 
