@@ -10,6 +10,7 @@ import pytest
 import fastnn.recipes as recipes
 from fastnn.recipes import (
     LARGE_TABLE_ROWS,
+    REFIT_TABLE_ROWS,
     SMALL_TABLE_ROWS,
     TABLE_VAL_FRACTION,
     run_training,
@@ -30,6 +31,8 @@ def _table(path, n, seed=0):
 def test_size_rule_around_the_small_threshold():
     assert tabular_recipe(SMALL_TABLE_ROWS - 1)["refit"] is False
     assert tabular_recipe(SMALL_TABLE_ROWS)["refit"] is True
+    assert tabular_recipe(REFIT_TABLE_ROWS - 1)["refit"] is True
+    assert tabular_recipe(REFIT_TABLE_ROWS)["refit"] is False
     assert tabular_recipe(LARGE_TABLE_ROWS)["refit"] is False
     small, medium = tabular_recipe(SMALL_TABLE_ROWS - 1), tabular_recipe(SMALL_TABLE_ROWS)
     large = tabular_recipe(LARGE_TABLE_ROWS)

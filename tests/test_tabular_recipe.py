@@ -31,7 +31,7 @@ def test_size_rule():
     assert small == {"hidden": [256, 256], "weight_decay": 1e-3, "patience": 10,
                      "batch_size": tabular_batch_size(LARGE_TABLE_ROWS - 1), "numeric_bins": 8,
                      "val_fraction": 0.1, "epochs": 200, "schedule": "plateau",
-                     "refit": True}
+                     "refit": False}
     assert large == {"hidden": [128, 128], "weight_decay": 1e-4, "patience": 8,
                      "batch_size": 256, "numeric_bins": 48,
                      "val_fraction": 0.1, "epochs": 200, "schedule": "plateau",
