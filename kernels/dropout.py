@@ -151,7 +151,7 @@ def dropout_forward(x, p, key_lo, key_hi, row_offset, units, y, mask):
     scalar), then the words are put in element order and turned into the mask and y in one
     elementwise pass over views of the segment. Measured for 512 x 128 float32 on one
     thread (shared machine, medians of 100): 263 -> 60 us, the same bits as before. A row's
-    ragged last block (fewer units than words) is one scalar Philox call.
+    ragged last block (fewer units than words) takes the same path, its extra words unused.
     """
     n = x.shape[0]
     if n == 0:
@@ -168,8 +168,9 @@ def dropout_forward(x, p, key_lo, key_hi, row_offset, units, y, mask):
     scale = typed(x[0], 1.0 / (1.0 - p))
     zero = typed(x[0], 0.0)
     rows_per_chunk = max(1, ELEMENTS_PER_CHUNK // units)
+    blocks_per_row = full_blocks + (1 if ragged else 0)
     for c in prange((rows + rows_per_chunk - 1) // rows_per_chunk):
-        seg = min(SEGMENT_BLOCKS, full_blocks)
+        seg = min(SEGMENT_BLOCKS, blocks_per_row)
         w0s = np.empty(seg, np.uint32)
         w1s = np.empty(seg, np.uint32)
         w2s = np.empty(seg, np.uint32)
@@ -179,8 +180,8 @@ def dropout_forward(x, p, key_lo, key_hi, row_offset, units, y, mask):
             row = np.uint64(row_offset + r)
             row_lo, row_hi = row & _LOW32, row >> _S32
             base = r * units
-            for b_lo in range(0, full_blocks, SEGMENT_BLOCKS):
-                nb = min(SEGMENT_BLOCKS, full_blocks - b_lo)
+            for b_lo in range(0, blocks_per_row, SEGMENT_BLOCKS):
+                nb = min(SEGMENT_BLOCKS, blocks_per_row - b_lo)
                 philox4x32_blocks(b_lo, nb, row_lo, row_hi, k0, k1, w0s, w1s, w2s, w3s)
                 if per_block == 4:  # float32: the top 24 bits of each word
                     for j in range(nb):
@@ -195,7 +196,8 @@ def dropout_forward(x, p, key_lo, key_hi, row_offset, units, y, mask):
                         v[2 * j + 1] = ((np.uint64(w2s[j]) >> _S5) << _S26) \
                             | (np.uint64(w3s[j]) >> _S6)
                 i0 = base + b_lo * per_block
-                n_seg = nb * per_block
+                # a row's ragged last block has fewer units than words: its extra words unused
+                n_seg = min(nb * per_block, units - b_lo * per_block)
                 # views of the segment: indexed by the loop counter alone (known >= 0), the
                 # loop needs no wraparound check and vectorizes (measured: 2.5x faster)
                 xs, ys, ms = x[i0:i0 + n_seg], y[i0:i0 + n_seg], mask[i0:i0 + n_seg]
@@ -203,20 +205,3 @@ def dropout_forward(x, p, key_lo, key_hi, row_offset, units, y, mask):
                     m = scale if v[j] >= threshold else zero
                     ms[j] = m
                     ys[j] = xs[j] * m
-            if ragged:  # the row's ragged last block: fewer units than words
-                w0, w1, w2, w3 = philox4x32(np.uint64(full_blocks), row_lo, row_hi, _ZERO,
-                                            k0, k1)
-                i = base + full_blocks * per_block
-                if per_block == 2:
-                    v0 = ((w0 >> _S5) << _S26) | (w1 >> _S6)
-                    mask[i] = scale if v0 >= threshold else zero
-                    y[i] = x[i] * mask[i]
-                else:
-                    mask[i] = scale if (w0 >> _S8) >= threshold else zero
-                    y[i] = x[i] * mask[i]
-                    if ragged > 1:
-                        mask[i + 1] = scale if (w1 >> _S8) >= threshold else zero
-                        y[i + 1] = x[i + 1] * mask[i + 1]
-                    if ragged > 2:
-                        mask[i + 2] = scale if (w2 >> _S8) >= threshold else zero
-                        y[i + 2] = x[i + 2] * mask[i + 2]
