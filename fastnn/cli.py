@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=int, help="stop when the validation loss has not "
                    "improved for this many epochs and keep the best epoch's weights; 0: off "
                    "(default: tables 10, or 8 from 20,000 training rows, or 0 below 500; "
-                   "else 0). Tables of 500 to 20,000 rows without --patience then train "
+                   "else 0). Tables of 500 to 5,000 rows without --patience then train "
                    "again on every row for the epochs it chose")
     p.add_argument("--out", help="output directory (default: runs/<timestamp>, or the "
                    "resumed checkpoint's directory)")

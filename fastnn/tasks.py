@@ -68,9 +68,9 @@ def infer_task(y, task: str = "auto", name: str = "y") -> tuple[str, str]:
     when they take more distinct values than a quarter of the rows or more than 1,000
     (prices in whole units: diamonds' 11,602 in 53,940 rows) or more than 20 that leave
     gaps in their range (fewer than 90 % of the integers from the smallest to the largest:
-    counts), and otherwise (a quarter of more than 20 values seen under 5 times each
-    counts against classes too)
-    :class:`TaskError` asks for ``--task``. An explicit ``task`` is checked against the
+    counts), and otherwise :class:`TaskError` asks for ``--task`` (also when a quarter of
+    more than 20 values occur under 5 times each: a count's long tail, not taken for
+    classes). An explicit ``task`` is checked against the
     data (strings cannot be regressed; fractional values are not classes).
     """
     if task not in TASKS:
