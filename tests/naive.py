@@ -750,3 +750,38 @@ def tabular_input_forward(x, n_continuous, feature, left, width, lower, upper, t
     codes = x[:, n_continuous:].T.astype(np.int64)
     parts = [enc] + [np.asarray(t)[c] for t, c in zip(tables, codes, strict=True)]
     return np.concatenate(parts, axis=1).astype(dtype), codes
+
+
+def ple_linear_forward(x, group_start, left, width, lower, upper, W, bias):
+    """kernels/tabular_linear.py: the continuous features' part of a first Linear layer,
+    ``bias + V @ W[:T]`` with V (N, T) the written components (each feature's group through
+    the encoding's formula in NumPy, float64), and each row's run (leading components equal
+    to 1) and the value after it. Returns (z (N, H), runs (N, G), fracs (N, G))."""
+    x = np.asarray(x, np.float64)
+    n_groups = len(group_start) - 1
+    feature = np.repeat(np.arange(n_groups), np.diff(group_start))
+    V = np.minimum(np.maximum((x[:, feature] - left) / width, lower), upper)
+    n_comp = len(feature)
+    runs = np.zeros((len(x), n_groups), np.int64)
+    fracs = np.zeros((len(x), n_groups))
+    for g in range(n_groups):
+        s, e = group_start[g], group_start[g + 1]
+        for r in range(len(x)):
+            v = V[r, s:e]
+            m = 0
+            while m < e - s and v[m] == 1:
+                m += 1
+            runs[r, g] = m
+            fracs[r, g] = v[m] if m < e - s else 0.0
+    z = np.asarray(bias, np.float64) + V @ np.asarray(W, np.float64)[:n_comp]
+    return z, runs, fracs
+
+
+def ple_linear_backward(x, group_start, left, width, lower, upper, dz):
+    """kernels/tabular_linear.py: the weight rows' and the bias's gradients, ``V.T @ dz``
+    and ``dz.sum(0)`` with V the written components (float64)."""
+    x = np.asarray(x, np.float64)
+    feature = np.repeat(np.arange(len(group_start) - 1), np.diff(group_start))
+    V = np.minimum(np.maximum((x[:, feature] - left) / width, lower), upper)
+    dz = np.asarray(dz, np.float64)
+    return V.T @ dz, dz.sum(0)

@@ -15,8 +15,10 @@ import numpy as np
 
 from .._buffers import BufferPool
 from ..graph import Tensor, cat, node
+from ..kernels import blas as K_blas
 from ..kernels import embedding as K_emb
 from ..kernels import tabular_input as K_in
+from ..kernels import tabular_linear as K_lin
 from .layers import BatchNorm1d, Dropout, Embedding, Linear, PReLU, make_activation
 from .module import Module, ModuleList, Parameter, Sequential
 from .numeric_encoding import PiecewiseLinearEncoding
@@ -124,6 +126,11 @@ class TabularMLP(Module):
             raise ValueError(f"TabularMLP: input must have shape (N, {self.in_features}) "
                              f"({self.n_continuous} continuous + {len(self.cardinalities)} "
                              f"code columns), got {data.shape}")
+        if not (isinstance(x, Tensor) and x.requires_grad) and data.dtype.kind == "f" \
+                and (self.cardinalities or self.numeric_encoding is not None):
+            z = self._first_layer(data)
+            if z is not None:
+                return self._after_first_layer()(z)
         if not self.cardinalities:
             return self.mlp(x if self.numeric_encoding is None else self.numeric_encoding(x))
         if not (isinstance(x, Tensor) and x.requires_grad) and data.dtype.kind == "f":
@@ -188,6 +195,149 @@ class TabularMLP(Module):
 
             result.set_backward(backward)
         return result
+
+    def _after_first_layer(self) -> Sequential:
+        """The layers after ``mlp``'s first Linear, as a Sequential of the same modules (not
+        registered: the model's parameters stay ``mlp``'s), remade when ``mlp`` changed."""
+        mods = tuple(self.mlp._modules.values())
+        kept = self.__dict__.get("_rest")
+        if kept is None or len(kept[0]) != len(mods) or \
+                any(a is not b for a, b in zip(kept[0], mods, strict=True)):
+            kept = self.__dict__["_rest"] = (mods, Sequential(*mods[1:]))
+        return kept[1]
+
+    def _groups(self, constants) -> np.ndarray | None:
+        """The first component of each continuous feature's group (G + 1,) when the
+        continuous part of the first input has the structure ``kernels/tabular_linear.py``
+        needs (the features' components in order; within a group of two or more, positive
+        widths equal to the differences of the left edges in the dtype, every component but
+        the last clipped above at 1, every one but the first clipped below at 0: what
+        ``PiecewiseLinearEncoding`` derives); else None."""
+        kept = self.__dict__.get("_groups_of")
+        if kept is not None and kept[0] is constants:
+            return kept[1]
+        feature, left, width, lower, upper = constants
+        k = self.n_continuous
+        sizes = np.bincount(feature, minlength=k) if len(feature) else np.zeros(k, np.int64)
+        start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        ok = len(sizes) == k and (sizes > 0).all() and \
+            np.array_equal(feature, np.repeat(np.arange(k), sizes))
+        if ok:
+            for g in range(k):
+                s, e = start[g], start[g + 1]
+                if e - s < 2:
+                    continue
+                lf, w = left[s:e], width[s:e]
+                if not ((w > 0).all() and np.array_equal(w[:-1], lf[1:] - lf[:-1])
+                        and (lower[s + 1:e] == 0).all() and (upper[s:e - 1] == 1).all()):
+                    ok = False
+                    break
+        groups = start if ok else None
+        self.__dict__["_groups_of"] = (constants, groups)
+        return groups
+
+    def _first_layer(self, data: np.ndarray) -> Tensor | None:
+        """The first Linear's output (N, H), before what follows it, without writing the
+        continuous features' components (``kernels/tabular_linear.py``: a run of ones and one
+        value a feature, summed from prefix sums of the weight's rows) and with the
+        embedding rows' part as one product. Its backward writes the weight's gradient from
+        the same runs, the bias's, and the embedding rows' gradients (the product with the
+        weight's embedding columns); the components get none (data: no gradient).
+
+        None when this path does not apply and the first input is written instead: the
+        first module not a plain Linear of the embeddings' dtype, a hook on it or on
+        ``mlp``, a continuous part without the structure (:meth:`_groups`), a NaN feature,
+        or a code not a whole number in range (the graph path then raises the error)."""
+        mlp = self.mlp
+        lin = next(iter(mlp._modules.values()))
+        if type(lin) is not Linear or lin._hooks is not None or mlp._hooks is not None \
+                or lin.activation is not None:
+            return None
+        W, b = lin.weight, lin.bias
+        dtype = W.data.dtype
+        weights = tuple(emb.weight for emb in self.embeddings)
+        if not W.data.flags.c_contiguous or \
+                any(w.data.dtype != dtype or not w.data.flags.c_contiguous for w in weights):
+            return None
+        constants = self._encoding_constants(dtype)
+        feature, left, width, lower, upper = constants
+        if left.dtype != dtype:
+            return None
+        groups = self._groups(constants)
+        if groups is None:
+            return None
+        n = data.shape[0]
+        n_comp = len(feature)
+        units = W.shape[1]
+        x = np.ascontiguousarray(data)
+        # the embedding rows (N, D): the first-input kernel with no continuous part
+        dims = self.embedding_dims
+        n_emb = sum(dims)
+        tables = tuple(w.data for w in weights)
+        codes = np.empty((len(weights), n), np.int64)
+        emb = np.empty((n, n_emb), dtype)
+        if weights and n:
+            none = np.empty(0, dtype)
+            offsets = np.cumsum([0] + dims[:-1]).astype(np.int64)
+            if not K_in.tabular_input_forward(emb.size)(x, self.n_continuous,
+                                                        np.empty(0, np.int64), none, none,
+                                                        none, none, tables, offsets, codes,
+                                                        emb):
+                return None
+        Wd = W.data  # (input, units): the continuous part's rows, then the embeddings'
+        WT = Wd[:n_comp]
+        prefix = np.empty((n_comp + len(groups) - 1, units), dtype)
+        K_lin.group_prefix(WT, groups, prefix)
+        bias = b.data if b is not None else np.zeros(units, dtype)
+        z = np.empty((n, units), dtype)
+        runs = np.empty((n, len(groups) - 1), np.int64)
+        fracs = np.empty((n, len(groups) - 1), dtype)
+        if n and not K_lin.ple_linear_forward(n * units * len(groups))(
+                x, groups, left, width, lower, upper, prefix, WT, bias, z, runs, fracs):
+            return None
+        W_emb = Wd[n_comp:]
+        if n_emb and n:
+            K_blas.gemm(emb, W_emb, z, beta=1.0)
+        params = (W, b, *weights) if b is not None else (W, *weights)
+        out = node(z, params, "tabular_first_linear")
+        if not out.requires_grad:
+            return out
+        pool = self.__dict__.get("_input_pool")
+        if pool is None:
+            pool = self.__dict__["_input_pool"] = BufferPool()
+        pads = [-1 if e.padding_idx is None else e.padding_idx for e in self.embeddings]
+
+        def backward(g):
+            g = np.ascontiguousarray(g, dtype=dtype)
+            if W.requires_grad or (b is not None and b.requires_grad):
+                # written where each gradient goes (an optimizer's buffer), or added into an
+                # earlier contribution (``grad_destination``)
+                dW, dW_into = W.grad_destination(lambda: np.empty(W.shape, dtype)) \
+                    if W.requires_grad else (np.empty(W.shape, dtype), None)
+                db, db_into = b.grad_destination(lambda: np.empty(units, dtype)) \
+                    if b is not None and b.requires_grad else (np.empty(units, dtype), None)
+                scratch = np.empty((K_lin.backward_parts(n), 2 * n_comp + len(groups),
+                                    units), dtype)
+                K_lin.ple_linear_backward(n * units * len(groups))(g, groups, runs, fracs, dW,
+                                                                   db, scratch)
+                if n_emb:
+                    K_blas.gemm(emb, g, dW[n_comp:], trans_a=True)
+                if dW_into is not None:
+                    dW_into += dW
+                if db_into is not None:
+                    db_into += db
+            if n_emb and any(w.requires_grad for w in weights):
+                d_emb = np.empty((n, n_emb), dtype)
+                K_blas.gemm(g, W_emb, d_emb, trans_b=True)
+                lo = 0
+                for j, w in enumerate(weights):
+                    if w.requires_grad:
+                        _embedding_grad(w, codes[j], np.ascontiguousarray(
+                            d_emb[:, lo:lo + dims[j]]), pads[j], pool, j)
+                    lo += dims[j]
+
+        out.set_backward(backward)
+        return out
 
     def _first_input_graph(self, x, data: np.ndarray) -> Tensor:
         """The first Linear's input as graph ops (embedding nodes and ``cat``): for an input
