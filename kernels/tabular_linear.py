@@ -26,16 +26,20 @@ same runs:
 gradients binned by run length). Per row and group the forward does two H-wide adds where
 the product with the written components does T_g, and the backward two where the product
 with them does T_g for dW (and T_g more for the input gradient, which nobody needs: the
-components of data have no gradient). Measured on the diamonds table's 48 bins a feature,
-see ``fastnn/nn/tabular.py``.
+components of data have no gradient). Measured on diamonds-like batches (512 rows, 6
+features of 48 bins, 128 units, float32, one thread, medians): forward 250-320 µs and
+backward 230 µs where the one product with the written components took 860 µs (and the
+dense backward two of them), all on a busy machine.
 
-The run and the value come from the very formula of the encoding (the same bits as its
-components), found by bisection: for the edges ``PiecewiseLinearEncoding`` derives
-(``width_t = left_{t+1} - left_t`` in the dtype, lower 0 but the first's, upper 1 but the
-last's; the caller checks) the components are non-increasing in t, since rounding is
-monotone: x >= left_{t+1} gives fl(x - left_t) >= width_t, a component clipped to 1, and
-x < left_t gives fl(x - left_t) <= 0, one clipped to 0. A NaN feature has no such structure:
-the forward then reports it (returns False) and the caller multiplies the written components.
+The run and the value come from the encoding's own formula: for the edges
+``PiecewiseLinearEncoding`` derives (``width_t = left_{t+1} - left_t`` in the dtype, lower 0
+but the first's, upper 1 but the last's; the caller checks) the components are 1 below x's
+bin and 0 above it, exactly, since rounding is monotone: x >= left_{t+1} gives
+fl(x - left_t) >= width_t, a component clipped to 1, and x < left_t gives
+fl(x - left_t) <= 0, one clipped to 0. So a bisection on the left edges finds the bin, and
+the formula gives its one component (to the rounding of the divide, which the kernels' fast
+math may take as a multiply by the reciprocal). A NaN feature has no such structure: the
+forward then reports it (returns False) and the caller multiplies the written components.
 
 Shapes: x (N, G + C) float (the G continuous features first); group_start (G + 1,) int64;
 left, width, lower, upper (T,); prefix (T + G, H), group g's rows starting at s_g + g;
@@ -145,78 +149,55 @@ def ple_linear_forward(x, group_start, left, width, lower, upper, prefix, WT, bi
     return nan_chunks == 0
 
 
-def backward_parts(n_rows: int) -> int:
-    """Row parts of :func:`ple_linear_backward` for a batch of ``n_rows``: one per
-    ROWS_PER_PART rows, at most MAX_PARTS (a function of the batch alone: the bits do not
-    depend on the thread count)."""
-    return max(1, min(MAX_PARTS, -(-n_rows // ROWS_PER_PART)))
-
-
-#: Rows per part of the backward (below it, one part: nothing to add up).
-ROWS_PER_PART = 128
-#: At most this many parts (each adds a (2T + G + 1, H) scratch to sum).
-MAX_PARTS = 4
-
-
 @kernel
-def ple_linear_backward(dz, group_start, runs, fracs, dW, db, scratch):
+def ple_linear_backward(dz, group_start, runs, fracs, dW, db, binned):
     """``dW[:T]`` and ``db`` from the output gradient ``dz`` (N, H) and the forward's
-    ``runs`` and ``fracs`` (module docstring). ``scratch`` (P, 2T + G + 1, H), P =
-    :func:`backward_parts`: each part's rows of gradient binned by run length (T + G rows),
-    its share of ``dW[:T]`` (T rows) and of ``db`` (1 row).
+    ``runs`` and ``fracs`` (module docstring). ``binned`` (T + G, H): scratch, the rows'
+    gradients summed by run length (group g's in rows s_g + g .. e_g + g).
 
-    Parallel over P fixed parts of the rows, each summing its rows in order into its own
-    scratch (whole rows of H units: the adds vectorize), then over the components, adding
-    the parts in order: the same bits on any number of threads.
+    Parallel over the groups (and one more iteration for ``db``): a group owns its rows of
+    ``dW`` and of ``binned`` and sums the rows of ``dz`` in order, so nothing is reduced
+    across threads (the same bits on any number of threads) and every add is a whole row of
+    H units (they vectorize).
     """
     n = dz.shape[0]
     n_units = dz.shape[1]
     n_groups = group_start.shape[0] - 1
-    n_comp = group_start[n_groups]
-    parts = scratch.shape[0]
-    per_part = -(-n // parts)
-    for q in prange(parts):
-        part = scratch[q]
-        for i in range(part.shape[0]):
+    for g in prange(n_groups + 1):
+        if g == n_groups:
             for h in range(n_units):
-                part[i, h] = 0
-        binned = part[:n_comp + n_groups]
-        dWq = part[n_comp + n_groups:n_comp + n_groups + n_comp]
-        dbq = part[2 * n_comp + n_groups]
-        for r in range(q * per_part, min(n, (q + 1) * per_part)):
+                db[h] = 0
+            for r in range(n):
+                dzr = dz[r]
+                for h in range(n_units):
+                    db[h] += dzr[h]
+            continue
+        s, e = group_start[g], group_start[g + 1]
+        for i in range(s + g, e + g + 1):
+            for h in range(n_units):
+                binned[i, h] = 0
+        for t in range(s, e):
+            for h in range(n_units):
+                dW[t, h] = 0
+        for r in range(n):
             dzr = dz[r]
+            m = runs[r, g]
+            acc = binned[s + g + m]
             for h in range(n_units):
-                dbq[h] += dzr[h]
-            for g in range(n_groups):
-                s, e = group_start[g], group_start[g + 1]
-                m = runs[r, g]
-                acc = binned[s + g + m]
+                acc[h] += dzr[h]
+            f = fracs[r, g]
+            if s + m < e and f != 0:
+                col = dW[s + m]
                 for h in range(n_units):
-                    acc[h] += dzr[h]
-                f = fracs[r, g]
-                if s + m < e and f != 0:
-                    col = dWq[s + m]
-                    for h in range(n_units):
-                        col[h] += f * dzr[h]
+                    col[h] += f * dzr[h]
         # component t is covered by the rows whose run is longer: a suffix sum of the bins
-        # (kept in the bin row of the run that covers all: it is not read again)
-        for g in range(n_groups):
-            s, e = group_start[g], group_start[g + 1]
-            covered = binned[e + g]
-            for t in range(e - 1, s - 1, -1):
-                if t < e - 1:
-                    longer = binned[t + g + 1]
-                    for h in range(n_units):
-                        covered[h] += longer[h]
-                row = dWq[t]
+        # (kept in the bin of the run that covers all: it is not read again)
+        covered = binned[e + g]
+        for t in range(e - 1, s - 1, -1):
+            if t < e - 1:
+                longer = binned[t + g + 1]
                 for h in range(n_units):
-                    row[h] += covered[h]
-    for t in prange(n_comp + 1):
-        # dW's row t (and db as row n_comp): the parts' shares added in part order
-        src = n_comp + n_groups + t
-        out = dW[t] if t < n_comp else db
-        for h in range(n_units):
-            out[h] = scratch[0, src, h]
-        for q in range(1, parts):
+                    covered[h] += longer[h]
+            row = dW[t]
             for h in range(n_units):
-                out[h] += scratch[q, src, h]
+                row[h] += covered[h]

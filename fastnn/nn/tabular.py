@@ -316,8 +316,7 @@ class TabularMLP(Module):
                     if W.requires_grad else (np.empty(W.shape, dtype), None)
                 db, db_into = b.grad_destination(lambda: np.empty(units, dtype)) \
                     if b is not None and b.requires_grad else (np.empty(units, dtype), None)
-                scratch = np.empty((K_lin.backward_parts(n), 2 * n_comp + len(groups),
-                                    units), dtype)
+                scratch = np.empty((n_comp + len(groups) - 1, units), dtype)
                 K_lin.ple_linear_backward(n * units * len(groups))(g, groups, runs, fracs, dW,
                                                                    db, scratch)
                 if n_emb:

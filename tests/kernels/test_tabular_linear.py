@@ -64,15 +64,13 @@ def test_forward_matches_naive(dtype, tol, variant):
 
 @pytest.mark.parametrize("variant", ["serial", "parallel"])
 def test_backward_matches_naive(dtype, tol, variant):
-    x, consts, W, bias = problem(dtype, n=300)  # three parts of rows
+    x, consts, W, bias = problem(dtype, n=300)
     _, _, runs, fracs = forward(K.ple_linear_forward.serial, x, consts, W, bias)
     dz = np.random.default_rng(1).standard_normal((len(x), W.shape[1])).astype(dtype)
     n_comp = consts[0][-1]
     dW = np.full(W.shape, 7.0, dtype)  # rows past the components: not the kernel's
     db = np.full(W.shape[1], np.nan, dtype)
-    parts = K.backward_parts(len(x))
-    assert parts == 3
-    scratch = np.full((parts, 2 * n_comp + len(consts[0]), W.shape[1]), np.nan, dtype)
+    scratch = np.full((n_comp + len(consts[0]) - 1, W.shape[1]), np.nan, dtype)
     getattr(K.ple_linear_backward, variant)(dz, consts[0], runs, fracs, dW, db, scratch)
     ref_dW, ref_db = naive.ple_linear_backward(x, *consts, dz)
     np.testing.assert_allclose(dW[:n_comp], ref_dW, **tol)
@@ -88,8 +86,7 @@ def test_backward_same_bits_on_one_and_two_threads():
     outs = []
     for fn in (K.ple_linear_backward.serial, K.ple_linear_backward.parallel):
         dW, db = np.empty(W.shape, np.float32), np.empty(W.shape[1], np.float32)
-        scratch = np.empty((K.backward_parts(len(x)), 2 * n_comp + len(consts[0]),
-                            W.shape[1]), np.float32)
+        scratch = np.empty((n_comp + len(consts[0]) - 1, W.shape[1]), np.float32)
         fn(dz, consts[0], runs, fracs, dW, db, scratch)
         outs.append((dW[:n_comp], db))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
