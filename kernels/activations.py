@@ -213,11 +213,19 @@ def activation_forward(code, alpha, x, y, d):
 
 @kernel
 def activation_backward(dy, d, dx):
-    """dx = dy * d (the chain rule through a cached local gradient); flat arrays of length n."""
+    """dx = dy * d (the chain rule through a cached local gradient); flat arrays of length n.
+
+    Each chunk multiplies slices indexed from 0: the loop ``for i in range(c * CHUNK, ...)``
+    over the whole arrays was not vectorized (an index Numba cannot prove non-negative gets
+    a wraparound check per element; measured 512x128 float32, one thread: 150-360 µs
+    against 20 µs sliced, NumPy's ``multiply`` 21-26 µs).
+    """
     n = dy.shape[0]
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            dx[i] = dy[i] * d[i]
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        g, local, out = dy[lo:hi], d[lo:hi], dx[lo:hi]
+        for i in range(hi - lo):
+            out[i] = g[i] * local[i]
 
 
 @kernel

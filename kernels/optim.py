@@ -314,5 +314,6 @@ def scale_inplace(x, factor):
     n = x.shape[0]
     f = typed(x[0], factor)
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            x[i] *= f
+        part = x[c * CHUNK:min(n, (c + 1) * CHUNK)]  # indexed from 0: vectorized (see
+        for i in range(part.shape[0]):                # activations.activation_backward)
+            part[i] *= f
