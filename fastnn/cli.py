@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from .checkpoint import CheckpointError
-    from .data import DataError
-    from .interop import SafetensorsFileError, UnsupportedLayerError
+    from .data import DataError  # (a SafetensorsFileError is a DataError)
+    from .nn._torch_layout import UnsupportedLayerError  # (fastnn.interop's, defined here)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "bench":
@@ -327,8 +327,8 @@ def _main(argv: list[str] | None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, SafetensorsFileError, UnsupportedLayerError,
-            OSError, ImportError, NotImplementedError) as exc:
+    except (ConfigError, DataError, CheckpointError, UnsupportedLayerError, OSError,
+            ImportError, NotImplementedError) as exc:
         # fastnn's own errors (a file a reader refuses: FileFormatError, a DataError) and the
         # environment's (a missing file, a full disk): one line, whatever the message holds.
         print(f"fastnn {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1523,14 +1524,25 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
     seconds = time.perf_counter() - t0
     test = TrainedModel(model, enc, config, ckpt_path)
     kept: list = []
-    test_metrics = test.evaluate(data.test, keep=kept)
-    if not rank0:
-        return RunResult({}, out)
-    result = reports.write_run(out, history, test_metrics, config, seconds, start_epoch, enc,
-                               *kept)
-    if table is not None:  # which columns matter, on the test set
+    with _threads_fit_chose(step):
+        test_metrics = test.evaluate(data.test, keep=kept)
+        if not rank0:
+            return RunResult({}, out)
+        if table is None:
+            result = reports.write_run(out, history, test_metrics, config, seconds,
+                                       start_epoch, enc, *kept)
+        else:  # which columns matter, on the test set, while the pictures are drawn
+            result, drawing = reports.write_run(out, history, test_metrics, config, seconds,
+                                                start_epoch, enc, *kept, background=True)
+            try:
+                importance = permutation_importance(test, data.test, seed=cfg["seed"])
+            except BaseException:
+                drawing.wait(reraise=False)
+                raise
+            drawing.wait()
+    if table is not None:
         metric = "accuracy" if enc.task == "classification" else "r2"
-        result.metrics["importance"] = permutation_importance(test, data.test, seed=cfg["seed"])
+        result.metrics["importance"] = importance
         result.metrics["importance_metric"] = metric
         reports.write_json(result.files["metrics"], result.metrics)
         result.files["importance"] = os.path.join(out, "importance.png")
@@ -1565,12 +1577,37 @@ def _refit(given: dict, cfg: dict, best_epoch: int, history: list, out: str, qui
     return result
 
 
+@contextmanager
+def _threads_fit_chose(step):
+    """Run the block on the thread count that ``fit``'s governor ended on (``step``: its
+    :class:`fastnn.train.LocalStep`, or None): one thread when other processes starved the
+    pool during training (see :class:`fastnn._threads.ThreadGovernor`; measured on this
+    2-core machine under load, a permutation importance took 4 to 12 s on two threads, 0.6 s
+    on one), the budget again afterwards. The numbers do not depend on the count."""
+    governor = getattr(step, "governor", None)
+    if governor is None or governor.current == governor.budget:
+        yield
+        return
+    governor._set(governor.current)
+    try:
+        yield
+    finally:
+        governor.restore()
+
+
 def permutation_importance(trained: TrainedModel, data: ArrayDataset, seed: int = 0,
                            max_rows: int = 10_000) -> dict[str, float]:
     """Per column of a table model: how much the test accuracy (classification) or R²
     (regression) drops when that column's values are shuffled across the rows (all of its
     features together: value, blank indicator, date parts, category code). Computed on up
-    to ``max_rows`` rows of ``data`` (seeded), one shuffle per column."""
+    to ``max_rows`` rows of ``data`` (seeded), one shuffle per column.
+
+    The passes go through :meth:`TrainedModel.outputs` one batch of 1,024 rows at a time
+    (its default batches: the same bits), each timed for a
+    :class:`fastnn._threads.ThreadGovernor` that drops to one thread while other processes
+    starve the pool, as ``fit``'s steps do."""
+    from ._threads import ThreadGovernor, get_num_threads
+    from .kernels import blas
     from .tasks import regression_metrics
 
     enc = trained.encoding
@@ -1579,20 +1616,36 @@ def permutation_importance(trained: TrainedModel, data: ArrayDataset, seed: int 
     if len(rows) > max_rows:
         rows = np.sort(rng.choice(rows, max_rows, replace=False))
     X, y = np.asarray(data.X[rows]), data.y[rows]
+    governor = ThreadGovernor(get_num_threads()) if blas.AVAILABLE else None
+
+    def outputs(features) -> np.ndarray:
+        if not len(features):
+            return trained.outputs(features)
+        parts, batch = [], 1024
+        for i in range(0, len(features), batch):
+            t0 = time.perf_counter()
+            parts.append(trained.outputs(features[i:i + batch], batch_size=batch))
+            if governor is not None:
+                governor.record(time.perf_counter() - t0)
+        return np.concatenate(parts)
 
     def score(features) -> float:
-        out = trained.outputs(features)
+        out = outputs(features)
         if enc.task == "classification":
             return float((out.argmax(axis=1) == y).mean())
         scaler = enc.target_scaler
         return regression_metrics(scaler.decode(out), scaler.decode(y))["r2"]
 
-    base = score(X)
-    importance = {}
-    for name, idx in enc.table.column_indices().items():
-        shuffled = X.copy()
-        shuffled[:, idx] = X[rng.permutation(len(X))][:, idx]
-        importance[name] = base - score(shuffled)
+    try:
+        base = score(X)
+        importance = {}
+        for name, idx in enc.table.column_indices().items():
+            shuffled = X.copy()
+            shuffled[:, idx] = X[rng.permutation(len(X))][:, idx]
+            importance[name] = base - score(shuffled)
+    finally:
+        if governor is not None:
+            governor.restore()
     return importance
 
 

@@ -190,13 +190,63 @@ def plot_pred_vs_true(path: str, pred: np.ndarray, y: np.ndarray, names=None) ->
     return None
 
 
+class Drawing:
+    """Pictures drawn in a background thread while the caller goes on (the run's
+    permutation importance: its kernels release the GIL, the drawing is one core's work).
+
+    ``jobs`` are ``(key, plot_function, args)``; each plot function returns None when it
+    drew, else a note saying why not, which :meth:`wait` puts into ``notes[key]``. The
+    pictures do not depend on when they are drawn; only this thread uses matplotlib until
+    :meth:`wait` returns, which re-raises an error of the drawing."""
+
+    def __init__(self, jobs: list, notes: dict[str, str], background: bool = True):
+        self.jobs, self.notes = jobs, notes
+        self._error: BaseException | None = None
+        self._thread = None
+        if background and jobs:
+            import threading
+
+            self._thread = threading.Thread(target=self._draw, name="fastnn-pictures",
+                                            daemon=True)
+            self._thread.start()
+        else:
+            self._draw()
+            self._raise()
+
+    def _draw(self) -> None:
+        try:
+            for key, plot, args in self.jobs:
+                note = plot(*args)
+                if note:
+                    self.notes[key] = note
+        except BaseException as exc:  # handed to the caller by wait()
+            self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def wait(self, reraise: bool = True) -> None:
+        """Wait until the pictures are drawn; re-raise the drawing's error (unless
+        ``reraise`` is False: the caller is handling an error of its own)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if reraise:
+            self._raise()
+
+
 def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
               seconds: float, start_epoch: int, enc, outputs: np.ndarray,
-              targets: np.ndarray):
+              targets: np.ndarray, background: bool = False):
     """Write the reports of a finished run into ``out``; returns a :class:`RunResult`.
 
     ``enc`` is the run's :class:`fastnn.recipes.Encoding`; ``outputs`` (N, C) and the
-    encoded ``targets`` are the model's on the test data."""
+    encoded ``targets`` are the model's on the test data. ``background``: the pictures
+    are drawn in a background thread, and ``(result, drawing)`` returned; the caller must
+    call ``drawing.wait()`` (a :class:`Drawing`) before reading ``result.notes`` or the
+    picture files."""
     last = history[-1]
     new_epochs = history[start_epoch:]
     samples = sum(h["samples_per_second"] * h["seconds"] for h in new_epochs)
@@ -212,7 +262,7 @@ def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
              "metrics": os.path.join(out, "metrics.json"),
              "history": os.path.join(out, "history.csv"),
              "curves": os.path.join(out, "curves.png")}
-    notes = {}
+    notes: dict[str, str] = {}
     if enc.task == "classification":
         cm = classification_metrics(outputs.argmax(axis=1), targets, len(enc.classes))
         labels = enc.classes.labels.tolist()
@@ -222,20 +272,19 @@ def write_run(out: str, history: list[dict], test_metrics: dict, config: dict,
                        "support": int(cm["support"][i])} for i, lab in enumerate(labels)}
         metrics["confusion_matrix"] = cm["confusion"].tolist()
         files["confusion"] = os.path.join(out, "confusion.png")
-        note = plot_confusion(files["confusion"], cm["confusion"], labels)
+        jobs = [("confusion", plot_confusion, (files["confusion"], cm["confusion"], labels))]
     else:
         files["pred_vs_true"] = os.path.join(out, "pred_vs_true.png")
-        note = plot_pred_vs_true(files["pred_vs_true"], enc.target_scaler.decode(outputs),
-                                 enc.target_scaler.decode(targets), enc.target_names)
-    if note:
-        notes["confusion" if enc.task == "classification" else "pred_vs_true"] = note
+        jobs = [("pred_vs_true", plot_pred_vs_true,
+                 (files["pred_vs_true"], enc.target_scaler.decode(outputs),
+                  enc.target_scaler.decode(targets), enc.target_names))]
+    jobs.append(("curves", plot_curves, (files["curves"], history)))
     metrics["history"], metrics["config"] = history, config
     write_json(files["metrics"], metrics)
     write_history_csv(files["history"], history)
-    note = plot_curves(files["curves"], history)
-    if note:
-        notes["curves"] = note
-    return RunResult(metrics, out, files, notes)
+    result = RunResult(metrics, out, files, notes)
+    drawing = Drawing(jobs, notes, background=background)
+    return (result, drawing) if background else result
 
 
 def plot_importance(path: str, importance: dict[str, float], metric: str) -> str | None:
