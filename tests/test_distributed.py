@@ -31,12 +31,25 @@ def test_shard_bounds_cover_a_batch_contiguously():
             assert max(h - lo for lo, h in parts) - min(h - lo for lo, h in parts) <= 1
 
 
-@pytest.mark.parametrize("mode,batch", [("sync", 17), ("sync", 16), ("nobn", 16),
-                                        ("nobn", 15)])
-def test_two_ranks_equal_one_process(mode, batch):
-    proc = mpirun(os.path.join(HERE, "mpi", "equivalence.py"), mode, "6", str(batch))
+#: (mode, global batch) of the run without dropout: BatchNorm synchronized over the ranks
+#: ("sync") or no BatchNorm ("nobn"); batches of odd and even size (unequal shards).
+EQUIVALENCE = [("sync", 17), ("sync", 16), ("nobn", 16), ("nobn", 15)]
+
+
+def _configs_all_ok(proc, configs):
+    """Rank 0 printed one OK line for each configuration, in order, and the job passed."""
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("OK")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("OK", "MISMATCH"))]
+    assert [line.split()[:3] for line in lines] == [["OK", a, str(b)] for a, b in configs], \
+        proc.stdout + proc.stderr
+
+
+def test_two_ranks_equal_one_process():
+    # one MPI job runs every configuration in turn (a new model each): two cold starts
+    # instead of eight
+    proc = mpirun(os.path.join(HERE, "mpi", "equivalence.py"), "6",
+                  *(f"{mode}:{batch}" for mode, batch in EQUIVALENCE))
+    _configs_all_ok(proc, EQUIVALENCE)
 
 
 def test_a_failing_rank_ends_the_job_with_a_message():
@@ -47,13 +60,17 @@ def test_a_failing_rank_ends_the_job_with_a_message():
     assert time.perf_counter() - t0 < 60
 
 
-@pytest.mark.parametrize("dtype,batch", [("float64", 17), ("float64", 16), ("float32", 15)])
-def test_two_ranks_with_dropout_equal_one_process(dtype, batch):
+#: (dtype, global batch) of the runs with dropout.
+DROPOUT = [("float64", 17), ("float64", 16), ("float32", 15)]
+
+
+def test_two_ranks_with_dropout_equal_one_process():
     # Dropout numbers rows globally: every step's loss is one process's (the script also
-    # gives rank 1 other generators to start with, which DDP replaces by rank 0's).
-    proc = mpirun(os.path.join(HERE, "mpi", "dropout_equivalence.py"), dtype, "8", str(batch))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("OK")
+    # gives rank 1 other generators to start with, which DDP replaces by rank 0's). One MPI
+    # job for every configuration.
+    proc = mpirun(os.path.join(HERE, "mpi", "dropout_equivalence.py"), "8",
+                  *(f"{dtype}:{batch}" for dtype, batch in DROPOUT))
+    _configs_all_ok(proc, DROPOUT)
 
 
 def test_cli_distributed_training_writes_one_set_of_outputs_with_the_losses_of_one_process(

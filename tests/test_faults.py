@@ -82,46 +82,75 @@ RUN = textwrap.dedent("""
     import sys, json, numpy as np
     import fastnn as fnn
     from fastnn.kernels import _jit
-    threads, n, d = (int(a) for a in sys.argv[1:4])
+    threads = int(sys.argv[1])
     fnn.set_num_threads(threads)
     for k in _jit.all_kernels():
         k.min_parallel = 0          # every kernel takes its parallel path
-    fnn.manual_seed(0)
-    model = fnn.Sequential(fnn.Linear(d, 300), fnn.BatchNorm1d(300), fnn.ReLU(),
-                           fnn.Dropout(0.1), fnn.Linear(300, 5))
-    opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    y = rng.integers(0, 5, n)
-    for _ in range(5):
-        opt.zero_grad()
-        loss = fnn.losses.cross_entropy(model(x), y)
-        loss.backward()
-        fnn.optim.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    print(json.dumps({k: v.tobytes().hex() for k, v in model.state_dict().items()}))
+    states = []
+    for n, d in json.loads(sys.argv[2]):  # a new model for each shape, this process's threads
+        fnn.manual_seed(0)
+        model = fnn.Sequential(fnn.Linear(d, 300), fnn.BatchNorm1d(300), fnn.ReLU(),
+                               fnn.Dropout(0.1), fnn.Linear(300, 5))
+        opt = fnn.optim.Adam(model.parameters(), lr=1e-2)
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal((n, d)).astype(np.float32)
+        y = rng.integers(0, 5, n)
+        for _ in range(5):
+            opt.zero_grad()
+            loss = fnn.losses.cross_entropy(model(x), y)
+            loss.backward()
+            fnn.optim.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        states.append({k: v.tobytes().hex() for k, v in model.state_dict().items()})
+    print(json.dumps(states))
 """)
 
+#: (rows, features): the products split by rows; a forward product split over its inputs.
+SHAPES = [(200, 20), (32, 784)]
 
-@pytest.mark.parametrize("n, d", [(200, 20), (32, 784)])  # products split by rows; over D
-def test_same_seed_bit_identical_on_one_and_two_threads(tmp_path, n, d):
+
+def test_same_seed_bit_identical_on_one_and_two_threads(tmp_path):
+    # One process per thread count (the count is set once, before anything runs, as a user
+    # would), each training a new model for every shape: two cold starts, not four.
     script = tmp_path / "run.py"
     script.write_text(RUN)
     outs = []
     for threads in (1, 2):
-        proc = subprocess.run([sys.executable, str(script), str(threads), str(n), str(d)],
+        proc = subprocess.run([sys.executable, str(script), str(threads), json.dumps(SHAPES)],
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr
         outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    assert outs[0] == outs[1]
+    assert len(outs[0]) == len(SHAPES)
+    for shape, one, two in zip(SHAPES, outs[0], outs[1], strict=True):
+        assert one == two, f"(rows, features) = {shape}: the bits differ on 1 and 2 threads"
 
 
 def test_two_processes_compiling_into_one_cold_cache_both_succeed(tmp_path):
+    # Each process runs what ``fastnn.warmup(dtypes=("float32",))`` runs (the tiny training
+    # step through every layer kind and loss, and the compiled steps) under shared
+    # compilation, on the serial variants only (the parallel ones are the same functions
+    # behind the same lock and cache, tests/kernels/test_jit.py; compiling them too doubled
+    # the test's time), in opposite orders (as ``fastnn warmup``'s helper process takes the
+    # dtypes): the two compile different kernels into the cache at once until they meet,
+    # then each waits for and loads the kernels that the other compiled.
     cache = tmp_path / "cache"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
-    code = "import fastnn; fastnn.warmup(dtypes=('float32',), verbose=False); print('ok')"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from fastnn import _warmup
+        from fastnn.kernels import _jit
+        _jit.share_compilation(True)
+        for k in _jit.all_kernels():
+            k.min_parallel = 1 << 62
+        if sys.argv[1] == "compiled-first":
+            _warmup._tiny_compiled_steps(np.dtype("float32"))
+        _warmup._tiny_training_step(np.dtype("float32"))  # the layers, then compiled steps
+        print("ok")
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, order], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for order in ("layers-first", "compiled-first")]
     for p in procs:
         out, err = p.communicate(timeout=900)
         assert p.returncode == 0 and out.strip() == "ok", err[-2000:]

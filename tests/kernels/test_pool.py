@@ -201,7 +201,11 @@ def test_batchnorm2d_eval(dtype, tol):
     np.testing.assert_allclose(y.reshape(x.shape), naive._rows_nchw(y_ref, x.shape), **tol)
 
 
-def test_same_bits_on_one_and_two_threads(dtype):
+def test_same_bits_on_one_and_two_threads():
+    # float32 only: the kernels split the work over images and channels whatever the dtype
+    # (no block size depends on it), so float64 would check the same split again, at the
+    # price of compiling four parallel BatchNorm2d kernels for this test alone (~14 s cold)
+    dtype = np.float32
     rng = np.random.default_rng(5)
     x = rng.standard_normal((8, 16, 12, 12)).astype(dtype)
     before = numba.get_num_threads()

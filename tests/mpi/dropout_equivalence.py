@@ -1,10 +1,12 @@
 """Run under mpiexec: data-parallel training WITH dropout equals one process, step by step.
 
-Usage: mpiexec -n 2 python tests/mpi/dropout_equivalence.py DTYPE STEPS BATCH
-Rank 0 prints "OK <largest loss difference> <largest relative parameter difference>" and
-exits 0 when every step's global training loss agrees with one process's to 1e-9 (float64)
-or 1e-5 (float32) and the parameters to 1e-10 (float64) or 1e-4 (float32); also checks that
-dropout was on (the losses differ from those of the same run without dropout).
+Usage: mpiexec -n 2 python tests/mpi/dropout_equivalence.py STEPS DTYPE:BATCH ...
+For each configuration in turn (one MPI job for all: each job's two cold starts cost more
+than the training), rank 0 prints "OK <dtype> <batch> <largest loss difference> <largest
+relative parameter difference>" (or MISMATCH); exits 0 when, for every configuration, every
+step's global training loss agrees with one process's to 1e-9 (float64) or 1e-5 (float32)
+and the parameters to 1e-10 (float64) or 1e-4 (float32); also checks that dropout was on
+(the losses differ from those of the same run without dropout).
 """
 
 import sys
@@ -40,10 +42,9 @@ def one_process(data, dtype, batch, p):
     return np.array(losses), net
 
 
-def main():
-    dtype, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def run(comm, dtype, steps, batch):
+    """Train one configuration on every rank and check it on rank 0; 0 when it passes."""
     loss_tol, param_tol = TOLERANCES[dtype]
-    comm = distributed.init(warmup=False)
     rng = np.random.default_rng(42)
     X, y = rng.standard_normal((batch * steps, 6)), rng.integers(0, 3, batch * steps)
     data = ArrayDataset(X, y)
@@ -71,9 +72,19 @@ def main():
             worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(b) + 1e-6))))
         dropout_on = float(np.max(np.abs(ref_losses - no_dropout))) > 1e-3
         ok = loss_diff <= loss_tol and worst <= param_tol and dropout_on
-        print(f"{'OK' if ok else 'MISMATCH'} {loss_diff:.3e} {worst:.3e}"
+        print(f"{'OK' if ok else 'MISMATCH'} {dtype} {batch} {loss_diff:.3e} {worst:.3e}"
               f"{'' if dropout_on else ' (dropout had no effect)'}", flush=True)
         code = 0 if ok else 1
+    return code
+
+
+def main():
+    steps = int(sys.argv[1])
+    comm = distributed.init(warmup=False)
+    code = 0
+    for config in sys.argv[2:]:
+        dtype, batch = config.split(":")
+        code |= run(comm, dtype, steps, int(batch))
     sys.exit(code)
 
 

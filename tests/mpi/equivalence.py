@@ -1,7 +1,10 @@
 """Run under mpiexec: N data-parallel steps equal one process on the same global batches.
 
-Usage: mpiexec -n 2 python tests/mpi/equivalence.py {sync|nobn} STEPS BATCH
-Prints "OK <max relative difference>" on rank 0 and exits 0 when within 1e-10.
+Usage: mpiexec -n 2 python tests/mpi/equivalence.py STEPS {sync|nobn}:BATCH ...
+For each configuration in turn (a new model, optimizer and sampler each: one MPI job, not
+one per configuration, whose two cold starts cost more than the training), rank 0 prints
+"OK <mode> <batch> <max relative difference>" (or MISMATCH); exits 0 when every one is
+within 1e-10 and every rank holds the same parameters.
 """
 
 import sys
@@ -22,10 +25,9 @@ def model(bn):
     return fnn.Sequential(*layers)
 
 
-def main():
-    mode, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def run(comm, mode, steps, batch):
+    """Train one configuration on every rank and check it; 0 when it passes."""
     bn = mode == "sync"
-    comm = distributed.init(warmup=False)
     rng = np.random.default_rng(42)
     X, y = rng.standard_normal((batch * steps, 6)), rng.integers(0, 3, batch * steps)
     data = ArrayDataset(X, y)
@@ -49,7 +51,8 @@ def main():
         for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True):
             if a.dtype.kind == "f":
                 worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(b) + 1e-12))))
-        print(f"{'OK' if worst <= 1e-10 else 'MISMATCH'} {worst:.3e}", flush=True)
+        print(f"{'OK' if worst <= 1e-10 else 'MISMATCH'} {mode} {batch} {worst:.3e}",
+              flush=True)
         code = 0 if worst <= 1e-10 else 1
     else:
         code = 0
@@ -57,8 +60,19 @@ def main():
     w = net[0].weight.data.copy()
     comm.allreduce_(w)
     if not np.allclose(w, comm.size * net[0].weight.data, rtol=0, atol=0):
-        print(f"rank {comm.rank}: parameters differ between ranks", flush=True)
+        print(f"rank {comm.rank}: parameters differ between ranks ({mode} {batch})",
+              flush=True)
         code = 1
+    return code
+
+
+def main():
+    steps = int(sys.argv[1])
+    comm = distributed.init(warmup=False)
+    code = 0
+    for config in sys.argv[2:]:
+        mode, batch = config.split(":")
+        code |= run(comm, mode, steps, int(batch))
     sys.exit(code)
 
 

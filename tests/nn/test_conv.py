@@ -1,6 +1,8 @@
 """fastnn/nn/conv.py: PyTorch parity in float64 (values and gradients), gradcheck rows,
 fusion, modes, errors, and random configurations (hypothesis)."""
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -305,7 +307,14 @@ def lenet5(dtype=np.float32):
 
 
 @pytest.mark.slow
-def test_lenet5_adam_steps_match_torch():
+def test_lenet5_adam_steps_match_torch(monkeypatch):
+    # Every kernel on its serial variant: the float64 kernels this test would otherwise
+    # compile in parallel (the shifted convolutions, max pooling, the dense layers: ~25 s
+    # on a cold cache) are used by no other test, while the serial ones are the gradcheck
+    # and parity tests'. The parallel variants compute the same blocks in the same order
+    # (tests/kernels: the same bits on one and two threads), so torch's values are the check.
+    for k in fnn.kernels.all_kernels():
+        monkeypatch.setattr(k, "min_parallel", sys.maxsize)
     fnn.manual_seed(0)
     ours = lenet5(F64)
     theirs = torch.nn.Sequential(
