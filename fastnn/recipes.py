@@ -964,7 +964,7 @@ def tabular_recipe(n_train: int) -> dict:
       norm more than the weights, and any new low restarted the wait). Replayed on the
       recorded runs of adult and diamonds (a run that stops sooner is a prefix of the
       same run), seeds 1-10: diamonds trained 353 epochs instead of 469 (mean R²
-      0.98118 against 0.98120; two seeds kept an epoch 0.0001 lower), adult 135 instead
+      0.98118 against 0.98120; at most 0.00013 lower on a seed), adult 135 instead
       of 158 (the same epochs kept: the same accuracy). Patience 5 alone saved less
       (395 and 128 epochs, diamonds 0.98115), patience 4 stopped one diamonds seed at
       epoch 11 (R² 0.9751), patience 3 (the plateau's own: no epoch at the cut rate)
