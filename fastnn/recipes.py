@@ -969,8 +969,8 @@ def tabular_recipe(n_train: int) -> dict:
       (395 and 128 epochs, diamonds 0.98115), patience 4 stopped one diamonds seed at
       epoch 11 (R² 0.9751), patience 3 (the plateau's own: no epoch at the cut rate)
       cost every seed (mean 0.9761); keeping the last counted improvement instead of
-      the lowest loss, a shorter plateau wait (2) and batches of 1,024 cost more score
-      (docs/tabular_large.md);
+      the lowest loss, a shorter plateau wait (2) and batches of 1,024 (at 2e-3 or 4e-3)
+      cost more score (docs/tabular_large.md);
     - the batch size of :func:`tabular_batch_size`;
     - the continuous features' piecewise-linear encoding (``--numeric-encoding ple``) with
       at most 8 quantile bins per feature below :data:`LARGE_TABLE_ROWS` and 48 from there
