@@ -57,32 +57,67 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs: at
+    the (``patience`` + 1)-th epoch in a row without an improvement (PyTorch's
+    ``ReduceLROnPlateau`` counts bad epochs so; Keras and Lightning stop one epoch sooner).
 
-    ``mode`` is "min" (losses) or "max" (accuracies); ``restore_best`` copies the best
-    epoch's weights back into the model when training stops.
+    Parameters
+    ----------
+    mode : "min" (losses) or "max" (accuracies).
+    min_delta : how much an epoch must improve on the best value so far to count as an
+        improvement: by more than ``min_delta`` (``min_delta_mode="abs"``, Keras' and
+        Lightning's ``min_delta``) or by more than ``min_delta * |best|`` (``"rel"``: below
+        ``best * (1 - min_delta)`` for a positive loss, as ``ReduceLROnPlateau``'s
+        ``threshold_mode="rel"``).
+    restore_best : when training stops, copy back the weights of the epoch that counted as
+        the last improvement (True or ``"improvement"``: Keras' ``restore_best_weights``),
+        or of the epoch with the best monitored value (``"value"``: Lightning's
+        ``ModelCheckpoint(monitor=...)`` beside its ``EarlyStopping``), which can be a later
+        one that improved by ``min_delta`` or less. The same epoch when ``min_delta`` is 0.
+
+    ``best`` and ``best_epoch`` are the last improvement's; ``kept`` and ``kept_epoch`` those
+    of the epoch whose weights ``restore_best`` keeps.
     """
 
     def __init__(self, model=None, monitor: str = "val_loss", patience: int = 5,
-                 mode: str = "min", min_delta: float = 0.0, restore_best: bool = False):
+                 mode: str = "min", min_delta: float = 0.0, restore_best: bool | str = False,
+                 min_delta_mode: str = "abs"):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if min_delta_mode not in ("abs", "rel"):
+            raise ValueError(f"min_delta_mode must be 'abs' or 'rel', got {min_delta_mode!r}")
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        if restore_best not in (False, True, "improvement", "value"):
+            raise ValueError(f"restore_best must be False, True, 'improvement' or 'value', "
+                             f"got {restore_best!r}")
         self.model, self.monitor, self.patience = model, monitor, int(patience)
         self.mode, self.min_delta, self.restore_best = mode, float(min_delta), restore_best
+        self.min_delta_mode = min_delta_mode
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch, self.wait, self._best_state = -1, 0, None
+        self.kept, self.kept_epoch = self.best, -1
+
+    def _beats(self, value: float, reference: float, delta: float) -> bool:
+        sign = 1.0 if self.mode == "min" else -1.0
+        if self.min_delta_mode == "rel" and math.isfinite(reference):
+            return sign * value < sign * reference - delta * abs(reference)
+        return sign * value < sign * reference - delta
 
     def on_epoch_end(self, epoch, logs):
         value = logs.get(self.monitor)
         if value is None:
             raise KeyError(f"EarlyStopping: no {self.monitor!r} in the epoch's logs "
                            f"({sorted(logs)}); pass val data or monitor another key")
-        better = value < self.best - self.min_delta if self.mode == "min" else \
-            value > self.best + self.min_delta
-        if better:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        improved = self._beats(value, self.best, self.min_delta)
+        keep = improved if self.restore_best in (False, True, "improvement") else \
+            self._beats(value, self.kept, 0.0)
+        if keep:
+            self.kept, self.kept_epoch = value, epoch
             if self.restore_best and self.model is not None:
                 self._best_state = self.model.state_dict()
+        if improved:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
             return False
         self.wait += 1
         if self.wait > self.patience:

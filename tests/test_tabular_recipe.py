@@ -7,6 +7,7 @@ import pytest
 
 from fastnn.recipes import (
     DEFAULTS,
+    LARGE_TABLE_MIN_DELTA,
     LARGE_TABLE_ROWS,
     PLATEAU_FACTOR,
     PLATEAU_PATIENCE,
@@ -31,11 +32,34 @@ def test_size_rule():
     assert small == {"hidden": [256, 256], "weight_decay": 1e-3, "patience": 10,
                      "batch_size": tabular_batch_size(LARGE_TABLE_ROWS - 1), "numeric_bins": 8,
                      "val_fraction": 0.1, "epochs": 200, "schedule": "plateau",
-                     "refit": False}
+                     "refit": False, "min_delta": 0.0}
     assert large == {"hidden": [128, 128], "weight_decay": 1e-4, "patience": 8,
+                     "min_delta": LARGE_TABLE_MIN_DELTA,
                      "batch_size": 256, "numeric_bins": 48,
                      "val_fraction": 0.1, "epochs": 200, "schedule": "plateau",
                      "refit": False}
+
+
+def test_large_table_run_stops_on_a_relative_threshold(tmp_path, monkeypatch):
+    # A table of LARGE_TABLE_ROWS and more stops early on a 1 % relative threshold; a
+    # smaller one, and data that is not a table, on any lower loss (min_delta 0).
+    import fastnn.recipes as recipes
+
+    rng = np.random.default_rng(0)
+    n = 700  # a mid-size table: early stopping (not a small one's fixed epochs)
+    x = rng.normal(size=n)
+    path = tmp_path / "t.csv"
+    path.write_text("x,y\n" + "".join(f"{v:.4f},{2 * v + rng.normal():.4f}\n" for v in x))
+    given = {"data": f"csv:{path}:y", "hidden": "8", "epochs": 2, "numeric_bins": 4}
+    small = run_training(given, out=str(tmp_path / "small"), quiet=True)
+    assert small.metrics["config"]["run"]["min_delta"] == 0.0
+    monkeypatch.setattr(recipes, "LARGE_TABLE_ROWS", 100)  # 630 training rows count as many
+    large = run_training(given, out=str(tmp_path / "large"), quiet=True)
+    run = large.metrics["config"]["run"]
+    assert (run["min_delta"], run["patience"]) == (LARGE_TABLE_MIN_DELTA, 8)
+    plain = run_training({"data": "digits", "hidden": "8", "epochs": 1, "patience": 2},
+                         out=str(tmp_path / "digits"), quiet=True)
+    assert plain.metrics["config"]["run"]["min_delta"] == 0.0
 
 
 def test_table_data_gets_the_tabular_defaults():

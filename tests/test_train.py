@@ -66,6 +66,53 @@ def test_early_stopping_and_checkpoint_callbacks():
             callbacks=[EarlyStopping()])
 
 
+def test_early_stopping_counts_bad_epochs_as_reduce_lr_on_plateau_does():
+    # It stops at the (patience + 1)-th epoch in a row without an improvement by more than
+    # min_delta (PyTorch's ReduceLROnPlateau counts so; Keras and Lightning stop one epoch
+    # earlier), and says which epoch was best.
+    stop = EarlyStopping(patience=2, min_delta=0.1)
+    losses = [1.0, 0.95, 0.5, 0.45, 0.42, 0.41, 0.3]
+    epochs = []
+    for epoch, value in enumerate(losses, start=1):
+        epochs.append(epoch)
+        if stop.on_epoch_end(epoch, {"val_loss": value}):
+            break
+    # 0.95, 0.45, 0.42 and 0.41 are lower but not by more than 0.1: bad epochs
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert (stop.best, stop.best_epoch) == (0.5, 3)
+    high = EarlyStopping(monitor="val_accuracy", mode="max", patience=0)
+    assert [high.on_epoch_end(e, {"val_accuracy": a}) for e, a in
+            enumerate([0.5, 0.6, 0.6], start=1)] == [False, False, True]
+
+
+def test_early_stopping_relative_threshold_keeps_the_lowest_value():
+    # min_delta_mode="rel": an improvement must beat best * (1 - min_delta). With
+    # restore_best="value" the weights kept are the lowest loss's, even when it was lower
+    # by less than that; with True, the last improvement's (Keras).
+    losses = [1.0, 0.5, 0.496, 0.497, 0.4955, 0.498, 0.6]
+    kept = {}
+    for restore in (True, "value"):
+        layer = fnn.nn.Linear(1, 1)
+        stop = EarlyStopping(layer, patience=3, min_delta=0.01, min_delta_mode="rel",
+                             restore_best=restore)
+        epochs = []
+        for epoch, value in enumerate(losses, start=1):
+            layer.weight.data[...] = epoch  # marks whose weights are kept
+            epochs.append(epoch)
+            if stop.on_epoch_end(epoch, {"val_loss": value}):
+                break
+        assert epochs == [1, 2, 3, 4, 5, 6]  # 0.496, 0.497, 0.4955, 0.498: not below 0.495
+        assert (stop.best, stop.best_epoch) == (0.5, 2)
+        kept[restore] = (stop.kept_epoch, float(layer.weight.data[0, 0]))
+    assert kept == {True: (2, 2.0), "value": (5, 5.0)}
+    with pytest.raises(ValueError, match="min_delta_mode"):
+        EarlyStopping(min_delta_mode="relative")
+    with pytest.raises(ValueError, match="restore_best"):
+        EarlyStopping(restore_best="lowest")
+    with pytest.raises(ValueError, match="min_delta"):
+        EarlyStopping(min_delta=-0.1)
+
+
 def test_schedules_step_per_epoch_and_plateau_gets_val_loss():
     X, y = blobs(64, 5, 3)
     model, opt = setup()
