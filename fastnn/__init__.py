@@ -144,6 +144,10 @@ _INTEROP = ("export_onnx", "load_safetensors", "save_safetensors")
 
 
 def __getattr__(name: str):
+    if name == "interop":  # the submodule itself (``fnn.interop.export_onnx``), as before
+        import importlib  # (not ``from . import``: that asks this function again)
+
+        return importlib.import_module(f"{__name__}.interop")
     if name in _INTEROP:
         from . import interop
 

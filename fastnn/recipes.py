@@ -971,7 +971,7 @@ def tabular_recipe(n_train: int) -> dict:
       epoch 11 (R² 0.9751), patience 3 (the plateau's own: no epoch at the cut rate)
       cost every seed (mean 0.9761); keeping the last counted improvement instead of
       the lowest loss, a shorter plateau wait (2) and batches of 1,024 (at 2e-3 or 4e-3)
-      cost more score (docs/tabular_large.md);
+      cost more score (docs/tabular.md, "Large tables: when early stopping ends the run");
     - the batch size of :func:`tabular_batch_size`;
     - the continuous features' piecewise-linear encoding (``--numeric-encoding ple``) with
       at most 8 quantile bins per feature below :data:`LARGE_TABLE_ROWS` and 48 from there
