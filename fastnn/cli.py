@@ -230,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "above 1 on fewer than 20,000 training rows)")
     g.add_argument("--patience", type=int, help="stop when the validation loss has not "
                    "improved for this many epochs and keep the best epoch's weights; 0: off "
-                   "(default: tables 10, or 8 from 20,000 training rows, or 0 below 500; "
-                   "else 0). Tables of 500 to 5,000 rows without --patience then train "
-                   "again on every row for the epochs it chose")
+                   "(default: tables 10, or 8 from 20,000 training rows, where a loss "
+                   "counts as lower only 1%% below the best, or 0 below 500; else 0). "
+                   "Tables of 500 to 5,000 rows without --patience then train again on "
+                   "every row for the epochs it chose")
     p.add_argument("--out", help="output directory (default: runs/<timestamp>, or the "
                    "resumed checkpoint's directory)")
     p.add_argument("--resume", metavar="CKPT", help="continue the run saved in CKPT")
