@@ -136,13 +136,14 @@ def test_first_layer_equals_the_written_input_path(case):
     results = []
     for path in ("runs", "written"):
         model, x = make_model(case)  # (the same weights and dropout draws on both)
-        if path == "runs":
-            assert model._first_layer(x) is not None
-        else:
-            written(model)
         if g is None:
             g = np.random.default_rng(2).standard_normal((len(x), 1))
-        out = model(x)
+        if path == "runs":  # (called directly: forward takes it only with an encoding)
+            z = model._first_layer(x)
+            assert z is not None
+            out = model._after_first_layer()(z)
+        else:
+            out = written(model)(x)
         (out * Tensor(g)).sum().backward()
         results.append((out.data.copy(),
                         {k: p.grad.copy() for k, p in model.named_parameters()}))
@@ -192,6 +193,17 @@ def test_gradients_add_up_over_two_backward_calls():
         grads.append({k: p.grad.copy() for k, p in model.named_parameters()})
     for k in grads[0]:
         np.testing.assert_allclose(grads[1][k], 2 * grads[0][k], rtol=1e-12, atol=1e-12)
+
+
+def test_forward_takes_the_runs_only_with_an_encoding():
+    for ple in (True, False):
+        model, x = model_and_rows(np.float32, ple=ple)
+        calls = []
+        first_layer = model._first_layer
+        model._first_layer = lambda data, calls=calls, first_layer=first_layer: \
+            calls.append(1) or first_layer(data)
+        model(x)
+        assert calls == ([1] if ple else [])
 
 
 def test_falls_back_to_the_written_input():
