@@ -23,6 +23,9 @@ from .layers import BatchNorm1d, Dropout, Embedding, Linear, PReLU, make_activat
 from .module import Module, ModuleList, Parameter, Sequential
 from .numeric_encoding import PiecewiseLinearEncoding
 
+#: The component-to-feature map of a first input with no continuous part.
+_NO_FEATURES = np.empty(0, np.int64)
+
 
 def embedding_size(n_categories: int) -> int:
     """The embedding width of a categorical column with ``n_categories`` codes (blank and
@@ -83,6 +86,8 @@ class TabularMLP(Module):
             raise ValueError("TabularMLP: no inputs (n_continuous 0 and no cardinalities)")
         self.n_continuous, self.cardinalities = int(n_continuous), cardinalities
         self.embedding_dims = embedding_dims
+        # where each table's rows start among the embedding columns (both first-layer paths)
+        self._embedding_starts = np.cumsum([0] + embedding_dims)[:-1].astype(np.int64)
         pad = [padding_idx if padding_idx is not None and padding_idx < c else None
                for c in cardinalities]
         self.embeddings = ModuleList([Embedding(c, d, padding_idx=p, dtype=dtype)
@@ -175,7 +180,7 @@ class TabularMLP(Module):
             pool = self.__dict__["_input_pool"] = BufferPool()
         n = data.shape[0]
         dims = self.embedding_dims
-        offsets = np.cumsum([len(feature)] + dims[:-1]).astype(np.int64)
+        offsets = self._embedding_starts + len(feature)
         out = np.empty((n, len(feature) + sum(dims)), dtype)
         codes = np.empty((len(weights), n), np.int64)
         tables = tuple(w.data for w in weights)
@@ -186,19 +191,20 @@ class TabularMLP(Module):
             return None
         result = node(out, weights, "tabular_input")
         if result.requires_grad:
-            pads = [-1 if emb.padding_idx is None else emb.padding_idx
-                    for emb in self.embeddings]
-
-            def backward(g):
-                for j, w in enumerate(weights):
-                    if not w.requires_grad:
-                        continue
-                    lo = int(offsets[j])
-                    gj = np.ascontiguousarray(g[:, lo:lo + dims[j]], dtype=dtype)
-                    _embedding_grad(w, codes[j], gj, pads[j], pool, j)
-
-            result.set_backward(backward)
+            result.set_backward(lambda g: self._embedding_grads(weights, codes, g, offsets,
+                                                                pool))
         return result
+
+    def _embedding_grads(self, weights, codes, g, starts, pool) -> None:
+        """Scatter the columns ``starts[j] .. starts[j] + D_j`` of the gradient ``g`` (N, W)
+        into embedding table j's gradient at its ``codes[j]`` (both first-layer paths)."""
+        dtype = weights[0].data.dtype
+        for j, (w, emb) in enumerate(zip(weights, self.embeddings, strict=True)):
+            if w.requires_grad:
+                lo = int(starts[j])
+                gj = np.ascontiguousarray(g[:, lo:lo + self.embedding_dims[j]], dtype=dtype)
+                pad = -1 if emb.padding_idx is None else emb.padding_idx
+                _embedding_grad(w, codes[j], gj, pad, pool, j)
 
     def _after_first_layer(self) -> Sequential:
         """The layers after ``mlp``'s first Linear, as a Sequential of the same modules (not
@@ -280,17 +286,18 @@ class TabularMLP(Module):
         tables = tuple(w.data for w in weights)
         codes = np.empty((len(weights), n), np.int64)
         emb = np.empty((n, n_emb), dtype)
+        pool = self.__dict__.get("_input_pool")
+        if pool is None:
+            pool = self.__dict__["_input_pool"] = BufferPool()
         if weights and n:
-            none = np.empty(0, dtype)
-            offsets = np.cumsum([0] + dims[:-1]).astype(np.int64)
-            if not K_in.tabular_input_forward(emb.size)(x, self.n_continuous,
-                                                        np.empty(0, np.int64), none, none,
-                                                        none, none, tables, offsets, codes,
-                                                        emb):
+            none = np.empty(0, dtype)  # no components: the kernel writes the rows only
+            if not K_in.tabular_input_forward(emb.size)(x, self.n_continuous, _NO_FEATURES,
+                                                        none, none, none, none, tables,
+                                                        self._embedding_starts, codes, emb):
                 return None
         Wd = W.data  # (input, units): the continuous part's rows, then the embeddings'
         WT = Wd[:n_comp]
-        prefix = np.empty((n_comp + len(groups) - 1, units), dtype)
+        prefix = pool.get("prefix", (n_comp + len(groups) - 1, units), dtype)
         K_lin.group_prefix(WT, groups, prefix)
         bias = b.data if b is not None else np.zeros(units, dtype)
         z = np.empty((n, units), dtype)
@@ -306,10 +313,6 @@ class TabularMLP(Module):
         out = node(z, params, "tabular_first_linear")
         if not out.requires_grad:
             return out
-        pool = self.__dict__.get("_input_pool")
-        if pool is None:
-            pool = self.__dict__["_input_pool"] = BufferPool()
-        pads = [-1 if e.padding_idx is None else e.padding_idx for e in self.embeddings]
 
         def backward(g):
             g = np.ascontiguousarray(g, dtype=dtype)
@@ -320,7 +323,7 @@ class TabularMLP(Module):
                     if W.requires_grad else (np.empty(W.shape, dtype), None)
                 db, db_into = b.grad_destination(lambda: np.empty(units, dtype)) \
                     if b is not None and b.requires_grad else (np.empty(units, dtype), None)
-                scratch = np.empty((n_comp + len(groups) - 1, units), dtype)
+                scratch = pool.get("binned", (n_comp + len(groups) - 1, units), dtype)
                 K_lin.ple_linear_backward(n * units * len(groups))(g, groups, runs, fracs, dW,
                                                                    db, scratch)
                 if n_emb:
@@ -330,14 +333,9 @@ class TabularMLP(Module):
                 if db_into is not None:
                     db_into += db
             if n_emb and any(w.requires_grad for w in weights):
-                d_emb = np.empty((n, n_emb), dtype)
+                d_emb = pool.get("d_emb", (n, n_emb), dtype)
                 K_blas.gemm(g, W_emb, d_emb, trans_b=True)
-                lo = 0
-                for j, w in enumerate(weights):
-                    if w.requires_grad:
-                        _embedding_grad(w, codes[j], np.ascontiguousarray(
-                            d_emb[:, lo:lo + dims[j]]), pads[j], pool, j)
-                    lo += dims[j]
+                self._embedding_grads(weights, codes, d_emb, self._embedding_starts, pool)
 
         out.set_backward(backward)
         return out
