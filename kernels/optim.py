@@ -314,6 +314,7 @@ def scale_inplace(x, factor):
     n = x.shape[0]
     f = typed(x[0], factor)
     for c in prange((n + CHUNK - 1) // CHUNK):
-        part = x[c * CHUNK:min(n, (c + 1) * CHUNK)]  # indexed from 0: vectorized (see
-        for i in range(part.shape[0]):                # activations.activation_backward)
+        # a slice indexed from 0, so the loop vectorizes (activations.activation_backward)
+        part = x[c * CHUNK:min(n, (c + 1) * CHUNK)]
+        for i in range(part.shape[0]):
             part[i] *= f
