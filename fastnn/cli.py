@@ -302,13 +302,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fastnn`` console script; returns the exit code."""
+    """Entry point of the ``fastnn`` console script; returns the exit code.
+
+    ``argv`` None: the process's own command line (the console script, ``python -m
+    fastnn.cli``), after which the process ends: its objects are then frozen out of the
+    garbage collector (``gc.freeze``) before returning. Python's shutdown otherwise runs
+    full collections over every object the imports made (Numba's, pyarrow's, matplotlib's:
+    about 210,000 after ``fastnn train``), which nothing needs at exit: measured on the
+    diamonds table, 0.45 to 0.5 s between the last line printed and the process's end,
+    0.1 s with the objects frozen. A call with a list (tests, scripts) leaves the collector
+    as it was.
+    """
     from ._bytecode import ensure_bytecode
 
     try:
         return _main(argv)
     finally:
         ensure_bytecode()
+        if argv is None:
+            import gc
+
+            gc.freeze()
 
 
 def _main(argv: list[str] | None) -> int:
