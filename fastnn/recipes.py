@@ -1330,6 +1330,12 @@ def describe(data: PreparedData, cfg: dict, threads: int | None = None,
             + (f"; {step}" if step else ""))
 
 
+#: A run's checkpoint is written after an epoch that ends at least this many seconds after
+#: the last one was (and after the last epoch): ``ModelCheckpoint(min_seconds=...)``. Every
+#: epoch before: on diamonds (35 epochs of 0.1 s) the 36 writes took 0.15 s of a 6 s run.
+CHECKPOINT_SECONDS = 1.0
+
+
 def run_training(given: dict, out: str | None = None, resume: str | None = None,
                  comm=None, quiet: bool = False, sync_batchnorm: bool = False,
                  threads: int | None = None, log=None, target: str | None = None) -> RunResult:
@@ -1509,7 +1515,8 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         if announce_compilation() and comm is None:  # a cold cache: compile on two cores
             helper = _prewarm.start(model, loss_fn, optimizer, data.n_features)
     t0 = time.perf_counter()
-    callbacks = [ModelCheckpoint(save)]
+    checkpoint = ModelCheckpoint(save, min_seconds=CHECKPOINT_SECONDS)
+    callbacks = [checkpoint]
     stopper = None
     if cfg["patience"] and data.val is not None and comm is None:
         # a table's: a relative threshold by its size, the lowest loss's weights kept
@@ -1531,7 +1538,10 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                     # stopped early: the best epoch's weights are back; keep them on disk
                     model.load_state_dict(stopper._best_state)
                     config["run"]["best_epoch"] = stopper.kept_epoch
+                    checkpoint.pending = None  # (superseded by the kept weights)
                     save(history[-1]["epoch"], history[-1])
+                else:
+                    checkpoint.flush()
                     if not quiet:
                         print(f"fastnn train: early stopping kept epoch {stopper.kept_epoch} "
                               f"(val_loss {stopper.kept:.4f})", file=log)

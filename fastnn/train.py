@@ -128,12 +128,29 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Call ``save(epoch, logs)`` after every epoch (or only when ``monitor`` improves)."""
+    """Call ``save(epoch, logs)`` after every epoch (or only when ``monitor`` improves).
+
+    ``min_seconds`` > 0 (without ``monitor``): after an epoch that ends at least that long
+    after the last save (or after this callback was made), as Lightning's
+    ``ModelCheckpoint(train_time_interval=...)``; an epoch skipped so is saved by
+    :meth:`flush`, which the caller calls when training ends. A run stopped in between
+    (killed, diverged) keeps the state of at most ``min_seconds`` of training ago.
+    """
 
     def __init__(self, save: Callable[[int, dict], object], monitor: str | None = None,
-                 mode: str = "min"):
+                 mode: str = "min", min_seconds: float = 0.0):
+        if min_seconds and monitor is not None:
+            # the skipped best epoch's weights would be gone by the time flush saves
+            raise ValueError("ModelCheckpoint: min_seconds saves the latest epoch; it "
+                             f"cannot be combined with monitor={monitor!r}")
+        if not min_seconds >= 0:
+            raise ValueError(f"ModelCheckpoint: min_seconds must be >= 0, got {min_seconds!r}")
         self.save, self.monitor, self.mode = save, monitor, mode
         self.best = math.inf if mode == "min" else -math.inf
+        self.min_seconds = float(min_seconds)
+        self._last = time.perf_counter()
+        #: (epoch, logs) of the last epoch not saved yet (``min_seconds``), else None
+        self.pending: tuple[int, dict] | None = None
 
     def on_epoch_end(self, epoch, logs):
         if self.monitor is not None:
@@ -141,8 +158,23 @@ class ModelCheckpoint(Callback):
             if not (value < self.best if self.mode == "min" else value > self.best):
                 return False
             self.best = value
-        self.save(epoch, logs)
+        if self.min_seconds and time.perf_counter() - self._last < self.min_seconds:
+            self.pending = (epoch, logs)
+            return False
+        self._save(epoch, logs)
         return False
+
+    def _save(self, epoch: int, logs: dict) -> None:
+        self.save(epoch, logs)
+        self._last, self.pending = time.perf_counter(), None
+
+    def flush(self) -> bool:
+        """Save the last epoch if ``min_seconds`` skipped it (call it before the model
+        changes again); True when it saved."""
+        if self.pending is None:
+            return False
+        self._save(*self.pending)
+        return True
 
 
 # -------------------------------------------------------------------------- the loop

@@ -23,6 +23,20 @@ def test_info_reports_versions_threads_and_cache(capsys):
         assert key in out
 
 
+def test_process_command_line_freezes_the_collector_a_call_with_a_list_does_not(
+        monkeypatch, capsys):
+    import gc
+
+    gc.unfreeze()
+    try:
+        assert main(["info"]) == 0 and gc.get_freeze_count() == 0
+        monkeypatch.setattr(sys, "argv", ["fastnn", "info"])
+        assert main() == 0 and gc.get_freeze_count() > 0  # the process ends next
+    finally:
+        gc.unfreeze()
+    capsys.readouterr()
+
+
 def test_console_script_runs_as_a_process():
     proc = subprocess.run([sys.executable, "-m", "fastnn.cli", "--version"],
                           capture_output=True, text=True, timeout=120)

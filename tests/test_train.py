@@ -66,6 +66,33 @@ def test_early_stopping_and_checkpoint_callbacks():
             callbacks=[EarlyStopping()])
 
 
+def test_checkpoint_min_seconds_saves_by_the_clock_and_flush_saves_the_last_epoch(
+        monkeypatch):
+    import fastnn.train as train_mod
+
+    now = [100.0]
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: now[0])
+    saved = []
+    cb = ModelCheckpoint(lambda e, logs: saved.append((e, logs["loss"])), min_seconds=1.0)
+    for epoch, seconds in enumerate([0.4, 0.4, 0.4, 0.3, 1.5, 0.2], start=1):
+        now[0] += seconds
+        assert cb.on_epoch_end(epoch, {"loss": float(epoch)}) is False
+    # 1.2 s after the start at epoch 3, 1.8 s after that at epoch 5; epoch 6 waits
+    assert saved == [(3, 3.0), (5, 5.0)] and cb.pending[0] == 6
+    assert cb.flush() is True and saved[-1] == (6, 6.0) and cb.pending is None
+    assert cb.flush() is False and len(saved) == 3
+    # the default saves every epoch; a clock with a monitor could lose the best epoch
+    every = []
+    cb = ModelCheckpoint(lambda e, logs: every.append(e))
+    for epoch in (1, 2):
+        cb.on_epoch_end(epoch, {})
+    assert every == [1, 2] and cb.flush() is False
+    with pytest.raises(ValueError, match="monitor"):
+        ModelCheckpoint(print, monitor="val_loss", min_seconds=1.0)
+    with pytest.raises(ValueError, match="min_seconds"):
+        ModelCheckpoint(print, min_seconds=-1.0)
+
+
 def test_early_stopping_counts_bad_epochs_as_reduce_lr_on_plateau_does():
     # It stops at the (patience + 1)-th epoch in a row without an improvement by more than
     # min_delta (PyTorch's ReduceLROnPlateau counts so; Keras and Lightning stop one epoch
