@@ -469,10 +469,11 @@ def fit(model, loss_fn, optimizer, train, val=None, epochs: int = 10, batch_size
     log = log or sys.stderr
     quiet = quiet or not step.is_main
     show_bar = not quiet and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bars are optional
-        tqdm, show_bar = None, False
+    if show_bar:  # (only then: tqdm.auto imports asyncio, 80 ms of a run's start)
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # progress bars are optional
+            show_bar = False
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
             model.train()

@@ -134,3 +134,19 @@ def test_interop_is_imported_at_its_first_use():
                          timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().endswith("ok")
+
+
+def test_a_quiet_fit_does_not_import_tqdm():
+    # tqdm.auto imports asyncio (80 ms of a run's start): only a shown progress bar needs it
+    code = ("import sys, numpy as np, fastnn as fnn\n"
+            "from fastnn.train import build_mlp, fit\n"
+            "m = build_mlp(3, [4], 2)\n"
+            "X = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)\n"
+            "fit(m, fnn.losses.cross_entropy, fnn.optim.SGD(m.parameters(), lr=0.1),\n"
+            "    (X, (X[:, 0] > 0).astype(np.int64)), epochs=1, batch_size=16, quiet=True)\n"
+            "assert 'tqdm' not in sys.modules, 'tqdm imported'\n"
+            "print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("ok")
