@@ -1,0 +1,242 @@
+"""Arrow arrays to NumPy and back without pyarrow's pandas machinery.
+
+pyarrow's ``Array.to_numpy`` / ``ChunkedArray.to_numpy`` / ``np.asarray(array)`` convert
+through its C++ ``ConvertArrayToPandas``, and ``pa.array`` / ``pa.scalar`` ask whether
+their argument is a pandas object: either imports pandas on its first use when pandas is
+installed (pyarrow 26), 0.27 s that ``fastnn train --data csv:FILE:TARGET`` spent on a
+library it never uses. The functions here read and build Arrow buffers directly:
+
+- :func:`to_numpy` is ``to_numpy(zero_copy_only=False)`` (the same dtypes, values and
+  blanks) for the types fastnn converts, most without a copy;
+- :func:`from_numpy`, :func:`string_array` and :func:`null_scalar` stand for
+  ``pa.array(ndarray)``, ``pa.array(strings, pa.string())`` and ``pa.scalar(None, type)``.
+
+pyarrow is imported inside the functions (as everywhere in fastnn): importing this module
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Arrow's fixed-width numbers (``str(type)``) and the NumPy dtype of their values buffer.
+NUMBERS = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+           "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
+           "halffloat": np.float16, "float": np.float32, "double": np.float64}
+#: NaT's bit pattern in a datetime64 / timedelta64 (the smallest int64).
+_NAT = np.iinfo(np.int64).min
+
+
+def to_numpy(arr, null=None) -> np.ndarray:
+    """An Arrow Array or ChunkedArray as a NumPy array (N,), as pyarrow's
+    ``to_numpy(zero_copy_only=False)`` gives it, without importing pandas.
+
+    =====================  ====================================================================
+    Arrow type             NumPy result
+    =====================  ====================================================================
+    integers, reals        a read-only view of the values buffer when there are no blanks;
+                           with blanks: reals with NaN there, integers as float64 with NaN
+    boolean                bool; with blanks: object (True, False, None)
+    date32/64, timestamp,  datetime64 / timedelta64 of the type's unit (a timestamp's stored
+    duration               UTC values), NaT at blanks
+    string, dictionary     the decoded values (object for text: str, None at blanks), from
+                           one hashing pass and each distinct value converted once
+    anything else          object, the values of ``to_pylist()`` (nested values are Python
+                           lists where pyarrow gives arrays)
+    =====================  ====================================================================
+
+    A ChunkedArray gives its chunks' values concatenated (one chunk: that chunk's array,
+    not copied; no chunks: an empty array of the type's dtype). A ChunkedArray of
+    dictionaries has None at its blanks, as an Array has (pyarrow 26's own
+    ``ChunkedArray.to_numpy`` puts another row's value there).
+
+    ``null``: for integers (and a dictionary's indices), the value at blanks instead of
+    NaN; the result keeps an integer dtype (the array's, widened to hold ``null``).
+    """
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        blanks = arr.null_count > 0
+        chunks = arr.chunks
+        if len(chunks) == 1:
+            return _convert(chunks[0], blanks, null)
+        if not chunks:
+            return _convert(pa.nulls(0, arr.type), False, null)
+        return np.concatenate([_convert(c, blanks, null) for c in chunks])
+    if not isinstance(arr, pa.Array):
+        raise TypeError(f"to_numpy: arr must be a pyarrow Array or ChunkedArray, got "
+                        f"{type(arr).__name__}")
+    return _convert(arr, arr.null_count > 0, null)
+
+
+def _convert(arr, blanks: bool, null, encode: bool = True) -> np.ndarray:
+    """One Array as :func:`to_numpy` gives it; ``blanks``: the whole (chunked) column has
+    blanks, which decides the dtype of every chunk (an integer chunk without blanks in a
+    column with some is float64 too); ``encode``: text is dictionary-encoded first (not for
+    a dictionary's own values)."""
+    import pyarrow as pa
+
+    t, n = arr.type, len(arr)
+    name = str(t)
+    types = pa.types
+    if name in NUMBERS:
+        data = _values(arr, NUMBERS[name])
+        if data is None:
+            return arr.to_numpy(zero_copy_only=False)  # a damaged array: Arrow's own answer
+        valid = _valid(arr)
+        if types.is_floating(t):
+            return data if valid is None else np.where(valid, data, np.nan if null is None
+                                                       else null).astype(data.dtype)
+        if null is not None:
+            if valid is None:
+                return data
+            dtype = np.promote_types(data.dtype, np.min_scalar_type(null))
+            return np.where(valid, data.astype(dtype, copy=False), np.asarray(null, dtype))
+        if not blanks:
+            return data
+        out = data.astype(np.float64)
+        if valid is not None:
+            out[~valid] = np.nan
+        return out
+    if types.is_boolean(t):
+        buffers = arr.buffers()
+        if n and (buffers[1] is None or buffers[1].size * 8 < arr.offset + n):
+            return arr.to_numpy(zero_copy_only=False)
+        bits = _bits(buffers[1], arr.offset, n)
+        if not blanks:
+            return bits
+        out = bits.astype(object)
+        valid = _valid(arr)
+        if valid is not None:
+            out[~valid] = None
+        return out
+    temporal = _temporal(t)
+    if temporal is not None:
+        raw_dtype, np_dtype = temporal
+        data = _values(arr, raw_dtype)
+        if data is None:
+            return arr.to_numpy(zero_copy_only=False)
+        out = data.astype(np_dtype) if raw_dtype is np.int32 else data.view(np_dtype)
+        valid = _valid(arr)
+        if valid is not None:
+            out = out.copy() if out.base is not None else out
+            out.view(np.int64)[~valid] = _NAT
+        return out
+    if types.is_dictionary(t):
+        return _decode(arr.indices, arr.dictionary, blanks)
+    if encode and (types.is_string(t) or types.is_large_string(t)) and n:
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(arr)
+        return _decode(encoded.indices, encoded.dictionary, blanks)
+    return np.fromiter(arr.to_pylist(), object, count=n)
+
+
+def _decode(indices, dictionary, blanks: bool) -> np.ndarray:
+    """The values of a dictionary array: its dictionary converted once, then taken at its
+    indices (-1, a blank, takes a blank appended to the dictionary's values)."""
+    index = _convert(indices, False, -1)
+    values = _convert(dictionary, blanks or dictionary.null_count > 0, None, encode=False)
+    if indices.null_count:
+        kind = values.dtype.kind
+        blank = None if kind == "O" else np.nan if kind == "f" else \
+            np.array(_NAT, np.int64).view(values.dtype) if kind in "Mm" else None
+        values = np.append(values, np.array([blank], values.dtype))
+    return values[index]
+
+
+def _temporal(t):
+    """(dtype of the values buffer, NumPy dtype of the values) of a date, timestamp or
+    duration type; None for another type."""
+    import pyarrow as pa
+
+    types = pa.types
+    if types.is_date32(t):
+        return np.int32, np.dtype("datetime64[D]")
+    if types.is_date64(t):
+        return np.int64, np.dtype("datetime64[ms]")
+    if types.is_timestamp(t):
+        return np.int64, np.dtype(f"datetime64[{t.unit}]")
+    if types.is_duration(t):
+        return np.int64, np.dtype(f"timedelta64[{t.unit}]")
+    return None
+
+
+def _values(arr, dtype) -> np.ndarray | None:
+    """The fixed-width values of ``arr`` (N,) as a read-only view of its buffer, its offset
+    respected; None when the buffer is shorter than the array says (a damaged array)."""
+    n = len(arr)
+    dtype = np.dtype(dtype)
+    if not n:
+        return np.empty(0, dtype)
+    buffers = arr.buffers()
+    if len(buffers) < 2 or buffers[1] is None or \
+            buffers[1].size < (arr.offset + n) * dtype.itemsize:
+        return None
+    return np.frombuffer(buffers[1], dtype, count=n, offset=arr.offset * dtype.itemsize)
+
+
+def _valid(arr) -> np.ndarray | None:
+    """Which of ``arr``'s rows are not blank, bool (N,); None when none is blank."""
+    if not arr.null_count:
+        return None
+    bitmap = arr.buffers()[0]
+    if bitmap is None or bitmap.size * 8 < arr.offset + len(arr):  # a damaged array
+        return np.asarray(arr.is_valid().to_pylist(), bool)
+    return _bits(bitmap, arr.offset, len(arr))
+
+
+def _bits(buffer, offset: int, n: int) -> np.ndarray:
+    """Bits ``offset .. offset + n - 1`` of an Arrow bitmap (least significant bit of each
+    byte first) as bool (N,)."""
+    if not n:
+        return np.zeros(0, bool)
+    start, shift = divmod(offset, 8)
+    raw = np.frombuffer(buffer, np.uint8, count=(shift + n + 7) // 8, offset=start)
+    return np.unpackbits(raw, count=shift + n, bitorder="little")[shift:].view(bool)
+
+
+def from_numpy(values: np.ndarray):
+    """A 1-D NumPy array of numbers or booleans as an Arrow array without blanks (NaN is a
+    value), sharing the numbers' memory: ``pa.array(values)`` without its pandas check."""
+    import pyarrow as pa
+
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"from_numpy: values must be 1-D, got shape {values.shape}")
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), len(values), [
+            None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+    if values.dtype.kind not in "iuf":
+        raise TypeError(f"from_numpy: values must hold numbers or booleans, got "
+                        f"{values.dtype}")
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
+                                 [None, pa.py_buffer(values)])
+
+
+def string_array(values):
+    """Python or NumPy strings (a sequence of str) as an Arrow string array without blanks:
+    ``pa.array(values, pa.string())`` without its pandas check (large_string past 2 GiB)."""
+    import pyarrow as pa
+
+    encoded = []
+    for v in values:
+        if not isinstance(v, str):
+            raise TypeError(f"string_array: values must be str, got {type(v).__name__}")
+        encoded.append(v.encode("utf-8"))
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, count=len(encoded)), out=offsets[1:])
+    small = offsets[-1] < 2**31
+    return pa.Array.from_buffers(
+        pa.string() if small else pa.large_string(), len(encoded),
+        [None, pa.py_buffer(offsets.astype(np.int32) if small else offsets),
+         pa.py_buffer(b"".join(encoded))])
+
+
+def null_scalar(type_):
+    """A blank Arrow scalar of ``type_``: ``pa.scalar(None, type_)`` without its pandas
+    check."""
+    import pyarrow as pa
+
+    return pa.nulls(1, type_)[0]
