@@ -114,6 +114,14 @@ def test_chunked_arrays_several_chunks_one_and_none():
     check(pa.chunked_array([pa.array([True, False]), pa.array([None], pa.bool_())]))
     check(pa.chunked_array([pa.array([True, False] * 9).slice(3), pa.array([False])]))
     check(pa.chunked_array([pa.array(["a", None]), pa.array(["b", "a"])]))
+    stamps = pa.array([0, None, 86400 * 365, -5], pa.timestamp("s"))
+    check(pa.chunked_array([stamps, stamps.slice(1, 2), pa.array([7], pa.timestamp("s"))]))
+    days = pa.array([0, None, 18000], pa.date32())
+    check(pa.chunked_array([days.slice(1), days]))
+    floats = pa.array(np.arange(40.0), mask=np.arange(40) % 7 == 3)
+    check(pa.chunked_array([floats.slice(3, 20), floats.slice(11), floats.slice(0, 0)]))
+    check(pa.chunked_array([pa.array(np.arange(9, dtype=np.uint64)).slice(2),
+                            pa.array([None, 1], pa.uint64())]))
     one = pa.chunked_array([pa.array(np.arange(10.0))])
     assert check(one).ctypes.data == one.chunk(0).buffers()[1].address  # not copied
     for t in (pa.int64(), pa.uint8(), pa.float32(), pa.bool_(), pa.string(),
@@ -164,6 +172,9 @@ def test_the_indices_with_a_value_for_blanks():
     assert to_numpy(pa.array([1, 2], pa.uint8()), null=-1).tolist() == [1, 2]
     got = to_numpy(pa.chunked_array([pa.array([1]), pa.array([None], pa.int64())]), null=7)
     assert got.dtype == np.int64 and got.tolist() == [1, 7]
+    got = to_numpy(pa.chunked_array([pa.array([250, None], pa.uint8()),
+                                     pa.array([3], pa.uint8())]), null=-1)
+    assert got.dtype.kind == "i" and got.tolist() == [250, -1, 3]
 
 
 def test_dates_times_and_other_types():
