@@ -3,8 +3,10 @@
 pyarrow's ``Array.to_numpy`` / ``ChunkedArray.to_numpy`` / ``np.asarray(array)`` convert
 through its C++ ``ConvertArrayToPandas``, and ``pa.array`` / ``pa.scalar`` ask whether
 their argument is a pandas object: either imports pandas on its first use when pandas is
-installed (pyarrow 26), 0.27 s that ``fastnn train --data csv:FILE:TARGET`` spent on a
-library it never uses. The functions here read and build Arrow buffers directly:
+installed (pyarrow 26): 0.25 to 0.37 s that ``fastnn train --data csv:FILE:TARGET``
+spent on a library it never uses (and ``pq.read_table`` goes through ``pyarrow.dataset``,
+whose import imports it too: :func:`fastnn.datasets.read_table` reads Parquet with
+``ParquetFile``). The functions here read and build Arrow buffers directly:
 
 - :func:`to_numpy` is ``to_numpy(zero_copy_only=False)`` (the same dtypes, values and
   blanks) for the types fastnn converts, most without a copy;
@@ -263,7 +265,7 @@ def from_numpy(values: np.ndarray):
     if values.dtype.kind not in "iuf":
         raise TypeError(f"from_numpy: values must hold numbers or booleans, got "
                         f"{values.dtype}")
-    values = np.ascontiguousarray(values)
+    values = np.ascontiguousarray(values, values.dtype.newbyteorder("="))
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
                                  [None, pa.py_buffer(values)])
 

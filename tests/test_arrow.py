@@ -200,7 +200,8 @@ def test_not_an_arrow_array_is_refused():
 @pytest.mark.parametrize("values", [
     np.array([True, False, True] * 7 + [True]), np.zeros(0, bool), np.arange(-5, 5, dtype=np.int8),
     np.arange(10, dtype=np.uint32), np.array([1.5, np.nan, -0.0, np.inf]),
-    np.arange(12, dtype=np.float32)[::3], np.arange(5, dtype=np.int64)])
+    np.arange(12, dtype=np.float32)[::3], np.arange(5, dtype=np.int64),
+    np.arange(4, dtype=">i4")])  # big-endian: Arrow's buffers are little-endian
 def test_from_numpy_is_pa_array(values):
     got = from_numpy(values)
     want = pa.array(values)
