@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._arrow import from_numpy, null_scalar, to_numpy
 from .data import DataError
 from .safeload import (
     MAX_EXPANSION,
@@ -285,11 +286,14 @@ def read_table(path: str, column_types: dict | None = None):
 
             # pre_buffer=False: a local file is read as its columns are decoded (the whole
             # file read first raised the peak memory by a tenth, and was no faster); text
-            # dictionary-encoded (see _text_as_dictionary)
+            # dictionary-encoded (see _text_as_dictionary). ParquetFile, not pq.read_table:
+            # read_table goes through pyarrow.dataset, whose import imports pandas where it
+            # is installed (1.1 s of a first read of the bench's table of a million rows)
             schema = pq.read_schema(path)
-            table = pq.read_table(path, pre_buffer=False, read_dictionary=[
-                f.name for f in schema if pa.types.is_string(f.type)
-                or pa.types.is_large_string(f.type)])
+            with pq.ParquetFile(path, pre_buffer=False, read_dictionary=[
+                    f.name for f in schema if pa.types.is_string(f.type)
+                    or pa.types.is_large_string(f.type)]) as parquet:
+                table = parquet.read()
         else:
             import pyarrow.csv as pcsv
 
@@ -456,25 +460,25 @@ def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndar
 
     col = _target_column(col)
     if col.null_count:
-        row = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+        row = int(np.argmax(to_numpy(col.is_null())))
         at = f"line {row + 2}" if csv_lines else f"row {row}"
         raise DataError(f"{where}: {at}, column {name!r}: the target is empty")
     t = col.type
     if pa.types.is_integer(t):
-        return np.asarray(col.to_numpy(zero_copy_only=False), np.int64)
+        return np.asarray(to_numpy(col), np.int64)
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        v = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+        v = np.asarray(to_numpy(col.cast(pa.float64())), np.float64)
         if np.isfinite(v).all() and (v == np.round(v)).all() and (np.abs(v) < 2**53).all():
             return v.astype(np.int64)
         return v
     if pa.types.is_boolean(t):
-        return np.asarray(col.to_numpy(zero_copy_only=False), bool)
+        return np.asarray(to_numpy(col), bool)
     try:
         names = col.cast(pa.string())
     except pa.ArrowException as exc:  # bytes that are not UTF-8, nested values
         raise DataError(f"{where}: column {name!r} ({t}) cannot be read as target names: "
                         f"{exc}") from None
-    lengths = pc.utf8_length(names).to_numpy(zero_copy_only=False)
+    lengths = to_numpy(pc.utf8_length(names))
     longest = int(np.argmax(lengths)) if len(lengths) else 0
     # a fixed-width array of names takes (rows x longest name) characters: refused when one
     # huge name among many short ones would make that far more than the text itself
@@ -483,7 +487,7 @@ def target_values(col, name: str, where: str, csv_lines: bool = True) -> np.ndar
         at = f"line {longest + 2}" if csv_lines else f"row {longest}"
         raise DataError(f"{where}: {at}, column {name!r}: the name is {int(lengths[longest])} "
                         f"characters; as one array of names the column would take {need} bytes")
-    return np.asarray(names.to_numpy(zero_copy_only=False), dtype=str)
+    return np.asarray(to_numpy(names), dtype=str)
 
 
 def load_table(path, target: str | None, features: list[str] | None = None,
@@ -559,21 +563,20 @@ def _target_column(col):
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     if pa.types.is_floating(col.type):
-        col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+        col = pc.if_else(pc.is_nan(col), null_scalar(col.type), col)
     return col
 
 
 def _drop_blank_targets(table, targets: list[str], where: str, csv_lines: bool):
     """(``table`` without the rows whose target (any of ``targets``) is blank or NaN, how
     many, where the first was)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     keep = None
     for t in targets:
         ok = pc.is_valid(_target_column(table.column(t)))
         keep = ok if keep is None else pc.and_(keep, ok)
-    keep = np.asarray(keep.to_numpy(zero_copy_only=False), bool)
+    keep = np.asarray(to_numpy(keep), bool)
     if keep.all():
         return table, 0, ""
     if not keep.any():
@@ -581,7 +584,7 @@ def _drop_blank_targets(table, targets: list[str], where: str, csv_lines: bool):
                         "blank; nothing to train or score on")
     row = int(np.argmin(keep))
     at = f"line {row + 2}" if csv_lines else f"row {row}"
-    return table.filter(pa.array(keep)), int((~keep).sum()), at
+    return table.filter(from_numpy(keep)), int((~keep).sum()), at
 
 
 def load_csv(path: str, target: str | None, features: list[str] | None = None) -> Split:

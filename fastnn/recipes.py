@@ -576,11 +576,13 @@ def _numeric_features(split, encoding: Encoding | None, counts: dict | None) -> 
         return encoding.table.transform(split.table, counts)
     import pyarrow as pa
 
+    from ._arrow import to_numpy
+
     cols = []
     for name in split.table.column_names:
         col = split.table.column(name)
         try:
-            values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
+            values = np.asarray(to_numpy(col.cast(pa.float64())))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise DataError(f"column {name!r} holds text; this model takes numbers") from None
         if np.isnan(values).any():

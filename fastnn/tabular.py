@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._arrow import from_numpy, null_scalar, string_array, to_numpy
 from .data import DataError
 from .kernels import rows as K_rows
 from .nn.tabular import embedding_size
@@ -114,7 +115,7 @@ def _plain(col):
         col = col.cast(col.type.value_type)
     if _kind(col.type) == "float":
         col = col.cast(pa.float64())
-        col = pc.if_else(pc.is_nan(col), pa.scalar(None, pa.float64()), col)
+        col = pc.if_else(pc.is_nan(col), null_scalar(pa.float64()), col)
     return col
 
 
@@ -135,7 +136,7 @@ def _float_values(col) -> np.ndarray:
         # unsafe: whole numbers beyond 2**53 round to the nearest float64 (an identifier of
         # such numbers is counted on its own values, and dropped, before this matters)
         col = col.cast(pa.float64(), safe=False)
-    return np.asarray(col.to_numpy(zero_copy_only=False), np.float64)
+    return np.asarray(to_numpy(col), np.float64)
 
 
 def _dictionary(col):
@@ -158,13 +159,7 @@ def _dictionary(col):
 def _indices(col) -> np.ndarray:
     """The dictionary indices of a :func:`_dictionary` column as one NumPy array, -1 for
     a blank row."""
-    pa, pc = _pa()
-    parts = []
-    for chunk in col.chunks:
-        index = chunk.indices
-        if index.null_count:
-            index = pc.fill_null(index, -1)
-        parts.append(np.asarray(index.to_numpy(zero_copy_only=False)))
+    parts = [to_numpy(chunk.indices, null=-1) for chunk in col.chunks]
     if not parts:
         return np.zeros(0, np.int32)
     index = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -179,7 +174,7 @@ def _text_codes(col) -> tuple[np.ndarray, object]:
     pa, pc = _pa()
     encoded = _dictionary(col)
     dictionary = encoded.chunk(0).dictionary.cast(pa.string()) if encoded.num_chunks \
-        else pa.array([], pa.string())
+        else pa.nulls(0, pa.string())
     if dictionary.null_count or (len(dictionary) and pc.count_distinct(dictionary).as_py()
                                  < len(dictionary)):
         # a dictionary with a blank or a value twice (legal in Arrow; no reader here makes
@@ -193,7 +188,7 @@ def _text_codes(col) -> tuple[np.ndarray, object]:
         keep = used[:-1]
         renumber = np.append(np.cumsum(keep) - 1, -1).astype(index.dtype)
         index = renumber[index]
-        dictionary = dictionary.filter(pa.array(keep))
+        dictionary = dictionary.filter(from_numpy(keep))
     return index, dictionary
 
 
@@ -235,7 +230,7 @@ class _Values:
         for at, piece in self.pieces(lo, hi):
             parts = _primitive_parts(piece)
             if parts is None:
-                dst[at:at + len(piece)] = piece.to_numpy(zero_copy_only=False)
+                dst[at:at + len(piece)] = to_numpy(piece)
             else:
                 K_rows.values_from_arrow(*parts, dst[at:at + len(piece)])
 
@@ -280,10 +275,9 @@ class _Codes:
         pa, pc = _pa()
         dcol = _dictionary(col if _kind(col.type) == "text" and c.source != "bool"
                            else _as_text(_plain(col), c.source))
-        dictionary = dcol.chunk(0).dictionary if dcol.num_chunks else pa.array([], pa.string())
+        dictionary = dcol.chunk(0).dictionary if dcol.num_chunks else pa.nulls(0, pa.string())
         idx = pc.index_in(dictionary.cast(pa.string()), value_set=c.arrow_vocabulary())
-        known = np.asarray(pc.fill_null(idx, UNKNOWN_CODE - FIRST_CODE).to_numpy(
-            zero_copy_only=False), np.float64) + FIRST_CODE
+        known = to_numpy(idx, null=UNKNOWN_CODE - FIRST_CODE).astype(np.float64) + FIRST_CODE
         # entry -1 (the last): a blank row (a dictionary has no blank entry: _dictionary)
         self.code = np.append(known, BLANK_CODE if c.blank_seen else UNKNOWN_CODE)
         self.blank = np.zeros(len(self.code), bool)
@@ -294,7 +288,6 @@ class _Codes:
 
     def fill(self, lo: int, hi: int, dst: np.ndarray) -> tuple[int, int]:
         """Codes of rows [lo, hi) into ``dst``; (blanks, unknowns) among them."""
-        pa, pc = _pa()
         blanks = unknowns = 0
         for at, piece in self.pieces(lo, hi):
             index = piece.indices
@@ -309,9 +302,7 @@ class _Codes:
                 blanks += got[0]
                 unknowns += got[1]
                 continue
-            if index.null_count:
-                index = pc.fill_null(index, -1)
-            index = np.asarray(index.to_numpy(zero_copy_only=False))
+            index = to_numpy(index, null=-1)
             if index.dtype.kind == "u":
                 index = index.astype(np.int64)
             np.take(self.code, index, out=dst[at:at + len(index)])
@@ -331,10 +322,10 @@ def _as_float(col, name: str, date: bool = False, lenient: bool = False) -> np.n
     kind = _kind(col.type)
     if lenient and kind == "text":
         try:
-            return np.array(col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+            return np.array(to_numpy(col.cast(pa.float64())), np.float64)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # some text that is not a number: cell by cell
-        cells = col.to_numpy(zero_copy_only=False)
+        cells = to_numpy(col)
         out = np.full(len(cells), np.nan)
         for i, v in enumerate(cells):
             try:
@@ -360,7 +351,7 @@ def _as_float(col, name: str, date: bool = False, lenient: bool = False) -> np.n
     elif kind == "null":
         return np.full(len(col), np.nan)
     # a copy: Arrow's buffers are read-only, and blanks are filled in place
-    return np.array(col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+    return np.array(to_numpy(col.cast(pa.float64())), np.float64)
 
 
 def _as_text(col, source_kind: str):
@@ -369,7 +360,7 @@ def _as_text(col, source_kind: str):
     pa, pc = _pa()
     kind = _kind(col.type)
     if kind == "float":
-        values = col.to_numpy(zero_copy_only=False)
+        values = to_numpy(col)
         whole = np.isnan(values) | (values == np.round(values))
         if whole.all() and (np.abs(values[~np.isnan(values)]) < 2**53).all():
             col = col.cast(pa.int64(), safe=False)
@@ -412,7 +403,7 @@ class ColumnRole:
     def arrow_vocabulary(self):
         """:attr:`vocabulary` as an Arrow string array (made once)."""
         if self._arrow is None or self._arrow[0] is not self.vocabulary:
-            self._arrow = (self.vocabulary, _pa()[0].array(self.vocabulary, _pa()[0].string()))
+            self._arrow = (self.vocabulary, string_array(self.vocabulary))
         return self._arrow[1]
 
     @property
@@ -457,7 +448,7 @@ class TableEncoder:
                 raise ValueError(f"TableEncoder.fit: rows must lie in 0..{table.num_rows - 1}"
                                  f", got {int(fit_index[0])}..{int(fit_index[-1])}")
             fit_index = fit_index.astype(np.int64, copy=False)
-        fit_rows = None if rows is None else pa.array(fit_index)
+        fit_rows = None if rows is None else from_numpy(fit_index)
         enc = cls()
 
         def fit_column(name):
@@ -723,10 +714,9 @@ def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
         present = np.zeros(len(distinct) + 1, bool)
         present[part] = True  # index -1 (a blank) marks the last slot
         cr.blank_seen = bool(present[-1])
-        vocab = distinct.filter(pa.array(present[:-1])) if not present[:-1].all() \
+        vocab = distinct.filter(from_numpy(present[:-1])) if not present[:-1].all() \
             else distinct
-        cr.vocabulary = np.sort(np.asarray(vocab.to_numpy(zero_copy_only=False),
-                                           dtype=str))
+        cr.vocabulary = np.sort(np.asarray(to_numpy(vocab), dtype=str))
         return cr
     col = _plain(raw)
     part = col if fit_rows is None else col.take(fit_rows)
@@ -746,7 +736,7 @@ def _fit_column(column, name: str, fit_index, fit_rows, categorical, numeric,
             cr.low, cr.high = _range(values[~blank], cr.median)
         text = _as_text(part, cr.source)
         cr.blank_seen = bool(text.null_count)
-        vocab = _pa()[1].unique(text.drop_null()).to_numpy(zero_copy_only=False)
+        vocab = to_numpy(_pa()[1].unique(text.drop_null()))
         cr.vocabulary = np.sort(np.asarray(vocab, dtype=str))
     return cr
 
@@ -860,11 +850,11 @@ def _facts(col, values: np.ndarray | None = None, codes=None) -> dict:
             out["whole"] = _whole(values)
             head = values[:DISTINCT_HEAD_ROWS]
             if not out["whole"] and n > len(head) and \
-                    len(pc.unique(pa.array(head))) - bool(np.isnan(head).any()) > \
+                    len(pc.unique(from_numpy(head))) - bool(np.isnan(head).any()) > \
                     DISTINCT_SHOWN:
                 distinct, out["many"] = DISTINCT_SHOWN + 1, True
             else:
-                distinct = len(pc.unique(pa.array(values))) - (blank > 0) if n else 0
+                distinct = len(pc.unique(from_numpy(values))) - (blank > 0) if n else 0
     elif codes is not None:
         blank = int(np.count_nonzero(codes[0] < 0))
         distinct = len(codes[1])
@@ -915,7 +905,7 @@ def _decide(col, name: str, categorical, numeric, drop, f: dict) -> tuple[str, s
         return "categorical", "text"
     whole = kind == "integer"
     if kind == "float":
-        whole = f["whole"] if "whole" in f else _whole(col.to_numpy(zero_copy_only=False))
+        whole = f["whole"] if "whole" in f else _whole(to_numpy(col))
     if whole:
         if n >= MIN_ROWS_FOR_ID and distinct == n and kind == "integer":
             lo, hi = pc.min_max(col).values()

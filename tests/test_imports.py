@@ -28,6 +28,7 @@ LAYERS = {
     2: ["fastnn.nn", "fastnn.nn.", "fastnn.losses", "fastnn.optim", "fastnn.optim.",
         "fastnn.init", "fastnn.gradcheck", "fastnn.autograd"],
     3: ["fastnn.data", "fastnn.safeload", "fastnn.datasets", "fastnn.tabular", "fastnn.tasks",
+        "fastnn._arrow",
         "fastnn.checkpoint", "fastnn.utils", "fastnn.utils."],
     4: ["fastnn.train", "fastnn._graph_step", "fastnn.compiled", "fastnn._warmup"],
     5: ["fastnn.sklearn", "fastnn.distributed", "fastnn.interop", "fastnn.recipes",
