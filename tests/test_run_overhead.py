@@ -120,6 +120,14 @@ def test_own_sources_are_byte_compiled_too():
     assert _bytecode._own_roots({}) == []
 
 
+def _runs_ok(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (what it imports is its own); it prints ok."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("ok")
+
+
 def test_interop_is_imported_at_its_first_use():
     code = ("import sys, fastnn\n"
             "assert 'fastnn.interop' not in sys.modules\n"
@@ -130,10 +138,7 @@ def test_interop_is_imported_at_its_first_use():
             "import fastnn.cli\n"
             "assert fastnn.cli.main(['info']) == 0\n"
             "print('ok')\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().endswith("ok")
+    _runs_ok(code)
 
 
 def test_a_quiet_fit_does_not_import_tqdm():
@@ -146,7 +151,4 @@ def test_a_quiet_fit_does_not_import_tqdm():
             "    (X, (X[:, 0] > 0).astype(np.int64)), epochs=1, batch_size=16, quiet=True)\n"
             "assert 'tqdm' not in sys.modules, 'tqdm imported'\n"
             "print('ok')\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().endswith("ok")
+    _runs_ok(code)
