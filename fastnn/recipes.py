@@ -1542,11 +1542,11 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                     config["run"]["best_epoch"] = stopper.kept_epoch
                     checkpoint.pending = None  # (superseded by the kept weights)
                     save(history[-1]["epoch"], history[-1])
-                else:
-                    checkpoint.flush()
                     if not quiet:
                         print(f"fastnn train: early stopping kept epoch {stopper.kept_epoch} "
                               f"(val_loss {stopper.kept:.4f})", file=log)
+                else:
+                    checkpoint.flush()
             else:
                 _fit_distributed(model, loss_fn, optimizer, batches, data, cfg, schedule,
                                  comm, sync_batchnorm, save, start_epoch, history, quiet, log)

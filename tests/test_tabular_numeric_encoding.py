@@ -132,3 +132,26 @@ def test_a_checkpoint_from_before_the_encoding_resumes_without_it():
                 "run": {}}
     assert resolve_config({"epochs": 5}, recorded)["numeric_encoding"] == "none"
     assert resolve_config({"data": "csv:t.csv:y"})["numeric_encoding"] == "ple"
+
+
+def test_a_shown_run_says_which_epoch_early_stopping_kept_and_saves_it(tmp_path, capsys):
+    # labels that the features do not predict: the validation loss rises after an epoch or
+    # two, so patience 1 stops well before 40 epochs and keeps an earlier epoch's weights
+    data = _numbers_only(300, 1)
+    rng = np.random.default_rng(1)
+    data = data.set_column(4, "y", pa.array(rng.choice(["yes", "no"], 300)))
+    result = run_training({"data": data, "epochs": 40, "hidden": "64", "patience": 1,
+                           "lr": 0.05}, target="y", out=str(tmp_path / "run"), quiet=False)
+    err = capsys.readouterr().err
+    kept = result.metrics["config"]["run"]["best_epoch"]
+    assert result.metrics["epochs"] < 40 and kept < result.metrics["epochs"]
+    assert f"early stopping kept epoch {kept} " in err
+    # the checkpoint was written after the kept weights came back, and loads
+    trained = load_trained(str(tmp_path / "run" / "model.npz"))
+    assert trained.config["run"]["best_epoch"] == kept
+    assert np.isfinite(trained.scores(data)).all()
+    # and a shown run without early stopping ends as well (it writes its last epoch)
+    plain = run_training({"data": _numbers_only(300, 2), **TINY}, target="y",
+                         out=str(tmp_path / "plain"), quiet=False)
+    assert plain.metrics["epochs"] == 2
+    assert "early stopping kept" not in capsys.readouterr().err
