@@ -37,6 +37,19 @@ def test_process_command_line_freezes_the_collector_a_call_with_a_list_does_not(
     capsys.readouterr()
 
 
+def test_the_readme_main_command_runs_as_a_process_and_shows_its_run(tmp_path):
+    # `fastnn train` as the README gives it (default data, progress shown), fewer epochs: a
+    # process of its own, so its end (the collector frozen, the last checkpoint) is the real one
+    proc = subprocess.run([sys.executable, "-m", "fastnn.cli", "train", "--epochs", "2",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout and "epoch   2/2" in proc.stderr
+    from fastnn.checkpoint import load_checkpoint
+
+    assert load_checkpoint(str(tmp_path / "run" / "model.npz")).meta["epoch"] == 2
+
+
 def test_console_script_runs_as_a_process():
     proc = subprocess.run([sys.executable, "-m", "fastnn.cli", "--version"],
                           capture_output=True, text=True, timeout=120)
