@@ -165,10 +165,10 @@ def _fill(arr, dst: np.ndarray, plan) -> bool:
     n, offset = len(arr), arr.offset
     if not n:
         return True
-    buffers = arr.buffers()
-    if buffers[1] is None or buffers[1].size < (offset + n) * raw_dtype.itemsize:
+    values = _values(arr, raw_dtype)
+    if values is None:
         return False
-    values = np.frombuffer(buffers[1], raw_dtype, count=n, offset=offset * raw_dtype.itemsize)
+    buffers = arr.buffers()
     if arr.null_count and (buffers[0] is None or buffers[0].size * 8 < offset + n):
         return False
     if dst.dtype == np.float64 and raw_dtype == np.float64 and not time and \

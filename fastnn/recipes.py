@@ -1483,7 +1483,7 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
         os.makedirs(out, exist_ok=True)
     ckpt_path = os.path.join(out, "model.npz")
 
-    def save(epoch, logs):  # after every epoch: the last good state stays on disk
+    def save(epoch, logs):  # after epochs (CHECKPOINT_SECONDS): the last good state on disk
         save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=schedule,
                         loader=loader, epoch=epoch, config=config, history=history,
                         standardizer=enc.standardizer, arrays=enc.arrays())
@@ -1540,7 +1540,6 @@ def run_training(given: dict, out: str | None = None, resume: str | None = None,
                     # stopped early: the best epoch's weights are back; keep them on disk
                     model.load_state_dict(stopper._best_state)
                     config["run"]["best_epoch"] = stopper.kept_epoch
-                    checkpoint.pending = None  # (superseded by the kept weights)
                     save(history[-1]["epoch"], history[-1])
                     if not quiet:
                         print(f"fastnn train: early stopping kept epoch {stopper.kept_epoch} "
